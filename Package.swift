@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+// edgelog: an integrity-grade data logger runtime for ARM Linux gateway boards.
+// The layout follows docs/DESIGN.md: C stays in small separate targets, the storage engine
+// sees only the BlockDevice protocol, and Linux I/O lives in one module.
+import PackageDescription
+
+let package = Package(
+    name: "edgelog",
+    products: [
+        .executable(name: "edgelog", targets: ["edgelog"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries from Debian, each behind a module map and a one-line shim header.
+        .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+        .systemLibrary(name: "CI2C", providers: [.apt(["libi2c-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // Kernel macros Swift cannot import (ioctl request numbers, O_DIRECT).
+        .target(name: "CLinuxShims"),
+
+        // Record model, codecs, CRC, errors. No Glibc: portable and fuzzable.
+        .target(name: "EdgelogCore"),
+        // Format, ring, buffers, commit, recovery. Talks to BlockDevice only.
+        .target(name: "EdgelogStore", dependencies: ["EdgelogCore"]),
+        // Linux I/O: every syscall of the project goes through Syscalls.swift here.
+        .target(name: "EdgelogLinux", dependencies: ["EdgelogCore", "EdgelogStore", "CLinuxShims"]),
+        // Test doubles: memory and fault-injecting block devices, crash-image builder.
+        .target(name: "EdgelogTestKit", dependencies: ["EdgelogCore", "EdgelogStore"]),
+
+        .executableTarget(
+            name: "edgelog",
+            dependencies: [
+                "EdgelogCore", "EdgelogStore", "EdgelogLinux",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "edgelog-bench",
+            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogLinux", "CSQLite"]
+        ),
+
+        .testTarget(name: "CLibrariesTests", dependencies: ["CGPIOD", "CI2C", "CMosquitto", "CLinuxShims"]),
+        .testTarget(name: "EdgelogCoreTests", dependencies: ["EdgelogCore"]),
+        .testTarget(name: "EdgelogStoreTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTestKit", "EdgelogLinux"]),
+        .testTarget(name: "EdgelogCLITests", dependencies: ["EdgelogCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

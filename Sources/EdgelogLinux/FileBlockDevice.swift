@@ -1,0 +1,131 @@
+// A block device (size and sector size from the kernel) or a plain file standing in for one.
+// Writes go O_DIRECT when the kernel and filesystem allow it, so the page cache holds nothing
+// a power cut could lose behind our back; fdatasync is the flush.
+
+import CLinuxShims
+import EdgelogStore
+import Glibc
+
+public final class FileBlockDevice: BlockDevice {
+    public let name: String
+    public let sectorSize: Int
+    public let byteCount: UInt64
+    public let isBlockDevice: Bool
+    public private(set) var direct: Bool
+    private var fd: Int32
+
+    /// Opens an existing device or file for reading and writing (or reading only).
+    public init(path: String, readOnly: Bool = false, direct: Bool = true) throws(DeviceError) {
+        name = path
+        let access = readOnly ? O_RDONLY : O_RDWR
+        var flags = access | O_CLOEXEC
+        if direct { flags |= edgelog_o_direct() }
+        var opened = Sys.open(path, flags)
+        var usingDirect = direct
+        if case .failure(let e) = opened, e.code == EINVAL, direct {
+            // tmpfs and some overlay filesystems refuse O_DIRECT: fall back to buffered I/O + fdatasync.
+            opened = Sys.open(path, access | O_CLOEXEC)
+            usingDirect = false
+        }
+        switch opened {
+        case .failure(let e):
+            throw DeviceError(.open, device: path, code: e.code, detail: e.code == ENOENT ? "no such file or device" : e.message)
+        case .success(let descriptor):
+            fd = descriptor
+        }
+        self.direct = usingDirect
+        let st: stat
+        switch Sys.fstat(fd) {
+        case .success(let s): st = s
+        case .failure(let e):
+            Sys.close(fd)
+            throw DeviceError(.size, device: path, code: e.code, detail: e.message)
+        }
+        if (st.st_mode & S_IFMT) == S_IFBLK {
+            isBlockDevice = true
+            guard case .success(let size) = Sys.blockDeviceSize(fd), case .success(let sector) = Sys.blockDeviceSectorSize(fd) else {
+                Sys.close(fd)
+                throw DeviceError(.size, device: path, code: errno, detail: "BLKGETSIZE64/BLKSSZGET failed")
+            }
+            byteCount = size
+            sectorSize = sector
+        } else if (st.st_mode & S_IFMT) == S_IFREG {
+            isBlockDevice = false
+            byteCount = UInt64(st.st_size)
+            sectorSize = 512
+        } else {
+            Sys.close(fd)
+            throw DeviceError(.open, device: path, detail: "neither a block device nor a regular file")
+        }
+    }
+
+    /// Creates (or resizes) a plain file of `size` bytes to stand in for a partition.
+    public static func createFile(path: String, size: UInt64) throws(DeviceError) {
+        let fd: Int32
+        switch Sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) {
+        case .success(let d): fd = d
+        case .failure(let e): throw DeviceError(.open, device: path, code: e.code, detail: e.message)
+        }
+        defer { Sys.close(fd) }
+        if case .failure(let e) = Sys.ftruncate(fd, size) {
+            throw DeviceError(.size, device: path, code: e.code, detail: "cannot size the file: \(e.message)")
+        }
+        // Reserve the blocks now so later writes never need to allocate (or fail for space).
+        let r = posix_fallocate(fd, 0, off_t(size))
+        if r != 0 && r != EOPNOTSUPP && r != EINVAL {
+            throw DeviceError(.size, device: path, code: r, detail: "cannot reserve \(size) bytes: \(Errno(r).message)")
+        }
+        if case .failure(let e) = Sys.fdatasync(fd) {
+            throw DeviceError(.flush, device: path, code: e.code, detail: e.message)
+        }
+    }
+
+    deinit { if fd >= 0 { Sys.close(fd) } }
+
+    private func check(_ offset: UInt64, _ count: Int, _ op: DeviceError.Operation) throws(DeviceError) {
+        guard offset % UInt64(sectorSize) == 0, count % sectorSize == 0 else {
+            throw DeviceError(op, device: name, offset: offset, length: count, detail: "not aligned to \(sectorSize)-byte sectors")
+        }
+        guard offset + UInt64(count) <= byteCount else {
+            throw DeviceError(op, device: name, offset: offset, length: count, detail: "past the end of the device (\(byteCount) bytes)")
+        }
+    }
+
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(DeviceError) {
+        try check(offset, buffer.count, .read)
+        switch Sys.pread(fd, buffer, offset) {
+        case .success(let n) where n == buffer.count: return
+        case .success(let n): throw DeviceError(.read, device: name, offset: offset, length: buffer.count, detail: "short read: \(n) bytes")
+        case .failure(let e) where e.code == EINVAL && direct:
+            try fallBackToBuffered()
+            try read(at: offset, into: buffer)
+        case .failure(let e): throw DeviceError(.read, device: name, offset: offset, length: buffer.count, code: e.code, detail: e.message)
+        }
+    }
+
+    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(DeviceError) {
+        try check(offset, buffer.count, .write)
+        switch Sys.pwrite(fd, buffer, offset) {
+        case .success: return
+        case .failure(let e) where e.code == EINVAL && direct:
+            // The filesystem wants a larger alignment than our sectors: keep going buffered.
+            try fallBackToBuffered()
+            try write(at: offset, from: buffer)
+        case .failure(let e): throw DeviceError(.write, device: name, offset: offset, length: buffer.count, code: e.code, detail: e.message)
+        }
+    }
+
+    public func flush() throws(DeviceError) {
+        if case .failure(let e) = Sys.fdatasync(fd) {
+            throw DeviceError(.flush, device: name, code: e.code, detail: e.message)
+        }
+    }
+
+    private func fallBackToBuffered() throws(DeviceError) {
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags & ~edgelog_o_direct()) == 0 else {
+            throw DeviceError(.write, device: name, code: errno, detail: "cannot leave O_DIRECT mode")
+        }
+        direct = false
+    }
+}

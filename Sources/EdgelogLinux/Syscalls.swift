@@ -1,0 +1,104 @@
+// Every syscall edgelog makes goes through here: EINTR is retried, short transfers are continued,
+// and errno becomes a typed error naming the operation, the path and the offset.
+
+import CLinuxShims
+import EdgelogStore
+import Glibc
+
+public struct Errno: Error, Equatable, CustomStringConvertible, Sendable {
+    public let code: Int32
+    public init(_ code: Int32) { self.code = code }
+    public static var current: Errno { Errno(errno) }
+    public var description: String { String(cString: strerror(code)) + " (errno \(code))" }
+    public var message: String { String(cString: strerror(code)) }
+}
+
+enum Sys {
+    /// Runs `body` until it does not fail with EINTR.
+    @inline(__always)
+    static func retrying<T: BinaryInteger>(_ body: () -> T) -> Result<T, Errno> {
+        while true {
+            let result = body()
+            if result >= 0 { return .success(result) }
+            let e = errno
+            if e != EINTR { return .failure(Errno(e)) }
+        }
+    }
+
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) -> Result<Int32, Errno> {
+        retrying { Glibc.open(path, flags, mode) }
+    }
+
+    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// Reads exactly `buffer.count` bytes at `offset`; a short count means end of file.
+    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: UInt64) -> Result<Int, Errno> {
+        var done = 0
+        while done < buffer.count {
+            switch retrying({ Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }) {
+            case .success(0): return .success(done)
+            case .success(let n): done += n
+            case .failure(let e): return .failure(e)
+            }
+        }
+        return .success(done)
+    }
+
+    static func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: UInt64) -> Result<Int, Errno> {
+        var done = 0
+        while done < buffer.count {
+            switch retrying({ Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }) {
+            case .success(0): return .failure(Errno(EIO))
+            case .success(let n): done += n
+            case .failure(let e): return .failure(e)
+            }
+        }
+        return .success(done)
+    }
+
+    static func fdatasync(_ fd: Int32) -> Result<Int32, Errno> { retrying { Glibc.fdatasync(fd) } }
+
+    static func fstat(_ fd: Int32) -> Result<stat, Errno> {
+        var st = stat()
+        return retrying { Glibc.fstat(fd, &st) }.map { _ in st }
+    }
+
+    static func ftruncate(_ fd: Int32, _ size: UInt64) -> Result<Int32, Errno> { retrying { Glibc.ftruncate(fd, off_t(size)) } }
+
+    static func blockDeviceSize(_ fd: Int32) -> Result<UInt64, Errno> {
+        var size: UInt64 = 0
+        return retrying { edgelog_blk_getsize64(fd, &size) }.map { _ in size }
+    }
+
+    static func blockDeviceSectorSize(_ fd: Int32) -> Result<Int, Errno> {
+        var sector: Int32 = 0
+        return retrying { edgelog_blk_sszget(fd, &sector) }.map { _ in Int(sector) }
+    }
+
+    static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Result<Int, Errno> {
+        var done = 0
+        while done < bytes.count {
+            switch retrying({ Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }) {
+            case .success(let n): done += n
+            case .failure(let e): return .failure(e)
+            }
+        }
+        return .success(done)
+    }
+
+    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+        retrying { Glibc.read(fd, buffer.baseAddress!, buffer.count) }
+    }
+
+    static func clock(_ id: clockid_t) -> Int64 {
+        var ts = timespec()
+        _ = clock_gettime(id, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// Random bytes from the kernel (the standard library's generator uses getrandom(2)).
+    static func urandom(_ count: Int) -> [UInt8] {
+        var rng = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    }
+}

@@ -1,0 +1,25 @@
+// A heap buffer aligned for direct I/O (O_DIRECT needs sector-aligned memory as well as
+// sector-aligned offsets). Owned by one component at a time; never copied on the hot path.
+
+public final class AlignedBuffer: @unchecked Sendable {
+    public static let alignment = 4096
+    public let bytes: UnsafeMutableRawBufferPointer
+
+    public init(count: Int) {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: Self.alignment)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+        bytes = UnsafeMutableRawBufferPointer(start: raw, count: count)
+    }
+
+    deinit { bytes.baseAddress?.deallocate() }
+
+    public var count: Int { bytes.count }
+
+    public func slice(_ range: Range<Int>) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: bytes[range])
+    }
+
+    public func readOnly(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: bytes[range])
+    }
+}

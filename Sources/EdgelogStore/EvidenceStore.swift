@@ -1,0 +1,348 @@
+// The writer of the evidence store: format, open (recovery), commit, close (docs/DESIGN.md).
+// Single-threaded: the commit pipeline calls it from its committer thread only.
+
+import EdgelogCore
+
+/// What one durable commit contained, for acknowledgements.
+public struct CommitReceipt: Sendable, Equatable {
+    public struct SourceRange: Sendable, Equatable {
+        public var name: String
+        public var firstSeq: UInt64
+        public var lastSeq: UInt64
+        public var count: Int
+    }
+    public var commitID: UInt64
+    public var segmentID: UInt64
+    public var slot: Int
+    public var recordCount: Int
+    public var sources: [SourceRange]
+
+    public func range(of source: String) -> SourceRange? { sources.first { $0.name == source } }
+}
+
+public final class EvidenceStore {
+    public static let maxWriteAttempts = 4
+
+    public let device: BlockDevice
+    public private(set) var metadata: Metadata
+    public var policy: RingFullPolicy
+    private let clock: () -> CaptureTime
+    private let metaBuffer = AlignedBuffer(count: Layout.metadataSlotSize)
+    private let headerBuffer: AlignedBuffer
+    private var engineSeq: UInt64
+    /// Set when writes kept failing: nothing more is acknowledged.
+    public private(set) var failure: StoreError?
+    /// Write and flush errors met (each also remapped a slot or was retried).
+    public private(set) var writeErrors = 0
+
+    init(device: BlockDevice, metadata: Metadata, policy: RingFullPolicy, clock: @escaping () -> CaptureTime) {
+        self.device = device
+        self.metadata = metadata
+        self.policy = policy
+        self.clock = clock
+        self.headerBuffer = AlignedBuffer(count: max(metadata.geometry.sectorSize, Layout.segmentHeaderSize))
+        self.engineSeq = metadata.lastSeq(of: SourceName.engine)
+    }
+
+    // MARK: format
+
+    /// Writes a new, empty store. Refuses a device that already holds one unless `force`.
+    @discardableResult
+    public static func format(device: BlockDevice, sectorSize: Int? = nil, segmentSize: Int, storeUUID: [UInt8],
+                              wallNs: Int64, force: Bool) throws(StoreError) -> Metadata {
+        let sector = sectorSize ?? max(device.sectorSize, 512)
+        guard sector >= device.sectorSize else {
+            throw .invalidArgument("sector size \(sector) is smaller than the device's \(device.sectorSize)")
+        }
+        guard storeUUID.count == 16 else { throw .invalidArgument("store uuid must be 16 bytes") }
+        let geometry = try Geometry.make(storeSize: device.byteCount, sectorSize: sector, segmentSize: segmentSize)
+        if !force {
+            let slot = AlignedBuffer(count: Layout.metadataSlotSize)
+            for offset in Layout.metadataSlotOffsets {
+                do { try device.read(at: offset, into: slot.bytes) } catch { throw .device(error) }
+                if slot.bytes.le(0, as: UInt64.self) == Layout.metadataMagic { throw .alreadyFormatted(device: device.name) }
+            }
+        }
+        var meta = Metadata(storeUUID: storeUUID, generation: 0, geometry: geometry)
+        meta.formatWallNs = wallNs
+        let buffer = AlignedBuffer(count: Layout.metadataSlotSize)
+        do {
+            for generation in [UInt64(0), 1] {
+                meta.generation = generation
+                meta.encode(into: buffer.bytes)
+                try device.write(at: Layout.metadataSlotOffsets[meta.slotIndex], from: UnsafeRawBufferPointer(buffer.bytes))
+            }
+            try device.flush()
+        } catch {
+            throw .device(error)
+        }
+        return meta
+    }
+
+    // MARK: open and recovery
+
+    /// Recovers the store if needed, then marks it open (clean_flag 0) for writing.
+    public static func open(device: BlockDevice, policy: RingFullPolicy = .pause,
+                            clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
+        let (store, analysis) = try recover(device: device, policy: policy, clock: clock)
+        var next = store.metadata
+        next.clean = false
+        try store.persist(next)
+        return (store, analysis)
+    }
+
+    /// Brings the store to the consistent state the analysis describes and records what was done,
+    /// leaving it clean. Recovering the result again finds nothing to do and writes nothing.
+    public static func recover(device: BlockDevice, policy: RingFullPolicy = .pause,
+                               clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
+        let analysis = try analyze(device: device)
+        var state = analysis.state
+        // The next write must land in the slot that does not hold the chosen metadata, even when
+        // the newest generation sits in a slot that was passed over: overwriting the chosen slot
+        // first would leave the passed-over one as the newest valid slot. Generations may skip one.
+        state.generation = analysis.maxGeneration
+        if Int((state.generation + 1) & 1) == analysis.chosenSlot { state.generation += 1 }
+        let store = EvidenceStore(device: device, metadata: state, policy: policy, clock: clock)
+        if analysis.needsRepair { try store.repair(analysis) }
+        return (store, analysis)
+    }
+
+    private func repair(_ analysis: StoreAnalysis) throws(StoreError) {
+        let builder = SegmentBuilder(geometry: metadata.geometry, evidenceReserve: 0)
+        var mono = metadata.monoHWM
+        let now = clock()
+        if let torn = analysis.torn {
+            torn.salvagedBytes.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count, let record = try? SegmentReader.parseRecord(bytes, at: offset, end: bytes.count) {
+                    if record.mono > mono, builder.appendEncoded(record) {
+                        mono = record.mono
+                        // Salvaged evidence records keep their seq: new ones continue above it.
+                        if record.sourceName == SourceName.engine { engineSeq = max(engineSeq, record.seq) }
+                    }
+                    offset += record.bytes.count
+                }
+            }
+            var json = EvidenceJSON()
+            json.add("reason", .word("torn_segment"))
+            json.add("segment_id", torn.segmentID)
+            json.add("slot", UInt64(torn.slot))
+            json.add("records_salvaged", UInt64(torn.salvagedCount))
+            json.add("bytes_quarantined", UInt64(torn.quarantinedBytes))
+            mono += 1
+            appendEvidence(.incomplete, json, mono: mono, time: now, to: builder)
+        }
+        for lost in analysis.tailLost {
+            var json = EvidenceJSON()
+            json.add("reason", .word("tail_unreadable"))
+            json.add("lost_segment_id", lost)
+            json.add("lost_records", nil)
+            json.add("first_mono", nil)
+            json.add("last_mono", nil)
+            mono += 1
+            appendEvidence(.gap, json, mono: mono, time: now, to: builder)
+        }
+        var json = EvidenceJSON()
+        json.add("unclean_shutdown", .bool(analysis.uncleanShutdown))
+        json.add("metadata_slot", .word(Layout.slotName(analysis.chosenSlot)))
+        json.add("generation", analysis.chosenGeneration)
+        json.add("rejected_slots", .words((analysis.slotProblems.map(\.slot) + analysis.passedOver).sorted().map(Layout.slotName)))
+        json.add("segments_adopted", UInt64(analysis.adopted.count))
+        json.add("torn_segment_id", analysis.torn?.segmentID)
+        json.add("records_salvaged", UInt64(analysis.torn?.salvagedCount ?? 0))
+        json.add("tail_advanced", UInt64(analysis.tailLost.count))
+        mono += 1
+        appendEvidence(.recovery, json, mono: mono, time: now, to: builder)
+
+        var next = metadata
+        if analysis.uncleanShutdown { next.unexpRst &+= 1 }
+        next.verifyStat = analysis.verifyStat
+        metadata = next
+        // With a full ring that may not be reused, the recovery segment cannot be written: the
+        // metadata still records the unexpected reset and verify_stat, and the report says so.
+        if metadata.ringIsFull && !mayReclaimTail(metadata) {
+            next.clean = true
+            try persist(next)
+            return
+        }
+        _ = try commit(builder, markClean: true)
+    }
+
+    private func appendEvidence(_ type: RecordType, _ json: EvidenceJSON, mono: UInt64, time: CaptureTime, to builder: SegmentBuilder) {
+        engineSeq += 1
+        builder.append(type: type, source: SourceName.engine, seq: engineSeq, mono: mono, time: time, payload: json.bytes, evidence: true)
+    }
+
+    // MARK: commit
+
+    private func mayReclaimTail(_ m: Metadata) -> Bool {
+        switch policy {
+        case .pause: false
+        case .overwriteAcked: m.tailSegmentID < m.uplinkCursor
+        case .overwriteOldest: true
+        }
+    }
+
+    /// The next evidence mono for `builder`: inside its reservation, after its records.
+    private func evidenceMono(_ builder: SegmentBuilder) -> UInt64 {
+        let mono = max(builder.evidenceMono, builder.lastMono + 1)
+        builder.evidenceMono = mono + 1
+        return mono
+    }
+
+    /// Writes the builder's segment and the metadata pointing past it, then one flush. Returns only
+    /// when both are durable; on a write or flush error it remaps the slot and writes again.
+    public func commit(_ builder: SegmentBuilder, markClean: Bool = false) throws(StoreError) -> CommitReceipt? {
+        if let failure { throw .closed("an earlier failure stopped the writer: \(failure)") }
+        let time = clock()
+        for drop in builder.pendingDrops {
+            var json = EvidenceJSON()
+            json.add("reason", .word("backpressure"))
+            json.add("source", .word(drop.source))
+            json.add("dropped", drop.count)
+            json.add("first_seq", drop.firstSeq)
+            json.add("last_seq", drop.lastSeq)
+            appendEvidence(.drop, json, mono: evidenceMono(builder), time: time, to: builder)
+            builder.addDropped(UInt32(clamping: drop.count))
+        }
+        builder.pendingDrops.removeAll()
+        guard !builder.isEmpty else { return nil }
+
+        var attempts = 0
+        var lastError: DeviceError?
+        while attempts < Self.maxWriteAttempts {
+            attempts += 1
+            var next = metadata
+            guard let slot = next.nextWriteSlot else {
+                return try fail(.deviceFailing("every ring slot is marked bad"))
+            }
+            if next.ringIsFull {
+                guard mayReclaimTail(next) else {
+                    throw .ringFull(policy: policy, detail: "all \(next.geometry.ringSlots) segments hold records"
+                        + (policy == .overwriteAcked ? " not yet acknowledged upstream" : "") + "; nothing more is accepted")
+                }
+                if policy == .overwriteOldest && builder.notedLostSegment != next.tailSegmentID {
+                    noteLoss(of: next, slot: slot, in: builder, time: time)
+                }
+                Self.advanceTail(&next)
+                // The old tail is given up even if this attempt fails: the write may have damaged it.
+                metadata.tailSlot = next.tailSlot
+                metadata.tailSegmentID = next.tailSegmentID
+            }
+            if !next.ringIsEmpty && slot <= next.headSlot { next.wrapCount &+= 1 }
+            let segmentID = next.headSegmentID + 1
+            if next.ringIsEmpty {
+                next.tailSlot = slot
+                next.tailSegmentID = segmentID
+            }
+            next.commitID += 1
+            let image = builder.seal(segmentID: segmentID, commitID: next.commitID, slot: slot, wrapCount: next.wrapCount,
+                                     storeUUID: next.storeUUID)
+            next.headSlot = slot
+            next.headSegmentID = segmentID
+            next.headCRC = builder.bodyCRC
+            next.monoHWM = max(next.monoHWM, builder.lastMono)
+            next.recordsTotal &+= UInt64(builder.dataRecordCount)
+            next.droppedTotal &+= UInt64(builder.droppedRecords)
+            next.lostTotal &+= UInt64(builder.lostRecords)
+            for source in builder.sourceLastSeq { next.noteSeq(source: source.name, seq: source.last) }
+            next.clean = markClean
+            next.generation = metadata.generation + 1
+
+            do {
+                try device.write(at: next.geometry.slotOffset(slot), from: image)
+            } catch {
+                lastError = error
+                markBad(slot: slot, reason: .write, segmentID: segmentID)
+                continue
+            }
+            do {
+                next.encode(into: metaBuffer.bytes)
+                try device.write(at: Layout.metadataSlotOffsets[next.slotIndex], from: UnsafeRawBufferPointer(metaBuffer.bytes))
+            } catch {
+                lastError = error
+                writeErrors += 1
+                continue
+            }
+            do {
+                try device.flush()
+            } catch {
+                // A failed flush proves nothing: the segment is written again elsewhere and flushed again.
+                lastError = error
+                markBad(slot: slot, reason: .flush, segmentID: segmentID)
+                continue
+            }
+            next.badBlocks = metadata.badBlocks
+            metadata = next
+            return CommitReceipt(
+                commitID: next.commitID, segmentID: segmentID, slot: slot, recordCount: builder.recordCount,
+                sources: builder.sourceLastSeq.map { .init(name: $0.name, firstSeq: $0.first, lastSeq: $0.last, count: $0.count) })
+        }
+        return try fail(.deviceFailing("\(attempts) attempts to commit segment \(metadata.headSegmentID + 1) failed; last: "
+            + (lastError?.description ?? "unknown")))
+    }
+
+    private func fail(_ error: StoreError) throws(StoreError) -> CommitReceipt? {
+        failure = error
+        throw error
+    }
+
+    private func markBad(slot: Int, reason: BadBlock.Reason, segmentID: UInt64) {
+        writeErrors += 1
+        guard !metadata.isBad(slot), metadata.badBlocks.count < Layout.maxBadBlocks else { return }
+        metadata.badBlocks.append(BadBlock(slot: slot, reason: reason, segmentID: segmentID))
+    }
+
+    /// Appends the gap record for the tail segment about to be overwritten (overwrite-oldest).
+    private func noteLoss(of m: Metadata, slot: Int, in builder: SegmentBuilder, time: CaptureTime) {
+        var info: SegmentInfo?
+        do {
+            try device.read(at: m.geometry.slotOffset(m.tailSlot), into: headerBuffer.bytes)
+            if let header = try? SegmentReader.header(UnsafeRawBufferPointer(headerBuffer.bytes), geometry: m.geometry, storeUUID: m.storeUUID),
+               header.segmentID == m.tailSegmentID {
+                info = header
+            }
+        } catch {
+            metadata.eccErrCnt &+= 1
+        }
+        var json = EvidenceJSON()
+        json.add("reason", .word("ring_overwrite"))
+        json.add("lost_segment_id", m.tailSegmentID)
+        json.add("lost_records", info.map { UInt64($0.recordCount) })
+        json.add("first_mono", info?.firstMono)
+        json.add("last_mono", info?.lastMono)
+        appendEvidence(.gap, json, mono: evidenceMono(builder), time: time, to: builder)
+        builder.addLost(UInt32(info?.recordCount ?? 0))
+        builder.notedLostSegment = m.tailSegmentID
+    }
+
+    // MARK: metadata-only writes
+
+    /// Writes `next` as the next generation and flushes.
+    private func persist(_ state: Metadata) throws(StoreError) {
+        var next = state
+        next.generation = metadata.generation + 1
+        next.encode(into: metaBuffer.bytes)
+        do {
+            try device.write(at: Layout.metadataSlotOffsets[next.slotIndex], from: UnsafeRawBufferPointer(metaBuffer.bytes))
+            try device.flush()
+        } catch {
+            throw .device(error)
+        }
+        metadata = next
+    }
+
+    /// Marks the store cleanly closed. Call after the last commit.
+    public func close() throws(StoreError) {
+        if failure != nil { return }
+        var next = metadata
+        next.clean = true
+        try persist(next)
+    }
+
+    /// Records that the uplink has acknowledged every segment up to `segmentID` (persisted with
+    /// the next commit or close). overwrite-acked may then reuse them.
+    public func acknowledgeUpstream(through segmentID: UInt64) {
+        metadata.uplinkCursor = max(metadata.uplinkCursor, segmentID + 1)
+    }
+}

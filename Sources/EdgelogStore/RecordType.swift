@@ -1,0 +1,39 @@
+// Record types (docs/FORMAT.md section 4). Data records carry a source's JSON object; the others are
+// the engine's evidence that something happened (a loss, a tear, a recovery), so no loss is silent.
+
+public enum RecordType: UInt16, Sendable, CaseIterable {
+    case data = 1
+    case gap = 2
+    case incomplete = 3
+    case drop = 4
+    case recovery = 5
+    case boot = 6
+    case clockStep = 7
+
+    public var name: String {
+        switch self {
+        case .data: "data"
+        case .gap: "gap"
+        case .incomplete: "incomplete"
+        case .drop: "drop"
+        case .recovery: "recovery"
+        case .boot: "boot"
+        case .clockStep: "clock_step"
+        }
+    }
+
+    /// The name export prints: the type's name, or its number when this version does not know it.
+    public static func exportName(_ raw: UInt16) -> String {
+        RecordType(rawValue: raw)?.name ?? String(raw)
+    }
+}
+
+/// The time fields every record carries, taken at capture.
+public struct CaptureTime: Sendable, Equatable {
+    public var wallNs: Int64
+    public var bootNs: Int64
+    public init(wallNs: Int64, bootNs: Int64) {
+        self.wallNs = wallNs
+        self.bootNs = bootNs
+    }
+}

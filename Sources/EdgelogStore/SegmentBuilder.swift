@@ -1,0 +1,189 @@
+// A segment image built in place in an aligned buffer: records are encoded straight into the bytes
+// that will be written, so the commit path copies nothing and allocates nothing per record.
+
+import EdgelogCore
+
+/// Records of one source the producer had to drop (both buffers full past the wait bound).
+public struct DropNote: Equatable, Sendable {
+    public var source: String
+    public var firstSeq: UInt64
+    public var lastSeq: UInt64
+    public var count: UInt64
+}
+
+public final class SegmentBuilder: @unchecked Sendable {
+    public let geometry: Geometry
+    public let buffer: AlignedBuffer
+    /// Bytes kept free for the engine's evidence records (gap, drop), so they always fit.
+    public let evidenceReserve: Int
+
+    public private(set) var payloadLength = 0
+    public private(set) var recordCount = 0
+    public private(set) var dataRecordCount = 0
+    public private(set) var firstMono: UInt64 = 0
+    public private(set) var lastMono: UInt64 = 0
+    /// Boot-clock time of the first record, for the age trigger.
+    public private(set) var firstBootNs: Int64 = 0
+    public private(set) var lostRecords: UInt32 = 0
+    public private(set) var droppedRecords: UInt32 = 0
+    /// body_crc of the last sealed image.
+    public private(set) var bodyCRC: UInt32 = 0
+    /// Mono values reserved for evidence records the commit adds (see Sequencer.reserveEvidence).
+    public var evidenceMono: UInt64 = 0
+    public var evidenceMonoLimit: UInt64 = 0
+    /// Drops noted by the producer, written as drop records by the commit of this buffer.
+    public var pendingDrops: [DropNote] = []
+    /// The tail segment whose loss this segment already records (a retried commit must not repeat it).
+    public var notedLostSegment: UInt64 = 0
+    /// Highest seq per source in this segment, in first-seen order (few sources per segment).
+    public private(set) var sourceLastSeq: [(name: String, first: UInt64, last: UInt64, count: Int)] = []
+
+    public init(geometry: Geometry, evidenceReserve: Int = 512) {
+        self.geometry = geometry
+        self.buffer = AlignedBuffer(count: geometry.segmentSize)
+        self.evidenceReserve = min(evidenceReserve, geometry.payloadCapacity / 2)
+    }
+
+    public var isEmpty: Bool { recordCount == 0 }
+    public var dataCapacity: Int { geometry.payloadCapacity - evidenceReserve }
+
+    public static func encodedLength(sourceLength: Int, payloadLength: Int) -> Int {
+        Layout.recordFixedSize + sourceLength + payloadLength
+    }
+
+    /// True when a record of these sizes still fits (data records leave the evidence reserve free).
+    public func fits(sourceLength: Int, payloadLength: Int, evidence: Bool = false) -> Bool {
+        let limit = evidence ? geometry.payloadCapacity : dataCapacity
+        return self.payloadLength + Self.encodedLength(sourceLength: sourceLength, payloadLength: payloadLength) <= limit
+    }
+
+    /// Encodes one record. The caller has checked `fits`; mono must exceed every earlier one.
+    /// Returns false (and writes nothing) if it does not fit after all.
+    @discardableResult
+    public func append(type: RecordType, rawType: UInt16? = nil, source: UnsafeRawBufferPointer, seq: UInt64, mono: UInt64,
+                       time: CaptureTime, payload: UnsafeRawBufferPointer, evidence: Bool = false) -> Bool {
+        let length = Self.encodedLength(sourceLength: source.count, payloadLength: payload.count)
+        let limit = evidence ? geometry.payloadCapacity : dataCapacity
+        guard payloadLength + length <= limit, source.count >= 1, source.count <= SourceName.maxLength else { return false }
+        let o = Layout.segmentHeaderSize + payloadLength
+        let b = buffer.bytes
+        b.setLE(UInt32(length), at: o)
+        b.setLE(rawType ?? type.rawValue, at: o + 4)
+        b.setLE(UInt16(0), at: o + 6)
+        b.setLE(seq, at: o + 8)
+        b.setLE(mono, at: o + 16)
+        b.setLE(time.wallNs, at: o + 24)
+        b.setLE(time.bootNs, at: o + 32)
+        b.setLE(UInt16(source.count), at: o + 40)
+        b.setLE(UInt16(0), at: o + 42)
+        b.setBytes(source, at: o + 44)
+        b.setBytes(payload, at: o + 44 + source.count)
+        let crcAt = o + length - 8
+        b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[o..<crcAt])), at: crcAt)
+        b.setLE(Layout.recordEndMagic, at: crcAt + 4)
+
+        if recordCount == 0 {
+            firstMono = mono
+            firstBootNs = time.bootNs
+        }
+        lastMono = mono
+        recordCount += 1
+        payloadLength += length
+        if type == .data && rawType == nil { dataRecordCount += 1 }
+        noteSeq(source: source, seq: seq)
+        return true
+    }
+
+    /// Convenience for engine-written records whose source and payload are Swift strings/arrays.
+    @discardableResult
+    public func append(type: RecordType, source: String, seq: UInt64, mono: UInt64, time: CaptureTime,
+                       payload: [UInt8], evidence: Bool) -> Bool {
+        var source = source
+        return source.withUTF8 { s in
+            payload.withUnsafeBytes { p in
+                append(type: type, source: UnsafeRawBufferPointer(s), seq: seq, mono: mono, time: time, payload: p, evidence: evidence)
+            }
+        }
+    }
+
+    /// Copies an already-encoded, validated record (recovery's salvage) into this segment.
+    @discardableResult
+    public func appendEncoded(_ record: RecordView, evidence: Bool = true) -> Bool {
+        let limit = evidence ? geometry.payloadCapacity : dataCapacity
+        guard payloadLength + record.bytes.count <= limit else { return false }
+        buffer.bytes.setBytes(record.bytes, at: Layout.segmentHeaderSize + payloadLength)
+        if recordCount == 0 {
+            firstMono = record.mono
+            firstBootNs = record.time.bootNs
+        }
+        lastMono = record.mono
+        recordCount += 1
+        payloadLength += record.bytes.count
+        if record.rawType == RecordType.data.rawValue { dataRecordCount += 1 }
+        noteSeq(source: record.source, seq: record.seq)
+        return true
+    }
+
+    public func addLost(_ n: UInt32) { lostRecords &+= n }
+    public func addDropped(_ n: UInt32) { droppedRecords &+= n }
+
+    private func noteSeq(source: UnsafeRawBufferPointer, seq: UInt64) {
+        for i in sourceLastSeq.indices where sourceLastSeq[i].name.utf8.elementsEqual(source) {
+            sourceLastSeq[i].last = seq
+            sourceLastSeq[i].count += 1
+            return
+        }
+        sourceLastSeq.append((String(decoding: source, as: UTF8.self), seq, seq, 1))
+    }
+
+    /// Writes the header and the commit marker; returns the bytes to write (sector padded).
+    public func seal(segmentID: UInt64, commitID: UInt64, slot: Int, wrapCount: UInt32, storeUUID: [UInt8]) -> UnsafeRawBufferPointer {
+        let b = buffer.bytes
+        b.zero(0..<Layout.segmentHeaderSize)
+        b.setLE(Layout.segmentMagic, at: 0)
+        b.setLE(Layout.formatVersion, at: 8)
+        b.setLE(UInt16(Layout.segmentHeaderSize), at: 10)
+        storeUUID.withUnsafeBytes { b.setBytes($0, at: 16) }
+        b.setLE(segmentID, at: 32)
+        b.setLE(commitID, at: 40)
+        b.setLE(UInt32(slot), at: 48)
+        b.setLE(wrapCount, at: 52)
+        b.setLE(UInt32(recordCount), at: 56)
+        b.setLE(UInt32(payloadLength), at: 60)
+        b.setLE(firstMono, at: 64)
+        b.setLE(lastMono, at: 72)
+        b.setLE(lostRecords, at: 112)
+        b.setLE(droppedRecords, at: 116)
+        b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<124])), at: 124)
+
+        let m = Layout.segmentHeaderSize + payloadLength
+        let writeLength = geometry.writeLength(payloadLength: payloadLength)
+        b.zero(m..<writeLength)
+        b.setLE(Layout.markerMagic, at: m)
+        b.setLE(segmentID, at: m + 8)
+        b.setLE(commitID, at: m + 16)
+        b.setLE(UInt32(recordCount), at: m + 24)
+        b.setLE(UInt32(payloadLength), at: m + 28)
+        bodyCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<m]))
+        b.setLE(bodyCRC, at: m + 32)
+        b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[m..<(m + 316)])), at: m + 316)
+        return buffer.readOnly(0..<writeLength)
+    }
+
+    /// Empties the builder for reuse.
+    public func reset() {
+        payloadLength = 0
+        recordCount = 0
+        dataRecordCount = 0
+        firstMono = 0
+        lastMono = 0
+        firstBootNs = 0
+        lostRecords = 0
+        droppedRecords = 0
+        evidenceMono = 0
+        evidenceMonoLimit = 0
+        pendingDrops.removeAll(keepingCapacity: true)
+        notedLostSegment = 0
+        sourceLastSeq.removeAll(keepingCapacity: true)
+    }
+}

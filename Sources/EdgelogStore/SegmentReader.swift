@@ -1,0 +1,181 @@
+// Validation of a segment image read from a ring slot (docs/FORMAT.md section 3.4), and the
+// records inside it. Everything here treats the bytes as hostile: any field may be garbage.
+
+import EdgelogCore
+
+/// One record as stored, pointing into the segment image it was read from.
+public struct RecordView {
+    public let bytes: UnsafeRawBufferPointer
+    public let rawType: UInt16
+    public let seq: UInt64
+    public let mono: UInt64
+    public let time: CaptureTime
+    public let source: UnsafeRawBufferPointer
+    public let payload: UnsafeRawBufferPointer
+
+    public var type: RecordType? { RecordType(rawValue: rawType) }
+    public var sourceName: String { String(decoding: source, as: UTF8.self) }
+}
+
+/// The fields of a valid segment header and marker.
+public struct SegmentInfo: Equatable, Sendable {
+    public var segmentID: UInt64
+    public var commitID: UInt64
+    public var slot: Int
+    public var wrapCount: UInt32
+    public var recordCount: Int
+    public var payloadLength: Int
+    public var firstMono: UInt64
+    public var lastMono: UInt64
+    public var lostRecords: UInt32
+    public var droppedRecords: UInt32
+    /// CRC of header and records, as in the commit marker.
+    public var bodyCRC: UInt32 = 0
+}
+
+/// Why a slot does not hold the expected segment.
+public enum SegmentProblem: Error, Equatable, CustomStringConvertible, Sendable {
+    /// All zero: never written.
+    case blank
+    /// Not a segment header at all (garbage, or torn before the first sector landed).
+    case noHeader(String)
+    /// A valid header of another store or an older lap of the ring: the slot is simply not the next one.
+    case stale(segmentID: UInt64)
+    /// A valid header for the expected segment, but the body or marker do not check: a torn write.
+    case torn(String)
+
+    public var description: String {
+        switch self {
+        case .blank: "blank slot"
+        case .noHeader(let why): "no valid segment header (\(why))"
+        case .stale(let id): "holds older segment \(id)"
+        case .torn(let why): "torn segment: \(why)"
+        }
+    }
+}
+
+public enum SegmentReader {
+    /// Checks the header only; returns its fields if the header is intact and belongs to this store.
+    public static func header(_ b: UnsafeRawBufferPointer, geometry: Geometry, storeUUID: [UInt8]) throws(SegmentProblem) -> SegmentInfo {
+        guard b.count >= Layout.segmentHeaderSize else { throw .noHeader("short read") }
+        if b.le(0, as: UInt64.self) != Layout.segmentMagic {
+            throw b.prefix(Layout.segmentHeaderSize).allSatisfy({ $0 == 0 }) ? .blank : .noHeader("bad magic")
+        }
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<124])) == b.le(124, as: UInt32.self) else {
+            throw .noHeader("header CRC mismatch")
+        }
+        guard b.le(8, as: UInt16.self) == Layout.formatVersion, b.le(10, as: UInt16.self) == UInt16(Layout.segmentHeaderSize) else {
+            throw .noHeader("unknown header version")
+        }
+        guard b[16..<32].elementsEqual(storeUUID) else { throw .noHeader("belongs to another store") }
+        let info = SegmentInfo(
+            segmentID: b.le(32), commitID: b.le(40), slot: Int(b.le(48, as: UInt32.self)), wrapCount: b.le(52),
+            recordCount: Int(b.le(56, as: UInt32.self)), payloadLength: Int(b.le(60, as: UInt32.self)),
+            firstMono: b.le(64), lastMono: b.le(72), lostRecords: b.le(112), droppedRecords: b.le(116))
+        return info
+    }
+
+    /// Full validation of the segment in `slot` against the segment id expected there.
+    public static func validate(_ b: UnsafeRawBufferPointer, slot: Int, expectedID: UInt64, geometry: Geometry,
+                                storeUUID: [UInt8]) throws(SegmentProblem) -> SegmentInfo {
+        var info = try header(b, geometry: geometry, storeUUID: storeUUID)
+        guard info.segmentID == expectedID else {
+            if info.segmentID < expectedID { throw .stale(segmentID: info.segmentID) }
+            throw .noHeader("segment id \(info.segmentID) is ahead of the expected \(expectedID)")
+        }
+        guard info.slot == slot else { throw .noHeader("header names slot \(info.slot)") }
+        guard info.payloadLength <= geometry.payloadCapacity, b.count >= geometry.writeLength(payloadLength: info.payloadLength) else {
+            throw .torn("payload length \(info.payloadLength) exceeds the segment")
+        }
+        let m = Layout.segmentHeaderSize + info.payloadLength
+        guard b.le(m, as: UInt64.self) == Layout.markerMagic else { throw .torn("commit marker missing") }
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[m..<(m + 316)])) == b.le(m + 316, as: UInt32.self) else {
+            throw .torn("commit marker CRC mismatch")
+        }
+        guard b.le(m + 8, as: UInt64.self) == info.segmentID, b.le(m + 16, as: UInt64.self) == info.commitID,
+              Int(b.le(m + 24, as: UInt32.self)) == info.recordCount, Int(b.le(m + 28, as: UInt32.self)) == info.payloadLength
+        else { throw .torn("commit marker disagrees with the header") }
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<m])) == b.le(m + 32, as: UInt32.self) else {
+            throw .torn("body CRC mismatch")
+        }
+        info.bodyCRC = b.le(m + 32)
+        var count = 0
+        var previousMono: UInt64 = 0
+        var offset = Layout.segmentHeaderSize
+        while offset < m {
+            let record: RecordView
+            do { record = try parseRecord(b, at: offset, end: m) } catch { throw .torn("record \(count + 1): \(error)") }
+            if count == 0 {
+                guard record.mono == info.firstMono else { throw .torn("first mono_ctr disagrees with the header") }
+            } else {
+                guard record.mono > previousMono else { throw .torn("mono_ctr not increasing at record \(count + 1)") }
+            }
+            previousMono = record.mono
+            count += 1
+            offset += record.bytes.count
+        }
+        guard count == info.recordCount, count == 0 || previousMono == info.lastMono else {
+            throw .torn("record count or last mono_ctr disagrees with the header")
+        }
+        return info
+    }
+
+    public struct RecordProblem: Error, CustomStringConvertible {
+        public let offset: Int
+        public let reason: String
+        public var description: String { "\(reason) at segment byte \(offset)" }
+    }
+
+    /// Parses and checks one record at `offset`, which must end by `end`.
+    public static func parseRecord(_ b: UnsafeRawBufferPointer, at offset: Int, end: Int) throws(RecordProblem) -> RecordView {
+        guard end - offset >= Layout.recordFixedSize + 1 else { throw RecordProblem(offset: offset, reason: "truncated record") }
+        let length = Int(b.le(offset, as: UInt32.self))
+        guard length >= Layout.recordFixedSize + 1, length <= end - offset else {
+            throw RecordProblem(offset: offset, reason: "record length \(length) out of bounds")
+        }
+        let crcAt = offset + length - 8
+        guard b.le(crcAt + 4, as: UInt32.self) == Layout.recordEndMagic else { throw RecordProblem(offset: offset, reason: "end marker missing") }
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[offset..<crcAt])) == b.le(crcAt, as: UInt32.self) else {
+            throw RecordProblem(offset: offset, reason: "record CRC mismatch")
+        }
+        let sourceLength = Int(b.le(offset + 40, as: UInt16.self))
+        guard sourceLength >= 1, sourceLength <= SourceName.maxLength, 44 + sourceLength + 8 <= length else {
+            throw RecordProblem(offset: offset, reason: "bad source length \(sourceLength)")
+        }
+        let sourceStart = offset + 44
+        let source = UnsafeRawBufferPointer(rebasing: b[sourceStart..<(sourceStart + sourceLength)])
+        guard source.allSatisfy(SourceName.isAllowed) else { throw RecordProblem(offset: offset, reason: "bad source name") }
+        return RecordView(
+            bytes: UnsafeRawBufferPointer(rebasing: b[offset..<(offset + length)]),
+            rawType: b.le(offset + 4), seq: b.le(offset + 8), mono: b.le(offset + 16),
+            time: CaptureTime(wallNs: b.le(offset + 24), bootNs: b.le(offset + 32)),
+            source: source,
+            payload: UnsafeRawBufferPointer(rebasing: b[(sourceStart + sourceLength)..<crcAt]))
+    }
+
+    /// Calls `body` for each record of a segment already validated.
+    public static func forEachRecord(_ b: UnsafeRawBufferPointer, info: SegmentInfo, _ body: (RecordView) throws -> Void) rethrows {
+        var offset = Layout.segmentHeaderSize
+        let end = offset + info.payloadLength
+        while offset < end {
+            guard let record = try? parseRecord(b, at: offset, end: end) else { return }
+            try body(record)
+            offset += record.bytes.count
+        }
+    }
+
+    /// The records of a torn segment that check one by one from the start, up to the first bad one.
+    public static func salvage(_ b: UnsafeRawBufferPointer, info: SegmentInfo, geometry: Geometry, after mono: UInt64) -> (records: [RecordView], validBytes: Int, declaredBytes: Int) {
+        let declared = min(info.payloadLength, geometry.payloadCapacity)
+        let end = min(Layout.segmentHeaderSize + declared, b.count)
+        var records: [RecordView] = []
+        var offset = Layout.segmentHeaderSize
+        var previous = mono
+        while offset < end, let record = try? parseRecord(b, at: offset, end: end), record.mono > previous {
+            records.append(record)
+            previous = record.mono
+            offset += record.bytes.count
+        }
+        return (records, offset - Layout.segmentHeaderSize, declared)
+    }
+}

@@ -1,0 +1,42 @@
+// Hands out per-source seq and the store-wide mono_ctr. Not thread-safe: the commit pipeline holds
+// it under its lock. It starts above everything committed, so numbers never repeat or go back.
+
+import EdgelogCore
+
+public struct Sequencer: Sendable {
+    public private(set) var mono: UInt64
+    private var lastSeq: [String: UInt64]
+    private var sourceCount: Int
+
+    public init(from metadata: Metadata) {
+        mono = metadata.monoHWM
+        lastSeq = Dictionary(metadata.sources.map { ($0.name, $0.lastSeq) }, uniquingKeysWith: max)
+        sourceCount = metadata.sources.count
+    }
+
+    /// The next (seq, mono) for `source`, or why the source cannot be added.
+    public mutating func next(for source: String) throws(StoreError) -> (seq: UInt64, mono: UInt64) {
+        let seq: UInt64
+        if let last = lastSeq[source] {
+            seq = last + 1
+        } else {
+            // One entry stays free for the engine's own source.
+            guard sourceCount < Layout.maxSources - (lastSeq[SourceName.engine] == nil ? 1 : 0) else {
+                throw .sourceTableFull(source: source, limit: Layout.maxSources - 1)
+            }
+            sourceCount += 1
+            seq = 1
+        }
+        lastSeq[source] = seq
+        mono += 1
+        return (seq, mono)
+    }
+
+    /// Reserves mono values after a buffer handed to the committer, for the evidence records the
+    /// commit may add (gap, drop). Records appended later get higher values, so order holds.
+    public mutating func reserveEvidence(for builder: SegmentBuilder, count: Int) {
+        builder.evidenceMono = mono + 1
+        builder.evidenceMonoLimit = mono + UInt64(count)
+        mono += UInt64(count)
+    }
+}

@@ -1,0 +1,215 @@
+// Recovery's analysis (docs/FORMAT.md section 5), read-only: which metadata slot is chosen, which
+// segments written after it are adopted, and what was found torn. inspect and export use it as is;
+// EvidenceStore.open applies it. Its cost is the two slots, the head segment and the uncommitted
+// tail: it never reads the segments between tail and head.
+
+import EdgelogCore
+
+public struct TornSegment: Equatable, Sendable {
+    public var segmentID: UInt64
+    public var slot: Int
+    public var reason: String
+    /// Encoded records that check one by one before the tear, back to back.
+    public var salvagedBytes: [UInt8]
+    public var salvagedCount: Int
+    public var quarantinedBytes: Int
+}
+
+public struct StoreAnalysis: Sendable {
+    /// The metadata to continue from: the chosen slot with adopted segments applied.
+    public var state: Metadata
+    public var chosenSlot: Int
+    public var chosenGeneration: UInt64
+    /// Highest generation seen in any valid slot: the next write goes above it.
+    public var maxGeneration: UInt64
+    public var slotProblems: [(slot: Int, problem: String)] = []
+    /// Valid slots passed over because the segment they name as newest is not valid.
+    public var passedOver: [Int] = []
+    /// Neither slot's newest segment was valid; the newest slot was taken anyway.
+    public var headMissing = false
+    public var adopted: [SegmentInfo] = []
+    /// Tail segments given up because a cut reclaim had overwritten them.
+    public var tailLost: [UInt64] = []
+    public var torn: TornSegment?
+    /// Why the forward scan stopped.
+    public var scanStop = ""
+    public var readErrors = 0
+    public var uncleanShutdown: Bool { !chosenClean }
+    var chosenClean = true
+
+    public var needsRepair: Bool {
+        uncleanShutdown || torn != nil || !adopted.isEmpty || !passedOver.isEmpty || headMissing || !tailLost.isEmpty
+    }
+
+    public var verifyStat: UInt32 {
+        var bits: UInt32 = 0
+        for (slot, _) in slotProblems { bits |= slot == 0 ? 1 : 2 }
+        if !passedOver.isEmpty { bits |= 4 }
+        if torn != nil { bits |= 8 }
+        if !adopted.isEmpty { bits |= 16 }
+        if readErrors > 0 { bits |= 32 }
+        if headMissing { bits |= 64 }
+        return bits
+    }
+}
+
+extension EvidenceStore {
+    /// Reads both metadata slots and the uncommitted tail; writes nothing.
+    public static func analyze(device: BlockDevice) throws(StoreError) -> StoreAnalysis {
+        let slotBuffer = AlignedBuffer(count: Layout.metadataSlotSize)
+        var valid: [(slot: Int, meta: Metadata)] = []
+        var problems: [(Int, String)] = []
+        var newer: UInt16?
+        var readErrors = 0
+        guard device.byteCount >= Layout.ringOffset else {
+            throw .notAStore(device: device.name, reasons: ["only \(device.byteCount) bytes: too small to hold a store"])
+        }
+        for (index, offset) in Layout.metadataSlotOffsets.enumerated() {
+            do {
+                try device.read(at: offset, into: slotBuffer.bytes)
+                let meta = try Metadata.decode(UnsafeRawBufferPointer(slotBuffer.bytes))
+                valid.append((index, meta))
+            } catch let error as DeviceError {
+                readErrors += 1
+                problems.append((index, "unreadable: \(error)"))
+            } catch let problem as Metadata.Problem {
+                if case .newerFormat(let v) = problem { newer = v }
+                problems.append((index, problem.description))
+            } catch {
+                problems.append((index, "\(error)"))
+            }
+        }
+        // A slot written by a newer edgelog means a newer writer has had this store: refuse it
+        // whole rather than fall back to the older slot and undo that writer's work.
+        if let newer {
+            throw .newerFormat(device: device.name, found: newer, supported: Layout.formatVersion)
+        }
+        guard !valid.isEmpty else {
+            throw .notAStore(device: device.name, reasons: problems.map { "slot \(Layout.slotName($0.0)): \($0.1)" })
+        }
+        valid.sort { $0.meta.generation > $1.meta.generation }
+        let newest = valid[0].meta
+        // Slots of another store (a cut format) are not candidates for this one.
+        valid = valid.filter { $0.meta.storeUUID == newest.storeUUID && $0.meta.geometry == newest.geometry }
+        let geometry = newest.geometry
+        let segment = AlignedBuffer(count: geometry.segmentSize)
+
+        func readSlot(_ slot: Int) -> Bool {
+            do {
+                try device.read(at: geometry.slotOffset(slot), into: segment.bytes)
+                return true
+            } catch {
+                readErrors += 1
+                return false
+            }
+        }
+
+        // Choose: the newest slot whose newest segment checks.
+        var chosen: (slot: Int, meta: Metadata)?
+        var passedOver: [Int] = []
+        for candidate in valid {
+            let m = candidate.meta
+            if m.ringIsEmpty {
+                chosen = candidate
+                break
+            }
+            if readSlot(m.headSlot),
+               let head = try? SegmentReader.validate(UnsafeRawBufferPointer(segment.bytes), slot: m.headSlot, expectedID: m.headSegmentID,
+                                                      geometry: geometry, storeUUID: m.storeUUID),
+               head.bodyCRC == m.headCRC {
+                chosen = candidate
+                break
+            }
+            passedOver.append(candidate.slot)
+        }
+        let headMissing = chosen == nil
+        let pick = chosen ?? valid[0]
+        if headMissing { passedOver.removeAll { $0 == pick.slot } }
+
+        var analysis = StoreAnalysis(state: pick.meta, chosenSlot: pick.slot, chosenGeneration: pick.meta.generation,
+                                     maxGeneration: newest.generation)
+        analysis.slotProblems = problems
+        analysis.passedOver = passedOver
+        analysis.headMissing = headMissing
+        analysis.chosenClean = pick.meta.clean
+        var state = pick.meta
+
+        // Forward scan: adopt segments whose commit wrote the segment but not the metadata.
+        while let slot = state.nextWriteSlot {
+            let expected = state.headSegmentID + 1
+            let reclaimsTail = state.ringIsFull
+            guard readSlot(slot) else {
+                analysis.scanStop = "slot \(slot) unreadable"
+                break
+            }
+            let image = UnsafeRawBufferPointer(segment.bytes)
+            do {
+                let info = try SegmentReader.validate(image, slot: slot, expectedID: expected, geometry: geometry, storeUUID: state.storeUUID)
+                apply(adopted: info, image: image, to: &state, reclaimedTail: reclaimsTail)
+                analysis.adopted.append(info)
+            } catch {
+                analysis.scanStop = "slot \(slot): \(error)"
+                if case .torn(let why) = error, let info = try? SegmentReader.header(image, geometry: geometry, storeUUID: state.storeUUID) {
+                    let salvage = SegmentReader.salvage(image, info: info, geometry: geometry, after: state.monoHWM)
+                    var bytes: [UInt8] = []
+                    for record in salvage.records { bytes.append(contentsOf: record.bytes) }
+                    analysis.torn = TornSegment(segmentID: expected, slot: slot, reason: why, salvagedBytes: bytes,
+                                                salvagedCount: salvage.records.count,
+                                                quarantinedBytes: max(0, salvage.declaredBytes - salvage.validBytes))
+                }
+                // A cut reclaim may have damaged the tail segment it was overwriting: if the tail no
+                // longer checks, it is given up, and the recovery records say so.
+                if reclaimsTail, slot == state.tailSlot {
+                    let tailOK = (try? SegmentReader.validate(image, slot: slot, expectedID: state.tailSegmentID,
+                                                              geometry: geometry, storeUUID: state.storeUUID)) != nil
+                    if !tailOK {
+                        analysis.tailLost.append(state.tailSegmentID)
+                        advanceTail(&state)
+                    }
+                }
+                break
+            }
+        }
+        analysis.readErrors = readErrors
+        state.eccErrCnt &+= UInt32(readErrors)
+        analysis.state = state
+        return analysis
+    }
+
+    static func advanceTail(_ state: inout Metadata) {
+        state.tailSlot = state.nextSlot(after: state.tailSlot) ?? state.tailSlot
+        state.tailSegmentID += 1
+    }
+
+    /// Folds one committed segment into the metadata, as its commit's metadata write would have.
+    static func apply(adopted info: SegmentInfo, image: UnsafeRawBufferPointer, to state: inout Metadata, reclaimedTail: Bool) {
+        if reclaimedTail { advanceTail(&state) }
+        if state.ringIsEmpty {
+            state.tailSlot = info.slot
+            state.tailSegmentID = info.segmentID
+        }
+        if info.slot < state.headSlot && state.headSegmentID > 0 { state.wrapCount &+= 1 }
+        state.headSlot = info.slot
+        state.headSegmentID = info.segmentID
+        state.headCRC = info.bodyCRC
+        state.commitID = info.commitID
+        state.monoHWM = max(state.monoHWM, info.lastMono)
+        state.lostTotal &+= UInt64(info.lostRecords)
+        state.droppedTotal &+= UInt64(info.droppedRecords)
+        SegmentReader.forEachRecord(image, info: info) { record in
+            if record.rawType == RecordType.data.rawValue { state.recordsTotal &+= 1 }
+            state.noteSeq(source: record.sourceName, seq: record.seq)
+        }
+    }
+}
+
+extension Metadata {
+    /// Raises a source's last seq; adds the source when new (the table is bounded; see StoreError.sourceTableFull).
+    mutating func noteSeq(source: String, seq: UInt64) {
+        if let i = sources.firstIndex(where: { $0.name == source }) {
+            sources[i].lastSeq = max(sources[i].lastSeq, seq)
+        } else if sources.count < Layout.maxSources {
+            sources.append(SourceEntry(name: source, lastSeq: seq))
+        }
+    }
+}

@@ -1,0 +1,55 @@
+// Every way the store can refuse or fail, each with the context a technician needs.
+
+public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// A person asked for something the store cannot do (bad size, bad name, ...).
+    case invalidArgument(String)
+    /// The device reported a fault.
+    case device(DeviceError)
+    /// Neither metadata slot is valid: this is not a store, or its metadata is destroyed.
+    case notAStore(device: String, reasons: [String])
+    /// The store was written by a newer edgelog.
+    case newerFormat(device: String, found: UInt16, supported: UInt16)
+    /// `format` found a store and was not told to overwrite it.
+    case alreadyFormatted(device: String)
+    /// The ring has no free segment and the policy does not allow reusing one.
+    case ringFull(policy: RingFullPolicy, detail: String)
+    /// Writes keep failing after remapping: nothing more can be acknowledged.
+    case deviceFailing(String)
+    /// The metadata's source table has no room for another source name.
+    case sourceTableFull(source: String, limit: Int)
+    /// A record does not fit in one segment.
+    case recordTooLarge(bytes: Int, capacity: Int)
+    /// The writer was closed, or stopped after an earlier failure.
+    case closed(String)
+
+    public var description: String {
+        switch self {
+        case .invalidArgument(let text): return text
+        case .device(let error): return error.description
+        case .notAStore(let device, let reasons):
+            return "\(device) is not an edgelog store (no valid metadata slot): " + reasons.joined(separator: "; ")
+        case .newerFormat(let device, let found, let supported):
+            return "\(device) holds format version \(found); this edgelog reads up to version \(supported). Use a newer edgelog; the store was not changed."
+        case .alreadyFormatted(let device):
+            return "\(device) already holds an edgelog store; pass --force to erase it"
+        case .ringFull(let policy, let detail):
+            return "ring full (policy \(policy.rawValue)): \(detail)"
+        case .deviceFailing(let detail): return "device keeps failing: \(detail)"
+        case .sourceTableFull(let source, let limit):
+            return "cannot add source '\(source)': the store already tracks \(limit) sources"
+        case .recordTooLarge(let bytes, let capacity):
+            return "record of \(bytes) bytes does not fit in a segment (at most \(capacity) bytes); format with a larger --segment-size"
+        case .closed(let why): return "store is closed: \(why)"
+        }
+    }
+}
+
+/// What the writer does when every ring slot holds a segment.
+public enum RingFullPolicy: String, CaseIterable, Sendable {
+    /// Stop accepting records and say so (default: nothing is ever lost silently).
+    case pause
+    /// Reuse the oldest segment only if the uplink has acknowledged it.
+    case overwriteAcked = "overwrite-acked"
+    /// Reuse the oldest segment anyway, writing a gap record naming what was lost.
+    case overwriteOldest = "overwrite-oldest"
+}

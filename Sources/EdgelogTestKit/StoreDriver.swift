@@ -1,0 +1,87 @@
+// Drives an EvidenceStore synchronously (no threads), as a workload for crash enumeration and
+// benchmarks, with a controllable clock. Remembers what it submitted and what was acknowledged.
+
+import EdgelogCore
+import EdgelogStore
+
+public struct RecordKey: Hashable, Sendable, CustomStringConvertible {
+    public var source: String
+    public var seq: UInt64
+    public init(_ source: String, _ seq: UInt64) {
+        self.source = source
+        self.seq = seq
+    }
+    public var description: String { "\(source)#\(seq)" }
+}
+
+public final class ManualClock: @unchecked Sendable {
+    public var wallNs: Int64
+    public var bootNs: Int64
+    public init(wallNs: Int64 = 1_790_000_000_000_000_000, bootNs: Int64 = 5_000_000_000) {
+        self.wallNs = wallNs
+        self.bootNs = bootNs
+    }
+    public func tick(_ ns: Int64 = 1_000_000) -> CaptureTime {
+        wallNs += ns
+        bootNs += ns
+        return CaptureTime(wallNs: wallNs, bootNs: bootNs)
+    }
+    public var now: CaptureTime { CaptureTime(wallNs: wallNs, bootNs: bootNs) }
+}
+
+public final class StoreDriver {
+    public let store: EvidenceStore
+    public let clock: ManualClock
+    public private(set) var sequencer: Sequencer
+    public let builder: SegmentBuilder
+    /// Every data record handed to the store, by key.
+    public private(set) var submitted: [RecordKey: [UInt8]] = [:]
+    /// Keys whose commit returned (durable), with the segment that holds them.
+    public private(set) var acked: [RecordKey: UInt64] = [:]
+    private var inBuilder: [RecordKey] = []
+    /// Called after every durable commit (also those append makes when the segment is full).
+    public var afterCommit: ((CommitReceipt) -> Void)?
+
+    public init(store: EvidenceStore, clock: ManualClock) {
+        self.store = store
+        self.clock = clock
+        self.sequencer = Sequencer(from: store.metadata)
+        self.builder = SegmentBuilder(geometry: store.metadata.geometry)
+    }
+
+    /// Appends a data record, committing first when the segment is full.
+    @discardableResult
+    public func append(source: String, payload: [UInt8]) throws(StoreError) -> RecordKey {
+        if !builder.fits(sourceLength: source.utf8.count, payloadLength: payload.count) {
+            guard !builder.isEmpty else {
+                throw .recordTooLarge(bytes: SegmentBuilder.encodedLength(sourceLength: source.utf8.count, payloadLength: payload.count),
+                                      capacity: builder.dataCapacity)
+            }
+            try commit()
+        }
+        let (seq, mono) = try sequencer.next(for: source)
+        builder.append(type: .data, source: source, seq: seq, mono: mono, time: clock.tick(), payload: payload, evidence: false)
+        let key = RecordKey(source, seq)
+        submitted[key] = payload
+        inBuilder.append(key)
+        return key
+    }
+
+    /// Commits what is buffered. Records are acknowledged only when this returns.
+    @discardableResult
+    public func commit() throws(StoreError) -> CommitReceipt? {
+        sequencer.reserveEvidence(for: builder, count: 4 + builder.pendingDrops.count)
+        let receipt = try store.commit(builder)
+        if let receipt { for key in inBuilder { acked[key] = receipt.segmentID } }
+        inBuilder.removeAll()
+        builder.reset()
+        if let receipt { afterCommit?(receipt) }
+        return receipt
+    }
+
+    /// Drops what is buffered without committing (as a power cut would).
+    public func discardBuffer() {
+        inBuilder.removeAll()
+        builder.reset()
+    }
+}

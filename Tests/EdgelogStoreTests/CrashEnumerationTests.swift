@@ -1,0 +1,200 @@
+// Crash-point enumeration (docs/DESIGN.md, proof): each workload runs once on a recording fault
+// device; then power is cut at every operation, in six ways (pending writes kept, dropped or
+// reordered; the cut write torn at 512 B or 4 KiB; sectors filled with garbage), and the oracle
+// checks the recovered store. Pairs of cuts go through recovery itself. A failure prints the
+// point; EDGELOG_CRASH_REPLAY="workload cut variant seed" replays only that one.
+
+import EdgelogCore
+import EdgelogStore
+import EdgelogTestKit
+import Testing
+
+struct CrashWorkload: Sendable, CustomStringConvertible {
+    var name: String
+    var sectorSize: Int
+    var segmentSize: Int
+    var slots: Int
+    var policy: RingFullPolicy
+    var records: Int
+    var payloadSizes: ClosedRange<Int>
+    var commitEvery: ClosedRange<Int>
+    var ackUpstream = false
+    var description: String { name }
+
+    var storeSize: Int { 8192 + slots * segmentSize }
+
+    func payload(_ n: Int, _ rng: inout SplitMix64) -> [UInt8] {
+        let size = Int.random(in: payloadSizes, using: &rng)
+        var text = "{\"n\":\(n),\"v\":\""
+        let filler = max(0, size - text.utf8.count - 2)
+        text += String(repeating: "x", count: filler) + "\"}"
+        return Array(text.utf8)
+    }
+}
+
+/// One recorded run: the device log plus, at each durable commit, how many operations had been
+/// issued, which keys were acknowledged, and the metadata generation.
+struct RecordedRun {
+    var device: FaultBlockDevice
+    var submitted: [RecordKey: [UInt8]]
+    var marks: [(ops: Int, generation: UInt64, acked: [(RecordKey, UInt64)])]
+    var ringFullSeen: Bool
+
+    func expectation(at cut: Int) -> CrashExpectation {
+        var acked: [RecordKey: UInt64] = [:]
+        var generation: UInt64 = 1
+        for mark in marks where mark.ops <= cut {
+            for (key, segment) in mark.acked { acked[key] = segment }
+            generation = max(generation, mark.generation)
+        }
+        return CrashExpectation(submitted: submitted, acked: acked, minGeneration: generation)
+    }
+}
+
+enum CrashHarness {
+    static let workloads: [CrashWorkload] = [
+        CrashWorkload(name: "small-records", sectorSize: 512, segmentSize: 4096, slots: 16, policy: .pause,
+                      records: 260, payloadSizes: 20...90, commitEvery: 1...12),
+        CrashWorkload(name: "large-records", sectorSize: 512, segmentSize: 8192, slots: 10, policy: .pause,
+                      records: 28, payloadSizes: 600...3000, commitEvery: 1...2),
+        CrashWorkload(name: "ring-wrap", sectorSize: 512, segmentSize: 4096, slots: 5, policy: .overwriteOldest,
+                      records: 180, payloadSizes: 40...200, commitEvery: 2...9),
+        CrashWorkload(name: "ring-full-pause", sectorSize: 512, segmentSize: 4096, slots: 4, policy: .pause,
+                      records: 400, payloadSizes: 100...300, commitEvery: 3...10),
+        CrashWorkload(name: "ring-full-acked", sectorSize: 512, segmentSize: 4096, slots: 5, policy: .overwriteAcked,
+                      records: 160, payloadSizes: 60...200, commitEvery: 2...8, ackUpstream: true),
+        CrashWorkload(name: "sector-4096", sectorSize: 4096, segmentSize: 8192, slots: 8, policy: .pause,
+                      records: 120, payloadSizes: 20...400, commitEvery: 1...10),
+    ]
+
+    static func formatted(_ w: CrashWorkload) throws -> [UInt8] {
+        let memory = MemoryBlockDevice(size: w.storeSize, sectorSize: w.sectorSize)
+        try EvidenceStore.format(device: memory, sectorSize: w.sectorSize, segmentSize: w.segmentSize,
+                                 storeUUID: Array(1...16), wallNs: 1_700_000_000_000_000_000, force: false)
+        return memory.bytes
+    }
+
+    static func record(_ w: CrashWorkload, seed: UInt64) throws -> RecordedRun {
+        let device = FaultBlockDevice(image: try formatted(w), sectorSize: w.sectorSize)
+        let (store, _) = try EvidenceStore.open(device: device, policy: w.policy, clock: CrashOracle.fixedClock)
+        let driver = StoreDriver(store: store, clock: ManualClock())
+        var run = RecordedRun(device: device, submitted: [:], marks: [], ringFullSeen: false)
+        var pending: [RecordKey] = []
+        driver.afterCommit = { receipt in
+            run.marks.append((device.log.count, store.metadata.generation, pending.map { ($0, receipt.segmentID) }))
+            pending.removeAll()
+        }
+        var rng = SplitMix64(seed: seed)
+        var sinceCommit = 0
+        var target = Int.random(in: w.commitEvery, using: &rng)
+        do {
+            for n in 0..<w.records {
+                let source = n % 3 == 0 ? "s2" : "s1"
+                // Keys enter `pending` before append: an append that commits a full segment first
+                // acknowledges only the earlier keys, so this one is added after that commit.
+                let key = try driver.append(source: source, payload: w.payload(n, &rng))
+                pending.append(key)
+                sinceCommit += 1
+                if sinceCommit >= target {
+                    try driver.commit()
+                    if w.ackUpstream, store.metadata.headSegmentID > 1 {
+                        store.acknowledgeUpstream(through: store.metadata.headSegmentID - 1)
+                    }
+                    sinceCommit = 0
+                    target = Int.random(in: w.commitEvery, using: &rng)
+                }
+            }
+            try driver.commit()
+            try store.close()
+        } catch StoreError.ringFull {
+            run.ringFullSeen = true
+        }
+        run.submitted = driver.submitted
+        return run
+    }
+
+    static func seed(_ workload: Int, _ cut: Int, _ variant: Int) -> UInt64 {
+        UInt64(workload) &* 1_000_003 &+ UInt64(cut) &* 7919 &+ UInt64(variant) &+ 0xE1D6_E106
+    }
+}
+
+@Suite("Crash-point enumeration", .serialized)
+struct CrashEnumerationTests {
+    @Test("every cut of every workload recovers to a correct store", arguments: Array(CrashHarness.workloads.indices))
+    func enumerate(workloadIndex: Int) throws {
+        let w = CrashHarness.workloads[workloadIndex]
+        let run = try CrashHarness.record(w, seed: UInt64(workloadIndex) + 1)
+        let images = CrashImageBuilder(device: run.device)
+        let filled = run.ringFullSeen
+        if w.policy == .pause && w.name.hasPrefix("ring-full") { #expect(filled, "workload \(w.name) should have filled the ring") }
+        let replay = CrashReplay.fromEnvironment()
+        var states = 0
+        var failures: [String] = []
+        for cut in images.cuts {
+            for (v, variant) in CrashVariant.allCases.enumerated() {
+                let point = CrashPoint(cut: cut, variant: variant, seed: CrashHarness.seed(workloadIndex, cut, v))
+                if let replay, !(replay.workload == w.name && replay.cut == cut && replay.variant == variant) { continue }
+                let image = images.image(at: point, sectorSize: w.sectorSize)
+                states += 1
+                if let problem = CrashOracle.check(image: image, sectorSize: w.sectorSize, policy: w.policy,
+                                                   expect: run.expectation(at: cut)) {
+                    failures.append("workload=\(w.name) \(point): \(problem)")
+                }
+            }
+        }
+        print("crash states checked: \(states) (workload \(w.name), \(run.device.log.count) operations, \(run.marks.count) commits)")
+        let failureCount = failures.count
+        #expect(failureCount == 0, "\(failures.count) failing crash states; first: \(failures.prefix(5).joined(separator: " | ")); replay with EDGELOG_CRASH_REPLAY=\"workload cut variant seed\"")
+    }
+
+    @Test("pairs of cuts: power cut again while recovery repairs the first cut")
+    func recoveryOfRecovery() throws {
+        let w = CrashHarness.workloads[0]
+        let run = try CrashHarness.record(w, seed: 99)
+        let images = CrashImageBuilder(device: run.device)
+        var states = 0
+        var repairing = 0
+        var failures: [String] = []
+        // Cuts on the commit path of the last twelve commits: segment write, metadata write, flush.
+        let firstCut = run.marks.count > 12 ? run.marks[run.marks.count - 13].ops : 0
+        for cut in firstCut..<(run.device.log.count + 1) {
+            for (v, variant) in [CrashVariant.torn512, .garbage, .pendingReordered, .pendingKept].enumerated() {
+                let point = CrashPoint(cut: cut, variant: variant, seed: CrashHarness.seed(100, cut, v))
+                let first = images.image(at: point, sectorSize: w.sectorSize)
+                let recovering = FaultBlockDevice(image: first, sectorSize: w.sectorSize)
+                _ = try EvidenceStore.recover(device: recovering, policy: w.policy, clock: CrashOracle.fixedClock)
+                guard !recovering.log.isEmpty else { continue }
+                repairing += 1
+                let second = CrashImageBuilder(device: recovering)
+                for cut2 in second.cuts {
+                    for (v2, variant2) in CrashVariant.allCases.enumerated() {
+                        let point2 = CrashPoint(cut: cut2, variant: variant2, seed: CrashHarness.seed(200 + v, cut * 1000 + cut2, v2))
+                        let image = second.image(at: point2, sectorSize: w.sectorSize)
+                        states += 1
+                        if let problem = CrashOracle.check(image: image, sectorSize: w.sectorSize, policy: w.policy,
+                                                           expect: run.expectation(at: cut), continueWriting: false) {
+                            failures.append("first \(point), second \(point2): \(problem)")
+                        }
+                    }
+                }
+            }
+        }
+        print("crash states checked: \(states) (pairs through recovery of \(repairing) repairing first cuts)")
+        #expect(repairing > 10)
+        let failureCount = failures.count
+        #expect(failureCount == 0, "\(failures.count) failing pairs; first: \(failures.prefix(5).joined(separator: " | "))")
+    }
+}
+
+struct CrashReplay {
+    var workload: String
+    var cut: Int
+    var variant: CrashVariant
+
+    static func fromEnvironment() -> CrashReplay? {
+        guard let text = Environment.get("EDGELOG_CRASH_REPLAY") else { return nil }
+        let parts = text.split(separator: " ").map(String.init)
+        guard parts.count >= 3, let cut = Int(parts[1]), let variant = CrashVariant(rawValue: parts[2]) else { return nil }
+        return CrashReplay(workload: parts[0], cut: cut, variant: variant)
+    }
+}

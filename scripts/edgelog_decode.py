@@ -1,0 +1,753 @@
+#!/usr/bin/env python3
+"""Independent decoder for the edgelog on-disk format (format version 1).
+
+Written from docs/FORMAT.md alone, without looking at the Swift sources, so
+that it can catch disagreements between the spec and the engine.
+
+Usage:
+    edgelog_decode.py STORE_PATH [--format jsonl|csv] [--since-commit N] [--inspect]
+
+Default output is what FORMAT.md section 7 says `edgelog export` prints, for
+the committed records of section 5.  `--inspect` prints the chosen metadata
+slot and the scan result as one JSON object instead; it only reads the
+segments the slot choice and the forward scan need (it does not re-verify
+every committed segment).
+
+Exit codes:
+    0  success
+    2  not a store / no valid metadata slot (also argparse usage errors)
+    3  one or more committed segments failed validation (reported on stderr,
+       skipped, everything else printed)
+    5  newer format (format_version > 1, or only unknown incompat_flags)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+# ---------------------------------------------------------------------------
+# Constants (FORMAT.md sections 1-3)
+# ---------------------------------------------------------------------------
+
+FORMAT_VERSION = 1
+
+META_MAGIC = b"EDGELOGM"
+META_SLOT_SIZE = 4096
+META_SLOT_OFFSETS = {"A": 0, "B": 4096}
+RING_OFFSET = 8192
+BAD_BLOCK_MAX = 64
+BAD_BLOCK_TBL_OFFSET = 256
+BAD_BLOCK_ENTRY = 16
+SOURCE_MAX = 32
+SOURCE_TBL_OFFSET = 1280
+SOURCE_ENTRY = 48
+SOURCE_NAME_FIELD = 39
+KNOWN_INCOMPAT_FLAGS = 0  # format version 1 defines no incompat bits
+MIN_SEGMENT_SIZE = 4096
+MAX_SEGMENT_SIZE = 16 * 1024 * 1024
+MIN_RING_SLOTS = 4
+
+SEG_MAGIC = b"EDGELOGS"
+SEG_HEADER_SIZE = 128
+MARKER_MAGIC = b"EDGELOGC"
+MARKER_SIZE = 320
+
+REC_FIXED = 44          # bytes before the source name
+REC_TRAILER = 8         # crc + "RECE"
+REC_MIN_LEN = 53        # 44 + 1-byte source + empty payload + 8
+REC_END = b"RECE"
+SOURCE_NAME_MAX = 39
+SOURCE_CHARS = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+# Section 7 names only these five; 6 and 7 (boot, clock_step) are reserved
+# and therefore printed as numbers like any other type this reader does not
+# know.
+TYPE_NAMES = {1: "data", 2: "gap", 3: "incomplete", 4: "drop", 5: "recovery"}
+
+CSV_HEADER = b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"
+
+EXIT_OK = 0
+EXIT_NOT_A_STORE = 2
+EXIT_BAD_SEGMENT = 3
+EXIT_NEWER_FORMAT = 5
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+class DecodeError(Exception):
+    """A structure failed validation.
+
+    `offset` is the absolute byte offset in the store of the field that
+    failed, so a technician can hexdump the exact spot.
+    """
+
+    def __init__(self, reason: str, offset: int):
+        super().__init__(f"{reason} (offset {offset})")
+        self.reason = reason
+        self.offset = offset
+
+
+class IncompatFlagsError(DecodeError):
+    """A slot was refused only because of an incompat_flags bit we do not know.
+
+    Kept distinct so that a store refused for this reason alone can be
+    reported as "newer format" rather than "not a store".
+    """
+
+
+class NewerFormatError(Exception):
+    """The store was written by a newer format: refuse it (exit 5)."""
+
+
+# ---------------------------------------------------------------------------
+# CRC-32C (Castagnoli), table driven, reflected polynomial 0x82F63B78
+# ---------------------------------------------------------------------------
+
+def _make_crc_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC_TABLE = _make_crc_table()
+
+
+def crc32c(data: bytes | bytearray | memoryview) -> int:
+    """CRC-32C: init 0xFFFFFFFF, reflected in/out, final xor 0xFFFFFFFF."""
+    crc = 0xFFFFFFFF
+    table = _CRC_TABLE  # local name: this loop dominates run time on big segments
+    for b in bytes(data):
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+# Refuse to run with a broken CRC: every validity decision depends on it.
+if crc32c(b"123456789") != 0xE3069283:
+    raise ImportError("crc32c self-check failed: CRC of '123456789' is not 0xE3069283")
+
+
+# ---------------------------------------------------------------------------
+# Data classes
+# ---------------------------------------------------------------------------
+
+@dataclass
+class BadBlock:
+    slot: int
+    reason: int
+    segment_id: int
+
+
+@dataclass
+class Source:
+    name: str
+    last_seq: int
+
+
+@dataclass
+class Metadata:
+    slot_name: str
+    format_version: int
+    incompat_flags: int
+    compat_flags: int
+    store_uuid: bytes
+    generation: int
+    store_size: int
+    sector_size: int
+    segment_size: int
+    ring_offset: int
+    ring_slots: int
+    commit_id: int
+    head_segment_id: int
+    head_slot: int
+    tail_slot: int
+    tail_segment_id: int
+    wrap_count: int
+    clean_flag: int
+    unexp_rst: int
+    bo_event: int
+    ecc_err_cnt: int
+    verify_stat: int
+    mono_hwm: int
+    uplink_cursor: int
+    records_total: int
+    dropped_total: int
+    lost_total: int
+    bad_block_count: int
+    source_count: int
+    format_wall_ns: int
+    bad_blocks: list[BadBlock] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+
+    def slot_offset(self, slot: int) -> int:
+        return self.ring_offset + slot * self.segment_size
+
+
+@dataclass
+class Record:
+    record_len: int
+    type: int
+    flags: int
+    seq: int
+    mono_ctr: int
+    wall_ns: int
+    boot_ns: int
+    source: bytes
+    payload: bytes
+
+
+@dataclass
+class Segment:
+    slot: int
+    segment_id: int
+    commit_id: int
+    wrap_count: int
+    record_count: int
+    payload_len: int
+    first_mono: int
+    last_mono: int
+    lost_records: int
+    dropped_records: int
+    records: list[Record]
+
+
+@dataclass
+class ScanResult:
+    meta: Metadata                  # the chosen slot, unmodified
+    rejected_slots: list[str]       # slots that were not valid
+    head_missing: DecodeError | None  # set when neither slot's head segment was valid
+    adopted: int                    # segments adopted by the forward scan
+    tail_slot: int                  # after tail moves caused by adoption
+    tail_segment_id: int
+    last_slot: int                  # last adopted segment, or the chosen head
+    last_segment_id: int
+    empty: bool                     # no committed segment at all
+    committed: list[tuple[int, int]]  # (slot, expected segment id), tail first
+    range_error: str | None         # tail..last walk did not line up
+    cache: dict[tuple[int, int], Segment] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# Store access
+# ---------------------------------------------------------------------------
+
+class Store:
+    """Positioned reads on the store file or device."""
+
+    def __init__(self, fh: BinaryIO):
+        self.fh = fh
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        self.fh.seek(offset)
+        data = self.fh.read(size)
+        if len(data) != size:
+            # A store image shorter than its geometry is a read error, not a
+            # crash: the segment (or slot) there is simply not valid.
+            raise DecodeError(f"short read: wanted {size} bytes, got {len(data)}", offset)
+        return data
+
+
+# ---------------------------------------------------------------------------
+# Metadata (section 2)
+# ---------------------------------------------------------------------------
+
+_META_STRUCT = struct.Struct(
+    "<8sHHII4x16sQQIIQI4xQQIIQIIIIIIQQQQQIIq")
+
+
+def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
+    """Parse and validate one 4096-byte metadata slot.
+
+    Raises NewerFormatError when the magic is ours but format_version is
+    higher: the layout of a newer slot may differ (even the crc position),
+    so the version is trusted on the magic alone.
+    """
+    if len(buf) != META_SLOT_SIZE:
+        raise DecodeError("metadata slot truncated", base)
+    (magic, format_version, slot_size, incompat, compat, uuid, generation,
+     store_size, sector_size, segment_size, ring_offset, ring_slots,
+     commit_id, head_segment_id, head_slot, tail_slot, tail_segment_id,
+     wrap_count, clean_flag, unexp_rst, bo_event, ecc_err_cnt, verify_stat,
+     mono_hwm, uplink_cursor, records_total, dropped_total, lost_total,
+     bad_block_count, source_count, format_wall_ns) = _META_STRUCT.unpack_from(buf, 0)
+
+    if magic != META_MAGIC:
+        raise DecodeError("bad metadata magic", base)
+    if format_version > FORMAT_VERSION:
+        raise NewerFormatError(f"metadata slot {slot_name} has format_version "
+                               f"{format_version}, this reader knows {FORMAT_VERSION}")
+    if format_version != FORMAT_VERSION:
+        raise DecodeError(f"bad format_version {format_version}", base + 8)
+    if slot_size != META_SLOT_SIZE:
+        raise DecodeError(f"bad slot_size {slot_size}", base + 10)
+    stored_crc = struct.unpack_from("<I", buf, 4092)[0]
+    if crc32c(buf[:4092]) != stored_crc:
+        raise DecodeError("metadata crc mismatch", base + 4092)
+    # incompat_flags is checked after the crc so that a torn slot is reported
+    # as torn, and only an intact slot from a newer writer as incompatible.
+    if incompat & ~KNOWN_INCOMPAT_FLAGS:
+        raise IncompatFlagsError(f"unknown incompat_flags 0x{incompat:08x}", base + 12)
+    if ring_offset != RING_OFFSET:
+        raise DecodeError(f"bad ring_offset {ring_offset}", base + 64)
+    # Section 2 only asks for "a multiple of 4096"; section 1 bounds it to
+    # 4096..16 MiB.  Zero would otherwise pass and make every slot overlap.
+    if (segment_size % 4096 != 0 or segment_size < MIN_SEGMENT_SIZE
+            or segment_size > MAX_SEGMENT_SIZE):
+        raise DecodeError(f"bad segment_size {segment_size}", base + 60)
+    if ring_slots < MIN_RING_SLOTS:
+        raise DecodeError(f"ring_slots {ring_slots} below {MIN_RING_SLOTS}", base + 72)
+    if ring_offset + ring_slots * segment_size > store_size:
+        raise DecodeError("ring does not fit in store_size", base + 48)
+    if head_slot >= ring_slots:
+        raise DecodeError(f"head_slot {head_slot} >= ring_slots", base + 96)
+    if tail_slot >= ring_slots:
+        raise DecodeError(f"tail_slot {tail_slot} >= ring_slots", base + 100)
+    if bad_block_count > BAD_BLOCK_MAX:
+        raise DecodeError(f"bad_block_count {bad_block_count} > {BAD_BLOCK_MAX}", base + 176)
+    if source_count > SOURCE_MAX:
+        raise DecodeError(f"source_count {source_count} > {SOURCE_MAX}", base + 180)
+
+    bad_blocks = []
+    for i in range(bad_block_count):
+        off = BAD_BLOCK_TBL_OFFSET + i * BAD_BLOCK_ENTRY
+        slot, reason, segment_id = struct.unpack_from("<IH2xQ", buf, off)
+        bad_blocks.append(BadBlock(slot, reason, segment_id))
+
+    sources = []
+    for i in range(source_count):
+        off = SOURCE_TBL_OFFSET + i * SOURCE_ENTRY
+        name_len = buf[off]
+        # name_len is specified 1..39 but is not part of slot validity;
+        # clamp so a bad length cannot read into last_seq.
+        name = buf[off + 1: off + 1 + min(name_len, SOURCE_NAME_FIELD)]
+        last_seq = struct.unpack_from("<Q", buf, off + 40)[0]
+        sources.append(Source(name.decode("ascii", "replace"), last_seq))
+
+    return Metadata(
+        slot_name=slot_name, format_version=format_version,
+        incompat_flags=incompat, compat_flags=compat, store_uuid=uuid,
+        generation=generation, store_size=store_size, sector_size=sector_size,
+        segment_size=segment_size, ring_offset=ring_offset,
+        ring_slots=ring_slots, commit_id=commit_id,
+        head_segment_id=head_segment_id, head_slot=head_slot,
+        tail_slot=tail_slot, tail_segment_id=tail_segment_id,
+        wrap_count=wrap_count, clean_flag=clean_flag, unexp_rst=unexp_rst,
+        bo_event=bo_event, ecc_err_cnt=ecc_err_cnt, verify_stat=verify_stat,
+        mono_hwm=mono_hwm, uplink_cursor=uplink_cursor,
+        records_total=records_total, dropped_total=dropped_total,
+        lost_total=lost_total, bad_block_count=bad_block_count,
+        source_count=source_count, format_wall_ns=format_wall_ns,
+        bad_blocks=bad_blocks, sources=sources)
+
+
+# ---------------------------------------------------------------------------
+# Records (section 3.2)
+# ---------------------------------------------------------------------------
+
+_REC_STRUCT = struct.Struct("<IHHQQqqH2x")
+
+
+def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
+                  first_mono: int, last_mono: int) -> list[Record]:
+    """Parse the records area: `body[0:payload_len]`, at store offset `base`.
+
+    Records are found only by walking record_len from the start, never by
+    searching for a magic, so bytes inside a payload that look like a record,
+    marker or segment header are never taken for one.
+    """
+    records: list[Record] = []
+    pos = 0
+    while pos < payload_len:
+        at = base + pos
+        if payload_len - pos < REC_MIN_LEN:
+            raise DecodeError(f"{payload_len - pos} trailing bytes, shorter than a record", at)
+        (record_len, rtype, flags, seq, mono, wall_ns, boot_ns,
+         source_len) = _REC_STRUCT.unpack_from(body, pos)
+        if record_len < REC_MIN_LEN:
+            raise DecodeError(f"record_len {record_len} below {REC_MIN_LEN}", at)
+        if record_len > payload_len - pos:
+            raise DecodeError(f"record_len {record_len} runs past payload_len", at)
+        end = pos + record_len
+        if body[end - 4:end] != REC_END:
+            raise DecodeError("record end marker is not RECE", base + end - 4)
+        stored_crc = struct.unpack_from("<I", body, end - 8)[0]
+        if crc32c(body[pos:end - 8]) != stored_crc:
+            raise DecodeError("record crc mismatch", base + end - 8)
+        if not 1 <= source_len <= SOURCE_NAME_MAX:
+            raise DecodeError(f"source_len {source_len} not in 1..{SOURCE_NAME_MAX}", at + 40)
+        if REC_FIXED + source_len + REC_TRAILER > record_len:
+            raise DecodeError("source_len runs past the record", at + 40)
+        source = body[pos + REC_FIXED: pos + REC_FIXED + source_len]
+        # The CSV output leaves source unquoted, which is only safe with the
+        # restricted alphabet of section 3.2; refuse anything else.
+        if not set(source) <= SOURCE_CHARS:
+            raise DecodeError("source name has characters outside A-Za-z0-9._-", at + REC_FIXED)
+        if records and mono <= records[-1].mono_ctr:
+            raise DecodeError(f"mono_ctr {mono} does not increase", at + 16)
+        payload = body[pos + REC_FIXED + source_len: end - REC_TRAILER]
+        records.append(Record(record_len, rtype, flags, seq, mono, wall_ns,
+                              boot_ns, bytes(source), bytes(payload)))
+        pos = end
+
+    if len(records) != record_count:
+        raise DecodeError(f"{len(records)} records parsed, header says {record_count}", base)
+    # With zero records there is no first or last record to compare.
+    if records:
+        if records[0].mono_ctr != first_mono:
+            raise DecodeError("first record mono_ctr != header first_mono", base + 16)
+        if records[-1].mono_ctr != last_mono:
+            raise DecodeError("last record mono_ctr != header last_mono",
+                              base + payload_len - records[-1].record_len + 16)
+    return records
+
+
+# ---------------------------------------------------------------------------
+# Segments (sections 3.1, 3.3, 3.4)
+# ---------------------------------------------------------------------------
+
+_SEG_STRUCT = struct.Struct("<8sHHI16sQQIIIIQQ32sIIII")
+_MARKER_STRUCT = struct.Struct("<8sQQIIII")
+
+
+def parse_segment(store: Store, meta: Metadata, slot: int, expected_id: int) -> Segment:
+    """Read and fully validate the segment in ring slot `slot` (section 3.4)."""
+    base = meta.slot_offset(slot)
+    header = store.read_at(base, SEG_HEADER_SIZE)
+    (magic, version, header_size, _flags, uuid, segment_id, commit_id,
+     slot_index, wrap_count, record_count, payload_len, first_mono, last_mono,
+     _prev_hash, lost_records, dropped_records, _reserved,
+     header_crc) = _SEG_STRUCT.unpack(header)
+
+    if magic != SEG_MAGIC:
+        raise DecodeError("bad segment magic", base)
+    if version != FORMAT_VERSION:
+        raise DecodeError(f"bad segment format_version {version}", base + 8)
+    if header_size != SEG_HEADER_SIZE:
+        raise DecodeError(f"bad header_size {header_size}", base + 10)
+    if crc32c(header[:124]) != header_crc:
+        raise DecodeError("header_crc mismatch", base + 124)
+    if uuid != meta.store_uuid:
+        raise DecodeError("store_uuid is not this store's", base + 16)
+    if segment_id != expected_id:
+        raise DecodeError(f"segment_id {segment_id}, expected {expected_id}", base + 32)
+    if slot_index != slot:
+        raise DecodeError(f"slot_index {slot_index}, expected {slot}", base + 48)
+    if SEG_HEADER_SIZE + payload_len + MARKER_SIZE > meta.segment_size:
+        raise DecodeError(f"payload_len {payload_len} does not fit the segment", base + 60)
+
+    # Header is trustworthy now, so payload_len can size the next read.
+    rest = store.read_at(base + SEG_HEADER_SIZE, payload_len + MARKER_SIZE)
+    body_records = rest[:payload_len]
+    marker = rest[payload_len:]
+    mbase = base + SEG_HEADER_SIZE + payload_len
+    (mmagic, m_segment_id, m_commit_id, m_record_count, m_payload_len,
+     body_crc, _seal_len) = _MARKER_STRUCT.unpack_from(marker, 0)
+    if mmagic != MARKER_MAGIC:
+        raise DecodeError("bad commit marker magic", mbase)
+    marker_crc = struct.unpack_from("<I", marker, 316)[0]
+    if crc32c(marker[:316]) != marker_crc:
+        raise DecodeError("marker_crc mismatch", mbase + 316)
+    if m_segment_id != segment_id:
+        raise DecodeError("marker segment_id differs from header", mbase + 8)
+    if m_commit_id != commit_id:
+        raise DecodeError("marker commit_id differs from header", mbase + 16)
+    if m_record_count != record_count:
+        raise DecodeError("marker record_count differs from header", mbase + 24)
+    if m_payload_len != payload_len:
+        raise DecodeError("marker payload_len differs from header", mbase + 28)
+    if crc32c(header + body_records) != body_crc:
+        raise DecodeError("body_crc mismatch", mbase + 32)
+
+    records = parse_records(body_records, base + SEG_HEADER_SIZE, payload_len,
+                            record_count, first_mono, last_mono)
+    return Segment(slot, segment_id, commit_id, wrap_count, record_count,
+                   payload_len, first_mono, last_mono, lost_records,
+                   dropped_records, records)
+
+
+# ---------------------------------------------------------------------------
+# Slot choice and forward scan (section 5)
+# ---------------------------------------------------------------------------
+
+def next_slot(meta: Metadata, s: int) -> int:
+    """`next(s)` of section 5: (s + 1) mod ring_slots, skipping bad blocks."""
+    bad = {b.slot for b in meta.bad_blocks}
+    for _ in range(meta.ring_slots):
+        s = (s + 1) % meta.ring_slots
+        if s not in bad:
+            return s
+    raise DecodeError("every ring slot is listed in bad_block_tbl", meta.ring_offset)
+
+
+def read_slots(store: Store) -> tuple[list[Metadata], list[str], bool]:
+    """Step 1: read both slots. Returns (valid slots, rejected names, incompat_seen)."""
+    valid: list[Metadata] = []
+    rejected: list[str] = []
+    incompat_seen = False
+    for name, off in META_SLOT_OFFSETS.items():
+        try:
+            buf = store.read_at(off, META_SLOT_SIZE)
+            valid.append(parse_metadata(buf, name, off))
+        except IncompatFlagsError:
+            incompat_seen = True
+            rejected.append(name)
+        except DecodeError:
+            rejected.append(name)
+    return valid, rejected, incompat_seen
+
+
+def choose_slot(store: Store, valid: list[Metadata]
+                ) -> tuple[Metadata, Segment | None, DecodeError | None]:
+    """Step 2: newest generation first; the first whose head segment is valid.
+
+    Returns (chosen slot, its head segment if read, error if no slot's head
+    segment was valid).
+    """
+    ordered = sorted(valid, key=lambda m: m.generation, reverse=True)
+    first_error: DecodeError | None = None
+    for meta in ordered:
+        if meta.head_segment_id == 0:
+            return meta, None, None
+        try:
+            head = parse_segment(store, meta, meta.head_slot, meta.head_segment_id)
+            return meta, head, None
+        except DecodeError as err:
+            if first_error is None:
+                first_error = err
+    # Neither head segment is valid: the newest slot wins anyway and the
+    # missing segment is reported by the caller.
+    return ordered[0], None, first_error
+
+
+def scan(store: Store) -> ScanResult:
+    """Steps 1-4 of section 5. Raises DecodeError / NewerFormatError for a non-store."""
+    valid, rejected, incompat_seen = read_slots(store)
+    if not valid:
+        if incompat_seen:
+            raise NewerFormatError("no metadata slot without unknown incompat_flags")
+        raise DecodeError("no valid metadata slot", 0)
+    meta, head, head_error = choose_slot(store, valid)
+
+    cache: dict[tuple[int, int], Segment] = {}
+    if head is not None:
+        cache[(head.slot, head.segment_id)] = head
+
+    # "The ring is empty when tail_segment_id is greater than head_segment_id";
+    # head_segment_id 0 means nothing was ever committed.
+    empty = meta.head_segment_id == 0 or meta.tail_segment_id > meta.head_segment_id
+    tail_slot, tail_id = meta.tail_slot, meta.tail_segment_id
+    if empty:
+        s, e = meta.tail_slot, meta.tail_segment_id
+        last_slot, last_id = -1, 0
+    else:
+        s, e = next_slot(meta, meta.head_slot), meta.head_segment_id + 1
+        last_slot, last_id = meta.head_slot, meta.head_segment_id
+
+    # Step 3: adopt segments whose commit wrote the segment but not the
+    # metadata.  Ids are strictly increasing and the ring is finite, so a
+    # lap around the ring always ends at a slot holding an older id.
+    adopted = 0
+    while True:
+        try:
+            seg = parse_segment(store, meta, s, e)
+        except DecodeError:
+            break  # where the scan stops: expected, not an error
+        cache[(s, e)] = seg
+        adopted += 1
+        # Only a non-empty ring has a tail segment that can be overwritten;
+        # in an empty ring the first adopted segment lands on the tail slot
+        # and becomes the tail.
+        if not empty and s == tail_slot:
+            tail_slot, tail_id = next_slot(meta, tail_slot), tail_id + 1
+        empty = False
+        last_slot, last_id = s, e
+        s, e = next_slot(meta, s), e + 1
+
+    # Step 4: tail .. last in ring order.
+    committed: list[tuple[int, int]] = []
+    range_error = None
+    if not empty:
+        s, e = tail_slot, tail_id
+        for _ in range(meta.ring_slots):
+            committed.append((s, e))
+            if s == last_slot:
+                break
+            s, e = next_slot(meta, s), e + 1
+        else:
+            range_error = (f"walking from tail slot {tail_slot} never reached "
+                           f"head slot {last_slot}")
+        if range_error is None and e != last_id:
+            range_error = (f"tail segment {tail_id} at slot {tail_slot} and head segment "
+                           f"{last_id} at slot {last_slot} are {len(committed)} slots apart")
+
+    return ScanResult(meta=meta, rejected_slots=rejected, head_missing=head_error,
+                      adopted=adopted, tail_slot=tail_slot, tail_segment_id=tail_id,
+                      last_slot=last_slot, last_segment_id=last_id, empty=empty,
+                      committed=committed, range_error=range_error, cache=cache)
+
+
+# ---------------------------------------------------------------------------
+# Output (section 7)
+# ---------------------------------------------------------------------------
+
+def _type_json(rtype: int) -> bytes:
+    name = TYPE_NAMES.get(rtype)
+    return f'"{name}"'.encode() if name else str(rtype).encode()
+
+
+def _type_csv(rtype: int) -> bytes:
+    return TYPE_NAMES.get(rtype, str(rtype)).encode()
+
+
+def format_jsonl(seg: Segment, rec: Record) -> bytes:
+    # Built by hand, not with json.dumps: the key order and spacing are fixed
+    # by the spec and the payload is spliced in as stored, not re-encoded.
+    return (b'{"segment_id":%d,"commit_id":%d,"type":%s,"source":"%s","seq":%d,'
+            b'"mono_ctr":%d,"wall_ns":%d,"boot_ns":%d,"payload":%s}\n'
+            % (seg.segment_id, seg.commit_id, _type_json(rec.type), rec.source,
+               rec.seq, rec.mono_ctr, rec.wall_ns, rec.boot_ns, rec.payload))
+
+
+def format_csv(seg: Segment, rec: Record) -> bytes:
+    # Source is restricted to A-Za-z0-9._- (checked in parse_records), so it
+    # never needs quoting; the payload is always quoted with " doubled.
+    payload = rec.payload.replace(b'"', b'""')
+    return (b'%d,%d,%s,%s,%d,%d,%d,%d,"%s"\n'
+            % (seg.segment_id, seg.commit_id, _type_csv(rec.type), rec.source,
+               rec.seq, rec.mono_ctr, rec.wall_ns, rec.boot_ns, payload))
+
+
+def export(store: Store, result: ScanResult, fmt: str, since_commit: int | None,
+           out: BinaryIO, err: BinaryIO) -> int:
+    """Print the committed records in ring order; return the number of
+    committed segments that failed validation (reported on `err`, skipped)."""
+    line = format_csv if fmt == "csv" else format_jsonl
+    if fmt == "csv":
+        out.write(CSV_HEADER)
+    skipped = 0
+    for slot, seg_id in result.committed:
+        # Head and adopted segments were already validated by the scan.
+        seg = result.cache.pop((slot, seg_id), None)
+        if seg is None:
+            try:
+                seg = parse_segment(store, result.meta, slot, seg_id)
+            except DecodeError as exc:
+                skipped += 1
+                report(err, f"segment {seg_id} in slot {slot} at offset "
+                            f"{exc.offset}: {exc.reason}; skipped")
+                continue
+        if since_commit is not None and seg.commit_id <= since_commit:
+            continue
+        for rec in seg.records:
+            out.write(line(seg, rec))
+    return skipped
+
+
+def inspect(result: ScanResult) -> dict:
+    m = result.meta
+    return {
+        "chosen_slot": m.slot_name,
+        "generation": m.generation,
+        "commit_id": m.commit_id,
+        "head_segment_id": m.head_segment_id,
+        "head_slot": m.head_slot,
+        "tail_segment_id": m.tail_segment_id,
+        "tail_slot": m.tail_slot,
+        "wrap_count": m.wrap_count,
+        "clean_flag": m.clean_flag,
+        "unexp_rst": m.unexp_rst,
+        "bo_event": m.bo_event,
+        "ecc_err_cnt": m.ecc_err_cnt,
+        "verify_stat": m.verify_stat,
+        "mono_hwm": m.mono_hwm,
+        "uplink_cursor": m.uplink_cursor,
+        "records_total": m.records_total,
+        "dropped_total": m.dropped_total,
+        "lost_total": m.lost_total,
+        "sector_size": m.sector_size,
+        "segment_size": m.segment_size,
+        "ring_slots": m.ring_slots,
+        "store_size": m.store_size,
+        "bad_blocks": [{"slot": b.slot, "reason": b.reason, "segment_id": b.segment_id}
+                       for b in m.bad_blocks],
+        "sources": [{"name": s.name, "last_seq": s.last_seq} for s in m.sources],
+        "adopted_segments": result.adopted,
+        # Committed segments = the tail..last range, whether or not each one
+        # still reads back.
+        "segments": len(result.committed),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def report(err: BinaryIO, msg: str) -> None:
+    err.write(f"edgelog_decode: {msg}\n".encode())
+
+
+def main(argv: list[str] | None = None, out: BinaryIO | None = None,
+         err: BinaryIO | None = None) -> int:
+    out = out if out is not None else sys.stdout.buffer
+    err = err if err is not None else sys.stderr.buffer
+    parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 1).")
+    parser.add_argument("store", metavar="STORE_PATH")
+    parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    parser.add_argument("--since-commit", type=int, default=None, metavar="N")
+    parser.add_argument("--inspect", action="store_true")
+    args = parser.parse_args(argv)
+
+    try:
+        fh = open(args.store, "rb")
+    except OSError as exc:
+        report(err, f"cannot open {args.store}: {exc.strerror}")
+        return EXIT_NOT_A_STORE
+
+    with fh:
+        store = Store(fh)
+        try:
+            result = scan(store)
+        except NewerFormatError as exc:
+            report(err, f"newer format: {exc}")
+            return EXIT_NEWER_FORMAT
+        except DecodeError as exc:
+            report(err, f"not an edgelog store: {exc.reason} (offset {exc.offset})")
+            return EXIT_NOT_A_STORE
+
+        failed = False
+        if result.head_missing is not None:
+            # The head is inside the committed range, so export reports it
+            # again when it skips it; this line says why the slot was still
+            # chosen (and is the only report under --inspect).
+            m = result.meta
+            report(err, f"neither metadata slot's head segment is valid; using slot "
+                        f"{m.slot_name}, head segment {m.head_segment_id} in slot "
+                        f"{m.head_slot} at offset {result.head_missing.offset}: "
+                        f"{result.head_missing.reason}")
+            failed = True
+        if result.range_error is not None:
+            report(err, f"inconsistent ring range: {result.range_error}")
+            failed = True
+
+        if args.inspect:
+            out.write(json.dumps(inspect(result), sort_keys=True).encode() + b"\n")
+        else:
+            if export(store, result, args.format, args.since_commit, out, err):
+                failed = True
+        out.flush()
+    return EXIT_BAD_SEGMENT if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Self-test for scripts/edgelog_decode.py.
+
+Run: python3 -m pytest scripts/test_edgelog_decode.py
+
+The store images are built in memory by the minimal encoder below, written
+from docs/FORMAT.md (it has its own bitwise CRC so that a table bug in the
+decoder cannot hide behind the same table here).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "edgelog_decode.py"
+
+_spec = importlib.util.spec_from_file_location("edgelog_decode", SCRIPT)
+dec = importlib.util.module_from_spec(_spec)
+sys.modules["edgelog_decode"] = dec  # dataclasses look the module up by name
+_spec.loader.exec_module(dec)
+
+UUID = bytes(range(16))
+SEG = 4096          # segment_size
+SLOTS = 4           # ring_slots
+STORE = 8192 + SLOTS * SEG
+
+
+# ---------------------------------------------------------------------------
+# Minimal encoder (FORMAT.md sections 2, 3)
+# ---------------------------------------------------------------------------
+
+def crc(data: bytes) -> int:
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+
+
+def record(seq, mono, payload, source=b"temp", rtype=1, wall=1_700_000_000_000_000_000,
+           boot=5_000):
+    length = 44 + len(source) + len(payload) + 8
+    body = struct.pack("<IHHQQqqHH", length, rtype, 0, seq, mono, wall, boot,
+                       len(source), 0) + source + payload
+    return body + struct.pack("<I", crc(body)) + b"RECE"
+
+
+def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=False,
+            sector=512):
+    """recs: list of encoded records; monos: their mono_ctr values."""
+    commit_id = seg_id if commit_id is None else commit_id
+    payload = b"".join(recs)
+    first, last = (monos[0], monos[-1]) if monos else (0, 0)
+    head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 1, 128, 0, uuid, seg_id,
+                       commit_id, slot, 0, len(recs), len(payload), first, last,
+                       bytes(32), 0, 0, 0)
+    head += struct.pack("<I", crc(head))
+    body_crc = crc(head + payload)
+    marker = struct.pack("<8sQQIIII", b"EDGELOGC", seg_id, commit_id, len(recs),
+                         len(payload), body_crc, 0) + bytes(272) + bytes(4)
+    marker += struct.pack("<I", crc(marker))
+    data = bytearray(head + payload + marker)
+    if break_body:  # torn write: header good, records not
+        data[128] ^= 0xFF
+    data += bytes(-len(data) % sector)
+    return bytes(data)
+
+
+def meta(generation, *, head_id, head_slot, tail_slot, tail_id, version=1, incompat=0,
+         bad_blocks=(), sources=(("temp", 0),), commit_id=None, uuid=UUID):
+    commit_id = head_id if commit_id is None else commit_id
+    buf = bytearray(4096)
+    struct.pack_into("<8sHHII4x16sQQIIQI4xQQIIQIIIIIIQQQQQIIq", buf, 0,
+                     b"EDGELOGM", version, 4096, incompat, 0, uuid, generation, STORE,
+                     512, SEG, 8192, SLOTS, commit_id, head_id, head_slot, tail_slot,
+                     tail_id, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, len(bad_blocks),
+                     len(sources), 0)
+    for i, (slot, reason, seg_id) in enumerate(bad_blocks):
+        struct.pack_into("<IHHQ", buf, 256 + 16 * i, slot, reason, 0, seg_id)
+    for i, (name, last_seq) in enumerate(sources):
+        struct.pack_into("<B39sQ", buf, 1280 + 48 * i, len(name), name.encode(), last_seq)
+    struct.pack_into("<I", buf, 4092, crc(bytes(buf[:4092])))
+    return bytes(buf)
+
+
+class Image:
+    def __init__(self):
+        self.buf = bytearray(STORE)
+
+    def slot_a(self, data):
+        self.buf[0:4096] = data
+        return self
+
+    def slot_b(self, data):
+        self.buf[4096:8192] = data
+        return self
+
+    def seg(self, slot, data):
+        off = 8192 + slot * SEG
+        self.buf[off:off + len(data)] = data
+        return self
+
+    def write(self, tmp_path, name="store.img"):
+        p = tmp_path / name
+        p.write_bytes(bytes(self.buf))
+        return p
+
+
+def run(path, *args):
+    out, err = io.BytesIO(), io.BytesIO()
+    code = dec.main([str(path), *args], out=out, err=err)
+    return code, out.getvalue(), err.getvalue().decode()
+
+
+def line(seg_id, seq, mono, payload, source="temp", rtype='"data"'):
+    return ('{"segment_id":%d,"commit_id":%d,"type":%s,"source":"%s","seq":%d,'
+            '"mono_ctr":%d,"wall_ns":1700000000000000000,"boot_ns":5000,"payload":%s}\n'
+            % (seg_id, seg_id, rtype, source, seq, mono, payload)).encode()
+
+
+def two_segment_image():
+    """Segments 1 (slot 0) and 2 (slot 1) committed; metadata in slot B (gen 1)."""
+    s1 = segment(1, 0, [record(1, 10, b'{"t":1}'), record(2, 11, b'{"t":"a\\"b"}')], [10, 11])
+    s2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12])
+    return (Image()
+            .slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1))
+            .slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1))
+            .seg(0, s1).seg(1, s2))
+
+
+TWO_SEGMENT_LINES = (line(1, 1, 10, '{"t":1}') + line(1, 2, 11, '{"t":"a\\"b"}')
+                     + line(2, 3, 12, '{"t":3}'))
+
+
+# ---------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------
+
+def test_crc_check_value():
+    assert dec.crc32c(b"123456789") == 0xE3069283
+    assert crc(b"123456789") == 0xE3069283
+    assert dec.crc32c(b"") == 0
+
+
+def test_empty_store_exports_nothing(tmp_path):
+    p = Image().slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1)).write(tmp_path)
+    assert run(p) == (0, b"", "")
+    assert run(p, "--format", "csv") == (0, dec.CSV_HEADER, "")
+    info = json.loads(run(p, "--inspect")[1])
+    assert info["chosen_slot"] == "A" and info["segments"] == 0
+    assert info["adopted_segments"] == 0
+
+
+def test_two_segments_in_order(tmp_path):
+    p = two_segment_image().write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+
+
+def test_csv_and_since_commit(tmp_path):
+    p = two_segment_image().write(tmp_path)
+    code, out, _ = run(p, "--format", "csv")
+    assert code == 0
+    assert out == (dec.CSV_HEADER
+                   + b'1,1,data,temp,1,10,1700000000000000000,5000,"{""t"":1}"\n'
+                   + b'1,1,data,temp,2,11,1700000000000000000,5000,"{""t"":""a\\""b""}"\n'
+                   + b'2,2,data,temp,3,12,1700000000000000000,5000,"{""t"":3}"\n')
+    assert run(p, "--since-commit", "1") == (0, line(2, 3, 12, '{"t":3}'), "")
+
+
+def test_torn_segment_after_head_not_exported(tmp_path):
+    torn = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], break_body=True)
+    p = two_segment_image().seg(2, torn).write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+    assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 0
+
+
+def test_newer_format_version_exit_5(tmp_path):
+    p = two_segment_image().slot_a(
+        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=2)).write(tmp_path)
+    # Through the real executable, to check the shebang, mode and exit code.
+    proc = subprocess.run([str(SCRIPT), str(p)], capture_output=True)
+    assert proc.returncode == 5
+    assert proc.stdout == b""
+    assert b"newer format" in proc.stderr
+
+
+def test_unknown_incompat_flag_refuses_slot(tmp_path):
+    # Newest slot (A, gen 2) has an unknown incompat bit: it is refused and
+    # the older slot B is used.
+    p = two_segment_image().slot_a(
+        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, incompat=1)).write(tmp_path)
+    assert json.loads(run(p, "--inspect")[1])["chosen_slot"] == "B"
+
+
+def test_fake_segment_header_in_payload_is_not_a_segment(tmp_path):
+    # A payload carrying a perfect segment header (id 2, slot 1), a record
+    # and a commit marker, placed so the fake header sits on a sector
+    # boundary.  None of it may be read as structure.
+    fake_seg = segment(2, 1, [record(9, 99, b'{"fake":1}')], [99])
+    pad = 512 - 128 - 44 - len(b"temp") - len(b'{"x":"')
+    payload = b'{"x":"' + b"." * pad + fake_seg[:1024] + b'"}'
+    real = segment(1, 0, [record(1, 10, payload)], [10], sector=512)
+    assert real[512:520] == b"EDGELOGS"
+    p = (Image()
+         .slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1))
+         .seg(0, real).write(tmp_path))
+    code, out, err = run(p)
+    assert (code, err) == (0, "")
+    assert out == (b'{"segment_id":1,"commit_id":1,"type":"data","source":"temp","seq":1,'
+                   b'"mono_ctr":10,"wall_ns":1700000000000000000,"boot_ns":5000,"payload":'
+                   + payload + b"}\n")
+    info = json.loads(run(p, "--inspect")[1])
+    assert info["segments"] == 1 and info["adopted_segments"] == 0
+
+
+def test_newest_slot_with_invalid_head_falls_back(tmp_path):
+    # Slot A (gen 2) says head is segment 3 in slot 2, but slot 2 is torn.
+    # Slot B (gen 1) has head 2 in slot 1, which is valid: B is chosen, and
+    # the forward scan does not adopt the torn segment.
+    torn = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], break_body=True)
+    p = (two_segment_image()
+         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1))
+         .seg(2, torn).write(tmp_path))
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+    info = json.loads(run(p, "--inspect")[1])
+    assert (info["chosen_slot"], info["generation"], info["head_segment_id"]) == ("B", 1, 2)
+
+
+def test_older_slot_with_no_head_is_chosen_as_it_is(tmp_path):
+    # Section 5 step 2: slot B's head (2) is torn, slot A (gen 0) has
+    # head_segment_id 0 and is chosen as it is; its forward scan then adopts
+    # segment 1 and stops at the torn segment 2.
+    torn = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], break_body=True)
+    p = two_segment_image().seg(1, torn).write(tmp_path)
+    assert run(p) == (0, line(1, 1, 10, '{"t":1}') + line(1, 2, 11, '{"t":"a\\"b"}'), "")
+    info = json.loads(run(p, "--inspect")[1])
+    assert (info["chosen_slot"], info["adopted_segments"]) == ("A", 1)
+
+
+def test_neither_head_valid_reports_and_exits_3(tmp_path):
+    torn = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], break_body=True)
+    p = two_segment_image().slot_a(bytes(4096)).seg(1, torn).write(tmp_path)
+    code, out, err = run(p)
+    assert code == 3
+    assert out == line(1, 1, 10, '{"t":1}') + line(1, 2, 11, '{"t":"a\\"b"}')
+    assert "segment 2 in slot 1 at offset" in err and "body_crc" in err
+
+
+def test_adoption_of_valid_segment_after_head(tmp_path):
+    # Metadata says head is 2, but segment 3 landed in slot 2 (its metadata
+    # write did not): it is adopted and exported.
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13])
+    p = two_segment_image().seg(2, s3).write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES + line(3, 4, 13, '{"t":4}'), "")
+    info = json.loads(run(p, "--inspect")[1])
+    assert (info["adopted_segments"], info["segments"], info["head_segment_id"]) == (1, 3, 2)
+
+
+def test_adoption_into_empty_ring(tmp_path):
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
+    p = (Image().slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1))
+         .seg(0, s1).write(tmp_path))
+    assert run(p) == (0, line(1, 1, 10, "{}"), "")
+
+
+def test_adoption_overwriting_tail_moves_tail(tmp_path):
+    # Full ring: segments 1..4 in slots 0..3, then segment 5 overwrote slot 0
+    # without a metadata write.  Committed: 2, 3, 4, 5.
+    img = Image().slot_b(meta(1, head_id=4, head_slot=3, tail_slot=0, tail_id=1))
+    for i in range(4):
+        img.seg(i, segment(i + 1, i, [record(i + 1, 10 + i, b"{}")], [10 + i]))
+    img.seg(0, segment(5, 0, [record(5, 14, b"{}")], [14]))
+    code, out, err = run(img.write(tmp_path))
+    assert (code, err) == (0, "")
+    assert out == b"".join(line(i, i, 9 + i, "{}") for i in (2, 3, 4, 5))
+
+
+def test_bad_segment_inside_range_is_skipped_exit_3(tmp_path):
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1))
+    for i in range(3):
+        img.seg(i, segment(i + 1, i, [record(i + 1, 10 + i, b"{}")], [10 + i]))
+    img.buf[8192 + SEG + 124] ^= 1  # header_crc of segment 2 in slot 1
+    code, out, err = run(img.write(tmp_path))
+    assert code == 3
+    assert out == line(1, 1, 10, "{}") + line(3, 3, 12, "{}")
+    assert err.count("\n") == 1
+    assert f"segment 2 in slot 1 at offset {8192 + SEG + 124}: header_crc" in err
+
+
+def test_bad_block_slot_is_skipped_by_next(tmp_path):
+    # Slot 1 is in bad_block_tbl: segment 2 was written to slot 2.
+    img = Image().slot_a(meta(2, head_id=2, head_slot=2, tail_slot=0, tail_id=1,
+                              bad_blocks=[(1, 1, 2)]))
+    img.seg(0, segment(1, 0, [record(1, 10, b"{}")], [10]))
+    img.seg(1, segment(2, 1, [record(9, 90, b'{"stale":1}')], [90]))  # must be ignored
+    img.seg(2, segment(2, 2, [record(2, 11, b"{}")], [11]))
+    p = img.write(tmp_path)
+    assert run(p) == (0, line(1, 1, 10, "{}") + line(2, 2, 11, "{}"), "")
+    info = json.loads(run(p, "--inspect")[1])
+    assert info["bad_blocks"] == [{"reason": 1, "segment_id": 2, "slot": 1}]
+
+
+def test_unknown_type_and_evidence_names(tmp_path):
+    recs = [record(1, 10, b'{"reason":"backpressure"}', source=b"edgelog", rtype=4),
+            record(2, 11, b"{}", rtype=6)]
+    img = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1))
+           .seg(0, segment(1, 0, recs, [10, 11])))
+    code, out, _ = run(img.write(tmp_path))
+    assert code == 0
+    assert out == (line(1, 1, 10, '{"reason":"backpressure"}', "edgelog", '"drop"')
+                   + line(1, 2, 11, "{}", rtype="6"))
+
+
+def test_no_valid_slot_exit_2(tmp_path):
+    p = Image().write(tmp_path)
+    code, out, err = run(p)
+    assert (code, out) == (2, b"")
+    assert "not an edgelog store" in err
+
+
+def test_inspect_reports_chosen_slot_fields(tmp_path):
+    p = two_segment_image().write(tmp_path)
+    code, out, _ = run(p, "--inspect")
+    assert code == 0
+    info = json.loads(out)
+    assert out.decode() == json.dumps(info, sort_keys=True) + "\n"
+    assert info["chosen_slot"] == "B"
+    assert info["sources"] == [{"last_seq": 0, "name": "temp"}]
+    assert (info["ring_slots"], info["segment_size"], info["store_size"]) == (SLOTS, SEG, STORE)
+    assert (info["tail_segment_id"], info["tail_slot"], info["segments"]) == (1, 0, 2)
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda rec: rec[:-1] + b"X", "end marker"),
+    (lambda rec: rec[:50] + bytes([rec[50] ^ 1]) + rec[51:], "record crc"),
+    (lambda rec: rec + record(3, 11, b"{}"), "does not increase"),
+])
+def test_bad_record_makes_segment_invalid(tmp_path, mutate, reason):
+    # The segment is sealed around the damaged record (good header, marker
+    # and body crc), so only the record checks can catch it.  Segment 2 is
+    # in the middle of the committed range 1..3.
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1))
+    img.seg(0, segment(1, 0, [record(1, 10, b"{}")], [10]))
+    img.seg(1, segment(2, 1, [mutate(record(2, 11, b'{"t":2}'))], [11]))
+    img.seg(2, segment(3, 2, [record(3, 12, b"{}")], [12]))
+    code, out, err = run(img.write(tmp_path))
+    assert code == 3
+    assert out == line(1, 1, 10, "{}") + line(3, 3, 12, "{}")
+    assert "segment 2 in slot 1" in err and reason in err
