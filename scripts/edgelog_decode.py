@@ -18,7 +18,8 @@ Exit codes:
     2  not a store / no valid metadata slot (also argparse usage errors)
     3  one or more committed segments failed validation (reported on stderr,
        skipped, everything else printed)
-    5  newer format (format_version > 1, or only unknown incompat_flags)
+    5  newer format: either metadata slot has the right magic and a
+       format_version above 1, whatever the other slot holds
 """
 
 from __future__ import annotations
@@ -65,10 +66,12 @@ SOURCE_NAME_MAX = 39
 SOURCE_CHARS = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
-# Section 7 names only these five; 6 and 7 (boot, clock_step) are reserved
-# and therefore printed as numbers like any other type this reader does not
-# know.
-TYPE_NAMES = {1: "data", 2: "gap", 3: "incomplete", 4: "drop", 5: "recovery"}
+# Section 7 names types 1 to 7; any other type is printed as its number.
+TYPE_NAMES = {1: "data", 2: "gap", 3: "incomplete", 4: "drop", 5: "recovery",
+              6: "boot", 7: "clock_step"}
+SECTOR_SIZES = (512, 4096)
+BAD_BLOCK_REASONS = (1, 2, 3)  # write error, flush error, read error
+HEAD_CRC_OFFSET = 224
 
 CSV_HEADER = b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"
 
@@ -93,14 +96,6 @@ class DecodeError(Exception):
         super().__init__(f"{reason} (offset {offset})")
         self.reason = reason
         self.offset = offset
-
-
-class IncompatFlagsError(DecodeError):
-    """A slot was refused only because of an incompat_flags bit we do not know.
-
-    Kept distinct so that a store refused for this reason alone can be
-    reported as "newer format" rather than "not a store".
-    """
 
 
 class NewerFormatError(Exception):
@@ -187,6 +182,7 @@ class Metadata:
     bad_block_count: int
     source_count: int
     format_wall_ns: int
+    head_crc: int
     bad_blocks: list[BadBlock] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
 
@@ -219,6 +215,7 @@ class Segment:
     last_mono: int
     lost_records: int
     dropped_records: int
+    body_crc: int
     records: list[Record]
 
 
@@ -226,7 +223,7 @@ class Segment:
 class ScanResult:
     meta: Metadata                  # the chosen slot, unmodified
     rejected_slots: list[str]       # slots that were not valid
-    head_missing: DecodeError | None  # set when neither slot's head segment was valid
+    head_missing: DecodeError | None  # set when no slot's head segment was valid and bound by head_crc
     adopted: int                    # segments adopted by the forward scan
     tail_slot: int                  # after tail moves caused by adoption
     tail_segment_id: int
@@ -257,6 +254,11 @@ class Store:
             raise DecodeError(f"short read: wanted {size} bytes, got {len(data)}", offset)
         return data
 
+    def read_upto(self, offset: int, size: int) -> bytes:
+        """Like read_at, but returns what is there when the store is shorter."""
+        self.fh.seek(offset)
+        return self.fh.read(size)
+
 
 # ---------------------------------------------------------------------------
 # Metadata (section 2)
@@ -271,8 +273,14 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
 
     Raises NewerFormatError when the magic is ours but format_version is
     higher: the layout of a newer slot may differ (even the crc position),
-    so the version is trusted on the magic alone.
+    so the version is trusted on the magic alone.  This is checked even on a
+    truncated slot, as long as the magic and version are there.
     """
+    if (len(buf) >= 10 and buf[:8] == META_MAGIC
+            and struct.unpack_from("<H", buf, 8)[0] > FORMAT_VERSION):
+        raise NewerFormatError(f"metadata slot {slot_name} has format_version "
+                               f"{struct.unpack_from('<H', buf, 8)[0]}, this reader "
+                               f"knows {FORMAT_VERSION}")
     if len(buf) != META_SLOT_SIZE:
         raise DecodeError("metadata slot truncated", base)
     (magic, format_version, slot_size, incompat, compat, uuid, generation,
@@ -282,11 +290,10 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
      mono_hwm, uplink_cursor, records_total, dropped_total, lost_total,
      bad_block_count, source_count, format_wall_ns) = _META_STRUCT.unpack_from(buf, 0)
 
+    head_crc = struct.unpack_from("<I", buf, HEAD_CRC_OFFSET)[0]
+
     if magic != META_MAGIC:
         raise DecodeError("bad metadata magic", base)
-    if format_version > FORMAT_VERSION:
-        raise NewerFormatError(f"metadata slot {slot_name} has format_version "
-                               f"{format_version}, this reader knows {FORMAT_VERSION}")
     if format_version != FORMAT_VERSION:
         raise DecodeError(f"bad format_version {format_version}", base + 8)
     if slot_size != META_SLOT_SIZE:
@@ -297,11 +304,11 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
     # incompat_flags is checked after the crc so that a torn slot is reported
     # as torn, and only an intact slot from a newer writer as incompatible.
     if incompat & ~KNOWN_INCOMPAT_FLAGS:
-        raise IncompatFlagsError(f"unknown incompat_flags 0x{incompat:08x}", base + 12)
+        raise DecodeError(f"unknown incompat_flags 0x{incompat:08x}", base + 12)
+    if sector_size not in SECTOR_SIZES:
+        raise DecodeError(f"bad sector_size {sector_size}", base + 56)
     if ring_offset != RING_OFFSET:
         raise DecodeError(f"bad ring_offset {ring_offset}", base + 64)
-    # Section 2 only asks for "a multiple of 4096"; section 1 bounds it to
-    # 4096..16 MiB.  Zero would otherwise pass and make every slot overlap.
     if (segment_size % 4096 != 0 or segment_size < MIN_SEGMENT_SIZE
             or segment_size > MAX_SEGMENT_SIZE):
         raise DecodeError(f"bad segment_size {segment_size}", base + 60)
@@ -313,6 +320,9 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
         raise DecodeError(f"head_slot {head_slot} >= ring_slots", base + 96)
     if tail_slot >= ring_slots:
         raise DecodeError(f"tail_slot {tail_slot} >= ring_slots", base + 100)
+    if not 1 <= tail_segment_id <= head_segment_id + 1:
+        raise DecodeError(f"tail_segment_id {tail_segment_id} not in "
+                          f"1..head_segment_id + 1 ({head_segment_id + 1})", base + 104)
     if bad_block_count > BAD_BLOCK_MAX:
         raise DecodeError(f"bad_block_count {bad_block_count} > {BAD_BLOCK_MAX}", base + 176)
     if source_count > SOURCE_MAX:
@@ -322,17 +332,27 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
     for i in range(bad_block_count):
         off = BAD_BLOCK_TBL_OFFSET + i * BAD_BLOCK_ENTRY
         slot, reason, segment_id = struct.unpack_from("<IH2xQ", buf, off)
+        if slot >= ring_slots:
+            raise DecodeError(f"bad_block_tbl entry {i}: slot {slot} >= ring_slots",
+                              base + off)
+        if reason not in BAD_BLOCK_REASONS:
+            raise DecodeError(f"bad_block_tbl entry {i}: reason {reason} not 1, 2 or 3",
+                              base + off + 4)
         bad_blocks.append(BadBlock(slot, reason, segment_id))
 
     sources = []
     for i in range(source_count):
         off = SOURCE_TBL_OFFSET + i * SOURCE_ENTRY
         name_len = buf[off]
-        # name_len is specified 1..39 but is not part of slot validity;
-        # clamp so a bad length cannot read into last_seq.
-        name = buf[off + 1: off + 1 + min(name_len, SOURCE_NAME_FIELD)]
+        if not 1 <= name_len <= SOURCE_NAME_FIELD:
+            raise DecodeError(f"source table entry {i}: name_len {name_len} not in "
+                              f"1..{SOURCE_NAME_FIELD}", base + off)
+        name = buf[off + 1: off + 1 + name_len]
+        if not set(name) <= SOURCE_CHARS:
+            raise DecodeError(f"source table entry {i}: name has characters outside "
+                              f"A-Za-z0-9._-", base + off + 1)
         last_seq = struct.unpack_from("<Q", buf, off + 40)[0]
-        sources.append(Source(name.decode("ascii", "replace"), last_seq))
+        sources.append(Source(name.decode("ascii"), last_seq))
 
     return Metadata(
         slot_name=slot_name, format_version=format_version,
@@ -348,7 +368,7 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
         records_total=records_total, dropped_total=dropped_total,
         lost_total=lost_total, bad_block_count=bad_block_count,
         source_count=source_count, format_wall_ns=format_wall_ns,
-        bad_blocks=bad_blocks, sources=sources)
+        head_crc=head_crc, bad_blocks=bad_blocks, sources=sources)
 
 
 # ---------------------------------------------------------------------------
@@ -473,7 +493,7 @@ def parse_segment(store: Store, meta: Metadata, slot: int, expected_id: int) -> 
                             record_count, first_mono, last_mono)
     return Segment(slot, segment_id, commit_id, wrap_count, record_count,
                    payload_len, first_mono, last_mono, lost_records,
-                   dropped_records, records)
+                   dropped_records, body_crc, records)
 
 
 # ---------------------------------------------------------------------------
@@ -490,29 +510,36 @@ def next_slot(meta: Metadata, s: int) -> int:
     raise DecodeError("every ring slot is listed in bad_block_tbl", meta.ring_offset)
 
 
-def read_slots(store: Store) -> tuple[list[Metadata], list[str], bool]:
-    """Step 1: read both slots. Returns (valid slots, rejected names, incompat_seen)."""
+def read_slots(store: Store) -> tuple[list[Metadata], list[str]]:
+    """Step 1: read both slots. Returns (valid slots, rejected names).
+
+    Raises NewerFormatError if either slot has our magic and a newer
+    format_version, whatever the other slot holds: both slots are always
+    read before anything is decided.
+    """
     valid: list[Metadata] = []
     rejected: list[str] = []
-    incompat_seen = False
+    newer: NewerFormatError | None = None
     for name, off in META_SLOT_OFFSETS.items():
         try:
-            buf = store.read_at(off, META_SLOT_SIZE)
+            buf = store.read_upto(off, META_SLOT_SIZE)
             valid.append(parse_metadata(buf, name, off))
-        except IncompatFlagsError:
-            incompat_seen = True
-            rejected.append(name)
+        except NewerFormatError as exc:
+            newer = newer or exc
         except DecodeError:
             rejected.append(name)
-    return valid, rejected, incompat_seen
+    if newer is not None:
+        raise newer
+    return valid, rejected
 
 
 def choose_slot(store: Store, valid: list[Metadata]
                 ) -> tuple[Metadata, Segment | None, DecodeError | None]:
-    """Step 2: newest generation first; the first whose head segment is valid.
+    """Step 2: newest generation first; the first whose head segment is valid
+    and has a body_crc equal to the slot's head_crc.
 
     Returns (chosen slot, its head segment if read, error if no slot's head
-    segment was valid).
+    segment was valid and bound to it by head_crc).
     """
     ordered = sorted(valid, key=lambda m: m.generation, reverse=True)
     first_error: DecodeError | None = None
@@ -521,6 +548,15 @@ def choose_slot(store: Store, valid: list[Metadata]
             return meta, None, None
         try:
             head = parse_segment(store, meta, meta.head_slot, meta.head_segment_id)
+            # head_crc binds the slot to that exact segment: a segment that
+            # reused the id and ring slot after this slot's commit was cut is
+            # valid, but it is not the one this slot names.
+            if head.body_crc != meta.head_crc:
+                mbase = (meta.slot_offset(meta.head_slot) + SEG_HEADER_SIZE
+                         + head.payload_len)
+                raise DecodeError(f"body_crc 0x{head.body_crc:08x} differs from slot "
+                                  f"{meta.slot_name} head_crc 0x{meta.head_crc:08x}",
+                                  mbase + 32)
             return meta, head, None
         except DecodeError as err:
             if first_error is None:
@@ -532,10 +568,8 @@ def choose_slot(store: Store, valid: list[Metadata]
 
 def scan(store: Store) -> ScanResult:
     """Steps 1-4 of section 5. Raises DecodeError / NewerFormatError for a non-store."""
-    valid, rejected, incompat_seen = read_slots(store)
+    valid, rejected = read_slots(store)
     if not valid:
-        if incompat_seen:
-            raise NewerFormatError("no metadata slot without unknown incompat_flags")
         raise DecodeError("no valid metadata slot", 0)
     meta, head, head_error = choose_slot(store, valid)
 
@@ -678,6 +712,7 @@ def inspect(result: ScanResult) -> dict:
         "sector_size": m.sector_size,
         "segment_size": m.segment_size,
         "ring_slots": m.ring_slots,
+        "head_crc": m.head_crc,
         "store_size": m.store_size,
         "bad_blocks": [{"slot": b.slot, "reason": b.reason, "segment_id": b.segment_id}
                        for b in m.bad_blocks],
@@ -728,10 +763,12 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
         failed = False
         if result.head_missing is not None:
             # The head is inside the committed range, so export reports it
-            # again when it skips it; this line says why the slot was still
+            # again if it is invalid (not if it is valid but its body_crc
+            # differs from head_crc); this line says why the slot was still
             # chosen (and is the only report under --inspect).
             m = result.meta
-            report(err, f"neither metadata slot's head segment is valid; using slot "
+            report(err, f"neither metadata slot's head segment is valid with a matching "
+                        f"head_crc; using slot "
                         f"{m.slot_name}, head segment {m.head_segment_id} in slot "
                         f"{m.head_slot} at offset {result.head_missing.offset}: "
                         f"{result.head_missing.reason}")

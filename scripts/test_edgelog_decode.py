@@ -75,19 +75,33 @@ def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=
     return bytes(data)
 
 
-def meta(generation, *, head_id, head_slot, tail_slot, tail_id, version=1, incompat=0,
-         bad_blocks=(), sources=(("temp", 0),), commit_id=None, uuid=UUID):
+def seg_crc(data):
+    """body_crc from an encoded segment's commit marker (what head_crc must hold)."""
+    payload_len = struct.unpack_from("<I", data, 60)[0]
+    return struct.unpack_from("<I", data, 128 + payload_len + 32)[0]
+
+
+def meta(generation, *, head_id, head_slot, tail_slot, tail_id, head_crc=0, version=1,
+         incompat=0, bad_blocks=(), sources=(("temp", 0),), commit_id=None, uuid=UUID,
+         sector_size=512, segment_size=SEG, ring_slots=SLOTS, store_size=STORE):
+    """head_crc: body_crc of the head segment (seg_crc(...)); 0 with no head.
+
+    sources: (name, last_seq) or (name, last_seq, name_len) to force a length.
+    """
     commit_id = head_id if commit_id is None else commit_id
     buf = bytearray(4096)
     struct.pack_into("<8sHHII4x16sQQIIQI4xQQIIQIIIIIIQQQQQIIq", buf, 0,
-                     b"EDGELOGM", version, 4096, incompat, 0, uuid, generation, STORE,
-                     512, SEG, 8192, SLOTS, commit_id, head_id, head_slot, tail_slot,
-                     tail_id, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, len(bad_blocks),
-                     len(sources), 0)
+                     b"EDGELOGM", version, 4096, incompat, 0, uuid, generation, store_size,
+                     sector_size, segment_size, 8192, ring_slots, commit_id, head_id,
+                     head_slot, tail_slot, tail_id, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+                     len(bad_blocks), len(sources), 0)
+    struct.pack_into("<I", buf, 224, head_crc)
     for i, (slot, reason, seg_id) in enumerate(bad_blocks):
         struct.pack_into("<IHHQ", buf, 256 + 16 * i, slot, reason, 0, seg_id)
-    for i, (name, last_seq) in enumerate(sources):
-        struct.pack_into("<B39sQ", buf, 1280 + 48 * i, len(name), name.encode(), last_seq)
+    for i, (name, last_seq, *name_len) in enumerate(sources):
+        raw = name.encode("latin-1")
+        struct.pack_into("<B39sQ", buf, 1280 + 48 * i, name_len[0] if name_len else len(raw),
+                         raw, last_seq)
     struct.pack_into("<I", buf, 4092, crc(bytes(buf[:4092])))
     return bytes(buf)
 
@@ -127,14 +141,17 @@ def line(seg_id, seq, mono, payload, source="temp", rtype='"data"'):
             % (seg_id, seg_id, rtype, source, seq, mono, payload)).encode()
 
 
+S1 = segment(1, 0, [record(1, 10, b'{"t":1}'), record(2, 11, b'{"t":"a\\"b"}')], [10, 11])
+S2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12])
+
+
 def two_segment_image():
     """Segments 1 (slot 0) and 2 (slot 1) committed; metadata in slot B (gen 1)."""
-    s1 = segment(1, 0, [record(1, 10, b'{"t":1}'), record(2, 11, b'{"t":"a\\"b"}')], [10, 11])
-    s2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12])
     return (Image()
             .slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1))
-            .slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1))
-            .seg(0, s1).seg(1, s2))
+            .slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1,
+                         head_crc=seg_crc(S2)))
+            .seg(0, S1).seg(1, S2))
 
 
 TWO_SEGMENT_LINES = (line(1, 1, 10, '{"t":1}') + line(1, 2, 11, '{"t":"a\\"b"}')
@@ -193,12 +210,100 @@ def test_newer_format_version_exit_5(tmp_path):
     assert b"newer format" in proc.stderr
 
 
+@pytest.mark.parametrize("other", ["valid_newer_gen", "valid_older_gen", "zeros", "bad_crc"])
+@pytest.mark.parametrize("newer_in", ["A", "B"])
+def test_newer_format_in_either_slot_exit_5_whatever_the_other(tmp_path, newer_in, other):
+    newer = meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=2)
+    good = meta(5 if other == "valid_newer_gen" else 0, head_id=2, head_slot=1,
+                tail_slot=0, tail_id=1, head_crc=seg_crc(S2))
+    if other == "zeros":
+        good = bytes(4096)
+    elif other == "bad_crc":
+        good = good[:4092] + bytes(4)
+    img = two_segment_image()
+    if newer_in == "A":
+        img.slot_a(newer).slot_b(good)
+    else:
+        img.slot_a(good).slot_b(newer)
+    code, out, err = run(img.write(tmp_path))
+    assert (code, out) == (5, b"")
+    assert "newer format" in err
+
+
+def test_newer_format_checked_before_crc(tmp_path):
+    # A newer layout may move the crc: magic + version alone decide.
+    newer = bytearray(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=7))
+    newer[4092:4096] = b"\xde\xad\xbe\xef"
+    assert run(two_segment_image().slot_b(bytes(newer)).write(tmp_path))[0] == 5
+
+
 def test_unknown_incompat_flag_refuses_slot(tmp_path):
     # Newest slot (A, gen 2) has an unknown incompat bit: it is refused and
     # the older slot B is used.
     p = two_segment_image().slot_a(
-        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, incompat=1)).write(tmp_path)
+        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, incompat=1,
+             head_crc=seg_crc(S2))).write(tmp_path)
     assert json.loads(run(p, "--inspect")[1])["chosen_slot"] == "B"
+
+
+def test_only_incompat_slots_is_not_a_store_exit_2(tmp_path):
+    # A slot with an unknown incompat bit is simply not valid (section 2);
+    # with no valid slot the reader stops: exit 2, not 5 (that is for
+    # format_version only).
+    img = two_segment_image()
+    img.slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1, incompat=4))
+    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, incompat=1,
+                    head_crc=seg_crc(S2)))
+    code, out, err = run(img.write(tmp_path))
+    assert (code, out) == (2, b"")
+    assert "not an edgelog store" in err
+
+
+def _good_a(**kw):
+    """Slot A, generation 2, naming the same committed state as slot B."""
+    args = dict(head_id=2, head_slot=1, tail_slot=0, tail_id=1, head_crc=seg_crc(S2))
+    args.update(kw)
+    return meta(2, **args)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(sector_size=1024),
+    dict(sector_size=0),
+    dict(segment_size=6000),
+    dict(segment_size=0),
+    dict(segment_size=32 * 1024 * 1024, store_size=8192 + 4 * 32 * 1024 * 1024),
+    dict(tail_id=0),
+    dict(tail_id=4),                           # head_segment_id + 2
+    dict(head_id=0, head_slot=0, tail_id=2, head_crc=0),
+    dict(bad_blocks=[(SLOTS, 1, 2)]),          # slot not below ring_slots
+    dict(bad_blocks=[(3, 0, 2)]),              # reason 0
+    dict(bad_blocks=[(3, 4, 2)]),              # reason 4
+    dict(sources=[("temp", 0), ("", 0)]),      # name_len 0
+    dict(sources=[("x" * 39, 0, 40)]),         # name_len 40: invalid, not clamped
+    dict(sources=[("te mp", 0)]),
+    dict(sources=[("t\xe9mp", 0)]),
+    dict(sources=[("temp", 0, 5)]),            # length takes in a padding zero
+])
+def test_slot_validity_rules(tmp_path, kw):
+    # Slot A (newest) breaks one rule of section 2: it is not valid and the
+    # older slot B is chosen.
+    p = two_segment_image().slot_a(_good_a(**kw)).write(tmp_path)
+    code, out, _ = run(p, "--inspect")
+    assert code == 0
+    assert json.loads(out)["chosen_slot"] == "B"
+
+
+@pytest.mark.parametrize("kw", [
+    dict(sector_size=4096),
+    dict(tail_id=3, tail_slot=2),              # empty ring: tail = head + 1
+    dict(bad_blocks=[(3, 1, 0), (2, 2, 0), (3, 3, 0)]),
+    dict(sources=[("A-Za-z0-9._", 7), ("y" * 39, 1)]),
+])
+def test_slot_validity_edges_accepted(tmp_path, kw):
+    p = two_segment_image().slot_a(_good_a(**kw)).write(tmp_path)
+    code, out, _ = run(p, "--inspect")
+    assert code == 0
+    assert json.loads(out)["chosen_slot"] == "A"
 
 
 def test_fake_segment_header_in_payload_is_not_a_segment(tmp_path):
@@ -211,7 +316,8 @@ def test_fake_segment_header_in_payload_is_not_a_segment(tmp_path):
     real = segment(1, 0, [record(1, 10, payload)], [10], sector=512)
     assert real[512:520] == b"EDGELOGS"
     p = (Image()
-         .slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1))
+         .slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1,
+                      head_crc=seg_crc(real)))
          .seg(0, real).write(tmp_path))
     code, out, err = run(p)
     assert (code, err) == (0, "")
@@ -228,11 +334,57 @@ def test_newest_slot_with_invalid_head_falls_back(tmp_path):
     # the forward scan does not adopt the torn segment.
     torn = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], break_body=True)
     p = (two_segment_image()
-         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1))
+         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
+                      head_crc=seg_crc(torn)))
          .seg(2, torn).write(tmp_path))
     assert run(p) == (0, TWO_SEGMENT_LINES, "")
     info = json.loads(run(p, "--inspect")[1])
     assert (info["chosen_slot"], info["generation"], info["head_segment_id"]) == ("B", 1, 2)
+
+
+def test_head_crc_mismatch_passes_slot_over(tmp_path):
+    # Slot A (gen 2) committed segment 3 = `cut` in slot 2, but the store
+    # later holds a different, valid segment 3 (`reused`) in that slot: the
+    # same id and slot, not the segment A names.  A's head is valid, but its
+    # body_crc is not A's head_crc, so A is passed over; B (head 2) is
+    # chosen and its forward scan adopts `reused` as segment 3.
+    cut = segment(3, 2, [record(4, 13, b'{"t":"cut"}')], [13])
+    reused = segment(3, 2, [record(4, 13, b'{"t":"reused"}')], [13])
+    assert seg_crc(cut) != seg_crc(reused)
+    p = (two_segment_image()
+         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
+                      head_crc=seg_crc(cut)))
+         .seg(2, reused).write(tmp_path))
+    assert run(p) == (0, TWO_SEGMENT_LINES + line(3, 4, 13, '{"t":"reused"}'), "")
+    info = json.loads(run(p, "--inspect")[1])
+    assert (info["chosen_slot"], info["generation"], info["head_segment_id"]) == ("B", 1, 2)
+    assert info["adopted_segments"] == 1 and info["head_crc"] == seg_crc(S2)
+
+
+def test_head_crc_match_chooses_newest_slot(tmp_path):
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13])
+    p = (two_segment_image()
+         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
+                      head_crc=seg_crc(s3)))
+         .seg(2, s3).write(tmp_path))
+    assert run(p) == (0, TWO_SEGMENT_LINES + line(3, 4, 13, '{"t":4}'), "")
+    info = json.loads(run(p, "--inspect")[1])
+    assert (info["chosen_slot"], info["adopted_segments"]) == ("A", 0)
+
+
+def test_head_crc_mismatch_in_both_slots_falls_back_to_newest(tmp_path):
+    # Neither slot's head is bound by head_crc: the newest valid slot (B,
+    # gen 1) is chosen anyway and the mismatch is reported (exit 3).  Its
+    # head segment itself is valid, so it is still exported.
+    img = two_segment_image()
+    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1,
+                    head_crc=seg_crc(S2) ^ 1))
+    img.slot_a(meta(0, head_id=1, head_slot=0, tail_slot=0, tail_id=1,
+                    head_crc=seg_crc(S1) ^ 1))
+    code, out, err = run(img.write(tmp_path))
+    assert (code, out) == (3, TWO_SEGMENT_LINES)
+    assert "head_crc" in err and "using slot B" in err
+    assert json.loads(run(img.write(tmp_path), "--inspect")[1])["chosen_slot"] == "B"
 
 
 def test_older_slot_with_no_head_is_chosen_as_it_is(tmp_path):
@@ -275,9 +427,11 @@ def test_adoption_into_empty_ring(tmp_path):
 def test_adoption_overwriting_tail_moves_tail(tmp_path):
     # Full ring: segments 1..4 in slots 0..3, then segment 5 overwrote slot 0
     # without a metadata write.  Committed: 2, 3, 4, 5.
-    img = Image().slot_b(meta(1, head_id=4, head_slot=3, tail_slot=0, tail_id=1))
+    segs = [segment(i + 1, i, [record(i + 1, 10 + i, b"{}")], [10 + i]) for i in range(4)]
+    img = Image().slot_b(meta(1, head_id=4, head_slot=3, tail_slot=0, tail_id=1,
+                              head_crc=seg_crc(segs[3])))
     for i in range(4):
-        img.seg(i, segment(i + 1, i, [record(i + 1, 10 + i, b"{}")], [10 + i]))
+        img.seg(i, segs[i])
     img.seg(0, segment(5, 0, [record(5, 14, b"{}")], [14]))
     code, out, err = run(img.write(tmp_path))
     assert (code, err) == (0, "")
@@ -285,9 +439,11 @@ def test_adoption_overwriting_tail_moves_tail(tmp_path):
 
 
 def test_bad_segment_inside_range_is_skipped_exit_3(tmp_path):
-    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1))
+    segs = [segment(i + 1, i, [record(i + 1, 10 + i, b"{}")], [10 + i]) for i in range(3)]
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
+                              head_crc=seg_crc(segs[2])))
     for i in range(3):
-        img.seg(i, segment(i + 1, i, [record(i + 1, 10 + i, b"{}")], [10 + i]))
+        img.seg(i, segs[i])
     img.buf[8192 + SEG + 124] ^= 1  # header_crc of segment 2 in slot 1
     code, out, err = run(img.write(tmp_path))
     assert code == 3
@@ -298,11 +454,12 @@ def test_bad_segment_inside_range_is_skipped_exit_3(tmp_path):
 
 def test_bad_block_slot_is_skipped_by_next(tmp_path):
     # Slot 1 is in bad_block_tbl: segment 2 was written to slot 2.
+    s2 = segment(2, 2, [record(2, 11, b"{}")], [11])
     img = Image().slot_a(meta(2, head_id=2, head_slot=2, tail_slot=0, tail_id=1,
-                              bad_blocks=[(1, 1, 2)]))
+                              bad_blocks=[(1, 1, 2)], head_crc=seg_crc(s2)))
     img.seg(0, segment(1, 0, [record(1, 10, b"{}")], [10]))
     img.seg(1, segment(2, 1, [record(9, 90, b'{"stale":1}')], [90]))  # must be ignored
-    img.seg(2, segment(2, 2, [record(2, 11, b"{}")], [11]))
+    img.seg(2, s2)
     p = img.write(tmp_path)
     assert run(p) == (0, line(1, 1, 10, "{}") + line(2, 2, 11, "{}"), "")
     info = json.loads(run(p, "--inspect")[1])
@@ -311,13 +468,26 @@ def test_bad_block_slot_is_skipped_by_next(tmp_path):
 
 def test_unknown_type_and_evidence_names(tmp_path):
     recs = [record(1, 10, b'{"reason":"backpressure"}', source=b"edgelog", rtype=4),
-            record(2, 11, b"{}", rtype=6)]
-    img = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1))
-           .seg(0, segment(1, 0, recs, [10, 11])))
-    code, out, _ = run(img.write(tmp_path))
+            record(2, 11, b"{}", rtype=6),
+            record(3, 12, b"{}", rtype=7),
+            record(4, 13, b"{}", rtype=9),
+            record(5, 14, b"{}", rtype=0)]
+    s1 = segment(1, 0, recs, [10, 11, 12, 13, 14])
+    img = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1,
+                               head_crc=seg_crc(s1)))
+           .seg(0, s1))
+    p = img.write(tmp_path)
+    code, out, _ = run(p)
     assert code == 0
     assert out == (line(1, 1, 10, '{"reason":"backpressure"}', "edgelog", '"drop"')
-                   + line(1, 2, 11, "{}", rtype="6"))
+                   + line(1, 2, 11, "{}", rtype='"boot"')
+                   + line(1, 3, 12, "{}", rtype='"clock_step"')
+                   + line(1, 4, 13, "{}", rtype="9")
+                   + line(1, 5, 14, "{}", rtype="0"))
+    code, out, _ = run(p, "--format", "csv")
+    assert code == 0
+    assert [row.split(b",")[2] for row in out.splitlines()[1:]] == [
+        b"drop", b"boot", b"clock_step", b"9", b"0"]
 
 
 def test_no_valid_slot_exit_2(tmp_path):
@@ -348,10 +518,12 @@ def test_bad_record_makes_segment_invalid(tmp_path, mutate, reason):
     # The segment is sealed around the damaged record (good header, marker
     # and body crc), so only the record checks can catch it.  Segment 2 is
     # in the middle of the committed range 1..3.
-    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1))
+    s3 = segment(3, 2, [record(3, 12, b"{}")], [12])
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
+                              head_crc=seg_crc(s3)))
     img.seg(0, segment(1, 0, [record(1, 10, b"{}")], [10]))
     img.seg(1, segment(2, 1, [mutate(record(2, 11, b'{"t":2}'))], [11]))
-    img.seg(2, segment(3, 2, [record(3, 12, b"{}")], [12]))
+    img.seg(2, s3)
     code, out, err = run(img.write(tmp_path))
     assert code == 3
     assert out == line(1, 1, 10, "{}") + line(3, 3, 12, "{}")

@@ -86,8 +86,20 @@ enum Sys {
         return .success(done)
     }
 
-    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
-        retrying { Glibc.read(fd, buffer.baseAddress!, buffer.count) }
+    /// One read(2) that returns EINTR instead of retrying, so a signal can stop a blocked reader.
+    static func readInterruptible(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+        guard let base = buffer.baseAddress else { return .success(0) }
+        let n = Glibc.read(fd, base, buffer.count)
+        return n >= 0 ? .success(n) : .failure(Errno(errno))
+    }
+
+    /// Installs `handler` for `signal` without SA_RESTART, so blocked reads return EINTR.
+    static func installHandler(_ signal: Int32, _ handler: @convention(c) (Int32) -> Void) {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = handler
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0
+        _ = sigaction(signal, &action, nil)
     }
 
     static func clock(_ id: clockid_t) -> Int64 {

@@ -1,0 +1,22 @@
+// The edgelog command line. Each subcommand lives in its own file; exit codes are in ExitCodes.swift
+// and documented in docs/CLI.md.
+
+import ArgumentParser
+
+@main
+struct Edgelog: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edgelog",
+        abstract: "An integrity-grade data logger: commits every record to a ring on a raw partition or file.",
+        discussion: """
+            A store is a block device or a file formatted with `edgelog format`. `edgelog ingest` turns \
+            JSON lines into committed records and acknowledges each durable commit; `export` prints \
+            them back; `inspect` shows the evidence state a technician or an auditor needs.
+
+            Exit codes: 0 ok, 1 internal error, 2 not a store, 3 store damaged, 4 ring full, \
+            5 newer format, 6 device error, 7 already a store, 64 usage error (docs/CLI.md).
+            """,
+        version: "0.1.0 (store format 1)",
+        subcommands: [FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self]
+    )
+}

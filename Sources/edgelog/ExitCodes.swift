@@ -1,0 +1,40 @@
+// One exit code per kind of outcome a script or a technician must tell apart (docs/CLI.md).
+
+import ArgumentParser
+import EdgelogLinux
+import EdgelogStore
+
+enum Exit {
+    static let internalError: Int32 = 1
+    static let notAStore: Int32 = 2
+    static let damaged: Int32 = 3
+    static let ringFull: Int32 = 4
+    static let newerFormat: Int32 = 5
+    static let deviceError: Int32 = 6
+    static let alreadyFormatted: Int32 = 7
+    static let usage: Int32 = 64
+
+    static func code(for error: StoreError) -> Int32 {
+        switch error {
+        case .invalidArgument, .recordTooLarge, .sourceTableFull: usage
+        case .device, .deviceFailing: deviceError
+        case .notAStore: notAStore
+        case .newerFormat: newerFormat
+        case .alreadyFormatted: alreadyFormatted
+        case .ringFull: ringFull
+        case .closed: internalError
+        }
+    }
+
+    /// Says what went wrong on stderr and ends the command with the matching code.
+    static func fail(_ error: StoreError) -> ExitCode {
+        say("error: \(error)")
+        return ExitCode(code(for: error))
+    }
+
+    static func fail(_ error: DeviceError) -> ExitCode { fail(StoreError.device(error)) }
+
+    static func say(_ text: String) {
+        FDOutput.writeLine(2, "edgelog: " + text)
+    }
+}

@@ -1,0 +1,85 @@
+import ArgumentParser
+import EdgelogLinux
+import EdgelogStore
+
+struct FormatCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "format",
+        abstract: "Create an empty store on a block device or a file.",
+        discussion: """
+            A plain file that does not exist is created at --size. A device or file that already holds \
+            a store is refused (exit 7) unless --force is given: formatting erases the evidence.
+
+            Example: edgelog format --device var/store.img --size 64M
+            """
+    )
+
+    @Option(help: "Block device or file to format.")
+    var device: String
+
+    @Option(help: "Size of a new file (bytes, or with K, M, G).")
+    var size: ByteSize?
+
+    @Option(help: "Sector size the store assumes: 512 or 4096 (default: the device's).")
+    var sectorSize: Int?
+
+    @Option(help: "Bytes per segment, a multiple of 4096 (K, M accepted).")
+    var segmentSize: ByteSize = ByteSize(argument: "32K")!
+
+    @Flag(help: "Erase an existing store.")
+    var force = false
+
+    @Flag(help: "Print the new store's geometry as JSON.")
+    var json = false
+
+    func run() throws {
+        if let size {
+            if !force, let existing = try? FileBlockDevice(path: device, readOnly: true, direct: false), existing.byteCount != size.bytes {
+                Exit.say("error: \(device) exists with \(existing.byteCount) bytes; --size \(size.bytes) would change it (add --force)")
+                throw ExitCode(Exit.alreadyFormatted)
+            }
+            if (try? FileBlockDevice(path: device, readOnly: true, direct: false))?.isBlockDevice != true {
+                do { try FileBlockDevice.createFile(path: device, size: size.bytes) } catch { throw Exit.fail(error) }
+            }
+        }
+        let target: FileBlockDevice
+        do { target = try FileBlockDevice(path: device) } catch {
+            if error.code == 2 { Exit.say("hint: give --size to create a file store") }
+            throw Exit.fail(error)
+        }
+        let meta: Metadata
+        do {
+            meta = try EvidenceStore.format(device: target, sectorSize: sectorSize, segmentSize: Int(segmentSize.bytes),
+                                            storeUUID: SystemClock.randomBytes(16), wallNs: SystemClock.now().wallNs, force: force)
+        } catch {
+            throw Exit.fail(error)
+        }
+        let g = meta.geometry
+        if json {
+            print("{\"device\":\"\(jsonEscaped(device))\",\"store_size\":\(g.storeSize),\"sector_size\":\(g.sectorSize),\"segment_size\":\(g.segmentSize),\"ring_slots\":\(g.ringSlots),\"store_uuid\":\"\(hex(meta.storeUUID))\",\"format_version\":\(Layout.formatVersion)}")
+        } else {
+            print("formatted \(device): \(g.ringSlots) segments of \(g.segmentSize) bytes, \(g.sectorSize)-byte sectors, store \(hex(meta.storeUUID))")
+        }
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+}
+
+/// Escapes a string for a JSON string literal (paths may hold anything).
+func jsonEscaped(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20: out += "\\u00" + (scalar.value < 16 ? "0" : "") + String(scalar.value, radix: 16)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import EdgelogCore
+import EdgelogLinux
+import EdgelogStore
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show a store's evidence state and what recovery would do. Never writes.",
+        discussion: """
+            Reads both metadata slots and the uncommitted tail, as recovery does, without changing a \
+            byte. --verify also reads every committed segment and exits 3 if any fails validation.
+
+            Example: edgelog inspect --device var/store.img --json
+            """
+    )
+
+    @Option(help: "Store device or file.")
+    var device: String
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    @Flag(help: "Also read and check every committed segment.")
+    var verify = false
+
+    func run() throws {
+        let (target, a) = try openReadOnly(device)
+        var damage: [SegmentDamage] = []
+        var checkedRecords = 0
+        if verify {
+            damage = StoreReader.forEachRecord(device: target, analysis: a) { _, _ in checkedRecords += 1 }
+        }
+        let m = a.state
+        let g = m.geometry
+        let slotStatus: [String] = (0..<2).map { slot in
+            if slot == a.chosenSlot { return "chosen" }
+            if let p = a.slotProblems.first(where: { $0.slot == slot }) { return "invalid: \(p.problem)" }
+            if a.passedOver.contains(slot) { return "passed over: its newest segment does not check" }
+            return "valid, older"
+        }
+        if json {
+            var o = JSONObject()
+            o.add("device", .string(device))
+            o.add("format_version", .int(Int64(Layout.formatVersion)))
+            o.add("store_uuid", .string(hex(m.storeUUID)))
+            o.add("store_size", .int(Int64(g.storeSize)))
+            o.add("sector_size", .int(Int64(g.sectorSize)))
+            o.add("segment_size", .int(Int64(g.segmentSize)))
+            o.add("ring_slots", .int(Int64(g.ringSlots)))
+            o.add("chosen_slot", .string(Layout.slotName(a.chosenSlot)))
+            o.add("generation", .int(Int64(a.chosenGeneration)))
+            o.add("slot_a", .string(slotStatus[0]))
+            o.add("slot_b", .string(slotStatus[1]))
+            o.add("commit_id", .int(Int64(m.commitID)))
+            o.add("head_segment_id", .int(Int64(m.headSegmentID)))
+            o.add("head_slot", .int(Int64(m.headSlot)))
+            o.add("tail_segment_id", .int(Int64(m.tailSegmentID)))
+            o.add("tail_slot", .int(Int64(m.tailSlot)))
+            o.add("segments", .int(Int64(m.segmentCount)))
+            o.add("wrap_count", .int(Int64(m.wrapCount)))
+            o.add("clean_flag", .bool(m.clean))
+            o.add("unexp_rst", .int(Int64(m.unexpRst)))
+            o.add("bo_event", .int(Int64(m.boEvent)))
+            o.add("ecc_err_cnt", .int(Int64(m.eccErrCnt)))
+            o.add("verify_stat", .int(Int64(m.verifyStat)))
+            o.add("mono_hwm", .int(Int64(m.monoHWM)))
+            o.add("uplink_cursor", .int(Int64(m.uplinkCursor)))
+            o.add("records_total", .int(Int64(m.recordsTotal)))
+            o.add("dropped_total", .int(Int64(m.droppedTotal)))
+            o.add("lost_total", .int(Int64(m.lostTotal)))
+            o.add("bad_blocks", .raw("[" + m.badBlocks.map { "{\"slot\":\($0.slot),\"reason\":\($0.reason.rawValue),\"segment_id\":\($0.segmentID)}" }.joined(separator: ",") + "]"))
+            o.add("sources", .raw("[" + m.sources.map { "{\"name\":\"\($0.name)\",\"last_seq\":\($0.lastSeq)}" }.joined(separator: ",") + "]"))
+            var r = JSONObject()
+            r.add("needed", .bool(a.needsRepair))
+            r.add("unclean_shutdown", .bool(a.uncleanShutdown))
+            r.add("segments_adopted", .int(Int64(a.adopted.count)))
+            r.add("torn_segment_id", a.torn.map { .int(Int64($0.segmentID)) } ?? .null)
+            r.add("records_salvaged", .int(Int64(a.torn?.salvagedCount ?? 0)))
+            r.add("bytes_quarantined", .int(Int64(a.torn?.quarantinedBytes ?? 0)))
+            r.add("tail_lost", .int(Int64(a.tailLost.count)))
+            r.add("read_errors", .int(Int64(a.readErrors)))
+            r.add("verify_stat", .int(Int64(a.verifyStat)))
+            r.add("summary", .string(RecoverySummary.text(a)))
+            o.add("recovery", .raw(r.text))
+            if verify {
+                o.add("verified_records", .int(Int64(checkedRecords)))
+                o.add("damaged_segments", .raw("[" + damage.map { "{\"segment_id\":\($0.segmentID),\"slot\":\($0.slot),\"byte_offset\":\($0.byteOffset),\"reason\":\"\(jsonEscaped($0.reason))\"}" }.joined(separator: ",") + "]"))
+            }
+            print(o.text)
+        } else {
+            print("store        \(device): format \(Layout.formatVersion), \(g.storeSize) bytes, \(g.ringSlots) segments of \(g.segmentSize) bytes, \(g.sectorSize)-byte sectors")
+            print("identity     \(hex(m.storeUUID))")
+            print("metadata     slot A \(slotStatus[0]); slot B \(slotStatus[1]); generation \(a.chosenGeneration)")
+            if m.ringIsEmpty {
+                print("commits      none yet")
+            } else {
+                print("commits      last commit \(m.commitID); segments \(m.tailSegmentID)...\(m.headSegmentID) in slots \(m.tailSlot)...\(m.headSlot); ring wrapped \(m.wrapCount) time(s)")
+            }
+            print("records      \(m.recordsTotal) committed; \(m.droppedTotal) dropped before commit; \(m.lostTotal) lost to ring overwrite")
+            print("shutdown     \(m.clean ? "clean" : "NOT clean (a writer has it open, or it lost power)"); unexpected resets so far: \(m.unexpRst)")
+            print("health       read/CRC errors \(m.eccErrCnt); bad slots \(m.badBlocks.count); brownouts \(m.boEvent); verify_stat 0x\(String(m.verifyStat, radix: 16))")
+            print("uplink       oldest segment not acknowledged upstream: \(m.uplinkCursor)")
+            print("sources      " + (m.sources.isEmpty ? "none" : m.sources.map { "\($0.name) (last seq \($0.lastSeq))" }.joined(separator: ", ")))
+            print("recovery     " + (a.needsRepair ? "on next open: " : "") + RecoverySummary.text(a))
+            if verify {
+                print("verify       \(checkedRecords) records read; " + (damage.isEmpty ? "every committed segment checks" : "\(damage.count) damaged segment(s):"))
+                for d in damage { print("             \(d)") }
+            }
+        }
+        if !damage.isEmpty { throw ExitCode(Exit.damaged) }
+    }
+}
+
+/// A JSON object built key by key, in order.
+struct JSONObject {
+    enum Value { case int(Int64), bool(Bool), string(String), null, raw(String) }
+    private var parts: [String] = []
+    mutating func add(_ key: String, _ value: Value) {
+        let v: String
+        switch value {
+        case .int(let n): v = String(n)
+        case .bool(let b): v = b ? "true" : "false"
+        case .string(let s): v = "\"\(jsonEscaped(s))\""
+        case .null: v = "null"
+        case .raw(let r): v = r
+        }
+        parts.append("\"\(key)\":\(v)")
+    }
+    var text: String { "{" + parts.joined(separator: ",") + "}" }
+}
