@@ -608,6 +608,15 @@ def scan(store: Store) -> ScanResult:
         last_slot, last_id = s, e
         s, e = next_slot(meta, s), e + 1
 
+    # Step 3, last paragraph: the scan stopped at the tail slot of a full ring,
+    # so a cut reclaim was overwriting the tail segment.  If that segment no
+    # longer checks as the tail, it is given up and the tail moves on by one.
+    if not empty and s == tail_slot:
+        try:
+            parse_segment(store, meta, tail_slot, tail_id)
+        except DecodeError:
+            tail_slot, tail_id = next_slot(meta, tail_slot), tail_id + 1
+
     # Step 4: tail .. last in ring order.
     committed: list[tuple[int, int]] = []
     range_error = None

@@ -66,6 +66,7 @@ public enum JSONObjectValidator {
             if peek() == UInt8(ascii: "}") { i += 1; return }
             while true {
                 skipSpace()
+                guard !atEnd else { throw problem("line ends inside the object") }
                 guard peek() == UInt8(ascii: "\"") else { throw problem("expected a quoted member name") }
                 try string()
                 skipSpace()
@@ -175,7 +176,7 @@ public enum JSONObjectValidator {
             guard bytes.count - i > count else { throw problem("truncated UTF-8 sequence") }
             let first = bytes[i + 1]
             guard first >= low && first <= high else { throw problem("invalid UTF-8 sequence") }
-            for k in 2..<(count + 1) where k <= count {
+            for k in 2..<(count + 1) {
                 guard bytes[i + k] & 0xC0 == 0x80 else { throw problem("invalid UTF-8 sequence") }
             }
             i += count + 1

@@ -7,6 +7,11 @@ public struct BadBlock: Equatable, Sendable {
     public var slot: Int
     public var reason: Reason
     public var segmentID: UInt64
+    public init(slot: Int, reason: Reason, segmentID: UInt64) {
+        self.slot = slot
+        self.reason = reason
+        self.segmentID = segmentID
+    }
 }
 
 public struct SourceEntry: Equatable, Sendable {

@@ -60,6 +60,7 @@ extension EvidenceStore {
         var valid: [(slot: Int, meta: Metadata)] = []
         var problems: [(Int, String)] = []
         var newer: UInt16?
+        var truncatedTo: UInt64?
         var readErrors = 0
         guard device.byteCount >= Layout.ringOffset else {
             throw .notAStore(device: device.name, reasons: ["only \(device.byteCount) bytes: too small to hold a store"])
@@ -68,7 +69,12 @@ extension EvidenceStore {
             do {
                 try device.read(at: offset, into: slotBuffer.bytes)
                 let meta = try Metadata.decode(UnsafeRawBufferPointer(slotBuffer.bytes))
-                valid.append((index, meta))
+                if meta.geometry.storeSize > device.byteCount {
+                    truncatedTo = meta.geometry.storeSize
+                    problems.append((index, "describes \(meta.geometry.storeSize) bytes but the device has \(device.byteCount)"))
+                } else {
+                    valid.append((index, meta))
+                }
             } catch let error as DeviceError {
                 readErrors += 1
                 problems.append((index, "unreadable: \(error)"))
@@ -83,6 +89,9 @@ extension EvidenceStore {
         // whole rather than fall back to the older slot and undo that writer's work.
         if let newer {
             throw .newerFormat(device: device.name, found: newer, supported: Layout.formatVersion)
+        }
+        if let truncatedTo, valid.isEmpty {
+            throw .truncated(device: device.name, storeSize: truncatedTo, deviceSize: device.byteCount)
         }
         guard !valid.isEmpty else {
             throw .notAStore(device: device.name, reasons: problems.map { "slot \(Layout.slotName($0.0)): \($0.1)" })

@@ -7,6 +7,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
     case device(DeviceError)
     /// Neither metadata slot is valid: this is not a store, or its metadata is destroyed.
     case notAStore(device: String, reasons: [String])
+    /// The metadata describes a store larger than the device or file now is.
+    case truncated(device: String, storeSize: UInt64, deviceSize: UInt64)
     /// The store was written by a newer edgelog.
     case newerFormat(device: String, found: UInt16, supported: UInt16)
     /// `format` found a store and was not told to overwrite it.
@@ -28,6 +30,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         case .device(let error): return error.description
         case .notAStore(let device, let reasons):
             return "\(device) is not an edgelog store (no valid metadata slot): " + reasons.joined(separator: "; ")
+        case .truncated(let device, let storeSize, let deviceSize):
+            return "\(device) is truncated: its store is \(storeSize) bytes but only \(deviceSize) are there; the file was not changed"
         case .newerFormat(let device, let found, let supported):
             return "\(device) holds format version \(found); this edgelog reads up to version \(supported). Use a newer edgelog; the store was not changed."
         case .alreadyFormatted(let device):

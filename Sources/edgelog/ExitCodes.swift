@@ -18,7 +18,7 @@ enum Exit {
         switch error {
         case .invalidArgument, .recordTooLarge, .sourceTableFull: usage
         case .device, .deviceFailing: deviceError
-        case .notAStore: notAStore
+        case .notAStore, .truncated: notAStore
         case .newerFormat: newerFormat
         case .alreadyFormatted: alreadyFormatted
         case .ringFull: ringFull

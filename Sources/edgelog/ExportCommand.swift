@@ -3,6 +3,8 @@ import EdgelogCore
 import EdgelogLinux
 import EdgelogStore
 
+extension ExportFormat: ExpressibleByArgument {}
+
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
@@ -16,13 +18,11 @@ struct ExportCommand: ParsableCommand {
             """
     )
 
-    enum Format: String, ExpressibleByArgument { case jsonl, csv }
-
     @Option(help: "Store device or file.")
     var device: String
 
     @Option(help: "jsonl (one JSON object per line) or csv.")
-    var format: Format = .jsonl
+    var format: ExportFormat = .jsonl
 
     @Option(help: "Only records of commits after this commit id.")
     var sinceCommit: UInt64 = 0
@@ -30,29 +30,12 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         let (target, analysis) = try openReadOnly(device)
         let out = FDOutput(fd: 1)
-        if format == .csv { out.write("segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n") }
+        if format == .csv { out.write(ExportFormat.csvHeader) }
+        var line: [UInt8] = []
         let damage = StoreReader.forEachRecord(device: target, analysis: analysis, sinceCommit: sinceCommit) { info, record in
-            let type = RecordType(rawValue: record.rawType).map { format == .csv ? $0.name : "\"\($0.name)\"" } ?? String(record.rawType)
-            switch format {
-            case .jsonl:
-                out.write("{\"segment_id\":\(info.segmentID),\"commit_id\":\(info.commitID),\"type\":\(type),\"source\":\"")
-                out.write(record.source)
-                out.write("\",\"seq\":\(record.seq),\"mono_ctr\":\(record.mono),\"wall_ns\":\(record.time.wallNs),\"boot_ns\":\(record.time.bootNs),\"payload\":")
-                out.write(record.payload)
-                out.write("}\n")
-            case .csv:
-                out.write("\(info.segmentID),\(info.commitID),\(type),")
-                out.write(record.source)
-                out.write(",\(record.seq),\(record.mono),\(record.time.wallNs),\(record.time.bootNs),\"")
-                var doubled: [UInt8] = []
-                doubled.reserveCapacity(record.payload.count + 8)
-                for byte in record.payload {
-                    doubled.append(byte)
-                    if byte == 0x22 { doubled.append(0x22) }
-                }
-                doubled.withUnsafeBytes { out.write($0) }
-                out.write("\"\n")
-            }
+            line.removeAll(keepingCapacity: true)
+            format.append(info, record, to: &line)
+            line.withUnsafeBytes { out.write($0) }
         }
         out.flush()
         for d in damage { Exit.say("damaged: \(d)") }

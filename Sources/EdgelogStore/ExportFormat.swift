@@ -1,0 +1,32 @@
+// The export line formats (docs/FORMAT.md section 7), shared by `edgelog export` and the tests
+// that compare it with the independent Python decoder.
+
+public enum ExportFormat: String, Sendable, CaseIterable {
+    case jsonl, csv
+
+    public static let csvHeader = "segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"
+
+    /// Appends one record's line to `out`.
+    public func append(_ info: SegmentInfo, _ record: RecordView, to out: inout [UInt8]) {
+        let known = RecordType(rawValue: record.rawType)
+        switch self {
+        case .jsonl:
+            let type = known.map { "\"\($0.name)\"" } ?? String(record.rawType)
+            out.append(contentsOf: "{\"segment_id\":\(info.segmentID),\"commit_id\":\(info.commitID),\"type\":\(type),\"source\":\"".utf8)
+            out.append(contentsOf: record.source)
+            out.append(contentsOf: "\",\"seq\":\(record.seq),\"mono_ctr\":\(record.mono),\"wall_ns\":\(record.time.wallNs),\"boot_ns\":\(record.time.bootNs),\"payload\":".utf8)
+            out.append(contentsOf: record.payload)
+            out.append(contentsOf: "}\n".utf8)
+        case .csv:
+            let type = known?.name ?? String(record.rawType)
+            out.append(contentsOf: "\(info.segmentID),\(info.commitID),\(type),".utf8)
+            out.append(contentsOf: record.source)
+            out.append(contentsOf: ",\(record.seq),\(record.mono),\(record.time.wallNs),\(record.time.bootNs),\"".utf8)
+            for byte in record.payload {
+                out.append(byte)
+                if byte == 0x22 { out.append(0x22) }
+            }
+            out.append(contentsOf: "\"\n".utf8)
+        }
+    }
+}
