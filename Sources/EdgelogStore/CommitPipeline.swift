@@ -75,9 +75,6 @@ public final class CommitPipeline: @unchecked Sendable {
             return .refused(.recordTooLarge(bytes: SegmentBuilder.encodedLength(sourceLength: sourceLength, payloadLength: payload.count),
                                             capacity: active.dataCapacity))
         }
-        let seq: UInt64, mono: UInt64
-        do { (seq, mono) = try sequencer.next(for: source) } catch { return .refused(error) }
-
         if !active.fits(sourceLength: sourceLength, payloadLength: payload.count) {
             if handed != nil && !dropping {
                 let deadline = Monitor.monotonicNs() + options.blockNs
@@ -89,12 +86,18 @@ public final class CommitPipeline: @unchecked Sendable {
             }
             if let failure { return .refused(failure) }
             if handed != nil {
+                // Numbers are drawn only now, after any hand-off: the handed buffer's reserved
+                // evidence mono values must stay below every record appended after it.
+                let seq: UInt64
+                do { seq = try sequencer.next(for: source).seq } catch { return .refused(error) }
                 dropping = true
                 noteDrop(source: source, seq: seq)
                 return .dropped(seq: seq)
             }
             handOff()
         }
+        let seq: UInt64, mono: UInt64
+        do { (seq, mono) = try sequencer.next(for: source) } catch { return .refused(error) }
         var source = source
         source.withUTF8 { s in
             _ = active.append(type: .data, source: UnsafeRawBufferPointer(s), seq: seq, mono: mono, time: time, payload: payload)
@@ -124,6 +127,17 @@ public final class CommitPipeline: @unchecked Sendable {
         closing = true
         monitor.broadcast()
         while !stopped { monitor.wait() }
+        // Drop records that found no room in their segment are written before the store closes.
+        while failure == nil && store.hasCarriedEvidence {
+            let builder = active
+            sequencer.reserveEvidence(for: builder, count: Layout.maxSources + 4)
+            do {
+                if let receipt = try store.commit(builder) { onCommit(receipt) }
+            } catch {
+                failure = error
+            }
+            builder.reset()
+        }
         let failure = self.failure
         monitor.unlock()
         if let failure {

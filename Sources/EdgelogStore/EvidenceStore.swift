@@ -30,6 +30,8 @@ public final class EvidenceStore {
     private let metaBuffer = AlignedBuffer(count: Layout.metadataSlotSize)
     private let headerBuffer: AlignedBuffer
     private var engineSeq: UInt64
+    /// Drop notes that did not fit in the segment of their commit; written by the next one.
+    private var carriedDrops: [DropNote] = []
     /// Set when writes kept failing: nothing more is acknowledged.
     public private(set) var failure: StoreError?
     /// Write and flush errors met (each also remapped a slot or was retried).
@@ -108,27 +110,32 @@ public final class EvidenceStore {
     }
 
     private func repair(_ analysis: StoreAnalysis) throws(StoreError) {
-        let builder = SegmentBuilder(geometry: metadata.geometry, evidenceReserve: 0)
+        // Salvaged records may use the data part only: the reserve keeps room for the incomplete,
+        // gap and recovery records, which must always be written.
+        let builder = SegmentBuilder(geometry: metadata.geometry, evidenceReserve: 1024)
         var mono = metadata.monoHWM
         let now = clock()
+        var salvaged = 0
         if let torn = analysis.torn {
+            var kept = 0
             torn.salvagedBytes.withUnsafeBytes { bytes in
                 var offset = 0
-                while offset < bytes.count, let record = try? SegmentReader.parseRecord(bytes, at: offset, end: bytes.count) {
-                    if record.mono > mono, builder.appendEncoded(record) {
-                        mono = record.mono
-                        // Salvaged evidence records keep their seq: new ones continue above it.
-                        if record.sourceName == SourceName.engine { engineSeq = max(engineSeq, record.seq) }
-                    }
+                while offset < bytes.count, let record = try? SegmentReader.parseRecord(bytes, at: offset, end: bytes.count),
+                      record.mono > mono, builder.appendEncoded(record, evidence: false) {
+                    mono = record.mono
+                    // Salvaged evidence records keep their seq: new ones continue above it.
+                    if record.sourceName == SourceName.engine { engineSeq = max(engineSeq, record.seq) }
                     offset += record.bytes.count
+                    salvaged += 1
                 }
+                kept = offset
             }
             var json = EvidenceJSON()
             json.add("reason", .word("torn_segment"))
             json.add("segment_id", torn.segmentID)
             json.add("slot", UInt64(torn.slot))
-            json.add("records_salvaged", UInt64(torn.salvagedCount))
-            json.add("bytes_quarantined", UInt64(torn.quarantinedBytes))
+            json.add("records_salvaged", UInt64(salvaged))
+            json.add("bytes_quarantined", UInt64(torn.quarantinedBytes + torn.salvagedBytes.count - kept))
             mono += 1
             appendEvidence(.incomplete, json, mono: mono, time: now, to: builder)
         }
@@ -149,7 +156,7 @@ public final class EvidenceStore {
         json.add("rejected_slots", .words((analysis.slotProblems.map(\.slot) + analysis.passedOver).sorted().map(Layout.slotName)))
         json.add("segments_adopted", UInt64(analysis.adopted.count))
         json.add("torn_segment_id", analysis.torn?.segmentID)
-        json.add("records_salvaged", UInt64(analysis.torn?.salvagedCount ?? 0))
+        json.add("records_salvaged", UInt64(salvaged))
         json.add("tail_advanced", UInt64(analysis.tailLost.count))
         mono += 1
         appendEvidence(.recovery, json, mono: mono, time: now, to: builder)
@@ -168,9 +175,28 @@ public final class EvidenceStore {
         _ = try commit(builder, markClean: true)
     }
 
-    private func appendEvidence(_ type: RecordType, _ json: EvidenceJSON, mono: UInt64, time: CaptureTime, to builder: SegmentBuilder) {
+    /// True while drop notes wait for room in a segment; close() must not end before they are written.
+    public var hasCarriedEvidence: Bool { !carriedDrops.isEmpty }
+
+    /// Adds a drop note, merging it with one of the same source: the list stays bounded by the
+    /// number of sources however long backpressure lasts. A merged note's seq range spans both.
+    private func carry(_ drop: DropNote, into notes: inout [DropNote]) {
+        if let i = notes.firstIndex(where: { $0.source == drop.source }) {
+            notes[i].firstSeq = min(notes[i].firstSeq, drop.firstSeq)
+            notes[i].lastSeq = max(notes[i].lastSeq, drop.lastSeq)
+            notes[i].count += drop.count
+        } else {
+            notes.append(drop)
+        }
+    }
+
+    /// Appends an engine evidence record; false (and no seq used) when the segment has no room.
+    @discardableResult
+    private func appendEvidence(_ type: RecordType, _ json: EvidenceJSON, mono: UInt64, time: CaptureTime, to builder: SegmentBuilder) -> Bool {
+        guard builder.append(type: type, source: SourceName.engine, seq: engineSeq + 1, mono: mono, time: time,
+                             payload: json.bytes, evidence: true) else { return false }
         engineSeq += 1
-        builder.append(type: type, source: SourceName.engine, seq: engineSeq, mono: mono, time: time, payload: json.bytes, evidence: true)
+        return true
     }
 
     // MARK: commit
@@ -195,17 +221,27 @@ public final class EvidenceStore {
     public func commit(_ builder: SegmentBuilder, markClean: Bool = false) throws(StoreError) -> CommitReceipt? {
         if let failure { throw .closed("an earlier failure stopped the writer: \(failure)") }
         let time = clock()
-        for drop in builder.pendingDrops {
+        // Drops noted earlier whose records did not fit their segment come first.
+        let drops = carriedDrops
+        carriedDrops.removeAll()
+        for drop in builder.pendingDrops { carry(drop, into: &carriedDrops) }
+        let all = drops.isEmpty ? carriedDrops : carriedDrops.reduce(into: drops) { carry($1, into: &$0) }
+        carriedDrops.removeAll()
+        builder.pendingDrops.removeAll()
+        for drop in all {
             var json = EvidenceJSON()
             json.add("reason", .word("backpressure"))
             json.add("source", .word(drop.source))
             json.add("dropped", drop.count)
             json.add("first_seq", drop.firstSeq)
             json.add("last_seq", drop.lastSeq)
-            appendEvidence(.drop, json, mono: evidenceMono(builder), time: time, to: builder)
-            builder.addDropped(UInt32(clamping: drop.count))
+            if appendEvidence(.drop, json, mono: evidenceMono(builder), time: time, to: builder) {
+                builder.addDropped(UInt32(clamping: drop.count))
+            } else {
+                // No room left in this segment: the next commit writes it (never dropped silently).
+                carry(drop, into: &carriedDrops)
+            }
         }
-        builder.pendingDrops.removeAll()
         guard !builder.isEmpty else { return nil }
 
         var attempts = 0

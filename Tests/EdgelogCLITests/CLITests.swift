@@ -1,0 +1,140 @@
+// The command line as a technician and a script meet it: exit codes, messages, files left untouched.
+
+import Foundation
+import Testing
+
+@Suite("edgelog command line", .serialized)
+struct CLITests {
+    @Test("format, ingest, export, inspect: the round trip")
+    func roundTrip() throws {
+        let s = try Scratch()
+        let store = s.path("store.img")
+        #expect(try edgelog(["format", "--device", store, "--size", "2M", "--segment-size", "8K"]).code == 0)
+        let input = (1...50).map { "{\"t\":\($0),\"unit\":\"C\"}" }.joined(separator: "\n") + "\n"
+        let ingest = try edgelog(["ingest", "--device", store, "--source", "probe1"], input: input)
+        #expect(ingest.code == 0, "\(ingest.err)")
+        let acks = jsonLines(ingest.out)
+        #expect(!acks.isEmpty)
+        #expect(acks.last?["last_seq"] as? Int == 50)
+        let rows = try exportedData(store, source: "probe1")
+        #expect(rows.map(\.seq) == Array(1...50))
+        #expect(rows.map { $0.payload["t"] as? Int } == (1...50).map { $0 })
+        let inspect = try edgelog(["inspect", "--device", store, "--json", "--verify"])
+        #expect(inspect.code == 0)
+        let state = try #require(try JSONSerialization.jsonObject(with: Data(inspect.out.utf8)) as? [String: Any])
+        #expect(state["records_total"] as? Int == 50)
+        #expect(state["clean_flag"] as? Bool == true)
+        #expect(state["verified_records"] as? Int == 50)
+        let csv = try edgelog(["export", "--device", store, "--format", "csv"])
+        #expect(csv.out.hasPrefix("segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"))
+        #expect(csv.out.contains(",data,probe1,1,1,"))
+        #expect(csv.out.contains("\"{\"\"t\"\":1,\"\"unit\"\":\"\"C\"\"}\""))
+    }
+
+    @Test("lines that are not JSON objects are reported with their line number and skipped")
+    func rejectsBadLines() throws {
+        let s = try Scratch()
+        let store = s.path("store.img")
+        try edgelog(["format", "--device", store, "--size", "1M"])
+        let ingest = try edgelog(["ingest", "--device", store], input: "{\"a\":1}\nnot json\n[1]\n{\"b\":2\n{\"c\":3}\n")
+        #expect(ingest.code == 0)
+        #expect(ingest.err.contains("line 2: rejected"))
+        #expect(ingest.err.contains("line 3: rejected"))
+        #expect(ingest.err.contains("line 4: rejected"))
+        #expect(ingest.err.contains("5 lines, 2 records accepted, 3 rejected"))
+        #expect(try exportedData(store, source: "stdin").map(\.seq) == [1, 2])
+    }
+
+    @Test("format refuses an existing store (exit 7) unless --force")
+    func formatRefuses() throws {
+        let s = try Scratch()
+        let store = s.path("store.img")
+        try edgelog(["format", "--device", store, "--size", "1M"])
+        try edgelog(["ingest", "--device", store], input: "{\"a\":1}\n")
+        let before = try Data(contentsOf: URL(fileURLWithPath: store))
+        let again = try edgelog(["format", "--device", store, "--size", "1M"])
+        #expect(again.code == 7)
+        #expect(again.err.contains("already holds an edgelog store"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: store)) == before)
+        #expect(try edgelog(["format", "--device", store, "--force"]).code == 0)
+        #expect(try exportedData(store, source: "stdin").isEmpty)
+    }
+
+    @Test("not a store, truncated, newer format, missing: distinct exit codes, file untouched")
+    func refusals() throws {
+        let s = try Scratch()
+        let junk = s.path("junk.bin")
+        let bytes = Data((0..<300_000).map { _ in UInt8.random(in: 0...255) })
+        FileManager.default.createFile(atPath: junk, contents: bytes)
+        for command in [["export"], ["inspect"], ["ingest"]] {
+            let r = try edgelog(command + ["--device", junk], input: "{\"a\":1}\n")
+            #expect(r.code == 2, "\(command): \(r.err)")
+            #expect(r.err.contains("not an edgelog store"))
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: junk)) == bytes)
+
+        let store = s.path("store.img")
+        try edgelog(["format", "--device", store, "--size", "1M"])
+        let full = try Data(contentsOf: URL(fileURLWithPath: store))
+        let cut = s.path("cut.img")
+        FileManager.default.createFile(atPath: cut, contents: full.prefix(600_000))
+        let truncated = try edgelog(["inspect", "--device", cut])
+        #expect(truncated.code == 2)
+        #expect(truncated.err.contains("truncated"))
+
+        var newer = full
+        newer[8] = 9
+        let newerPath = s.path("newer.img")
+        FileManager.default.createFile(atPath: newerPath, contents: newer)
+        let r = try edgelog(["ingest", "--device", newerPath], input: "{\"a\":1}\n")
+        #expect(r.code == 5)
+        #expect(r.err.contains("format version 9"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: newerPath)) == newer)
+
+        let missing = try edgelog(["export", "--device", s.path("nope.img")])
+        #expect(missing.code == 6)
+        #expect(missing.err.contains("no such file"))
+    }
+
+    @Test("ring full with policy pause: exit 4, and every acknowledged record is there")
+    func ringFull() throws {
+        let s = try Scratch()
+        let store = s.path("store.img")
+        try edgelog(["format", "--device", store, "--size", String(8192 + 4 * 4096), "--segment-size", "4K"])
+        let input = (1...400).map { "{\"n\":\($0),\"pad\":\"\(String(repeating: "p", count: 60))\"}" }.joined(separator: "\n") + "\n"
+        let r = try edgelog(["ingest", "--device", store, "--max-age-ms", "100000"], input: input)
+        #expect(r.code == 4, "\(r.err)")
+        #expect(r.err.contains("ring full (policy pause)"))
+        let acked = jsonLines(r.out).compactMap { $0["last_seq"] as? Int }.max() ?? 0
+        let rows = try exportedData(store, source: "stdin")
+        #expect(acked > 0)
+        #expect(rows.map(\.seq) == Array(1...UInt64(rows.count)))
+        #expect(rows.count >= acked)
+        #expect(try edgelog(["inspect", "--device", store, "--json"]).out.contains("\"clean_flag\":true"))
+    }
+
+    @Test("overwrite-oldest keeps logging and a gap record names each lost segment")
+    func overwriteOldest() throws {
+        let s = try Scratch()
+        let store = s.path("store.img")
+        try edgelog(["format", "--device", store, "--size", String(8192 + 4 * 4096), "--segment-size", "4K"])
+        let input = (1...400).map { "{\"n\":\($0),\"pad\":\"\(String(repeating: "p", count: 60))\"}" }.joined(separator: "\n") + "\n"
+        let r = try edgelog(["ingest", "--device", store, "--ring-full", "overwrite-oldest", "--max-age-ms", "100000"], input: input)
+        #expect(r.code == 0, "\(r.err)")
+        let export = try edgelog(["export", "--device", store])
+        let gaps = jsonLines(export.out).filter { $0["type"] as? String == "gap" }
+        #expect(!gaps.isEmpty)
+        #expect(export.out.contains("\"reason\":\"ring_overwrite\""))
+        #expect(try exportedData(store, source: "stdin").last?.seq == 400)
+    }
+
+    @Test("--help teaches, and usage errors exit 64")
+    func help() throws {
+        let help = try edgelog(["ingest", "--help"])
+        #expect(help.code == 0)
+        #expect(help.out.contains("Only what an acknowledgement names is guaranteed"))
+        #expect(try edgelog(["ingest", "--device", "x", "--source", "bad name!"]).code == 64)
+        #expect(try edgelog(["export", "--device", "x", "--format", "xml"]).code == 64)
+        #expect(try edgelog([]).out.contains("Exit codes"))
+    }
+}
