@@ -33,9 +33,10 @@ enum Sys {
 
     /// Reads exactly `buffer.count` bytes at `offset`; a short count means end of file.
     static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: UInt64) -> Result<Int, Errno> {
+        guard let base = buffer.baseAddress else { return .success(0) }
         var done = 0
         while done < buffer.count {
-            switch retrying({ Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }) {
+            switch retrying({ Glibc.pread(fd, base + done, buffer.count - done, off_t(offset) + off_t(done)) }) {
             case .success(0): return .success(done)
             case .success(let n): done += n
             case .failure(let e): return .failure(e)
@@ -45,9 +46,10 @@ enum Sys {
     }
 
     static func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: UInt64) -> Result<Int, Errno> {
+        guard let base = buffer.baseAddress else { return .success(0) }
         var done = 0
         while done < buffer.count {
-            switch retrying({ Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }) {
+            switch retrying({ Glibc.pwrite(fd, base + done, buffer.count - done, off_t(offset) + off_t(done)) }) {
             case .success(0): return .failure(Errno(EIO))
             case .success(let n): done += n
             case .failure(let e): return .failure(e)
@@ -76,9 +78,10 @@ enum Sys {
     }
 
     static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Result<Int, Errno> {
+        guard let base = bytes.baseAddress else { return .success(0) }
         var done = 0
         while done < bytes.count {
-            switch retrying({ Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }) {
+            switch retrying({ Glibc.write(fd, base + done, bytes.count - done) }) {
             case .success(let n): done += n
             case .failure(let e): return .failure(e)
             }

@@ -85,8 +85,9 @@ public struct Metadata: Equatable, Sendable {
 
     // MARK: encoding
 
+    /// Encodes the slot into `b`, which must hold `Layout.metadataSlotSize` bytes (else nothing is written).
     public func encode(into b: UnsafeMutableRawBufferPointer) {
-        precondition(b.count >= Layout.metadataSlotSize)
+        guard b.count >= Layout.metadataSlotSize else { return }
         b.zero(0..<Layout.metadataSlotSize)
         b.setLE(Layout.metadataMagic, at: 0)
         b.setLE(Layout.formatVersion, at: 8)

@@ -24,7 +24,7 @@ struct FormatCommand: ParsableCommand {
     var sectorSize: Int?
 
     @Option(help: "Bytes per segment, a multiple of 4096 (K, M accepted).")
-    var segmentSize: ByteSize = ByteSize(argument: "32K")!
+    var segmentSize = ByteSize(bytes: 32 << 10)
 
     @Flag(help: "Erase an existing store.")
     var force = false

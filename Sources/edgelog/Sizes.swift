@@ -5,6 +5,8 @@ import ArgumentParser
 struct ByteSize: ExpressibleByArgument {
     let bytes: UInt64
 
+    init(bytes: UInt64) { self.bytes = bytes }
+
     init?(argument: String) {
         guard let last = argument.last else { return nil }
         let multipliers: [Character: UInt64] = ["K": 1 << 10, "k": 1 << 10, "M": 1 << 20, "m": 1 << 20, "G": 1 << 30, "g": 1 << 30]

@@ -31,6 +31,21 @@ struct CLITests {
         #expect(csv.out.contains("\"{\"\"t\"\":1,\"\"unit\"\":\"\"C\"\"}\""))
     }
 
+    @Test("export --since-commit keeps only later commits")
+    func sinceCommit() throws {
+        let s = try Scratch()
+        let store = s.path("store.img")
+        try edgelog(["format", "--device", store, "--size", "1M"])
+        try edgelog(["ingest", "--device", store], input: "{\"a\":1}\n{\"a\":2}\n")
+        try edgelog(["ingest", "--device", store], input: "{\"a\":3}\n")
+        let all = jsonLines(try edgelog(["export", "--device", store]).out)
+        let last = try #require(all.compactMap { $0["commit_id"] as? Int }.max())
+        let later = jsonLines(try edgelog(["export", "--device", store, "--since-commit", String(last - 1)]).out)
+        #expect(!later.isEmpty)
+        #expect(later.allSatisfy { ($0["commit_id"] as? Int) == last })
+        #expect(later.count < all.count)
+    }
+
     @Test("lines that are not JSON objects are reported with their line number and skipped")
     func rejectsBadLines() throws {
         let s = try Scratch()

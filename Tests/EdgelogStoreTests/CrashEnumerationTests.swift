@@ -52,20 +52,24 @@ struct RecordedRun {
 }
 
 enum CrashHarness {
+    /// EDGELOG_CRASH_SCALE multiplies the records of every workload (1 in `make test`).
+    static let scale = Int(Environment.get("EDGELOG_CRASH_SCALE") ?? "") ?? 1
+
     static let workloads: [CrashWorkload] = [
-        CrashWorkload(name: "small-records", sectorSize: 512, segmentSize: 4096, slots: 16, policy: .pause,
-                      records: 260, payloadSizes: 20...90, commitEvery: 1...12),
-        CrashWorkload(name: "large-records", sectorSize: 512, segmentSize: 8192, slots: 10, policy: .pause,
-                      records: 28, payloadSizes: 600...3000, commitEvery: 1...2),
+        CrashWorkload(name: "small-records", sectorSize: 512, segmentSize: 4096, slots: 48, policy: .pause,
+                      records: 900 * scale, payloadSizes: 20...90, commitEvery: 1...12),
+        CrashWorkload(name: "large-records", sectorSize: 512, segmentSize: 8192, slots: 40, policy: .pause,
+                      records: 90 * scale, payloadSizes: 600...3000, commitEvery: 1...2),
         CrashWorkload(name: "ring-wrap", sectorSize: 512, segmentSize: 4096, slots: 5, policy: .overwriteOldest,
-                      records: 180, payloadSizes: 40...200, commitEvery: 2...9),
-        CrashWorkload(name: "ring-full-pause", sectorSize: 512, segmentSize: 4096, slots: 4, policy: .pause,
-                      records: 400, payloadSizes: 100...300, commitEvery: 3...10),
+                      records: 600 * scale, payloadSizes: 40...200, commitEvery: 2...9),
+        CrashWorkload(name: "ring-full-pause", sectorSize: 512, segmentSize: 4096, slots: 6, policy: .pause,
+                      records: 400 * scale, payloadSizes: 100...300, commitEvery: 3...10),
         CrashWorkload(name: "ring-full-acked", sectorSize: 512, segmentSize: 4096, slots: 5, policy: .overwriteAcked,
-                      records: 160, payloadSizes: 60...200, commitEvery: 2...8, ackUpstream: true),
-        CrashWorkload(name: "sector-4096", sectorSize: 4096, segmentSize: 8192, slots: 8, policy: .pause,
-                      records: 120, payloadSizes: 20...400, commitEvery: 1...10),
+                      records: 500 * scale, payloadSizes: 60...200, commitEvery: 2...8, ackUpstream: true),
+        CrashWorkload(name: "sector-4096", sectorSize: 4096, segmentSize: 8192, slots: 24, policy: .pause,
+                      records: 400 * scale, payloadSizes: 20...400, commitEvery: 1...10),
     ]
+    static let seeds: [UInt64] = [1, 2, 3]
 
     static func formatted(_ w: CrashWorkload) throws -> [UInt8] {
         let memory = MemoryBlockDevice(size: w.storeSize, sectorSize: w.sectorSize)
@@ -120,10 +124,11 @@ enum CrashHarness {
 
 @Suite("Crash-point enumeration", .serialized)
 struct CrashEnumerationTests {
-    @Test("every cut of every workload recovers to a correct store", arguments: Array(CrashHarness.workloads.indices))
-    func enumerate(workloadIndex: Int) throws {
+    @Test("every cut of every workload recovers to a correct store",
+          arguments: Array(CrashHarness.workloads.indices), CrashHarness.seeds)
+    func enumerate(workloadIndex: Int, seed: UInt64) throws {
         let w = CrashHarness.workloads[workloadIndex]
-        let run = try CrashHarness.record(w, seed: UInt64(workloadIndex) + 1)
+        let run = try CrashHarness.record(w, seed: seed * 100 + UInt64(workloadIndex))
         let images = CrashImageBuilder(device: run.device)
         let filled = run.ringFullSeen
         if w.policy == .pause && w.name.hasPrefix("ring-full") { #expect(filled, "workload \(w.name) should have filled the ring") }
@@ -132,34 +137,34 @@ struct CrashEnumerationTests {
         var failures: [String] = []
         for cut in images.cuts {
             for (v, variant) in CrashVariant.allCases.enumerated() {
-                let point = CrashPoint(cut: cut, variant: variant, seed: CrashHarness.seed(workloadIndex, cut, v))
-                if let replay, !(replay.workload == w.name && replay.cut == cut && replay.variant == variant) { continue }
+                let point = CrashPoint(cut: cut, variant: variant, seed: CrashHarness.seed(workloadIndex, cut, v) &+ seed << 40)
+                if let replay, !(replay.workload == w.name && replay.cut == cut && replay.variant == variant && replay.runSeed == seed) { continue }
                 let image = images.image(at: point, sectorSize: w.sectorSize)
                 states += 1
                 if let problem = CrashOracle.check(image: image, sectorSize: w.sectorSize, policy: w.policy,
                                                    expect: run.expectation(at: cut)) {
-                    failures.append("workload=\(w.name) \(point): \(problem)")
+                    failures.append("workload=\(w.name) run-seed=\(seed) \(point): \(problem)")
                 }
             }
         }
-        print("crash states checked: \(states) (workload \(w.name), \(run.device.log.count) operations, \(run.marks.count) commits)")
+        print("crash states checked: \(states) (workload \(w.name), run seed \(seed), \(run.device.log.count) operations, \(run.marks.count) commits)")
         let failureCount = failures.count
-        #expect(failureCount == 0, "\(failures.count) failing crash states; first: \(failures.prefix(5).joined(separator: " | ")); replay with EDGELOG_CRASH_REPLAY=\"workload cut variant seed\"")
+        #expect(failureCount == 0, "\(failures.count) failing crash states; first: \(failures.prefix(5).joined(separator: " | ")); replay with EDGELOG_CRASH_REPLAY=\"workload cut variant run-seed\"")
     }
 
-    @Test("pairs of cuts: power cut again while recovery repairs the first cut")
-    func recoveryOfRecovery() throws {
-        let w = CrashHarness.workloads[0]
+    @Test("pairs of cuts: power cut again while recovery repairs the first cut", arguments: [0, 2, 5])
+    func recoveryOfRecovery(workloadIndex: Int) throws {
+        let w = CrashHarness.workloads[workloadIndex]
         let run = try CrashHarness.record(w, seed: 99)
         let images = CrashImageBuilder(device: run.device)
         var states = 0
         var repairing = 0
         var failures: [String] = []
-        // Cuts on the commit path of the last twelve commits: segment write, metadata write, flush.
-        let firstCut = run.marks.count > 12 ? run.marks[run.marks.count - 13].ops : 0
+        // Cuts on the commit path of the last twenty commits: segment write, metadata write, flush.
+        let firstCut = run.marks.count > 20 ? run.marks[run.marks.count - 21].ops : 0
         for cut in firstCut..<(run.device.log.count + 1) {
             for (v, variant) in [CrashVariant.torn512, .garbage, .pendingReordered, .pendingKept].enumerated() {
-                let point = CrashPoint(cut: cut, variant: variant, seed: CrashHarness.seed(100, cut, v))
+                let point = CrashPoint(cut: cut, variant: variant, seed: CrashHarness.seed(100 + workloadIndex, cut, v))
                 let first = images.image(at: point, sectorSize: w.sectorSize)
                 let recovering = FaultBlockDevice(image: first, sectorSize: w.sectorSize)
                 _ = try EvidenceStore.recover(device: recovering, policy: w.policy, clock: CrashOracle.fixedClock)
@@ -173,13 +178,13 @@ struct CrashEnumerationTests {
                         states += 1
                         if let problem = CrashOracle.check(image: image, sectorSize: w.sectorSize, policy: w.policy,
                                                            expect: run.expectation(at: cut), continueWriting: false) {
-                            failures.append("first \(point), second \(point2): \(problem)")
+                            failures.append("\(w.name) first \(point), second \(point2): \(problem)")
                         }
                     }
                 }
             }
         }
-        print("crash states checked: \(states) (pairs through recovery of \(repairing) repairing first cuts)")
+        print("crash states checked: \(states) (pairs through recovery, workload \(w.name), \(repairing) repairing first cuts)")
         #expect(repairing > 10)
         let failureCount = failures.count
         #expect(failureCount == 0, "\(failures.count) failing pairs; first: \(failures.prefix(5).joined(separator: " | "))")
@@ -190,11 +195,12 @@ struct CrashReplay {
     var workload: String
     var cut: Int
     var variant: CrashVariant
+    var runSeed: UInt64
 
     static func fromEnvironment() -> CrashReplay? {
         guard let text = Environment.get("EDGELOG_CRASH_REPLAY") else { return nil }
         let parts = text.split(separator: " ").map(String.init)
-        guard parts.count >= 3, let cut = Int(parts[1]), let variant = CrashVariant(rawValue: parts[2]) else { return nil }
-        return CrashReplay(workload: parts[0], cut: cut, variant: variant)
+        guard parts.count >= 4, let cut = Int(parts[1]), let variant = CrashVariant(rawValue: parts[2]), let seed = UInt64(parts[3]) else { return nil }
+        return CrashReplay(workload: parts[0], cut: cut, variant: variant, runSeed: seed)
     }
 }
