@@ -98,6 +98,12 @@ public final class EvidenceStore {
     public static func recover(device: BlockDevice, policy: RingFullPolicy = .pause,
                                clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
         let analysis = try analyze(device: device)
+        // Writes are padded to the store's sector size: smaller than the device's, they would fail
+        // (or, worse, be read-modify-written by the device) after the first attempt.
+        guard analysis.state.geometry.sectorSize >= device.sectorSize else {
+            throw .sectorMismatch(device: device.name, storeSectorSize: analysis.state.geometry.sectorSize,
+                                  deviceSectorSize: device.sectorSize)
+        }
         var state = analysis.state
         // The next write must land in the slot that does not hold the chosen metadata, even when
         // the newest generation sits in a slot that was passed over: overwriting the chosen slot

@@ -9,6 +9,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
     case notAStore(device: String, reasons: [String])
     /// The metadata describes a store larger than the device or file now is.
     case truncated(device: String, storeSize: UInt64, deviceSize: UInt64)
+    /// The store assumes smaller sectors than the device now has: it cannot be written safely.
+    case sectorMismatch(device: String, storeSectorSize: Int, deviceSectorSize: Int)
     /// The store was written by a newer edgelog.
     case newerFormat(device: String, found: UInt16, supported: UInt16)
     /// `format` found a store and was not told to overwrite it.
@@ -32,6 +34,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
             return "\(device) is not an edgelog store (no valid metadata slot): " + reasons.joined(separator: "; ")
         case .truncated(let device, let storeSize, let deviceSize):
             return "\(device) is truncated: its store is \(storeSize) bytes but only \(deviceSize) are there; the file was not changed"
+        case .sectorMismatch(let device, let store, let deviceSector):
+            return "\(device) has \(deviceSector)-byte sectors but its store was formatted for \(store)-byte sectors; it can be read (export, inspect) but not written"
         case .newerFormat(let device, let found, let supported):
             return "\(device) holds format version \(found); this edgelog reads up to version \(supported). Use a newer edgelog; the store was not changed."
         case .alreadyFormatted(let device):

@@ -17,7 +17,7 @@ enum Exit {
     static func code(for error: StoreError) -> Int32 {
         switch error {
         case .invalidArgument, .recordTooLarge, .sourceTableFull: usage
-        case .device, .deviceFailing: deviceError
+        case .device, .deviceFailing, .sectorMismatch: deviceError
         case .notAStore, .truncated: notAStore
         case .newerFormat: newerFormat
         case .alreadyFormatted: alreadyFormatted

@@ -139,6 +139,17 @@ struct StoreTests {
         #expect(device.bytes == image)
     }
 
+    @Test("a store formatted for 512-byte sectors is not written on a 4096-byte-sector device")
+    func sectorMismatch() throws {
+        let image = try formattedImage(sector: 512)
+        let device = MemoryBlockDevice(image: image, sectorSize: 4096)
+        #expect(throws: StoreError.sectorMismatch(device: "memory", storeSectorSize: 512, deviceSectorSize: 4096)) {
+            _ = try EvidenceStore.open(device: device, clock: CrashOracle.fixedClock)
+        }
+        #expect(device.writes == 0)
+        #expect(try EvidenceStore.analyze(device: device).state.geometry.sectorSize == 512)
+    }
+
     @Test("a truncated store is named as such")
     func truncated() throws {
         let image = Array(try formattedImage().prefix(8192 + 4 * 4096))
