@@ -21,8 +21,10 @@ let package = Package(
         // Kernel macros Swift cannot import (ioctl request numbers, O_DIRECT).
         .target(name: "CLinuxShims"),
 
+        // CRC-32C by CPU instruction (SSE4.2, ARMv8 CRC), checked at run time.
+        .target(name: "CEdgelogCRC"),
         // Record model, codecs, CRC, errors. No Glibc: portable and fuzzable.
-        .target(name: "EdgelogCore"),
+        .target(name: "EdgelogCore", dependencies: ["CEdgelogCRC"]),
         // Format, ring, buffers, commit, recovery. Talks to BlockDevice only.
         .target(name: "EdgelogStore", dependencies: ["EdgelogCore"]),
         // Linux I/O: every syscall of the project goes through Syscalls.swift here.

@@ -1,9 +1,15 @@
 // CRC-32C (Castagnoli), the checksum of every on-disk structure (docs/FORMAT.md).
 // Parameters: poly 0x1EDC6F41 (reflected 0x82F63B78), init 0xFFFFFFFF, reflected in and out,
 // xorout 0xFFFFFFFF; check("123456789") == 0xE3069283.
-// Slicing-by-8 keeps the commit path near memory speed without platform intrinsics.
+// The CPU's CRC-32C instruction is used when it has one (SSE4.2, ARMv8 CRC); otherwise
+// slicing-by-8 tables keep the commit path near memory speed.
+
+import CEdgelogCRC
 
 public enum CRC32C {
+    /// True when checksums use the CPU instruction.
+    public static let usesHardware = edgelog_crc32c_hw_available() != 0
+
     /// Eight 256-entry tables laid end to end: entry [k * 256 + b] is the CRC contribution of
     /// byte b seen k bytes before the end of an 8-byte block.
     private static let table: [UInt32] = {
@@ -25,6 +31,13 @@ public enum CRC32C {
 
     /// CRC of `bytes`, continuing from a previous result when `seed` is given.
     public static func checksum(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return seed }
+        if usesHardware { return ~edgelog_crc32c_hw(~seed, base, bytes.count) }
+        return portable(bytes, seed: seed)
+    }
+
+    /// The table-driven CRC, whatever the CPU (tests compare it with the instruction).
+    public static func portable(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return seed }
         let count = bytes.count
         var crc = ~seed

@@ -124,6 +124,12 @@ public final class FDOutput {
         pending.removeAll(keepingCapacity: true)
     }
 
+    /// Writes text straight through, unbuffered.
+    public static func write(_ fd: Int32, _ text: String) {
+        var text = text
+        _ = text.withUTF8 { Sys.write(fd, UnsafeRawBufferPointer($0)) }
+    }
+
     /// Writes one line straight through (acknowledgements must leave the process at once).
     public static func writeLine(_ fd: Int32, _ text: String) {
         var line = text

@@ -58,6 +58,22 @@ enum Sys {
         return .success(done)
     }
 
+    /// Submits writes together through kernel AIO and waits for all (see edgelog_aio_pwrite_all).
+    static func aioWriteAll(_ context: UInt64, _ fd: Int32, _ buffers: inout [UnsafeRawPointer?], _ lengths: inout [UInt64],
+                            _ offsets: inout [UInt64], _ results: inout [Int64]) -> Result<Int32, Errno> {
+        let count = Int32(buffers.count)
+        let r = buffers.withUnsafeMutableBufferPointer { b in
+            lengths.withUnsafeMutableBufferPointer { l in
+                offsets.withUnsafeMutableBufferPointer { o in
+                    results.withUnsafeMutableBufferPointer { res in
+                        edgelog_aio_pwrite_all(context, fd, count, b.baseAddress, l.baseAddress, o.baseAddress, res.baseAddress)
+                    }
+                }
+            }
+        }
+        return r == 0 ? .success(0) : .failure(Errno(errno))
+    }
+
     static func fdatasync(_ fd: Int32) -> Result<Int32, Errno> { retrying { Glibc.fdatasync(fd) } }
 
     static func fstat(_ fd: Int32) -> Result<stat, Errno> {

@@ -15,6 +15,16 @@ public protocol BlockDevice: AnyObject {
     func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(DeviceError)
     /// Makes every earlier write durable. A failed flush proves nothing about any of them.
     func flush() throws(DeviceError)
+    /// Writes several buffers, possibly at once (none is durable until `flush()`). On failure the
+    /// error's offset names a write that failed; any of the others may or may not have been written.
+    func writeAll(_ writes: [(offset: UInt64, bytes: UnsafeRawBufferPointer)]) throws(DeviceError)
+}
+
+extension BlockDevice {
+    /// One after the other, in order: what a device without concurrent submission does.
+    public func writeAll(_ writes: [(offset: UInt64, bytes: UnsafeRawBufferPointer)]) throws(DeviceError) {
+        for w in writes { try write(at: w.offset, from: w.bytes) }
+    }
 }
 
 /// A device fault, with what was being done, where, and the errno when the kernel gave one.

@@ -291,19 +291,21 @@ public final class EvidenceStore {
             next.clean = markClean
             next.generation = metadata.generation + 1
 
+            // Segment and metadata go out together (a device may submit both at once): neither
+            // counts until the flush below, and recovery tells apart every subset that lands.
+            next.encode(into: metaBuffer.bytes)
+            let segmentOffset = next.geometry.slotOffset(slot)
             do {
-                try device.write(at: next.geometry.slotOffset(slot), from: image)
+                try device.writeAll([(segmentOffset, image),
+                                     (Layout.metadataSlotOffsets[next.slotIndex], UnsafeRawBufferPointer(metaBuffer.bytes))])
             } catch {
                 lastError = error
-                markBad(slot: slot, reason: .write, segmentID: segmentID)
-                continue
-            }
-            do {
-                next.encode(into: metaBuffer.bytes)
-                try device.write(at: Layout.metadataSlotOffsets[next.slotIndex], from: UnsafeRawBufferPointer(metaBuffer.bytes))
-            } catch {
-                lastError = error
-                writeErrors += 1
+                if error.offset == segmentOffset {
+                    markBad(slot: slot, reason: .write, segmentID: segmentID)
+                } else {
+                    // The metadata slots cannot be remapped: retry in place.
+                    writeErrors += 1
+                }
                 continue
             }
             do {

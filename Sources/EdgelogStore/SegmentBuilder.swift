@@ -128,13 +128,27 @@ public final class SegmentBuilder: @unchecked Sendable {
     public func addDropped(_ n: UInt32) { droppedRecords &+= n }
 
     private func noteSeq(source: UnsafeRawBufferPointer, seq: UInt64) {
-        for i in sourceLastSeq.indices where sourceLastSeq[i].name.utf8.elementsEqual(source) {
-            sourceLastSeq[i].last = seq
-            sourceLastSeq[i].count += 1
+        // Most records come from the source of the record before: compare raw bytes with it first.
+        if recentIndex < sourceLastSeq.count, recentName.count == source.count,
+           recentName.withUnsafeBytes({ $0.elementsEqual(source) }) {
+            sourceLastSeq[recentIndex].last = seq
+            sourceLastSeq[recentIndex].count += 1
             return
         }
-        sourceLastSeq.append((String(decoding: source, as: UTF8.self), seq, seq, 1))
+        let name = String(decoding: source, as: UTF8.self)
+        if let i = sourceLastSeq.firstIndex(where: { $0.name == name }) {
+            sourceLastSeq[i].last = seq
+            sourceLastSeq[i].count += 1
+            recentIndex = i
+        } else {
+            sourceLastSeq.append((name, seq, seq, 1))
+            recentIndex = sourceLastSeq.count - 1
+        }
+        recentName = Array(source)
     }
+
+    private var recentIndex = Int.max
+    private var recentName: [UInt8] = []
 
     /// Writes the header and the commit marker; returns the bytes to write (sector padded).
     public func seal(segmentID: UInt64, commitID: UInt64, slot: Int, wrapCount: UInt32, storeUUID: [UInt8]) -> UnsafeRawBufferPointer {
@@ -185,5 +199,6 @@ public final class SegmentBuilder: @unchecked Sendable {
         pendingDrops.removeAll(keepingCapacity: true)
         notedLostSegment = 0
         sourceLastSeq.removeAll(keepingCapacity: true)
+        recentIndex = Int.max
     }
 }

@@ -7,6 +7,10 @@ public struct Sequencer: Sendable {
     public private(set) var mono: UInt64
     private var lastSeq: [String: UInt64]
     private var sourceCount: Int
+    /// The source of the previous call and its last seq: most records come from the same source
+    /// as the one before, and this skips the dictionary's hashing for them.
+    private var recentSource = ""
+    private var recentSeq: UInt64 = 0
 
     public init(from metadata: Metadata) {
         mono = metadata.monoHWM
@@ -16,6 +20,12 @@ public struct Sequencer: Sendable {
 
     /// The next (seq, mono) for `source`, or why the source cannot be added.
     public mutating func next(for source: String) throws(StoreError) -> (seq: UInt64, mono: UInt64) {
+        if source == recentSource && !recentSource.isEmpty {
+            recentSeq += 1
+            mono += 1
+            return (recentSeq, mono)
+        }
+        if !recentSource.isEmpty { lastSeq[recentSource] = recentSeq }
         let seq: UInt64
         if let last = lastSeq[source] {
             seq = last + 1
@@ -28,6 +38,8 @@ public struct Sequencer: Sendable {
             seq = 1
         }
         lastSeq[source] = seq
+        recentSource = source
+        recentSeq = seq
         mono += 1
         return (seq, mono)
     }

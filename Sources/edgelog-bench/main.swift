@@ -1,1 +1,118 @@
-print("bench")
+// edgelog-bench: release-build figures for the evidence store (`make bench`).
+//
+//  1. committed records/s, 128-byte records in 32 KiB segments: edgelog store vs SQLite (WAL,
+//     synchronous=FULL, one transaction per segment's worth) vs raw pwrite+fdatasync;
+//  2. commit latency p50/p99/max of each;
+//  3. recovery time of a 64 MiB and a 1 GiB store with the same tail after an unclean stop;
+//  4. peak RSS and the size of the release `edgelog` binary.
+//
+// Data files live in <package>/.build-bench-data/ (never /tmp, which may be tmpfs) and are removed
+// at the end. Results on stdout, progress on stderr.
+
+import EdgelogLinux
+import EdgelogStore
+import Glibc
+
+let options = Options.parse(CommandLine.arguments)
+let dir = DataDir()
+dataDirForCleanup = dir
+dir.create()
+
+// Probe the filesystem and O_DIRECT the way the store will open its file.
+let probePath = dir.file("probe.img")
+let direct: Bool
+do {
+    try FileBlockDevice.createFile(path: probePath, size: 1 << 20)
+    let device = try FileBlockDevice(path: probePath)
+    let buffer = AlignedBuffer(count: 4096)
+    try device.write(at: 0, from: UnsafeRawBufferPointer(buffer.bytes)) // falls back if O_DIRECT writes are refused
+    try device.read(at: 0, into: buffer.bytes)
+    direct = device.direct
+} catch {
+    die("probe: \(error)")
+}
+dir.remove(probePath)
+
+let fsType = Machine.fsType(dir.path)
+let (kernel, arch) = Machine.uname()
+print("# edgelog-bench: arch=\(arch) kernel=\(kernel) cpus=\(Machine.cpus()) load1=\(Machine.load1()) "
+    + "data_dir=\(dir.path) fs_type=\(fsType.map(hex) ?? "?") (\(fsType.map(Machine.fsName) ?? "?")) "
+    + "o_direct=\(direct ? "yes" : "no") sqlite=\(SQLiteBench.version) records=\(options.records) "
+    + "record_bytes=\(Shape.recordLength) segment_bytes=\(Shape.segmentSize)\(options.quick ? " quick" : "")")
+
+// MARK: 1 + 2: throughput and commit latency
+// Every data file stays until the end of the run: unlinking a large preallocated file on a
+// filesystem mounted with `discard` issues discards that would land in a later measurement.
+
+progress("throughput: creating a \(Shape.throughputStoreSize >> 20) MiB store, an SQLite database and two raw files")
+let storeC = StoreContender(path: dir.file("store.img"))
+let batch = storeC.recordsPerSegment
+let sqlitePath = dir.file("sqlite.db")
+_ = dir.file("sqlite.db-wal")
+_ = dir.file("sqlite.db-shm")
+let sqliteC = SQLiteContender(path: sqlitePath)
+let rawC = RawContender(path: dir.file("raw.img"), direct: storeC.direct, sectorSize: storeC.sectorSize)
+// Informational: raw with the store's second write (metadata slot), to attribute store_vs_raw.
+let raw2C = RawContender(path: dir.file("raw2.img"), direct: storeC.direct, sectorSize: storeC.sectorSize, metadataWrite: true)
+progress("throughput: \(options.records) records per contender, \(batch) per batch, contenders interleaved batch by batch")
+let results = Throughput.run([storeC, sqliteC, rawC, raw2C], records: options.records, batch: batch)
+if storeC.direct != direct { progress("note: the store's device ended with o_direct=\(storeC.direct)") }
+let (store, sqlite, raw, raw2) = (results[0], results[1], results[2], results[3])
+
+func throughputLine(_ r: ThroughputResult) -> String {
+    "\(r.name): records_per_s=\(fixed(r.recordsPerSecond, 0)) elapsed_s=\(fixed(Double(r.elapsedNs) / 1e9, 3)) "
+        + "commits=\(r.commits) at_median_batch_records_per_s=\(fixed(r.medianRecordsPerSecond, 0))  # \(r.note)"
+}
+
+print("")
+print("## throughput: \(options.records) records of \(Shape.recordLength) bytes per contender, \(batch) per commit "
+    + "(one \(Shape.segmentSize)-byte segment); contenders interleaved batch by batch, elapsed = sum of own batch times")
+for r in [store, sqlite, raw] { print(throughputLine(r)) }
+print("store_vs_sqlite=\(fixed(store.recordsPerSecond / sqlite.recordsPerSecond, 2)) store_vs_raw=\(fixed(store.recordsPerSecond / raw.recordsPerSecond, 2))")
+
+print("")
+print("## commit latency (one sample per commit / transaction)")
+for r in [store, sqlite, raw] {
+    print("\(r.name)_commit: \(r.latencies.summary())")
+}
+
+// Where the store's time goes: its own I/O pattern on a raw file, and the CPU time outside commit().
+print("")
+print("## informational: the store's I/O pattern without the store (not part of the ratios above)")
+print(throughputLine(raw2))
+print("raw_2write_commit: \(raw2.latencies.summary())")
+print("store_vs_raw_2write=\(fixed(store.recordsPerSecond / raw2.recordsPerSecond, 2)) "
+    + "store_ns_per_record_outside_commit=\(fixed(Double(store.elapsedNs - store.commitNs) / Double(store.records), 0)) "
+    + "store_commit_share=\(fixed(Double(store.commitNs) / Double(store.elapsedNs), 2))")
+
+let fill = FillBench.run(records: 2_000_000)
+print("store_fill_ns_per_record=\(fixed(fill.nsPerRecord, 0)) clock_pair_ns=\(fixed(fill.clockNsPerRecord, 0))  # append alone, no I/O; clock_pair = CLOCK_REALTIME + CLOCK_BOOTTIME")
+
+// MARK: 3: recovery
+
+print("")
+print("## recovery after an unclean stop, \(RecoveryBench.segments) segments committed, median of \(RecoveryBench.runs) (analyze + open), sizes measured in alternation")
+var recoveryStores: [(label: String, size: UInt64, path: String)] = [("64MiB", 64 << 20, dir.file("recovery-64MiB.img"))]
+if !options.quick { recoveryStores.append(("1GiB", 1 << 30, dir.file("recovery-1GiB.img"))) }
+let recovery = RecoveryBench.run(recoveryStores)
+let small = recovery[0]
+let large = recovery.count > 1 ? recovery[1] : nil
+for r in recovery {
+    print("recovery_\(r.label): ring_slots=\(r.ringSlots) head_segment=\(r.headSegment) "
+        + "analyze_ms=\(fixed(median(r.analyzeMs), 3)) open_ms=\(fixed(median(r.openMs), 3)) "
+        + "total_ms=[\(r.totalMs.map { fixed($0, 3) }.joined(separator: " "))]")
+}
+if let large {
+    print("recovery_64MiB_ms=\(fixed(small.medianMs, 2)) recovery_1GiB_ms=\(fixed(large.medianMs, 2)) "
+        + "ratio=\(fixed(large.medianMs / small.medianMs, 2))")
+} else {
+    print("recovery_64MiB_ms=\(fixed(small.medianMs, 2)) recovery_1GiB_ms=skipped ratio=n/a")
+}
+
+// MARK: 4: footprint
+
+dir.cleanUp()
+print("")
+print("## footprint")
+let edgelogBinary = dir.packageRoot + "/.build/release/edgelog"
+print("peak_rss_kib=\(Machine.peakRSSKiB()) edgelog_release_binary_bytes=\(Machine.fileSize(edgelogBinary).map { String($0) } ?? "absent (not built)")")

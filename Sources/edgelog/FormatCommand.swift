@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgelogLinux
 import EdgelogStore
+import Glibc
 
 struct FormatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,13 +34,29 @@ struct FormatCommand: ParsableCommand {
     var json = false
 
     func run() throws {
+        // An existing file or device is never written here: format itself refuses a store without
+        // --force. Only a file that does not exist (or, with --force, has another size) is created.
+        let existing = try? FileBlockDevice(path: device, readOnly: true, direct: false)
         if let size {
-            if !force, let existing = try? FileBlockDevice(path: device, readOnly: true, direct: false), existing.byteCount != size.bytes {
-                Exit.say("error: \(device) exists with \(existing.byteCount) bytes; --size \(size.bytes) would change it (add --force)")
-                throw ExitCode(Exit.alreadyFormatted)
+            if let existing, existing.byteCount != size.bytes {
+                guard force, !existing.isBlockDevice else {
+                    Exit.say("error: \(device) exists with \(existing.byteCount) bytes; --size \(size.bytes) would change it"
+                        + (existing.isBlockDevice ? " (a block device keeps its size)" : " (add --force)"))
+                    throw ExitCode(existing.isBlockDevice ? Exit.usage : Exit.alreadyFormatted)
+                }
             }
-            if (try? FileBlockDevice(path: device, readOnly: true, direct: false))?.isBlockDevice != true {
-                do { try FileBlockDevice.createFile(path: device, size: size.bytes) } catch { throw Exit.fail(error) }
+            if existing == nil || existing?.byteCount != size.bytes {
+                let showProgress = size.bytes >= 256 << 20 && isatty(2) != 0
+                do {
+                    try FileBlockDevice.createFile(path: device, size: size.bytes) { done, total in
+                        if showProgress && (done % (64 << 20) == 0 || done == total) {
+                            FDOutput.write(2, "\rwriting \(device): \(done >> 20) of \(total >> 20) MiB")
+                            if done == total { FDOutput.write(2, "\n") }
+                        }
+                    }
+                } catch {
+                    throw Exit.fail(error)
+                }
             }
         }
         let target: FileBlockDevice

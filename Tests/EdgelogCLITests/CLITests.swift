@@ -71,6 +71,9 @@ struct CLITests {
         #expect(again.code == 7)
         #expect(again.err.contains("already holds an edgelog store"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: store)) == before)
+        let resized = try edgelog(["format", "--device", store, "--size", "2M"])
+        #expect(resized.code == 7)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: store)) == before, "a refused format must not touch the file")
         #expect(try edgelog(["format", "--device", store, "--force"]).code == 0)
         #expect(try exportedData(store, source: "stdin").isEmpty)
     }

@@ -8,6 +8,14 @@ struct CRC32CTests {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
     }
 
+    @Test("this machine's CRC instruction is used where the CPU has one")
+    func hardwareIsUsed() {
+        #if arch(x86_64)
+        #expect(CRC32C.usesHardware, "x86-64 machines here have SSE4.2")
+        #endif
+        #expect(Array("123456789".utf8).withUnsafeBytes { CRC32C.portable($0) } == 0xE306_9283)
+    }
+
     @Test("empty input gives 0, and a seed continues a checksum")
     func incremental() {
         #expect(CRC32C.checksum([UInt8]()) == 0)
@@ -31,7 +39,9 @@ struct CRC32CTests {
         let data = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         for start in 0..<9 {
             for end in stride(from: start, through: data.count, by: 13) {
-                #expect(CRC32C.checksum(Array(data[start..<end])) == bitwise(data[start..<end]))
+                let slice = Array(data[start..<end])
+                #expect(CRC32C.checksum(slice) == bitwise(data[start..<end]))
+                #expect(slice.withUnsafeBytes { CRC32C.portable($0) } == bitwise(data[start..<end]))
             }
         }
     }

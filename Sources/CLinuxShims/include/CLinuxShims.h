@@ -14,4 +14,15 @@ int edgelog_blk_getsize64(int fd, uint64_t *size);
 /// ioctl(fd, BLKSSZGET): logical sector size of a block device. Returns 0 or -1 with errno set.
 int edgelog_blk_sszget(int fd, int *sector_size);
 
+/// Linux native AIO context for submitting several O_DIRECT writes at once (io_setup).
+/// Returns 0, or -1 with errno set (ENOSYS where the kernel lacks AIO).
+int edgelog_aio_setup(unsigned max_events, uint64_t *context);
+void edgelog_aio_destroy(uint64_t context);
+
+/// Submits `count` (at most 8) writes to `fd` together and waits for all of them. results[i] is the
+/// byte count written or -errno. Returns 0 when every write was submitted and waited for, -1 with
+/// errno when submission failed (then results[i] is -errno for each write that was not submitted).
+int edgelog_aio_pwrite_all(uint64_t context, int fd, int count, const void *const *buffers,
+                           const uint64_t *lengths, const uint64_t *offsets, int64_t *results);
+
 #endif
