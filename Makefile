@@ -1,11 +1,12 @@
 # edgelog: the two commands a new machine needs are `make run` and `make test` (see README.md).
 SWIFT ?= swift
+SHELL := /bin/bash
 DEBUG_BIN := .build/debug
 RELEASE_BIN := .build/release
 STORE ?= var/store.img
 KILLS ?= 200
 
-.PHONY: all bootstrap build release run test test-swift test-python soak bench clean
+.PHONY: all bootstrap build release run test test-swift test-python soak bench fuzz fuzz-build clean
 
 all: build
 
@@ -37,8 +38,30 @@ soak: build
 	$(SWIFT) build --build-tests
 	EDGELOG_KILLS=10000 $(SWIFT) test --skip-build --filter ProcessKill
 
+# libFuzzer with AddressSanitizer (GUIDE.md section 5): every decoder of untrusted bytes, each for
+# FUZZ_SECONDS, seeded from the crash workloads. A crash leaves its input in fuzz-artifacts/; copy it
+# to fuzz/regressions/TARGET-NAME and the ordinary tests replay it from then on.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := json metadata segment image
+FUZZ_BIN := .build-fuzz/debug/edgelog-fuzz
+
+fuzz-build: build
+	$(SWIFT) build -c debug --sanitize=fuzzer --sanitize=address -Xswiftc -use-ld=lld -Xswiftc -DEDGELOG_FUZZ \
+		--product edgelog-fuzz --scratch-path .build-fuzz
+
+fuzz: fuzz-build
+	rm -rf .build-fuzz/corpus && mkdir -p fuzz-artifacts
+	$(DEBUG_BIN)/edgelog-fuzz seed-corpus .build-fuzz/corpus
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		EDGELOG_FUZZ_TARGET=$$t SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) \
+			-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=fuzz-artifacts/$$t- \
+			.build-fuzz/corpus/$$t 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|INFO: Running|==[0-9]+==ERROR|SUMMARY|FUZZ FAILURE)" ; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
 bench: release
 	$(RELEASE_BIN)/edgelog-bench
 
 clean:
-	rm -rf .build var
+	rm -rf .build .build-fuzz var fuzz-artifacts

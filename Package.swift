@@ -44,6 +44,14 @@ let package = Package(
             dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogLinux", "CSQLite"]
         ),
 
+        // Fuzz targets for every decoder of untrusted bytes (make fuzz). Built normally it replays
+        // inputs (the seed corpus, fuzz/regressions) so that they run with the ordinary tests.
+        .executableTarget(
+            name: "edgelog-fuzz",
+            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTestKit"],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+
         .testTarget(name: "CLibrariesTests", dependencies: ["CGPIOD", "CI2C", "CMosquitto", "CLinuxShims"]),
         .testTarget(name: "EdgelogCoreTests", dependencies: ["EdgelogCore"]),
         .testTarget(name: "EdgelogStoreTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTestKit", "EdgelogLinux"]),

@@ -440,6 +440,18 @@ _SEG_STRUCT = struct.Struct("<8sHHI16sQQIIIIQQ32sIIII")
 _MARKER_STRUCT = struct.Struct("<8sQQIIII")
 
 
+def header_names(store: Store, meta: Metadata, slot: int, expected_id: int) -> bool:
+    """True when the slot starts with an intact header (magic, version, size, CRC, this
+    store's uuid) of segment `expected_id` written to this slot (section 5, step 3)."""
+    base = meta.slot_offset(slot)
+    header = store.read_at(base, SEG_HEADER_SIZE)
+    (magic, version, header_size, _flags, uuid, segment_id, _commit_id,
+     slot_index, *_rest, header_crc) = _SEG_STRUCT.unpack(header)
+    return (magic == SEG_MAGIC and version == FORMAT_VERSION and header_size == SEG_HEADER_SIZE
+            and crc32c(header[:124]) == header_crc and uuid == meta.store_uuid
+            and segment_id == expected_id and slot_index == slot)
+
+
 def parse_segment(store: Store, meta: Metadata, slot: int, expected_id: int) -> Segment:
     """Read and fully validate the segment in ring slot `slot` (section 3.4)."""
     base = meta.slot_offset(slot)
@@ -611,11 +623,14 @@ def scan(store: Store) -> ScanResult:
     # Step 3, last paragraph: the scan stopped at the tail slot of a full ring,
     # so a cut reclaim was overwriting the tail segment.  If that segment no
     # longer checks as the tail, it is given up and the tail moves on by one.
-    if not empty and s == tail_slot:
+    # Only after an unclean stop, and only when the slot no longer holds the
+    # tail's own intact header: otherwise it is damage, reported, not given up.
+    if not empty and s == tail_slot and meta.clean_flag != 1:
         try:
             parse_segment(store, meta, tail_slot, tail_id)
         except DecodeError:
-            tail_slot, tail_id = next_slot(meta, tail_slot), tail_id + 1
+            if not header_names(store, meta, tail_slot, tail_id):
+                tail_slot, tail_id = next_slot(meta, tail_slot), tail_id + 1
 
     # Step 4: tail .. last in ring order.
     committed: list[tuple[int, int]] = []

@@ -167,11 +167,16 @@ extension EvidenceStore {
                                                 quarantinedBytes: max(0, salvage.declaredBytes - salvage.validBytes))
                 }
                 // A cut reclaim may have damaged the tail segment it was overwriting: if the tail no
-                // longer checks, it is given up, and the recovery records say so.
-                if reclaimsTail, slot == state.tailSlot {
+                // longer checks, it is given up, and the recovery records say so. Only after an
+                // unclean stop (a clean store had no commit in flight) and only if the slot no longer
+                // holds the tail's own header (a reclaim overwrites it first): otherwise the damage is
+                // the medium's, reported by export, never repaired away.
+                if reclaimsTail, slot == state.tailSlot, !pick.meta.clean {
                     let tailOK = (try? SegmentReader.validate(image, slot: slot, expectedID: state.tailSegmentID,
                                                               geometry: geometry, storeUUID: state.storeUUID)) != nil
-                    if !tailOK {
+                    let tailHeader = (try? SegmentReader.header(image, geometry: geometry, storeUUID: state.storeUUID))
+                        .map { $0.segmentID == state.tailSegmentID && $0.slot == slot } ?? false
+                    if !tailOK && !tailHeader {
                         analysis.tailLost.append(state.tailSegmentID)
                         advanceTail(&state)
                     }
