@@ -217,6 +217,7 @@ class Segment:
     dropped_records: int
     body_crc: int
     records: list[Record]
+    prev_crc: int = 0  # body_crc of the segment committed before it (header offset 120)
 
 
 @dataclass
@@ -458,7 +459,7 @@ def parse_segment(store: Store, meta: Metadata, slot: int, expected_id: int) -> 
     header = store.read_at(base, SEG_HEADER_SIZE)
     (magic, version, header_size, _flags, uuid, segment_id, commit_id,
      slot_index, wrap_count, record_count, payload_len, first_mono, last_mono,
-     _prev_hash, lost_records, dropped_records, _reserved,
+     _prev_hash, lost_records, dropped_records, prev_crc,
      header_crc) = _SEG_STRUCT.unpack(header)
 
     if magic != SEG_MAGIC:
@@ -505,7 +506,7 @@ def parse_segment(store: Store, meta: Metadata, slot: int, expected_id: int) -> 
                             record_count, first_mono, last_mono)
     return Segment(slot, segment_id, commit_id, wrap_count, record_count,
                    payload_len, first_mono, last_mono, lost_records,
-                   dropped_records, body_crc, records)
+                   dropped_records, body_crc, records, prev_crc)
 
 
 # ---------------------------------------------------------------------------
@@ -604,11 +605,17 @@ def scan(store: Store) -> ScanResult:
     # metadata.  Ids are strictly increasing and the ring is finite, so a
     # lap around the ring always ends at a slot holding an older id.
     adopted = 0
+    h = meta.head_crc
     while True:
         try:
             seg = parse_segment(store, meta, s, e)
         except DecodeError:
             break  # where the scan stops: expected, not an error
+        # Only a segment chaining onto the current head (prev_crc == h) is
+        # adopted: one that followed a since-replaced head is stale.
+        if seg.prev_crc != h:
+            break
+        h = seg.body_crc
         cache[(s, e)] = seg
         adopted += 1
         # Only a non-empty ring has a tail segment that can be overwritten;

@@ -55,14 +55,14 @@ def record(seq, mono, payload, source=b"temp", rtype=1, wall=1_700_000_000_000_0
 
 
 def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=False,
-            sector=512):
+            sector=512, prev_crc=0):
     """recs: list of encoded records; monos: their mono_ctr values."""
     commit_id = seg_id if commit_id is None else commit_id
     payload = b"".join(recs)
     first, last = (monos[0], monos[-1]) if monos else (0, 0)
     head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 1, 128, 0, uuid, seg_id,
                        commit_id, slot, 0, len(recs), len(payload), first, last,
-                       bytes(32), 0, 0, 0)
+                       bytes(32), 0, 0, prev_crc)
     head += struct.pack("<I", crc(head))
     body_crc = crc(head + payload)
     marker = struct.pack("<8sQQIIII", b"EDGELOGC", seg_id, commit_id, len(recs),
@@ -349,7 +349,7 @@ def test_head_crc_mismatch_passes_slot_over(tmp_path):
     # body_crc is not A's head_crc, so A is passed over; B (head 2) is
     # chosen and its forward scan adopts `reused` as segment 3.
     cut = segment(3, 2, [record(4, 13, b'{"t":"cut"}')], [13])
-    reused = segment(3, 2, [record(4, 13, b'{"t":"reused"}')], [13])
+    reused = segment(3, 2, [record(4, 13, b'{"t":"reused"}')], [13], prev_crc=seg_crc(S2))
     assert seg_crc(cut) != seg_crc(reused)
     p = (two_segment_image()
          .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
@@ -410,7 +410,7 @@ def test_neither_head_valid_reports_and_exits_3(tmp_path):
 def test_adoption_of_valid_segment_after_head(tmp_path):
     # Metadata says head is 2, but segment 3 landed in slot 2 (its metadata
     # write did not): it is adopted and exported.
-    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13])
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev_crc=seg_crc(S2))
     p = two_segment_image().seg(2, s3).write(tmp_path)
     assert run(p) == (0, TWO_SEGMENT_LINES + line(3, 4, 13, '{"t":4}'), "")
     info = json.loads(run(p, "--inspect")[1])
@@ -432,10 +432,20 @@ def test_adoption_overwriting_tail_moves_tail(tmp_path):
                               head_crc=seg_crc(segs[3])))
     for i in range(4):
         img.seg(i, segs[i])
-    img.seg(0, segment(5, 0, [record(5, 14, b"{}")], [14]))
+    img.seg(0, segment(5, 0, [record(5, 14, b"{}")], [14], prev_crc=seg_crc(segs[3])))
     code, out, err = run(img.write(tmp_path))
     assert (code, err) == (0, "")
     assert out == b"".join(line(i, i, 9 + i, "{}") for i in (2, 3, 4, 5))
+
+
+def test_valid_segment_not_chaining_onto_head_is_not_adopted(tmp_path):
+    # Segment 3 is valid for id 3 in slot 2, but it followed another segment 2
+    # (its prev_crc is not the head's body_crc): stale, so not adopted.
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev_crc=seg_crc(S2) ^ 1)
+    p = two_segment_image().seg(2, s3).write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+    info = json.loads(run(p, "--inspect")[1])
+    assert info["adopted_segments"] == 0
 
 
 def test_bad_segment_inside_range_is_skipped_exit_3(tmp_path):

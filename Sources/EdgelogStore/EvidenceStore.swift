@@ -279,7 +279,7 @@ public final class EvidenceStore {
             }
             next.commitID += 1
             let image = builder.seal(segmentID: segmentID, commitID: next.commitID, slot: slot, wrapCount: next.wrapCount,
-                                     storeUUID: next.storeUUID)
+                                     storeUUID: next.storeUUID, prevCRC: metadata.headCRC)
             next.headSlot = slot
             next.headSegmentID = segmentID
             next.headCRC = builder.bodyCRC

@@ -151,7 +151,8 @@ public final class SegmentBuilder: @unchecked Sendable {
     private var recentName: [UInt8] = []
 
     /// Writes the header and the commit marker; returns the bytes to write (sector padded).
-    public func seal(segmentID: UInt64, commitID: UInt64, slot: Int, wrapCount: UInt32, storeUUID: [UInt8]) -> UnsafeRawBufferPointer {
+    public func seal(segmentID: UInt64, commitID: UInt64, slot: Int, wrapCount: UInt32, storeUUID: [UInt8],
+                     prevCRC: UInt32) -> UnsafeRawBufferPointer {
         let b = buffer.bytes
         b.zero(0..<Layout.segmentHeaderSize)
         b.setLE(Layout.segmentMagic, at: 0)
@@ -168,6 +169,7 @@ public final class SegmentBuilder: @unchecked Sendable {
         b.setLE(lastMono, at: 72)
         b.setLE(lostRecords, at: 112)
         b.setLE(droppedRecords, at: 116)
+        b.setLE(prevCRC, at: 120)
         b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<124])), at: 124)
 
         let m = Layout.segmentHeaderSize + payloadLength

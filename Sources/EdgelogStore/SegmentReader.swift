@@ -31,6 +31,8 @@ public struct SegmentInfo: Equatable, Sendable {
     public var droppedRecords: UInt32
     /// CRC of header and records, as in the commit marker.
     public var bodyCRC: UInt32 = 0
+    /// body_crc of the segment written before this one (0 for the first).
+    public var prevCRC: UInt32 = 0
 }
 
 /// Why a slot does not hold the expected segment.
@@ -71,7 +73,8 @@ public enum SegmentReader {
         let info = SegmentInfo(
             segmentID: b.le(32), commitID: b.le(40), slot: Int(b.le(48, as: UInt32.self)), wrapCount: b.le(52),
             recordCount: Int(b.le(56, as: UInt32.self)), payloadLength: Int(b.le(60, as: UInt32.self)),
-            firstMono: b.le(64), lastMono: b.le(72), lostRecords: b.le(112), droppedRecords: b.le(116))
+            firstMono: b.le(64), lastMono: b.le(72), lostRecords: b.le(112), droppedRecords: b.le(116),
+            prevCRC: b.le(120))
         return info
     }
 

@@ -152,13 +152,19 @@ extension EvidenceStore {
                 break
             }
             let image = UnsafeRawBufferPointer(segment.bytes)
-            do {
+            // A segment beyond the head counts only if it chains onto the head (prev_crc): a valid
+            // segment that followed an older version of the head (one recovery has since replaced)
+            // is stale, whatever its id.
+            let follows = (try? SegmentReader.header(image, geometry: geometry, storeUUID: state.storeUUID))?.prevCRC == state.headCRC
+            do throws(SegmentProblem) {
                 let info = try SegmentReader.validate(image, slot: slot, expectedID: expected, geometry: geometry, storeUUID: state.storeUUID)
+                guard follows else { throw .stale(segmentID: info.segmentID) }
                 apply(adopted: info, image: image, to: &state, reclaimedTail: reclaimsTail)
                 analysis.adopted.append(info)
             } catch {
-                analysis.scanStop = "slot \(slot): \(error)"
-                if case .torn(let why) = error, let info = try? SegmentReader.header(image, geometry: geometry, storeUUID: state.storeUUID) {
+                analysis.scanStop = "slot \(slot): \(error)" + (follows ? "" : " (does not follow the head)")
+                if case .torn(let why) = error, follows,
+                   let info = try? SegmentReader.header(image, geometry: geometry, storeUUID: state.storeUUID) {
                     let salvage = SegmentReader.salvage(image, info: info, geometry: geometry, after: state.monoHWM)
                     var bytes: [UInt8] = []
                     for record in salvage.records { bytes.append(contentsOf: record.bytes) }

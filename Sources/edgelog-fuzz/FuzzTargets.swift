@@ -63,9 +63,16 @@ enum FuzzTarget: String, CaseIterable {
         guard (try? EvidenceStore.recover(device: device, policy: .overwriteOldest, clock: CrashOracle.fixedClock)) != nil else { return }
         let once = device.bytes
         let again = MemoryBlockDevice(image: once, sectorSize: 512)
-        _ = try? EvidenceStore.recover(device: again, policy: .overwriteOldest, clock: CrashOracle.fixedClock)
+        let second = try? EvidenceStore.recover(device: again, policy: .overwriteOldest, clock: CrashOracle.fixedClock)
         // Recovery of a recovered store writes nothing (idempotence holds for any input).
-        if again.writes != 0 { FuzzReport.fail("second recovery wrote \(again.writes) times") }
+        if again.writes != 0 {
+            let why = second.map { a in
+                "unclean=\(a.1.uncleanShutdown) adopted=\(a.1.adopted.map(\.segmentID)) torn=\(String(describing: a.1.torn?.segmentID)) "
+                    + "passedOver=\(a.1.passedOver) headMissing=\(a.1.headMissing) tailLost=\(a.1.tailLost) "
+                    + "chosen=\(a.1.chosenSlot)@\(a.1.chosenGeneration) stop=\(a.1.scanStop)"
+            } ?? "second recovery threw"
+            FuzzReport.fail("second recovery wrote \(again.writes) times: \(why)")
+        }
     }
 }
 
