@@ -27,11 +27,7 @@ struct BlockDeviceTests {
     @Test("format takes the kernel's size and sector size; records round-trip", arguments: [512, 4096])
     func loop(sectorSize: Int) throws {
         let s = try Scratch()
-        let file = s.path("disk.img")
-        FileManager.default.createFile(atPath: file, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
-        try handle.truncate(atOffset: 4 << 20)
-        try handle.close()
+        let file = try s.sparseFile("disk.img", size: 4 << 20)
         let device = try LoopDevice.attach(file, sectorSize: sectorSize)
         defer { LoopDevice.detach(device) }
 
@@ -51,11 +47,7 @@ struct BlockDeviceTests {
     @Test("a 512-byte-sector store on a 4096-byte-sector device is refused for writing, readable")
     func sectorMismatch() throws {
         let s = try Scratch()
-        let file = s.path("disk.img")
-        FileManager.default.createFile(atPath: file, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
-        try handle.truncate(atOffset: 2 << 20)
-        try handle.close()
+        let file = try s.sparseFile("disk.img", size: 2 << 20)
         var device = try LoopDevice.attach(file, sectorSize: 512)
         #expect(try edgelog(["format", "--device", device]).code == 0)
         try edgelog(["ingest", "--device", device], input: "{\"a\":1}\n")

@@ -46,6 +46,16 @@ final class Scratch {
     }
     deinit { try? FileManager.default.removeItem(at: url) }
     func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    /// A file of `size` zero bytes (sparse), for loop devices.
+    func sparseFile(_ name: String, size: UInt64) throws -> String {
+        let file = path(name)
+        guard FileManager.default.createFile(atPath: file, contents: nil) else { throw CocoaError(.fileWriteUnknown) }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+        try handle.truncate(atOffset: size)
+        try handle.close()
+        return file
+    }
 }
 
 /// Exported data records as (seq, payload object) for one source.
