@@ -26,7 +26,7 @@ public final class LineInput {
     }
 
     /// Calls `body` for each line until end of input or until `shouldStop()` turns true.
-    public func forEach(shouldStop: () -> Bool, _ body: (Line) -> Void) throws(DeviceErrorLike) {
+    public func forEach(shouldStop: () -> Bool, _ body: (Line) -> Void) throws(InputError) {
         while true {
             // Hand out every complete line in the buffer.
             while let newline = buffer[start..<end].firstIndex(of: 0x0A) {
@@ -71,13 +71,14 @@ public final class LineInput {
             case .success(0): eof = true
             case .success(let n): end += n
             case .failure(let e) where e.code == EINTR: continue
-            case .failure(let e): throw DeviceErrorLike(description: "reading standard input: \(e)")
+            case .failure(let e): throw InputError(description: "reading standard input: \(e)")
             }
         }
     }
 }
 
-public struct DeviceErrorLike: Error, CustomStringConvertible {
+/// Standard input could not be read (not a line problem: those are reported per line).
+public struct InputError: Error, CustomStringConvertible {
     public let description: String
 }
 
@@ -105,8 +106,6 @@ public final class FDOutput {
         self.threshold = threshold
         pending.reserveCapacity(threshold)
     }
-
-    public static let standardError = 2
 
     public func write(_ text: String) {
         pending.append(contentsOf: text.utf8)

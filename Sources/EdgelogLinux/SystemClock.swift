@@ -9,7 +9,5 @@ public enum SystemClock {
         CaptureTime(wallNs: Sys.clock(CLOCK_REALTIME), bootNs: Sys.clock(CLOCK_BOOTTIME))
     }
 
-    public static func bootNs() -> Int64 { Sys.clock(CLOCK_BOOTTIME) }
-
     public static func randomBytes(_ count: Int) -> [UInt8] { Sys.urandom(count) }
 }

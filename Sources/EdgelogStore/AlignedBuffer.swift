@@ -15,10 +15,6 @@ public final class AlignedBuffer: @unchecked Sendable {
 
     public var count: Int { bytes.count }
 
-    public func slice(_ range: Range<Int>) -> UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(rebasing: bytes[range])
-    }
-
     public func readOnly(_ range: Range<Int>) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: bytes[range])
     }

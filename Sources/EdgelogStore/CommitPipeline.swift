@@ -148,12 +148,6 @@ public final class CommitPipeline: @unchecked Sendable {
         try store.close()
     }
 
-    public var lastFailure: StoreError? {
-        monitor.lock()
-        defer { monitor.unlock() }
-        return failure
-    }
-
     // MARK: committer side
 
     private func noteDrop(source: String, seq: UInt64) {

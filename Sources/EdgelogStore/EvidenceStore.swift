@@ -228,11 +228,9 @@ public final class EvidenceStore {
         if let failure { throw .closed("an earlier failure stopped the writer: \(failure)") }
         let time = clock()
         // Drops noted earlier whose records did not fit their segment come first.
-        let drops = carriedDrops
+        var all = carriedDrops
         carriedDrops.removeAll()
-        for drop in builder.pendingDrops { carry(drop, into: &carriedDrops) }
-        let all = drops.isEmpty ? carriedDrops : carriedDrops.reduce(into: drops) { carry($1, into: &$0) }
-        carriedDrops.removeAll()
+        for drop in builder.pendingDrops { carry(drop, into: &all) }
         builder.pendingDrops.removeAll()
         for drop in all {
             var json = EvidenceJSON()

@@ -22,8 +22,6 @@ public final class SegmentBuilder: @unchecked Sendable {
     public private(set) var dataRecordCount = 0
     public private(set) var firstMono: UInt64 = 0
     public private(set) var lastMono: UInt64 = 0
-    /// Boot-clock time of the first record, for the age trigger.
-    public private(set) var firstBootNs: Int64 = 0
     public private(set) var lostRecords: UInt32 = 0
     public private(set) var droppedRecords: UInt32 = 0
     /// body_crc of the last sealed image.
@@ -84,7 +82,6 @@ public final class SegmentBuilder: @unchecked Sendable {
 
         if recordCount == 0 {
             firstMono = mono
-            firstBootNs = time.bootNs
         }
         lastMono = mono
         recordCount += 1
@@ -114,7 +111,6 @@ public final class SegmentBuilder: @unchecked Sendable {
         buffer.bytes.setBytes(record.bytes, at: Layout.segmentHeaderSize + payloadLength)
         if recordCount == 0 {
             firstMono = record.mono
-            firstBootNs = record.time.bootNs
         }
         lastMono = record.mono
         recordCount += 1
@@ -193,7 +189,6 @@ public final class SegmentBuilder: @unchecked Sendable {
         dataRecordCount = 0
         firstMono = 0
         lastMono = 0
-        firstBootNs = 0
         lostRecords = 0
         droppedRecords = 0
         evidenceMono = 0

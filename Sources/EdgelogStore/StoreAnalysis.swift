@@ -155,7 +155,8 @@ extension EvidenceStore {
             // A segment beyond the head counts only if it chains onto the head (prev_crc): a valid
             // segment that followed an older version of the head (one recovery has since replaced)
             // is stale, whatever its id.
-            let follows = (try? SegmentReader.header(image, geometry: geometry, storeUUID: state.storeUUID))?.prevCRC == state.headCRC
+            let header = try? SegmentReader.header(image, geometry: geometry, storeUUID: state.storeUUID)
+            let follows = header?.prevCRC == state.headCRC
             do throws(SegmentProblem) {
                 let info = try SegmentReader.validate(image, slot: slot, expectedID: expected, geometry: geometry, storeUUID: state.storeUUID)
                 guard follows else { throw .stale(segmentID: info.segmentID) }
@@ -163,8 +164,7 @@ extension EvidenceStore {
                 analysis.adopted.append(info)
             } catch {
                 analysis.scanStop = "slot \(slot): \(error)" + (follows ? "" : " (does not follow the head)")
-                if case .torn(let why) = error, follows,
-                   let info = try? SegmentReader.header(image, geometry: geometry, storeUUID: state.storeUUID) {
+                if case .torn(let why) = error, follows, let info = header {
                     let salvage = SegmentReader.salvage(image, info: info, geometry: geometry, after: state.monoHWM)
                     var bytes: [UInt8] = []
                     for record in salvage.records { bytes.append(contentsOf: record.bytes) }
@@ -177,12 +177,11 @@ extension EvidenceStore {
                 // unclean stop (a clean store had no commit in flight) and only if the slot no longer
                 // holds the tail's own header (a reclaim overwrites it first): otherwise the damage is
                 // the medium's, reported by export, never repaired away.
+                // (A slot whose header names the tail is either the intact tail or media damage, so
+                // the header alone decides; the tail cannot be valid without it.)
                 if reclaimsTail, slot == state.tailSlot, !pick.meta.clean {
-                    let tailOK = (try? SegmentReader.validate(image, slot: slot, expectedID: state.tailSegmentID,
-                                                              geometry: geometry, storeUUID: state.storeUUID)) != nil
-                    let tailHeader = (try? SegmentReader.header(image, geometry: geometry, storeUUID: state.storeUUID))
-                        .map { $0.segmentID == state.tailSegmentID && $0.slot == slot } ?? false
-                    if !tailOK && !tailHeader {
+                    let namesTail = header.map { $0.segmentID == state.tailSegmentID && $0.slot == slot } ?? false
+                    if !namesTail {
                         analysis.tailLost.append(state.tailSegmentID)
                         advanceTail(&state)
                     }

@@ -1,0 +1,40 @@
+// The small pieces of JSON and hex text the commands print (--json output, identities).
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+}
+
+/// Escapes a string for a JSON string literal (paths may hold anything).
+func jsonEscaped(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20: out += "\\u00" + (scalar.value < 16 ? "0" : "") + String(scalar.value, radix: 16)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}
+
+/// A JSON object built key by key, in order.
+struct JSONObject {
+    enum Value { case int(Int64), bool(Bool), string(String), null, raw(String) }
+    private var parts: [String] = []
+    mutating func add(_ key: String, _ value: Value) {
+        let v: String
+        switch value {
+        case .int(let n): v = String(n)
+        case .bool(let b): v = b ? "true" : "false"
+        case .string(let s): v = "\"\(jsonEscaped(s))\""
+        case .null: v = "null"
+        case .raw(let r): v = r
+        }
+        parts.append("\"\(key)\":\(v)")
+    }
+    var text: String { "{" + parts.joined(separator: ",") + "}" }
+}
