@@ -11,6 +11,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // SHA-256, Ed25519, ECDSA P-256 and HMAC (BoringSSL underneath on Linux).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // C libraries from Debian, each behind a module map and a one-line shim header.
@@ -26,7 +28,10 @@ let package = Package(
         // Record model, codecs, CRC, errors. No Glibc: portable and fuzzable.
         .target(name: "EdgelogCore", dependencies: ["CEdgelogCRC"]),
         // Format, ring, buffers, commit, recovery. Talks to BlockDevice only.
-        .target(name: "EdgelogStore", dependencies: ["EdgelogCore"]),
+        // The seal's SHA-256 is part of every commit and of recovery's adoption check.
+        .target(name: "EdgelogStore", dependencies: ["EdgelogCore", .product(name: "Crypto", package: "swift-crypto")]),
+        // Trust path: keys and signers, the verifier, signed heads and the anchor file.
+        .target(name: "EdgelogSeal", dependencies: ["EdgelogCore", "EdgelogStore", .product(name: "Crypto", package: "swift-crypto")]),
         // Linux I/O: every syscall of the project goes through Syscalls.swift here.
         .target(name: "EdgelogLinux", dependencies: ["EdgelogCore", "EdgelogStore", "CLinuxShims"]),
         // Test doubles: memory and fault-injecting block devices, crash-image builder.
@@ -35,26 +40,27 @@ let package = Package(
         .executableTarget(
             name: "edgelog",
             dependencies: [
-                "EdgelogCore", "EdgelogStore", "EdgelogLinux",
+                "EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "edgelog-bench",
-            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogLinux", "CSQLite"]
+            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogLinux", "CSQLite"]
         ),
 
         // Fuzz targets for every decoder of untrusted bytes (make fuzz). Built normally it replays
         // inputs (the seed corpus, fuzz/regressions) so that they run with the ordinary tests.
         .executableTarget(
             name: "edgelog-fuzz",
-            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTestKit"],
+            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTestKit"],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 
         .testTarget(name: "CLibrariesTests", dependencies: ["CGPIOD", "CI2C", "CMosquitto", "CLinuxShims"]),
         .testTarget(name: "EdgelogCoreTests", dependencies: ["EdgelogCore"]),
         .testTarget(name: "EdgelogStoreTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTestKit", "EdgelogLinux"]),
+        .testTarget(name: "EdgelogSealTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTestKit"]),
         .testTarget(name: "EdgelogCLITests", dependencies: ["EdgelogCore"]),
     ],
     swiftLanguageModes: [.v6]

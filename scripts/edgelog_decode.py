@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent decoder for the edgelog on-disk format (format version 1).
+"""Independent decoder for the edgelog on-disk format (format version 2).
 
 Written from docs/FORMAT.md alone, without looking at the Swift sources, so
 that it can catch disagreements between the spec and the engine.
@@ -13,18 +13,28 @@ slot and the scan result as one JSON object instead; it only reads the
 segments the slot choice and the forward scan need (it does not re-verify
 every committed segment).
 
+The decoder checks what a power cut can do (segment validity, section 3.4,
+which includes a well-formed seal) and, like recovery, the SHA-256 and the
+prev_hash chain of a segment before it adopts it (section 5 step 3).  It does
+not check signatures: that is scripts/edgelog_verify.py (section 9), which
+reuses the parsing below so that there is one Python view of the format.
+
 Exit codes:
     0  success
     2  not a store / no valid metadata slot (also argparse usage errors)
     3  one or more committed segments failed validation (reported on stderr,
        skipped, everything else printed)
     5  newer format: either metadata slot has the right magic and a
-       format_version above 1, whatever the other slot holds
+       format_version above 2, whatever the other slot holds
+
+A version 1 store is "not a store this version reads": its slots are not
+valid (format_version is not 2), so it exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import struct
 import sys
@@ -35,7 +45,7 @@ from typing import BinaryIO
 # Constants (FORMAT.md sections 1-3)
 # ---------------------------------------------------------------------------
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 META_MAGIC = b"EDGELOGM"
 META_SLOT_SIZE = 4096
@@ -48,7 +58,7 @@ SOURCE_MAX = 32
 SOURCE_TBL_OFFSET = 1280
 SOURCE_ENTRY = 48
 SOURCE_NAME_FIELD = 39
-KNOWN_INCOMPAT_FLAGS = 0  # format version 1 defines no incompat bits
+KNOWN_INCOMPAT_FLAGS = 0  # format version 2 defines no incompat bits
 MIN_SEGMENT_SIZE = 4096
 MAX_SEGMENT_SIZE = 16 * 1024 * 1024
 MIN_RING_SLOTS = 4
@@ -58,6 +68,19 @@ SEG_HEADER_SIZE = 128
 MARKER_MAGIC = b"EDGELOGC"
 MARKER_SIZE = 320
 
+# The seal (section 3.5): 272 bytes at marker offset 40; the first 192 are
+# the statement the signature covers.
+SEAL_OFFSET = 40
+SEAL_AREA = 272
+STATEMENT_SIZE = 192
+STATEMENT_MAGIC = b"EDGESIG1"
+SIG_MAX = 64
+SIG_ALG_NAMES = {0: "unsigned", 1: "ed25519", 2: "ecdsa-p256", 3: "hmac-sha256"}
+# sig_len each algorithm produces (section 3.5, sig_len row).
+SIG_LEN_FOR_ALG = {0: 0, 1: 64, 2: 64, 3: 32}
+KEY_SRC_NAMES = {0: "none", 1: "file", 2: "secure-element", 3: "pkcs11"}
+ZERO_HASH = bytes(32)
+
 REC_FIXED = 44          # bytes before the source name
 REC_TRAILER = 8         # crc + "RECE"
 REC_MIN_LEN = 53        # 44 + 1-byte source + empty payload + 8
@@ -66,12 +89,16 @@ SOURCE_NAME_MAX = 39
 SOURCE_CHARS = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
-# Section 7 names types 1 to 7; any other type is printed as its number.
+# Section 7 names types 1 to 8; any other type is printed as its number.
 TYPE_NAMES = {1: "data", 2: "gap", 3: "incomplete", 4: "drop", 5: "recovery",
-              6: "boot", 7: "clock_step"}
+              6: "boot", 7: "clock_step", 8: "key_rotation"}
+TYPE_GAP, TYPE_INCOMPLETE, TYPE_RECOVERY, TYPE_KEY_ROTATION = 2, 3, 5, 8
 SECTOR_SIZES = (512, 4096)
 BAD_BLOCK_REASONS = (1, 2, 3)  # write error, flush error, read error
+HASH_HEAD_OFFSET = 192
 HEAD_CRC_OFFSET = 224
+TRUST_OFFSET = 2816     # device_id, rollback_ctr, fw_ver_hash, key_id, key_epoch, sig_alg, key_src
+ROLLBACK_CTR_OFFSET = 2832
 
 CSV_HEADER = b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"
 
@@ -89,13 +116,16 @@ class DecodeError(Exception):
     """A structure failed validation.
 
     `offset` is the absolute byte offset in the store of the field that
-    failed, so a technician can hexdump the exact spot.
+    failed, so a technician can hexdump the exact spot.  `range_start` is
+    where the byte range that holds it starts (segment header, record or
+    commit marker): the verifier reports that (section 9, crc_mismatch).
     """
 
-    def __init__(self, reason: str, offset: int):
+    def __init__(self, reason: str, offset: int, range_start: int | None = None):
         super().__init__(f"{reason} (offset {offset})")
         self.reason = reason
         self.offset = offset
+        self.range_start = offset if range_start is None else range_start
 
 
 class NewerFormatError(Exception):
@@ -185,6 +215,20 @@ class Metadata:
     head_crc: int
     bad_blocks: list[BadBlock] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
+    # Trust path (format version 2): offset 192 and 2816..2893.
+    hash_head: bytes = ZERO_HASH
+    device_id: bytes = bytes(16)
+    rollback_ctr: int = 0
+    fw_ver_hash: bytes = ZERO_HASH
+    key_id: bytes = bytes(16)
+    key_epoch: int = 0
+    sig_alg: int = 0
+    key_src: int = 0
+
+    @property
+    def base(self) -> int:
+        """Offset of this metadata slot in the store (0 or 4096)."""
+        return META_SLOT_OFFSETS[self.slot_name]
 
     def slot_offset(self, slot: int) -> int:
         return self.ring_offset + slot * self.segment_size
@@ -204,6 +248,31 @@ class Record:
 
 
 @dataclass
+class Seal:
+    """The seal of section 3.5, parsed at its fixed offsets whether or not it
+    is well formed (seal_problem says whether it is)."""
+    seal_len: int
+    statement: bytes        # the 192 bytes the signature covers
+    magic: bytes
+    device_id: bytes
+    segment_id: int
+    commit_id: int
+    first_mono: int
+    last_mono: int
+    record_count: int
+    key_epoch: int
+    key_id: bytes
+    rollback_ctr: int
+    fw_ver_hash: bytes
+    prev_hash: bytes
+    segment_hash: bytes
+    sig_alg: int
+    key_src: int
+    sig_len: int
+    signature: bytes        # the first min(sig_len, 64) bytes of the signature field
+
+
+@dataclass
 class Segment:
     slot: int
     segment_id: int
@@ -218,6 +287,16 @@ class Segment:
     body_crc: int
     records: list[Record]
     prev_crc: int = 0  # body_crc of the segment committed before it (header offset 120)
+    prev_hash: bytes = ZERO_HASH     # header offset 80
+    store_uuid: bytes = bytes(16)
+    slot_index: int = 0              # as written in the header (may differ from `slot`)
+    seal: Seal | None = None
+    computed_hash: bytes = ZERO_HASH  # SHA-256 of header + records, as read
+    base: int = 0                    # store offset of the slot
+
+    @property
+    def marker_offset(self) -> int:
+        return self.base + SEG_HEADER_SIZE + self.payload_len
 
 
 @dataclass
@@ -234,6 +313,10 @@ class ScanResult:
     committed: list[tuple[int, int]]  # (slot, expected segment id), tail first
     range_error: str | None         # tail..last walk did not line up
     cache: dict[tuple[int, int], Segment] = field(default_factory=dict)
+    rejected_errors: dict[str, DecodeError] = field(default_factory=dict)
+    stop_slot: int = -1             # where the forward scan stopped ...
+    stop_segment_id: int = 0        # ... and the id it expected there
+    given_up: int | None = None     # segment id of a tail given up, if any
 
 
 # ---------------------------------------------------------------------------
@@ -267,6 +350,7 @@ class Store:
 
 _META_STRUCT = struct.Struct(
     "<8sHHII4x16sQQIIQI4xQQIIQIIIIIIQQQQQIIq")
+_TRUST_STRUCT = struct.Struct("<16sQ32s16sIBB")
 
 
 def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
@@ -292,11 +376,18 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
      bad_block_count, source_count, format_wall_ns) = _META_STRUCT.unpack_from(buf, 0)
 
     head_crc = struct.unpack_from("<I", buf, HEAD_CRC_OFFSET)[0]
+    hash_head = bytes(buf[HASH_HEAD_OFFSET:HASH_HEAD_OFFSET + 32])
+    # The trust fields have no validity rule of their own in section 2: a
+    # slot is valid or not on the rules below whatever they hold.
+    (device_id, rollback_ctr, fw_ver_hash, key_id, key_epoch, sig_alg,
+     key_src) = _TRUST_STRUCT.unpack_from(buf, TRUST_OFFSET)
 
     if magic != META_MAGIC:
         raise DecodeError("bad metadata magic", base)
     if format_version != FORMAT_VERSION:
-        raise DecodeError(f"bad format_version {format_version}", base + 8)
+        # Lower versions (1 had no trust path) are not read (FORMAT.md, top).
+        raise DecodeError(f"format_version {format_version}: not a store this version "
+                          f"reads (format version {FORMAT_VERSION})", base + 8)
     if slot_size != META_SLOT_SIZE:
         raise DecodeError(f"bad slot_size {slot_size}", base + 10)
     stored_crc = struct.unpack_from("<I", buf, 4092)[0]
@@ -369,7 +460,10 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
         records_total=records_total, dropped_total=dropped_total,
         lost_total=lost_total, bad_block_count=bad_block_count,
         source_count=source_count, format_wall_ns=format_wall_ns,
-        head_crc=head_crc, bad_blocks=bad_blocks, sources=sources)
+        head_crc=head_crc, bad_blocks=bad_blocks, sources=sources,
+        hash_head=hash_head, device_id=device_id, rollback_ctr=rollback_ctr,
+        fw_ver_hash=fw_ver_hash, key_id=key_id, key_epoch=key_epoch,
+        sig_alg=sig_alg, key_src=key_src)
 
 
 # ---------------------------------------------------------------------------
@@ -386,36 +480,39 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
     Records are found only by walking record_len from the start, never by
     searching for a magic, so bytes inside a payload that look like a record,
     marker or segment header are never taken for one.
+
+    Every error names the record it is in as its range_start (section 9
+    reports the first failing byte range, and a record is one).
     """
     records: list[Record] = []
     pos = 0
     while pos < payload_len:
         at = base + pos
         if payload_len - pos < REC_MIN_LEN:
-            raise DecodeError(f"{payload_len - pos} trailing bytes, shorter than a record", at)
+            raise DecodeError(f"{payload_len - pos} trailing bytes, shorter than a record", at, at)
         (record_len, rtype, flags, seq, mono, wall_ns, boot_ns,
          source_len) = _REC_STRUCT.unpack_from(body, pos)
         if record_len < REC_MIN_LEN:
-            raise DecodeError(f"record_len {record_len} below {REC_MIN_LEN}", at)
+            raise DecodeError(f"record_len {record_len} below {REC_MIN_LEN}", at, at)
         if record_len > payload_len - pos:
-            raise DecodeError(f"record_len {record_len} runs past payload_len", at)
+            raise DecodeError(f"record_len {record_len} runs past payload_len", at, at)
         end = pos + record_len
         if body[end - 4:end] != REC_END:
-            raise DecodeError("record end marker is not RECE", base + end - 4)
+            raise DecodeError("record end marker is not RECE", base + end - 4, at)
         stored_crc = struct.unpack_from("<I", body, end - 8)[0]
         if crc32c(body[pos:end - 8]) != stored_crc:
-            raise DecodeError("record crc mismatch", base + end - 8)
+            raise DecodeError("record crc mismatch", base + end - 8, at)
         if not 1 <= source_len <= SOURCE_NAME_MAX:
-            raise DecodeError(f"source_len {source_len} not in 1..{SOURCE_NAME_MAX}", at + 40)
+            raise DecodeError(f"source_len {source_len} not in 1..{SOURCE_NAME_MAX}", at + 40, at)
         if REC_FIXED + source_len + REC_TRAILER > record_len:
-            raise DecodeError("source_len runs past the record", at + 40)
+            raise DecodeError("source_len runs past the record", at + 40, at)
         source = body[pos + REC_FIXED: pos + REC_FIXED + source_len]
         # The CSV output leaves source unquoted, which is only safe with the
         # restricted alphabet of section 3.2; refuse anything else.
         if not set(source) <= SOURCE_CHARS:
-            raise DecodeError("source name has characters outside A-Za-z0-9._-", at + REC_FIXED)
+            raise DecodeError("source name has characters outside A-Za-z0-9._-", at + REC_FIXED, at)
         if records and mono <= records[-1].mono_ctr:
-            raise DecodeError(f"mono_ctr {mono} does not increase", at + 16)
+            raise DecodeError(f"mono_ctr {mono} does not increase", at + 16, at)
         payload = body[pos + REC_FIXED + source_len: end - REC_TRAILER]
         records.append(Record(record_len, rtype, flags, seq, mono, wall_ns,
                               boot_ns, bytes(source), bytes(payload)))
@@ -426,10 +523,10 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
     # With zero records there is no first or last record to compare.
     if records:
         if records[0].mono_ctr != first_mono:
-            raise DecodeError("first record mono_ctr != header first_mono", base + 16)
+            raise DecodeError("first record mono_ctr != header first_mono", base + 16, base)
         if records[-1].mono_ctr != last_mono:
-            raise DecodeError("last record mono_ctr != header last_mono",
-                              base + payload_len - records[-1].record_len + 16)
+            last_at = base + payload_len - records[-1].record_len
+            raise DecodeError("last record mono_ctr != header last_mono", last_at + 16, last_at)
     return records
 
 
@@ -439,13 +536,17 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
 
 _SEG_STRUCT = struct.Struct("<8sHHI16sQQIIIIQQ32sIIII")
 _MARKER_STRUCT = struct.Struct("<8sQQIIII")
+_STATEMENT_STRUCT = struct.Struct("<8s16sQQQQII16sQ32s32s32sBBH4x")
+assert _STATEMENT_STRUCT.size == STATEMENT_SIZE
 
 
 def header_names(store: Store, meta: Metadata, slot: int, expected_id: int) -> bool:
     """True when the slot starts with an intact header (magic, version, size, CRC, this
     store's uuid) of segment `expected_id` written to this slot (section 5, step 3)."""
     base = meta.slot_offset(slot)
-    header = store.read_at(base, SEG_HEADER_SIZE)
+    header = store.read_upto(base, SEG_HEADER_SIZE)
+    if len(header) != SEG_HEADER_SIZE:
+        return False
     (magic, version, header_size, _flags, uuid, segment_id, _commit_id,
      slot_index, *_rest, header_crc) = _SEG_STRUCT.unpack(header)
     return (magic == SEG_MAGIC and version == FORMAT_VERSION and header_size == SEG_HEADER_SIZE
@@ -453,60 +554,133 @@ def header_names(store: Store, meta: Metadata, slot: int, expected_id: int) -> b
             and segment_id == expected_id and slot_index == slot)
 
 
-def parse_segment(store: Store, meta: Metadata, slot: int, expected_id: int) -> Segment:
-    """Read and fully validate the segment in ring slot `slot` (section 3.4)."""
+def slot_has_header_magic(store: Store, meta: Metadata, slot: int) -> bool:
+    """Whether the slot starts with the segment header magic at all (section 9:
+    a slot without it holds no segment, whatever else is in it)."""
+    return store.read_upto(meta.slot_offset(slot), len(SEG_MAGIC)) == SEG_MAGIC
+
+
+def parse_seal(seal: bytes) -> Seal:
+    """Split the 272-byte seal area at the offsets of section 3.5.  No check
+    here: seal_problem() decides whether it is well formed."""
+    (magic, device_id, segment_id, commit_id, first_mono, last_mono, record_count,
+     key_epoch, key_id, rollback_ctr, fw_ver_hash, prev_hash, segment_hash, sig_alg,
+     key_src, sig_len) = _STATEMENT_STRUCT.unpack_from(seal, 0)
+    sig_field = seal[STATEMENT_SIZE:STATEMENT_SIZE + SIG_MAX]
+    return Seal(seal_len=0, statement=bytes(seal[:STATEMENT_SIZE]), magic=magic,
+                device_id=device_id, segment_id=segment_id, commit_id=commit_id,
+                first_mono=first_mono, last_mono=last_mono, record_count=record_count,
+                key_epoch=key_epoch, key_id=key_id, rollback_ctr=rollback_ctr,
+                fw_ver_hash=fw_ver_hash, prev_hash=prev_hash, segment_hash=segment_hash,
+                sig_alg=sig_alg, key_src=key_src, sig_len=sig_len,
+                signature=bytes(sig_field[:min(sig_len, SIG_MAX)]))
+
+
+def seal_problem(seg: Segment) -> str | None:
+    """Why the seal is not well formed in the sense of section 3.4, or None.
+
+    Only the rules 3.4 lists: seal_len = 192 + sig_len, sig_len <= 64, the
+    statement magic, and the statement fields that repeat the header.  Whether
+    sig_alg and sig_len agree, and the device_id, are the verifier's business.
+    """
+    seal = seg.seal
+    assert seal is not None
+    if seal.sig_len > SIG_MAX:
+        return f"seal sig_len {seal.sig_len} above {SIG_MAX}"
+    if seal.seal_len != STATEMENT_SIZE + seal.sig_len:
+        return f"seal_len {seal.seal_len} is not 192 + sig_len {seal.sig_len}"
+    if seal.magic != STATEMENT_MAGIC:
+        return "statement magic is not EDGESIG1"
+    for name in ("segment_id", "commit_id", "first_mono", "last_mono", "record_count",
+                 "prev_hash"):
+        if getattr(seal, name) != getattr(seg, name):
+            return f"statement {name} differs from the header's"
+    return None
+
+
+def read_segment(store: Store, meta: Metadata, slot: int) -> Segment:
+    """Read the segment at the start of ring slot `slot` and check its
+    structure: everything of section 3.4 except which store, id and slot it
+    names and the seal (parse_segment adds those; the verifier tells them
+    apart, section 9).
+
+    The byte ranges are checked in the order they lie in the slot: header,
+    records, commit marker.  So the DecodeError's range_start is the first
+    failing range, as section 9 reports it (a changed payload byte fails its
+    record before it fails body_crc in the marker).
+    """
     base = meta.slot_offset(slot)
     header = store.read_at(base, SEG_HEADER_SIZE)
     (magic, version, header_size, _flags, uuid, segment_id, commit_id,
      slot_index, wrap_count, record_count, payload_len, first_mono, last_mono,
-     _prev_hash, lost_records, dropped_records, prev_crc,
+     prev_hash, lost_records, dropped_records, prev_crc,
      header_crc) = _SEG_STRUCT.unpack(header)
 
     if magic != SEG_MAGIC:
         raise DecodeError("bad segment magic", base)
     if version != FORMAT_VERSION:
-        raise DecodeError(f"bad segment format_version {version}", base + 8)
+        raise DecodeError(f"bad segment format_version {version}", base + 8, base)
     if header_size != SEG_HEADER_SIZE:
-        raise DecodeError(f"bad header_size {header_size}", base + 10)
+        raise DecodeError(f"bad header_size {header_size}", base + 10, base)
     if crc32c(header[:124]) != header_crc:
-        raise DecodeError("header_crc mismatch", base + 124)
-    if uuid != meta.store_uuid:
-        raise DecodeError("store_uuid is not this store's", base + 16)
-    if segment_id != expected_id:
-        raise DecodeError(f"segment_id {segment_id}, expected {expected_id}", base + 32)
-    if slot_index != slot:
-        raise DecodeError(f"slot_index {slot_index}, expected {slot}", base + 48)
+        raise DecodeError("header_crc mismatch", base + 124, base)
     if SEG_HEADER_SIZE + payload_len + MARKER_SIZE > meta.segment_size:
-        raise DecodeError(f"payload_len {payload_len} does not fit the segment", base + 60)
+        raise DecodeError(f"payload_len {payload_len} does not fit the segment", base + 60, base)
 
     # Header is trustworthy now, so payload_len can size the next read.
     rest = store.read_at(base + SEG_HEADER_SIZE, payload_len + MARKER_SIZE)
     body_records = rest[:payload_len]
     marker = rest[payload_len:]
+    records = parse_records(body_records, base + SEG_HEADER_SIZE, payload_len,
+                            record_count, first_mono, last_mono)
+
     mbase = base + SEG_HEADER_SIZE + payload_len
     (mmagic, m_segment_id, m_commit_id, m_record_count, m_payload_len,
-     body_crc, _seal_len) = _MARKER_STRUCT.unpack_from(marker, 0)
+     body_crc, seal_len) = _MARKER_STRUCT.unpack_from(marker, 0)
     if mmagic != MARKER_MAGIC:
         raise DecodeError("bad commit marker magic", mbase)
     marker_crc = struct.unpack_from("<I", marker, 316)[0]
     if crc32c(marker[:316]) != marker_crc:
-        raise DecodeError("marker_crc mismatch", mbase + 316)
+        raise DecodeError("marker_crc mismatch", mbase + 316, mbase)
     if m_segment_id != segment_id:
-        raise DecodeError("marker segment_id differs from header", mbase + 8)
+        raise DecodeError("marker segment_id differs from header", mbase + 8, mbase)
     if m_commit_id != commit_id:
-        raise DecodeError("marker commit_id differs from header", mbase + 16)
+        raise DecodeError("marker commit_id differs from header", mbase + 16, mbase)
     if m_record_count != record_count:
-        raise DecodeError("marker record_count differs from header", mbase + 24)
+        raise DecodeError("marker record_count differs from header", mbase + 24, mbase)
     if m_payload_len != payload_len:
-        raise DecodeError("marker payload_len differs from header", mbase + 28)
+        raise DecodeError("marker payload_len differs from header", mbase + 28, mbase)
     if crc32c(header + body_records) != body_crc:
-        raise DecodeError("body_crc mismatch", mbase + 32)
+        raise DecodeError("body_crc mismatch", mbase + 32, mbase)
 
-    records = parse_records(body_records, base + SEG_HEADER_SIZE, payload_len,
-                            record_count, first_mono, last_mono)
+    seal = parse_seal(marker[SEAL_OFFSET:SEAL_OFFSET + SEAL_AREA])
+    seal.seal_len = seal_len
     return Segment(slot, segment_id, commit_id, wrap_count, record_count,
                    payload_len, first_mono, last_mono, lost_records,
-                   dropped_records, body_crc, records, prev_crc)
+                   dropped_records, body_crc, records, prev_crc,
+                   prev_hash=prev_hash, store_uuid=uuid, slot_index=slot_index,
+                   seal=seal,
+                   # segment_hash covers exactly what body_crc covers (3.5).
+                   computed_hash=hashlib.sha256(header + body_records).digest(),
+                   base=base)
+
+
+def parse_segment(store: Store, meta: Metadata, slot: int, expected_id: int) -> Segment:
+    """Read and fully validate the segment in ring slot `slot` (section 3.4)."""
+    seg = read_segment(store, meta, slot)
+    base = seg.base
+    if seg.store_uuid != meta.store_uuid:
+        raise DecodeError("store_uuid is not this store's", base + 16, base)
+    if seg.segment_id != expected_id:
+        raise DecodeError(f"segment_id {seg.segment_id}, expected {expected_id}",
+                          base + 32, base)
+    if seg.slot_index != slot:
+        raise DecodeError(f"slot_index {seg.slot_index}, expected {slot}", base + 48, base)
+    problem = seal_problem(seg)
+    if problem is not None:
+        mbase = seg.marker_offset
+        raise DecodeError(problem, mbase + SEAL_OFFSET, mbase)
+    return seg
 
 
 # ---------------------------------------------------------------------------
@@ -523,15 +697,15 @@ def next_slot(meta: Metadata, s: int) -> int:
     raise DecodeError("every ring slot is listed in bad_block_tbl", meta.ring_offset)
 
 
-def read_slots(store: Store) -> tuple[list[Metadata], list[str]]:
-    """Step 1: read both slots. Returns (valid slots, rejected names).
+def read_slots(store: Store) -> tuple[list[Metadata], dict[str, DecodeError]]:
+    """Step 1: read both slots. Returns (valid slots, {rejected name: why}).
 
     Raises NewerFormatError if either slot has our magic and a newer
     format_version, whatever the other slot holds: both slots are always
     read before anything is decided.
     """
     valid: list[Metadata] = []
-    rejected: list[str] = []
+    rejected: dict[str, DecodeError] = {}
     newer: NewerFormatError | None = None
     for name, off in META_SLOT_OFFSETS.items():
         try:
@@ -539,8 +713,8 @@ def read_slots(store: Store) -> tuple[list[Metadata], list[str]]:
             valid.append(parse_metadata(buf, name, off))
         except NewerFormatError as exc:
             newer = newer or exc
-        except DecodeError:
-            rejected.append(name)
+        except DecodeError as exc:
+            rejected[name] = exc
     if newer is not None:
         raise newer
     return valid, rejected
@@ -581,9 +755,11 @@ def choose_slot(store: Store, valid: list[Metadata]
 
 def scan(store: Store) -> ScanResult:
     """Steps 1-4 of section 5. Raises DecodeError / NewerFormatError for a non-store."""
-    valid, rejected = read_slots(store)
+    valid, rejected_errors = read_slots(store)
+    rejected = list(rejected_errors)
     if not valid:
-        raise DecodeError("no valid metadata slot", 0)
+        why = "; ".join(f"{name}: {exc.reason}" for name, exc in rejected_errors.items())
+        raise DecodeError(f"no valid metadata slot ({why})", 0)
     meta, head, head_error = choose_slot(store, valid)
 
     cache: dict[tuple[int, int], Segment] = {}
@@ -606,6 +782,10 @@ def scan(store: Store) -> ScanResult:
     # lap around the ring always ends at a slot holding an older id.
     adopted = 0
     h = meta.head_crc
+    # "The current head's hash" starts as the chosen slot's hash_head, the
+    # way h starts as its head_crc: that is the value the next commit wrote
+    # into its prev_hash (section 3.1).
+    head_hash = meta.hash_head
     while True:
         try:
             seg = parse_segment(store, meta, s, e)
@@ -615,7 +795,13 @@ def scan(store: Store) -> ScanResult:
         # adopted: one that followed a since-replaced head is stale.
         if seg.prev_crc != h:
             break
+        # Validity is about power cuts; adoption also wants the content the
+        # seal vouches for (its segment_hash) and the hash chain, so that a
+        # segment nobody committed is never made part of the history.
+        if seg.computed_hash != seg.seal.segment_hash or seg.prev_hash != head_hash:
+            break
         h = seg.body_crc
+        head_hash = seg.computed_hash
         cache[(s, e)] = seg
         adopted += 1
         # Only a non-empty ring has a tail segment that can be overwritten;
@@ -632,11 +818,14 @@ def scan(store: Store) -> ScanResult:
     # longer checks as the tail, it is given up and the tail moves on by one.
     # Only after an unclean stop, and only when the slot no longer holds the
     # tail's own intact header: otherwise it is damage, reported, not given up.
+    stop_slot, stop_id = s, e
+    given_up = None
     if not empty and s == tail_slot and meta.clean_flag != 1:
         try:
             parse_segment(store, meta, tail_slot, tail_id)
         except DecodeError:
             if not header_names(store, meta, tail_slot, tail_id):
+                given_up = tail_id
                 tail_slot, tail_id = next_slot(meta, tail_slot), tail_id + 1
 
     # Step 4: tail .. last in ring order.
@@ -659,7 +848,9 @@ def scan(store: Store) -> ScanResult:
     return ScanResult(meta=meta, rejected_slots=rejected, head_missing=head_error,
                       adopted=adopted, tail_slot=tail_slot, tail_segment_id=tail_id,
                       last_slot=last_slot, last_segment_id=last_id, empty=empty,
-                      committed=committed, range_error=range_error, cache=cache)
+                      committed=committed, range_error=range_error, cache=cache,
+                      rejected_errors=rejected_errors, stop_slot=stop_slot,
+                      stop_segment_id=stop_id, given_up=given_up)
 
 
 # ---------------------------------------------------------------------------
@@ -744,6 +935,14 @@ def inspect(result: ScanResult) -> dict:
         "segment_size": m.segment_size,
         "ring_slots": m.ring_slots,
         "head_crc": m.head_crc,
+        "hash_head": m.hash_head.hex(),
+        "device_id": m.device_id.hex(),
+        "rollback_ctr": m.rollback_ctr,
+        "fw_ver_hash": m.fw_ver_hash.hex(),
+        "key_id": m.key_id.hex(),
+        "key_epoch": m.key_epoch,
+        "sig_alg": SIG_ALG_NAMES.get(m.sig_alg, str(m.sig_alg)),
+        "key_src": KEY_SRC_NAMES.get(m.key_src, str(m.key_src)),
         "store_size": m.store_size,
         "bad_blocks": [{"slot": b.slot, "reason": b.reason, "segment_id": b.segment_id}
                        for b in m.bad_blocks],
@@ -767,7 +966,7 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
          err: BinaryIO | None = None) -> int:
     out = out if out is not None else sys.stdout.buffer
     err = err if err is not None else sys.stderr.buffer
-    parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 1).")
+    parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 2).")
     parser.add_argument("store", metavar="STORE_PATH")
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     parser.add_argument("--since-commit", type=int, default=None, metavar="N")

@@ -4,11 +4,16 @@ Run: python3 -m pytest scripts/test_edgelog_decode.py
 
 The store images are built in memory by the minimal encoder below, written
 from docs/FORMAT.md (it has its own bitwise CRC so that a table bug in the
-decoder cannot hide behind the same table here).
+decoder cannot hide behind the same table here).  Segments carry an unsigned
+seal (sig_alg 0, sig_len 0, seal_len 192) with every statement field filled,
+their segment_hash computed and prev_hash chained: the decoder checks the
+seal's form and the hash chain, not signatures (scripts/test_edgelog_verify.py
+covers those).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -28,6 +33,8 @@ sys.modules["edgelog_decode"] = dec  # dataclasses look the module up by name
 _spec.loader.exec_module(dec)
 
 UUID = bytes(range(16))
+DEVICE_ID = bytes(range(0xA0, 0xB0))
+FW = hashlib.sha256(b"edgelog test build").digest()
 SEG = 4096          # segment_size
 SLOTS = 4           # ring_slots
 STORE = 8192 + SLOTS * SEG
@@ -54,19 +61,57 @@ def record(seq, mono, payload, source=b"temp", rtype=1, wall=1_700_000_000_000_0
     return body + struct.pack("<I", crc(body)) + b"RECE"
 
 
+def seg_crc(data):
+    """body_crc from an encoded segment's commit marker (what head_crc must hold)."""
+    payload_len = struct.unpack_from("<I", data, 60)[0]
+    return struct.unpack_from("<I", data, 128 + payload_len + 32)[0]
+
+
+def seg_hash(data):
+    """segment_hash from an encoded segment's seal (what hash_head and the
+    next segment's prev_hash must hold)."""
+    payload_len = struct.unpack_from("<I", data, 60)[0]
+    return data[128 + payload_len + 40 + 152:128 + payload_len + 40 + 184]
+
+
+def statement(seg_id, commit_id, first, last, count, prev_hash, segment_hash, *,
+              device_id=DEVICE_ID, rollback_ctr=1, fw=FW):
+    """The 192-byte statement of section 3.5, unsigned (key_epoch, key_id,
+    sig_alg, key_src, sig_len all zero)."""
+    return struct.pack("<8s16sQQQQII16sQ32s32s32sBBH4x", b"EDGESIG1", device_id, seg_id,
+                       commit_id, first, last, count, 0, bytes(16), rollback_ctr, fw,
+                       prev_hash, segment_hash, 0, 0, 0)
+
+
 def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=False,
-            sector=512, prev_crc=0):
-    """recs: list of encoded records; monos: their mono_ctr values."""
+            sector=512, prev=None, prev_crc=None, prev_hash=None, seal_hash=None,
+            seal=None, seal_len=192):
+    """recs: list of encoded records; monos: their mono_ctr values.
+
+    prev: the encoded segment committed just before (sets prev_crc and
+    prev_hash; zero for the first segment); prev_crc/prev_hash override it.
+    seal_hash: a wrong segment_hash to put in the seal; seal: a function that
+    may rewrite the 272 seal bytes (a malformed seal), marker CRC refitted.
+    """
     commit_id = seg_id if commit_id is None else commit_id
+    if prev_crc is None:
+        prev_crc = seg_crc(prev) if prev is not None else 0
+    if prev_hash is None:
+        prev_hash = seg_hash(prev) if prev is not None else bytes(32)
     payload = b"".join(recs)
     first, last = (monos[0], monos[-1]) if monos else (0, 0)
-    head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 1, 128, 0, uuid, seg_id,
+    head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 2, 128, 0, uuid, seg_id,
                        commit_id, slot, 0, len(recs), len(payload), first, last,
-                       bytes(32), 0, 0, prev_crc)
+                       prev_hash, 0, 0, prev_crc)
     head += struct.pack("<I", crc(head))
     body_crc = crc(head + payload)
+    digest = hashlib.sha256(head + payload).digest() if seal_hash is None else seal_hash
+    seal_area = statement(seg_id, commit_id, first, last, len(recs), prev_hash,
+                          digest) + bytes(272 - 192)
+    if seal is not None:
+        seal_area = seal(bytearray(seal_area))
     marker = struct.pack("<8sQQIIII", b"EDGELOGC", seg_id, commit_id, len(recs),
-                         len(payload), body_crc, 0) + bytes(272) + bytes(4)
+                         len(payload), body_crc, seal_len) + bytes(seal_area) + bytes(4)
     marker += struct.pack("<I", crc(marker))
     data = bytearray(head + payload + marker)
     if break_body:  # torn write: header good, records not
@@ -75,27 +120,30 @@ def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=
     return bytes(data)
 
 
-def seg_crc(data):
-    """body_crc from an encoded segment's commit marker (what head_crc must hold)."""
-    payload_len = struct.unpack_from("<I", data, 60)[0]
-    return struct.unpack_from("<I", data, 128 + payload_len + 32)[0]
-
-
-def meta(generation, *, head_id, head_slot, tail_slot, tail_id, head_crc=0, version=1,
-         incompat=0, bad_blocks=(), sources=(("temp", 0),), commit_id=None, uuid=UUID,
-         sector_size=512, segment_size=SEG, ring_slots=SLOTS, store_size=STORE):
-    """head_crc: body_crc of the head segment (seg_crc(...)); 0 with no head.
+def meta(generation, *, head_id, head_slot, tail_slot, tail_id, head=None, head_crc=None,
+         hash_head=None, version=2, incompat=0, bad_blocks=(), sources=(("temp", 0),),
+         commit_id=None, uuid=UUID, sector_size=512, segment_size=SEG, ring_slots=SLOTS,
+         store_size=STORE):
+    """head: the encoded head segment (sets head_crc and hash_head; both zero
+    without one); head_crc/hash_head override it.
 
     sources: (name, last_seq) or (name, last_seq, name_len) to force a length.
     """
     commit_id = head_id if commit_id is None else commit_id
+    if head_crc is None:
+        head_crc = seg_crc(head) if head is not None else 0
+    if hash_head is None:
+        hash_head = seg_hash(head) if head is not None else bytes(32)
     buf = bytearray(4096)
     struct.pack_into("<8sHHII4x16sQQIIQI4xQQIIQIIIIIIQQQQQIIq", buf, 0,
                      b"EDGELOGM", version, 4096, incompat, 0, uuid, generation, store_size,
                      sector_size, segment_size, 8192, ring_slots, commit_id, head_id,
                      head_slot, tail_slot, tail_id, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
                      len(bad_blocks), len(sources), 0)
-    struct.pack_into("<I", buf, 224, head_crc)
+    struct.pack_into("<32sI", buf, 192, hash_head, head_crc)
+    # Trust fields: device_id, rollback_ctr, fw_ver_hash; unsigned (key_id,
+    # key_epoch, sig_alg, key_src zero).
+    struct.pack_into("<16sQ32s", buf, 2816, DEVICE_ID, 1, FW)
     for i, (slot, reason, seg_id) in enumerate(bad_blocks):
         struct.pack_into("<IHHQ", buf, 256 + 16 * i, slot, reason, 0, seg_id)
     for i, (name, last_seq, *name_len) in enumerate(sources):
@@ -142,15 +190,24 @@ def line(seg_id, seq, mono, payload, source="temp", rtype='"data"'):
 
 
 S1 = segment(1, 0, [record(1, 10, b'{"t":1}'), record(2, 11, b'{"t":"a\\"b"}')], [10, 11])
-S2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12])
+S2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], prev=S1)
+
+
+def chain(n, slot0=0):
+    """Segments 1..n, one empty-object record each (mono 10, 11, ...), in
+    slots slot0.., each chained onto the one before."""
+    segs = []
+    for i in range(n):
+        segs.append(segment(i + 1, slot0 + i, [record(i + 1, 10 + i, b"{}")], [10 + i],
+                            prev=segs[-1] if segs else None))
+    return segs
 
 
 def two_segment_image():
     """Segments 1 (slot 0) and 2 (slot 1) committed; metadata in slot B (gen 1)."""
     return (Image()
             .slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1))
-            .slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1,
-                         head_crc=seg_crc(S2)))
+            .slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2))
             .seg(0, S1).seg(1, S2))
 
 
@@ -194,7 +251,7 @@ def test_csv_and_since_commit(tmp_path):
 
 
 def test_torn_segment_after_head_not_exported(tmp_path):
-    torn = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], break_body=True)
+    torn = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], break_body=True, prev=S2)
     p = two_segment_image().seg(2, torn).write(tmp_path)
     assert run(p) == (0, TWO_SEGMENT_LINES, "")
     assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 0
@@ -202,7 +259,7 @@ def test_torn_segment_after_head_not_exported(tmp_path):
 
 def test_newer_format_version_exit_5(tmp_path):
     p = two_segment_image().slot_a(
-        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=2)).write(tmp_path)
+        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=3)).write(tmp_path)
     # Through the real executable, to check the shebang, mode and exit code.
     proc = subprocess.run([str(SCRIPT), str(p)], capture_output=True)
     assert proc.returncode == 5
@@ -213,9 +270,9 @@ def test_newer_format_version_exit_5(tmp_path):
 @pytest.mark.parametrize("other", ["valid_newer_gen", "valid_older_gen", "zeros", "bad_crc"])
 @pytest.mark.parametrize("newer_in", ["A", "B"])
 def test_newer_format_in_either_slot_exit_5_whatever_the_other(tmp_path, newer_in, other):
-    newer = meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=2)
+    newer = meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=3)
     good = meta(5 if other == "valid_newer_gen" else 0, head_id=2, head_slot=1,
-                tail_slot=0, tail_id=1, head_crc=seg_crc(S2))
+                tail_slot=0, tail_id=1, head=S2)
     if other == "zeros":
         good = bytes(4096)
     elif other == "bad_crc":
@@ -242,7 +299,7 @@ def test_unknown_incompat_flag_refuses_slot(tmp_path):
     # the older slot B is used.
     p = two_segment_image().slot_a(
         meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, incompat=1,
-             head_crc=seg_crc(S2))).write(tmp_path)
+             head=S2)).write(tmp_path)
     assert json.loads(run(p, "--inspect")[1])["chosen_slot"] == "B"
 
 
@@ -253,7 +310,7 @@ def test_only_incompat_slots_is_not_a_store_exit_2(tmp_path):
     img = two_segment_image()
     img.slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1, incompat=4))
     img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, incompat=1,
-                    head_crc=seg_crc(S2)))
+                    head=S2))
     code, out, err = run(img.write(tmp_path))
     assert (code, out) == (2, b"")
     assert "not an edgelog store" in err
@@ -261,7 +318,7 @@ def test_only_incompat_slots_is_not_a_store_exit_2(tmp_path):
 
 def _good_a(**kw):
     """Slot A, generation 2, naming the same committed state as slot B."""
-    args = dict(head_id=2, head_slot=1, tail_slot=0, tail_id=1, head_crc=seg_crc(S2))
+    args = dict(head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2)
     args.update(kw)
     return meta(2, **args)
 
@@ -274,7 +331,7 @@ def _good_a(**kw):
     dict(segment_size=32 * 1024 * 1024, store_size=8192 + 4 * 32 * 1024 * 1024),
     dict(tail_id=0),
     dict(tail_id=4),                           # head_segment_id + 2
-    dict(head_id=0, head_slot=0, tail_id=2, head_crc=0),
+    dict(head_id=0, head_slot=0, tail_id=2, head=None),
     dict(bad_blocks=[(SLOTS, 1, 2)]),          # slot not below ring_slots
     dict(bad_blocks=[(3, 0, 2)]),              # reason 0
     dict(bad_blocks=[(3, 4, 2)]),              # reason 4
@@ -316,8 +373,7 @@ def test_fake_segment_header_in_payload_is_not_a_segment(tmp_path):
     real = segment(1, 0, [record(1, 10, payload)], [10], sector=512)
     assert real[512:520] == b"EDGELOGS"
     p = (Image()
-         .slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1,
-                      head_crc=seg_crc(real)))
+         .slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=real))
          .seg(0, real).write(tmp_path))
     code, out, err = run(p)
     assert (code, err) == (0, "")
@@ -332,10 +388,9 @@ def test_newest_slot_with_invalid_head_falls_back(tmp_path):
     # Slot A (gen 2) says head is segment 3 in slot 2, but slot 2 is torn.
     # Slot B (gen 1) has head 2 in slot 1, which is valid: B is chosen, and
     # the forward scan does not adopt the torn segment.
-    torn = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], break_body=True)
+    torn = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], break_body=True, prev=S2)
     p = (two_segment_image()
-         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
-                      head_crc=seg_crc(torn)))
+         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=torn))
          .seg(2, torn).write(tmp_path))
     assert run(p) == (0, TWO_SEGMENT_LINES, "")
     info = json.loads(run(p, "--inspect")[1])
@@ -348,12 +403,11 @@ def test_head_crc_mismatch_passes_slot_over(tmp_path):
     # same id and slot, not the segment A names.  A's head is valid, but its
     # body_crc is not A's head_crc, so A is passed over; B (head 2) is
     # chosen and its forward scan adopts `reused` as segment 3.
-    cut = segment(3, 2, [record(4, 13, b'{"t":"cut"}')], [13])
-    reused = segment(3, 2, [record(4, 13, b'{"t":"reused"}')], [13], prev_crc=seg_crc(S2))
+    cut = segment(3, 2, [record(4, 13, b'{"t":"cut"}')], [13], prev=S2)
+    reused = segment(3, 2, [record(4, 13, b'{"t":"reused"}')], [13], prev=S2)
     assert seg_crc(cut) != seg_crc(reused)
     p = (two_segment_image()
-         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
-                      head_crc=seg_crc(cut)))
+         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=cut))
          .seg(2, reused).write(tmp_path))
     assert run(p) == (0, TWO_SEGMENT_LINES + line(3, 4, 13, '{"t":"reused"}'), "")
     info = json.loads(run(p, "--inspect")[1])
@@ -362,10 +416,9 @@ def test_head_crc_mismatch_passes_slot_over(tmp_path):
 
 
 def test_head_crc_match_chooses_newest_slot(tmp_path):
-    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13])
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev=S2)
     p = (two_segment_image()
-         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
-                      head_crc=seg_crc(s3)))
+         .slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
          .seg(2, s3).write(tmp_path))
     assert run(p) == (0, TWO_SEGMENT_LINES + line(3, 4, 13, '{"t":4}'), "")
     info = json.loads(run(p, "--inspect")[1])
@@ -377,9 +430,9 @@ def test_head_crc_mismatch_in_both_slots_falls_back_to_newest(tmp_path):
     # gen 1) is chosen anyway and the mismatch is reported (exit 3).  Its
     # head segment itself is valid, so it is still exported.
     img = two_segment_image()
-    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1,
+    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2,
                     head_crc=seg_crc(S2) ^ 1))
-    img.slot_a(meta(0, head_id=1, head_slot=0, tail_slot=0, tail_id=1,
+    img.slot_a(meta(0, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=S1,
                     head_crc=seg_crc(S1) ^ 1))
     code, out, err = run(img.write(tmp_path))
     assert (code, out) == (3, TWO_SEGMENT_LINES)
@@ -391,7 +444,7 @@ def test_older_slot_with_no_head_is_chosen_as_it_is(tmp_path):
     # Section 5 step 2: slot B's head (2) is torn, slot A (gen 0) has
     # head_segment_id 0 and is chosen as it is; its forward scan then adopts
     # segment 1 and stops at the torn segment 2.
-    torn = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], break_body=True)
+    torn = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], break_body=True, prev=S1)
     p = two_segment_image().seg(1, torn).write(tmp_path)
     assert run(p) == (0, line(1, 1, 10, '{"t":1}') + line(1, 2, 11, '{"t":"a\\"b"}'), "")
     info = json.loads(run(p, "--inspect")[1])
@@ -399,18 +452,20 @@ def test_older_slot_with_no_head_is_chosen_as_it_is(tmp_path):
 
 
 def test_neither_head_valid_reports_and_exits_3(tmp_path):
-    torn = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], break_body=True)
+    torn = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], break_body=True, prev=S1)
     p = two_segment_image().slot_a(bytes(4096)).seg(1, torn).write(tmp_path)
     code, out, err = run(p)
     assert code == 3
     assert out == line(1, 1, 10, '{"t":1}') + line(1, 2, 11, '{"t":"a\\"b"}')
-    assert "segment 2 in slot 1 at offset" in err and "body_crc" in err
+    # The torn write broke the first record's record_len: the records are
+    # checked before the marker (byte order), so that is what is reported.
+    assert "segment 2 in slot 1 at offset" in err and "record_len" in err
 
 
 def test_adoption_of_valid_segment_after_head(tmp_path):
     # Metadata says head is 2, but segment 3 landed in slot 2 (its metadata
     # write did not): it is adopted and exported.
-    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev_crc=seg_crc(S2))
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev=S2)
     p = two_segment_image().seg(2, s3).write(tmp_path)
     assert run(p) == (0, TWO_SEGMENT_LINES + line(3, 4, 13, '{"t":4}'), "")
     info = json.loads(run(p, "--inspect")[1])
@@ -427,12 +482,12 @@ def test_adoption_into_empty_ring(tmp_path):
 def test_adoption_overwriting_tail_moves_tail(tmp_path):
     # Full ring: segments 1..4 in slots 0..3, then segment 5 overwrote slot 0
     # without a metadata write.  Committed: 2, 3, 4, 5.
-    segs = [segment(i + 1, i, [record(i + 1, 10 + i, b"{}")], [10 + i]) for i in range(4)]
+    segs = chain(4)
     img = Image().slot_b(meta(1, head_id=4, head_slot=3, tail_slot=0, tail_id=1,
-                              head_crc=seg_crc(segs[3])))
+                              head=segs[3]))
     for i in range(4):
         img.seg(i, segs[i])
-    img.seg(0, segment(5, 0, [record(5, 14, b"{}")], [14], prev_crc=seg_crc(segs[3])))
+    img.seg(0, segment(5, 0, [record(5, 14, b"{}")], [14], prev=segs[3]))
     code, out, err = run(img.write(tmp_path))
     assert (code, err) == (0, "")
     assert out == b"".join(line(i, i, 9 + i, "{}") for i in (2, 3, 4, 5))
@@ -441,7 +496,7 @@ def test_adoption_overwriting_tail_moves_tail(tmp_path):
 def test_valid_segment_not_chaining_onto_head_is_not_adopted(tmp_path):
     # Segment 3 is valid for id 3 in slot 2, but it followed another segment 2
     # (its prev_crc is not the head's body_crc): stale, so not adopted.
-    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev_crc=seg_crc(S2) ^ 1)
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev=S2, prev_crc=seg_crc(S2) ^ 1)
     p = two_segment_image().seg(2, s3).write(tmp_path)
     assert run(p) == (0, TWO_SEGMENT_LINES, "")
     info = json.loads(run(p, "--inspect")[1])
@@ -449,9 +504,9 @@ def test_valid_segment_not_chaining_onto_head_is_not_adopted(tmp_path):
 
 
 def test_bad_segment_inside_range_is_skipped_exit_3(tmp_path):
-    segs = [segment(i + 1, i, [record(i + 1, 10 + i, b"{}")], [10 + i]) for i in range(3)]
+    segs = chain(3)
     img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
-                              head_crc=seg_crc(segs[2])))
+                              head=segs[2]))
     for i in range(3):
         img.seg(i, segs[i])
     img.buf[8192 + SEG + 124] ^= 1  # header_crc of segment 2 in slot 1
@@ -464,10 +519,11 @@ def test_bad_segment_inside_range_is_skipped_exit_3(tmp_path):
 
 def test_bad_block_slot_is_skipped_by_next(tmp_path):
     # Slot 1 is in bad_block_tbl: segment 2 was written to slot 2.
-    s2 = segment(2, 2, [record(2, 11, b"{}")], [11])
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
+    s2 = segment(2, 2, [record(2, 11, b"{}")], [11], prev=s1)
     img = Image().slot_a(meta(2, head_id=2, head_slot=2, tail_slot=0, tail_id=1,
-                              bad_blocks=[(1, 1, 2)], head_crc=seg_crc(s2)))
-    img.seg(0, segment(1, 0, [record(1, 10, b"{}")], [10]))
+                              bad_blocks=[(1, 1, 2)], head=s2))
+    img.seg(0, s1)
     img.seg(1, segment(2, 1, [record(9, 90, b'{"stale":1}')], [90]))  # must be ignored
     img.seg(2, s2)
     p = img.write(tmp_path)
@@ -481,10 +537,10 @@ def test_unknown_type_and_evidence_names(tmp_path):
             record(2, 11, b"{}", rtype=6),
             record(3, 12, b"{}", rtype=7),
             record(4, 13, b"{}", rtype=9),
-            record(5, 14, b"{}", rtype=0)]
-    s1 = segment(1, 0, recs, [10, 11, 12, 13, 14])
-    img = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1,
-                               head_crc=seg_crc(s1)))
+            record(5, 14, b"{}", rtype=0),
+            record(6, 15, b'{"new_epoch":2}', source=b"edgelog", rtype=8)]
+    s1 = segment(1, 0, recs, [10, 11, 12, 13, 14, 15])
+    img = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
            .seg(0, s1))
     p = img.write(tmp_path)
     code, out, _ = run(p)
@@ -493,11 +549,12 @@ def test_unknown_type_and_evidence_names(tmp_path):
                    + line(1, 2, 11, "{}", rtype='"boot"')
                    + line(1, 3, 12, "{}", rtype='"clock_step"')
                    + line(1, 4, 13, "{}", rtype="9")
-                   + line(1, 5, 14, "{}", rtype="0"))
+                   + line(1, 5, 14, "{}", rtype="0")
+                   + line(1, 6, 15, '{"new_epoch":2}', "edgelog", '"key_rotation"'))
     code, out, _ = run(p, "--format", "csv")
     assert code == 0
     assert [row.split(b",")[2] for row in out.splitlines()[1:]] == [
-        b"drop", b"boot", b"clock_step", b"9", b"0"]
+        b"drop", b"boot", b"clock_step", b"9", b"0", b"key_rotation"]
 
 
 def test_no_valid_slot_exit_2(tmp_path):
@@ -528,13 +585,132 @@ def test_bad_record_makes_segment_invalid(tmp_path, mutate, reason):
     # The segment is sealed around the damaged record (good header, marker
     # and body crc), so only the record checks can catch it.  Segment 2 is
     # in the middle of the committed range 1..3.
-    s3 = segment(3, 2, [record(3, 12, b"{}")], [12])
-    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
-                              head_crc=seg_crc(s3)))
-    img.seg(0, segment(1, 0, [record(1, 10, b"{}")], [10]))
-    img.seg(1, segment(2, 1, [mutate(record(2, 11, b'{"t":2}'))], [11]))
-    img.seg(2, s3)
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
+    s2 = segment(2, 1, [mutate(record(2, 11, b'{"t":2}'))], [11], prev=s1)
+    s3 = segment(3, 2, [record(3, 12, b"{}")], [12], prev=s2)
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
+    img.seg(0, s1).seg(1, s2).seg(2, s3)
     code, out, err = run(img.write(tmp_path))
     assert code == 3
     assert out == line(1, 1, 10, "{}") + line(3, 3, 12, "{}")
     assert "segment 2 in slot 1" in err and reason in err
+
+
+# ---------------------------------------------------------------------------
+# Format version 2: the seal and the hash chain
+# ---------------------------------------------------------------------------
+
+def test_version_1_store_is_not_a_store_exit_2(tmp_path):
+    # A version 1 store is "not a store this version reads": neither slot is
+    # valid (format_version must be 2), and 1 is not newer, so exit 2, not 5.
+    img = two_segment_image()
+    img.slot_a(meta(0, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=S1, version=1))
+    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2, version=1))
+    code, out, err = run(img.write(tmp_path))
+    assert (code, out) == (2, b"")
+    assert "not an edgelog store" in err and "format_version 1" in err
+
+
+def test_version_1_segment_is_not_valid(tmp_path):
+    # Segment 2 written with header format_version 1 (header CRC refitted).
+    s2 = bytearray(S2)
+    struct.pack_into("<H", s2, 8, 1)
+    struct.pack_into("<I", s2, 124, crc(bytes(s2[:124])))
+    s3 = segment(3, 2, [record(4, 13, b"{}")], [13], prev=S2)
+    img = two_segment_image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
+                                          head=s3))
+    code, out, err = run(img.seg(1, bytes(s2)).seg(2, s3).write(tmp_path))
+    assert code == 3
+    assert "segment 2 in slot 1" in err and "format_version 1" in err
+
+
+def test_adoption_needs_the_seal_hash_to_match(tmp_path):
+    # Segment 3 is valid (3.4 does not check the hash) and chains by prev_crc
+    # and prev_hash, but its seal claims another segment_hash: not adopted.
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev=S2, seal_hash=b"\x5a" * 32)
+    p = two_segment_image().seg(2, s3).write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+    assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 0
+
+
+def test_adoption_needs_prev_hash_to_chain(tmp_path):
+    # prev_crc chains onto the head but prev_hash does not: not adopted.
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev=S2, prev_hash=b"\x01" * 32)
+    p = two_segment_image().seg(2, s3).write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+    assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 0
+
+
+def test_adoption_hash_chain_starts_at_slot_hash_head(tmp_path):
+    # The first adopted segment must chain onto the chosen slot's hash_head:
+    # with a slot whose hash_head is not S2's, segment 3 is not adopted.
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev=S2)
+    img = two_segment_image().seg(2, s3)
+    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2,
+                    hash_head=b"\x33" * 32))
+    assert run(img.write(tmp_path)) == (0, TWO_SEGMENT_LINES, "")
+
+
+def test_adoption_moves_the_head_hash(tmp_path):
+    # Segments 3 and 4 both adopted: 4 chains onto 3's segment_hash, not the
+    # slot's hash_head.  A segment 5 chained onto the slot's head is not.
+    s3 = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev=S2)
+    s4 = segment(4, 3, [record(5, 14, b'{"t":5}')], [14], prev=s3)
+    s5 = segment(5, 0, [record(6, 15, b'{"t":6}')], [15], prev=S2)  # overwrites slot 0
+    p = two_segment_image().seg(2, s3).seg(3, s4).write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES + line(3, 4, 13, '{"t":4}')
+                      + line(4, 5, 14, '{"t":5}'), "")
+    assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 2
+    p = two_segment_image().seg(2, s3).seg(3, s4).seg(0, s5).write(tmp_path)
+    assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 2
+
+
+def _poke(off, fmt, value):
+    def change(seal):
+        struct.pack_into(fmt, seal, off, value)
+        return seal
+    return change
+
+
+@pytest.mark.parametrize("kw, reason", [
+    (dict(seal=_poke(0, "<8s", b"EDGESIG2")), "EDGESIG1"),
+    (dict(seal_len=0), "seal_len 0"),
+    (dict(seal_len=256), "seal_len 256"),                    # sig_len is 0
+    (dict(seal=_poke(186, "<H", 65), seal_len=257), "sig_len 65"),
+    (dict(seal=_poke(24, "<Q", 9)), "statement segment_id"),
+    (dict(seal=_poke(32, "<Q", 9)), "statement commit_id"),
+    (dict(seal=_poke(40, "<Q", 9)), "statement first_mono"),
+    (dict(seal=_poke(48, "<Q", 9)), "statement last_mono"),
+    (dict(seal=_poke(56, "<I", 9)), "statement record_count"),
+    (dict(seal=_poke(120, "<32s", b"\x07" * 32)), "statement prev_hash"),
+])
+def test_malformed_seal_makes_segment_invalid(tmp_path, kw, reason):
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
+    s2 = segment(2, 1, [record(2, 11, b"{}")], [11], prev=s1, **kw)
+    s3 = segment(3, 2, [record(3, 12, b"{}")], [12], prev=s2)
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
+    code, out, err = run(img.seg(0, s1).seg(1, s2).seg(2, s3).write(tmp_path))
+    assert code == 3
+    assert out == line(1, 1, 10, "{}") + line(3, 3, 12, "{}")
+    assert "segment 2 in slot 1" in err and reason in err
+
+
+def test_signed_seal_is_well_formed_without_checking_the_signature(tmp_path):
+    # sig_alg 1, sig_len 64, seal_len 256: well formed.  The decoder does not
+    # verify signatures (that is the verifier's job), so it exports it.
+    def signed(seal):
+        struct.pack_into("<BBH", seal, 184, 1, 1, 64)
+        seal[192:256] = b"\xee" * 64
+        return seal
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10], seal=signed, seal_len=256)
+    p = Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1,
+                            head=s1)).seg(0, s1).write(tmp_path)
+    assert run(p) == (0, line(1, 1, 10, "{}"), "")
+
+
+def test_inspect_reports_trust_fields(tmp_path):
+    info = json.loads(run(two_segment_image().write(tmp_path), "--inspect")[1])
+    assert info["hash_head"] == seg_hash(S2).hex()
+    assert info["device_id"] == DEVICE_ID.hex() and info["fw_ver_hash"] == FW.hex()
+    assert (info["rollback_ctr"], info["key_epoch"], info["sig_alg"]) == (1, 0, "unsigned")
+    assert info["key_id"] == "00" * 16 and info["key_src"] == "none"

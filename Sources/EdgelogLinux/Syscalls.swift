@@ -133,3 +133,21 @@ enum Sys {
         return (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
     }
 }
+
+// Small files: keys, the anchor, the executable's own bytes.
+extension Sys {
+    static func fsync(_ fd: Int32) -> Result<Int32, Errno> { retrying { Glibc.fsync(fd) } }
+
+    static func rename(_ from: String, _ to: String) -> Result<Int32, Errno> { retrying { Glibc.rename(from, to) } }
+
+    static func mkdir(_ path: String, _ mode: mode_t) -> Result<Int32, Errno> { retrying { Glibc.mkdir(path, mode) } }
+
+    static func unlink(_ path: String) { _ = Glibc.unlink(path) }
+
+    static func exists(_ path: String) -> Bool { Glibc.access(path, F_OK) == 0 }
+
+    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+        guard let base = buffer.baseAddress else { return .success(0) }
+        return retrying { Glibc.read(fd, base, buffer.count) }
+    }
+}

@@ -16,6 +16,8 @@ public struct CommitReceipt: Sendable, Equatable {
     public var slot: Int
     public var recordCount: Int
     public var sources: [SourceRange]
+    /// The commit's seal (statement and signature): the signed head after this commit.
+    public var seal: SealView?
 
     public func range(of source: String) -> SourceRange? { sources.first { $0.name == source } }
 }
@@ -26,6 +28,8 @@ public final class EvidenceStore {
     public let device: BlockDevice
     public private(set) var metadata: Metadata
     public var policy: RingFullPolicy
+    /// Device, firmware and signer every seal of this session carries.
+    public let identity: SealIdentity
     private let clock: () -> CaptureTime
     private let metaBuffer = AlignedBuffer(count: Layout.metadataSlotSize)
     private let headerBuffer: AlignedBuffer
@@ -37,10 +41,12 @@ public final class EvidenceStore {
     /// Write and flush errors met (each also remapped a slot or was retried).
     public private(set) var writeErrors = 0
 
-    init(device: BlockDevice, metadata: Metadata, policy: RingFullPolicy, clock: @escaping () -> CaptureTime) {
+    init(device: BlockDevice, metadata: Metadata, policy: RingFullPolicy, identity: SealIdentity,
+         clock: @escaping () -> CaptureTime) {
         self.device = device
         self.metadata = metadata
         self.policy = policy
+        self.identity = identity
         self.clock = clock
         self.headerBuffer = AlignedBuffer(count: max(metadata.geometry.sectorSize, Layout.segmentHeaderSize))
         self.engineSeq = metadata.lastSeq(of: SourceName.engine)
@@ -51,12 +57,13 @@ public final class EvidenceStore {
     /// Writes a new, empty store. Refuses a device that already holds one unless `force`.
     @discardableResult
     public static func format(device: BlockDevice, sectorSize: Int? = nil, segmentSize: Int, storeUUID: [UInt8],
-                              wallNs: Int64, force: Bool) throws(StoreError) -> Metadata {
+                              deviceID: [UInt8]? = nil, wallNs: Int64, force: Bool) throws(StoreError) -> Metadata {
         let sector = sectorSize ?? max(device.sectorSize, 512)
         guard sector >= device.sectorSize else {
             throw .invalidArgument("sector size \(sector) is smaller than the device's \(device.sectorSize)")
         }
         guard storeUUID.count == 16 else { throw .invalidArgument("store uuid must be 16 bytes") }
+        guard deviceID == nil || deviceID?.count == 16 else { throw .invalidArgument("device id must be 16 bytes") }
         let geometry = try Geometry.make(storeSize: device.byteCount, sectorSize: sector, segmentSize: segmentSize)
         if !force {
             let slot = AlignedBuffer(count: Layout.metadataSlotSize)
@@ -67,6 +74,7 @@ public final class EvidenceStore {
         }
         var meta = Metadata(storeUUID: storeUUID, generation: 0, geometry: geometry)
         meta.formatWallNs = wallNs
+        meta.deviceID = deviceID ?? storeUUID
         let buffer = AlignedBuffer(count: Layout.metadataSlotSize)
         do {
             for generation in [UInt64(0), 1] {
@@ -83,21 +91,32 @@ public final class EvidenceStore {
 
     // MARK: open and recovery
 
-    /// Recovers the store if needed, then marks it open (clean_flag 0) for writing.
-    public static func open(device: BlockDevice, policy: RingFullPolicy = .pause,
+    /// Recovers the store if needed, then marks it open (clean_flag 0) for writing, starting a new
+    /// anti-rollback session: rollback_ctr goes up before any segment of the session is written.
+    /// `check` sees the recovered state first (the anchor comparison) and may refuse it.
+    public static func open(device: BlockDevice, policy: RingFullPolicy = .pause, identity: SealIdentity = .unsigned(),
+                            check: (Metadata) throws(StoreError) -> Void = { _ throws(StoreError) in },
                             clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
-        let (store, analysis) = try recover(device: device, policy: policy, clock: clock)
+        let analysis = try analyze(device: device)
+        try check(analysis.state)
+        let (store, _) = try recover(device: device, analysis: analysis, policy: policy, identity: identity, clock: clock)
         var next = store.metadata
         next.clean = false
+        next.rollbackCtr &+= 1
+        next.fwVerHash = identity.fwVerHash
         try store.persist(next)
         return (store, analysis)
     }
 
     /// Brings the store to the consistent state the analysis describes and records what was done,
     /// leaving it clean. Recovering the result again finds nothing to do and writes nothing.
-    public static func recover(device: BlockDevice, policy: RingFullPolicy = .pause,
+    public static func recover(device: BlockDevice, policy: RingFullPolicy = .pause, identity: SealIdentity = .unsigned(),
                                clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
-        let analysis = try analyze(device: device)
+        try recover(device: device, analysis: analyze(device: device), policy: policy, identity: identity, clock: clock)
+    }
+
+    static func recover(device: BlockDevice, analysis: StoreAnalysis, policy: RingFullPolicy, identity: SealIdentity,
+                        clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
         // Writes are padded to the store's sector size: smaller than the device's, they would fail
         // (or, worse, be read-modify-written by the device) after the first attempt.
         guard analysis.state.geometry.sectorSize >= device.sectorSize else {
@@ -110,7 +129,7 @@ public final class EvidenceStore {
         // first would leave the passed-over one as the newest valid slot. Generations may skip one.
         state.generation = analysis.maxGeneration
         if Int((state.generation + 1) & 1) == analysis.chosenSlot { state.generation += 1 }
-        let store = EvidenceStore(device: device, metadata: state, policy: policy, clock: clock)
+        let store = EvidenceStore(device: device, metadata: state, policy: policy, identity: identity, clock: clock)
         if analysis.needsRepair { try store.repair(analysis) }
         return (store, analysis)
     }
@@ -179,6 +198,16 @@ public final class EvidenceStore {
             return
         }
         _ = try commit(builder, markClean: true)
+    }
+
+    /// Commits one segment holding a single engine evidence record (a key rotation): used by tools
+    /// that hold the store open without a pipeline.
+    public func commitEvidence(_ type: RecordType, _ json: EvidenceJSON) throws(StoreError) -> CommitReceipt? {
+        let builder = SegmentBuilder(geometry: metadata.geometry)
+        guard appendEvidence(type, json, mono: metadata.monoHWM + 1, time: clock(), to: builder) else {
+            throw .recordTooLarge(bytes: json.bytes.count, capacity: builder.geometry.payloadCapacity)
+        }
+        return try commit(builder)
     }
 
     /// True while drop notes wait for room in a segment; close() must not end before they are written.
@@ -276,11 +305,30 @@ public final class EvidenceStore {
                 next.tailSegmentID = segmentID
             }
             next.commitID += 1
-            let image = builder.seal(segmentID: segmentID, commitID: next.commitID, slot: slot, wrapCount: next.wrapCount,
-                                     storeUUID: next.storeUUID, prevCRC: metadata.headCRC)
+            let image: UnsafeRawBufferPointer
+            do {
+                image = try builder.seal(segmentID: segmentID, commitID: next.commitID, slot: slot, wrapCount: next.wrapCount,
+                                         storeUUID: next.storeUUID, prevCRC: metadata.headCRC, prevHash: metadata.hashHead,
+                                         rollbackCtr: next.rollbackCtr, identity: identity)
+            } catch {
+                // Nothing was written; the records stay unacknowledged and the writer stops.
+                return try fail(.signing(error.message))
+            }
             next.headSlot = slot
             next.headSegmentID = segmentID
             next.headCRC = builder.bodyCRC
+            next.hashHead = builder.segmentHash
+            if let signer = identity.signer {
+                next.keyID = signer.keyID
+                next.keyEpoch = signer.keyEpoch
+                next.sigAlg = signer.algorithm.rawValue
+                next.keySrc = signer.keySource.rawValue
+            } else {
+                next.keyID = [UInt8](repeating: 0, count: 16)
+                next.keyEpoch = 0
+                next.sigAlg = 0
+                next.keySrc = 0
+            }
             next.monoHWM = max(next.monoHWM, builder.lastMono)
             next.recordsTotal &+= UInt64(builder.dataRecordCount)
             next.droppedTotal &+= UInt64(builder.droppedRecords)
@@ -316,9 +364,15 @@ public final class EvidenceStore {
             }
             next.badBlocks = metadata.badBlocks
             metadata = next
+            let sealAt = Layout.segmentHeaderSize + builder.payloadLength + Statement.markerOffset
+            let sealView = Statement.decode(image, at: sealAt).map { statement in
+                SealView(statement: statement, statementBytes: Array(image[sealAt..<(sealAt + Statement.size)]),
+                         signature: Array(image[(sealAt + Statement.size)..<(sealAt + Statement.size + Int(statement.sigLen))]))
+            }
             return CommitReceipt(
                 commitID: next.commitID, segmentID: segmentID, slot: slot, recordCount: builder.recordCount,
-                sources: builder.sourceLastSeq.map { .init(name: $0.name, firstSeq: $0.first, lastSeq: $0.last, count: $0.count) })
+                sources: builder.sourceLastSeq.map { .init(name: $0.name, firstSeq: $0.first, lastSeq: $0.last, count: $0.count) },
+                seal: sealView)
         }
         return try fail(.deviceFailing("\(attempts) attempts to commit segment \(metadata.headSegmentID + 1) failed; last: "
             + (lastError?.description ?? "unknown")))

@@ -44,6 +44,16 @@ public struct Metadata: Equatable, Sendable {
     /// body_crc of the head segment: binds this slot to that exact segment, so a slot whose
     /// commit was cut can never be taken for one that names a later segment with the same id.
     public var headCRC: UInt32 = 0
+    // Trust fields (FORMAT.md section 2, offsets 2816..2895).
+    public var deviceID = [UInt8](repeating: 0, count: 16)
+    /// +1 at every open for writing; never lower than the anchor's (section 8).
+    public var rollbackCtr: UInt64 = 0
+    public var fwVerHash = SegmentHash.zero
+    /// The key that signed the head segment (zero, 0, unsigned while unsigned).
+    public var keyID = [UInt8](repeating: 0, count: 16)
+    public var keyEpoch: UInt32 = 0
+    public var sigAlg: UInt8 = 0
+    public var keySrc: UInt8 = 0
     public var badBlocks: [BadBlock] = []
     public var sources: [SourceEntry] = []
 
@@ -133,6 +143,13 @@ public struct Metadata: Equatable, Sendable {
             name.withUnsafeBytes { b.setBytes($0, at: o + 1) }
             b.setLE(source.lastSeq, at: o + 40)
         }
+        deviceID.withUnsafeBytes { b.setBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(16)), at: 2816) }
+        b.setLE(rollbackCtr, at: 2832)
+        fwVerHash.withUnsafeBytes { b.setBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(32)), at: 2840) }
+        keyID.withUnsafeBytes { b.setBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(16)), at: 2872) }
+        b.setLE(keyEpoch, at: 2888)
+        b.setLE(sigAlg, at: 2892)
+        b.setLE(keySrc, at: 2893)
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<4092]))
         b.setLE(crc, at: 4092)
     }
@@ -214,6 +231,13 @@ public struct Metadata: Equatable, Sendable {
         m.formatWallNs = b.le(184)
         m.hashHead = Array(b[192..<224])
         m.headCRC = b.le(224)
+        m.deviceID = Array(b[2816..<2832])
+        m.rollbackCtr = b.le(2832)
+        m.fwVerHash = Array(b[2840..<2872])
+        m.keyID = Array(b[2872..<2888])
+        m.keyEpoch = b.le(2888)
+        m.sigAlg = b[2892]
+        m.keySrc = b[2893]
         for i in 0..<badCount {
             let o = 256 + i * 16
             let slot = Int(b.le(o, as: UInt32.self))

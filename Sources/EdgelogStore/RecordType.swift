@@ -9,6 +9,7 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
     case recovery = 5
     case boot = 6
     case clockStep = 7
+    case keyRotation = 8
 
     public var name: String {
         switch self {
@@ -19,6 +20,7 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
         case .recovery: "recovery"
         case .boot: "boot"
         case .clockStep: "clock_step"
+        case .keyRotation: "key_rotation"
         }
     }
 

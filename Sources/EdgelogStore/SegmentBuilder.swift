@@ -26,6 +26,8 @@ public final class SegmentBuilder: @unchecked Sendable {
     public private(set) var droppedRecords: UInt32 = 0
     /// body_crc of the last sealed image.
     public private(set) var bodyCRC: UInt32 = 0
+    /// segment_hash of the last sealed image.
+    public private(set) var segmentHash = SegmentHash.zero
     /// Mono values reserved for evidence records the commit adds (see Sequencer.reserveEvidence).
     public var evidenceMono: UInt64 = 0
     public var evidenceMonoLimit: UInt64 = 0
@@ -146,9 +148,10 @@ public final class SegmentBuilder: @unchecked Sendable {
     private var recentIndex = Int.max
     private var recentName: [UInt8] = []
 
-    /// Writes the header and the commit marker; returns the bytes to write (sector padded).
+    /// Writes the header and the commit marker with its seal; returns the bytes to write (sector padded).
     public func seal(segmentID: UInt64, commitID: UInt64, slot: Int, wrapCount: UInt32, storeUUID: [UInt8],
-                     prevCRC: UInt32) -> UnsafeRawBufferPointer {
+                     prevCRC: UInt32, prevHash: [UInt8], rollbackCtr: UInt64,
+                     identity: SealIdentity) throws(SigningError) -> UnsafeRawBufferPointer {
         let b = buffer.bytes
         b.zero(0..<Layout.segmentHeaderSize)
         b.setLE(Layout.segmentMagic, at: 0)
@@ -163,6 +166,7 @@ public final class SegmentBuilder: @unchecked Sendable {
         b.setLE(UInt32(payloadLength), at: 60)
         b.setLE(firstMono, at: 64)
         b.setLE(lastMono, at: 72)
+        prevHash.withUnsafeBytes { b.setBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(32)), at: 80) }
         b.setLE(lostRecords, at: 112)
         b.setLE(droppedRecords, at: 116)
         b.setLE(prevCRC, at: 120)
@@ -176,8 +180,39 @@ public final class SegmentBuilder: @unchecked Sendable {
         b.setLE(commitID, at: m + 16)
         b.setLE(UInt32(recordCount), at: m + 24)
         b.setLE(UInt32(payloadLength), at: m + 28)
-        bodyCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<m]))
+        let body = UnsafeRawBufferPointer(rebasing: b[0..<m])
+        bodyCRC = CRC32C.checksum(body)
         b.setLE(bodyCRC, at: m + 32)
+        segmentHash = SegmentHash.of(body)
+
+        var statement = Statement()
+        statement.deviceID = identity.deviceID
+        statement.segmentID = segmentID
+        statement.commitID = commitID
+        statement.firstMono = firstMono
+        statement.lastMono = lastMono
+        statement.recordCount = UInt32(recordCount)
+        statement.rollbackCtr = rollbackCtr
+        statement.fwVerHash = identity.fwVerHash
+        statement.prevHash = prevHash
+        statement.segmentHash = segmentHash
+        if let signer = identity.signer {
+            statement.keyEpoch = signer.keyEpoch
+            statement.keyID = signer.keyID
+            statement.sigAlg = signer.algorithm.rawValue
+            statement.keySrc = signer.keySource.rawValue
+            statement.sigLen = UInt16(signer.algorithm.signatureLength)
+        }
+        let sealAt = m + Statement.markerOffset
+        statement.encode(into: b, at: sealAt)
+        if let signer = identity.signer {
+            let signature = try signer.sign(UnsafeRawBufferPointer(rebasing: b[sealAt..<(sealAt + Statement.size)]))
+            guard signature.count == signer.algorithm.signatureLength else {
+                throw SigningError("the signer returned \(signature.count) bytes for \(signer.algorithm.name)")
+            }
+            signature.withUnsafeBytes { b.setBytes($0, at: sealAt + Statement.size) }
+        }
+        b.setLE(UInt32(Statement.size) + UInt32(statement.sigLen), at: m + 36)
         b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[m..<(m + 316)])), at: m + 316)
         return buffer.readOnly(0..<writeLength)
     }

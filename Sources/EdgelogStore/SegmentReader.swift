@@ -33,6 +33,10 @@ public struct SegmentInfo: Equatable, Sendable {
     public var bodyCRC: UInt32 = 0
     /// body_crc of the segment written before this one (0 for the first).
     public var prevCRC: UInt32 = 0
+    /// segment_hash of the segment written before this one (zero for the first).
+    public var prevHash: [UInt8] = SegmentHash.zero
+    /// The seal of the commit marker (set by validate).
+    public var seal: SealView?
 }
 
 /// Why a slot does not hold the expected segment.
@@ -45,6 +49,9 @@ public enum SegmentProblem: Error, Equatable, CustomStringConvertible, Sendable 
     case stale(segmentID: UInt64)
     /// A valid header for the expected segment, but the body or marker do not check: a torn write.
     case torn(String)
+    /// Header, records and marker check, but the seal is malformed or disagrees with the header:
+    /// not something a power cut produces.
+    case badSeal(String)
 
     public var description: String {
         switch self {
@@ -52,6 +59,7 @@ public enum SegmentProblem: Error, Equatable, CustomStringConvertible, Sendable 
         case .noHeader(let why): "no valid segment header (\(why))"
         case .stale(let id): "holds older segment \(id)"
         case .torn(let why): "torn segment: \(why)"
+        case .badSeal(let why): "bad seal: \(why)"
         }
     }
 }
@@ -74,7 +82,7 @@ public enum SegmentReader {
             segmentID: b.le(32), commitID: b.le(40), slot: Int(b.le(48, as: UInt32.self)), wrapCount: b.le(52),
             recordCount: Int(b.le(56, as: UInt32.self)), payloadLength: Int(b.le(60, as: UInt32.self)),
             firstMono: b.le(64), lastMono: b.le(72), lostRecords: b.le(112), droppedRecords: b.le(116),
-            prevCRC: b.le(120))
+            prevCRC: b.le(120), prevHash: Array(b[80..<112]))
         return info
     }
 
@@ -102,6 +110,7 @@ public enum SegmentReader {
             throw .torn("body CRC mismatch")
         }
         info.bodyCRC = b.le(m + 32)
+        info.seal = try seal(b, markerAt: m, info: info)
         var count = 0
         var previousMono: UInt64 = 0
         var offset = Layout.segmentHeaderSize
@@ -121,6 +130,29 @@ public enum SegmentReader {
             throw .torn("record count or last mono_ctr disagrees with the header")
         }
         return info
+    }
+
+    /// The seal of a segment whose marker checks, if it is well formed and repeats the header (3.4).
+    static func seal(_ b: UnsafeRawBufferPointer, markerAt m: Int, info: SegmentInfo) throws(SegmentProblem) -> SealView {
+        let sealLength = Int(b.le(m + 36, as: UInt32.self))
+        guard let statement = Statement.decode(b, at: m + Statement.markerOffset) else { throw .badSeal("no statement") }
+        let signatureLength = Int(statement.sigLen)
+        guard signatureLength <= Statement.maxSignatureLength, sealLength == Statement.size + signatureLength else {
+            throw .badSeal("seal length \(sealLength) does not match signature length \(signatureLength)")
+        }
+        guard statement.segmentID == info.segmentID, statement.commitID == info.commitID,
+              statement.firstMono == info.firstMono, statement.lastMono == info.lastMono,
+              Int(statement.recordCount) == info.recordCount, statement.prevHash == info.prevHash
+        else { throw .badSeal("statement disagrees with the header") }
+        let sealAt = m + Statement.markerOffset
+        return SealView(statement: statement,
+                        statementBytes: Array(b[sealAt..<(sealAt + Statement.size)]),
+                        signature: Array(b[(sealAt + Statement.size)..<(sealAt + Statement.size + signatureLength)]))
+    }
+
+    /// SHA-256 of the header and records of a validated segment.
+    public static func computedHash(_ b: UnsafeRawBufferPointer, info: SegmentInfo) -> [UInt8] {
+        SegmentHash.of(UnsafeRawBufferPointer(rebasing: b[0..<(Layout.segmentHeaderSize + info.payloadLength)]))
     }
 
     public struct RecordProblem: Error, CustomStringConvertible {

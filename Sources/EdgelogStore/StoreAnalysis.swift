@@ -160,6 +160,10 @@ extension EvidenceStore {
             do throws(SegmentProblem) {
                 let info = try SegmentReader.validate(image, slot: slot, expectedID: expected, geometry: geometry, storeUUID: state.storeUUID)
                 guard follows else { throw .stale(segmentID: info.segmentID) }
+                // hash_head moves only to a segment whose hash checks and that chains onto it.
+                guard let seal = info.seal, info.prevHash == state.hashHead,
+                      SegmentReader.computedHash(image, info: info) == seal.statement.segmentHash
+                else { throw .noHeader("segment \(info.segmentID) fails its hash or hash chain check") }
                 apply(adopted: info, image: image, to: &state, reclaimedTail: reclaimsTail)
                 analysis.adopted.append(info)
             } catch {
@@ -211,6 +215,13 @@ extension EvidenceStore {
         state.headSlot = info.slot
         state.headSegmentID = info.segmentID
         state.headCRC = info.bodyCRC
+        if let statement = info.seal?.statement {
+            state.hashHead = statement.segmentHash
+            state.keyID = statement.keyID
+            state.keyEpoch = statement.keyEpoch
+            state.sigAlg = statement.sigAlg
+            state.keySrc = statement.keySrc
+        }
         state.commitID = info.commitID
         state.monoHWM = max(state.monoHWM, info.lastMono)
         state.lostTotal &+= UInt64(info.lostRecords)

@@ -25,6 +25,10 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
     case recordTooLarge(bytes: Int, capacity: Int)
     /// The writer was closed, or stopped after an earlier failure.
     case closed(String)
+    /// The signer could not sign a commit (nothing of it was written or acknowledged).
+    case signing(String)
+    /// The store is older than its anchor, or forks from it (FORMAT.md section 8).
+    case anchorRefused(reason: String, detail: String)
 
     public var description: String {
         switch self {
@@ -48,6 +52,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         case .recordTooLarge(let bytes, let capacity):
             return "record of \(bytes) bytes does not fit in a segment (at most \(capacity) bytes); format with a larger --segment-size"
         case .closed(let why): return "store is closed: \(why)"
+        case .signing(let why): return "cannot sign the commit: \(why); nothing more is acknowledged"
+        case .anchorRefused(let reason, let detail): return "refused by the anchor (\(reason)): \(detail); the store was not changed"
         }
     }
 }

@@ -13,10 +13,15 @@ struct Edgelog: ParsableCommand {
             JSON lines into committed records and acknowledges each durable commit; `export` prints \
             them back; `inspect` shows the evidence state a technician or an auditor needs.
 
+            Every commit is hash-chained and signed (`keys generate`, `ingest --key-dir`); `verify` \
+            gives an auditor a verdict per segment and `head` prints the signed head to keep.
+
             Exit codes: 0 ok, 1 internal error, 2 not a store, 3 store damaged, 4 ring full, \
-            5 newer format, 6 device error, 7 already a store, 64 usage error (docs/CLI.md).
+            5 newer format, 6 device error, 7 already a store, 8 refused by the anchor, \
+            9 key problem, 64 usage error (docs/CLI.md). verify: 0 pass, 1 fail, 2 usage.
             """,
-        version: "0.1.0 (store format 1)",
-        subcommands: [FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self]
+        version: "0.2.0 (store format 2)",
+        subcommands: [FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self,
+                      KeysCommand.self, HeadCommand.self, VerifyCommand.self]
     )
 }

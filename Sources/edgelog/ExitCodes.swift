@@ -12,6 +12,8 @@ enum Exit {
     static let newerFormat: Int32 = 5
     static let deviceError: Int32 = 6
     static let alreadyFormatted: Int32 = 7
+    static let anchorRefused: Int32 = 8
+    static let keyProblem: Int32 = 9
     static let usage: Int32 = 64
 
     static func code(for error: StoreError) -> Int32 {
@@ -23,6 +25,8 @@ enum Exit {
         case .alreadyFormatted: alreadyFormatted
         case .ringFull: ringFull
         case .closed: internalError
+        case .signing: keyProblem
+        case .anchorRefused: anchorRefused
         }
     }
 
@@ -33,6 +37,11 @@ enum Exit {
     }
 
     static func fail(_ error: DeviceError) -> ExitCode { fail(StoreError.device(error)) }
+
+    static func fail(_ error: TrustError) -> ExitCode {
+        say("error: \(error)")
+        return ExitCode(error.exitCode)
+    }
 
     static func say(_ text: String) {
         FDOutput.writeLine(2, "edgelog: " + text)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EdgelogLinux
+import EdgelogSeal
 import EdgelogStore
 import Glibc
 
@@ -26,6 +27,9 @@ struct FormatCommand: ParsableCommand {
 
     @Option(help: "Bytes per segment, a multiple of 4096 (K, M accepted).")
     var segmentSize = ByteSize(bytes: 32 << 10)
+
+    @Option(help: "The gateway's 128-bit id in hex, repeated in every seal (default: /etc/machine-id).")
+    var deviceID: String?
 
     @Flag(help: "Erase an existing store.")
     var force = false
@@ -64,16 +68,24 @@ struct FormatCommand: ParsableCommand {
             if error.code == 2 { Exit.say("hint: give --size to create a file store") }
             throw Exit.fail(error)
         }
+        var id = DeviceIdentity.machineID()
+        if let deviceID {
+            guard let parsed = Hex.decode(deviceID), parsed.count == 16 else {
+                Exit.say("error: --device-id must be 32 hex digits")
+                throw ExitCode(Exit.usage)
+            }
+            id = parsed
+        }
         let meta: Metadata
         do {
             meta = try EvidenceStore.format(device: target, sectorSize: sectorSize, segmentSize: Int(segmentSize.bytes),
-                                            storeUUID: SystemClock.randomBytes(16), wallNs: SystemClock.now().wallNs, force: force)
+                                            storeUUID: SystemClock.randomBytes(16), deviceID: id, wallNs: SystemClock.now().wallNs, force: force)
         } catch {
             throw Exit.fail(error)
         }
         let g = meta.geometry
         if json {
-            print("{\"device\":\"\(jsonEscaped(device))\",\"store_size\":\(g.storeSize),\"sector_size\":\(g.sectorSize),\"segment_size\":\(g.segmentSize),\"ring_slots\":\(g.ringSlots),\"store_uuid\":\"\(hex(meta.storeUUID))\",\"format_version\":\(Layout.formatVersion)}")
+            print("{\"device\":\"\(jsonEscaped(device))\",\"store_size\":\(g.storeSize),\"sector_size\":\(g.sectorSize),\"segment_size\":\(g.segmentSize),\"ring_slots\":\(g.ringSlots),\"store_uuid\":\"\(hex(meta.storeUUID))\",\"device_id\":\"\(hex(meta.deviceID))\",\"format_version\":\(Layout.formatVersion)}")
         } else {
             print("formatted \(device): \(g.ringSlots) segments of \(g.segmentSize) bytes, \(g.sectorSize)-byte sectors, store \(hex(meta.storeUUID))")
         }

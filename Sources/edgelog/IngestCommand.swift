@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgelogCore
 import EdgelogLinux
+import EdgelogSeal
 import EdgelogStore
 
 extension RingFullPolicy: ExpressibleByArgument {}
@@ -18,7 +19,14 @@ struct IngestCommand: ParsableCommand {
             not JSON objects are reported on stderr with their line number and skipped. On end of \
             input, SIGINT or SIGTERM, what is buffered is committed and the store closed cleanly.
 
-            Example: sensor-reader | edgelog ingest --device var/store.img --source bme280
+            Every commit is hash-chained and signed with the key in --key-dir (make one with \
+            `edgelog keys generate --out DIR`); without a key, ingest refuses to start unless \
+            --unsigned is given, and the store then says "unsigned" in inspect and verify. With \
+            --anchor, the signed head is mirrored to that file (at start, every --anchor-interval \
+            seconds and at the end), and a store older than the anchor, or forked from it, is refused \
+            (exit 8).
+
+            Example: sensor-reader | edgelog ingest --device var/store.img --source bme280 --key-dir /etc/edgelog/keys
             """
     )
 
@@ -37,7 +45,24 @@ struct IngestCommand: ParsableCommand {
     @Option(help: "How long input waits for a free buffer before records are dropped (milliseconds).")
     var blockMs: Int = 2000
 
+    @Option(help: "Key directory to sign with (from `edgelog keys generate`).")
+    var keyDir: String?
+
+    @Flag(help: "Write without signatures (hash chain only). The store says so in inspect and verify.")
+    var unsigned = false
+
+    @Option(help: "Anchor file: the signed head, kept outside the store (docs/FORMAT.md section 8).")
+    var anchor: String?
+
+    @Option(help: "Seconds between anchor file updates while committing.")
+    var anchorInterval: Int = 10
+
     func validate() throws {
+        guard (keyDir != nil) != unsigned else {
+            throw ValidationError(unsigned ? "--unsigned and --key-dir exclude each other"
+                : "ingest signs every commit: give --key-dir DIR (make one with `edgelog keys generate --out DIR`) or --unsigned")
+        }
+        guard anchorInterval >= 1 else { throw ValidationError("--anchor-interval must be at least 1 second") }
         do { try SourceName.validate(source) } catch { throw ValidationError("--source: \(error)") }
         guard maxAgeMs >= 1, blockMs >= 0 else { throw ValidationError("--max-age-ms must be at least 1 and --block-ms not negative") }
     }
@@ -46,20 +71,24 @@ struct IngestCommand: ParsableCommand {
         StopSignal.install()
         let target: FileBlockDevice
         do { target = try FileBlockDevice(path: device) } catch { throw Exit.fail(error) }
+        let session: WriterSession
+        do { session = try WriterSession.start(keyDir: keyDir, anchorPath: anchor, anchorIntervalSeconds: anchorInterval) } catch { throw Exit.fail(error) }
         let store: EvidenceStore
         do {
-            let (opened, analysis) = try EvidenceStore.open(device: target, policy: ringFull, clock: SystemClock.now)
+            let (opened, analysis) = try session.open(target, policy: ringFull)
             store = opened
             if analysis.needsRepair { Exit.say("recovered: " + RecoverySummary.text(analysis)) }
         } catch {
             throw Exit.fail(error)
         }
+        session.writeAnchor(after: nil, device: target, force: true)
 
         let source = self.source
         let pipeline = CommitPipeline(
             store: store,
             options: .init(maxAgeNs: Int64(maxAgeMs) * 1_000_000, blockNs: Int64(blockMs) * 1_000_000)
         ) { receipt in
+            session.writeAnchor(after: receipt, device: nil, force: false)
             let mine = receipt.range(of: source)
             let seqs = mine.map { "\"first_seq\":\($0.firstSeq),\"last_seq\":\($0.lastSeq)" } ?? "\"first_seq\":null,\"last_seq\":null"
             FDOutput.writeLine(1, "{\"commit_id\":\(receipt.commitID),\"records\":\(mine?.count ?? 0),\(seqs)}")
@@ -100,6 +129,7 @@ struct IngestCommand: ParsableCommand {
         }
         var closeError: StoreError?
         do { try pipeline.close() } catch { closeError = error }
+        session.writeAnchor(after: nil, device: target, force: true)
         let counters = pipeline.counters
         let failure = stopError ?? closeError
         let stopped = StopSignal.isRaised ? " (stopped by signal)" : ""

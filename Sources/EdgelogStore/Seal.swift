@@ -1,0 +1,191 @@
+// The seal of a segment (docs/FORMAT.md section 3.5): its SHA-256, the statement that binds the
+// hash to the device, the key and the firmware, and the signature over that statement. The store
+// builds and checks the structure; who signs (a key file today, a secure element later) is behind
+// SegmentSigner, implemented in EdgelogSeal.
+
+import Crypto
+import EdgelogCore
+
+public enum SignatureAlgorithm: UInt8, CaseIterable, Sendable {
+    case unsigned = 0
+    case ed25519 = 1
+    case ecdsaP256 = 2
+    case hmacSHA256 = 3
+
+    /// The name in key.json, the signed head and reports.
+    public var name: String {
+        switch self {
+        case .unsigned: "unsigned"
+        case .ed25519: "ed25519"
+        case .ecdsaP256: "ecdsa-p256"
+        case .hmacSHA256: "hmac-sha256"
+        }
+    }
+
+    public init?(name: String) {
+        guard let match = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = match
+    }
+
+    public var signatureLength: Int {
+        switch self {
+        case .unsigned: 0
+        case .ed25519, .ecdsaP256: 64
+        case .hmacSHA256: 32
+        }
+    }
+}
+
+/// Where the signing key lives (recorded so an auditor can weigh the signature).
+public enum KeySource: UInt8, CaseIterable, Sendable {
+    case none = 0
+    case file = 1
+    case secureElement = 2
+    case pkcs11 = 3
+
+    public var name: String {
+        switch self {
+        case .none: "none"
+        case .file: "file"
+        case .secureElement: "secure-element"
+        case .pkcs11: "pkcs11"
+        }
+    }
+}
+
+public struct SigningError: Error, Equatable, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "signing failed: \(message)" }
+}
+
+/// Signs statements for the writer. A secure element or PKCS#11 token fits behind the same shape.
+public protocol SegmentSigner: AnyObject, Sendable {
+    var algorithm: SignatureAlgorithm { get }
+    var keySource: KeySource { get }
+    /// 16 bytes (FORMAT.md 3.5).
+    var keyID: [UInt8] { get }
+    var keyEpoch: UInt32 { get }
+    /// The signature of `message` (signatureLength bytes of `algorithm`).
+    func sign(_ message: UnsafeRawBufferPointer) throws(SigningError) -> [UInt8]
+}
+
+/// What every seal of a writer session repeats.
+public struct SealIdentity: Sendable {
+    public var deviceID: [UInt8]
+    public var fwVerHash: [UInt8]
+    public var signer: (any SegmentSigner)?
+
+    public init(deviceID: [UInt8], fwVerHash: [UInt8], signer: (any SegmentSigner)?) {
+        self.deviceID = deviceID
+        self.fwVerHash = fwVerHash
+        self.signer = signer
+    }
+
+    /// For tests and tools that write unsigned stores.
+    public static func unsigned(deviceID: [UInt8] = [UInt8](repeating: 0, count: 16)) -> SealIdentity {
+        SealIdentity(deviceID: deviceID, fwVerHash: [UInt8](repeating: 0, count: 32), signer: nil)
+    }
+}
+
+/// The 192 signed bytes of a seal, as fields.
+public struct Statement: Equatable, Sendable {
+    public static let size = 192
+    public static let magic = magic64("EDGESIG1")
+    /// Where the seal starts inside the commit marker.
+    public static let markerOffset = 40
+    public static let maxSignatureLength = 64
+
+    public var deviceID = [UInt8](repeating: 0, count: 16)
+    public var segmentID: UInt64 = 0
+    public var commitID: UInt64 = 0
+    public var firstMono: UInt64 = 0
+    public var lastMono: UInt64 = 0
+    public var recordCount: UInt32 = 0
+    public var keyEpoch: UInt32 = 0
+    public var keyID = [UInt8](repeating: 0, count: 16)
+    public var rollbackCtr: UInt64 = 0
+    public var fwVerHash = [UInt8](repeating: 0, count: 32)
+    public var prevHash = [UInt8](repeating: 0, count: 32)
+    public var segmentHash = [UInt8](repeating: 0, count: 32)
+    public var sigAlg: UInt8 = 0
+    public var keySrc: UInt8 = 0
+    public var sigLen: UInt16 = 0
+
+    public init() {}
+
+    /// Writes the 192 bytes at `o` of `b`.
+    public func encode(into b: UnsafeMutableRawBufferPointer, at o: Int) {
+        b.zero(o..<(o + Self.size))
+        b.setLE(Self.magic, at: o)
+        deviceID.withUnsafeBytes { b.setBytes($0, at: o + 8) }
+        b.setLE(segmentID, at: o + 24)
+        b.setLE(commitID, at: o + 32)
+        b.setLE(firstMono, at: o + 40)
+        b.setLE(lastMono, at: o + 48)
+        b.setLE(recordCount, at: o + 56)
+        b.setLE(keyEpoch, at: o + 60)
+        keyID.withUnsafeBytes { b.setBytes($0, at: o + 64) }
+        b.setLE(rollbackCtr, at: o + 80)
+        fwVerHash.withUnsafeBytes { b.setBytes($0, at: o + 88) }
+        prevHash.withUnsafeBytes { b.setBytes($0, at: o + 120) }
+        segmentHash.withUnsafeBytes { b.setBytes($0, at: o + 152) }
+        b.setLE(sigAlg, at: o + 184)
+        b.setLE(keySrc, at: o + 185)
+        b.setLE(sigLen, at: o + 186)
+    }
+
+    public var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: Self.size)
+        out.withUnsafeMutableBytes { encode(into: $0, at: 0) }
+        return out
+    }
+
+    /// Parses 192 bytes at `o`; nil when the magic is not there.
+    public static func decode(_ b: UnsafeRawBufferPointer, at o: Int) -> Statement? {
+        guard o >= 0, b.count - o >= size, b.le(o, as: UInt64.self) == magic else { return nil }
+        var s = Statement()
+        s.deviceID = Array(b[(o + 8)..<(o + 24)])
+        s.segmentID = b.le(o + 24)
+        s.commitID = b.le(o + 32)
+        s.firstMono = b.le(o + 40)
+        s.lastMono = b.le(o + 48)
+        s.recordCount = b.le(o + 56)
+        s.keyEpoch = b.le(o + 60)
+        s.keyID = Array(b[(o + 64)..<(o + 80)])
+        s.rollbackCtr = b.le(o + 80)
+        s.fwVerHash = Array(b[(o + 88)..<(o + 120)])
+        s.prevHash = Array(b[(o + 120)..<(o + 152)])
+        s.segmentHash = Array(b[(o + 152)..<(o + 184)])
+        s.sigAlg = b[o + 184]
+        s.keySrc = b[o + 185]
+        s.sigLen = b.le(o + 186)
+        return s
+    }
+
+    public var algorithm: SignatureAlgorithm? { SignatureAlgorithm(rawValue: sigAlg) }
+}
+
+/// A seal read back from a commit marker.
+public struct SealView: Equatable, Sendable {
+    public var statement: Statement
+    public var statementBytes: [UInt8]
+    public var signature: [UInt8]
+
+    public init(statement: Statement, statementBytes: [UInt8], signature: [UInt8]) {
+        self.statement = statement
+        self.statementBytes = statementBytes
+        self.signature = signature
+    }
+}
+
+public enum SegmentHash {
+    public static let zero = [UInt8](repeating: 0, count: 32)
+
+    /// SHA-256 of the bytes (header and records of a segment).
+    public static func of(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(bufferPointer: bytes)
+        return Array(hasher.finalize())
+    }
+}

@@ -1,0 +1,144 @@
+// Where the trust path meets the files of the gateway: the key directory, the firmware hash of
+// this executable, the device id, and the anchor file (docs/FORMAT.md sections 3.5 and 8).
+
+import EdgelogLinux
+import EdgelogSeal
+import EdgelogStore
+
+/// Why the trust setup refused to go on; each maps to exit code 8 (anchor) or 9 (keys).
+enum TrustError: Error, CustomStringConvertible {
+    case key(KeyError)
+    case file(FileError)
+    case anchor(String)
+    case pendingRotation(String)
+
+    var description: String {
+        switch self {
+        case .key(let e): e.description
+        case .file(let e): e.description
+        case .anchor(let why): why
+        case .pendingRotation(let dir): "\(dir) holds an unfinished key rotation (pending/): run `edgelog keys rotate` again to finish it"
+        }
+    }
+
+    var exitCode: Int32 {
+        if case .anchor = self { return Exit.anchorRefused }
+        return Exit.keyProblem
+    }
+}
+
+/// The key directory of `edgelog keys generate` (FORMAT.md 3.5, "Key files").
+struct KeyDirectory {
+    let path: String
+
+    var privatePath: String { path + "/signing-key.pem" }
+    var hmacPath: String { path + "/hmac-key.hex" }
+    var publicPath: String { path + "/signing-key.pub.pem" }
+    var infoPath: String { path + "/key.json" }
+    var pendingPath: String { path + "/pending" }
+
+    struct Info {
+        var algorithm: SignatureAlgorithm
+        var epoch: UInt32
+        var keyID: [UInt8]
+
+        var json: String {
+            "{\"alg\":\"\(algorithm.name)\",\"key_epoch\":\(epoch),\"key_id\":\"\(Hex.encode(keyID))\",\"key_src\":\"file\"}\n"
+        }
+    }
+
+    func secretPath(for algorithm: SignatureAlgorithm) -> String { algorithm == .hmacSHA256 ? hmacPath : privatePath }
+
+    func readInfo() throws(TrustError) -> Info {
+        let bytes: [UInt8]
+        do { bytes = try LocalFile.read(infoPath).bytes } catch { throw .file(error) }
+        let members: [(key: String, value: FlatJSON.Value)]
+        do { members = try FlatJSON.parse(bytes) } catch { throw .key(.malformed(what: infoPath, why: "\(error)")) }
+        guard let name = members.first(where: { $0.key == "alg" }).flatMap({ if case .string(let s) = $0.value { s } else { nil } }),
+              let algorithm = SignatureAlgorithm(name: name), algorithm != .unsigned,
+              case .integer(let epoch)? = members.first(where: { $0.key == "key_epoch" })?.value, epoch >= 1, epoch <= UInt64(UInt32.max),
+              let idText = members.first(where: { $0.key == "key_id" }).flatMap({ if case .string(let s) = $0.value { s } else { nil } }),
+              let keyID = Hex.decode(idText), keyID.count == 16
+        else { throw .key(.malformed(what: infoPath, why: "needs alg, key_epoch (1 or more) and a 32-digit key_id")) }
+        return Info(algorithm: algorithm, epoch: UInt32(epoch), keyID: keyID)
+    }
+
+    /// Loads the signing key, refusing a private key file others can read.
+    func loadSigner() throws(TrustError) -> FileSigner {
+        if LocalFile.exists(pendingPath) { throw .pendingRotation(path) }
+        let info = try readInfo()
+        let secret = secretPath(for: info.algorithm)
+        let file: (bytes: [UInt8], mode: UInt32)
+        do { file = try LocalFile.read(secret) } catch { throw .file(error) }
+        guard file.mode & 0o077 == 0 else { throw .key(.exposed(path: secret, mode: file.mode)) }
+        let key: PrivateSigningKey
+        do { key = try PrivateSigningKey.parse(String(decoding: file.bytes, as: UTF8.self), algorithm: info.algorithm, what: secret) } catch {
+            throw .key(error)
+        }
+        guard key.trusted.keyID == info.keyID else {
+            throw .key(.inconsistent("\(secret) has key id \(Hex.encode(key.trusted.keyID)) but key.json says \(Hex.encode(info.keyID))"))
+        }
+        return FileSigner(key: key, epoch: info.epoch)
+    }
+
+    /// Writes a key's files into `directory` (the key directory itself or its pending/ folder).
+    static func write(_ key: PrivateSigningKey, epoch: UInt32, into directory: String) throws(TrustError) {
+        let dir = KeyDirectory(path: directory)
+        do {
+            try LocalFile.makeDirectory(directory, mode: 0o700)
+            try LocalFile.writeAtomically(dir.secretPath(for: key.algorithm), Array(key.fileText.utf8), mode: 0o600)
+            if key.algorithm != .hmacSHA256 {
+                try LocalFile.writeAtomically(dir.publicPath, Array(key.trusted.fileText.utf8), mode: 0o644)
+            }
+            let info = Info(algorithm: key.algorithm, epoch: epoch, keyID: key.trusted.keyID)
+            try LocalFile.writeAtomically(dir.infoPath, Array(info.json.utf8), mode: 0o644)
+        } catch {
+            throw .file(error)
+        }
+    }
+}
+
+enum Firmware {
+    /// SHA-256 of the running executable (fw_ver_hash), read once at start.
+    static func ownHash() throws(TrustError) -> [UInt8] {
+        var hasher = Hasher256()
+        do { try LocalFile.forEachChunk("/proc/self/exe") { hasher.update($0) } } catch { throw .file(error) }
+        return hasher.finalize()
+    }
+}
+
+enum DeviceIdentity {
+    /// The gateway's id: the 128-bit /etc/machine-id, or nil when the system has none.
+    static func machineID() -> [UInt8]? {
+        guard let text = try? LocalFile.read("/etc/machine-id").bytes else { return nil }
+        let digits = String(decoding: text.prefix(32), as: UTF8.self)
+        guard let id = Hex.decode(digits), id.count == 16 else { return nil }
+        return id
+    }
+}
+
+/// The anchor file (FORMAT.md section 8).
+struct AnchorFile {
+    let path: String
+
+    /// The signed head in the file, or nil when there is no file yet.
+    func read() throws(TrustError) -> SignedHead? {
+        let bytes: [UInt8]
+        do { bytes = try LocalFile.read(path, limit: 4096).bytes } catch {
+            if error.isMissing { return nil }
+            throw .file(error)
+        }
+        do { return try SignedHead.parse(Array(bytes.prefix { $0 != 0x0A })) } catch {
+            throw .anchor("anchor file \(path) is not a valid signed head (\(error)); it is left as it is: compare it with the collector's copy")
+        }
+    }
+
+    func write(_ seal: SealView) throws(TrustError) {
+        do {
+            try LocalFile.makeDirectory(LocalFile.parent(of: path))
+            try LocalFile.writeAtomically(path, Array((SignedHead(seal: seal).json + "\n").utf8))
+        } catch {
+            throw .file(error)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+// What a writing command (ingest, keys rotate) sets up around the store: the signer from the key
+// directory, the firmware hash, the anchor comparison before anything is written, and the anchor
+// file updates after commits (docs/FORMAT.md section 8).
+
+import EdgelogLinux
+import EdgelogSeal
+import EdgelogStore
+
+/// Used by the main thread before the pipeline starts and after it closes, and by the committer
+/// thread (onCommit) in between: never by two threads at once.
+final class WriterSession: @unchecked Sendable {
+    let signer: FileSigner?
+    let identity: SealIdentity
+    let anchor: AnchorFile?
+    let anchorIntervalNs: Int64
+    private var lastSeal: SealView?
+    private var lastAnchorWrite: Int64 = 0
+    /// Anchor write failures are reported once, then counted.
+    private(set) var anchorFailures = 0
+
+    private init(signer: FileSigner?, identity: SealIdentity, anchor: AnchorFile?, anchorIntervalNs: Int64) {
+        self.signer = signer
+        self.identity = identity
+        self.anchor = anchor
+        self.anchorIntervalNs = anchorIntervalNs
+    }
+
+    static func start(keyDir: String?, anchorPath: String?, anchorIntervalSeconds: Int = 10,
+                      signer given: FileSigner? = nil) throws(TrustError) -> WriterSession {
+        var signer = given
+        if signer == nil, let keyDir { signer = try KeyDirectory(path: keyDir).loadSigner() }
+        let fw = try Firmware.ownHash()
+        // The device id comes from the store's metadata (fixed at format); open fills it in.
+        let identity = SealIdentity(deviceID: [UInt8](repeating: 0, count: 16), fwVerHash: fw, signer: signer)
+        return WriterSession(signer: signer, identity: identity, anchor: anchorPath.map(AnchorFile.init(path:)),
+                             anchorIntervalNs: Int64(anchorIntervalSeconds) * 1_000_000_000)
+    }
+
+    /// Opens the store for writing after comparing it with the anchor and the key directory.
+    func open(_ device: FileBlockDevice, policy: RingFullPolicy) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
+        let anchorHead: SignedHead?
+        do { anchorHead = try anchor?.read() } catch { throw .anchorRefused(reason: "anchor_malformed", detail: error.description) }
+        // The seal repeats the store's device id: read it before the writer exists.
+        let analysis = try EvidenceStore.analyze(device: device)
+        var identity = self.identity
+        identity.deviceID = analysis.state.deviceID
+        let signer = self.signer
+        return try EvidenceStore.open(device: device, policy: policy, identity: identity, check: { state throws(StoreError) in
+            if let anchorHead, let refusal = AnchorCheck.refusal(anchor: anchorHead, state: state, device: device) {
+                throw .anchorRefused(reason: refusal.reason, detail: refusal.detail)
+            }
+            if let signer, state.sigAlg != 0, state.keyID != signer.keyID, state.keyEpoch >= signer.keyEpoch {
+                throw .signing("the store was last signed by key \(Hex.encode(state.keyID)) (epoch \(state.keyEpoch)) but the key directory holds key \(Hex.encode(signer.keyID)) (epoch \(signer.keyEpoch)): a verifier would reject it as unknown_key. Use this store's key directory, or change keys with `edgelog keys rotate`")
+            }
+        }, clock: SystemClock.now)
+    }
+
+    /// Mirrors the signed head to the anchor file: always when `force`, else at most once per interval.
+    func writeAnchor(after receipt: CommitReceipt?, device: BlockDevice?, force: Bool) {
+        if let seal = receipt?.seal { lastSeal = seal }
+        guard let anchor else { return }
+        let now = SystemClock.now().bootNs
+        guard force || now - lastAnchorWrite >= anchorIntervalNs else { return }
+        guard let seal = lastSeal ?? device.flatMap({ try? StoreHead.seal(device: $0) }) else { return }
+        lastSeal = seal
+        lastAnchorWrite = now
+        do { try anchor.write(seal) } catch {
+            anchorFailures += 1
+            if anchorFailures == 1 { Exit.say("warning: cannot update the anchor file: \(error) (further failures are counted)") }
+        }
+    }
+}
