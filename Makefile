@@ -24,10 +24,13 @@ release: bootstrap
 run: build
 	@scripts/run-demo $(DEBUG_BIN)/edgelog $(STORE)
 
+# The fuzzers run for FUZZ_TEST_SECONDS each in every test pass (issue 3 asks for at least 60).
+FUZZ_TEST_SECONDS ?= 60
 test: bootstrap test-python test-swift
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 
 test-python:
-	python3 -m pytest -q scripts/test_edgelog_decode.py
+	python3 -m pytest -q scripts/test_edgelog_decode.py scripts/test_edgelog_verify.py
 
 test-swift:
 	$(SWIFT) build --build-tests
@@ -42,7 +45,7 @@ soak: build
 # FUZZ_SECONDS, seeded from the crash workloads. A crash leaves its input in fuzz-artifacts/; copy it
 # to fuzz/regressions/TARGET-NAME and the ordinary tests replay it from then on.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := json metadata segment image
+FUZZ_TARGETS := json metadata segment image head verify
 FUZZ_BIN := .build-fuzz/debug/edgelog-fuzz
 
 fuzz-build: build

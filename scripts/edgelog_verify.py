@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import edgelog_decode as dec  # noqa: E402  (needs the path above)
 
 try:
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 except ImportError:  # pragma: no cover - depends on the machine
@@ -127,7 +127,7 @@ def load_trust_key(path: str) -> Key:
     if b"-----BEGIN PUBLIC KEY-----" in data:
         try:
             return public_key(serialization.load_pem_public_key(data), path)
-        except ValueError as exc:
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise UsageError(f"trust key {path}: {exc}") from exc
     # An HMAC secret file: exactly 64 hex digits, optionally one newline.
     text = data[:-1] if data.endswith(b"\n") else data
@@ -292,7 +292,7 @@ def check_rotation(payload: bytes, seal: dec.Seal, signer: Key | None, device_id
         return Rotation(new_key_id, new_epoch, None)
     try:
         new_key = public_key(serialization.load_der_public_key(new_spki), "rotation record")
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         return "key_rotation new_public_key is not an Ed25519 or P-256 key"
     if new_key.alg != new_alg or new_key.key_id != new_key_id:
         return "key_rotation new_key_id or new_alg does not match new_public_key"

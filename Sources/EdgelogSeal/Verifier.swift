@@ -173,7 +173,9 @@ public enum Verifier {
 
         // 5. The anchor.
         if let anchorBytes = options.anchor {
-            checkAnchor(anchorBytes, state: state, newestCtr: newestCtr, verifiedHashes: verifiedHashes,
+            // The metadata's counter counts too: a store whose newest segments were cut away still
+            // says which session it is in (the anchor check then names the truncation, not a rollback).
+            checkAnchor(anchorBytes, state: state, newestCtr: max(newestCtr, state.rollbackCtr), verifiedHashes: verifiedHashes,
                         device: device, buffer: buffer, trusted: active.map(\.key), report: &report)
         }
         return report
@@ -357,8 +359,9 @@ public enum Verifier {
             report.findings.append(Finding(reason: .truncatedTail, offset: 0,
                                            detail: "the store ends at segment \(state.ringIsEmpty ? 0 : state.headSegmentID); the anchor proves segment \(a.segmentID) was committed"))
         } else if a.segmentID >= state.tailSegmentID {
-            let stored = verifiedHashes[a.segmentID] ?? claimedHash(of: a.segmentID, state: state, device: device, buffer: buffer)
-            if stored != a.segmentHash {
+            // An unreadable anchor segment already fails as itself (gap, crc_mismatch): no hash to compare.
+            if let stored = verifiedHashes[a.segmentID] ?? claimedHash(of: a.segmentID, state: state, device: device, buffer: buffer),
+               stored != a.segmentHash {
                 report.findings.append(Finding(reason: .fork, offset: 0,
                                                detail: "segment \(a.segmentID) differs from the one the anchor signed: the history was rewritten"))
             }

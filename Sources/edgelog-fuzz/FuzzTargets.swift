@@ -3,11 +3,15 @@
 // return or throw a typed error for any input; a crash, a hang or a sanitizer report is a bug.
 
 import EdgelogCore
+import EdgelogSeal
 import EdgelogStore
 import EdgelogTestKit
 
 enum FuzzTarget: String, CaseIterable {
-    case json, metadata, segment, image
+    case json, metadata, segment, image, head, verify
+
+    /// The key the seed stores are signed with, trusted by the verify target.
+    static let seedKey = PrivateSigningKey.hmacSHA256(Array(repeating: 0x5A, count: 32))
 
     func run(_ data: UnsafeRawBufferPointer) {
         switch self {
@@ -20,7 +24,24 @@ enum FuzzTarget: String, CaseIterable {
             FuzzTarget.segment(data)
         case .image:
             FuzzTarget.image(data)
+        case .head:
+            // The signed head / anchor file parser (and the flat JSON reader under it).
+            if let head = try? SignedHead.parse(Array(data)) { _ = head.verifies(with: [FuzzTarget.seedKey.trusted]) }
+        case .verify:
+            FuzzTarget.verify(data)
         }
+    }
+
+    /// A whole image through the verifier, with the first kilobyte of the input also offered as an anchor.
+    static func verify(_ data: UnsafeRawBufferPointer) {
+        let size = (data.count + 511) / 512 * 512
+        guard size >= Int(Layout.ringOffset) + Layout.minRingSlots * Layout.minSegmentSize, size <= 4 << 20 else { return }
+        var bytes = [UInt8](data)
+        bytes.append(contentsOf: [UInt8](repeating: 0, count: size - data.count))
+        let device = MemoryBlockDevice(image: bytes, sectorSize: 512)
+        let report = Verifier.verify(device: device, options: VerifyOptions(trusted: [seedKey.trusted], anchor: Array(bytes.suffix(1024))))
+        if device.writes != 0 { FuzzReport.fail("the verifier wrote to the device") }
+        _ = report.reasons
     }
 
     /// A segment image in slot 0 of a small store; the first 8 bytes pick the expected id.

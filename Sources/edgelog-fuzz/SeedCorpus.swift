@@ -2,6 +2,7 @@
 // their metadata slots and segments, and ingest lines.
 
 import EdgelogCore
+import EdgelogSeal
 import EdgelogStore
 import EdgelogTestKit
 #if canImport(Glibc)
@@ -42,8 +43,13 @@ enum SeedCorpus {
         let memory = MemoryBlockDevice(size: 8192 + 6 * 4096, sectorSize: 512)
         try EvidenceStore.format(device: memory, sectorSize: 512, segmentSize: 4096, storeUUID: Array(1...16), wallNs: 0, force: false)
         let fault = FaultBlockDevice(image: memory.bytes, sectorSize: 512)
-        let (store, _) = try EvidenceStore.open(device: fault, policy: .overwriteOldest, clock: CrashOracle.fixedClock)
+        // Signed, so the verify and head targets start from real seals and signatures.
+        let identity = SealIdentity(deviceID: Array(1...16), fwVerHash: Array(repeating: 7, count: 32),
+                                    signer: FileSigner(key: FuzzTarget.seedKey, epoch: 1))
+        let (store, _) = try EvidenceStore.open(device: fault, policy: .overwriteOldest, identity: identity, clock: CrashOracle.fixedClock)
         let driver = StoreDriver(store: store, clock: ManualClock())
+        var heads: [String] = []
+        driver.afterCommit = { receipt in if let seal = receipt.seal { heads.append(SignedHead(seal: seal).json) } }
         for n in 0..<120 {
             try driver.append(source: n % 2 == 0 ? "s1" : "s2", payload: Array("{\"n\":\(n),\"v\":\"\(String(repeating: "x", count: n % 90))\"}".utf8))
             if n % 7 == 6 { try driver.commit() }
@@ -55,6 +61,7 @@ enum SeedCorpus {
             for variant in [CrashVariant.torn512, .garbage, .pendingKept] {
                 let image = images.image(at: CrashPoint(cut: cut, variant: variant, seed: UInt64(cut)), sectorSize: 512)
                 try FileBytes.write("\(root)/image/cut\(cut)-\(variant.rawValue)", image)
+                try FileBytes.write("\(root)/verify/cut\(cut)-\(variant.rawValue)", image)
                 try FileBytes.write("\(root)/metadata/cut\(cut)-\(variant.rawValue)", Array(image[0..<4096]))
                 written += 1
             }
@@ -63,6 +70,7 @@ enum SeedCorpus {
             let start = 8192 + slot * 4096
             try FileBytes.write("\(root)/segment/slot\(slot)", [UInt8](repeating: 0, count: 8) + Array(memoryImage(fault)[start..<(start + 4096)]))
         }
+        for (i, head) in heads.enumerated() where i % 3 == 0 { try FileBytes.write("\(root)/head/head\(i)", Array(head.utf8)) }
         FuzzOutput.line("seed corpus: \(lines.count) lines, \(written) images and metadata slots, 6 segments under \(root)")
     }
 

@@ -45,7 +45,7 @@ struct BlockDeviceTests {
         #expect(geometry["sector_size"] as? Int == sectorSize)
 
         let input = (1...300).map { "{\"i\":\($0)}" }.joined(separator: "\n") + "\n"
-        let ingest = try edgelog(["ingest", "--device", device, "--source", "blk"], input: input)
+        let ingest = try edgelog(["ingest", "--unsigned", "--device", device, "--source", "blk"], input: input)
         #expect(ingest.code == 0, "\(ingest.err)")
         #expect(try exportedData(device, source: "blk").map(\.seq) == Array(1...300))
         #expect(try edgelog(["inspect", "--device", device, "--verify"]).code == 0)
@@ -57,11 +57,11 @@ struct BlockDeviceTests {
         let file = try s.sparseFile("disk.img", size: 2 << 20)
         var device = try LoopDevice.attach(file, sectorSize: 512)
         #expect(try edgelog(["format", "--device", device]).code == 0)
-        try edgelog(["ingest", "--device", device], input: "{\"a\":1}\n")
+        try edgelog(["ingest", "--unsigned", "--device", device], input: "{\"a\":1}\n")
         LoopDevice.detach(device)
         device = try LoopDevice.attach(file, sectorSize: 4096)
         defer { LoopDevice.detach(device) }
-        let r = try edgelog(["ingest", "--device", device], input: "{\"a\":2}\n")
+        let r = try edgelog(["ingest", "--unsigned", "--device", device], input: "{\"a\":2}\n")
         #expect(r.code == 6)
         #expect(r.err.contains("formatted for 512-byte sectors"))
         #expect(try exportedData(device, source: "stdin").map(\.seq) == [1])

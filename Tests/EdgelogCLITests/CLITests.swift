@@ -11,7 +11,7 @@ struct CLITests {
         let store = s.path("store.img")
         #expect(try edgelog(["format", "--device", store, "--size", "2M", "--segment-size", "8K"]).code == 0)
         let input = (1...50).map { "{\"t\":\($0),\"unit\":\"C\"}" }.joined(separator: "\n") + "\n"
-        let ingest = try edgelog(["ingest", "--device", store, "--source", "probe1"], input: input)
+        let ingest = try edgelog(["ingest", "--unsigned", "--device", store, "--source", "probe1"], input: input)
         #expect(ingest.code == 0, "\(ingest.err)")
         let acks = jsonLines(ingest.out)
         #expect(!acks.isEmpty)
@@ -36,8 +36,8 @@ struct CLITests {
         let s = try Scratch()
         let store = s.path("store.img")
         try edgelog(["format", "--device", store, "--size", "1M"])
-        try edgelog(["ingest", "--device", store], input: "{\"a\":1}\n{\"a\":2}\n")
-        try edgelog(["ingest", "--device", store], input: "{\"a\":3}\n")
+        try edgelog(["ingest", "--unsigned", "--device", store], input: "{\"a\":1}\n{\"a\":2}\n")
+        try edgelog(["ingest", "--unsigned", "--device", store], input: "{\"a\":3}\n")
         let all = jsonLines(try edgelog(["export", "--device", store]).out)
         let last = try #require(all.compactMap { $0["commit_id"] as? Int }.max())
         let later = jsonLines(try edgelog(["export", "--device", store, "--since-commit", String(last - 1)]).out)
@@ -51,7 +51,7 @@ struct CLITests {
         let s = try Scratch()
         let store = s.path("store.img")
         try edgelog(["format", "--device", store, "--size", "1M"])
-        let ingest = try edgelog(["ingest", "--device", store], input: "{\"a\":1}\nnot json\n[1]\n{\"b\":2\n{\"c\":3}\n")
+        let ingest = try edgelog(["ingest", "--unsigned", "--device", store], input: "{\"a\":1}\nnot json\n[1]\n{\"b\":2\n{\"c\":3}\n")
         #expect(ingest.code == 0)
         #expect(ingest.err.contains("line 2: rejected"))
         #expect(ingest.err.contains("line 3: rejected"))
@@ -65,7 +65,7 @@ struct CLITests {
         let s = try Scratch()
         let store = s.path("store.img")
         try edgelog(["format", "--device", store, "--size", "1M"])
-        try edgelog(["ingest", "--device", store], input: "{\"a\":1}\n")
+        try edgelog(["ingest", "--unsigned", "--device", store], input: "{\"a\":1}\n")
         let before = try Data(contentsOf: URL(fileURLWithPath: store))
         let again = try edgelog(["format", "--device", store, "--size", "1M"])
         #expect(again.code == 7)
@@ -84,7 +84,7 @@ struct CLITests {
         let junk = s.path("junk.bin")
         let bytes = Data((0..<300_000).map { _ in UInt8.random(in: 0...255) })
         FileManager.default.createFile(atPath: junk, contents: bytes)
-        for command in [["export"], ["inspect"], ["ingest"]] {
+        for command in [["export"], ["inspect"], ["ingest", "--unsigned"]] {
             let r = try edgelog(command + ["--device", junk], input: "{\"a\":1}\n")
             #expect(r.code == 2, "\(command): \(r.err)")
             #expect(r.err.contains("not an edgelog store"))
@@ -104,7 +104,7 @@ struct CLITests {
         newer[8] = 9
         let newerPath = s.path("newer.img")
         FileManager.default.createFile(atPath: newerPath, contents: newer)
-        let r = try edgelog(["ingest", "--device", newerPath], input: "{\"a\":1}\n")
+        let r = try edgelog(["ingest", "--unsigned", "--device", newerPath], input: "{\"a\":1}\n")
         #expect(r.code == 5)
         #expect(r.err.contains("format version 9"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: newerPath)) == newer)
@@ -120,7 +120,7 @@ struct CLITests {
         let store = s.path("store.img")
         try edgelog(["format", "--device", store, "--size", String(8192 + 4 * 4096), "--segment-size", "4K"])
         let input = (1...400).map { "{\"n\":\($0),\"pad\":\"\(String(repeating: "p", count: 60))\"}" }.joined(separator: "\n") + "\n"
-        let r = try edgelog(["ingest", "--device", store, "--max-age-ms", "100000"], input: input)
+        let r = try edgelog(["ingest", "--unsigned", "--device", store, "--max-age-ms", "100000"], input: input)
         #expect(r.code == 4, "\(r.err)")
         #expect(r.err.contains("ring full (policy pause)"))
         let acked = jsonLines(r.out).compactMap { $0["last_seq"] as? Int }.max() ?? 0
@@ -137,7 +137,7 @@ struct CLITests {
         let store = s.path("store.img")
         try edgelog(["format", "--device", store, "--size", String(8192 + 4 * 4096), "--segment-size", "4K"])
         let input = (1...400).map { "{\"n\":\($0),\"pad\":\"\(String(repeating: "p", count: 60))\"}" }.joined(separator: "\n") + "\n"
-        let r = try edgelog(["ingest", "--device", store, "--ring-full", "overwrite-oldest", "--max-age-ms", "100000"], input: input)
+        let r = try edgelog(["ingest", "--unsigned", "--device", store, "--ring-full", "overwrite-oldest", "--max-age-ms", "100000"], input: input)
         #expect(r.code == 0, "\(r.err)")
         let export = try edgelog(["export", "--device", store])
         let gaps = jsonLines(export.out).filter { $0["type"] as? String == "gap" }
@@ -151,7 +151,7 @@ struct CLITests {
         let help = try edgelog(["ingest", "--help"])
         #expect(help.code == 0)
         #expect(help.out.contains("Only what an acknowledgement names is guaranteed"))
-        #expect(try edgelog(["ingest", "--device", "x", "--source", "bad name!"]).code == 64)
+        #expect(try edgelog(["ingest", "--unsigned", "--device", "x", "--source", "bad name!"]).code == 64)
         #expect(try edgelog(["export", "--device", "x", "--format", "xml"]).code == 64)
         #expect(try edgelog([]).out.contains("Exit codes"))
     }

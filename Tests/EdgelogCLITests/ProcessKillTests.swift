@@ -17,6 +17,10 @@ struct ProcessKillTests {
         // the store gets three times that, so the pause policy never stops the run.
         let size = max(16 << 20, kills * 18_000)
         #expect(try edgelog(["format", "--device", store, "--size", String(size), "--segment-size", "8K"]).code == 0)
+        // Killed writers sign: every segment they commit, and every recovery segment, must verify.
+        let keys = s.path("keys")
+        #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
+        let anchor = s.path("anchor.json")
 
         var rng = SystemRandomNumberGenerator()
         var next = 0
@@ -28,7 +32,7 @@ struct ProcessKillTests {
             iteration += 1
             let process = Process()
             process.executableURL = URL(fileURLWithPath: Binary.edgelog)
-            process.arguments = ["ingest", "--device", store, "--source", "k", "--max-age-ms", String(Int.random(in: 1...20, using: &rng))]
+            process.arguments = ["ingest", "--device", store, "--key-dir", keys, "--anchor", anchor, "--anchor-interval", "1", "--source", "k", "--max-age-ms", String(Int.random(in: 1...20, using: &rng))]
             let stdin = Pipe(), stdout = Pipe()
             process.standardInput = stdin
             process.standardOutput = stdout
@@ -55,7 +59,8 @@ struct ProcessKillTests {
                 #expect(process.terminationStatus == 0)
                 cleanExits += 1
             } else {
-                usleep(UInt32.random(in: 0...30_000, using: &rng))
+                // Start-up (hashing the executable, recovery) takes tens of milliseconds in a debug build.
+                usleep(UInt32.random(in: 0...150_000, using: &rng))
                 kill(process.processIdentifier, SIGKILL)
                 process.waitUntilExit()
                 killed += 1
@@ -78,6 +83,10 @@ struct ProcessKillTests {
         #expect(zip(ns, ns.dropFirst()).allSatisfy { $0 < $1 }, "inputs out of order or repeated")
         #expect(ns.count == rows.count)
         #expect(acked.count > kills)
+
+        let verify = try edgelog(["verify", "--device", store, "--trust", keys + "/signing-key.pub.pem", "--anchor", anchor])
+        print("verify after kills: " + (verify.out.split(separator: "\n").last.map(String.init) ?? ""))
+        #expect(verify.code == 0, "\(verify.out)")
 
         let inspect = try edgelog(["inspect", "--device", store, "--json", "--verify"])
         #expect(inspect.code == 0, "\(inspect.err)")

@@ -131,7 +131,7 @@ struct StoreTests {
     @Test("a newer format version is refused by name and left untouched")
     func newerFormat() throws {
         var image = try formattedImage()
-        image[8] = 2  // format_version of slot A; the CRC is not even looked at
+        image[8] = UInt8(Layout.formatVersion + 1)  // format_version of slot A; the CRC is not even looked at
         let device = MemoryBlockDevice(image: image)
         #expect(throws: StoreError.newerFormat(device: "memory", found: 2, supported: 1)) {
             _ = try EvidenceStore.open(device: device, clock: CrashOracle.fixedClock)

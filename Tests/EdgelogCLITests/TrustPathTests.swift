@@ -1,0 +1,178 @@
+// The trust path through the real binary: keys on disk, signed ingest, `head`, `verify`, and the
+// independent checks — openssl on the documented signed bytes, and scripts/edgelog_verify.py
+// (written from FORMAT.md alone) giving the same verdicts as `edgelog verify` on tampered stores.
+
+import Foundation
+import Testing
+
+@Suite("Trust path", .serialized)
+struct TrustPathTests {
+    static let pythonVerifier = Binary.root.appendingPathComponent("scripts/edgelog_verify.py").path
+
+    /// A signed store made by the binary: `segments` commits of a few records each.
+    func signedStore(_ s: Scratch, alg: String, segments: Int = 6) throws -> (store: String, keys: String, trust: String) {
+        let keys = s.path("keys-\(alg)")
+        #expect(try edgelog(["keys", "generate", "--out", keys, "--alg", alg]).code == 0)
+        let store = s.path("store-\(alg).img")
+        #expect(try edgelog(["format", "--device", store, "--size", "1M", "--segment-size", "8K"]).code == 0)
+        for i in 0..<segments {
+            let lines = (0..<5).map { "{\"i\":\(i),\"j\":\($0)}" }.joined(separator: "\n") + "\n"
+            let r = try edgelog(["ingest", "--device", store, "--key-dir", keys, "--anchor", s.path("anchor-\(alg).json")], input: lines)
+            #expect(r.code == 0, "\(r.err)")
+        }
+        let trust = alg == "hmac-sha256" ? keys + "/hmac-key.hex" : keys + "/signing-key.pub.pem"
+        return (store, keys, trust)
+    }
+
+    /// (segment_id, sig_verify, reason) of every segment line, and the summary's verdict and reasons.
+    func verdicts(_ jsonText: String) -> (segments: [String], verdict: String, reasons: [String]) {
+        var segments: [String] = []
+        var verdict = "", reasons: [String] = []
+        for line in jsonLines(jsonText) {
+            switch line["kind"] as? String {
+            case "segment":
+                segments.append("\(line["sig_verify"] as? String ?? "?"):\(line["reason"] as? String ?? "-")")
+            case "summary":
+                verdict = line["verdict"] as? String ?? "?"
+                reasons = line["reasons"] as? [String] ?? []
+            default: break
+            }
+        }
+        return (segments, verdict, reasons)
+    }
+
+    @Test("a private key readable by others is refused; ingest without a key refuses to start")
+    func keyHandling() throws {
+        let s = try Scratch()
+        let keys = s.path("keys")
+        #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
+        #expect(try edgelog(["keys", "generate", "--out", keys]).code == 9)
+        let store = s.path("store.img")
+        #expect(try edgelog(["format", "--device", store, "--size", "1M"]).code == 0)
+        #expect(chmod(keys + "/signing-key.pem", 0o644) == 0)
+        let exposed = try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":1}\n")
+        #expect(exposed.code == 9)
+        #expect(exposed.err.contains("chmod 600"))
+        #expect(chmod(keys + "/signing-key.pem", 0o600) == 0)
+        let none = try edgelog(["ingest", "--device", store], input: "{\"a\":1}\n")
+        #expect(none.code == 64)
+        #expect(none.err.contains("--unsigned"))
+        #expect(try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":1}\n").code == 0)
+        // Another key may not continue a store signed by this one without a rotation.
+        let other = s.path("other")
+        #expect(try edgelog(["keys", "generate", "--out", other]).code == 0)
+        #expect(try edgelog(["ingest", "--device", store, "--key-dir", other], input: "{\"a\":1}\n").code == 9)
+    }
+
+    @Test("openssl verifies the signed head's statement from the documented bytes", arguments: ["ed25519", "ecdsa-p256", "hmac-sha256"])
+    func opensslVerifies(alg: String) throws {
+        let s = try Scratch()
+        let (store, keys, _) = try signedStore(s, alg: alg, segments: 2)
+        let head = try edgelog(["head", "--device", store, "--json"])
+        #expect(head.code == 0)
+        let fields = try #require(jsonLines(head.out).first)
+        let statement = try #require(hexBytes(fields["statement"] as? String ?? ""))
+        let signature = try #require(hexBytes(fields["signature"] as? String ?? ""))
+        #expect(statement.count == 192)
+        let stmt = s.path("statement.bin"), sig = s.path("signature.bin")
+        FileManager.default.createFile(atPath: stmt, contents: Data(statement))
+        let r: Outcome
+        switch alg {
+        case "ed25519":
+            FileManager.default.createFile(atPath: sig, contents: Data(signature))
+            r = try runProcess("/usr/bin/env", ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", keys + "/signing-key.pub.pem",
+                                                "-rawin", "-in", stmt, "-sigfile", sig])
+        case "ecdsa-p256":
+            FileManager.default.createFile(atPath: sig, contents: Data(derSignature(signature)))
+            r = try runProcess("/usr/bin/env", ["openssl", "dgst", "-sha256", "-verify", keys + "/signing-key.pub.pem", "-signature", sig, stmt])
+        default:
+            let secret = try String(contentsOfFile: keys + "/hmac-key.hex", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let mac = try runProcess("/usr/bin/env", ["openssl", "dgst", "-sha256", "-mac", "HMAC", "-macopt", "hexkey:" + secret, "-hex", stmt])
+            #expect(mac.out.contains(signature.map { String(format: "%02x", $0) }.joined()), "\(mac.out)")
+            r = mac
+        }
+        #expect(r.code == 0, "\(r.out) \(r.err)")
+        // A one-bit change of the statement must not verify.
+        var bad = statement
+        bad[100] ^= 1
+        FileManager.default.createFile(atPath: stmt, contents: Data(bad))
+        if alg == "ed25519" {
+            let fail = try runProcess("/usr/bin/env", ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", keys + "/signing-key.pub.pem",
+                                                       "-rawin", "-in", stmt, "-sigfile", sig])
+            #expect(fail.code != 0)
+        }
+    }
+
+    @Test("edgelog verify and the independent Python verifier give the same verdicts on tampered stores")
+    func independentVerifierAgrees() throws {
+        let s = try Scratch()
+        var compared = 0
+        for alg in ["ed25519", "ecdsa-p256", "hmac-sha256"] {
+            let (store, keys, trust) = try signedStore(s, alg: alg)
+            let anchor = s.path("anchor-\(alg).json")
+            let original = try Data(contentsOf: URL(fileURLWithPath: store))
+            let slot = { (i: Int) in 8192 + i * 8192 }
+            let payloadLength = { (d: Data, i: Int) in Int(d[slot(i) + 60]) | Int(d[slot(i) + 61]) << 8 }
+            var cases: [(String, Data)] = [("intact", original)]
+            var flipped = original
+            flipped[slot(2) + 128 + 60] ^= 0x01
+            cases.append(("payload bit", flipped))
+            var zeroed = original
+            zeroed.replaceSubrange(slot(3)..<slot(4), with: Data(count: 8192))
+            cases.append(("deleted segment", zeroed))
+            var swapped = original
+            swapped.replaceSubrange(slot(1)..<slot(2), with: original[slot(2)..<slot(3)])
+            swapped.replaceSubrange(slot(2)..<slot(3), with: original[slot(1)..<slot(2)])
+            cases.append(("swapped segments", swapped))
+            var sealFlip = original
+            sealFlip[slot(4) + 128 + payloadLength(original, 4) + 40 + 200] ^= 0x80
+            cases.append(("signature bit (marker CRC not fixed)", sealFlip))
+            var tail = original
+            tail.replaceSubrange(slot(4)..<slot(6), with: Data(count: 2 * 8192))
+            cases.append(("truncated tail", tail))
+
+            for (name, bytes) in cases {
+                let image = s.path("case.img")
+                try bytes.write(to: URL(fileURLWithPath: image))
+                for extra in [[String](), ["--anchor", anchor]] {
+                    let args = ["--device", image, "--trust", trust, "--json"] + extra
+                    let ours = try edgelog(["verify"] + args)
+                    let theirs = try runProcess("/usr/bin/env", ["python3", Self.pythonVerifier] + args)
+                    let a = verdicts(ours.out), b = verdicts(theirs.out)
+                    #expect(a.segments == b.segments, "\(alg) \(name) \(extra): edgelog \(a.segments) python \(b.segments)")
+                    #expect(a.verdict == b.verdict && a.reasons == b.reasons, "\(alg) \(name) \(extra): \(a) vs \(b)")
+                    #expect(ours.code == theirs.code, "\(alg) \(name): exit \(ours.code) vs \(theirs.code)")
+                    if name == "intact" { #expect(a.verdict == "PASS" && ours.code == 0, "\(ours.out)") } else { #expect(a.verdict == "FAIL") }
+                    compared += 1
+                }
+            }
+            _ = keys
+        }
+        print("verifier comparisons: \(compared) verdicts, edgelog verify and scripts/edgelog_verify.py")
+    }
+}
+
+func hexBytes(_ text: String) -> [UInt8]? {
+    let chars = Array(text.utf8)
+    guard chars.count % 2 == 0 else { return nil }
+    var out: [UInt8] = []
+    var i = 0
+    while i < chars.count {
+        guard let byte = UInt8(String(decoding: chars[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
+        out.append(byte)
+        i += 2
+    }
+    return out
+}
+
+/// r || s (32 bytes each) as DER SEQUENCE { INTEGER r, INTEGER s }, the form openssl reads.
+func derSignature(_ raw: [UInt8]) -> [UInt8] {
+    func integer(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        var v = Array(bytes.drop { $0 == 0 })
+        if v.isEmpty { v = [0] }
+        if v[0] & 0x80 != 0 { v.insert(0, at: 0) }
+        return [0x02, UInt8(v.count)] + v
+    }
+    let body = integer(raw[0..<32]) + integer(raw[32..<64])
+    return [0x30, UInt8(body.count)] + body
+}

@@ -1,0 +1,961 @@
+"""Self-test for scripts/edgelog_verify.py (FORMAT.md section 9).
+
+Run: python3 -m pytest scripts/test_edgelog_verify.py
+
+The images are written by the small signing writer below, from FORMAT.md
+(sections 2, 3, 4 and 8): it formats, opens (rollback_ctr + 1), commits
+sealed and signed segments (Ed25519, ECDSA P-256 or HMAC-SHA256), rotates
+keys and prints the signed head.  It has its own bitwise CRC and its own
+struct layouts, so a layout mistake in edgelog_decode.py does not hide
+behind the same code here.  Tests then damage the image the way an attacker
+or a power cut would and check the verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.util
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("cryptography")
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "edgelog_verify.py"
+
+_spec = importlib.util.spec_from_file_location("edgelog_verify", SCRIPT)
+ver = importlib.util.module_from_spec(_spec)
+sys.modules["edgelog_verify"] = ver  # dataclasses look the module up by name
+_spec.loader.exec_module(ver)
+
+UUID = bytes(range(16))
+DEVICE = bytes.fromhex("6d616368696e652d69642d3030303031")
+OTHER_DEVICE = bytes(16)
+FW = hashlib.sha256(b"edgelog 1.0 executable").digest()
+FW_OTHER = hashlib.sha256(b"edgelog 0.9 executable").digest()
+SEG = 4096
+SIG_LEN = {0: 0, 1: 64, 2: 64, 3: 32}
+ALG_NAME = {0: "unsigned", 1: "ed25519", 2: "ecdsa-p256", 3: "hmac-sha256"}
+KEEP = object()  # "use the writer's current signer"
+
+
+# ---------------------------------------------------------------------------
+# Signing writer
+# ---------------------------------------------------------------------------
+
+def crc(data: bytes) -> int:
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+
+
+def record(seq, mono, payload, source=b"temp", rtype=1):
+    length = 44 + len(source) + len(payload) + 8
+    body = struct.pack("<IHHQQqqHH", length, rtype, 0, seq, mono, 1_700_000_000_000_000_000,
+                       5_000, len(source), 0) + source + payload
+    return body + struct.pack("<I", crc(body)) + b"RECE"
+
+
+class Signer:
+    """A signing key of section 3.5 and its trust file (section 9)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        if kind == "ed25519":
+            self.alg, self.priv = 1, ed25519.Ed25519PrivateKey.generate()
+        elif kind == "ecdsa":
+            self.alg, self.priv = 2, ec.generate_private_key(ec.SECP256R1())
+        else:
+            self.alg, self.secret = 3, os.urandom(32)
+        if self.alg == 3:
+            self.spki = b""
+            self.key_id = hashlib.sha256(b"EDGELOG-HMAC-KEY-ID" + self.secret).digest()[:16]
+        else:
+            self.spki = self.priv.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            self.key_id = hashlib.sha256(self.spki).digest()[:16]
+
+    def sign(self, message: bytes) -> bytes:
+        if self.alg == 1:
+            return self.priv.sign(message)
+        if self.alg == 2:
+            r, s = utils.decode_dss_signature(self.priv.sign(message, ec.ECDSA(hashes.SHA256())))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return hmac.new(self.secret, message, hashlib.sha256).digest()
+
+    def pem(self) -> bytes:
+        return self.priv.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def trust_file(self, directory: Path) -> Path:
+        path = directory / f"trust-{self.key_id.hex()}"
+        path.write_bytes(self.secret.hex().encode() + b"\n" if self.alg == 3 else self.pem())
+        return path
+
+
+class Writer:
+    """Formats a store and commits to it as FORMAT.md describes a writer."""
+
+    def __init__(self, signer: Signer | None = None, *, slots=6, uuid=UUID, device=DEVICE,
+                 fw=FW):
+        self.slots, self.uuid, self.device, self.fw = slots, uuid, device, fw
+        self.buf = bytearray(8192 + slots * SEG)
+        self.signer, self.epoch = signer, (1 if signer else 0)
+        self.generation = -1
+        self.head_id = self.head_slot = self.tail_slot = 0
+        self.tail_id = 1
+        self.head_crc, self.hash_head = 0, bytes(32)
+        self.head_key = (bytes(16), 0, 0)   # key_id, key_epoch, sig_alg of the head's seal
+        self.rollback = 0
+        self.mono = 0
+        self.seq: dict[str, int] = {}
+        self.clean = 1
+        self.slot_of: dict[int, int] = {}
+        self.write_meta()  # format: generation 0 in slot A
+
+    # -- metadata (section 2) --
+    def write_meta(self):
+        self.generation += 1
+        buf = bytearray(4096)
+        struct.pack_into("<8sHHII4x16sQQIIQI4xQQIIQIIIIIIQQQQQIIq", buf, 0,
+                         b"EDGELOGM", 2, 4096, 0, 0, self.uuid, self.generation, len(self.buf),
+                         512, SEG, 8192, self.slots, self.head_id, self.head_id,
+                         self.head_slot, self.tail_slot, self.tail_id, 0, self.clean, 0, 0, 0,
+                         0, self.mono, 1, 0, 0, 0, 0, 0, 0)
+        struct.pack_into("<32sI", buf, 192, self.hash_head, self.head_crc)
+        key_id, key_epoch, sig_alg = self.head_key
+        struct.pack_into("<16sQ32s16sIBB", buf, 2816, self.device, self.rollback, self.fw,
+                         key_id, key_epoch, sig_alg, 1 if sig_alg else 0)
+        struct.pack_into("<I", buf, 4092, crc(bytes(buf[:4092])))
+        base = 0 if self.generation % 2 == 0 else 4096  # even to A, odd to B
+        self.buf[base:base + 4096] = buf
+
+    def open(self):
+        # +1 in the same metadata write that marks the store open (section 8).
+        self.rollback += 1
+        self.clean = 0
+        self.write_meta()
+        return self
+
+    def close(self):
+        self.clean = 1
+        self.write_meta()
+        return self
+
+    # -- segments (section 3) --
+    def commit(self, payloads=(b"{}",), *, records=None, land_meta=True, signer=KEEP,
+               epoch=None, rollback=None, fw=None, prev_hash=None):
+        """records: (source, payload, type) triples; default one data record
+        per payload.  land_meta=False: the commit's metadata write is lost."""
+        recs = records if records is not None else [("temp", p, 1) for p in payloads]
+        seg_id = self.head_id + 1
+        if self.head_id == 0 or self.tail_id > self.head_id:
+            slot = self.tail_slot
+        else:
+            slot = (self.head_slot + 1) % self.slots
+            if slot == self.tail_slot:  # ring full: this commit overwrites the tail
+                self.tail_slot, self.tail_id = (slot + 1) % self.slots, self.tail_id + 1
+        encoded, monos = [], []
+        for source, payload, rtype in recs:
+            self.mono += 1
+            self.seq[source] = self.seq.get(source, 0) + 1
+            encoded.append(record(self.seq[source], self.mono, payload, source.encode(), rtype))
+            monos.append(self.mono)
+        body = b"".join(encoded)
+        first, last = (monos[0], monos[-1]) if monos else (0, 0)
+        prev = self.hash_head if prev_hash is None else prev_hash
+        head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 2, 128, 0, self.uuid,
+                           seg_id, seg_id, slot, 0, len(recs), len(body), first, last, prev,
+                           0, 0, self.head_crc)
+        head += struct.pack("<I", crc(head))
+        seg_hash = hashlib.sha256(head + body).digest()
+        signer = self.signer if signer is KEEP else signer
+        alg = signer.alg if signer else 0
+        epoch = (self.epoch if signer else 0) if epoch is None else epoch
+        key_id = signer.key_id if signer else bytes(16)
+        statement = struct.pack("<8s16sQQQQII16sQ32s32s32sBBH4x", b"EDGESIG1", self.device,
+                                seg_id, seg_id, first, last, len(recs), epoch, key_id,
+                                self.rollback if rollback is None else rollback,
+                                self.fw if fw is None else fw, prev, seg_hash, alg,
+                                1 if signer else 0, SIG_LEN[alg])
+        assert len(statement) == 192
+        signature = signer.sign(statement) if signer else b""
+        seal = statement + signature + bytes(272 - 192 - len(signature))
+        marker = struct.pack("<8sQQIIII", b"EDGELOGC", seg_id, seg_id, len(recs), len(body),
+                             crc(head + body), 192 + len(signature)) + seal + bytes(4)
+        marker += struct.pack("<I", crc(marker))
+        data = head + body + marker
+        data += bytes(-len(data) % 512)
+        assert len(data) <= SEG
+        off = 8192 + slot * SEG
+        self.buf[off:off + len(data)] = data
+        self.head_id, self.head_slot = seg_id, slot
+        self.head_crc, self.hash_head = crc(head + body), seg_hash
+        self.head_key = (key_id, epoch, alg)
+        self.slot_of[seg_id] = slot
+        if land_meta:
+            self.write_meta()
+        return seg_id
+
+    def rotate(self, new: Signer, *, endorse_with: Signer | None = None, segment_signer=KEEP):
+        """Commit a key_rotation record (section 4) signed by the current key;
+        later segments are signed by `new`.  endorse_with / segment_signer:
+        sign the endorsement / the rotation's segment with another key."""
+        old, new_epoch = self.signer, self.epoch + 1
+        endorsement = struct.pack(
+            "<8s16s16sIIB7x16s32s", b"EDGEROT1", self.device, old.key_id, self.epoch,
+            new_epoch, new.alg, new.key_id,
+            hashlib.sha256(new.spki).digest() if new.spki else bytes(32))
+        assert len(endorsement) == 104
+        sig = (endorse_with or old).sign(endorsement)
+        payload = ('{"old_key_id":"%s","old_epoch":%d,"new_key_id":"%s","new_epoch":%d,'
+                   '"new_alg":"%s","new_public_key":"%s","endorsement":"%s"}'
+                   % (old.key_id.hex(), self.epoch, new.key_id.hex(), new_epoch,
+                      ALG_NAME[new.alg], new.spki.hex(), sig.hex())).encode()
+        seg_id = self.commit(records=[("edgelog", payload, 8)], signer=segment_signer)
+        self.signer, self.epoch = new, new_epoch
+        return seg_id
+
+    # -- reading back what was written --
+    def seg_range(self, seg_id):
+        """(slot offset, payload_len, marker offset) of a committed segment."""
+        off = 8192 + self.slot_of[seg_id] * SEG
+        payload_len = struct.unpack_from("<I", self.buf, off + 60)[0]
+        return off, payload_len, off + 128 + payload_len
+
+    def head_json(self) -> bytes:
+        """The signed head of section 8, copied from the head's commit marker."""
+        _, _, mbase = self.seg_range(self.head_id)
+        st = bytes(self.buf[mbase + 40:mbase + 232])
+        sig_len = struct.unpack_from("<H", st, 186)[0]
+        sig = bytes(self.buf[mbase + 232:mbase + 232 + sig_len])
+        seg_id, commit_id = struct.unpack_from("<QQ", st, 24)
+        key_epoch, = struct.unpack_from("<I", st, 60)
+        rollback, = struct.unpack_from("<Q", st, 80)
+        return ('{"format":"edgelog-head","version":1,"device_id":"%s","segment_id":%d,'
+                '"commit_id":%d,"hash_head":"%s","rollback_ctr":%d,"key_epoch":%d,'
+                '"key_id":"%s","sig_alg":"%s","statement":"%s","signature":"%s"}\n'
+                % (st[8:24].hex(), seg_id, commit_id, st[152:184].hex(), rollback, key_epoch,
+                   st[64:80].hex(), ALG_NAME[st[184]], st.hex(), sig.hex())).encode()
+
+    def image(self) -> bytes:
+        return bytes(self.buf)
+
+
+# -- damage, the way an attacker would do it --
+
+def refit_marker_crc(buf, mbase):
+    struct.pack_into("<I", buf, mbase + 316, crc(bytes(buf[mbase:mbase + 316])))
+
+
+def change_payload(w: Writer, seg_id, *, fix_record=False, fix_body=False, fix_seal=False):
+    """Change one byte of the first record's payload ('{}' -> '[}'), then
+    refit as many of the checks over it as asked."""
+    off, payload_len, mbase = w.seg_range(seg_id)
+    rec = off + 128
+    record_len, = struct.unpack_from("<I", w.buf, rec)
+    source_len, = struct.unpack_from("<H", w.buf, rec + 40)
+    w.buf[rec + 44 + source_len] ^= ord("{") ^ ord("[")
+    if fix_record:
+        struct.pack_into("<I", w.buf, rec + record_len - 8,
+                         crc(bytes(w.buf[rec:rec + record_len - 8])))
+    covered = bytes(w.buf[off:off + 128 + payload_len])
+    if fix_body:
+        struct.pack_into("<I", w.buf, mbase + 32, crc(covered))
+    if fix_seal:
+        w.buf[mbase + 40 + 152:mbase + 40 + 184] = hashlib.sha256(covered).digest()
+    if fix_body or fix_seal:
+        refit_marker_crc(w.buf, mbase)
+    return rec
+
+
+def change_meta(w: Writer, base, offset, value: bytes):
+    w.buf[base + offset:base + offset + len(value)] = value
+    struct.pack_into("<I", w.buf, base + 4092, crc(bytes(w.buf[base:base + 4092])))
+
+
+def chosen_base(w: Writer):
+    """Offset of the metadata slot the writer wrote last (the chosen one)."""
+    return 0 if w.generation % 2 == 0 else 4096
+
+
+# ---------------------------------------------------------------------------
+# Running the verifier
+# ---------------------------------------------------------------------------
+
+class Result:
+    def __init__(self, code, text):
+        self.code, self.text = code, text
+        self.lines = [json.loads(line) for line in text.splitlines()]
+        self.summary = self.lines[-1]
+        assert self.summary["kind"] == "summary"
+
+    @property
+    def reasons(self):
+        """Reason of each segment line, in order (None for PASS)."""
+        return [x["reason"] for x in self.lines if x["kind"] == "segment"]
+
+    @property
+    def segments(self):
+        return [x for x in self.lines if x["kind"] == "segment"]
+
+    @property
+    def findings(self):
+        return [(x["reason"], x["offset"]) for x in self.lines if x["kind"] == "finding"]
+
+    @property
+    def notes(self):
+        return [(x["note"], x["segment_id"]) for x in self.lines if x["kind"] == "note"]
+
+
+def verify(tmp_path, image, *trusted, args=(), json_out=True):
+    path = tmp_path / "store.img"
+    path.write_bytes(image.image() if isinstance(image, Writer) else image)
+    argv = ["--device", str(path)]
+    for key in trusted:
+        argv += ["--trust", str(key if isinstance(key, (str, Path)) else key.trust_file(tmp_path))]
+    argv += [*args] + (["--json"] if json_out else [])
+    out, err = io.StringIO(), io.StringIO()
+    code = ver.main(argv, out=out, err=err)
+    if not json_out:
+        return code, out.getvalue()
+    return Result(code, out.getvalue())
+
+
+def signed_store(kind="ed25519", n=3, **kw):
+    key = Signer(kind)
+    w = Writer(key, **kw).open()
+    for i in range(n):
+        w.commit([b'{"t":%d}' % i])
+    return w.close(), key
+
+
+# ---------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, alg", [("ed25519", "ed25519"), ("ecdsa", "ecdsa-p256"),
+                                       ("hmac", "hmac-sha256")])
+def test_intact_store_passes(tmp_path, kind, alg):
+    w, key = signed_store(kind)
+    r = verify(tmp_path, w, key)
+    assert r.code == 0
+    assert r.reasons == [None, None, None]
+    assert [s["sig_verify"] for s in r.segments] == ["PASS"] * 3
+    assert r.summary == {"kind": "summary", "verdict": "PASS", "segments": 3, "passed": 3,
+                         "failed": 0, "signed": True, "sig_alg": alg, "reasons": []}
+    # Exact form of the lines: keys in the order of section 9, no spaces.
+    assert r.text.splitlines()[0] == (
+        '{"kind":"segment","segment_id":1,"slot":0,"offset":8192,"sig_verify":"PASS",'
+        '"reason":null,"key_epoch":1}')
+    assert r.text.splitlines()[-1] == (
+        '{"kind":"summary","verdict":"PASS","segments":3,"passed":3,"failed":0,'
+        '"signed":true,"sig_alg":"%s","reasons":[]}' % alg)
+
+
+def test_readable_output(tmp_path):
+    w, key = signed_store("hmac")
+    code, text = verify(tmp_path, w, key, json_out=False)
+    assert code == 0
+    assert "verdict PASS: 3 segments, 3 passed, 0 failed; signed with hmac-sha256" in text
+    assert "integrity only to holders of the secret, not origin" in text
+    change_payload(w, 2)
+    code, text = verify(tmp_path, w, key, json_out=False)
+    assert code == 1 and "crc_mismatch" in text and "verdict FAIL" in text
+
+
+def test_payload_byte_changed_is_crc_mismatch(tmp_path):
+    w, key = signed_store()
+    rec = change_payload(w, 2)
+    r = verify(tmp_path, w, key)
+    assert r.code == 1
+    assert r.reasons == [None, "crc_mismatch", None]
+    # The first failing byte range is the record (before body_crc in the marker).
+    assert r.segments[1]["offset"] == rec
+    assert r.summary["reasons"] == ["crc_mismatch"]
+
+
+def test_payload_changed_with_crcs_refitted_is_hash_mismatch(tmp_path):
+    w, key = signed_store()
+    change_payload(w, 2, fix_record=True, fix_body=True)
+    r = verify(tmp_path, w, key)
+    # Segment 3 is checked against the hash segment 2's seal claims, which is
+    # the one it was chained to: it passes.
+    assert r.reasons == [None, "hash_mismatch", None]
+    assert r.code == 1
+
+
+def test_seal_hash_recomputed_is_bad_signature(tmp_path):
+    w, key = signed_store()
+    change_payload(w, 2, fix_record=True, fix_body=True, fix_seal=True)
+    r = verify(tmp_path, w, key)
+    # Segment 2 now passes its hash check, so its computed hash is what
+    # segment 3's prev_hash is compared with: the chain shows the change too.
+    assert r.reasons == [None, "bad_signature", "chain_break"]
+    assert r.segments[1]["sig_verify"] == "FAIL"
+
+
+def test_seal_hash_recomputed_on_head_is_bad_signature_only(tmp_path):
+    w, key = signed_store()
+    change_payload(w, 3, fix_record=True, fix_body=True, fix_seal=True)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None, None, "bad_signature"]
+    assert r.findings == []  # hash_head is only compared when the head passed
+
+
+def test_zeroed_middle_segment_is_gap(tmp_path):
+    w, key = signed_store()
+    off, _, _ = w.seg_range(2)
+    w.buf[off:off + SEG] = bytes(SEG)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None, "gap", None]
+    assert r.segments[1] == {"kind": "segment", "segment_id": 2, "slot": 1, "offset": off,
+                             "sig_verify": "FAIL", "reason": "gap", "key_epoch": 0}
+
+
+def test_swapped_segments_are_reordered(tmp_path):
+    w, key = signed_store(n=4)
+    a, _, _ = w.seg_range(2)
+    b, _, _ = w.seg_range(3)
+    w.buf[a:a + SEG], w.buf[b:b + SEG] = w.buf[b:b + SEG], w.buf[a:a + SEG]
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None, "reordered", "reordered", None]
+    assert [s["segment_id"] for s in r.segments] == [1, 3, 2, 4]
+
+
+def test_segment_signed_by_unknown_key(tmp_path):
+    key, stranger = Signer("ed25519"), Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit(signer=stranger)
+    w.commit()
+    r = verify(tmp_path, w.close(), key)
+    assert r.reasons == [None, "unknown_key", None]
+    # Trusting both keys: all pass.
+    assert verify(tmp_path, w, key, stranger).code == 0
+
+
+def test_wrong_epoch_is_unknown_key(tmp_path):
+    key = Signer("ecdsa")
+    w = Writer(key).open()
+    w.commit()
+    w.commit(epoch=2)
+    assert verify(tmp_path, w.close(), key).reasons == [None, "unknown_key"]
+
+
+def test_fw_not_allowed(tmp_path):
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit(fw=FW_OTHER)
+    w.close()
+    assert verify(tmp_path, w, key).code == 0  # no --allow-fw: not checked
+    r = verify(tmp_path, w, key, args=["--allow-fw", FW.hex()])
+    assert r.reasons == [None, "fw_not_allowed"]
+    assert r.segments[1]["sig_verify"] == "PASS"
+    assert verify(tmp_path, w, key, args=["--allow-fw", FW.hex(), FW_OTHER.hex()]).code == 0
+    assert verify(tmp_path, w, key, args=["--allow-fw", FW.hex(), "--allow-fw",
+                                          FW_OTHER.hex().upper()]).code == 0
+
+
+def test_unsigned_store(tmp_path):
+    w = Writer(None).open()
+    w.commit()
+    w.commit()
+    w.close()
+    key = Signer("ed25519")
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.reasons == ["unsigned", "unsigned"]
+    assert r.summary["reasons"] == ["unsigned"] and r.summary["signed"] is False
+    r = verify(tmp_path, w, key, args=["--allow-unsigned"])
+    assert r.code == 0
+    assert r.reasons == ["unsigned", "unsigned"]  # said, but not a failure
+    assert (r.summary["verdict"], r.summary["passed"], r.summary["signed"],
+            r.summary["sig_alg"], r.summary["reasons"]) == ("PASS", 2, False, "unsigned", [])
+
+
+def test_key_rotation_followed(tmp_path):
+    old, new = Signer("ed25519"), Signer("ecdsa")
+    w = Writer(old).open()
+    w.commit()
+    w.rotate(new)
+    w.commit()
+    w.commit()
+    r = verify(tmp_path, w.close(), old)  # only the first key is given
+    assert r.code == 0 and r.reasons == [None] * 4
+    assert [s["key_epoch"] for s in r.segments] == [1, 1, 2, 2]
+    assert r.summary["sig_alg"] == "ecdsa-p256"
+
+
+def test_forged_endorsement_is_bad_signature(tmp_path):
+    old, new, forger = Signer("ed25519"), Signer("ed25519"), Signer("ed25519")
+    w = Writer(old).open()
+    w.commit()
+    w.rotate(new, endorse_with=forger)
+    w.commit()
+    r = verify(tmp_path, w.close(), old)
+    # The rotation's segment fails; its key is never trusted.
+    assert r.reasons == [None, "bad_signature", "unknown_key"]
+
+
+def test_old_key_is_retired_after_rotation(tmp_path):
+    old, new = Signer("ecdsa"), Signer("ed25519")
+    w = Writer(old).open()
+    w.rotate(new)
+    w.commit(signer=old, epoch=1)  # "every later segment is signed by the new one"
+    assert verify(tmp_path, w.close(), old).reasons == [None, "unknown_key"]
+
+
+def test_rotation_to_hmac_needs_the_secret(tmp_path):
+    old, new = Signer("ed25519"), Signer("hmac")
+    w = Writer(old).open()
+    w.rotate(new)
+    w.commit()
+    w.close()
+    assert verify(tmp_path, w, old, new).reasons == [None, None]
+    r = verify(tmp_path, w, old)
+    assert r.reasons == [None, "unknown_key"]
+
+
+def test_rotation_in_segment_signed_by_another_trusted_key(tmp_path):
+    # The record names `old` as the old key, but the segment is signed by
+    # `other`: the endorsement is not by the key that signed the segment.
+    old, other, new = Signer("ed25519"), Signer("ed25519"), Signer("ed25519")
+    w = Writer(old).open()
+    w.rotate(new, segment_signer=other)
+    r = verify(tmp_path, w.close(), old, other)
+    assert r.reasons == ["bad_signature"]
+
+
+def test_decreasing_rollback_ctr_is_rollback(tmp_path):
+    key = Signer("ed25519")
+    w = Writer(key).open().open().open()  # rollback_ctr 3
+    w.commit()
+    w.commit(rollback=2)
+    w.commit()
+    r = verify(tmp_path, w.close(), key)
+    # Segment 3 (ctr 3) is compared with segment 2's verified ctr 2: fine.
+    assert r.reasons == [None, "rollback", None]
+
+
+def test_hash_head_wrong_in_metadata(tmp_path):
+    w, key = signed_store()
+    base = chosen_base(w)
+    change_meta(w, base, 192, b"\x42" * 32)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None, None, None]
+    assert r.findings == [("hash_mismatch", base + 192)]
+    assert r.code == 1
+
+
+def test_fake_segment_header_in_payload_passes(tmp_path):
+    # A payload carrying a whole signed segment (header, record, marker) of
+    # this store, placed on a sector boundary: never read as structure.
+    key = Signer("ed25519")
+    donor = Writer(key).open()
+    donor.commit([b'{"fake":1}'])
+    donor.commit([b'{"fake":2}'])
+    off, _, _ = donor.seg_range(2)
+    fake = donor.buf[off:off + 1024].hex().encode()
+    w = Writer(key).open()
+    pad = 512 - 128 - 44 - len(b"temp") - len(b'{"x":"')
+    payload = b'{"x":"' + b"." * pad + fake[:400] + b'"}'
+    w.commit([payload])
+    w.commit()
+    w.close()
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.reasons == [None, None]
+    # And raw bytes, with EDGELOGS at the sector boundary.
+    w = Writer(key).open()
+    raw = bytes(donor.buf[off:off + 1024]).replace(b'"', b"'")
+    w.commit([b'{"x":"' + b"." * pad + raw + b'"}'])
+    assert w.buf[8192 + 512:8192 + 520] == b"EDGELOGS"
+    assert verify(tmp_path, w.close(), key).code == 0
+
+
+def test_chain_break(tmp_path):
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit(prev_hash=b"\x11" * 32)  # signed, well formed, but not chained
+    w.commit()
+    # Segment 3 chains onto segment 2 as written (2 passed its hash check,
+    # so its computed hash is the one compared): only 2 fails.
+    assert verify(tmp_path, w.close(), key).reasons == [None, "chain_break", None]
+
+
+def test_first_segment_needs_zero_prev_hash(tmp_path):
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit(prev_hash=b"\x11" * 32)
+    assert verify(tmp_path, w.close(), key).reasons == ["chain_break"]
+
+
+def test_foreign_segment(tmp_path):
+    key = Signer("ed25519")
+    w, _ = signed_store(n=3)
+    w2 = Writer(key, uuid=bytes(16)).open()
+    for _ in range(3):
+        w2.commit()
+    off, _, _ = w.seg_range(2)
+    w.buf[off:off + SEG] = w2.buf[off:off + SEG]
+    assert verify(tmp_path, w, key).reasons[1] == "foreign_segment"
+    # Same store_uuid, other device_id in the statement.
+    w3 = Writer(key, device=OTHER_DEVICE).open()
+    for _ in range(3):
+        w3.commit()
+    w, _ = signed_store(n=3)
+    w.buf[off:off + SEG] = w3.buf[off:off + SEG]
+    assert verify(tmp_path, w, key).reasons[1] == "foreign_segment"
+
+
+def test_seal_mismatch(tmp_path):
+    w, key = signed_store()
+    _, _, mbase = w.seg_range(2)
+    struct.pack_into("<I", w.buf, mbase + 40 + 56, 7)  # statement record_count
+    refit_marker_crc(w.buf, mbase)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None, "seal_mismatch", None]
+
+
+def test_sig_len_not_the_algorithms_is_seal_mismatch(tmp_path):
+    w, key = signed_store("hmac")
+    _, _, mbase = w.seg_range(2)
+    w.buf[mbase + 40 + 184] = 1  # says Ed25519 with a 32-byte signature
+    refit_marker_crc(w.buf, mbase)
+    assert verify(tmp_path, w, key).reasons == [None, "seal_mismatch", None]
+
+
+def test_neither_head_valid_is_truncated_tail(tmp_path):
+    w, key = signed_store()
+    for seg_id in (2, 3):
+        off, _, _ = w.seg_range(seg_id)
+        w.buf[off:off + SEG] = bytes(SEG)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None, "gap", "gap"]
+    assert [f[0] for f in r.findings] == ["truncated_tail"]
+
+
+def test_invalid_metadata_slot(tmp_path):
+    w, key = signed_store()  # closed: clean_flag 1
+    other = 4096 - chosen_base(w)
+    w.buf[other + 100] ^= 1
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.findings == [("crc_mismatch", other)]
+    # Before recovery (clean_flag 0) it may be a torn metadata write: noted,
+    # not a failure.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    other = 4096 - chosen_base(w)
+    w.buf[other + 100] ^= 1
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.findings == [("crc_mismatch", other)]
+    assert r.summary["reasons"] == []
+
+
+def test_not_a_store(tmp_path):
+    r = verify(tmp_path, bytes(8192 + 4 * SEG), Signer("ed25519"))
+    assert r.code == 1
+    assert r.summary["reasons"] == ["crc_mismatch", "not_a_store"]
+    assert ("not_a_store", 0) in r.findings
+    # A version 1 store is not a store this version reads.
+    w, key = signed_store()
+    for base in (0, 4096):
+        change_meta(w, base, 8, struct.pack("<H", 1))
+    assert "not_a_store" in verify(tmp_path, w, key).summary["reasons"]
+
+
+def test_adopted_segment_and_torn_tail_note(tmp_path):
+    # Image taken before recovery: segment 3's metadata write was lost (it
+    # is adopted and verified), segment 4 was torn by the cut.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    w.commit(land_meta=False)
+    w.commit(land_meta=False)
+    off, _, mbase = w.seg_range(4)
+    w.buf[mbase:mbase + 320] = bytes(320)  # the end of the write never landed
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.reasons == [None, None, None]
+    assert r.notes == [("torn_tail_power_cut", 4)]
+
+
+def test_evidence_records_are_notes(tmp_path):
+    key = Signer("ecdsa")
+    w = Writer(key).open()
+    w.commit()
+    w.commit(records=[
+        ("edgelog", b'{"reason":"torn_segment","segment_id":3,"slot":2,"records_salvaged":0,'
+                    b'"bytes_quarantined":512}', 3),
+        ("edgelog", b'{"unclean_shutdown":true,"metadata_slot":"A","generation":4,'
+                    b'"rejected_slots":[],"segments_adopted":0,"torn_segment_id":3,'
+                    b'"records_salvaged":0,"tail_advanced":false}', 5),
+        ("edgelog", b'{"reason":"ring_overwrite","lost_segment_id":1,"lost_records":1,'
+                    b'"first_mono":1,"last_mono":1}', 2)])
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0
+    assert r.notes == [("power_cut_explained", 2), ("power_cut_explained", 2),
+                       ("ring_overwrite", 1)]
+
+
+def test_wrapped_ring_passes(tmp_path):
+    # 9 commits in a 6-slot ring: segments 1..3 were overwritten; the tail
+    # segment's predecessor is not retained, so it has no chain check.
+    w, key = signed_store(n=9)
+    r = verify(tmp_path, w, key)
+    assert r.code == 0
+    assert [s["segment_id"] for s in r.segments] == [4, 5, 6, 7, 8, 9]
+
+
+# -- the anchor (sections 8 and 9 step 5) --
+
+def anchor_args(tmp_path, data: bytes):
+    path = tmp_path / "anchor.json"
+    path.write_bytes(data)
+    return ["--anchor", str(path)]
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa", "hmac"])
+def test_anchor_of_the_same_store_passes(tmp_path, kind):
+    w, key = signed_store(kind)
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, w.head_json()))
+    assert r.code == 0 and r.findings == []
+
+
+def test_anchor_older_than_image_passes(tmp_path):
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    anchor = w.head_json()
+    w.commit()
+    w.close().open()
+    w.commit()
+    assert verify(tmp_path, w, key, args=anchor_args(tmp_path, anchor)).code == 0
+
+
+def test_anchor_rollback(tmp_path):
+    # The image is a copy from session 1; the anchor was taken in session 2.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    old_image, old_base = w.close().image(), chosen_base(w)
+    w.open()
+    w.commit()
+    r = verify(tmp_path, old_image, key, args=anchor_args(tmp_path, w.head_json()))
+    assert r.code == 1 and r.reasons == [None, None]
+    assert r.findings == [("rollback", old_base + 2832)]
+
+
+def test_anchor_truncated_tail(tmp_path):
+    # Same session, the newest segment cut off (metadata rewritten to the
+    # earlier head): only the anchor shows that more existed.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    earlier = w.image()
+    w.commit()
+    r = verify(tmp_path, earlier, key, args=anchor_args(tmp_path, w.head_json()))
+    assert r.code == 1 and [f[0] for f in r.findings] == ["truncated_tail"]
+
+
+def test_anchor_fork(tmp_path):
+    # Two histories of the same device and key that differ at segment 3.
+    key = Signer("ed25519")
+    histories = []
+    for last in (b'{"t":"a"}', b'{"t":"b"}'):
+        w = Writer(key).open()
+        w.commit()
+        w.commit()
+        w.commit([last])
+        histories.append(w)
+    r = verify(tmp_path, histories[1], key,
+               args=anchor_args(tmp_path, histories[0].head_json()))
+    assert r.code == 1
+    assert r.findings == [("fork", 8192 + 2 * SEG)]
+
+
+@pytest.mark.parametrize("edit", [
+    lambda a: b"not json",
+    lambda a: a.replace(b'"segment_id":3,', b""),                       # key missing
+    lambda a: a.replace(b'"statement":"', b'"statement":"00'),          # 193 bytes
+    lambda a: a.replace(b'"statement":"4544', b'"statement":"4545'),    # magic EEGESIG1
+    lambda a: a.replace(b'"segment_id":3,', b'"segment_id":4,'),        # repeat edited
+    lambda a: a.replace(b'"rollback_ctr":1,', b'"rollback_ctr":"1",'),
+    lambda a: a.replace(b'"signature":"', b'"signature":"00'),          # 65 bytes
+    lambda a: b"[" + a.strip() + b"]",
+])
+def test_anchor_malformed(tmp_path, edit):
+    w, key = signed_store()
+    anchor = w.head_json()
+    assert b'"segment_id":3,' in anchor and b'"rollback_ctr":1,' in anchor
+    assert edit(anchor) != anchor
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, edit(anchor)))
+    assert r.code == 1 and [f[0] for f in r.findings] == ["anchor_malformed"]
+
+
+def test_anchor_bad_signature(tmp_path):
+    w, key = signed_store()
+    head = json.loads(w.head_json())
+    sig = bytearray(bytes.fromhex(head["signature"]))
+    sig[0] ^= 1
+    forged = w.head_json().replace(head["signature"].encode(), sig.hex().encode())
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, forged))
+    assert [f[0] for f in r.findings] == ["anchor_bad_signature"]
+    # A good anchor signed by a key the verifier does not trust.
+    other_w, _ = signed_store()
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, other_w.head_json()))
+    assert [f[0] for f in r.findings] == ["anchor_bad_signature"]
+
+
+def test_anchor_of_another_device(tmp_path):
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    other = Writer(key, device=OTHER_DEVICE).open()
+    other.commit()
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, other.head_json()))
+    assert [f[0] for f in r.findings] == ["foreign_segment"]
+
+
+def test_unsigned_anchor_needs_allow_unsigned(tmp_path):
+    w = Writer(None).open()
+    w.commit()
+    w.commit()
+    args = anchor_args(tmp_path, w.head_json())
+    assert b'"sig_alg":"unsigned"' in w.head_json() and b'"signature":""' in w.head_json()
+    r = verify(tmp_path, w, Signer("ed25519"), args=args)
+    assert r.summary["reasons"] == ["anchor_bad_signature", "unsigned"]
+    r = verify(tmp_path, w, Signer("ed25519"), args=[*args, "--allow-unsigned"])
+    assert r.code == 0 and r.findings == []
+
+
+def test_rotation_record_with_garbage_public_key(tmp_path):
+    # A rotation whose new_public_key is not a key at all: bad_signature,
+    # not a crash.
+    old = Signer("ed25519")
+    w = Writer(old).open()
+    endorsement = struct.pack("<8s16s16sIIB7x16s32s", b"EDGEROT1", DEVICE, old.key_id, 1, 2,
+                              1, bytes(16), hashlib.sha256(b"\x30\x00").digest())
+    payload = ('{"old_key_id":"%s","old_epoch":1,"new_key_id":"%s","new_epoch":2,'
+               '"new_alg":"ed25519","new_public_key":"3000","endorsement":"%s"}'
+               % (old.key_id.hex(), bytes(16).hex(), old.sign(endorsement).hex())).encode()
+    w.commit(records=[("edgelog", payload, 8)])
+    assert verify(tmp_path, w.close(), old).reasons == ["bad_signature"]
+
+
+def test_anchor_signed_before_rotation_still_verifies(tmp_path):
+    old, new = Signer("ed25519"), Signer("ecdsa")
+    w = Writer(old).open()
+    w.commit()
+    anchor = w.head_json()
+    w.rotate(new)
+    w.commit()
+    r = verify(tmp_path, w, old, args=anchor_args(tmp_path, anchor))
+    assert r.code == 0 and r.findings == []
+
+
+# -- command line --
+
+def test_usage_errors_exit_2(tmp_path):
+    w, key = signed_store()
+    image = tmp_path / "store.img"
+    image.write_bytes(w.image())
+    trust = str(key.trust_file(tmp_path))
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text("0123\n")
+    for argv in (["--device", str(tmp_path / "missing.img"), "--trust", trust],
+                 ["--device", str(image), "--trust", str(bad_key)],
+                 ["--device", str(image), "--trust", str(tmp_path / "missing.pem")],
+                 ["--device", str(image), "--trust", trust, "--allow-fw", "abc"],
+                 ["--device", str(image), "--trust", trust, "--anchor",
+                  str(tmp_path / "missing.json")]):
+        assert ver.main(argv, out=io.StringIO(), err=io.StringIO()) == 2
+    with pytest.raises(SystemExit) as exc:
+        ver.main(["--device", str(image)], out=io.StringIO(), err=io.StringIO())
+    assert exc.value.code == 2
+
+
+def test_hmac_key_file_without_newline_and_p256_only(tmp_path):
+    key = Signer("hmac")
+    path = tmp_path / "secret.hex"
+    path.write_text(key.secret.hex().upper())
+    assert ver.load_trust_key(str(path)).key_id == key.key_id
+    p384 = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    path.write_bytes(p384)
+    with pytest.raises(ver.UsageError):
+        ver.load_trust_key(str(path))
+
+
+def test_cli_exit_codes(tmp_path):
+    # Through the real executable, to check the shebang, mode and exit codes.
+    w, key = signed_store()
+    image = tmp_path / "store.img"
+    image.write_bytes(w.image())
+    trust = str(key.trust_file(tmp_path))
+    proc = subprocess.run([str(SCRIPT), "--device", str(image), "--trust", trust, "--json"],
+                          capture_output=True)
+    assert proc.returncode == 0 and proc.stdout.endswith(b'"reasons":[]}\n')
+    change_payload(w, 1)
+    image.write_bytes(w.image())
+    proc = subprocess.run([str(SCRIPT), "--device", str(image), "--trust", trust],
+                          capture_output=True)
+    assert proc.returncode == 1 and b"verdict FAIL" in proc.stdout
+    proc = subprocess.run([str(SCRIPT), "--device", str(image)], capture_output=True)
+    assert proc.returncode == 2
+
+
+# -- cross-check with openssl --
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_openssl_verifies_the_ed25519_statement(tmp_path):
+    w, key = signed_store("ed25519")
+    _, _, mbase = w.seg_range(3)
+    (tmp_path / "pub.pem").write_bytes(key.pem())
+    (tmp_path / "statement.bin").write_bytes(bytes(w.buf[mbase + 40:mbase + 232]))
+    (tmp_path / "sig.bin").write_bytes(bytes(w.buf[mbase + 232:mbase + 296]))
+    cmd = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin",
+           "-in", "statement.bin", "-sigfile", "sig.bin"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    assert b"Signature Verified Successfully" in proc.stdout
+    # And a changed statement does not verify.
+    st = bytearray((tmp_path / "statement.bin").read_bytes())
+    st[100] ^= 1
+    (tmp_path / "statement.bin").write_bytes(bytes(st))
+    assert subprocess.run(cmd, cwd=tmp_path, capture_output=True).returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_openssl_verifies_the_ecdsa_statement_in_der_form(tmp_path):
+    # r || s as stored, converted to the DER form openssl wants (section 3.5).
+    w, key = signed_store("ecdsa")
+    _, _, mbase = w.seg_range(2)
+    sig = bytes(w.buf[mbase + 232:mbase + 296])
+    der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                     int.from_bytes(sig[32:], "big"))
+    (tmp_path / "pub.pem").write_bytes(key.pem())
+    (tmp_path / "statement.bin").write_bytes(bytes(w.buf[mbase + 40:mbase + 232]))
+    (tmp_path / "sig.der").write_bytes(der)
+    proc = subprocess.run(["openssl", "dgst", "-sha256", "-verify", "pub.pem", "-signature",
+                           "sig.der", "statement.bin"], cwd=tmp_path, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
