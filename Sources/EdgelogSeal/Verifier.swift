@@ -254,7 +254,10 @@ public enum Verifier {
             return result
         }
         if statement.sigAlg == SignatureAlgorithm.unsigned.rawValue {
-            if !options.allowUnsigned { fail(.unsigned, "the segment is not signed (hash chain only)", at: markerOffset) }
+            if !options.allowUnsigned {
+                fail(.unsigned, "the segment is not signed (hash chain only)", at: markerOffset)
+                return result
+            }
         } else {
             guard let entry = active.first(where: { $0.key.keyID == statement.keyID }), entry.epoch == statement.keyEpoch else {
                 fail(.unknownKey, "signed by key \(Hex.encode(statement.keyID)) epoch \(statement.keyEpoch), which no trusted key or endorsed rotation names", at: markerOffset)

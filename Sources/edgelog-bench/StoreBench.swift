@@ -3,11 +3,13 @@
 // as StoreDriver does, without its bookkeeping dictionaries.
 
 import EdgelogLinux
+import EdgelogSeal
 import EdgelogStore
 import Glibc
 
 /// Opens a freshly formatted file-backed store of `size` bytes.
-func freshStore(path: String, size: UInt64, segmentSize: Int) -> (FileBlockDevice, EvidenceStore) {
+func freshStore(path: String, size: UInt64, segmentSize: Int,
+                identity: SealIdentity = .unsigned()) -> (FileBlockDevice, EvidenceStore) {
     let device: FileBlockDevice
     do {
         try FileBlockDevice.createFile(path: path, size: size)
@@ -18,7 +20,7 @@ func freshStore(path: String, size: UInt64, segmentSize: Int) -> (FileBlockDevic
     do {
         try EvidenceStore.format(device: device, sectorSize: nil, segmentSize: segmentSize,
                                  storeUUID: SystemClock.randomBytes(16), wallNs: SystemClock.now().wallNs, force: true)
-        let (store, _) = try EvidenceStore.open(device: device, policy: .pause, clock: SystemClock.now)
+        let (store, _) = try EvidenceStore.open(device: device, policy: .pause, identity: identity, clock: SystemClock.now)
         return (device, store)
     } catch {
         die("cannot format/open \(path): \(error)")
@@ -26,7 +28,7 @@ func freshStore(path: String, size: UInt64, segmentSize: Int) -> (FileBlockDevic
 }
 
 final class StoreContender: Contender {
-    let name = "store"
+    let name: String
     let device: FileBlockDevice
     let store: EvidenceStore
     var sequencer: Sequencer
@@ -41,8 +43,9 @@ final class StoreContender: Contender {
     var direct: Bool { device.direct }
     var sectorSize: Int { store.metadata.geometry.sectorSize }
 
-    init(path: String) {
-        (device, store) = freshStore(path: path, size: Shape.throughputStoreSize, segmentSize: Shape.segmentSize)
+    init(path: String, name: String = "store", identity: SealIdentity = .unsigned()) {
+        self.name = name
+        (device, store) = freshStore(path: path, size: Shape.throughputStoreSize, segmentSize: Shape.segmentSize, identity: identity)
         sequencer = Sequencer(from: store.metadata)
         builder = SegmentBuilder(geometry: store.metadata.geometry)
     }

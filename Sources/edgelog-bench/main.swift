@@ -10,6 +10,7 @@
 // at the end. Results on stdout, progress on stderr.
 
 import EdgelogLinux
+import EdgelogSeal
 import EdgelogStore
 import Glibc
 
@@ -45,7 +46,11 @@ print("# edgelog-bench: arch=\(arch) kernel=\(kernel) cpus=\(Machine.cpus()) loa
 // filesystem mounted with `discard` issues discards that would land in a later measurement.
 
 progress("throughput: creating a \(Shape.throughputStoreSize >> 20) MiB store, an SQLite database and two raw files")
+// The store unsigned, and the store as shipped: every commit hashed (always) and signed with Ed25519.
 let storeC = StoreContender(path: dir.file("store.img"))
+let signedC = StoreContender(path: dir.file("store-signed.img"), name: "store_signed",
+                             identity: SealIdentity(deviceID: Array(repeating: 1, count: 16), fwVerHash: Array(repeating: 2, count: 32),
+                                                    signer: FileSigner(key: .ed25519(.init()), epoch: 1)))
 let batch = storeC.recordsPerSegment
 let sqlitePath = dir.file("sqlite.db")
 _ = dir.file("sqlite.db-wal")
@@ -55,9 +60,9 @@ let rawC = RawContender(path: dir.file("raw.img"), direct: storeC.direct, sector
 // Informational: raw with the store's second write (metadata slot), to attribute store_vs_raw.
 let raw2C = RawContender(path: dir.file("raw2.img"), direct: storeC.direct, sectorSize: storeC.sectorSize, metadataWrite: true)
 progress("throughput: \(options.records) records per contender, \(batch) per batch, contenders interleaved batch by batch")
-let results = Throughput.run([storeC, sqliteC, rawC, raw2C], records: options.records, batch: batch)
+let results = Throughput.run([storeC, sqliteC, rawC, raw2C, signedC], records: options.records, batch: batch)
 if storeC.direct != direct { progress("note: the store's device ended with o_direct=\(storeC.direct)") }
-let (store, sqlite, raw, raw2) = (results[0], results[1], results[2], results[3])
+let (store, sqlite, raw, raw2, signed) = (results[0], results[1], results[2], results[3], results[4])
 
 func throughputLine(_ r: ThroughputResult) -> String {
     "\(r.name): records_per_s=\(fixed(r.recordsPerSecond, 0)) elapsed_s=\(fixed(Double(r.elapsedNs) / 1e9, 3)) "
@@ -87,6 +92,21 @@ print("store_vs_raw_2write=\(fixed(store.recordsPerSecond / raw2.recordsPerSecon
 
 let fill = FillBench.run(records: 2_000_000)
 print("store_fill_ns_per_record=\(fixed(fill.nsPerRecord, 0)) clock_pair_ns=\(fixed(fill.clockNsPerRecord, 0))  # append alone, no I/O; clock_pair = CLOCK_REALTIME + CLOCK_BOOTTIME")
+
+// MARK: 2b: the trust path
+
+print("")
+print("## trust path: signing cost per commit (Ed25519 over the 192-byte statement; SHA-256 of every segment is in both)")
+print(throughputLine(signed))
+print("store_signed_commit: \(signed.latencies.summary())")
+print("signed_vs_unsigned=\(fixed(signed.recordsPerSecond / store.recordsPerSecond, 3)) "
+    + "signing_cost_pct=\(fixed(100 * (1 - signed.recordsPerSecond / store.recordsPerSecond), 1))")
+for line in SealBench.signAndHash() { print(line) }
+progress("verify: filling a \(VerifyBench.storeSize >> 20) MiB signed store")
+let verifyResult = VerifyBench.run(path: dir.file("verify.img"))
+print("verify_256MiB: segments=\(verifyResult.segments) verify_s=[\(verifyResult.verifyS.map { fixed($0, 3) }.joined(separator: " "))] "
+    + "sha256sum_s=[\(verifyResult.shaS.map { fixed($0, 3) }.joined(separator: " "))]  # page cache warm, alternated")
+print("verify_vs_sha256sum=\(fixed(median(verifyResult.shaS) / median(verifyResult.verifyS), 2))")
 
 // MARK: 3: recovery
 

@@ -1,0 +1,84 @@
+// The trust path's own costs: signing one statement per algorithm, hashing a segment, and
+// `verify` over a 256 MiB store against `sha256sum` of the same file in the same run.
+
+import EdgelogLinux
+import EdgelogSeal
+import EdgelogStore
+import Glibc
+
+enum SealBench {
+    /// p50/p99 of one signature per algorithm and of one 32 KiB segment hash.
+    static func signAndHash() -> [String] {
+        var lines: [String] = []
+        let statement = [UInt8](repeating: 0xA5, count: Statement.size)
+        for key in [PrivateSigningKey.ed25519(.init()), .ecdsaP256(.init()), .hmacSHA256(Array(repeating: 3, count: 32))] {
+            var latencies = Latencies()
+            for _ in 0..<2000 {
+                let t0 = monoNs()
+                _ = statement.withUnsafeBytes { try? key.sign($0) }
+                latencies.samples.append(monoNs() &- t0)
+            }
+            lines.append("sign_\(key.algorithm.name): \(latencies.summary())")
+        }
+        let segment = [UInt8](repeating: 0x5A, count: Shape.segmentSize)
+        var hashing = Latencies()
+        for _ in 0..<2000 {
+            let t0 = monoNs()
+            _ = segment.withUnsafeBytes { SegmentHash.of($0) }
+            hashing.samples.append(monoNs() &- t0)
+        }
+        lines.append("sha256_32KiB: \(hashing.summary())")
+        return lines
+    }
+}
+
+enum VerifyBench {
+    static let storeSize: UInt64 = 256 << 20
+
+    /// Fills a signed store to the end of its ring, then times verify and sha256sum alternately.
+    static func run(path: String) -> (segments: Int, verifyS: [Double], shaS: [Double]) {
+        let key = PrivateSigningKey.ed25519(.init())
+        let identity = SealIdentity(deviceID: Array(repeating: 1, count: 16), fwVerHash: Array(repeating: 2, count: 32),
+                                    signer: FileSigner(key: key, epoch: 1))
+        let (device, store) = freshStore(path: path, size: storeSize, segmentSize: Shape.segmentSize, identity: identity)
+        var sequencer = Sequencer(from: store.metadata)
+        let builder = SegmentBuilder(geometry: store.metadata.geometry)
+        let bytes = RecordBytes()
+        let source = UnsafeRawBufferPointer(bytes.source), payload = UnsafeRawBufferPointer(bytes.payload)
+        var n = 0
+        do {
+            while !store.metadata.ringIsFull {
+                while builder.fits(sourceLength: source.count, payloadLength: payload.count) {
+                    let (seq, mono) = try sequencer.next(for: Shape.source)
+                    bytes.setNumber(n)
+                    n += 1
+                    builder.append(type: .data, source: source, seq: seq, mono: mono, time: SystemClock.now(), payload: payload)
+                }
+                sequencer.reserveEvidence(for: builder, count: 4)
+                _ = try store.commit(builder)
+                builder.reset()
+            }
+            try store.close()
+        } catch {
+            die("verify bench fill: \(error)")
+        }
+        let segments = Int(store.metadata.segmentCount)
+        _ = device
+        var verifyS: [Double] = [], shaS: [Double] = []
+        let command = "sha256sum '\(path)' > /dev/null"
+        for _ in 0..<3 {
+            var t0 = monoNs()
+            guard system(command) == 0 else { die("sha256sum failed") }
+            shaS.append(Double(monoNs() &- t0) / 1e9)
+            t0 = monoNs()
+            let reader: FileBlockDevice
+            do { reader = try FileBlockDevice(path: path, readOnly: true, direct: false) } catch { die("open \(path): \(error)") }
+            let report = Verifier.verify(device: reader, options: VerifyOptions(trusted: [key.trusted]))
+            verifyS.append(Double(monoNs() &- t0) / 1e9)
+            guard report.passed, report.segments.count == segments else {
+                die("verify bench: \(report.failedSegments) failed, \(report.reasons)")
+            }
+        }
+        return (segments, verifyS, shaS)
+    }
+}
