@@ -13,7 +13,10 @@ Usage:
                       [--allow-unsigned] [--json]
 
 A trust KEYFILE is a `PUBLIC KEY` PEM (Ed25519 or ECDSA P-256) or an HMAC
-secret file: 64 hex digits, optionally followed by a newline.
+secret file (`hmac-key.hex`, section 3.5): the 32-byte secret as 64 hex
+digits and a newline (the newline may be missing).  The HMAC key is the 32
+raw bytes; its key_id is the first 16 bytes of SHA-256 of the ASCII
+`EDGELOG-HMAC-KEY-ID` followed by those 32 bytes.
 
 Exit codes: 0 the verdict is PASS, 1 FAIL, 2 usage error or a file that
 cannot be read.
@@ -22,16 +25,23 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
 - A verdict of `not_a_store` is printed as verdict FAIL with reason
   not_a_store (the summary's verdict is PASS or FAIL); a newer format
   version is reported the same way (the verifier has no exit 5).
-- An invalid metadata slot is always a crc_mismatch finding; when the chosen
-  slot's clean_flag is 0 it does not fail the store (its detail says so).
-  The summary's reasons are the codes that made the verdict FAIL, so a PASS
-  always has an empty list.
-- With --allow-unsigned an unsigned segment keeps the reason `unsigned` on
-  its line but is not a failure; as `unsigned` is its reason, the later
-  checks (fw, rollback) are not made for it.  An unsigned signed head
-  (anchor) is accepted only with --allow-unsigned.
+- An invalid metadata slot (step 1): when the chosen slot's clean_flag is 0
+  (image taken before recovery) it is not a finding but a note
+  `torn_metadata_write` (segment_id 0) and does not fail the store;
+  otherwise it is a crc_mismatch finding at the slot's offset (0 or 4096)
+  and fails it.  Every finding fails the store; notes never do.  The
+  summary's reasons are the codes of the failures, so a PASS always has an
+  empty list.
+- sig_alg 0 (step 2): without --allow-unsigned the reason is `unsigned` and
+  the segment fails.  With it, `unsigned` is no reason at all: there is no
+  key or signature to check (unknown_key, bad_signature), and the checks
+  after them (fw_not_allowed, rollback) are made as for a signed segment;
+  a segment with no other problem is PASS (sig_verify PASS, reason null).
+  An unsigned signed head (anchor) is accepted only with --allow-unsigned.
 - sig_verify is PASS when the segment's signature verified with a trusted
-  key and no endorsement in it failed.
+  key (or, with --allow-unsigned, the segment is unsigned) and no
+  endorsement in it failed; fw_not_allowed and rollback come after that,
+  so such a segment fails with sig_verify PASS.
 - A rotation retires the old key: "every later segment is signed by the new
   one" (section 4), so a later segment signed by the old key is unknown_key.
 - The anchor's signature is checked with any key the verifier knows by its
@@ -185,7 +195,6 @@ class Finding:
     reason: str
     offset: int
     detail: str
-    failed: bool = True
 
 
 @dataclass
@@ -202,8 +211,8 @@ class Report:
     notes: list[Note] = field(default_factory=list)
     sig_algs: list[int] = field(default_factory=list)  # sig_alg of each seal read, in order
 
-    def finding(self, reason: str, offset: int, detail: str, failed: bool = True) -> None:
-        self.findings.append(Finding(reason, offset, detail, failed))
+    def finding(self, reason: str, offset: int, detail: str) -> None:
+        self.findings.append(Finding(reason, offset, detail))
 
     def note(self, note: str, segment_id: int, detail: str) -> None:
         self.notes.append(Note(note, segment_id, detail))
@@ -211,7 +220,7 @@ class Report:
     @property
     def reasons(self) -> list[str]:
         codes = {s.reason for s in self.segments if s.failed}
-        codes |= {f.reason for f in self.findings if f.failed}
+        codes |= {f.reason for f in self.findings}  # every finding fails the store
         return sorted(codes)
 
     @property
@@ -337,7 +346,8 @@ class Walker:
         # computed when it passed its hash check, else what its seal claims.
         self.chain_hash: dict[int, bytes] = {}
         # rollback_ctr of the last segment whose signature verified (or that
-        # was accepted unsigned): "the previous segment's" that can be trusted.
+        # was accepted unsigned, --allow-unsigned): "the previous segment's"
+        # that can be trusted.
         self.prev_rollback: int | None = None
         self.passed: dict[int, dec.Segment] = {}   # segment id -> segment that passed
         self.endorsed_without_secret: set[bytes] = set()
@@ -404,27 +414,30 @@ class Walker:
             return fail("chain_break", f"prev_hash is not the hash of segment {e - 1}")
         # (No entry for e - 1: unreadable or older than the tail, no check.)
 
+        key: Key | None = None
         if seal.sig_alg == 0:
-            line.reason, line.detail = "unsigned", "segment is not signed"
-            line.failed = not self.allow_unsigned
-            if not line.failed:
-                self.prev_rollback = seal.rollback_ctr
-                self.rotations(seg, None, line)
-            return line, seg
-        trusted = self.trust.active.get(seal.key_id)
-        if trusted is None:
-            why = (" (an endorsed HMAC key: give its secret with --trust)"
-                   if seal.key_id in self.endorsed_without_secret else "")
-            return fail("unknown_key", f"key_id {seal.key_id.hex()} is not trusted here{why}")
-        key, epoch = trusted
-        if seal.key_epoch != epoch:
-            return fail("unknown_key", f"key_epoch {seal.key_epoch}, the trusted key "
-                        f"{seal.key_id.hex()} is at epoch {epoch}")
-        if not signature_verifies(key, seal.sig_alg, seal.statement, seal.signature):
-            return fail("bad_signature", "the statement's signature does not verify")
+            # "sig_alg 0: unsigned, unless --allow-unsigned is given: then it
+            # is no reason and the checks below still apply."  With no key
+            # and no signature, those are fw_not_allowed and rollback.
+            if not self.allow_unsigned:
+                return fail("unsigned", "segment is not signed")
+        else:
+            trusted = self.trust.active.get(seal.key_id)
+            if trusted is None:
+                why = (" (an endorsed HMAC key: give its secret with --trust)"
+                       if seal.key_id in self.endorsed_without_secret else "")
+                return fail("unknown_key",
+                            f"key_id {seal.key_id.hex()} is not trusted here{why}")
+            key, epoch = trusted
+            if seal.key_epoch != epoch:
+                return fail("unknown_key", f"key_epoch {seal.key_epoch}, the trusted key "
+                            f"{seal.key_id.hex()} is at epoch {epoch}")
+            if not signature_verifies(key, seal.sig_alg, seal.statement, seal.signature):
+                return fail("bad_signature", "the statement's signature does not verify")
         line.sig_verify = True
-        # A verified seal's counter is the reference for the next segment,
-        # whatever else fails here (one bad segment fails once).
+        # A verified (or allowed unsigned) seal's counter is the reference
+        # for the next segment, whatever else fails here (one bad segment
+        # fails once).
         previous = self.prev_rollback
         self.prev_rollback = seal.rollback_ctr
         if self.allow_fw is not None and seal.fw_ver_hash not in self.allow_fw:
@@ -574,8 +587,9 @@ def check_anchor(data: bytes, store: dec.Store, result: dec.ScanResult, trust: T
         report.finding("foreign_segment", 0, "anchor device_id is not this store's")
         return
 
-    # The store's newest rollback_ctr: the chosen slot's counter, or a seal's
-    # when a segment adopted after it carries a higher one.
+    # "The store's newest rollback_ctr (the higher of the chosen slot's
+    # rollback_ctr and the newest passing seal's)": the seal of the newest
+    # segment that PASSed; a failing segment's counter proves nothing.
     newest = meta.rollback_ctr
     if walker.passed:
         newest = max(newest, walker.passed[max(walker.passed)].seal.rollback_ctr)
@@ -587,6 +601,12 @@ def check_anchor(data: bytes, store: dec.Store, result: dec.ScanResult, trust: T
         report.finding("truncated_tail", meta.base + HEAD_SEGMENT_ID_OFFSET,
                        f"store head is segment {head_id}, the anchor's is {st.segment_id}")
     else:
+        # "The anchor's segment, if retained and readable, with a hash other
+        # than the anchor's hash_head is fork": retained is among the
+        # committed slots (tail to head); readable is that its structure
+        # reads back (a segment that does not fails its own line) and that
+        # the slot holds that segment id.  Its hash is the SHA-256 of its
+        # header and records, computed, not what its seal claims.
         for slot, seg_id in result.committed:
             if seg_id != st.segment_id:
                 continue
@@ -625,14 +645,18 @@ def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
         return report
     meta = result.meta
 
-    # Step 1: metadata slots.
+    # Step 1: metadata slots.  Before recovery (the chosen slot's clean_flag
+    # 0) an invalid slot may be a metadata write the power cut tore: a note,
+    # not a finding.  Otherwise a crc_mismatch finding that fails the store.
     for name, exc in rejected.items():
+        offset = dec.META_SLOT_OFFSETS[name]
         if meta.clean_flag == 0:
-            report.finding("crc_mismatch", dec.META_SLOT_OFFSETS[name],
-                           f"metadata slot {name} is not valid ({exc.reason}); possibly a "
-                           "torn metadata write (clean_flag 0): not a failure", failed=False)
+            report.note("torn_metadata_write", 0,
+                        f"metadata slot {name} (offset {offset}) is not valid ({exc.reason}); "
+                        f"chosen slot {meta.slot_name} has clean_flag 0 (image taken before "
+                        "recovery): possibly a torn metadata write")
         else:
-            report.finding("crc_mismatch", dec.META_SLOT_OFFSETS[name],
+            report.finding("crc_mismatch", offset,
                            f"metadata slot {name} is not valid: {exc.reason}")
 
     # Step 2: the committed segments, tail first.
@@ -699,8 +723,6 @@ def render_text(report: Report, image: str) -> str:
            f"{'segment':>10} {'slot':>6} {'offset':>12} {'sig':>5} {'epoch':>6}  result"]
     for s in report.segments:
         result = "PASS" if s.reason is None else s.reason
-        if s.reason is not None and not s.failed:
-            result += " (allowed)"
         out.append(f"{s.segment_id:>10} {s.slot:>6} {s.offset:>12} "
                    f"{'PASS' if s.sig_verify else 'FAIL':>5} {s.key_epoch:>6}  {result}"
                    + (f": {s.detail}" if s.detail else ""))

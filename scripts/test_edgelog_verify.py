@@ -480,12 +480,53 @@ def test_unsigned_store(tmp_path):
     key = Signer("ed25519")
     r = verify(tmp_path, w, key)
     assert r.code == 1 and r.reasons == ["unsigned", "unsigned"]
+    assert [s["sig_verify"] for s in r.segments] == ["FAIL", "FAIL"]
     assert r.summary["reasons"] == ["unsigned"] and r.summary["signed"] is False
     r = verify(tmp_path, w, key, args=["--allow-unsigned"])
     assert r.code == 0
-    assert r.reasons == ["unsigned", "unsigned"]  # said, but not a failure
+    # "then it is no reason": PASS, reason null.
+    assert r.reasons == [None, None]
+    assert r.text.splitlines()[0] == (
+        '{"kind":"segment","segment_id":1,"slot":0,"offset":8192,"sig_verify":"PASS",'
+        '"reason":null,"key_epoch":0}')
     assert (r.summary["verdict"], r.summary["passed"], r.summary["signed"],
             r.summary["sig_alg"], r.summary["reasons"]) == ("PASS", 2, False, "unsigned", [])
+
+
+def test_allow_unsigned_still_checks_fw_and_rollback(tmp_path):
+    # "--allow-unsigned ...: then it is no reason and the checks below still
+    # apply": fw_not_allowed and rollback are made for unsigned segments too.
+    w = Writer(None).open().open().open()  # rollback_ctr 3
+    w.commit()
+    w.commit(fw=FW_OTHER)
+    w.commit(rollback=2)
+    w.commit()
+    w.close()
+    key = Signer("ed25519")
+    r = verify(tmp_path, w, key, args=["--allow-unsigned", "--allow-fw", FW.hex()])
+    assert r.code == 1
+    assert r.reasons == [None, "fw_not_allowed", "rollback", None]
+    assert [s["sig_verify"] for s in r.segments] == ["PASS"] * 4
+    assert r.summary["reasons"] == ["fw_not_allowed", "rollback"]
+    # Without --allow-fw only the counter is checked.
+    r = verify(tmp_path, w, key, args=["--allow-unsigned"])
+    assert r.reasons == [None, None, "rollback", None]
+    # Without --allow-unsigned, `unsigned` is the reason of every segment
+    # (the first that applies), and it fails.
+    r = verify(tmp_path, w, key, args=["--allow-fw", FW.hex()])
+    assert r.code == 1 and r.reasons == ["unsigned"] * 4
+    assert r.summary["reasons"] == ["unsigned"]
+    # Signed and allowed unsigned segments mixed: each checked by its own rule.
+    w = Writer(key).open()
+    w.commit()
+    w.commit(signer=None)
+    w.commit()
+    w.close()
+    assert verify(tmp_path, w, key).reasons == [None, "unsigned", None]
+    r = verify(tmp_path, w, key, args=["--allow-unsigned"])
+    assert r.code == 0 and r.reasons == [None, None, None]
+    assert [s["key_epoch"] for s in r.segments] == [1, 0, 1]
+    assert r.summary["signed"] is False
 
 
 def test_key_rotation_followed(tmp_path):
@@ -651,13 +692,21 @@ def test_neither_head_valid_is_truncated_tail(tmp_path):
 
 
 def test_invalid_metadata_slot(tmp_path):
-    w, key = signed_store()  # closed: clean_flag 1
-    other = 4096 - chosen_base(w)
-    w.buf[other + 100] ^= 1
-    r = verify(tmp_path, w, key)
-    assert r.code == 1 and r.findings == [("crc_mismatch", other)]
-    # Before recovery (clean_flag 0) it may be a torn metadata write: noted,
-    # not a failure.
+    # Chosen slot's clean_flag 1: a crc_mismatch finding at the slot's
+    # offset that fails the store, whichever slot it is.
+    for n in (3, 4):  # the closed store's chosen slot is B, then A
+        w, key = signed_store(n=n)
+        other = 4096 - chosen_base(w)
+        w.buf[other + 100] ^= 1
+        r = verify(tmp_path, w, key)
+        assert r.code == 1 and r.findings == [("crc_mismatch", other)]
+        assert r.notes == [] and r.reasons == [None] * n
+        assert r.summary["reasons"] == ["crc_mismatch"]
+
+
+def test_invalid_metadata_slot_before_recovery_is_a_note(tmp_path):
+    # Chosen slot's clean_flag 0 (image taken before recovery): possibly a
+    # torn metadata write: a note, not a finding, and the store passes.
     key = Signer("ed25519")
     w = Writer(key).open()
     w.commit()
@@ -665,8 +714,20 @@ def test_invalid_metadata_slot(tmp_path):
     other = 4096 - chosen_base(w)
     w.buf[other + 100] ^= 1
     r = verify(tmp_path, w, key)
-    assert r.code == 0 and r.findings == [("crc_mismatch", other)]
-    assert r.summary["reasons"] == []
+    assert r.code == 0 and r.findings == [] and r.reasons == [None, None]
+    assert r.notes == [("torn_metadata_write", 0)]
+    assert r.summary["verdict"] == "PASS" and r.summary["reasons"] == []
+    note = [line for line in r.text.splitlines() if '"kind":"note"' in line]
+    assert len(note) == 1 and note[0].startswith(
+        '{"kind":"note","note":"torn_metadata_write","segment_id":0,"detail":"')
+    # The realistic case: the close's metadata write (clean_flag 1) is torn,
+    # so the slot before it, written open (clean_flag 0), is chosen.
+    w, key = signed_store()
+    torn = chosen_base(w)
+    w.buf[torn + 4000:torn + 4096] = bytes(96)
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.findings == [] and r.notes == [("torn_metadata_write", 0)]
+    assert r.reasons == [None, None, None]
 
 
 def test_not_a_store(tmp_path):
@@ -775,6 +836,66 @@ def test_anchor_truncated_tail(tmp_path):
     w.commit()
     r = verify(tmp_path, earlier, key, args=anchor_args(tmp_path, w.head_json()))
     assert r.code == 1 and [f[0] for f in r.findings] == ["truncated_tail"]
+
+
+def test_anchor_rollback_ctr_is_the_higher_of_slot_and_newest_passing_seal(tmp_path):
+    # Session 1 commits segment 1 (ctr 1), session 2 segment 2 (ctr 2); the
+    # anchor is segment 2's head (ctr 2).
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.close().open()
+    w.commit()
+    anchor = anchor_args(tmp_path, w.head_json())
+    base = chosen_base(w)
+    change_meta(w, base, 2832, struct.pack("<Q", 1))  # the chosen slot says ctr 1
+    # The newest passing seal (segment 2) says 2: not below the anchor's.
+    r = verify(tmp_path, w, key, args=anchor)
+    assert r.code == 0 and r.findings == [] and r.reasons == [None, None]
+    # Segment 2's signature broken: the newest passing seal is segment 1's
+    # (ctr 1), the slot's is 1 too: rollback.
+    _, _, mbase = w.seg_range(2)
+    w.buf[mbase + 40 + 192] ^= 1
+    refit_marker_crc(w.buf, mbase)
+    r = verify(tmp_path, w, key, args=anchor)
+    assert r.reasons == [None, "bad_signature"]
+    assert r.findings == [("rollback", base + 2832)]
+    # The slot's counter alone, when it is the higher.
+    change_meta(w, base, 2832, struct.pack("<Q", 2))
+    r = verify(tmp_path, w, key, args=anchor)
+    assert r.findings == [] and r.summary["reasons"] == ["bad_signature"]
+
+
+def test_anchor_fork_only_for_a_retained_readable_segment(tmp_path):
+    # Two histories of one device and key that differ from segment 2 on; the
+    # anchor is segment 2 of history A, the image history B (4 segments).
+    key = Signer("ed25519")
+    histories = []
+    for tag in (b'"a"', b'"b"'):
+        w = Writer(key).open()
+        w.commit()
+        for _ in range(3):
+            w.commit([b'{"t":%s}' % tag])
+        histories.append(w)
+    w_a, w_b = histories
+    w_a.head_id = 2  # head_json of segment 2
+    anchor = anchor_args(tmp_path, w_a.head_json())
+    # Retained and readable, not the head: fork at its slot.
+    r = verify(tmp_path, w_b, key, args=anchor)
+    assert r.code == 1 and r.findings == [("fork", 8192 + 1 * SEG)]
+    assert r.reasons == [None] * 4
+    # Unreadable (a record CRC fails): no fork, its own line fails.
+    bad = bytearray(w_b.image())
+    off, _, _ = w_b.seg_range(2)
+    bad[off + 128 + 60] ^= 1
+    r = verify(tmp_path, bytes(bad), key, args=anchor)
+    assert r.findings == [] and r.reasons == [None, "crc_mismatch", None, None]
+    # Not retained (overwritten by the ring): no fork.
+    for _ in range(5):
+        w_b.commit([b'{"t":"b"}'])
+    assert w_b.tail_id > 2
+    r = verify(tmp_path, w_b, key, args=anchor)
+    assert r.code == 0 and r.findings == []
 
 
 def test_anchor_fork(tmp_path):
@@ -904,6 +1025,41 @@ def test_hmac_key_file_without_newline_and_p256_only(tmp_path):
     path.write_bytes(p384)
     with pytest.raises(ver.UsageError):
         ver.load_trust_key(str(path))
+
+
+def test_hmac_key_file_as_keys_generate_writes_it(tmp_path):
+    # Section 3.5: hmac-key.hex is the 32-byte secret as 64 hex digits and a
+    # newline; the HMAC key is the 32 raw bytes, and key_id the first 16
+    # bytes of SHA-256(ASCII "EDGELOG-HMAC-KEY-ID" || the 32 raw bytes).
+    secret = bytes(range(32))
+    path = tmp_path / "hmac-key.hex"
+    path.write_text(secret.hex() + "\n")
+    path.chmod(0o600)
+    key = ver.load_trust_key(str(path))
+    assert key.alg == 3 and key.secret == secret
+    # Known answer (checked with `openssl dgst -sha256`), so the test does
+    # not share the computation with the script.
+    assert key.key_id.hex() == "5552758083cd216eecc9a5825d7bb381"
+    # Not a hash of the hex digits, not the whole digest.
+    assert key.key_id != hashlib.sha256(b"EDGELOG-HMAC-KEY-ID"
+                                        + secret.hex().encode()).digest()[:16]
+    assert len(key.key_id) == 16
+    # A store signed with that secret passes with that file as --trust.
+    signer = Signer("hmac")
+    signer.secret = secret
+    signer.key_id = hashlib.sha256(b"EDGELOG-HMAC-KEY-ID" + secret).digest()[:16]
+    w = Writer(signer).open()
+    w.commit()
+    w.commit()
+    r = verify(tmp_path, w.close(), path)
+    assert r.code == 0 and r.reasons == [None, None]
+    assert r.summary["sig_alg"] == "hmac-sha256"
+    # Anything but exactly 64 hex digits (and one optional newline) is refused.
+    for text in (secret.hex()[:-2] + "\n", secret.hex() + "00\n", secret.hex() + "\n\n",
+                 "zz" + secret.hex()[2:] + "\n"):
+        path.write_text(text)
+        with pytest.raises(ver.UsageError):
+            ver.load_trust_key(str(path))
 
 
 def test_cli_exit_codes(tmp_path):

@@ -176,7 +176,8 @@ public enum Verifier {
             // The metadata's counter counts too: a store whose newest segments were cut away still
             // says which session it is in (the anchor check then names the truncation, not a rollback).
             checkAnchor(anchorBytes, state: state, newestCtr: max(newestCtr, state.rollbackCtr), verifiedHashes: verifiedHashes,
-                        device: device, buffer: buffer, trusted: active.map(\.key), report: &report)
+                        device: device, buffer: buffer, trusted: active.map(\.key), allowUnsigned: options.allowUnsigned,
+                        report: &report)
         }
         return report
     }
@@ -341,13 +342,16 @@ public enum Verifier {
     }
 
     private static func checkAnchor(_ bytes: [UInt8], state: Metadata, newestCtr: UInt64, verifiedHashes: [UInt64: [UInt8]],
-                                    device: BlockDevice, buffer: AlignedBuffer, trusted: [TrustedKey], report: inout VerifyReport) {
+                                    device: BlockDevice, buffer: AlignedBuffer, trusted: [TrustedKey], allowUnsigned: Bool,
+                                    report: inout VerifyReport) {
         let head: SignedHead
         do { head = try SignedHead.parse(bytes) } catch {
             report.findings.append(Finding(reason: .anchorMalformed, offset: 0, detail: error.description))
             return
         }
-        guard head.verifies(with: trusted) else {
+        // An unsigned store's head has nothing to verify; it is accepted only where unsigned segments are.
+        let unsignedAccepted = allowUnsigned && head.algorithm == .unsigned
+        guard unsignedAccepted || head.verifies(with: trusted) else {
             report.findings.append(Finding(reason: .anchorBadSignature, offset: 0,
                                            detail: "the anchor's signature does not verify with a trusted key"))
             return

@@ -12,7 +12,7 @@ enum SealBench {
         var lines: [String] = []
         let statement = [UInt8](repeating: 0xA5, count: Statement.size)
         for key in [PrivateSigningKey.ed25519(.init()), .ecdsaP256(.init()), .hmacSHA256(Array(repeating: 3, count: 32))] {
-            var latencies = Latencies()
+            var latencies = Latencies(capacity: 2000)
             for _ in 0..<2000 {
                 let t0 = monoNs()
                 _ = statement.withUnsafeBytes { try? key.sign($0) }
@@ -21,7 +21,7 @@ enum SealBench {
             lines.append("sign_\(key.algorithm.name): \(latencies.summary())")
         }
         let segment = [UInt8](repeating: 0x5A, count: Shape.segmentSize)
-        var hashing = Latencies()
+        var hashing = Latencies(capacity: 2000)
         for _ in 0..<2000 {
             let t0 = monoNs()
             _ = segment.withUnsafeBytes { SegmentHash.of($0) }

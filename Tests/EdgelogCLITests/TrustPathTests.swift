@@ -127,6 +127,9 @@ struct TrustPathTests {
             var sealFlip = original
             sealFlip[slot(4) + 128 + payloadLength(original, 4) + 40 + 200] ^= 0x80
             cases.append(("signature bit (marker CRC not fixed)", sealFlip))
+            var slotFlip = original
+            slotFlip[300] ^= 0x04
+            cases.append(("metadata slot A bit", slotFlip))
             var tail = original
             tail.replaceSubrange(slot(4)..<slot(6), with: Data(count: 2 * 8192))
             cases.append(("truncated tail", tail))
@@ -147,6 +150,19 @@ struct TrustPathTests {
                 }
             }
             _ = keys
+        }
+        // An unsigned store: FAIL as unsigned, PASS with --allow-unsigned, in both verifiers.
+        let plain = s.path("unsigned.img")
+        #expect(try edgelog(["format", "--device", plain, "--size", "1M", "--segment-size", "8K"]).code == 0)
+        #expect(try edgelog(["ingest", "--device", plain, "--unsigned"], input: "{\"u\":1}\n{\"u\":2}\n").code == 0)
+        for extra in [[String](), ["--allow-unsigned"]] {
+            let args = ["--device", plain, "--trust", s.path("keys-ed25519") + "/signing-key.pub.pem", "--json"] + extra
+            let ours = try edgelog(["verify"] + args)
+            let theirs = try runProcess("/usr/bin/env", ["python3", Self.pythonVerifier] + args)
+            let a = verdicts(ours.out), b = verdicts(theirs.out)
+            #expect(a.segments == b.segments && a.verdict == b.verdict && a.reasons == b.reasons, "unsigned \(extra): \(a) vs \(b)")
+            #expect(a.verdict == (extra.isEmpty ? "FAIL" : "PASS"))
+            compared += 1
         }
         print("verifier comparisons: \(compared) verdicts, edgelog verify and scripts/edgelog_verify.py")
     }

@@ -133,7 +133,7 @@ struct StoreTests {
         var image = try formattedImage()
         image[8] = UInt8(Layout.formatVersion + 1)  // format_version of slot A; the CRC is not even looked at
         let device = MemoryBlockDevice(image: image)
-        #expect(throws: StoreError.newerFormat(device: "memory", found: 2, supported: 1)) {
+        #expect(throws: StoreError.newerFormat(device: "memory", found: Layout.formatVersion + 1, supported: Layout.formatVersion)) {
             _ = try EvidenceStore.open(device: device, clock: CrashOracle.fixedClock)
         }
         #expect(device.bytes == image)
