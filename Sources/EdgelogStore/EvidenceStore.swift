@@ -46,6 +46,9 @@ public final class EvidenceStore {
         self.device = device
         self.metadata = metadata
         self.policy = policy
+        // Seals repeat the device id fixed at format, whatever the caller passed.
+        var identity = identity
+        identity.deviceID = metadata.deviceID
         self.identity = identity
         self.clock = clock
         self.headerBuffer = AlignedBuffer(count: max(metadata.geometry.sectorSize, Layout.segmentHeaderSize))

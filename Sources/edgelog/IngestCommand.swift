@@ -133,7 +133,8 @@ struct IngestCommand: ParsableCommand {
         let counters = pipeline.counters
         let failure = stopError ?? closeError
         let stopped = StopSignal.isRaised ? " (stopped by signal)" : ""
-        Exit.say("ingest\(stopped): \(lineNumber) lines, \(counters.accepted) records accepted, \(rejected) rejected, \(counters.dropped) dropped, \(counters.commits) commits")
+        Exit.say("ingest\(stopped): \(lineNumber) lines, \(counters.accepted) records accepted, \(rejected) rejected, \(counters.dropped) dropped, \(counters.commits) commits"
+            + (session.anchorFailures > 0 ? ", \(session.anchorFailures) anchor file updates failed" : ""))
         if let failure { throw Exit.fail(failure) }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgelogCore
 import EdgelogLinux
+import EdgelogSeal
 import EdgelogStore
 
 struct InspectCommand: ParsableCommand {
@@ -39,6 +40,12 @@ struct InspectCommand: ParsableCommand {
             if a.passedOver.contains(slot) { return "passed over: its newest segment does not check" }
             return "valid, older"
         }
+        // The trust fields (metadata; the verifier checks them against the seals, `edgelog verify`).
+        let algorithm = SignatureAlgorithm(rawValue: m.sigAlg)
+        let signing = m.ringIsEmpty ? "nothing committed yet"
+            : m.sigAlg == 0 ? "UNSIGNED (hash chain only; ingest ran with --unsigned)"
+            : "signed \(algorithm?.name ?? "algorithm \(m.sigAlg)") by key \(hex(m.keyID)) epoch \(m.keyEpoch), key in \(KeySource(rawValue: m.keySrc)?.name ?? "?")"
+                + (algorithm == .hmacSHA256 ? " (HMAC: integrity for holders of the secret, not origin)" : "")
         if json {
             var o = JSONObject()
             o.add("device", .string(device))
@@ -70,6 +77,15 @@ struct InspectCommand: ParsableCommand {
             o.add("dropped_total", .int(Int64(m.droppedTotal)))
             o.add("lost_total", .int(Int64(m.lostTotal)))
             o.add("bad_blocks", .raw("[" + m.badBlocks.map { "{\"slot\":\($0.slot),\"reason\":\($0.reason.rawValue),\"segment_id\":\($0.segmentID)}" }.joined(separator: ",") + "]"))
+            o.add("device_id", .string(hex(m.deviceID)))
+            o.add("signed", .bool(m.sigAlg != 0))
+            o.add("sig_alg", .string(algorithm?.name ?? String(m.sigAlg)))
+            o.add("key_id", .string(hex(m.keyID)))
+            o.add("key_epoch", .int(Int64(m.keyEpoch)))
+            o.add("key_src", .string(KeySource(rawValue: m.keySrc)?.name ?? String(m.keySrc)))
+            o.add("hash_head", .string(hex(m.hashHead)))
+            o.add("rollback_ctr", .int(Int64(m.rollbackCtr)))
+            o.add("fw_ver_hash", .string(hex(m.fwVerHash)))
             o.add("sources", .raw("[" + m.sources.map { "{\"name\":\"\($0.name)\",\"last_seq\":\($0.lastSeq)}" }.joined(separator: ",") + "]"))
             var r = JSONObject()
             r.add("needed", .bool(a.needsRepair))
@@ -90,7 +106,9 @@ struct InspectCommand: ParsableCommand {
             print(o.text)
         } else {
             print("store        \(device): format \(Layout.formatVersion), \(g.storeSize) bytes, \(g.ringSlots) segments of \(g.segmentSize) bytes, \(g.sectorSize)-byte sectors")
-            print("identity     \(hex(m.storeUUID))")
+            print("identity     store \(hex(m.storeUUID)); device \(hex(m.deviceID))")
+            print("trust        \(signing)")
+            print("             hash_head \(hex(m.hashHead)); rollback_ctr \(m.rollbackCtr); last writer's firmware \(hex(m.fwVerHash))")
             print("metadata     slot A \(slotStatus[0]); slot B \(slotStatus[1]); generation \(a.chosenGeneration)")
             if m.ringIsEmpty {
                 print("commits      none yet")

@@ -30,7 +30,7 @@ final class WriterSession: @unchecked Sendable {
         var signer = given
         if signer == nil, let keyDir { signer = try KeyDirectory(path: keyDir).loadSigner() }
         let fw = try Firmware.ownHash()
-        // The device id comes from the store's metadata (fixed at format); open fills it in.
+        // The device id comes from the store's metadata (fixed at format): the store fills it in.
         let identity = SealIdentity(deviceID: [UInt8](repeating: 0, count: 16), fwVerHash: fw, signer: signer)
         return WriterSession(signer: signer, identity: identity, anchor: anchorPath.map(AnchorFile.init(path:)),
                              anchorIntervalNs: Int64(anchorIntervalSeconds) * 1_000_000_000)
@@ -40,10 +40,6 @@ final class WriterSession: @unchecked Sendable {
     func open(_ device: FileBlockDevice, policy: RingFullPolicy) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
         let anchorHead: SignedHead?
         do { anchorHead = try anchor?.read() } catch { throw .anchorRefused(reason: "anchor_malformed", detail: error.description) }
-        // The seal repeats the store's device id: read it before the writer exists.
-        let analysis = try EvidenceStore.analyze(device: device)
-        var identity = self.identity
-        identity.deviceID = analysis.state.deviceID
         let signer = self.signer
         return try EvidenceStore.open(device: device, policy: policy, identity: identity, check: { state throws(StoreError) in
             if let anchorHead, let refusal = AnchorCheck.refusal(anchor: anchorHead, state: state, device: device) {

@@ -64,6 +64,74 @@ struct TrustPathTests {
         #expect(try edgelog(["ingest", "--device", store, "--key-dir", other], input: "{\"a\":1}\n").code == 9)
     }
 
+    @Test("a writer refuses a store older than its anchor, or forked from it (exit 8), and leaves it untouched")
+    func anchorRefusals() throws {
+        let s = try Scratch()
+        let keys = s.path("keys"), store = s.path("store.img"), anchor = s.path("anchor.json")
+        #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
+        #expect(try edgelog(["format", "--device", store, "--size", "1M", "--segment-size", "8K"]).code == 0)
+        let ingest = { (file: String, anchorFile: String) throws -> Outcome in
+            try edgelog(["ingest", "--device", file, "--key-dir", keys, "--anchor", anchorFile], input: "{\"a\":1}\n")
+        }
+        #expect(try ingest(store, anchor).code == 0)
+        let old = try Data(contentsOf: URL(fileURLWithPath: store))
+        #expect(try ingest(store, anchor).code == 0)
+
+        // The old image written back: refused as a rollback, nothing written.
+        let replay = s.path("replay.img")
+        try old.write(to: URL(fileURLWithPath: replay))
+        let refused = try ingest(replay, anchor)
+        #expect(refused.code == 8, "\(refused.err)")
+        #expect(refused.err.contains("rollback"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: replay)) == old)
+        let verdict = try edgelog(["verify", "--device", replay, "--trust", keys + "/signing-key.pub.pem", "--anchor", anchor])
+        #expect(verdict.code == 1 && verdict.out.contains("rollback"), "\(verdict.out)")
+
+        // A history continued from the old image elsewhere (another anchor), then shown to this anchor: a fork.
+        let other = s.path("other-anchor.json")
+        #expect(try ingest(replay, other).code == 0)
+        #expect(try ingest(replay, other).code == 0)
+        let before = try Data(contentsOf: URL(fileURLWithPath: replay))
+        let forked = try ingest(replay, anchor)
+        #expect(forked.code == 8 && forked.err.contains("fork"), "\(forked.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: replay)) == before)
+        let forkVerdict = try edgelog(["verify", "--device", replay, "--trust", keys + "/signing-key.pub.pem", "--anchor", anchor, "--json"])
+        #expect(forkVerdict.code == 1 && forkVerdict.out.contains("\"fork\""), "\(forkVerdict.out)")
+    }
+
+    @Test("keys rotate: the first public key alone verifies the store across the rotation; inspect names the key")
+    func rotationThroughTheBinary() throws {
+        let s = try Scratch()
+        let keys = s.path("keys"), store = s.path("store.img")
+        #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
+        let first = s.path("first.pub.pem")
+        try FileManager.default.copyItem(atPath: keys + "/signing-key.pub.pem", toPath: first)
+        #expect(try edgelog(["format", "--device", store, "--size", "1M", "--segment-size", "8K"]).code == 0)
+        #expect(try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":1}\n").code == 0)
+        let rotated = try edgelog(["keys", "rotate", "--key-dir", keys, "--device", store, "--alg", "ecdsa-p256", "--json"])
+        #expect(rotated.code == 0, "\(rotated.err)")
+        #expect(rotated.out.contains("\"key_epoch\":2"))
+        #expect(try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":2}\n").code == 0)
+        let verdict = try edgelog(["verify", "--device", store, "--trust", first, "--json"])
+        #expect(verdict.code == 0, "\(verdict.out)")
+        #expect(verdict.out.contains("\"key_epoch\":2"))
+        let inspect = try edgelog(["inspect", "--device", store])
+        #expect(inspect.out.contains("signed ecdsa-p256") && inspect.out.contains("epoch 2"), "\(inspect.out)")
+        // The retired key no longer signs for this store.
+        let retired = s.path("retired-dir")
+        try FileManager.default.createDirectory(atPath: retired, withIntermediateDirectories: true)
+        for (from, to) in [("epoch-1-signing-key.pem", "signing-key.pem"), ("epoch-1-signing-key.pub.pem", "signing-key.pub.pem"), ("epoch-1-key.json", "key.json")] {
+            try FileManager.default.copyItem(atPath: keys + "/retired/" + from, toPath: retired + "/" + to)
+        }
+        #expect(try edgelog(["ingest", "--device", store, "--key-dir", retired], input: "{\"a\":3}\n").code == 9)
+
+        let plain = s.path("plain.img")
+        #expect(try edgelog(["format", "--device", plain, "--size", "1M"]).code == 0)
+        #expect(try edgelog(["ingest", "--device", plain, "--unsigned"], input: "{\"a\":1}\n").code == 0)
+        #expect(try edgelog(["inspect", "--device", plain]).out.contains("UNSIGNED"))
+        #expect(try edgelog(["inspect", "--device", plain, "--json"]).out.contains("\"signed\":false"))
+    }
+
     @Test("openssl verifies the signed head's statement from the documented bytes", arguments: ["ed25519", "ecdsa-p256", "hmac-sha256"])
     func opensslVerifies(alg: String) throws {
         let s = try Scratch()
