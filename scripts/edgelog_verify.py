@@ -8,15 +8,24 @@ format.  Signatures are checked with the `cryptography` package (Debian
 python3-cryptography) and the standard library's hmac.
 
 Usage:
-    edgelog_verify.py --device IMAGE --trust KEYFILE [--trust KEYFILE ...]
+    edgelog_verify.py --device IMAGE --trust KEY [--trust KEY ...]
                       [--anchor HEADFILE] [--allow-fw HEX64 ...]
                       [--allow-unsigned] [--json]
 
-A trust KEYFILE is a `PUBLIC KEY` PEM (Ed25519 or ECDSA P-256) or an HMAC
-secret file (`hmac-key.hex`, section 3.5): the 32-byte secret as 64 hex
-digits and a newline (the newline may be missing).  The HMAC key is the 32
-raw bytes; its key_id is the first 16 bytes of SHA-256 of the ASCII
-`EDGELOG-HMAC-KEY-ID` followed by those 32 bytes.
+A trust KEY is a key file or a key directory (section 9).  A key file is a
+`PUBLIC KEY` PEM (Ed25519 or ECDSA P-256) or an HMAC secret file
+(`hmac-key.hex`, section 3.5): the 32-byte secret as 64 hex digits and a
+newline (the newline may be missing).  The HMAC key is the 32 raw bytes; its
+key_id is the first 16 bytes of SHA-256 of the ASCII `EDGELOG-HMAC-KEY-ID`
+followed by those 32 bytes.  A key file is trusted at epoch 1.
+
+A key directory (what `edgelog keys generate --out DIR` writes) holds
+`key.json` ({"alg":..., "key_epoch":N, "key_id":"32 hex digits", ...}) and
+beside it `signing-key.pub.pem` (alg ed25519 or ecdsa-p256) or `hmac-key.hex`
+(alg hmac-sha256); the private key, if there, is never read.  Its key is
+trusted at epoch N.  A key.json that does not parse, a key file of another
+algorithm than key.json's alg, or a key whose key_id is not key.json's is a
+usage error (exit 2).
 
 Exit codes: 0 the verdict is PASS, 1 FAIL, 2 usage error or a file that
 cannot be read.
@@ -47,6 +56,11 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
 - The anchor's signature is checked with any key the verifier knows by its
   key_id (the --trust keys and the keys rotation records endorsed), whatever
   its epoch.
+- A key directory's key.json must have alg one of the three names, key_epoch
+  an integer from 1 to 2^32 - 1 (epoch 0 means unsigned) and key_id 32 hex
+  digits (either case); key_src and any other member are not checked.
+- The same key given more than once at different epochs (say as a key file
+  and as a key directory) is trusted at each of them.
 """
 
 from __future__ import annotations
@@ -104,6 +118,7 @@ class Key:
     public: object = None    # Ed25519PublicKey / EllipticCurvePublicKey
     secret: bytes = b""      # HMAC secret (the 32 bytes the 64 hex digits stand for)
     origin: str = ""         # where it came from, for messages
+    epoch: int = 1           # the epoch a --trust key is trusted at (section 9)
 
 
 def spki_der(public) -> bytes:
@@ -129,7 +144,65 @@ def public_key(public, origin: str) -> Key:
     raise ValueError("not an Ed25519 or ECDSA P-256 public key")
 
 
+KEY_DIR_JSON = "key.json"
+KEY_DIR_PUBLIC = "signing-key.pub.pem"
+KEY_DIR_HMAC = "hmac-key.hex"
+HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+
+
 def load_trust_key(path: str) -> Key:
+    """A --trust argument: a key directory, else a key file (epoch 1)."""
+    if Path(path).is_dir():
+        return load_key_dir(path)
+    return load_key_file(path)
+
+
+def load_key_dir(path: str) -> Key:
+    """A key directory (section 9): the key beside key.json, trusted at
+    key.json's key_epoch; its key_id must be key.json's."""
+    directory = Path(path)
+    json_path = directory / KEY_DIR_JSON
+    try:
+        data = json_path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"trust key directory {path}: cannot read {KEY_DIR_JSON}: "
+                         f"{exc.strerror}") from exc
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"trust key directory {path}: {KEY_DIR_JSON} is not JSON") from exc
+    if not isinstance(obj, dict):
+        raise UsageError(f"trust key directory {path}: {KEY_DIR_JSON} is not a JSON object")
+    alg = obj.get("alg")
+    if alg not in ("ed25519", "ecdsa-p256", "hmac-sha256"):
+        raise UsageError(f"trust key directory {path}: {KEY_DIR_JSON} alg {alg!r} is not "
+                         "ed25519, ecdsa-p256 or hmac-sha256")
+    epoch = obj.get("key_epoch")
+    if type(epoch) is not int or not 1 <= epoch < 2**32:
+        raise UsageError(f"trust key directory {path}: {KEY_DIR_JSON} key_epoch {epoch!r} "
+                         "is not an integer from 1 to 2^32 - 1")
+    key_id_hex = obj.get("key_id")
+    if not isinstance(key_id_hex, str) or not HEX32.fullmatch(key_id_hex):
+        raise UsageError(f"trust key directory {path}: {KEY_DIR_JSON} key_id "
+                         f"{key_id_hex!r} is not 32 hex digits")
+    key_file = directory / (KEY_DIR_HMAC if alg == "hmac-sha256" else KEY_DIR_PUBLIC)
+    if not key_file.is_file():
+        raise UsageError(f"trust key directory {path}: no {key_file.name} beside "
+                         f"{KEY_DIR_JSON} (alg {alg})")
+    key = load_key_file(str(key_file))
+    if key.alg != ALG_BY_NAME[alg]:
+        raise UsageError(f"trust key directory {path}: {key_file.name} is an "
+                         f"{dec.SIG_ALG_NAMES[key.alg]} key, {KEY_DIR_JSON} says {alg}")
+    if key.key_id != bytes.fromhex(key_id_hex):
+        raise UsageError(f"trust key directory {path}: {KEY_DIR_JSON} key_id "
+                         f"{key_id_hex.lower()} is not the key_id of {key_file.name} "
+                         f"({key.key_id.hex()})")
+    key.epoch = epoch
+    key.origin = str(path)
+    return key
+
+
+def load_key_file(path: str) -> Key:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -316,13 +389,16 @@ def check_rotation(payload: bytes, seal: dec.Seal, signer: Key | None, device_id
 class Trust:
     """Which keys are trusted at this point of the walk, and at which epoch."""
     given: list[Key]                                    # the --trust keys
-    active: dict[bytes, tuple[Key, int]] = field(default_factory=dict)
+    # key_id -> (key, the epochs it is trusted at)
+    active: dict[bytes, tuple[Key, frozenset[int]]] = field(default_factory=dict)
     known: dict[bytes, Key] = field(default_factory=dict)  # every key ever trusted
 
     def __post_init__(self) -> None:
         for key in self.given:
-            # "each is a key of epoch 1 unless a rotation record endorses it"
-            self.active.setdefault(key.key_id, (key, 1))
+            # "a key file is a key of epoch 1; a key directory is a key of
+            # the key_epoch its key.json names"
+            trusted, epochs = self.active.get(key.key_id, (key, frozenset()))
+            self.active[key.key_id] = (trusted, epochs | {key.epoch})
             self.known.setdefault(key.key_id, key)
 
 
@@ -428,10 +504,11 @@ class Walker:
                        if seal.key_id in self.endorsed_without_secret else "")
                 return fail("unknown_key",
                             f"key_id {seal.key_id.hex()} is not trusted here{why}")
-            key, epoch = trusted
-            if seal.key_epoch != epoch:
+            key, epochs = trusted
+            if seal.key_epoch not in epochs:
+                at = ", ".join(str(n) for n in sorted(epochs))
                 return fail("unknown_key", f"key_epoch {seal.key_epoch}, the trusted key "
-                            f"{seal.key_id.hex()} is at epoch {epoch}")
+                            f"{seal.key_id.hex()} is at epoch {at}")
             if not signature_verifies(key, seal.sig_alg, seal.statement, seal.signature):
                 return fail("bad_signature", "the statement's signature does not verify")
         line.sig_verify = True
@@ -472,7 +549,8 @@ class Walker:
                 # signed by it cannot be checked (unknown_key, detail says why).
                 self.endorsed_without_secret.add(rotation.new_key_id)
                 continue
-            self.trust.active[rotation.new_key_id] = (rotation.new_key, rotation.new_epoch)
+            self.trust.active[rotation.new_key_id] = (rotation.new_key,
+                                                      frozenset({rotation.new_epoch}))
             self.trust.known[rotation.new_key_id] = rotation.new_key
 
     def list_evidence(self, seg: dec.Segment) -> None:
@@ -745,8 +823,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Verify an edgelog store (FORMAT.md section 9).")
     parser.add_argument("--device", required=True, metavar="IMAGE")
-    parser.add_argument("--trust", action="append", required=True, metavar="KEYFILE",
-                        help="PUBLIC KEY PEM (Ed25519, P-256) or HMAC secret (64 hex digits)")
+    parser.add_argument("--trust", action="append", required=True, metavar="KEY",
+                        help="PUBLIC KEY PEM (Ed25519, P-256) or HMAC secret (64 hex digits), "
+                        "trusted at epoch 1; or a key directory (key.json with "
+                        "signing-key.pub.pem or hmac-key.hex), trusted at key.json's key_epoch")
     parser.add_argument("--anchor", metavar="HEADFILE")
     parser.add_argument("--allow-fw", action="extend", nargs="+", metavar="HEX64")
     parser.add_argument("--allow-unsigned", action="store_true")

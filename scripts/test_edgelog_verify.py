@@ -106,6 +106,31 @@ class Signer:
         path.write_bytes(self.secret.hex().encode() + b"\n" if self.alg == 3 else self.pem())
         return path
 
+    def key_dir(self, directory: Path, epoch: int, *, key_id: bytes | None = None,
+                alg: str | None = None) -> Path:
+        """The key directory `edgelog keys generate --out DIR` writes
+        (section 3.5): key.json, the public key or the HMAC secret, and the
+        private key (which the verifier must not need).  key_id / alg:
+        what key.json claims, when not the key's own."""
+        n = 0
+        while (directory / f"keydir-{self.key_id.hex()}-{epoch}-{n}").exists():
+            n += 1
+        path = directory / f"keydir-{self.key_id.hex()}-{epoch}-{n}"
+        path.mkdir()
+        if self.alg == 3:
+            (path / "hmac-key.hex").write_text(self.secret.hex() + "\n")
+            (path / "hmac-key.hex").chmod(0o600)
+        else:
+            (path / "signing-key.pub.pem").write_bytes(self.pem())
+            (path / "signing-key.pem").write_bytes(self.priv.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()))
+            (path / "signing-key.pem").chmod(0o600)
+        (path / "key.json").write_text(
+            '{"alg":"%s","key_epoch":%d,"key_id":"%s","key_src":"file"}\n'
+            % (alg or ALG_NAME[self.alg], epoch, (key_id or self.key_id).hex()))
+        return path
+
 
 class Writer:
     """Formats a store and commits to it as FORMAT.md describes a writer."""
@@ -580,6 +605,153 @@ def test_rotation_in_segment_signed_by_another_trusted_key(tmp_path):
     w.rotate(new, segment_signer=other)
     r = verify(tmp_path, w.close(), old, other)
     assert r.reasons == ["bad_signature"]
+
+
+# -- key directories (section 9: trusted at key.json's key_epoch) --
+
+def test_key_directory_trusts_its_key_at_its_epoch(tmp_path):
+    # K1 -> K2 -> K3 by rotation records, then the ring (6 slots) overwrites
+    # them: the retained segments are all signed by K3 at epoch 3, with no
+    # rotation record left that endorses K3.  K3 then rotates to K4.
+    k1, k2, k3, k4 = (Signer(kind) for kind in ("ed25519", "ecdsa", "ed25519", "ecdsa"))
+    w = Writer(k1).open()
+    w.commit()
+    w.rotate(k2)
+    w.rotate(k3)
+    for i in range(5):
+        w.commit([b'{"t":%d}' % i])
+    w.rotate(k4)
+    w.commit()
+    w.close()
+
+    r = verify(tmp_path, w, k3)  # a key file: epoch 1
+    assert r.code == 1
+    assert [s["segment_id"] for s in r.segments] == [5, 6, 7, 8, 9, 10]
+    assert r.reasons == ["unknown_key"] * 6
+    assert r.summary["reasons"] == ["unknown_key"]
+    assert verify(tmp_path, w, k1).reasons == ["unknown_key"] * 6
+
+    r = verify(tmp_path, w, k3.key_dir(tmp_path, 3))
+    assert r.code == 0 and r.reasons == [None] * 6
+    assert [s["key_epoch"] for s in r.segments] == [3, 3, 3, 3, 3, 4]
+    assert r.summary["verdict"] == "PASS" and r.summary["sig_alg"] == "ecdsa-p256"
+
+    # A key directory at another epoch than the seals': unknown_key.
+    assert verify(tmp_path, w, k3.key_dir(tmp_path, 2)).reasons[:5] == ["unknown_key"] * 5
+    # The anchor is checked with the directory's key too.
+    r = verify(tmp_path, w, k3.key_dir(tmp_path, 4), k4,
+               args=anchor_args(tmp_path, w.head_json()))
+    assert r.findings == [] and r.reasons[:5] == ["unknown_key"] * 5
+
+
+def test_key_directory_agrees_with_retained_rotations(tmp_path):
+    # Nothing overwritten: the first key's file alone passes, and so does it
+    # with the current key's directory beside it (the rotation endorses that
+    # key at the same epoch).
+    k1, k2 = Signer("ecdsa"), Signer("ed25519")
+    w = Writer(k1).open()
+    w.commit()
+    w.rotate(k2)
+    w.commit()
+    w.close()
+    assert verify(tmp_path, w, k1).reasons == [None, None, None]
+    r = verify(tmp_path, w, k1, k2.key_dir(tmp_path, 2))
+    assert r.code == 0 and [s["key_epoch"] for s in r.segments] == [1, 1, 2]
+    # The directory's key is not also trusted at epoch 1.
+    w = Writer(k2).open()
+    w.commit()
+    w.epoch = 2
+    w.commit()
+    r = verify(tmp_path, w.close(), k2.key_dir(tmp_path, 2))
+    assert r.reasons == ["unknown_key", None]
+    # Given as a key file and as a key directory, it is trusted at both.
+    assert verify(tmp_path, w, k2, k2.key_dir(tmp_path, 2)).reasons == [None, None]
+
+
+def test_hmac_key_directory(tmp_path):
+    key = Signer("hmac")
+    w = Writer(key).open()
+    w.epoch = 3  # rotated twice before this history
+    w.commit()
+    w.commit()
+    w.close()
+    assert verify(tmp_path, w, key).reasons == ["unknown_key", "unknown_key"]
+    directory = key.key_dir(tmp_path, 3)
+    assert sorted(p.name for p in directory.iterdir()) == ["hmac-key.hex", "key.json"]
+    loaded = ver.load_trust_key(str(directory))
+    assert (loaded.alg, loaded.key_id, loaded.secret, loaded.epoch) == (3, key.key_id,
+                                                                          key.secret, 3)
+    r = verify(tmp_path, w, directory)
+    assert r.code == 0 and r.reasons == [None, None]
+    assert [s["key_epoch"] for s in r.segments] == [3, 3]
+    assert r.summary["sig_alg"] == "hmac-sha256"
+    # key.json's key_id must be the secret's (not, say, a hash of the hex digits).
+    wrong = hashlib.sha256(b"EDGELOG-HMAC-KEY-ID" + key.secret.hex().encode()).digest()[:16]
+    bad = key.key_dir(tmp_path, 3, key_id=wrong)
+    err = io.StringIO()
+    assert ver.main(["--device", str(tmp_path / "store.img"), "--trust", str(bad)],
+                    out=io.StringIO(), err=err) == 2
+    assert "key_id" in err.getvalue() and wrong.hex() in err.getvalue()
+
+
+def test_key_directory_whose_key_id_does_not_match_is_usage_error(tmp_path):
+    w, key = signed_store()
+    image = tmp_path / "store.img"
+    image.write_bytes(w.image())
+    other = Signer("ed25519")
+    directory = key.key_dir(tmp_path, 1, key_id=other.key_id)
+    out, err = io.StringIO(), io.StringIO()
+    assert ver.main(["--device", str(image), "--trust", str(directory)], out=out, err=err) == 2
+    assert out.getvalue() == ""
+    message = err.getvalue()
+    assert message.startswith("edgelog_verify: ") and str(directory) in message
+    assert other.key_id.hex() in message and key.key_id.hex() in message
+    # Through the executable as well.
+    proc = subprocess.run([str(SCRIPT), "--device", str(image), "--trust", str(directory)],
+                          capture_output=True)
+    assert proc.returncode == 2 and b"key_id" in proc.stderr and proc.stdout == b""
+    # The same directory with the right key_id passes.
+    (directory / "key.json").write_text(
+        '{"alg":"ed25519","key_epoch":1,"key_id":"%s","key_src":"file"}' % key.key_id.hex())
+    assert verify(tmp_path, w, directory).code == 0
+
+
+@pytest.mark.parametrize("edit", [
+    "no key.json", "not json", "not an object", "alg unknown", "alg of another key",
+    "epoch 0", "epoch a string", "epoch true", "epoch too big", "key_id short",
+    "key_id not hex", "no public key", "public key is not a key"])
+def test_bad_key_directory_is_usage_error(tmp_path, edit):
+    w, key = signed_store("ecdsa")
+    directory = key.key_dir(tmp_path, 2)
+    meta = json.loads((directory / "key.json").read_text())
+    if edit == "no key.json":
+        (directory / "key.json").unlink()
+    elif edit == "not json":
+        (directory / "key.json").write_text("{")
+    elif edit == "not an object":
+        (directory / "key.json").write_text("[]")
+    else:
+        changes = {"alg unknown": ("alg", "rsa"), "alg of another key": ("alg", "ed25519"),
+                   "epoch 0": ("key_epoch", 0), "epoch a string": ("key_epoch", "2"),
+                   "epoch true": ("key_epoch", True), "epoch too big": ("key_epoch", 2**32),
+                   "key_id short": ("key_id", key.key_id.hex()[:-2]),
+                   "key_id not hex": ("key_id", "zz" + key.key_id.hex()[2:])}
+        if edit in changes:
+            name, value = changes[edit]
+            meta[name] = value
+            (directory / "key.json").write_text(json.dumps(meta))
+        elif edit == "no public key":
+            (directory / "signing-key.pub.pem").unlink()
+        else:
+            (directory / "signing-key.pub.pem").write_text("0123\n")
+    with pytest.raises(ver.UsageError):
+        ver.load_trust_key(str(directory))
+    image = tmp_path / "store.img"
+    image.write_bytes(w.image())
+    err = io.StringIO()
+    assert ver.main(["--device", str(image), "--trust", str(directory)],
+                    out=io.StringIO(), err=err) == 2
+    assert str(directory) in err.getvalue()
 
 
 def test_decreasing_rollback_ctr_is_rollback(tmp_path):

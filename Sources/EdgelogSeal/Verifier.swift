@@ -64,6 +64,8 @@ public struct VerifyReport: Sendable {
 
 public struct VerifyOptions: Sendable {
     public var trusted: [TrustedKey]
+    /// Epochs of trusted keys given with one (a key directory's key.json); the others are epoch 1.
+    public var epochs: [[UInt8]: UInt32] = [:]
     /// The anchor file's bytes, if one was given.
     public var anchor: [UInt8]?
     /// SHA-256 hashes of the allowed executables; nil allows any.
@@ -103,8 +105,9 @@ public enum Verifier {
             }
         }
 
-        // Keys active so far: every trusted key starts as epoch 1; rotations add the ones they endorse.
-        var active: [(key: TrustedKey, epoch: UInt32)] = options.trusted.map { ($0, 1) }
+        // Keys active so far: every trusted key at its given epoch (1 unless a key directory says
+        // otherwise); rotations add the keys they endorse and retire the old ones.
+        var active: [(key: TrustedKey, epoch: UInt32)] = options.trusted.map { ($0, options.epochs[$0.keyID] ?? 1) }
         let buffer = AlignedBuffer(count: geometry.segmentSize)
         var previousHash: [UInt8]?
         var previousCtr: UInt64?

@@ -23,8 +23,10 @@ public enum CrashOracle {
     public static let fixedClock: @Sendable () -> CaptureTime = { CaptureTime(wallNs: 1_800_000_000_000_000_000, bootNs: 9_000_000_000) }
 
     /// Returns nil when the image passes, or what is wrong.
+    /// `verify`, when given, judges the recovered image too (the trust path's verifier: the hash
+    /// chain and hash_head must be intact after any cut); it returns what is wrong, or nil.
     public static func check(image: [UInt8], sectorSize: Int, policy: RingFullPolicy, expect: CrashExpectation,
-                             continueWriting: Bool = true) -> String? {
+                             continueWriting: Bool = true, verify: ((BlockDevice) -> String?)? = nil) -> String? {
         let device = MemoryBlockDevice(image: image, sectorSize: sectorSize)
         let recovered: StoreAnalysis
         do {
@@ -70,6 +72,7 @@ public enum CrashOracle {
         }
         if let problem { return problem }
         if !damage.isEmpty { return "damaged committed segments: \(damage)" }
+        if let verify, let problem = verify(again) { return "verifier after recovery: \(problem)" }
         let tail = analysis.state.ringIsEmpty ? analysis.state.headSegmentID + 1 : analysis.state.tailSegmentID
         for (key, segment) in expect.acked where !seen.contains(key) {
             // A record may only be missing if the ring reclaimed its segment.

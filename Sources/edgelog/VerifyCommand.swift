@@ -26,7 +26,7 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Store device, file or copied image.")
     var device: String
 
-    @Option(help: "Trusted key: a PUBLIC KEY PEM, or an HMAC secret file (repeat for several).")
+    @Option(help: "Trusted key: a PUBLIC KEY PEM or HMAC secret file (epoch 1), or a key directory (its key.json gives the epoch). Repeat for several.")
     var trust: [String] = []
 
     @Option(help: "A signed head kept earlier (edgelog head --json, or the anchor file).")
@@ -45,15 +45,27 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         var trusted: [TrustedKey] = []
+        var epochs: [[UInt8]: UInt32] = [:]
         for path in trust {
             do {
-                let text = String(decoding: try LocalFile.read(path, limit: 64 << 10).bytes, as: UTF8.self)
-                trusted.append(try TrustedKey.parse(text, what: path))
-            } catch let error as FileError {
-                Exit.say("error: \(error)")
-                throw ExitCode(Self.usageExit)
+                // A key directory: its key.json names the epoch (a store whose rotation records the
+                // ring has overwritten can then still be verified from its current key).
+                if LocalFile.exists(path + "/key.json") {
+                    let dir = KeyDirectory(path: path)
+                    let info = try dir.readInfo()
+                    let keyPath = info.algorithm == .hmacSHA256 ? dir.hmacPath : dir.publicPath
+                    let key = try TrustedKey.parse(String(decoding: try LocalFile.read(keyPath, limit: 64 << 10).bytes, as: UTF8.self), what: keyPath)
+                    guard key.keyID == info.keyID else {
+                        throw KeyError.inconsistent("\(keyPath) has key id \(Hex.encode(key.keyID)) but key.json says \(Hex.encode(info.keyID))")
+                    }
+                    trusted.append(key)
+                    epochs[key.keyID] = info.epoch
+                } else {
+                    let text = String(decoding: try LocalFile.read(path, limit: 64 << 10).bytes, as: UTF8.self)
+                    trusted.append(try TrustedKey.parse(text, what: path))
+                }
             } catch {
-                Exit.say("error: \(error)")
+                Exit.say("error: --trust \(path): \(error)")
                 throw ExitCode(Self.usageExit)
             }
         }
@@ -86,7 +98,11 @@ struct VerifyCommand: ParsableCommand {
         let showProgress = isatty(2) != 0 && !json
         let report = Verifier.verify(
             device: target,
-            options: VerifyOptions(trusted: trusted, anchor: anchorBytes, allowedFirmware: firmware, allowUnsigned: allowUnsigned),
+            options: {
+                var options = VerifyOptions(trusted: trusted, anchor: anchorBytes, allowedFirmware: firmware, allowUnsigned: allowUnsigned)
+                options.epochs = epochs
+                return options
+            }(),
             progress: { done, total in
                 if showProgress && total >= 1000 && (done % 500 == 0 || done == total) {
                     FDOutput.write(2, "\rverifying: \(done) of \(total) segments")

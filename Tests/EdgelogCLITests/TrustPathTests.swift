@@ -115,6 +115,12 @@ struct TrustPathTests {
         let verdict = try edgelog(["verify", "--device", store, "--trust", first, "--json"])
         #expect(verdict.code == 0, "\(verdict.out)")
         #expect(verdict.out.contains("\"key_epoch\":2"))
+        // The current key directory alone (key.json: epoch 2) verifies what the new key signed;
+        // the epoch-1 segments before the rotation are then unknown_key.
+        let current = jsonLines(try edgelog(["verify", "--device", store, "--trust", keys, "--json"]).out)
+            .filter { $0["kind"] as? String == "segment" }
+        #expect(current.last?["sig_verify"] as? String == "PASS" && current.last?["key_epoch"] as? Int == 2, "\(current)")
+        #expect(current.first?["reason"] as? String == "unknown_key")
         let inspect = try edgelog(["inspect", "--device", store])
         #expect(inspect.out.contains("signed ecdsa-p256") && inspect.out.contains("epoch 2"), "\(inspect.out)")
         // The retired key no longer signs for this store.

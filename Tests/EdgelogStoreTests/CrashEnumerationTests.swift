@@ -5,6 +5,7 @@
 // point; EDGELOG_CRASH_REPLAY="workload cut variant seed" replays only that one.
 
 import EdgelogCore
+import EdgelogSeal
 import EdgelogStore
 import EdgelogTestKit
 import Testing
@@ -52,6 +53,15 @@ struct RecordedRun {
 }
 
 enum CrashHarness {
+    /// After recovery the hash chain and hash_head must verify (the workloads write unsigned seals).
+    static func chainIntact(_ device: any BlockDevice) -> String? {
+        let report = Verifier.verify(device: device, options: VerifyOptions(trusted: [], allowUnsigned: true))
+        guard report.passed else {
+            return "\(report.reasons): \(report.segments.filter { !$0.passed }.prefix(2).map { "segment \($0.segmentID) \($0.detail)" }) \(report.findings.prefix(2).map(\.detail))"
+        }
+        return nil
+    }
+
     /// EDGELOG_CRASH_SCALE multiplies the records of every workload (1 in `make test`).
     static let scale = Int(Environment.get("EDGELOG_CRASH_SCALE") ?? "") ?? 1
 
@@ -134,6 +144,7 @@ struct CrashEnumerationTests {
         if w.policy == .pause && w.name.hasPrefix("ring-full") { #expect(filled, "workload \(w.name) should have filled the ring") }
         let replay = CrashReplay.fromEnvironment()
         var states = 0
+        var verified = 0
         var failures: [String] = []
         for cut in images.cuts {
             for (v, variant) in CrashVariant.allCases.enumerated() {
@@ -141,13 +152,16 @@ struct CrashEnumerationTests {
                 if let replay, !(replay.workload == w.name && replay.cut == cut && replay.variant == variant && replay.runSeed == seed) { continue }
                 let image = images.image(at: point, sectorSize: w.sectorSize)
                 states += 1
+                // Every seventh state also goes through the verifier (the whole check costs ~2 ms a state).
+                let verify: ((any BlockDevice) -> String?)? = states % 7 == 0 ? { CrashHarness.chainIntact($0) } : nil
+                if verify != nil { verified += 1 }
                 if let problem = CrashOracle.check(image: image, sectorSize: w.sectorSize, policy: w.policy,
-                                                   expect: run.expectation(at: cut)) {
+                                                   expect: run.expectation(at: cut), verify: verify) {
                     failures.append("workload=\(w.name) run-seed=\(seed) \(point): \(problem)")
                 }
             }
         }
-        print("crash states checked: \(states) (workload \(w.name), run seed \(seed), \(run.device.log.count) operations, \(run.marks.count) commits)")
+        print("crash states checked: \(states) (workload \(w.name), run seed \(seed), \(run.device.log.count) operations, \(run.marks.count) commits; \(verified) also through the verifier)")
         let failureCount = failures.count
         #expect(failureCount == 0, "\(failures.count) failing crash states; first: \(failures.prefix(5).joined(separator: " | ")); replay with EDGELOG_CRASH_REPLAY=\"workload cut variant run-seed\"")
     }
@@ -158,6 +172,7 @@ struct CrashEnumerationTests {
         let run = try CrashHarness.record(w, seed: 99)
         let images = CrashImageBuilder(device: run.device)
         var states = 0
+        var verified = 0
         var repairing = 0
         var failures: [String] = []
         // Cuts on the commit path of the last twenty commits: segment write, metadata write, flush.
@@ -176,15 +191,17 @@ struct CrashEnumerationTests {
                         let point2 = CrashPoint(cut: cut2, variant: variant2, seed: CrashHarness.seed(200 + v, cut * 1000 + cut2, v2))
                         let image = second.image(at: point2, sectorSize: w.sectorSize)
                         states += 1
+                        let verify: ((any BlockDevice) -> String?)? = states % 7 == 0 ? { CrashHarness.chainIntact($0) } : nil
+                        if verify != nil { verified += 1 }
                         if let problem = CrashOracle.check(image: image, sectorSize: w.sectorSize, policy: w.policy,
-                                                           expect: run.expectation(at: cut), continueWriting: false) {
+                                                           expect: run.expectation(at: cut), continueWriting: false, verify: verify) {
                             failures.append("\(w.name) first \(point), second \(point2): \(problem)")
                         }
                     }
                 }
             }
         }
-        print("crash states checked: \(states) (pairs through recovery, workload \(w.name), \(repairing) repairing first cuts)")
+        print("crash states checked: \(states) (pairs through recovery, workload \(w.name), \(repairing) repairing first cuts; \(verified) also through the verifier)")
         #expect(repairing > 10)
         let failureCount = failures.count
         #expect(failureCount == 0, "\(failures.count) failing pairs; first: \(failures.prefix(5).joined(separator: " | "))")
