@@ -21,7 +21,7 @@ struct Edgelog: ParsableCommand {
             9 key problem, 64 usage error (docs/CLI.md). verify: 0 pass, 1 fail, 2 usage.
             """,
         version: "0.2.0 (store format 2)",
-        subcommands: [FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self,
+        subcommands: [RunCommand.self, FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self,
                       KeysCommand.self, HeadCommand.self, VerifyCommand.self]
     )
 }

@@ -68,6 +68,24 @@ struct IngestCommand: ParsableCommand {
     }
 
     func run() throws {
+        try IngestJob(device: device, source: source, ringFull: ringFull, maxAgeMs: maxAgeMs, blockMs: blockMs,
+                      keyDir: keyDir, anchor: anchor, anchorInterval: anchorInterval).run()
+    }
+}
+
+/// The writer's main loop, shared by `ingest` and `run`: open (recover, compare with the anchor),
+/// commit JSON lines from stdin with acknowledgements, close cleanly on EOF or a signal.
+struct IngestJob {
+    var device: String
+    var source: String
+    var ringFull: RingFullPolicy
+    var maxAgeMs: Int
+    var blockMs: Int
+    var keyDir: String?
+    var anchor: String?
+    var anchorInterval: Int
+
+    func run() throws {
         StopSignal.install()
         let target: FileBlockDevice
         do { target = try FileBlockDevice(path: device) } catch { throw Exit.fail(error) }
