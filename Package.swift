@@ -30,23 +30,25 @@ let package = Package(
         // Format, ring, buffers, commit, recovery. Talks to BlockDevice only.
         // The seal's SHA-256 is part of every commit and of recovery's adoption check.
         .target(name: "EdgelogStore", dependencies: ["EdgelogCore", .product(name: "Crypto", package: "swift-crypto")]),
+        // Time path: capture times with their quality, clock steps, sync state, RTC offset.
+        .target(name: "EdgelogTimebase", dependencies: ["EdgelogCore", "EdgelogStore"]),
         // Trust path: keys and signers, the verifier, signed heads and the anchor file.
         .target(name: "EdgelogSeal", dependencies: ["EdgelogCore", "EdgelogStore", .product(name: "Crypto", package: "swift-crypto")]),
         // Linux I/O: every syscall of the project goes through Syscalls.swift here.
-        .target(name: "EdgelogLinux", dependencies: ["EdgelogCore", "EdgelogStore", "CLinuxShims"]),
+        .target(name: "EdgelogLinux", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTimebase", "CLinuxShims"]),
         // Test doubles: memory and fault-injecting block devices, crash-image builder.
         .target(name: "EdgelogTestKit", dependencies: ["EdgelogCore", "EdgelogStore"]),
 
         .executableTarget(
             name: "edgelog",
             dependencies: [
-                "EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogLinux",
+                "EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "edgelog-bench",
-            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogLinux", "CSQLite"]
+            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux", "CSQLite"]
         ),
 
         // Fuzz targets for every decoder of untrusted bytes (make fuzz). Built normally it replays
@@ -60,6 +62,7 @@ let package = Package(
         .testTarget(name: "CLibrariesTests", dependencies: ["CGPIOD", "CI2C", "CMosquitto", "CLinuxShims"]),
         .testTarget(name: "EdgelogCoreTests", dependencies: ["EdgelogCore"]),
         .testTarget(name: "EdgelogStoreTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTestKit", "EdgelogLinux"]),
+        .testTarget(name: "EdgelogTimebaseTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTimebase", "EdgelogTestKit"]),
         .testTarget(name: "EdgelogSealTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTestKit"]),
         .testTarget(name: "EdgelogCLITests", dependencies: ["EdgelogCore"]),
     ],

@@ -1,17 +1,34 @@
 #!/usr/bin/env python3
-"""Independent decoder for the edgelog on-disk format (format version 2).
+"""Independent decoder for the edgelog on-disk format (format version 3).
 
 Written from docs/FORMAT.md alone, without looking at the Swift sources, so
 that it can catch disagreements between the spec and the engine.
 
 Usage:
-    edgelog_decode.py STORE_PATH [--format jsonl|csv] [--since-commit N] [--inspect]
+    edgelog_decode.py STORE_PATH [--format jsonl|csv] [--since-commit N]
+                      [--wall raw|corrected] [--inspect]
 
 Default output is what FORMAT.md section 7 says `edgelog export` prints, for
 the committed records of section 5.  `--inspect` prints the chosen metadata
 slot and the scan result as one JSON object instead; it only reads the
 segments the slot choice and the forward scan need (it does not re-verify
 every committed segment).
+
+`--wall corrected` (section 7) adds wall_corrected_ns after wall_ns.  Per
+boot (the record's boot_seq), the reference offset is wall_ns - boot_ns of
+the last record of that boot with `synced` set and `wall_untrusted` clear
+in its time_flags, or, when there is none, of the last record of that boot;
+wall_corrected_ns = boot_ns + reference offset.  Choices where FORMAT.md
+leaves room:
+- the boots and their last records are taken from all the committed
+  records that read back (every committed segment, not only those that
+  --since-commit keeps), so --since-commit filters lines but never changes
+  a corrected value; a segment that fails validation is skipped and does
+  not count;
+- "boot" is the 16-bit boot_seq value as stored, whatever records lie
+  between two records with that value;
+- the arithmetic is exact (no 64-bit wrap); any value the store can hold
+  prints as a plain integer.
 
 The decoder checks what a power cut can do (segment validity, section 3.4,
 which includes a well-formed seal) and, like recovery, the SHA-256 and the
@@ -25,10 +42,10 @@ Exit codes:
     3  one or more committed segments failed validation (reported on stderr,
        skipped, everything else printed)
     5  newer format: either metadata slot has the right magic and a
-       format_version above 2, whatever the other slot holds
+       format_version above 3, whatever the other slot holds
 
-A version 1 store is "not a store this version reads": its slots are not
-valid (format_version is not 2), so it exits 2.
+A version 1 or 2 store is "not a store this version reads": its slots are
+not valid (format_version is not 3), so it exits 2.
 """
 
 from __future__ import annotations
@@ -45,7 +62,7 @@ from typing import BinaryIO
 # Constants (FORMAT.md sections 1-3)
 # ---------------------------------------------------------------------------
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 META_MAGIC = b"EDGELOGM"
 META_SLOT_SIZE = 4096
@@ -58,7 +75,7 @@ SOURCE_MAX = 32
 SOURCE_TBL_OFFSET = 1280
 SOURCE_ENTRY = 48
 SOURCE_NAME_FIELD = 39
-KNOWN_INCOMPAT_FLAGS = 0  # format version 2 defines no incompat bits
+KNOWN_INCOMPAT_FLAGS = 0  # format version 3 defines no incompat bits
 MIN_SEGMENT_SIZE = 4096
 MAX_SEGMENT_SIZE = 16 * 1024 * 1024
 MIN_RING_SLOTS = 4
@@ -89,18 +106,28 @@ SOURCE_NAME_MAX = 39
 SOURCE_CHARS = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
-# Section 7 names types 1 to 8; any other type is printed as its number.
+# Section 7 names types 1 to 9; any other type is printed as its number.
 TYPE_NAMES = {1: "data", 2: "gap", 3: "incomplete", 4: "drop", 5: "recovery",
-              6: "boot", 7: "clock_step", 8: "key_rotation"}
+              6: "boot", 7: "clock_step", 8: "key_rotation", 9: "time_state"}
 TYPE_GAP, TYPE_INCOMPLETE, TYPE_RECOVERY, TYPE_KEY_ROTATION = 2, 3, 5, 8
+TYPE_BOOT, TYPE_CLOCK_STEP, TYPE_TIME_STATE = 6, 7, 9
+# Record time_flags (section 3.2, offset 6).
+TIME_SYNCED = 1 << 0
+TIME_WALL_UNTRUSTED = 1 << 1
+TIME_AFTER_STEP = 1 << 2
 SECTOR_SIZES = (512, 4096)
 BAD_BLOCK_REASONS = (1, 2, 3)  # write error, flush error, read error
 HASH_HEAD_OFFSET = 192
 HEAD_CRC_OFFSET = 224
 TRUST_OFFSET = 2816     # device_id, rollback_ctr, fw_ver_hash, key_id, key_epoch, sig_alg, key_src
 ROLLBACK_CTR_OFFSET = 2832
+TIME_OFFSET = 2896      # boot_id, boot_seq, clock_steps, largest_step_ns, unsync_ns,
+                        # last_sync_wall_ns, rtc_offset_ns, rtc_state
+RTC_STATE_NAMES = {0: "never_read", 1: "read", 2: "no_rtc"}
 
 CSV_HEADER = b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"
+CSV_HEADER_CORRECTED = (b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,"
+                        b"wall_corrected_ns,boot_ns,payload\n")
 
 EXIT_OK = 0
 EXIT_NOT_A_STORE = 2
@@ -224,6 +251,15 @@ class Metadata:
     key_epoch: int = 0
     sig_alg: int = 0
     key_src: int = 0
+    # Time path (format version 3): 2896..2952.
+    boot_id: bytes = bytes(16)
+    boot_seq: int = 0
+    clock_steps: int = 0
+    largest_step_ns: int = 0
+    unsync_ns: int = 0
+    last_sync_wall_ns: int = 0
+    rtc_offset_ns: int = 0
+    rtc_state: int = 0
 
     @property
     def base(self) -> int:
@@ -238,13 +274,14 @@ class Metadata:
 class Record:
     record_len: int
     type: int
-    flags: int
+    time_flags: int         # offset 6: synced, wall_untrusted, after_step
     seq: int
     mono_ctr: int
     wall_ns: int
     boot_ns: int
     source: bytes
     payload: bytes
+    boot_seq: int = 0       # offset 42: the store's boot_seq mod 65536
 
 
 @dataclass
@@ -351,6 +388,8 @@ class Store:
 _META_STRUCT = struct.Struct(
     "<8sHHII4x16sQQIIQI4xQQIIQIIIIIIQQQQQIIq")
 _TRUST_STRUCT = struct.Struct("<16sQ32s16sIBB")
+_TIME_STRUCT = struct.Struct("<16sIIQQqqB")
+assert TIME_OFFSET + _TIME_STRUCT.size == 2953
 
 
 def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
@@ -381,11 +420,15 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
     # slot is valid or not on the rules below whatever they hold.
     (device_id, rollback_ctr, fw_ver_hash, key_id, key_epoch, sig_alg,
      key_src) = _TRUST_STRUCT.unpack_from(buf, TRUST_OFFSET)
+    # Nor do the time fields: they are state for the technician.
+    (boot_id, boot_seq, clock_steps, largest_step_ns, unsync_ns, last_sync_wall_ns,
+     rtc_offset_ns, rtc_state) = _TIME_STRUCT.unpack_from(buf, TIME_OFFSET)
 
     if magic != META_MAGIC:
         raise DecodeError("bad metadata magic", base)
     if format_version != FORMAT_VERSION:
-        # Lower versions (1 had no trust path) are not read (FORMAT.md, top).
+        # Lower versions (1 had no trust path, 2 no time path) are not read
+        # (FORMAT.md, top).
         raise DecodeError(f"format_version {format_version}: not a store this version "
                           f"reads (format version {FORMAT_VERSION})", base + 8)
     if slot_size != META_SLOT_SIZE:
@@ -463,14 +506,17 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
         head_crc=head_crc, bad_blocks=bad_blocks, sources=sources,
         hash_head=hash_head, device_id=device_id, rollback_ctr=rollback_ctr,
         fw_ver_hash=fw_ver_hash, key_id=key_id, key_epoch=key_epoch,
-        sig_alg=sig_alg, key_src=key_src)
+        sig_alg=sig_alg, key_src=key_src, boot_id=boot_id, boot_seq=boot_seq,
+        clock_steps=clock_steps, largest_step_ns=largest_step_ns, unsync_ns=unsync_ns,
+        last_sync_wall_ns=last_sync_wall_ns, rtc_offset_ns=rtc_offset_ns,
+        rtc_state=rtc_state)
 
 
 # ---------------------------------------------------------------------------
 # Records (section 3.2)
 # ---------------------------------------------------------------------------
 
-_REC_STRUCT = struct.Struct("<IHHQQqqH2x")
+_REC_STRUCT = struct.Struct("<IHHQQqqHH")
 
 
 def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
@@ -490,8 +536,8 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
         at = base + pos
         if payload_len - pos < REC_MIN_LEN:
             raise DecodeError(f"{payload_len - pos} trailing bytes, shorter than a record", at, at)
-        (record_len, rtype, flags, seq, mono, wall_ns, boot_ns,
-         source_len) = _REC_STRUCT.unpack_from(body, pos)
+        (record_len, rtype, time_flags, seq, mono, wall_ns, boot_ns,
+         source_len, boot_seq) = _REC_STRUCT.unpack_from(body, pos)
         if record_len < REC_MIN_LEN:
             raise DecodeError(f"record_len {record_len} below {REC_MIN_LEN}", at, at)
         if record_len > payload_len - pos:
@@ -514,8 +560,10 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
         if records and mono <= records[-1].mono_ctr:
             raise DecodeError(f"mono_ctr {mono} does not increase", at + 16, at)
         payload = body[pos + REC_FIXED + source_len: end - REC_TRAILER]
-        records.append(Record(record_len, rtype, flags, seq, mono, wall_ns,
-                              boot_ns, bytes(source), bytes(payload)))
+        # time_flags and boot_seq have no validity rule (3.4): a record with
+        # any value in them is valid; they only feed --wall corrected.
+        records.append(Record(record_len, rtype, time_flags, seq, mono, wall_ns,
+                              boot_ns, bytes(source), bytes(payload), boot_seq))
         pos = end
 
     if len(records) != record_count:
@@ -866,32 +914,65 @@ def _type_csv(rtype: int) -> bytes:
     return TYPE_NAMES.get(rtype, str(rtype)).encode()
 
 
-def format_jsonl(seg: Segment, rec: Record) -> bytes:
+def format_jsonl(seg: Segment, rec: Record, corrected: int | None = None) -> bytes:
     # Built by hand, not with json.dumps: the key order and spacing are fixed
     # by the spec and the payload is spliced in as stored, not re-encoded.
+    extra = b"" if corrected is None else b',"wall_corrected_ns":%d' % corrected
     return (b'{"segment_id":%d,"commit_id":%d,"type":%s,"source":"%s","seq":%d,'
-            b'"mono_ctr":%d,"wall_ns":%d,"boot_ns":%d,"payload":%s}\n'
+            b'"mono_ctr":%d,"wall_ns":%d%s,"boot_ns":%d,"payload":%s}\n'
             % (seg.segment_id, seg.commit_id, _type_json(rec.type), rec.source,
-               rec.seq, rec.mono_ctr, rec.wall_ns, rec.boot_ns, rec.payload))
+               rec.seq, rec.mono_ctr, rec.wall_ns, extra, rec.boot_ns, rec.payload))
 
 
-def format_csv(seg: Segment, rec: Record) -> bytes:
+def format_csv(seg: Segment, rec: Record, corrected: int | None = None) -> bytes:
     # Source is restricted to A-Za-z0-9._- (checked in parse_records), so it
     # never needs quoting; the payload is always quoted with " doubled.
     payload = rec.payload.replace(b'"', b'""')
-    return (b'%d,%d,%s,%s,%d,%d,%d,%d,"%s"\n'
+    extra = b"" if corrected is None else b",%d" % corrected
+    return (b'%d,%d,%s,%s,%d,%d,%d%s,%d,"%s"\n'
             % (seg.segment_id, seg.commit_id, _type_csv(rec.type), rec.source,
-               rec.seq, rec.mono_ctr, rec.wall_ns, rec.boot_ns, payload))
+               rec.seq, rec.mono_ctr, rec.wall_ns, extra, rec.boot_ns, payload))
+
+
+def is_good_time(rec: Record) -> bool:
+    """`synced` set and `wall_untrusted` clear (section 3.2 time_flags)."""
+    return bool(rec.time_flags & TIME_SYNCED) and not rec.time_flags & TIME_WALL_UNTRUSTED
+
+
+def reference_offsets(records: list[Record]) -> dict[int, int]:
+    """Section 7, `--wall corrected`: for each boot (boot_seq), wall_ns -
+    boot_ns of its last record with `synced` set and `wall_untrusted` clear,
+    or, when it has none, of its last record.  `records` in export order."""
+    last_good: dict[int, Record] = {}
+    last_any: dict[int, Record] = {}
+    for rec in records:
+        last_any[rec.boot_seq] = rec
+        if is_good_time(rec):
+            last_good[rec.boot_seq] = rec
+    offsets = {}
+    for boot, last in last_any.items():
+        ref = last_good.get(boot, last)
+        offsets[boot] = ref.wall_ns - ref.boot_ns
+    return offsets
+
+
+def wall_corrected(rec: Record, offsets: dict[int, int]) -> int:
+    return rec.boot_ns + offsets[rec.boot_seq]
 
 
 def export(store: Store, result: ScanResult, fmt: str, since_commit: int | None,
-           out: BinaryIO, err: BinaryIO) -> int:
+           out: BinaryIO, err: BinaryIO, wall: str = "raw") -> int:
     """Print the committed records in ring order; return the number of
-    committed segments that failed validation (reported on `err`, skipped)."""
+    committed segments that failed validation (reported on `err`, skipped).
+
+    With wall "corrected" every committed segment is read before the first
+    line is printed: a record's reference is the last good record of its
+    boot, which may come later."""
     line = format_csv if fmt == "csv" else format_jsonl
     if fmt == "csv":
-        out.write(CSV_HEADER)
+        out.write(CSV_HEADER_CORRECTED if wall == "corrected" else CSV_HEADER)
     skipped = 0
+    segments: list[Segment] = []
     for slot, seg_id in result.committed:
         # Head and adopted segments were already validated by the scan.
         seg = result.cache.pop((slot, seg_id), None)
@@ -903,10 +984,20 @@ def export(store: Store, result: ScanResult, fmt: str, since_commit: int | None,
                 report(err, f"segment {seg_id} in slot {slot} at offset "
                             f"{exc.offset}: {exc.reason}; skipped")
                 continue
+        if wall == "corrected":
+            segments.append(seg)  # --since-commit is applied when printing
+            continue
         if since_commit is not None and seg.commit_id <= since_commit:
             continue
         for rec in seg.records:
             out.write(line(seg, rec))
+    if wall == "corrected":
+        offsets = reference_offsets([rec for seg in segments for rec in seg.records])
+        for seg in segments:
+            if since_commit is not None and seg.commit_id <= since_commit:
+                continue
+            for rec in seg.records:
+                out.write(line(seg, rec, wall_corrected(rec, offsets)))
     return skipped
 
 
@@ -943,6 +1034,17 @@ def inspect(result: ScanResult) -> dict:
         "key_epoch": m.key_epoch,
         "sig_alg": SIG_ALG_NAMES.get(m.sig_alg, str(m.sig_alg)),
         "key_src": KEY_SRC_NAMES.get(m.key_src, str(m.key_src)),
+        # Time path (section 2, 2896..2952), as stored: last_sync_wall_ns 0
+        # means never, and rtc_offset_ns means something only when rtc_state
+        # is "read".
+        "boot_id": m.boot_id.hex(),
+        "boot_seq": m.boot_seq,
+        "clock_steps": m.clock_steps,
+        "largest_step_ns": m.largest_step_ns,
+        "unsync_ns": m.unsync_ns,
+        "last_sync_wall_ns": m.last_sync_wall_ns,
+        "rtc_offset_ns": m.rtc_offset_ns,
+        "rtc_state": RTC_STATE_NAMES.get(m.rtc_state, str(m.rtc_state)),
         "store_size": m.store_size,
         "bad_blocks": [{"slot": b.slot, "reason": b.reason, "segment_id": b.segment_id}
                        for b in m.bad_blocks],
@@ -966,10 +1068,13 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
          err: BinaryIO | None = None) -> int:
     out = out if out is not None else sys.stdout.buffer
     err = err if err is not None else sys.stderr.buffer
-    parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 2).")
+    parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 3).")
     parser.add_argument("store", metavar="STORE_PATH")
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     parser.add_argument("--since-commit", type=int, default=None, metavar="N")
+    parser.add_argument("--wall", choices=("raw", "corrected"), default="raw",
+                        help="corrected: add wall_corrected_ns after wall_ns (FORMAT.md "
+                             "section 7)")
     parser.add_argument("--inspect", action="store_true")
     args = parser.parse_args(argv)
 
@@ -1010,7 +1115,7 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
         if args.inspect:
             out.write(json.dumps(inspect(result), sort_keys=True).encode() + b"\n")
         else:
-            if export(store, result, args.format, args.since_commit, out, err):
+            if export(store, result, args.format, args.since_commit, out, err, args.wall):
                 failed = True
         out.flush()
     return EXIT_BAD_SEGMENT if failed else EXIT_OK

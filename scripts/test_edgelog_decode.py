@@ -54,10 +54,10 @@ def crc(data: bytes) -> int:
 
 
 def record(seq, mono, payload, source=b"temp", rtype=1, wall=1_700_000_000_000_000_000,
-           boot=5_000):
+           boot=5_000, time_flags=0, boot_seq=0):
     length = 44 + len(source) + len(payload) + 8
-    body = struct.pack("<IHHQQqqHH", length, rtype, 0, seq, mono, wall, boot,
-                       len(source), 0) + source + payload
+    body = struct.pack("<IHHQQqqHH", length, rtype, time_flags, seq, mono, wall, boot,
+                       len(source), boot_seq) + source + payload
     return body + struct.pack("<I", crc(body)) + b"RECE"
 
 
@@ -85,7 +85,7 @@ def statement(seg_id, commit_id, first, last, count, prev_hash, segment_hash, *,
 
 def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=False,
             sector=512, prev=None, prev_crc=None, prev_hash=None, seal_hash=None,
-            seal=None, seal_len=192):
+            seal=None, seal_len=192, version=3):
     """recs: list of encoded records; monos: their mono_ctr values.
 
     prev: the encoded segment committed just before (sets prev_crc and
@@ -100,7 +100,7 @@ def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=
         prev_hash = seg_hash(prev) if prev is not None else bytes(32)
     payload = b"".join(recs)
     first, last = (monos[0], monos[-1]) if monos else (0, 0)
-    head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 2, 128, 0, uuid, seg_id,
+    head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", version, 128, 0, uuid, seg_id,
                        commit_id, slot, 0, len(recs), len(payload), first, last,
                        prev_hash, 0, 0, prev_crc)
     head += struct.pack("<I", crc(head))
@@ -121,11 +121,15 @@ def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=
 
 
 def meta(generation, *, head_id, head_slot, tail_slot, tail_id, head=None, head_crc=None,
-         hash_head=None, version=2, incompat=0, bad_blocks=(), sources=(("temp", 0),),
+         hash_head=None, version=3, incompat=0, bad_blocks=(), sources=(("temp", 0),),
          commit_id=None, uuid=UUID, sector_size=512, segment_size=SEG, ring_slots=SLOTS,
-         store_size=STORE):
+         store_size=STORE, time=None):
     """head: the encoded head segment (sets head_crc and hash_head; both zero
     without one); head_crc/hash_head override it.
+
+    time: the time fields at 2896 (boot_id, boot_seq, clock_steps,
+    largest_step_ns, unsync_ns, last_sync_wall_ns, rtc_offset_ns, rtc_state);
+    all zero without it.
 
     sources: (name, last_seq) or (name, last_seq, name_len) to force a length.
     """
@@ -144,6 +148,8 @@ def meta(generation, *, head_id, head_slot, tail_slot, tail_id, head=None, head_
     # Trust fields: device_id, rollback_ctr, fw_ver_hash; unsigned (key_id,
     # key_epoch, sig_alg, key_src zero).
     struct.pack_into("<16sQ32s", buf, 2816, DEVICE_ID, 1, FW)
+    if time is not None:
+        struct.pack_into("<16sIIQQqqB", buf, 2896, *time)
     for i, (slot, reason, seg_id) in enumerate(bad_blocks):
         struct.pack_into("<IHHQ", buf, 256 + 16 * i, slot, reason, 0, seg_id)
     for i, (name, last_seq, *name_len) in enumerate(sources):
@@ -259,7 +265,7 @@ def test_torn_segment_after_head_not_exported(tmp_path):
 
 def test_newer_format_version_exit_5(tmp_path):
     p = two_segment_image().slot_a(
-        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=3)).write(tmp_path)
+        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=4)).write(tmp_path)
     # Through the real executable, to check the shebang, mode and exit code.
     proc = subprocess.run([str(SCRIPT), str(p)], capture_output=True)
     assert proc.returncode == 5
@@ -270,7 +276,7 @@ def test_newer_format_version_exit_5(tmp_path):
 @pytest.mark.parametrize("other", ["valid_newer_gen", "valid_older_gen", "zeros", "bad_crc"])
 @pytest.mark.parametrize("newer_in", ["A", "B"])
 def test_newer_format_in_either_slot_exit_5_whatever_the_other(tmp_path, newer_in, other):
-    newer = meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=3)
+    newer = meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=4)
     good = meta(5 if other == "valid_newer_gen" else 0, head_id=2, head_slot=1,
                 tail_slot=0, tail_id=1, head=S2)
     if other == "zeros":
@@ -538,8 +544,9 @@ def test_unknown_type_and_evidence_names(tmp_path):
             record(3, 12, b"{}", rtype=7),
             record(4, 13, b"{}", rtype=9),
             record(5, 14, b"{}", rtype=0),
-            record(6, 15, b'{"new_epoch":2}', source=b"edgelog", rtype=8)]
-    s1 = segment(1, 0, recs, [10, 11, 12, 13, 14, 15])
+            record(6, 15, b'{"new_epoch":2}', source=b"edgelog", rtype=8),
+            record(7, 16, b"{}", rtype=10)]
+    s1 = segment(1, 0, recs, [10, 11, 12, 13, 14, 15, 16])
     img = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
            .seg(0, s1))
     p = img.write(tmp_path)
@@ -548,13 +555,14 @@ def test_unknown_type_and_evidence_names(tmp_path):
     assert out == (line(1, 1, 10, '{"reason":"backpressure"}', "edgelog", '"drop"')
                    + line(1, 2, 11, "{}", rtype='"boot"')
                    + line(1, 3, 12, "{}", rtype='"clock_step"')
-                   + line(1, 4, 13, "{}", rtype="9")
+                   + line(1, 4, 13, "{}", rtype='"time_state"')
                    + line(1, 5, 14, "{}", rtype="0")
-                   + line(1, 6, 15, '{"new_epoch":2}', "edgelog", '"key_rotation"'))
+                   + line(1, 6, 15, '{"new_epoch":2}', "edgelog", '"key_rotation"')
+                   + line(1, 7, 16, "{}", rtype="10"))
     code, out, _ = run(p, "--format", "csv")
     assert code == 0
     assert [row.split(b",")[2] for row in out.splitlines()[1:]] == [
-        b"drop", b"boot", b"clock_step", b"9", b"0", b"key_rotation"]
+        b"drop", b"boot", b"clock_step", b"time_state", b"0", b"key_rotation", b"10"]
 
 
 def test_no_valid_slot_exit_2(tmp_path):
@@ -600,28 +608,36 @@ def test_bad_record_makes_segment_invalid(tmp_path, mutate, reason):
 # Format version 2: the seal and the hash chain
 # ---------------------------------------------------------------------------
 
-def test_version_1_store_is_not_a_store_exit_2(tmp_path):
-    # A version 1 store is "not a store this version reads": neither slot is
-    # valid (format_version must be 2), and 1 is not newer, so exit 2, not 5.
+@pytest.mark.parametrize("old", [1, 2])
+def test_older_version_store_is_not_a_store_exit_2(tmp_path, old):
+    # A version 1 or 2 store is "not a store this version reads": neither
+    # slot is valid (format_version must be 3), and an older version is not
+    # newer, so exit 2, not 5.
     img = two_segment_image()
-    img.slot_a(meta(0, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=S1, version=1))
-    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2, version=1))
+    img.slot_a(meta(0, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=S1, version=old))
+    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2, version=old))
     code, out, err = run(img.write(tmp_path))
     assert (code, out) == (2, b"")
-    assert "not an edgelog store" in err and "format_version 1" in err
+    assert "not an edgelog store" in err and f"format_version {old}" in err
 
 
-def test_version_1_segment_is_not_valid(tmp_path):
-    # Segment 2 written with header format_version 1 (header CRC refitted).
-    s2 = bytearray(S2)
-    struct.pack_into("<H", s2, 8, 1)
-    struct.pack_into("<I", s2, 124, crc(bytes(s2[:124])))
-    s3 = segment(3, 2, [record(4, 13, b"{}")], [13], prev=S2)
+def test_version_2_slot_beside_a_version_3_slot_is_passed_over(tmp_path):
+    # Newest slot A says format_version 2 (CRC good): not valid, B is chosen.
+    p = two_segment_image().slot_a(_good_a(version=2)).write(tmp_path)
+    assert json.loads(run(p, "--inspect")[1])["chosen_slot"] == "B"
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+
+
+@pytest.mark.parametrize("old", [1, 2])
+def test_older_version_segment_is_not_valid(tmp_path, old):
+    # Segment 2 written with an older header format_version (CRCs refitted).
+    s2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], prev=S1, version=old)
+    s3 = segment(3, 2, [record(4, 13, b"{}")], [13], prev=s2)
     img = two_segment_image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
                                           head=s3))
-    code, out, err = run(img.seg(1, bytes(s2)).seg(2, s3).write(tmp_path))
+    code, out, err = run(img.seg(1, s2).seg(2, s3).write(tmp_path))
     assert code == 3
-    assert "segment 2 in slot 1" in err and "format_version 1" in err
+    assert "segment 2 in slot 1" in err and f"format_version {old}" in err
 
 
 def test_adoption_needs_the_seal_hash_to_match(tmp_path):
@@ -714,3 +730,271 @@ def test_inspect_reports_trust_fields(tmp_path):
     assert info["device_id"] == DEVICE_ID.hex() and info["fw_ver_hash"] == FW.hex()
     assert (info["rollback_ctr"], info["key_epoch"], info["sig_alg"]) == (1, 0, "unsigned")
     assert info["key_id"] == "00" * 16 and info["key_src"] == "none"
+
+
+# ---------------------------------------------------------------------------
+# Format version 3: the time path
+# ---------------------------------------------------------------------------
+
+SYNCED, UNTRUSTED, AFTER_STEP = 1, 2, 4
+W = 1_700_000_000_000_000_000   # a wall time known good
+HOUR = 3_600_000_000_000
+
+
+def time_store(tmp_path, *segments_recs):
+    """One committed segment per argument, slots 0.., chained; each argument
+    a list of record kwargs (seq, mono, payload, ... as for record()).
+    Returns the image path."""
+    segs = []
+    for i, recs in enumerate(segments_recs):
+        encoded = [record(**r) for r in recs]
+        segs.append(segment(i + 1, i, encoded, [r["mono"] for r in recs],
+                            prev=segs[-1] if segs else None))
+    img = Image().slot_a(meta(2, head_id=len(segs), head_slot=len(segs) - 1, tail_slot=0,
+                              tail_id=1, head=segs[-1]))
+    for i, data in enumerate(segs):
+        img.seg(i, data)
+    return img.write(tmp_path)
+
+
+def r(mono, boot, wall, flags=0, boot_seq=1, rtype=1, source=b"temp", payload=b"{}"):
+    return dict(seq=mono, mono=mono, payload=payload, source=source, rtype=rtype, wall=wall,
+                boot=boot, time_flags=flags, boot_seq=boot_seq)
+
+
+def tline(seg_id, mono, wall, boot, corrected=None, rtype='"data"', source="temp",
+          payload="{}"):
+    extra = "" if corrected is None else ',"wall_corrected_ns":%d' % corrected
+    return ('{"segment_id":%d,"commit_id":%d,"type":%s,"source":"%s","seq":%d,'
+            '"mono_ctr":%d,"wall_ns":%d%s,"boot_ns":%d,"payload":%s}\n'
+            % (seg_id, seg_id, rtype, source, mono, mono, wall, extra, boot,
+               payload)).encode()
+
+
+STEP_PAYLOAD = (b'{"direction":"forward","magnitude_ns":3600000000000,'
+                b'"wall_before_ns":1700000000000002000,"boot_before_ns":2000,'
+                b'"wall_after_ns":1700003600000003000,"boot_after_ns":3000,"source":"manual"}')
+
+# Boot 1: synced, then someone sets the clock an hour ahead (the kernel
+# drops its synced status); the clock_step record comes right before the
+# first record after the step.
+FORWARD = [r(10, 1_000, W + 1_000, SYNCED),
+           r(11, 2_000, W + 2_000, SYNCED),
+           r(12, 3_000, W + HOUR + 3_000, AFTER_STEP, rtype=7, source=b"edgelog.time",
+             payload=STEP_PAYLOAD),
+           r(13, 4_000, W + HOUR + 4_000, AFTER_STEP),
+           r(14, 5_000, W + HOUR + 5_000, 0)]
+
+
+def test_time_flags_and_boot_seq_do_not_change_the_default_export(tmp_path):
+    # Any time_flags (even bits FORMAT.md does not define) and any boot_seq
+    # are valid, and the default export prints exactly what it printed before.
+    recs = [record(1, 10, b'{"t":1}', time_flags=SYNCED | AFTER_STEP, boot_seq=1),
+            record(2, 11, b'{"t":"a\\"b"}', time_flags=0xFFFF, boot_seq=0xFFFF)]
+    s1 = segment(1, 0, recs, [10, 11])
+    s2 = segment(2, 1, [record(3, 12, b'{"t":3}', time_flags=UNTRUSTED, boot_seq=7)],
+                 [12], prev=s1)
+    img = (Image().slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1))
+           .slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=s2))
+           .seg(0, s1).seg(1, s2))
+    p = img.write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+    assert run(p, "--wall", "raw") == (0, TWO_SEGMENT_LINES, "")
+    code, out, _ = run(p, "--format", "csv")
+    assert code == 0 and out.startswith(dec.CSV_HEADER)
+    assert out == run(two_segment_image().write(tmp_path, "v.img"), "--format", "csv")[1]
+
+
+def test_time_records_are_named_and_exported_as_stored(tmp_path):
+    boot = (b'{"boot_id":"0123456789abcdef0123456789abcdef","boot_seq":2,'
+            b'"unexpected_reset":false,"mono_resume":9,"reason":"start","synced":true}')
+    state = b'{"reason":"periodic","synced":true,"maxerror_us":16000}'
+    p = time_store(tmp_path, [
+        r(10, 1_000, W + 1_000, SYNCED, boot_seq=2, rtype=6, source=b"edgelog.time",
+          payload=boot),
+        r(11, 2_000, W + 2_000, SYNCED, boot_seq=2, rtype=9, source=b"edgelog.time",
+          payload=state)])
+    assert run(p) == (0, tline(1, 10, W + 1_000, 1_000, rtype='"boot"', source="edgelog.time",
+                               payload=boot.decode())
+                      + tline(1, 11, W + 2_000, 2_000, rtype='"time_state"',
+                              source="edgelog.time", payload=state.decode()), "")
+
+
+def test_wall_corrected_forward_step(tmp_path):
+    # The reference is the last synced, trusted record of the boot (mono 11):
+    # offset W.  The hour the clock jumped is mapped away.
+    p = time_store(tmp_path, FORWARD[:2], FORWARD[2:])
+    code, out, err = run(p, "--wall", "corrected")
+    assert (code, err) == (0, "")
+    assert out == (tline(1, 10, W + 1_000, 1_000, W + 1_000)
+                   + tline(1, 11, W + 2_000, 2_000, W + 2_000)
+                   + tline(2, 12, W + HOUR + 3_000, 3_000, W + 3_000, rtype='"clock_step"',
+                           source="edgelog.time", payload=STEP_PAYLOAD.decode())
+                   + tline(2, 13, W + HOUR + 4_000, 4_000, W + 4_000)
+                   + tline(2, 14, W + HOUR + 5_000, 5_000, W + 5_000))
+    # Without --wall corrected the same store prints the stored wall_ns only.
+    assert b"wall_corrected_ns" not in run(p)[1]
+
+
+def test_wall_corrected_backward_step(tmp_path):
+    # The clock starts an hour ahead, unsynchronized; the sync steps it back.
+    # The reference is the last record with synced set and wall_untrusted
+    # clear (mono 14), not a later synced one whose wall is untrusted (mono 15).
+    p = time_store(tmp_path, [
+        r(11, 1_000, W + HOUR + 1_000, UNTRUSTED),
+        r(12, 2_000, W + HOUR + 2_000, 0),
+        r(13, 3_000, W + 3_000, SYNCED | AFTER_STEP, rtype=7, source=b"edgelog.time"),
+        r(14, 4_000, W + 4_000, SYNCED),
+        r(15, 5_000, W + 7_777 + 5_000, SYNCED | UNTRUSTED)])
+    code, out, _ = run(p, "--wall", "corrected")
+    assert code == 0
+    assert out == (tline(1, 11, W + HOUR + 1_000, 1_000, W + 1_000)
+                   + tline(1, 12, W + HOUR + 2_000, 2_000, W + 2_000)
+                   + tline(1, 13, W + 3_000, 3_000, W + 3_000, rtype='"clock_step"',
+                           source="edgelog.time")
+                   + tline(1, 14, W + 4_000, 4_000, W + 4_000)
+                   + tline(1, 15, W + 7_777 + 5_000, 5_000, W + 5_000))
+
+
+def test_wall_corrected_boot_without_a_good_record_uses_its_last_record(tmp_path):
+    # No record of the boot has synced set with wall_untrusted clear (mono
+    # 10 is synced but untrusted): the reference is the last record, mono 12.
+    d = 42 * HOUR + 17
+    p = time_store(tmp_path, [r(10, 1_000, W + 1_000, SYNCED | UNTRUSTED),
+                              r(11, 2_000, W + d + 2_000, AFTER_STEP)],
+                   [r(12, 3_000, W + d + 3_000, 0)])
+    code, out, _ = run(p, "--wall", "corrected")
+    assert code == 0
+    assert out == (tline(1, 10, W + 1_000, 1_000, W + d + 1_000)
+                   + tline(1, 11, W + d + 2_000, 2_000, W + d + 2_000)
+                   + tline(2, 12, W + d + 3_000, 3_000, W + d + 3_000))
+
+
+def test_wall_corrected_two_boots_are_not_remapped_across(tmp_path):
+    # Boot 1 (boot_seq 1) has no good record: its reference is its own last
+    # record (mono 11), not a good record of boot 2.  Boot 2 (boot_seq 2,
+    # boot_ns starting again) maps onto its own last good record (mono 13),
+    # even though the last record of the store (mono 14) is untrusted.
+    b1 = 5 * HOUR
+    boot = b'{"boot_id":"00112233445566778899aabbccddeeff","boot_seq":2}'
+    p = time_store(tmp_path,
+                   [r(10, 1_000, W - b1 + 1_000, UNTRUSTED),
+                    r(11, 900_000, W - b1 + 9 + 900_000, UNTRUSTED)],
+                   [r(12, 500, W + 500, SYNCED, boot_seq=2, rtype=6, source=b"edgelog.time",
+                      payload=boot),
+                    r(13, 1_500, W + 1_500, SYNCED, boot_seq=2),
+                    r(14, 2_500, W + HOUR + 2_500, UNTRUSTED | AFTER_STEP, boot_seq=2)])
+    code, out, _ = run(p, "--wall", "corrected")
+    assert code == 0
+    assert out == (tline(1, 10, W - b1 + 1_000, 1_000, W - b1 + 9 + 1_000)
+                   + tline(1, 11, W - b1 + 9 + 900_000, 900_000, W - b1 + 9 + 900_000)
+                   + tline(2, 12, W + 500, 500, W + 500, rtype='"boot"',
+                           source="edgelog.time", payload=boot.decode())
+                   + tline(2, 13, W + 1_500, 1_500, W + 1_500)
+                   + tline(2, 14, W + HOUR + 2_500, 2_500, W + 2_500))
+
+
+def test_wall_corrected_boots_are_boot_seq_values_not_runs(tmp_path):
+    # A boot is its boot_seq: records of boot_seq 3 after one of boot_seq 4
+    # (salvaged or evidence records keep theirs) still take boot 3's
+    # reference (mono 10), and boot 4's is its own (mono 11).
+    p = time_store(tmp_path, [r(10, 100, W + 100, SYNCED, boot_seq=3),
+                              r(11, 50, W + HOUR + 50, SYNCED, boot_seq=4),
+                              r(12, 200, W + 7 + 200, 0, boot_seq=3)])
+    out = run(p, "--wall", "corrected")[1]
+    assert out == (tline(1, 10, W + 100, 100, W + 100)
+                   + tline(1, 11, W + HOUR + 50, 50, W + HOUR + 50)
+                   + tline(1, 12, W + 7 + 200, 200, W + 200))
+
+
+def test_wall_corrected_csv(tmp_path):
+    p = time_store(tmp_path, FORWARD[:2], FORWARD[2:])
+    code, out, err = run(p, "--format", "csv", "--wall", "corrected")
+    assert (code, err) == (0, "")
+    step = STEP_PAYLOAD.replace(b'"', b'""')
+    assert out == (b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,wall_corrected_ns,"
+                   b"boot_ns,payload\n"
+                   b'1,1,data,temp,10,10,1700000000000001000,1700000000000001000,1000,"{}"\n'
+                   b'1,1,data,temp,11,11,1700000000000002000,1700000000000002000,2000,"{}"\n'
+                   b"2,2,clock_step,edgelog.time,12,12,1700003600000003000,1700000000000003000,"
+                   b'3000,"' + step + b'"\n'
+                   b'2,2,data,temp,13,13,1700003600000004000,1700000000000004000,4000,"{}"\n'
+                   b'2,2,data,temp,14,14,1700003600000005000,1700000000000005000,5000,"{}"\n')
+    # Raw CSV keeps the old header and columns.
+    raw = run(p, "--format", "csv")[1]
+    assert raw.startswith(dec.CSV_HEADER)
+    assert raw.splitlines()[1] == b'1,1,data,temp,10,10,1700000000000001000,1000,"{}"'
+
+
+def test_wall_corrected_empty_store(tmp_path):
+    p = Image().slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1)).write(tmp_path)
+    assert run(p, "--wall", "corrected") == (0, b"", "")
+    assert run(p, "--wall", "corrected", "--format", "csv") == (
+        0, b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,wall_corrected_ns,"
+           b"boot_ns,payload\n", "")
+
+
+def test_wall_corrected_since_commit_keeps_the_reference(tmp_path):
+    # The decoder's reading: the reference comes from all committed records,
+    # so --since-commit drops lines but does not change a corrected value.
+    p = time_store(tmp_path, FORWARD[:2], FORWARD[2:])
+    code, out, _ = run(p, "--wall", "corrected", "--since-commit", "1")
+    assert code == 0
+    assert out.splitlines()[1:] == [
+        tline(2, 13, W + HOUR + 4_000, 4_000, W + 4_000).rstrip(b"\n"),
+        tline(2, 14, W + HOUR + 5_000, 5_000, W + 5_000).rstrip(b"\n")]
+    assert len(out.splitlines()) == 3
+
+
+def test_wall_corrected_skips_an_invalid_segment(tmp_path):
+    # Segment 2 holds the last good record (mono 11, offset W + 5) but fails
+    # validation: it is not printed and does not count, so the reference is
+    # the good record before it (mono 10, offset W).  Exit 3 as for any bad
+    # segment.
+    recs = [r(10, 1_000, W + 1_000, SYNCED), r(11, 2_000, W + 5 + 2_000, SYNCED),
+            r(12, 3_000, W + HOUR + 3_000, 0)]
+    s1 = segment(1, 0, [record(**recs[0])], [10])
+    s2 = segment(2, 1, [record(**recs[1])], [11], prev=s1)
+    s3 = segment(3, 2, [record(**recs[2])], [12], prev=s2)
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
+    img.seg(0, s1).seg(1, s2).seg(2, s3)
+    good = img.write(tmp_path, "good.img")
+    assert run(good, "--wall", "corrected")[1].splitlines()[-1] == tline(
+        3, 12, W + HOUR + 3_000, 3_000, W + 5 + 3_000).rstrip(b"\n")
+    img.buf[8192 + SEG + 124] ^= 1  # header_crc of segment 2
+    code, out, err = run(img.write(tmp_path), "--wall", "corrected")
+    assert code == 3 and "segment 2 in slot 1" in err
+    assert out == (tline(1, 10, W + 1_000, 1_000, W + 1_000)
+                   + tline(3, 12, W + HOUR + 3_000, 3_000, W + 3_000))
+
+
+def test_wall_option_rejects_other_values(tmp_path):
+    p = two_segment_image().write(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        run(p, "--wall", "fixed")
+    assert exc.value.code == 2
+
+
+def test_inspect_reports_time_fields(tmp_path):
+    boot_id = bytes.fromhex("0123456789abcdef0123456789abcdef")
+    p = two_segment_image().slot_b(meta(
+        1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2,
+        time=(boot_id, 7, 3, HOUR, 12_345, W, -250_000_000, 1))).write(tmp_path)
+    info = json.loads(run(p, "--inspect")[1])
+    assert info["boot_id"] == boot_id.hex()
+    assert (info["boot_seq"], info["clock_steps"], info["largest_step_ns"]) == (7, 3, HOUR)
+    assert (info["unsync_ns"], info["last_sync_wall_ns"]) == (12_345, W)
+    assert (info["rtc_offset_ns"], info["rtc_state"]) == (-250_000_000, "read")
+    # A freshly formatted slot: never synced, RTC never read.
+    info = json.loads(run(two_segment_image().write(tmp_path, "z.img"), "--inspect")[1])
+    assert (info["boot_id"], info["boot_seq"], info["last_sync_wall_ns"],
+            info["rtc_state"]) == ("00" * 16, 0, 0, "never_read")
+
+
+@pytest.mark.parametrize("state, name", [(0, "never_read"), (1, "read"), (2, "no_rtc"),
+                                         (9, "9")])
+def test_inspect_rtc_state_names(tmp_path, state, name):
+    p = two_segment_image().slot_b(meta(
+        1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2,
+        time=(bytes(16), 1, 0, 0, 0, 0, 0, state))).write(tmp_path)
+    assert json.loads(run(p, "--inspect")[1])["rtc_state"] == name

@@ -63,10 +63,14 @@ def crc(data: bytes) -> int:
     return c ^ 0xFFFFFFFF
 
 
-def record(seq, mono, payload, source=b"temp", rtype=1):
+SYNCED = 1  # record time_flags bit 0 (section 3.2)
+
+
+def record(seq, mono, payload, source=b"temp", rtype=1, time_flags=SYNCED, boot_seq=1):
     length = 44 + len(source) + len(payload) + 8
-    body = struct.pack("<IHHQQqqHH", length, rtype, 0, seq, mono, 1_700_000_000_000_000_000,
-                       5_000, len(source), 0) + source + payload
+    body = struct.pack("<IHHQQqqHH", length, rtype, time_flags, seq, mono,
+                       1_700_000_000_000_000_000, 5_000, len(source),
+                       boot_seq & 0xFFFF) + source + payload
     return body + struct.pack("<I", crc(body)) + b"RECE"
 
 
@@ -150,6 +154,8 @@ class Writer:
         self.seq: dict[str, int] = {}
         self.clean = 1
         self.slot_of: dict[int, int] = {}
+        self.boot_id, self.boot_seq = bytes(16), 0   # time path (section 2, 2896..)
+        self.time_flags = SYNCED
         self.write_meta()  # format: generation 0 in slot A
 
     # -- metadata (section 2) --
@@ -157,7 +163,7 @@ class Writer:
         self.generation += 1
         buf = bytearray(4096)
         struct.pack_into("<8sHHII4x16sQQIIQI4xQQIIQIIIIIIQQQQQIIq", buf, 0,
-                         b"EDGELOGM", 2, 4096, 0, 0, self.uuid, self.generation, len(self.buf),
+                         b"EDGELOGM", 3, 4096, 0, 0, self.uuid, self.generation, len(self.buf),
                          512, SEG, 8192, self.slots, self.head_id, self.head_id,
                          self.head_slot, self.tail_slot, self.tail_id, 0, self.clean, 0, 0, 0,
                          0, self.mono, 1, 0, 0, 0, 0, 0, 0)
@@ -165,12 +171,20 @@ class Writer:
         key_id, key_epoch, sig_alg = self.head_key
         struct.pack_into("<16sQ32s16sIBB", buf, 2816, self.device, self.rollback, self.fw,
                          key_id, key_epoch, sig_alg, 1 if sig_alg else 0)
+        # boot_id, boot_seq, clock_steps, largest_step_ns, unsync_ns,
+        # last_sync_wall_ns, rtc_offset_ns, rtc_state (2: no RTC).
+        struct.pack_into("<16sIIQQqqB", buf, 2896, self.boot_id, self.boot_seq, 0, 0, 0,
+                         1_700_000_000_000_000_000 if self.boot_seq else 0, 0, 2)
         struct.pack_into("<I", buf, 4092, crc(bytes(buf[:4092])))
         base = 0 if self.generation % 2 == 0 else 4096  # even to A, odd to B
         self.buf[base:base + 4096] = buf
 
-    def open(self):
+    def open(self, boot_id=b"boot-1"):
         # +1 in the same metadata write that marks the store open (section 8).
+        # A writer starting under another boot id counts a boot (section 2).
+        boot_id = hashlib.sha256(boot_id).digest()[:16]
+        if boot_id != self.boot_id:
+            self.boot_id, self.boot_seq = boot_id, self.boot_seq + 1
         self.rollback += 1
         self.clean = 0
         self.write_meta()
@@ -184,8 +198,10 @@ class Writer:
     # -- segments (section 3) --
     def commit(self, payloads=(b"{}",), *, records=None, land_meta=True, signer=KEEP,
                epoch=None, rollback=None, fw=None, prev_hash=None):
-        """records: (source, payload, type) triples; default one data record
-        per payload.  land_meta=False: the commit's metadata write is lost."""
+        """records: (source, payload, type) or (source, payload, type,
+        time_flags) tuples; default one data record per payload, with the
+        writer's time_flags and boot_seq.  land_meta=False: the commit's
+        metadata write is lost."""
         recs = records if records is not None else [("temp", p, 1) for p in payloads]
         seg_id = self.head_id + 1
         if self.head_id == 0 or self.tail_id > self.head_id:
@@ -195,15 +211,16 @@ class Writer:
             if slot == self.tail_slot:  # ring full: this commit overwrites the tail
                 self.tail_slot, self.tail_id = (slot + 1) % self.slots, self.tail_id + 1
         encoded, monos = [], []
-        for source, payload, rtype in recs:
+        for source, payload, rtype, *flags in recs:
             self.mono += 1
             self.seq[source] = self.seq.get(source, 0) + 1
-            encoded.append(record(self.seq[source], self.mono, payload, source.encode(), rtype))
+            encoded.append(record(self.seq[source], self.mono, payload, source.encode(), rtype,
+                                  flags[0] if flags else self.time_flags, self.boot_seq))
             monos.append(self.mono)
         body = b"".join(encoded)
         first, last = (monos[0], monos[-1]) if monos else (0, 0)
         prev = self.hash_head if prev_hash is None else prev_hash
-        head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 2, 128, 0, self.uuid,
+        head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 3, 128, 0, self.uuid,
                            seg_id, seg_id, slot, 0, len(recs), len(body), first, last, prev,
                            0, 0, self.head_crc)
         head += struct.pack("<I", crc(head))
@@ -907,11 +924,61 @@ def test_not_a_store(tmp_path):
     assert r.code == 1
     assert r.summary["reasons"] == ["crc_mismatch", "not_a_store"]
     assert ("not_a_store", 0) in r.findings
-    # A version 1 store is not a store this version reads.
+    # A version 1 or 2 store is not a store this version reads.
+    for old in (1, 2):
+        w, key = signed_store()
+        for base in (0, 4096):
+            change_meta(w, base, 8, struct.pack("<H", old))
+        r = verify(tmp_path, w, key)
+        assert r.code == 1 and "not_a_store" in r.summary["reasons"]
+
+
+def test_newer_format_is_not_a_store(tmp_path):
+    # Version 4 in the chosen slot (CRC not refitted: the version is checked
+    # before the CRC, since a newer layout may move it).
     w, key = signed_store()
-    for base in (0, 4096):
-        change_meta(w, base, 8, struct.pack("<H", 1))
-    assert "not_a_store" in verify(tmp_path, w, key).summary["reasons"]
+    struct.pack_into("<H", w.buf, chosen_base(w) + 8, 4)
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.summary["reasons"] == ["not_a_store"]
+    assert ("not_a_store", 0) in r.findings
+    assert "newer format" in r.text
+
+
+def test_older_version_segment_is_crc_mismatch(tmp_path):
+    # Segment 2's header says format version 2 (header_crc refitted): it is
+    # not a valid version 3 segment, reported at its header.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    for _ in range(3):
+        w.commit()
+    off, payload_len, mbase = w.seg_range(2)
+    struct.pack_into("<H", w.buf, off + 8, 2)
+    struct.pack_into("<I", w.buf, off + 124, crc(bytes(w.buf[off:off + 124])))
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 1 and r.reasons == [None, "crc_mismatch", None]
+    assert r.segments[1]["offset"] == off
+
+
+def test_time_path_store_passes(tmp_path):
+    # Two boots; the time records of section 4 (boot, clock_step, time_state
+    # under edgelog.time) and every time_flags bit are ordinary records to
+    # the verifier: the store passes with no notes.
+    key = Signer("ed25519")
+    w = Writer(key).open(b"boot-1")
+    boot = (b'{"boot_id":"%s","boot_seq":1,"unexpected_reset":false,"mono_resume":0,'
+            b'"reason":"start","synced":false}' % w.boot_id.hex().encode())
+    w.commit(records=[("edgelog.time", boot, 6, 0), ("temp", b'{"t":1}', 1, 2)])
+    w.commit(records=[
+        ("edgelog.time", b'{"direction":"backward","magnitude_ns":5,"source":"sync"}', 7, 5),
+        ("temp", b'{"t":2}', 1, 1),
+        ("edgelog.time", b'{"reason":"sync_change","synced":true}', 9, 1)])
+    w.close()
+    w.open(b"boot-2")
+    assert w.boot_seq == 2
+    w.commit(records=[("edgelog.time", b'{"boot_seq":2}', 6, 1), ("temp", b"{}", 1, 7)])
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and r.reasons == [None, None, None]
+    assert r.notes == [] and r.findings == []
 
 
 def test_adopted_segment_and_torn_tail_note(tmp_path):

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/timex.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,5 +74,16 @@ int edgelog_aio_pwrite_all(uint64_t context, int fd, int count, const void *cons
         done += (int)n;
     }
     if (failure) { errno = failure; return -1; }
+    return 0;
+}
+
+int edgelog_clock_sync(int *synchronized, long *maxerror_us, long *esterror_us) {
+    struct timex tx;
+    memset(&tx, 0, sizeof tx); /* modes 0: read only */
+    int state = adjtimex(&tx);
+    if (state == -1) return -1;
+    *synchronized = state != TIME_ERROR && !(tx.status & STA_UNSYNC);
+    *maxerror_us = tx.maxerror;
+    *esterror_us = tx.esterror;
     return 0;
 }

@@ -5,6 +5,8 @@ public enum SourceName {
     public static let maxLength = 39
     /// The engine's own evidence records (gap, drop, incomplete, recovery) use this source.
     public static let engine = "edgelog"
+    /// The time path's records (boot, clock_step, time_state), written as the writer captures.
+    public static let time = "edgelog.time"
 
     public enum Problem: Error, Equatable, CustomStringConvertible {
         case empty

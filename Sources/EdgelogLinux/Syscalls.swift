@@ -146,8 +146,30 @@ extension Sys {
 
     static func exists(_ path: String) -> Bool { Glibc.access(path, F_OK) == 0 }
 
+    /// mtime of the file `path` names (symlinks followed), in ns since 1970.
+    static func modificationTimeNs(_ path: String) -> Int64? {
+        let fd: Int32
+        switch open(path, O_RDONLY | O_CLOEXEC) {
+        case .success(let f): fd = f
+        case .failure: return nil
+        }
+        defer { close(fd) }
+        guard case .success(let st) = fstat(fd) else { return nil }
+        return Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+    }
+
     static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
         guard let base = buffer.baseAddress else { return .success(0) }
         return retrying { Glibc.read(fd, base, buffer.count) }
+    }
+}
+
+// The kernel's clock discipline (the time path).
+extension Sys {
+    static func clockSync() -> Result<(synchronized: Bool, maxErrorUs: Int64, estErrorUs: Int64), Errno> {
+        var synced: Int32 = 0
+        var maxError = 0, estError = 0
+        return retrying { edgelog_clock_sync(&synced, &maxError, &estError) }
+            .map { _ in (synced != 0, Int64(maxError), Int64(estError)) }
     }
 }

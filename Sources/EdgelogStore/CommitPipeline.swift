@@ -47,6 +47,7 @@ public final class CommitPipeline: @unchecked Sendable {
     private var stopped = false
     private var failure: StoreError?
     private var activeSince: Int64 = 0
+    private var pendingTime: TimeStats?
     public private(set) var counters = Counters()
 
     /// Starts the committer thread. `onCommit` runs on it, in commit order, after each durable commit.
@@ -55,8 +56,8 @@ public final class CommitPipeline: @unchecked Sendable {
         self.options = options
         self.onCommit = onCommit
         self.sequencer = Sequencer(from: store.metadata)
-        self.active = SegmentBuilder(geometry: store.metadata.geometry)
-        self.spare = SegmentBuilder(geometry: store.metadata.geometry)
+        self.active = store.makeBuilder()
+        self.spare = store.makeBuilder()
         DispatchQueue(label: "edgelog.committer").async { self.runCommitter() }
     }
 
@@ -65,7 +66,8 @@ public final class CommitPipeline: @unchecked Sendable {
         active.dataCapacity - SegmentBuilder.encodedLength(sourceLength: sourceLength, payloadLength: 0)
     }
 
-    public func append(source: String, payload: UnsafeRawBufferPointer, time: CaptureTime) -> AppendResult {
+    /// Appends a record (a data record, or a time record the writer captures inline).
+    public func append(source: String, type: RecordType = .data, payload: UnsafeRawBufferPointer, time: CaptureTime) -> AppendResult {
         let sourceLength = source.utf8.count
         monitor.lock()
         defer { monitor.unlock() }
@@ -100,7 +102,7 @@ public final class CommitPipeline: @unchecked Sendable {
         do { (seq, mono) = try sequencer.next(for: source) } catch { return .refused(error) }
         var source = source
         source.withUTF8 { s in
-            _ = active.append(type: .data, source: UnsafeRawBufferPointer(s), seq: seq, mono: mono, time: time, payload: payload)
+            _ = active.append(type: type, source: UnsafeRawBufferPointer(s), seq: seq, mono: mono, time: time, payload: payload)
         }
         counters.accepted += 1
         if active.recordCount == 1 {
@@ -108,6 +110,13 @@ public final class CommitPipeline: @unchecked Sendable {
             monitor.broadcast()
         }
         return .accepted(seq: seq)
+    }
+
+    /// The writer's latest time bookkeeping: the next commit stores it in the metadata.
+    public func noteTime(_ stats: TimeStats) {
+        monitor.lock()
+        pendingTime = stats
+        monitor.unlock()
     }
 
     /// Commits everything buffered and waits until it is durable.
@@ -166,6 +175,7 @@ public final class CommitPipeline: @unchecked Sendable {
         guard let next = spare else { return }
         let full = active
         full.pendingDrops = drops.values.sorted { $0.firstSeq < $1.firstSeq }
+        full.timeStats = pendingTime
         drops.removeAll()
         dropping = false
         sequencer.reserveEvidence(for: full, count: 4 + full.pendingDrops.count)

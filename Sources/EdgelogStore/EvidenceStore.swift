@@ -97,12 +97,16 @@ public final class EvidenceStore {
     /// Recovers the store if needed, then marks it open (clean_flag 0) for writing, starting a new
     /// anti-rollback session: rollback_ctr goes up before any segment of the session is written.
     /// `check` sees the recovered state first (the anchor comparison) and may refuse it.
+    /// `bootID` is the kernel's boot id: a writer starting under another boot id than the last
+    /// one starts a new boot_seq, which its records carry.
     public static func open(device: BlockDevice, policy: RingFullPolicy = .pause, identity: SealIdentity = .unsigned(),
+                            bootID: [UInt8]? = nil,
                             check: (Metadata) throws(StoreError) -> Void = { _ throws(StoreError) in },
                             clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
         let analysis = try analyze(device: device)
         try check(analysis.state)
-        let (store, _) = try recover(device: device, analysis: analysis, policy: policy, identity: identity, clock: clock)
+        let (store, _) = try recover(device: device, analysis: analysis, policy: policy, identity: identity, bootID: bootID,
+                                     clock: clock)
         var next = store.metadata
         next.clean = false
         next.rollbackCtr &+= 1
@@ -119,6 +123,7 @@ public final class EvidenceStore {
     }
 
     static func recover(device: BlockDevice, analysis: StoreAnalysis, policy: RingFullPolicy, identity: SealIdentity,
+                        bootID: [UInt8]? = nil,
                         clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
         // Writes are padded to the store's sector size: smaller than the device's, they would fail
         // (or, worse, be read-modify-written by the device) after the first attempt.
@@ -132,6 +137,12 @@ public final class EvidenceStore {
         // first would leave the passed-over one as the newest valid slot. Generations may skip one.
         state.generation = analysis.maxGeneration
         if Int((state.generation + 1) & 1) == analysis.chosenSlot { state.generation += 1 }
+        // A writer under a new kernel boot starts a new boot_seq before it writes anything (the
+        // recovery records below are captured in that boot).
+        if let bootID, bootID.count == 16, bootID != state.bootID || state.bootSeq == 0 {
+            state.bootID = bootID
+            state.bootSeq &+= 1
+        }
         let store = EvidenceStore(device: device, metadata: state, policy: policy, identity: identity, clock: clock)
         if analysis.needsRepair { try store.repair(analysis) }
         return (store, analysis)
@@ -140,7 +151,7 @@ public final class EvidenceStore {
     private func repair(_ analysis: StoreAnalysis) throws(StoreError) {
         // Salvaged records may use the data part only: the reserve keeps room for the incomplete,
         // gap and recovery records, which must always be written.
-        let builder = SegmentBuilder(geometry: metadata.geometry, evidenceReserve: 1024)
+        let builder = makeBuilder(evidenceReserve: 1024)
         var mono = metadata.monoHWM
         let now = clock()
         var salvaged = 0
@@ -206,11 +217,18 @@ public final class EvidenceStore {
     /// Commits one segment holding a single engine evidence record (a key rotation): used by tools
     /// that hold the store open without a pipeline.
     public func commitEvidence(_ type: RecordType, _ json: EvidenceJSON) throws(StoreError) -> CommitReceipt? {
-        let builder = SegmentBuilder(geometry: metadata.geometry)
+        let builder = makeBuilder()
         guard appendEvidence(type, json, mono: metadata.monoHWM + 1, time: clock(), to: builder) else {
             throw .recordTooLarge(bytes: json.bytes.count, capacity: builder.geometry.payloadCapacity)
         }
         return try commit(builder)
+    }
+
+    /// A segment builder for this store: its records carry the current boot_seq.
+    public func makeBuilder(evidenceReserve: Int = 512) -> SegmentBuilder {
+        let builder = SegmentBuilder(geometry: metadata.geometry, evidenceReserve: evidenceReserve)
+        builder.bootSeq = UInt16(truncatingIfNeeded: metadata.bootSeq)
+        return builder
     }
 
     /// True while drop notes wait for room in a segment; close() must not end before they are written.
@@ -337,6 +355,7 @@ public final class EvidenceStore {
             next.droppedTotal &+= UInt64(builder.droppedRecords)
             next.lostTotal &+= UInt64(builder.lostRecords)
             for source in builder.sourceLastSeq { next.noteSeq(source: source.name, seq: source.last) }
+            if let stats = builder.timeStats { next.time = stats }
             next.clean = markClean
             next.generation = metadata.generation + 1
 

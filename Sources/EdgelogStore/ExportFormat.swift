@@ -5,23 +5,26 @@ public enum ExportFormat: String, Sendable, CaseIterable {
     case jsonl, csv
 
     public static let csvHeader = "segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"
+    public static let csvHeaderCorrected = "segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,wall_corrected_ns,boot_ns,payload\n"
 
-    /// Appends one record's line to `out`.
-    public func append(_ info: SegmentInfo, _ record: RecordView, to out: inout [UInt8]) {
+    /// Appends one record's line to `out`; `correctedWall` adds wall_corrected_ns after wall_ns.
+    public func append(_ info: SegmentInfo, _ record: RecordView, correctedWall: Int64? = nil, to out: inout [UInt8]) {
+        let corrected = correctedWall.map { "\"wall_corrected_ns\":\($0)," } ?? ""
+        let correctedColumn = correctedWall.map { "\($0)," } ?? ""
         let known = RecordType(rawValue: record.rawType)
         switch self {
         case .jsonl:
             let type = known.map { "\"\($0.name)\"" } ?? String(record.rawType)
             out.append(contentsOf: "{\"segment_id\":\(info.segmentID),\"commit_id\":\(info.commitID),\"type\":\(type),\"source\":\"".utf8)
             out.append(contentsOf: record.source)
-            out.append(contentsOf: "\",\"seq\":\(record.seq),\"mono_ctr\":\(record.mono),\"wall_ns\":\(record.time.wallNs),\"boot_ns\":\(record.time.bootNs),\"payload\":".utf8)
+            out.append(contentsOf: "\",\"seq\":\(record.seq),\"mono_ctr\":\(record.mono),\"wall_ns\":\(record.time.wallNs),\(corrected)\"boot_ns\":\(record.time.bootNs),\"payload\":".utf8)
             out.append(contentsOf: record.payload)
             out.append(contentsOf: "}\n".utf8)
         case .csv:
             let type = known?.name ?? String(record.rawType)
             out.append(contentsOf: "\(info.segmentID),\(info.commitID),\(type),".utf8)
             out.append(contentsOf: record.source)
-            out.append(contentsOf: ",\(record.seq),\(record.mono),\(record.time.wallNs),\(record.time.bootNs),\"".utf8)
+            out.append(contentsOf: ",\(record.seq),\(record.mono),\(record.time.wallNs),\(correctedColumn)\(record.time.bootNs),\"".utf8)
             for byte in record.payload {
                 out.append(byte)
                 if byte == 0x22 { out.append(0x22) }

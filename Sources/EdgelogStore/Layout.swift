@@ -3,7 +3,7 @@
 import EdgelogCore
 
 public enum Layout {
-    public static let formatVersion: UInt16 = 2
+    public static let formatVersion: UInt16 = 3
     public static let metadataSlotSize = 4096
     public static let metadataSlotOffsets: [UInt64] = [0, 4096]
     public static let ringOffset: UInt64 = 8192

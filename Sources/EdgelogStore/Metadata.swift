@@ -54,6 +54,10 @@ public struct Metadata: Equatable, Sendable {
     public var keyEpoch: UInt32 = 0
     public var sigAlg: UInt8 = 0
     public var keySrc: UInt8 = 0
+    // Time fields (FORMAT.md section 2, offsets 2896..2955).
+    public var bootID = [UInt8](repeating: 0, count: 16)
+    public var bootSeq: UInt32 = 0
+    public var time = TimeStats()
     public var badBlocks: [BadBlock] = []
     public var sources: [SourceEntry] = []
 
@@ -150,6 +154,15 @@ public struct Metadata: Equatable, Sendable {
         b.setLE(keyEpoch, at: 2888)
         b.setLE(sigAlg, at: 2892)
         b.setLE(keySrc, at: 2893)
+        bootID.withUnsafeBytes { b.setBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(16)), at: 2896) }
+        b.setLE(bootSeq, at: 2912)
+        b.setLE(time.clockSteps, at: 2916)
+        b.setLE(time.largestStepNs, at: 2920)
+        b.setLE(time.unsyncNs, at: 2928)
+        b.setLE(time.lastSyncWallNs, at: 2936)
+        b.setLE(time.rtcOffsetNs, at: 2944)
+        b.setLE(time.rtcState.rawValue, at: 2952)
+        b.setLE(time.lastOffsetNs, at: 2956)
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<4092]))
         b.setLE(crc, at: 4092)
     }
@@ -238,6 +251,15 @@ public struct Metadata: Equatable, Sendable {
         m.keyEpoch = b.le(2888)
         m.sigAlg = b[2892]
         m.keySrc = b[2893]
+        m.bootID = Array(b[2896..<2912])
+        m.bootSeq = b.le(2912)
+        m.time.clockSteps = b.le(2916)
+        m.time.largestStepNs = b.le(2920)
+        m.time.unsyncNs = b.le(2928)
+        m.time.lastSyncWallNs = b.le(2936)
+        m.time.rtcOffsetNs = b.le(2944)
+        m.time.rtcState = TimeStats.RTCState(rawValue: b[2952]) ?? .neverRead
+        m.time.lastOffsetNs = b.le(2956)
         for i in 0..<badCount {
             let o = 256 + i * 16
             let slot = Int(b.le(o, as: UInt32.self))
@@ -254,4 +276,22 @@ public struct Metadata: Equatable, Sendable {
         }
         return m
     }
+}
+
+/// The writer's time bookkeeping, kept in the metadata for `inspect` (FORMAT.md section 2).
+public struct TimeStats: Equatable, Sendable {
+    public enum RTCState: UInt8, Sendable {
+        case neverRead = 0
+        case read = 1
+        case absent = 2
+    }
+    public var clockSteps: UInt32 = 0
+    public var largestStepNs: UInt64 = 0
+    public var unsyncNs: UInt64 = 0
+    public var lastSyncWallNs: Int64 = 0
+    public var rtcOffsetNs: Int64 = 0
+    public var rtcState: RTCState = .neverRead
+    /// wall − boot at the last capture (0: none yet).
+    public var lastOffsetNs: Int64 = 0
+    public init() {}
 }

@@ -10,6 +10,7 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
     case boot = 6
     case clockStep = 7
     case keyRotation = 8
+    case timeState = 9
 
     public var name: String {
         switch self {
@@ -21,6 +22,7 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
         case .boot: "boot"
         case .clockStep: "clock_step"
         case .keyRotation: "key_rotation"
+        case .timeState: "time_state"
         }
     }
 
@@ -34,8 +36,23 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
 public struct CaptureTime: Sendable, Equatable {
     public var wallNs: Int64
     public var bootNs: Int64
-    public init(wallNs: Int64, bootNs: Int64) {
+    /// Time quality at capture (FORMAT.md 3.2, time_flags).
+    public var flags: TimeFlags
+    public init(wallNs: Int64, bootNs: Int64, flags: TimeFlags = []) {
         self.wallNs = wallNs
         self.bootNs = bootNs
+        self.flags = flags
     }
+}
+
+/// The record's time_flags.
+public struct TimeFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    /// The kernel said its clock was synchronized.
+    public static let synced = TimeFlags(rawValue: 1)
+    /// wall_ns is not to be trusted (unsynchronized past the bound, or an obviously reset date).
+    public static let wallUntrusted = TimeFlags(rawValue: 2)
+    /// The first record captured after a detected wall-clock step.
+    public static let afterStep = TimeFlags(rawValue: 4)
 }

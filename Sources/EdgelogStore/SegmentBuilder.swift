@@ -28,6 +28,10 @@ public final class SegmentBuilder: @unchecked Sendable {
     public private(set) var bodyCRC: UInt32 = 0
     /// segment_hash of the last sealed image.
     public private(set) var segmentHash = SegmentHash.zero
+    /// The store's boot_seq (mod 65536) written into every record this builder encodes.
+    public var bootSeq: UInt16 = 0
+    /// The writer's time bookkeeping at hand-off; the commit folds it into the metadata.
+    public var timeStats: TimeStats?
     /// Mono values reserved for evidence records the commit adds (see Sequencer.reserveEvidence).
     public var evidenceMono: UInt64 = 0
     public var evidenceMonoLimit: UInt64 = 0
@@ -69,13 +73,13 @@ public final class SegmentBuilder: @unchecked Sendable {
         let b = buffer.bytes
         b.setLE(UInt32(length), at: o)
         b.setLE(rawType ?? type.rawValue, at: o + 4)
-        b.setLE(UInt16(0), at: o + 6)
+        b.setLE(time.flags.rawValue, at: o + 6)
         b.setLE(seq, at: o + 8)
         b.setLE(mono, at: o + 16)
         b.setLE(time.wallNs, at: o + 24)
         b.setLE(time.bootNs, at: o + 32)
         b.setLE(UInt16(source.count), at: o + 40)
-        b.setLE(UInt16(0), at: o + 42)
+        b.setLE(bootSeq, at: o + 42)
         b.setBytes(source, at: o + 44)
         b.setBytes(payload, at: o + 44 + source.count)
         let crcAt = o + length - 8
@@ -230,6 +234,7 @@ public final class SegmentBuilder: @unchecked Sendable {
         evidenceMonoLimit = 0
         pendingDrops.removeAll(keepingCapacity: true)
         notedLostSegment = 0
+        timeStats = nil
         sourceLastSeq.removeAll(keepingCapacity: true)
         recentIndex = Int.max
     }

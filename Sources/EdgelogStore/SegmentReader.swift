@@ -10,6 +10,7 @@ public struct RecordView {
     public let seq: UInt64
     public let mono: UInt64
     public let time: CaptureTime
+    public let bootSeq: UInt16
     public let source: UnsafeRawBufferPointer
     public let payload: UnsafeRawBufferPointer
 
@@ -183,7 +184,8 @@ public enum SegmentReader {
         return RecordView(
             bytes: UnsafeRawBufferPointer(rebasing: b[offset..<(offset + length)]),
             rawType: b.le(offset + 4), seq: b.le(offset + 8), mono: b.le(offset + 16),
-            time: CaptureTime(wallNs: b.le(offset + 24), bootNs: b.le(offset + 32)),
+            time: CaptureTime(wallNs: b.le(offset + 24), bootNs: b.le(offset + 32), flags: TimeFlags(rawValue: b.le(offset + 6))),
+            bootSeq: b.le(offset + 42),
             source: source,
             payload: UnsafeRawBufferPointer(rebasing: b[(sourceStart + sourceLength)..<crcAt]))
     }

@@ -4,6 +4,7 @@
 import EdgelogLinux
 import EdgelogSeal
 import EdgelogStore
+import EdgelogTimebase
 import Glibc
 
 enum SealBench {
@@ -80,5 +81,26 @@ enum VerifyBench {
             }
         }
         return (segments, verifyS, shaS)
+    }
+}
+
+enum TimeBench {
+    /// ns per capture: the timebase against two bare clock reads, 2,000,000 each, no I/O.
+    static func captureNs() -> (timebase: Double, bare: Double) {
+        let timebase = Timebase(source: LinuxTimeSource())
+        var before: [TimeRecord] = []
+        let n = 2_000_000
+        var sink: Int64 = 0
+        var t0 = monoNs()
+        for _ in 0..<n {
+            before.removeAll(keepingCapacity: true)
+            sink &+= timebase.capture(before: &before).wallNs
+        }
+        let timed = Double(monoNs() &- t0) / Double(n)
+        t0 = monoNs()
+        for _ in 0..<n { sink &+= SystemClock.now().wallNs }
+        let bare = Double(monoNs() &- t0) / Double(n)
+        if sink == 42 { print("") }
+        return (timed, bare)
     }
 }

@@ -5,6 +5,7 @@
 import EdgelogLinux
 import EdgelogSeal
 import EdgelogStore
+import EdgelogTimebase
 import Glibc
 
 /// Opens a freshly formatted file-backed store of `size` bytes.
@@ -43,8 +44,14 @@ final class StoreContender: Contender {
     var direct: Bool { device.direct }
     var sectorSize: Int { store.metadata.geometry.sectorSize }
 
-    init(path: String, name: String = "store", identity: SealIdentity = .unsigned()) {
+    /// With a timebase, every record's time comes from it (time flags, step detection, adjtimex
+    /// sampling) instead of the two bare clock reads.
+    let timebase: Timebase?
+    private var before: [TimeRecord] = []
+
+    init(path: String, name: String = "store", identity: SealIdentity = .unsigned(), timebase: Timebase? = nil) {
         self.name = name
+        self.timebase = timebase
         (device, store) = freshStore(path: path, size: Shape.throughputStoreSize, segmentSize: Shape.segmentSize, identity: identity)
         sequencer = Sequencer(from: store.metadata)
         builder = SegmentBuilder(geometry: store.metadata.geometry)
@@ -65,7 +72,14 @@ final class StoreContender: Contender {
                 die("sequencer: \(error)")
             }
             bytes.setNumber(i)
-            guard builder.append(type: .data, source: source, seq: seq, mono: mono, time: SystemClock.now(), payload: payload) else {
+            let time: CaptureTime
+            if let timebase {
+                before.removeAll(keepingCapacity: true)
+                time = timebase.capture(before: &before)
+            } else {
+                time = SystemClock.now()
+            }
+            guard builder.append(type: .data, source: source, seq: seq, mono: mono, time: time, payload: payload) else {
                 die("append refused a record that fits")
             }
         }

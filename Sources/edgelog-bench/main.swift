@@ -12,6 +12,7 @@
 import EdgelogLinux
 import EdgelogSeal
 import EdgelogStore
+import EdgelogTimebase
 import Glibc
 
 let options = Options.parse(CommandLine.arguments)
@@ -60,9 +61,12 @@ let rawC = RawContender(path: dir.file("raw.img"), direct: storeC.direct, sector
 // Informational: raw with the store's second write (metadata slot), to attribute store_vs_raw.
 let raw2C = RawContender(path: dir.file("raw2.img"), direct: storeC.direct, sectorSize: storeC.sectorSize, metadataWrite: true)
 progress("throughput: \(options.records) records per contender, \(batch) per batch, contenders interleaved batch by batch")
-let results = Throughput.run([storeC, sqliteC, rawC, raw2C, signedC], records: options.records, batch: batch)
+// The store unsigned again, with every record's time taken through the time path.
+let timedC = StoreContender(path: dir.file("store-timed.img"), name: "store_timed",
+                            timebase: Timebase(source: LinuxTimeSource()))
+let results = Throughput.run([storeC, sqliteC, rawC, raw2C, signedC, timedC], records: options.records, batch: batch)
 if storeC.direct != direct { progress("note: the store's device ended with o_direct=\(storeC.direct)") }
-let (store, sqlite, raw, raw2, signed) = (results[0], results[1], results[2], results[3], results[4])
+let (store, sqlite, raw, raw2, signed, timed) = (results[0], results[1], results[2], results[3], results[4], results[5])
 
 func throughputLine(_ r: ThroughputResult) -> String {
     "\(r.name): records_per_s=\(fixed(r.recordsPerSecond, 0)) elapsed_s=\(fixed(Double(r.elapsedNs) / 1e9, 3)) "
@@ -107,6 +111,16 @@ let verifyResult = VerifyBench.run(path: dir.file("verify.img"))
 print("verify_256MiB: segments=\(verifyResult.segments) verify_s=[\(verifyResult.verifyS.map { fixed($0, 3) }.joined(separator: " "))] "
     + "sha256sum_s=[\(verifyResult.shaS.map { fixed($0, 3) }.joined(separator: " "))]  # page cache warm, alternated")
 print("verify_vs_sha256sum=\(fixed(median(verifyResult.shaS) / median(verifyResult.verifyS), 2))")
+
+// MARK: 2c: the time path
+
+print("")
+print("## time path: every record's capture through the timebase (time flags, step detection, adjtimex once a second) vs two bare clock reads")
+print(throughputLine(timed))
+print("time_bookkeeping_ratio=\(fixed(timed.recordsPerSecond / store.recordsPerSecond, 3)) "
+    + "time_bookkeeping_cost_pct=\(fixed(100 * (1 - timed.recordsPerSecond / store.recordsPerSecond), 1))")
+let captureCost = TimeBench.captureNs()
+print("capture_ns_per_record: timebase=\(fixed(captureCost.timebase, 0)) bare_clocks=\(fixed(captureCost.bare, 0))")
 
 // MARK: 3: recovery
 

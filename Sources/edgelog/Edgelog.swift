@@ -2,6 +2,7 @@
 // and documented in docs/CLI.md.
 
 import ArgumentParser
+import EdgelogLinux
 
 @main
 struct Edgelog: ParsableCommand {
@@ -20,8 +21,25 @@ struct Edgelog: ParsableCommand {
             5 newer format, 6 device error, 7 already a store, 8 refused by the anchor, \
             9 key problem, 64 usage error (docs/CLI.md). verify: 0 pass, 1 fail, 2 usage.
             """,
-        version: "0.2.0 (store format 2)",
+        version: "0.3.0 (store format 3)",
         subcommands: [RunCommand.self, FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self,
                       KeysCommand.self, HeadCommand.self, VerifyCommand.self]
     )
+
+    static func main() {
+        main(ProcessArguments.current())
+    }
+}
+
+/// The command's arguments. The Swift runtime finds argv through `environ` at start-up; a preloaded
+/// library that calls setenv first (libfaketime does) leaves CommandLine.arguments empty
+/// (swiftlang/swift#76080). The kernel's copy in /proc/self/cmdline is then the fallback.
+enum ProcessArguments {
+    static func current() -> [String] {
+        if !CommandLine.arguments.isEmpty { return Array(CommandLine.arguments.dropFirst()) }
+        guard let bytes = try? LocalFile.read("/proc/self/cmdline", limit: 1 << 20).bytes else { return [] }
+        var parts = bytes.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        if parts.last == "" { parts.removeLast() }
+        return Array(parts.dropFirst())
+    }
 }

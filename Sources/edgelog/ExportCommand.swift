@@ -27,14 +27,26 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Only records of commits after this commit id.")
     var sinceCommit: UInt64 = 0
 
+    @Option(help: "raw: wall_ns as captured; corrected: also wall_corrected_ns, each boot's steps mapped onto its last good clock (docs/FORMAT.md section 7).")
+    var wall: WallMode = .raw
+
+    enum WallMode: String, ExpressibleByArgument { case raw, corrected }
+
     func run() throws {
         let (target, analysis) = try openReadOnly(device)
         let out = FDOutput(fd: 1)
-        if format == .csv { out.write(ExportFormat.csvHeader) }
+        // The correction needs every record of a boot before it prints the first: two passes.
+        var correction: WallCorrection?
+        if wall == .corrected {
+            var c = WallCorrection()
+            StoreReader.forEachRecord(device: target, analysis: analysis) { _, record in c.note(record) }
+            correction = c
+        }
+        if format == .csv { out.write(correction == nil ? ExportFormat.csvHeader : ExportFormat.csvHeaderCorrected) }
         var line: [UInt8] = []
         let damage = StoreReader.forEachRecord(device: target, analysis: analysis, sinceCommit: sinceCommit) { info, record in
             line.removeAll(keepingCapacity: true)
-            format.append(info, record, to: &line)
+            format.append(info, record, correctedWall: correction?.corrected(record), to: &line)
             line.withUnsafeBytes { out.write($0) }
         }
         out.flush()

@@ -3,6 +3,7 @@ import EdgelogCore
 import EdgelogLinux
 import EdgelogSeal
 import EdgelogStore
+import EdgelogTimebase
 
 extension RingFullPolicy: ExpressibleByArgument {}
 
@@ -57,7 +58,19 @@ struct IngestCommand: ParsableCommand {
     @Option(help: "Seconds between anchor file updates while committing.")
     var anchorInterval: Int = 10
 
+    @Option(help: "A change of wall minus boot time larger than this is a clock step, recorded as such (milliseconds).")
+    var stepThresholdMs: Int = 100
+
+    @Option(help: "Unsynchronized with the kernel's maximum error above this, wall time is flagged untrusted (milliseconds).")
+    var untrustedErrorMs: Int = 1000
+
+    @Option(help: "Seconds between periodic time_state records (sync state, drift, RTC offset).")
+    var timeStateInterval: Int = 600
+
     func validate() throws {
+        guard stepThresholdMs >= 1, untrustedErrorMs >= 0, timeStateInterval >= 1 else {
+            throw ValidationError("--step-threshold-ms and --time-state-interval must be at least 1, --untrusted-error-ms not negative")
+        }
         guard (keyDir != nil) != unsigned else {
             throw ValidationError(unsigned ? "--unsigned and --key-dir exclude each other"
                 : "ingest signs every commit: give --key-dir DIR (make one with `edgelog keys generate --out DIR`) or --unsigned")
@@ -69,7 +82,9 @@ struct IngestCommand: ParsableCommand {
 
     func run() throws {
         try IngestJob(device: device, source: source, ringFull: ringFull, maxAgeMs: maxAgeMs, blockMs: blockMs,
-                      keyDir: keyDir, anchor: anchor, anchorInterval: anchorInterval).run()
+                      keyDir: keyDir, anchor: anchor, anchorInterval: anchorInterval,
+                      time: IngestJob.timeConfig(stepThresholdMs: stepThresholdMs, untrustedErrorMs: untrustedErrorMs,
+                                                 stateIntervalS: timeStateInterval)).run()
     }
 }
 
@@ -84,6 +99,16 @@ struct IngestJob {
     var keyDir: String?
     var anchor: String?
     var anchorInterval: Int
+    var time: TimebaseConfig
+
+    static func timeConfig(stepThresholdMs: Int, untrustedErrorMs: Int, stateIntervalS: Int) -> TimebaseConfig {
+        var config = TimebaseConfig()
+        config.stepThresholdNs = Int64(stepThresholdMs) * 1_000_000
+        config.untrustedMaxErrorUs = Int64(untrustedErrorMs) * 1000
+        config.stateIntervalNs = Int64(stateIntervalS) * 1_000_000_000
+        config.notBeforeWallNs = LinuxTimeSource.executableTimeNs()
+        return config
+    }
 
     func run() throws {
         StopSignal.install()
@@ -92,13 +117,18 @@ struct IngestJob {
         let session: WriterSession
         do { session = try WriterSession.start(keyDir: keyDir, anchorPath: anchor, anchorIntervalSeconds: anchorInterval) } catch { throw Exit.fail(error) }
         let store: EvidenceStore
+        let analysis: StoreAnalysis
+        let bootID = LinuxTimeSource.bootID()
         do {
-            let (opened, analysis) = try session.open(target, policy: ringFull)
-            store = opened
+            (store, analysis) = try session.open(target, policy: ringFull, bootID: bootID)
             if analysis.needsRepair { Exit.say("recovered: " + RecoverySummary.text(analysis)) }
         } catch {
             throw Exit.fail(error)
         }
+        // A restart in the same kernel boot compares the clocks with the last writer's capture.
+        let sameBoot = bootID != nil && analysis.state.bootID == bootID && store.metadata.time.lastOffsetNs != 0
+        let timebase = Timebase(source: LinuxTimeSource(), config: time, stats: store.metadata.time,
+                                resumeOffsetNs: sameBoot ? store.metadata.time.lastOffsetNs : nil)
         session.writeAnchor(after: nil, device: target, force: true)
 
         let source = self.source
@@ -114,7 +144,21 @@ struct IngestJob {
 
         var lineNumber = 0
         var rejected = 0
+        var accepted = 0
         var stopError: StoreError?
+        /// Time records go in before the record they explain; a refusal stops the writer.
+        func appendTime(_ records: [TimeRecord]) {
+            for record in records {
+                let result = record.payload.withUnsafeBytes {
+                    pipeline.append(source: SourceName.time, type: record.type, payload: $0, time: record.time)
+                }
+                if case .refused(let error) = result { stopError = error }
+            }
+            if !records.isEmpty { pipeline.noteTime(timebase.stats) }
+        }
+        appendTime(timebase.start(bootID: bootID ?? [UInt8](repeating: 0, count: 16), bootSeq: store.metadata.bootSeq,
+                                  unexpectedReset: analysis.uncleanShutdown, monoResume: store.metadata.monoHWM))
+        var before: [TimeRecord] = []
         let input = LineInput(fd: 0)
         do {
             try input.forEach(shouldStop: { StopSignal.isRaised || stopError != nil }) { line in
@@ -131,9 +175,13 @@ struct IngestJob {
                         Exit.say("line \(lineNumber): rejected: not a JSON object: \(error)")
                         return
                     }
-                    switch pipeline.append(source: source, payload: UnsafeRawBufferPointer(rebasing: bytes[object]), time: SystemClock.now()) {
+                    before.removeAll(keepingCapacity: true)
+                    let time = timebase.capture(before: &before)
+                    if !before.isEmpty { appendTime(before) }
+                    switch pipeline.append(source: source, payload: UnsafeRawBufferPointer(rebasing: bytes[object]), time: time) {
                     case .accepted, .dropped:
-                        break
+                        accepted += 1
+                        if accepted & 255 == 0 { pipeline.noteTime(timebase.stats) }
                     case .refused(.recordTooLarge(let size, let capacity)):
                         rejected += 1
                         Exit.say("line \(lineNumber): rejected: record of \(size) bytes exceeds the segment's \(capacity)")
@@ -146,12 +194,13 @@ struct IngestJob {
             Exit.say("error: \(error)")
         }
         var closeError: StoreError?
+        pipeline.noteTime(timebase.stats)
         do { try pipeline.close() } catch { closeError = error }
         session.writeAnchor(after: nil, device: target, force: true)
         let counters = pipeline.counters
         let failure = stopError ?? closeError
         let stopped = StopSignal.isRaised ? " (stopped by signal)" : ""
-        Exit.say("ingest\(stopped): \(lineNumber) lines, \(counters.accepted) records accepted, \(rejected) rejected, \(counters.dropped) dropped, \(counters.commits) commits"
+        Exit.say("ingest\(stopped): \(lineNumber) lines, \(accepted) records accepted, \(rejected) rejected, \(counters.dropped) dropped, \(counters.commits) commits"
             + (session.anchorFailures > 0 ? ", \(session.anchorFailures) anchor file updates failed" : ""))
         if let failure { throw Exit.fail(failure) }
     }

@@ -86,6 +86,14 @@ struct InspectCommand: ParsableCommand {
             o.add("hash_head", .string(hex(m.hashHead)))
             o.add("rollback_ctr", .int(Int64(m.rollbackCtr)))
             o.add("fw_ver_hash", .string(hex(m.fwVerHash)))
+            o.add("boot_seq", .int(Int64(m.bootSeq)))
+            o.add("boot_id", .string(hex(m.bootID)))
+            o.add("clock_steps", .int(Int64(m.time.clockSteps)))
+            o.add("largest_step_ns", .int(Int64(m.time.largestStepNs)))
+            o.add("unsync_ns", .int(Int64(m.time.unsyncNs)))
+            o.add("last_sync_wall_ns", m.time.lastSyncWallNs == 0 ? .null : .int(m.time.lastSyncWallNs))
+            o.add("rtc_offset_ns", m.time.rtcState == .read ? .int(m.time.rtcOffsetNs) : .null)
+            o.add("rtc", .string(TimeText.rtc(m.time.rtcState)))
             o.add("sources", .raw("[" + m.sources.map { "{\"name\":\"\($0.name)\",\"last_seq\":\($0.lastSeq)}" }.joined(separator: ",") + "]"))
             var r = JSONObject()
             r.add("needed", .bool(a.needsRepair))
@@ -118,6 +126,7 @@ struct InspectCommand: ParsableCommand {
             print("records      \(m.recordsTotal) committed; \(m.droppedTotal) dropped before commit; \(m.lostTotal) lost to ring overwrite")
             print("shutdown     \(m.clean ? "clean" : "NOT clean (a writer has it open, or it lost power)"); unexpected resets so far: \(m.unexpRst)")
             print("health       read/CRC errors \(m.eccErrCnt); bad slots \(m.badBlocks.count); brownouts \(m.boEvent); verify_stat 0x\(String(m.verifyStat, radix: 16))")
+            print("time         \(TimeText.health(m))")
             print("uplink       oldest segment not acknowledged upstream: \(m.uplinkCursor)")
             print("sources      " + (m.sources.isEmpty ? "none" : m.sources.map { "\($0.name) (last seq \($0.lastSeq))" }.joined(separator: ", ")))
             print("recovery     " + (a.needsRepair ? "on next open: " : "") + RecoverySummary.text(a))
@@ -127,5 +136,37 @@ struct InspectCommand: ParsableCommand {
             }
         }
         if !damage.isEmpty { throw ExitCode(Exit.damaged) }
+    }
+}
+
+/// The time health line of `inspect` (from the metadata the writer keeps).
+enum TimeText {
+    static func rtc(_ state: TimeStats.RTCState) -> String {
+        switch state {
+        case .neverRead: "not read yet"
+        case .read: "read"
+        case .absent: "none on this system"
+        }
+    }
+
+    static func duration(_ ns: UInt64) -> String {
+        if ns < 1_000_000 { return "\(ns / 1000) us" }
+        if ns < 10_000_000_000 { return "\(ns / 1_000_000) ms" }
+        let s = ns / 1_000_000_000
+        return s < 7200 ? "\(s) s" : "\(s / 3600) h"
+    }
+
+    static func health(_ m: Metadata) -> String {
+        let t = m.time
+        var parts = ["boot \(m.bootSeq)", "\(t.clockSteps) clock step(s)"]
+        if t.clockSteps > 0 { parts.append("largest \(duration(t.largestStepNs))") }
+        parts.append("unsynchronized for \(duration(t.unsyncNs)) so far")
+        parts.append(t.lastSyncWallNs == 0 ? "never seen synchronized" : "last synchronized at wall \(t.lastSyncWallNs)")
+        switch t.rtcState {
+        case .read: parts.append("RTC offset \(t.rtcOffsetNs / 1_000_000) ms")
+        case .absent: parts.append("no RTC")
+        case .neverRead: break
+        }
+        return parts.joined(separator: "; ")
     }
 }

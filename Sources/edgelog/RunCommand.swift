@@ -95,6 +95,8 @@ struct RunCommand: ParsableCommand {
         }
         try IngestJob(device: settings.device, source: settings.source, ringFull: settings.ringFull,
                       maxAgeMs: settings.maxAgeMs, blockMs: settings.blockMs, keyDir: settings.keyDir,
-                      anchor: settings.anchor, anchorInterval: settings.anchorInterval).run()
+                      anchor: settings.anchor, anchorInterval: settings.anchorInterval,
+                      time: IngestJob.timeConfig(stepThresholdMs: settings.stepThresholdMs, untrustedErrorMs: settings.untrustedErrorMs,
+                                                 stateIntervalS: settings.timeStateInterval)).run()
     }
 }

@@ -20,6 +20,9 @@ struct RunConfig: Equatable {
     /// Size of a file store created when `device` does not exist (never for a block device).
     var storeSize: UInt64 = 64 << 20
     var segmentSize: UInt64 = 32 << 10
+    var stepThresholdMs = 100
+    var untrustedErrorMs = 1000
+    var timeStateInterval = 600
 
     struct Problem: Error, CustomStringConvertible {
         let path: String
@@ -68,6 +71,9 @@ struct RunConfig: Equatable {
             case "block_ms": config.blockMs = try integer(0...3_600_000)
             case "store_size": config.storeSize = try size()
             case "segment_size": config.segmentSize = try size()
+            case "step_threshold_ms": config.stepThresholdMs = try integer(1...3_600_000)
+            case "untrusted_error_ms": config.untrustedErrorMs = try integer(0...16_000)
+            case "time_state_interval": config.timeStateInterval = try integer(1...86_400)
             default: throw fail("unknown setting")
             }
         }

@@ -37,11 +37,11 @@ final class WriterSession: @unchecked Sendable {
     }
 
     /// Opens the store for writing after comparing it with the anchor and the key directory.
-    func open(_ device: FileBlockDevice, policy: RingFullPolicy) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
+    func open(_ device: FileBlockDevice, policy: RingFullPolicy, bootID: [UInt8]? = nil) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
         let anchorHead: SignedHead?
         do { anchorHead = try anchor?.read() } catch { throw .anchorRefused(reason: "anchor_malformed", detail: error.description) }
         let signer = self.signer
-        return try EvidenceStore.open(device: device, policy: policy, identity: identity, check: { state throws(StoreError) in
+        return try EvidenceStore.open(device: device, policy: policy, identity: identity, bootID: bootID, check: { state throws(StoreError) in
             if let anchorHead, let refusal = AnchorCheck.refusal(anchor: anchorHead, state: state, device: device) {
                 throw .anchorRefused(reason: refusal.reason, detail: refusal.detail)
             }

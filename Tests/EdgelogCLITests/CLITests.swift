@@ -24,10 +24,11 @@ struct CLITests {
         let state = try #require(try JSONSerialization.jsonObject(with: Data(inspect.out.utf8)) as? [String: Any])
         #expect(state["records_total"] as? Int == 50)
         #expect(state["clean_flag"] as? Bool == true)
-        #expect(state["verified_records"] as? Int == 50)
+        // 50 data records and the writer's boot record.
+        #expect(state["verified_records"] as? Int == 51)
         let csv = try edgelog(["export", "--device", store, "--format", "csv"])
         #expect(csv.out.hasPrefix("segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"))
-        #expect(csv.out.contains(",data,probe1,1,1,"))
+        #expect(csv.out.contains(",data,probe1,1,2,"))  // mono_ctr 1 is the boot record
         #expect(csv.out.contains("\"{\"\"t\"\":1,\"\"unit\"\":\"\"C\"\"}\""))
     }
 

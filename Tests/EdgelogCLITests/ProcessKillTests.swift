@@ -94,6 +94,11 @@ struct ProcessKillTests {
         #expect((state["unexp_rst"] as? Int ?? 0) >= 1)
 
         let ours = try edgelog(["export", "--device", store])
+        // mono_ctr continues above everything committed after every restart: strictly increasing
+        // over all records, whatever the kills, recoveries and boot records in between.
+        let monos = jsonLines(ours.out).compactMap { $0["mono_ctr"] as? Int }
+        #expect(zip(monos, monos.dropFirst()).allSatisfy { $0 < $1 }, "mono_ctr went backward or repeated across restarts")
+        #expect(jsonLines(ours.out).contains { $0["type"] as? String == "boot" })
         let theirs = try runProcess("/usr/bin/env", ["python3", Binary.decoder, store])
         #expect(theirs.code == 0)
         #expect(ours.out == theirs.out, "independent decoder disagrees with export on the killed store")

@@ -25,4 +25,9 @@ void edgelog_aio_destroy(uint64_t context);
 int edgelog_aio_pwrite_all(uint64_t context, int fd, int count, const void *const *buffers,
                            const uint64_t *lengths, const uint64_t *offsets, int64_t *results);
 
+/// adjtimex(2) read-only: whether the kernel says its clock is synchronized (the call did not return
+/// TIME_ERROR and STA_UNSYNC is clear), and its maximum and estimated error in microseconds.
+/// Returns 0, or -1 with errno set.
+int edgelog_clock_sync(int *synchronized, long *maxerror_us, long *esterror_us);
+
 #endif
