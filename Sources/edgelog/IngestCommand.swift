@@ -129,6 +129,8 @@ struct IngestJob {
         let sameBoot = bootID != nil && analysis.state.bootID == bootID && store.metadata.time.lastOffsetNs != 0
         let timebase = Timebase(source: LinuxTimeSource(), config: time, stats: store.metadata.time,
                                 resumeOffsetNs: sameBoot ? store.metadata.time.lastOffsetNs : nil)
+        // Said once per start, never per record: the boot record has rtc_offset_ns null.
+        if timebase.stats.rtcState == .absent { Exit.say("note: no RTC on this system (/sys/class/rtc/rtc0): rtc_offset is not recorded") }
         session.writeAnchor(after: nil, device: target, force: true)
 
         let source = self.source

@@ -170,3 +170,28 @@ struct TimebaseTests {
         #expect(fresh.stats.clockSteps == 1)
     }
 }
+
+@Suite("Timebase across a restart")
+struct TimebaseRestartTests {
+    /// Each kind of step, made while no writer ran (same kernel boot): the restarted writer records it.
+    @Test("a step of each kind while the writer was down is recorded at restart", arguments: [
+        (5 * second, "forward"), (-3 * second, "backward"), (-second, "backward"), (-today + 5 * second, "backward"),
+    ])
+    func stepWhileDown(step: Int64, direction: String) {
+        let clock = ManualTimeSource(wallNs: today, state: synced)
+        let first = Timebase(source: clock)
+        _ = capture(first)
+        clock.advance(30 * second)
+        clock.step(step)
+        let second_ = Timebase(source: clock, stats: first.stats, resumeOffsetNs: first.stats.lastOffsetNs)
+        let records = second_.start(bootID: Array(repeating: 9, count: 16), bootSeq: 4, unexpectedReset: false, monoResume: 7)
+        #expect(records.map(\.type) == [.clockStep, .boot])
+        let text = String(decoding: records[0].payload, as: UTF8.self)
+        #expect(text.contains("\"direction\":\"\(direction)\",\"magnitude_ns\":\(step.magnitude)"), "\(text)")
+        #expect(second_.stats.clockSteps == 1)
+        // After a reset to 1970 the boot record itself says wall time is not to be trusted.
+        if step < -today / 2 {
+            #expect(String(decoding: records[1].payload, as: UTF8.self).contains("\"wall_untrusted\":true"))
+        }
+    }
+}
