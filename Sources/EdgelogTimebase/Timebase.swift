@@ -39,13 +39,26 @@ public final class Timebase {
 
     public let config: TimebaseConfig
     private let source: TimeSource
-    public private(set) var stats: TimeStats
+    private var counters: TimeStats
     private var sync: SyncState
     private var lastSyncSampleBootNs: Int64
     private var lastStateBootNs: Int64
+    /// The earliest of the next sync sample and the next periodic state: one comparison per capture.
+    private var nextSlowPathBootNs: Int64 = 0
     private var last: (wallNs: Int64, bootNs: Int64)?
     private var driftNs: Int64 = 0
     private var pending: [TimeRecord] = []
+    /// Flags that hold until the next sync sample (synced, or untrusted for want of sync).
+    private var syncFlags: TimeFlags = []
+    /// Wall times below this are untrusted whatever the sync status.
+    private let minTrustedWallNs: Int64
+
+    /// The bookkeeping the metadata keeps (with the last capture's offset).
+    public var stats: TimeStats {
+        var s = counters
+        if let last { s.lastOffsetNs = last.wallNs &- last.bootNs }
+        return s
+    }
 
     /// `resumeOffsetNs`: wall − boot of the last capture before a restart in the same kernel boot,
     /// so that a step while the writer was down is still seen.
@@ -53,18 +66,27 @@ public final class Timebase {
                 resumeOffsetNs: Int64? = nil) {
         self.source = source
         self.config = config
-        self.stats = stats
+        self.counters = stats
+        minTrustedWallNs = max(Self.resetBeforeNs, config.notBeforeWallNs)
         let now = source.now()
         sync = source.sync()
         lastSyncSampleBootNs = now.bootNs
         lastStateBootNs = now.bootNs
-        if sync.synchronized { self.stats.lastSyncWallNs = now.wallNs }
+        if sync.synchronized { counters.lastSyncWallNs = now.wallNs }
         if let resumeOffsetNs { last = (now.bootNs + resumeOffsetNs, now.bootNs) }
+        syncFlags = Self.flags(for: sync, config: config)
+        scheduleSlowPath()
         readRTC(wallNs: now.wallNs)
     }
 
-    /// The wall − boot offset of the last capture (kept in the metadata for a restart).
-    public var lastOffsetNs: Int64? { last.map { $0.wallNs - $0.bootNs } }
+    private static func flags(for sync: SyncState, config: TimebaseConfig) -> TimeFlags {
+        if sync.synchronized { return .synced }
+        return sync.maxErrorUs > config.untrustedMaxErrorUs ? .wallUntrusted : []
+    }
+
+    private func scheduleSlowPath() {
+        nextSlowPathBootNs = min(lastSyncSampleBootNs &+ config.syncSampleNs, lastStateBootNs &+ config.stateIntervalNs)
+    }
 
     /// The records a writer starts with: a clock_step if the wall clock stepped while no writer ran
     /// (same kernel boot), then the boot record (type 6).
@@ -78,6 +100,7 @@ public final class Timebase {
         json.add("mono_resume", .uint(monoResume))
         addState(&json, reason: "start", time: time)
         lastStateBootNs = time.bootNs
+        scheduleSlowPath()
         records.append(TimeRecord(type: .boot, payload: json.bytes, time: time))
         return records
     }
@@ -86,40 +109,44 @@ public final class Timebase {
     /// periodic state) are returned in `before`, in order.
     public func capture(before: inout [TimeRecord]) -> CaptureTime {
         let now = source.now()
-        var flags: TimeFlags = []
+        var stepped = false
         if let last {
-            let delta = (now.wallNs - now.bootNs) - (last.wallNs - last.bootNs)
+            let delta = (now.wallNs &- now.bootNs) &- (last.wallNs &- last.bootNs)
             if delta > config.stepThresholdNs || delta < -config.stepThresholdNs {
                 let previousSync = sync
                 sampleSync(now: now, force: true)
                 before.append(stepRecord(from: last, to: now, delta: delta, previousSync: previousSync))
-                flags.insert(.afterStep)
+                stepped = true
             } else {
-                driftNs += delta
+                driftNs &+= delta
             }
         }
-        sampleSync(now: now, force: false)
-        if now.bootNs - lastStateBootNs >= config.stateIntervalNs {
-            readRTC(wallNs: now.wallNs)
-            before.append(stateRecord(reason: "periodic", now: now))
+        // The hot path ends here for almost every record: one comparison decides whether the sync
+        // status or a periodic state is due.
+        if now.bootNs >= nextSlowPathBootNs {
+            sampleSync(now: now, force: false)
+            if now.bootNs &- lastStateBootNs >= config.stateIntervalNs {
+                readRTC(wallNs: now.wallNs)
+                before.append(stateRecord(reason: "periodic", now: now))
+            }
+            scheduleSlowPath()
         }
-        before.append(contentsOf: pending)
-        pending.removeAll()
+        if !pending.isEmpty {
+            before.append(contentsOf: pending)
+            pending.removeAll()
+        }
         last = now
-        stats.lastOffsetNs = now.wallNs - now.bootNs
-        flags.formUnion(quality(wallNs: now.wallNs))
+        var flags = syncFlags
+        if stepped { flags.insert(.afterStep) }
+        if now.wallNs < minTrustedWallNs { flags.insert(.wallUntrusted) }
         return CaptureTime(wallNs: now.wallNs, bootNs: now.bootNs, flags: flags)
     }
 
     // MARK: internals
 
     private func quality(wallNs: Int64) -> TimeFlags {
-        var flags: TimeFlags = []
-        if sync.synchronized { flags.insert(.synced) }
-        let unsyncedTooLong = !sync.synchronized && sync.maxErrorUs > config.untrustedMaxErrorUs
-        if unsyncedTooLong || wallNs < Self.resetBeforeNs || (config.notBeforeWallNs > 0 && wallNs < config.notBeforeWallNs) {
-            flags.insert(.wallUntrusted)
-        }
+        var flags = syncFlags
+        if wallNs < minTrustedWallNs { flags.insert(.wallUntrusted) }
         return flags
     }
 
@@ -129,19 +156,21 @@ public final class Timebase {
         let elapsed = now.bootNs - lastSyncSampleBootNs
         guard force || elapsed >= config.syncSampleNs else { return }
         let fresh = source.sync()
-        if !sync.synchronized && elapsed > 0 { stats.unsyncNs &+= UInt64(elapsed) }
+        if !sync.synchronized && elapsed > 0 { counters.unsyncNs &+= UInt64(elapsed) }
         lastSyncSampleBootNs = now.bootNs
         let changed = fresh.synchronized != sync.synchronized
         sync = fresh
-        if fresh.synchronized { stats.lastSyncWallNs = now.wallNs }
+        syncFlags = Self.flags(for: fresh, config: config)
+        scheduleSlowPath()
+        if fresh.synchronized { counters.lastSyncWallNs = now.wallNs }
         if changed { pending.append(stateRecord(reason: "sync_change", now: now)) }
     }
 
     private func stepRecord(from before: (wallNs: Int64, bootNs: Int64), to after: (wallNs: Int64, bootNs: Int64),
                             delta: Int64, previousSync: SyncState) -> TimeRecord {
         let magnitude = delta.magnitude
-        stats.clockSteps &+= 1
-        stats.largestStepNs = max(stats.largestStepNs, magnitude)
+        counters.clockSteps &+= 1
+        counters.largestStepNs = max(counters.largestStepNs, magnitude)
         var cause = "manual"
         if previousSync.synchronized != sync.synchronized {
             cause = "sync"
@@ -167,6 +196,7 @@ public final class Timebase {
         var json = EvidenceJSON()
         addState(&json, reason: reason, time: time)
         lastStateBootNs = now.bootNs
+        scheduleSlowPath()
         return TimeRecord(type: .timeState, payload: json.bytes, time: time)
     }
 
@@ -175,10 +205,10 @@ public final class Timebase {
         json.add("synced", .bool(sync.synchronized))
         json.add("maxerror_us", .int(sync.maxErrorUs))
         json.add("esterror_us", .int(sync.estErrorUs))
-        json.add("last_sync_wall_ns", stats.lastSyncWallNs == 0 ? .null : .int(stats.lastSyncWallNs))
-        json.add("unsync_ns", .uint(stats.unsyncNs))
+        json.add("last_sync_wall_ns", counters.lastSyncWallNs == 0 ? .null : .int(counters.lastSyncWallNs))
+        json.add("unsync_ns", .uint(counters.unsyncNs))
         json.add("drift_ns", .int(driftNs))
-        json.add("rtc_offset_ns", stats.rtcState == .read ? .int(stats.rtcOffsetNs) : .null)
+        json.add("rtc_offset_ns", counters.rtcState == .read ? .int(counters.rtcOffsetNs) : .null)
         json.add("wall_untrusted", .bool(time.flags.contains(.wallUntrusted)))
         driftNs = 0
     }
@@ -186,10 +216,10 @@ public final class Timebase {
     /// Reads the RTC; a system without one is noted once (rtc_state absent), never as an error.
     private func readRTC(wallNs: Int64) {
         if let rtc = source.rtcWallNs() {
-            stats.rtcOffsetNs = rtc - wallNs
-            stats.rtcState = .read
+            counters.rtcOffsetNs = rtc - wallNs
+            counters.rtcState = .read
         } else {
-            stats.rtcState = .absent
+            counters.rtcState = .absent
         }
     }
 

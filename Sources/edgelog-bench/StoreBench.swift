@@ -74,8 +74,8 @@ final class StoreContender: Contender {
             bytes.setNumber(i)
             let time: CaptureTime
             if let timebase {
-                before.removeAll(keepingCapacity: true)
                 time = timebase.capture(before: &before)
+                if !before.isEmpty { before.removeAll(keepingCapacity: true) }
             } else {
                 time = SystemClock.now()
             }

@@ -177,9 +177,11 @@ struct IngestJob {
                         Exit.say("line \(lineNumber): rejected: not a JSON object: \(error)")
                         return
                     }
-                    before.removeAll(keepingCapacity: true)
                     let time = timebase.capture(before: &before)
-                    if !before.isEmpty { appendTime(before) }
+                    if !before.isEmpty {
+                        appendTime(before)
+                        before.removeAll(keepingCapacity: true)
+                    }
                     switch pipeline.append(source: source, payload: UnsafeRawBufferPointer(rebasing: bytes[object]), time: time) {
                     case .accepted, .dropped:
                         accepted += 1
