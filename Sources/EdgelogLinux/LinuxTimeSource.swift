@@ -1,6 +1,7 @@
 // The time path's view of a Linux system: CLOCK_REALTIME and CLOCK_BOOTTIME (vDSO, no syscall),
 // adjtimex for the sync status, the RTC through sysfs, the kernel's boot id.
 
+import EdgelogCore
 import EdgelogTimebase
 import Glibc
 
@@ -32,16 +33,10 @@ public final class LinuxTimeSource: TimeSource, @unchecked Sendable {
     /// The kernel's boot id (16 bytes), or nil where /proc does not give it.
     public static func bootID() -> [UInt8]? {
         guard let text = try? LocalFile.read("/proc/sys/kernel/random/boot_id", limit: 64).bytes else { return nil }
-        let digits = text.filter { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
-        guard digits.count == 32 else { return nil }
-        var out: [UInt8] = []
-        var i = 0
-        while i < 32 {
-            func v(_ c: UInt8) -> UInt8 { c <= 0x39 ? c - 0x30 : c - 0x61 + 10 }
-            out.append(v(digits[i]) << 4 | v(digits[i + 1]))
-            i += 2
-        }
-        return out
+        // A UUID with dashes and a newline: the 32 hex digits are the id.
+        guard let id = Hex.decode(String(decoding: text.filter { $0 != UInt8(ascii: "-") && $0 != 0x0A }, as: UTF8.self)),
+              id.count == 16 else { return nil }
+        return id
     }
 
     /// The modification time of the running executable, as the earliest believable wall time.

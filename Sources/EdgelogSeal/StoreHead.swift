@@ -2,6 +2,7 @@
 // head), and how a store compares with an anchor taken earlier (docs/FORMAT.md section 8).
 
 import Crypto
+import EdgelogCore
 import EdgelogStore
 
 public enum StoreHead {

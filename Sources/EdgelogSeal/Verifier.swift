@@ -179,7 +179,7 @@ public enum Verifier {
             // The metadata's counter counts too: a store whose newest segments were cut away still
             // says which session it is in (the anchor check then names the truncation, not a rollback).
             checkAnchor(anchorBytes, state: state, newestCtr: max(newestCtr, state.rollbackCtr), verifiedHashes: verifiedHashes,
-                        device: device, buffer: buffer, trusted: active.map(\.key), allowUnsigned: options.allowUnsigned,
+                        device: device, trusted: active.map(\.key), allowUnsigned: options.allowUnsigned,
                         report: &report)
         }
         return report
@@ -345,7 +345,7 @@ public enum Verifier {
     }
 
     private static func checkAnchor(_ bytes: [UInt8], state: Metadata, newestCtr: UInt64, verifiedHashes: [UInt64: [UInt8]],
-                                    device: BlockDevice, buffer: AlignedBuffer, trusted: [TrustedKey], allowUnsigned: Bool,
+                                    device: BlockDevice, trusted: [TrustedKey], allowUnsigned: Bool,
                                     report: inout VerifyReport) {
         let head: SignedHead
         do { head = try SignedHead.parse(bytes) } catch {
@@ -370,28 +370,12 @@ public enum Verifier {
                                            detail: "the store ends at segment \(state.ringIsEmpty ? 0 : state.headSegmentID); the anchor proves segment \(a.segmentID) was committed"))
         } else if a.segmentID >= state.tailSegmentID {
             // An unreadable anchor segment already fails as itself (gap, crc_mismatch): no hash to compare.
-            if let stored = verifiedHashes[a.segmentID] ?? claimedHash(of: a.segmentID, state: state, device: device, buffer: buffer),
+            if let stored = verifiedHashes[a.segmentID] ?? StoreHead.seal(of: a.segmentID, state: state, device: device)?.statement.segmentHash,
                stored != a.segmentHash {
                 report.findings.append(Finding(reason: .fork, offset: 0,
                                                detail: "segment \(a.segmentID) differs from the one the anchor signed: the history was rewritten"))
             }
         }
-    }
-
-    /// The hash a failed segment claims, for the anchor comparison.
-    private static func claimedHash(of id: UInt64, state: Metadata, device: BlockDevice, buffer: AlignedBuffer) -> [UInt8]? {
-        var slot = state.tailSlot
-        var e = state.tailSegmentID
-        while e < id {
-            guard let next = state.nextSlot(after: slot) else { return nil }
-            slot = next
-            e += 1
-        }
-        guard (try? device.read(at: state.geometry.slotOffset(slot), into: buffer.bytes)) != nil,
-              let info = try? SegmentReader.validate(UnsafeRawBufferPointer(buffer.bytes), slot: slot, expectedID: id,
-                                                     geometry: state.geometry, storeUUID: state.storeUUID)
-        else { return nil }
-        return info.seal?.statement.segmentHash
     }
 
     /// Slot-relative offset of the first byte range that fails its check: a record or the marker.

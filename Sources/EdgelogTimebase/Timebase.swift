@@ -94,7 +94,7 @@ public final class Timebase {
         var records: [TimeRecord] = []
         let time = capture(before: &records)
         var json = EvidenceJSON()
-        json.add("boot_id", .word(hexString(bootID)))
+        json.add("boot_id", .word(Hex.encode(bootID)))
         json.add("boot_seq", .uint(UInt64(bootSeq)))
         json.add("unexpected_reset", .bool(unexpectedReset))
         json.add("mono_resume", .uint(monoResume))
@@ -221,10 +221,5 @@ public final class Timebase {
         } else {
             counters.rtcState = .absent
         }
-    }
-
-    private func hexString(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }, as: UTF8.self)
     }
 }

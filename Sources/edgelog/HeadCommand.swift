@@ -1,4 +1,5 @@
 import ArgumentParser
+import EdgelogCore
 import EdgelogLinux
 import EdgelogSeal
 import EdgelogStore

@@ -1,8 +1,8 @@
 // The small pieces of JSON and hex text the commands print (--json output, identities).
 
-func hex(_ bytes: [UInt8]) -> String {
-    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-}
+import EdgelogCore
+
+func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 
 /// Escapes a string for a JSON string literal (paths may hold anything).
 func jsonEscaped(_ text: String) -> String {

@@ -1,6 +1,7 @@
 // Where the trust path meets the files of the gateway: the key directory, the firmware hash of
 // this executable, the device id, and the anchor file (docs/FORMAT.md sections 3.5 and 8).
 
+import EdgelogCore
 import EdgelogLinux
 import EdgelogSeal
 import EdgelogStore

@@ -2,6 +2,7 @@
 // directory, the firmware hash, the anchor comparison before anything is written, and the anchor
 // file updates after commits (docs/FORMAT.md section 8).
 
+import EdgelogCore
 import EdgelogLinux
 import EdgelogSeal
 import EdgelogStore

@@ -2,6 +2,7 @@
 // independent checks — openssl on the documented signed bytes, and scripts/edgelog_verify.py
 // (written from FORMAT.md alone) giving the same verdicts as `edgelog verify` on tampered stores.
 
+import EdgelogCore
 import Foundation
 import Testing
 
@@ -187,8 +188,8 @@ struct TrustPathTests {
         let head = try edgelog(["head", "--device", store, "--json"])
         #expect(head.code == 0)
         let fields = try #require(jsonLines(head.out).first)
-        let statement = try #require(hexBytes(fields["statement"] as? String ?? ""))
-        let signature = try #require(hexBytes(fields["signature"] as? String ?? ""))
+        let statement = try #require(Hex.decode(fields["statement"] as? String ?? ""))
+        let signature = try #require(Hex.decode(fields["signature"] as? String ?? ""))
         #expect(statement.count == 192)
         let stmt = s.path("statement.bin"), sig = s.path("signature.bin")
         FileManager.default.createFile(atPath: stmt, contents: Data(statement))
@@ -282,19 +283,6 @@ struct TrustPathTests {
         }
         print("verifier comparisons: \(compared) verdicts, edgelog verify and scripts/edgelog_verify.py")
     }
-}
-
-func hexBytes(_ text: String) -> [UInt8]? {
-    let chars = Array(text.utf8)
-    guard chars.count % 2 == 0 else { return nil }
-    var out: [UInt8] = []
-    var i = 0
-    while i < chars.count {
-        guard let byte = UInt8(String(decoding: chars[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
-        out.append(byte)
-        i += 2
-    }
-    return out
 }
 
 /// r || s (32 bytes each) as DER SEQUENCE { INTEGER r, INTEGER s }, the form openssl reads.
