@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent decoder for the edgelog on-disk format (format version 3).
+"""Independent decoder for the edgelog on-disk format (format version 4).
 
 Written from docs/FORMAT.md alone, without looking at the Swift sources, so
 that it can catch disagreements between the spec and the engine.
@@ -14,12 +14,18 @@ slot and the scan result as one JSON object instead; it only reads the
 segments the slot choice and the forward scan need (it does not re-verify
 every committed segment).
 
+Every line carries, after boot_ns, the record's boot_seq, time_flags,
+maxerror_us, esterror_us and last_sync_ns (format version 4): maxerror_us
+and esterror_us print null for 0xFFFFFFFF (no sync sample), last_sync_ns
+null for 0 (no sync known); in CSV a null is an empty field.
+
 `--wall corrected` (section 7) adds wall_corrected_ns after wall_ns.  Per
 boot (the record's boot_seq), the reference offset is wall_ns - boot_ns of
 the last record of that boot with `synced` set and `wall_untrusted` clear
 in its time_flags, or, when there is none, of the last record of that boot;
-wall_corrected_ns = boot_ns + reference offset.  Choices where FORMAT.md
-leaves room:
+wall_corrected_ns = boot_ns + reference offset, wrapped to a signed 64-bit
+value as FORMAT.md says ("the arithmetic wraps at 64 bits"; signed because
+wall_ns and boot_ns are i64).  Choices where FORMAT.md leaves room:
 - the boots and their last records are taken from all the committed
   records that read back (every committed segment, not only those that
   --since-commit keeps), so --since-commit filters lines but never changes
@@ -27,8 +33,9 @@ leaves room:
   not count;
 - "boot" is the 16-bit boot_seq value as stored, whatever records lie
   between two records with that value;
-- the arithmetic is exact (no 64-bit wrap); any value the store can hold
-  prints as a plain integer.
+- time_flags prints the stored 16-bit number, bits FORMAT.md does not
+  define included ("the number"): readers ignore those bits for validity
+  and for --wall corrected, but the export shows what was written.
 
 The decoder checks what a power cut can do (segment validity, section 3.4,
 which includes a well-formed seal) and, like recovery, the SHA-256 and the
@@ -42,10 +49,12 @@ Exit codes:
     3  one or more committed segments failed validation (reported on stderr,
        skipped, everything else printed)
     5  newer format: either metadata slot has the right magic and a
-       format_version above 3, whatever the other slot holds
+       format_version above 4, whatever the other slot holds
 
-A version 1 or 2 store is "not a store this version reads": its slots are
-not valid (format_version is not 3), so it exits 2.
+A version 1, 2 or 3 store is "not a store this version reads": its slots
+are not valid (format_version is not 4), so it exits 2.  (A version 3
+record is 16 bytes shorter before its source: read as version 4 it would
+decode garbage, so there is no attempt to read it.)
 """
 
 from __future__ import annotations
@@ -62,7 +71,7 @@ from typing import BinaryIO
 # Constants (FORMAT.md sections 1-3)
 # ---------------------------------------------------------------------------
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 META_MAGIC = b"EDGELOGM"
 META_SLOT_SIZE = 4096
@@ -75,7 +84,7 @@ SOURCE_MAX = 32
 SOURCE_TBL_OFFSET = 1280
 SOURCE_ENTRY = 48
 SOURCE_NAME_FIELD = 39
-KNOWN_INCOMPAT_FLAGS = 0  # format version 3 defines no incompat bits
+KNOWN_INCOMPAT_FLAGS = 0  # format version 4 defines no incompat bits
 MIN_SEGMENT_SIZE = 4096
 MAX_SEGMENT_SIZE = 16 * 1024 * 1024
 MIN_RING_SLOTS = 4
@@ -98,9 +107,9 @@ SIG_LEN_FOR_ALG = {0: 0, 1: 64, 2: 64, 3: 32}
 KEY_SRC_NAMES = {0: "none", 1: "file", 2: "secure-element", 3: "pkcs11"}
 ZERO_HASH = bytes(32)
 
-REC_FIXED = 44          # bytes before the source name
+REC_FIXED = 60          # bytes before the source name (44 up to format 3)
 REC_TRAILER = 8         # crc + "RECE"
-REC_MIN_LEN = 53        # 44 + 1-byte source + empty payload + 8
+REC_MIN_LEN = 69        # 60 + 1-byte source + empty payload + 8
 REC_END = b"RECE"
 SOURCE_NAME_MAX = 39
 SOURCE_CHARS = frozenset(
@@ -115,6 +124,11 @@ TYPE_BOOT, TYPE_CLOCK_STEP, TYPE_TIME_STATE = 6, 7, 9
 TIME_SYNCED = 1 << 0
 TIME_WALL_UNTRUSTED = 1 << 1
 TIME_AFTER_STEP = 1 << 2
+# Record maxerror_us / esterror_us (offsets 44, 48): this value means the
+# writer took no sync sample (printed null); a real error saturates one
+# below it.  last_sync_ns (offset 52) 0 means no sync known (null).
+NO_SAMPLE_US = 0xFFFFFFFF
+NO_SYNC_NS = 0
 SECTOR_SIZES = (512, 4096)
 BAD_BLOCK_REASONS = (1, 2, 3)  # write error, flush error, read error
 HASH_HEAD_OFFSET = 192
@@ -125,9 +139,11 @@ TIME_OFFSET = 2896      # boot_id, boot_seq, clock_steps, largest_step_ns, unsyn
                         # last_sync_wall_ns, rtc_offset_ns, rtc_state
 RTC_STATE_NAMES = {0: "never_read", 1: "read", 2: "no_rtc"}
 
-CSV_HEADER = b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"
+CSV_HEADER = (b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,"
+              b"boot_seq,time_flags,maxerror_us,esterror_us,last_sync_ns,payload\n")
 CSV_HEADER_CORRECTED = (b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,"
-                        b"wall_corrected_ns,boot_ns,payload\n")
+                        b"wall_corrected_ns,boot_ns,boot_seq,time_flags,maxerror_us,"
+                        b"esterror_us,last_sync_ns,payload\n")
 
 EXIT_OK = 0
 EXIT_NOT_A_STORE = 2
@@ -282,6 +298,10 @@ class Record:
     source: bytes
     payload: bytes
     boot_seq: int = 0       # offset 42: the store's boot_seq mod 65536
+    # Format version 4: the sync sample in effect at capture.
+    maxerror_us: int = NO_SAMPLE_US   # offset 44, u32
+    esterror_us: int = NO_SAMPLE_US   # offset 48, u32
+    last_sync_ns: int = NO_SYNC_NS    # offset 52, i64 wall time
 
 
 @dataclass
@@ -427,8 +447,8 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
     if magic != META_MAGIC:
         raise DecodeError("bad metadata magic", base)
     if format_version != FORMAT_VERSION:
-        # Lower versions (1 had no trust path, 2 no time path) are not read
-        # (FORMAT.md, top).
+        # Lower versions (1 had no trust path, 2 no time path, 3 no sync
+        # sample in its records) are not read (FORMAT.md, top).
         raise DecodeError(f"format_version {format_version}: not a store this version "
                           f"reads (format version {FORMAT_VERSION})", base + 8)
     if slot_size != META_SLOT_SIZE:
@@ -516,7 +536,8 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
 # Records (section 3.2)
 # ---------------------------------------------------------------------------
 
-_REC_STRUCT = struct.Struct("<IHHQQqqHH")
+_REC_STRUCT = struct.Struct("<IHHQQqqHHIIq")
+assert _REC_STRUCT.size == REC_FIXED
 
 
 def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
@@ -537,7 +558,8 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
         if payload_len - pos < REC_MIN_LEN:
             raise DecodeError(f"{payload_len - pos} trailing bytes, shorter than a record", at, at)
         (record_len, rtype, time_flags, seq, mono, wall_ns, boot_ns,
-         source_len, boot_seq) = _REC_STRUCT.unpack_from(body, pos)
+         source_len, boot_seq, maxerror_us, esterror_us,
+         last_sync_ns) = _REC_STRUCT.unpack_from(body, pos)
         if record_len < REC_MIN_LEN:
             raise DecodeError(f"record_len {record_len} below {REC_MIN_LEN}", at, at)
         if record_len > payload_len - pos:
@@ -560,10 +582,12 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
         if records and mono <= records[-1].mono_ctr:
             raise DecodeError(f"mono_ctr {mono} does not increase", at + 16, at)
         payload = body[pos + REC_FIXED + source_len: end - REC_TRAILER]
-        # time_flags and boot_seq have no validity rule (3.4): a record with
-        # any value in them is valid; they only feed --wall corrected.
+        # time_flags, boot_seq, maxerror_us, esterror_us and last_sync_ns
+        # have no validity rule (3.4): a record with any value in them is
+        # valid; they are printed and feed --wall corrected.
         records.append(Record(record_len, rtype, time_flags, seq, mono, wall_ns,
-                              boot_ns, bytes(source), bytes(payload), boot_seq))
+                              boot_ns, bytes(source), bytes(payload), boot_seq,
+                              maxerror_us, esterror_us, last_sync_ns))
         pos = end
 
     if len(records) != record_count:
@@ -914,24 +938,42 @@ def _type_csv(rtype: int) -> bytes:
     return TYPE_NAMES.get(rtype, str(rtype)).encode()
 
 
+def time_fields(rec: Record) -> tuple[int, int, int | None, int | None, int | None]:
+    """boot_seq, time_flags, maxerror_us, esterror_us, last_sync_ns as section 7
+    prints them, None for null.  The two null rules differ: the error fields
+    are unsigned and null at 0xFFFFFFFF (0 is a real, perfect error), while
+    last_sync_ns is an i64 wall time and null at 0 (a negative one is printed
+    as it is)."""
+    return (rec.boot_seq, rec.time_flags,
+            None if rec.maxerror_us == NO_SAMPLE_US else rec.maxerror_us,
+            None if rec.esterror_us == NO_SAMPLE_US else rec.esterror_us,
+            None if rec.last_sync_ns == NO_SYNC_NS else rec.last_sync_ns)
+
+
 def format_jsonl(seg: Segment, rec: Record, corrected: int | None = None) -> bytes:
     # Built by hand, not with json.dumps: the key order and spacing are fixed
     # by the spec and the payload is spliced in as stored, not re-encoded.
     extra = b"" if corrected is None else b',"wall_corrected_ns":%d' % corrected
+    boot_seq, flags, maxerr, esterr, last_sync = (
+        b"null" if v is None else b"%d" % v for v in time_fields(rec))
     return (b'{"segment_id":%d,"commit_id":%d,"type":%s,"source":"%s","seq":%d,'
-            b'"mono_ctr":%d,"wall_ns":%d%s,"boot_ns":%d,"payload":%s}\n'
+            b'"mono_ctr":%d,"wall_ns":%d%s,"boot_ns":%d,"boot_seq":%s,"time_flags":%s,'
+            b'"maxerror_us":%s,"esterror_us":%s,"last_sync_ns":%s,"payload":%s}\n'
             % (seg.segment_id, seg.commit_id, _type_json(rec.type), rec.source,
-               rec.seq, rec.mono_ctr, rec.wall_ns, extra, rec.boot_ns, rec.payload))
+               rec.seq, rec.mono_ctr, rec.wall_ns, extra, rec.boot_ns, boot_seq, flags,
+               maxerr, esterr, last_sync, rec.payload))
 
 
 def format_csv(seg: Segment, rec: Record, corrected: int | None = None) -> bytes:
     # Source is restricted to A-Za-z0-9._- (checked in parse_records), so it
-    # never needs quoting; the payload is always quoted with " doubled.
+    # never needs quoting; the payload is always quoted with " doubled.  A
+    # null of the JSON form is an empty field (section 7).
     payload = rec.payload.replace(b'"', b'""')
     extra = b"" if corrected is None else b",%d" % corrected
-    return (b'%d,%d,%s,%s,%d,%d,%d%s,%d,"%s"\n'
+    times = b",".join(b"" if v is None else b"%d" % v for v in time_fields(rec))
+    return (b'%d,%d,%s,%s,%d,%d,%d%s,%d,%s,"%s"\n'
             % (seg.segment_id, seg.commit_id, _type_csv(rec.type), rec.source,
-               rec.seq, rec.mono_ctr, rec.wall_ns, extra, rec.boot_ns, payload))
+               rec.seq, rec.mono_ctr, rec.wall_ns, extra, rec.boot_ns, times, payload))
 
 
 def is_good_time(rec: Record) -> bool:
@@ -956,8 +998,16 @@ def reference_offsets(records: list[Record]) -> dict[int, int]:
     return offsets
 
 
+def wrap_i64(value: int) -> int:
+    """Two's complement wrap to a signed 64-bit value."""
+    return (value + 2**63) % 2**64 - 2**63
+
+
 def wall_corrected(rec: Record, offsets: dict[int, int]) -> int:
-    return rec.boot_ns + offsets[rec.boot_seq]
+    # "The arithmetic wraps at 64 bits" (section 7).  Python integers do not
+    # overflow, so the sum is exact and wrapped once here; modular arithmetic
+    # makes that equal to wrapping each subtraction and addition.
+    return wrap_i64(rec.boot_ns + offsets[rec.boot_seq])
 
 
 def export(store: Store, result: ScanResult, fmt: str, since_commit: int | None,
@@ -1068,7 +1118,7 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
          err: BinaryIO | None = None) -> int:
     out = out if out is not None else sys.stdout.buffer
     err = err if err is not None else sys.stderr.buffer
-    parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 3).")
+    parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 4).")
     parser.add_argument("store", metavar="STORE_PATH")
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     parser.add_argument("--since-commit", type=int, default=None, metavar="N")

@@ -4,8 +4,15 @@
 Written from docs/FORMAT.md alone, without looking at the Swift sources, so
 that it can catch disagreements between the spec and `edgelog verify`.  The
 image is parsed by edgelog_decode.py (same directory): one Python view of the
-format.  Signatures are checked with the `cryptography` package (Debian
-python3-cryptography) and the standard library's hmac.
+format, so the record layout (format version 4: 60 fixed bytes before the
+source, at least 69 in all) and the format_version checks live there and
+nowhere here.  A store of an older version has no valid metadata slot
+(not_a_store), a segment of another version is crc_mismatch at its header.
+The records' sync sample (maxerror_us, esterror_us, last_sync_ns) has no
+rule of its own in section 9: it is covered, like every record byte, by the
+record CRC, body_crc, the segment hash and so the signature.  Signatures are
+checked with the `cryptography` package (Debian python3-cryptography) and
+the standard library's hmac.
 
 Usage:
     edgelog_verify.py --device IMAGE --trust KEY [--trust KEY ...]

@@ -38,6 +38,12 @@ FW = hashlib.sha256(b"edgelog test build").digest()
 SEG = 4096          # segment_size
 SLOTS = 4           # ring_slots
 STORE = 8192 + SLOTS * SEG
+# The sync sample every record() carries unless told otherwise (format
+# version 4): real values, none of them null, all different, so a field read
+# from the wrong offset or printed under the wrong null rule shows.
+MAXERR = 16_000
+ESTERR = 500
+LAST_SYNC = 1_699_999_999_000_000_000
 
 
 # ---------------------------------------------------------------------------
@@ -54,10 +60,12 @@ def crc(data: bytes) -> int:
 
 
 def record(seq, mono, payload, source=b"temp", rtype=1, wall=1_700_000_000_000_000_000,
-           boot=5_000, time_flags=0, boot_seq=0):
-    length = 44 + len(source) + len(payload) + 8
-    body = struct.pack("<IHHQQqqHH", length, rtype, time_flags, seq, mono, wall, boot,
-                       len(source), boot_seq) + source + payload
+           boot=5_000, time_flags=0, boot_seq=0, maxerror_us=MAXERR, esterror_us=ESTERR,
+           last_sync_ns=LAST_SYNC):
+    length = 60 + len(source) + len(payload) + 8
+    body = struct.pack("<IHHQQqqHHIIq", length, rtype, time_flags, seq, mono, wall, boot,
+                       len(source), boot_seq, maxerror_us, esterror_us,
+                       last_sync_ns) + source + payload
     return body + struct.pack("<I", crc(body)) + b"RECE"
 
 
@@ -85,7 +93,7 @@ def statement(seg_id, commit_id, first, last, count, prev_hash, segment_hash, *,
 
 def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=False,
             sector=512, prev=None, prev_crc=None, prev_hash=None, seal_hash=None,
-            seal=None, seal_len=192, version=3):
+            seal=None, seal_len=192, version=4):
     """recs: list of encoded records; monos: their mono_ctr values.
 
     prev: the encoded segment committed just before (sets prev_crc and
@@ -121,7 +129,7 @@ def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=
 
 
 def meta(generation, *, head_id, head_slot, tail_slot, tail_id, head=None, head_crc=None,
-         hash_head=None, version=3, incompat=0, bad_blocks=(), sources=(("temp", 0),),
+         hash_head=None, version=4, incompat=0, bad_blocks=(), sources=(("temp", 0),),
          commit_id=None, uuid=UUID, sector_size=512, segment_size=SEG, ring_slots=SLOTS,
          store_size=STORE, time=None):
     """head: the encoded head segment (sets head_crc and hash_head; both zero
@@ -189,10 +197,17 @@ def run(path, *args):
     return code, out.getvalue(), err.getvalue().decode()
 
 
+# What record()'s defaults print after boot_ns: boot_seq 0, time_flags 0 and
+# the default sync sample.
+TIME_JSON = ('"boot_seq":0,"time_flags":0,"maxerror_us":16000,"esterror_us":500,'
+             '"last_sync_ns":1699999999000000000')
+TIME_CSV = b"0,0,16000,500,1699999999000000000"
+
+
 def line(seg_id, seq, mono, payload, source="temp", rtype='"data"'):
     return ('{"segment_id":%d,"commit_id":%d,"type":%s,"source":"%s","seq":%d,'
-            '"mono_ctr":%d,"wall_ns":1700000000000000000,"boot_ns":5000,"payload":%s}\n'
-            % (seg_id, seg_id, rtype, source, seq, mono, payload)).encode()
+            '"mono_ctr":%d,"wall_ns":1700000000000000000,"boot_ns":5000,%s,"payload":%s}\n'
+            % (seg_id, seg_id, rtype, source, seq, mono, TIME_JSON, payload)).encode()
 
 
 S1 = segment(1, 0, [record(1, 10, b'{"t":1}'), record(2, 11, b'{"t":"a\\"b"}')], [10, 11])
@@ -249,10 +264,15 @@ def test_csv_and_since_commit(tmp_path):
     p = two_segment_image().write(tmp_path)
     code, out, _ = run(p, "--format", "csv")
     assert code == 0
+    assert dec.CSV_HEADER == (b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,"
+                              b"boot_ns,boot_seq,time_flags,maxerror_us,esterror_us,"
+                              b"last_sync_ns,payload\n")
+    t = TIME_CSV
     assert out == (dec.CSV_HEADER
-                   + b'1,1,data,temp,1,10,1700000000000000000,5000,"{""t"":1}"\n'
-                   + b'1,1,data,temp,2,11,1700000000000000000,5000,"{""t"":""a\\""b""}"\n'
-                   + b'2,2,data,temp,3,12,1700000000000000000,5000,"{""t"":3}"\n')
+                   + b'1,1,data,temp,1,10,1700000000000000000,5000,' + t + b',"{""t"":1}"\n'
+                   + b'1,1,data,temp,2,11,1700000000000000000,5000,' + t
+                   + b',"{""t"":""a\\""b""}"\n'
+                   + b'2,2,data,temp,3,12,1700000000000000000,5000,' + t + b',"{""t"":3}"\n')
     assert run(p, "--since-commit", "1") == (0, line(2, 3, 12, '{"t":3}'), "")
 
 
@@ -265,7 +285,7 @@ def test_torn_segment_after_head_not_exported(tmp_path):
 
 def test_newer_format_version_exit_5(tmp_path):
     p = two_segment_image().slot_a(
-        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=4)).write(tmp_path)
+        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=5)).write(tmp_path)
     # Through the real executable, to check the shebang, mode and exit code.
     proc = subprocess.run([str(SCRIPT), str(p)], capture_output=True)
     assert proc.returncode == 5
@@ -276,7 +296,7 @@ def test_newer_format_version_exit_5(tmp_path):
 @pytest.mark.parametrize("other", ["valid_newer_gen", "valid_older_gen", "zeros", "bad_crc"])
 @pytest.mark.parametrize("newer_in", ["A", "B"])
 def test_newer_format_in_either_slot_exit_5_whatever_the_other(tmp_path, newer_in, other):
-    newer = meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=4)
+    newer = meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=5)
     good = meta(5 if other == "valid_newer_gen" else 0, head_id=2, head_slot=1,
                 tail_slot=0, tail_id=1, head=S2)
     if other == "zeros":
@@ -374,7 +394,7 @@ def test_fake_segment_header_in_payload_is_not_a_segment(tmp_path):
     # and a commit marker, placed so the fake header sits on a sector
     # boundary.  None of it may be read as structure.
     fake_seg = segment(2, 1, [record(9, 99, b'{"fake":1}')], [99])
-    pad = 512 - 128 - 44 - len(b"temp") - len(b'{"x":"')
+    pad = 512 - 128 - 60 - len(b"temp") - len(b'{"x":"')
     payload = b'{"x":"' + b"." * pad + fake_seg[:1024] + b'"}'
     real = segment(1, 0, [record(1, 10, payload)], [10], sector=512)
     assert real[512:520] == b"EDGELOGS"
@@ -384,8 +404,8 @@ def test_fake_segment_header_in_payload_is_not_a_segment(tmp_path):
     code, out, err = run(p)
     assert (code, err) == (0, "")
     assert out == (b'{"segment_id":1,"commit_id":1,"type":"data","source":"temp","seq":1,'
-                   b'"mono_ctr":10,"wall_ns":1700000000000000000,"boot_ns":5000,"payload":'
-                   + payload + b"}\n")
+                   b'"mono_ctr":10,"wall_ns":1700000000000000000,"boot_ns":5000,'
+                   + TIME_JSON.encode() + b',"payload":' + payload + b"}\n")
     info = json.loads(run(p, "--inspect")[1])
     assert info["segments"] == 1 and info["adopted_segments"] == 0
 
@@ -608,10 +628,10 @@ def test_bad_record_makes_segment_invalid(tmp_path, mutate, reason):
 # Format version 2: the seal and the hash chain
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_older_version_store_is_not_a_store_exit_2(tmp_path, old):
-    # A version 1 or 2 store is "not a store this version reads": neither
-    # slot is valid (format_version must be 3), and an older version is not
+    # A version 1, 2 or 3 store is "not a store this version reads": neither
+    # slot is valid (format_version must be 4), and an older version is not
     # newer, so exit 2, not 5.
     img = two_segment_image()
     img.slot_a(meta(0, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=S1, version=old))
@@ -621,14 +641,16 @@ def test_older_version_store_is_not_a_store_exit_2(tmp_path, old):
     assert "not an edgelog store" in err and f"format_version {old}" in err
 
 
-def test_version_2_slot_beside_a_version_3_slot_is_passed_over(tmp_path):
-    # Newest slot A says format_version 2 (CRC good): not valid, B is chosen.
-    p = two_segment_image().slot_a(_good_a(version=2)).write(tmp_path)
+@pytest.mark.parametrize("old", [2, 3])
+def test_older_version_slot_beside_a_version_4_slot_is_passed_over(tmp_path, old):
+    # Newest slot A says an older format_version (CRC good): not valid, B is
+    # chosen.
+    p = two_segment_image().slot_a(_good_a(version=old)).write(tmp_path)
     assert json.loads(run(p, "--inspect")[1])["chosen_slot"] == "B"
     assert run(p) == (0, TWO_SEGMENT_LINES, "")
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_older_version_segment_is_not_valid(tmp_path, old):
     # Segment 2 written with an older header format_version (CRCs refitted).
     s2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], prev=S1, version=old)
@@ -757,18 +779,36 @@ def time_store(tmp_path, *segments_recs):
     return img.write(tmp_path)
 
 
-def r(mono, boot, wall, flags=0, boot_seq=1, rtype=1, source=b"temp", payload=b"{}"):
+def r(mono, boot, wall, flags=0, boot_seq=1, rtype=1, source=b"temp", payload=b"{}",
+      **sample):
+    """Record kwargs for record() and tline(); sample: maxerror_us,
+    esterror_us, last_sync_ns when not record()'s defaults."""
     return dict(seq=mono, mono=mono, payload=payload, source=source, rtype=rtype, wall=wall,
-                boot=boot, time_flags=flags, boot_seq=boot_seq)
+                boot=boot, time_flags=flags, boot_seq=boot_seq, **sample)
 
 
-def tline(seg_id, mono, wall, boot, corrected=None, rtype='"data"', source="temp",
-          payload="{}"):
+# The names section 7 prints for the types these tests write (spelled out
+# here, not taken from the decoder).
+TYPE_JSON = {1: '"data"', 6: '"boot"', 7: '"clock_step"', 9: '"time_state"'}
+
+
+def tline(seg_id, rec, corrected=None):
+    """The jsonl line of section 7 for record kwargs `rec` (as r() returns
+    them) in segment seg_id; corrected: the wall_corrected_ns expected."""
     extra = "" if corrected is None else ',"wall_corrected_ns":%d' % corrected
+    maxerr = rec.get("maxerror_us", MAXERR)
+    esterr = rec.get("esterror_us", ESTERR)
+    last_sync = rec.get("last_sync_ns", LAST_SYNC)
     return ('{"segment_id":%d,"commit_id":%d,"type":%s,"source":"%s","seq":%d,'
-            '"mono_ctr":%d,"wall_ns":%d%s,"boot_ns":%d,"payload":%s}\n'
-            % (seg_id, seg_id, rtype, source, mono, mono, wall, extra, boot,
-               payload)).encode()
+            '"mono_ctr":%d,"wall_ns":%d%s,"boot_ns":%d,"boot_seq":%d,"time_flags":%d,'
+            '"maxerror_us":%s,"esterror_us":%s,"last_sync_ns":%s,"payload":%s}\n'
+            % (seg_id, seg_id, TYPE_JSON[rec["rtype"]], rec["source"].decode(), rec["seq"],
+               rec["mono"], rec["wall"], extra, rec["boot"], rec["boot_seq"],
+               rec["time_flags"],
+               "null" if maxerr == 0xFFFFFFFF else maxerr,
+               "null" if esterr == 0xFFFFFFFF else esterr,
+               "null" if last_sync == 0 else last_sync,
+               rec["payload"].decode())).encode()
 
 
 STEP_PAYLOAD = (b'{"direction":"forward","magnitude_ns":3600000000000,'
@@ -786,9 +826,11 @@ FORWARD = [r(10, 1_000, W + 1_000, SYNCED),
            r(14, 5_000, W + HOUR + 5_000, 0)]
 
 
-def test_time_flags_and_boot_seq_do_not_change_the_default_export(tmp_path):
+def test_time_flags_and_boot_seq_are_printed_as_stored(tmp_path):
     # Any time_flags (even bits FORMAT.md does not define) and any boot_seq
-    # are valid, and the default export prints exactly what it printed before.
+    # are valid; section 7 prints both as the stored numbers after boot_ns
+    # (time_flags "the number": undefined bits are not masked off).  The
+    # rest of each line is what it was for the same records without them.
     recs = [record(1, 10, b'{"t":1}', time_flags=SYNCED | AFTER_STEP, boot_seq=1),
             record(2, 11, b'{"t":"a\\"b"}', time_flags=0xFFFF, boot_seq=0xFFFF)]
     s1 = segment(1, 0, recs, [10, 11])
@@ -798,26 +840,34 @@ def test_time_flags_and_boot_seq_do_not_change_the_default_export(tmp_path):
            .slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=s2))
            .seg(0, s1).seg(1, s2))
     p = img.write(tmp_path)
-    assert run(p) == (0, TWO_SEGMENT_LINES, "")
-    assert run(p, "--wall", "raw") == (0, TWO_SEGMENT_LINES, "")
+    stored = [b'"boot_seq":1,"time_flags":5,', b'"boot_seq":65535,"time_flags":65535,',
+              b'"boot_seq":7,"time_flags":2,']
+    expected = b"".join(
+        plain.replace(b'"boot_seq":0,"time_flags":0,', flags) + b"\n"
+        for plain, flags in zip(TWO_SEGMENT_LINES.splitlines(), stored))
+    assert run(p) == (0, expected, "")
+    assert run(p, "--wall", "raw") == (0, expected, "")
     code, out, _ = run(p, "--format", "csv")
-    assert code == 0 and out.startswith(dec.CSV_HEADER)
-    assert out == run(two_segment_image().write(tmp_path, "v.img"), "--format", "csv")[1]
+    assert code == 0
+    plain = run(two_segment_image().write(tmp_path, "v.img"), "--format", "csv")[1]
+    stored_csv = [b",1,5,", b",65535,65535,", b",7,2,"]
+    assert out.splitlines() == plain.splitlines()[:1] + [
+        row.replace(b",5000,0,0,", b",5000" + flags) for row, flags in
+        zip(plain.splitlines()[1:], stored_csv)]
 
 
 def test_time_records_are_named_and_exported_as_stored(tmp_path):
     boot = (b'{"boot_id":"0123456789abcdef0123456789abcdef","boot_seq":2,'
             b'"unexpected_reset":false,"mono_resume":9,"reason":"start","synced":true}')
     state = b'{"reason":"periodic","synced":true,"maxerror_us":16000}'
-    p = time_store(tmp_path, [
-        r(10, 1_000, W + 1_000, SYNCED, boot_seq=2, rtype=6, source=b"edgelog.time",
-          payload=boot),
-        r(11, 2_000, W + 2_000, SYNCED, boot_seq=2, rtype=9, source=b"edgelog.time",
-          payload=state)])
-    assert run(p) == (0, tline(1, 10, W + 1_000, 1_000, rtype='"boot"', source="edgelog.time",
-                               payload=boot.decode())
-                      + tline(1, 11, W + 2_000, 2_000, rtype='"time_state"',
-                              source="edgelog.time", payload=state.decode()), "")
+    recs = [r(10, 1_000, W + 1_000, SYNCED, boot_seq=2, rtype=6, source=b"edgelog.time",
+              payload=boot),
+            r(11, 2_000, W + 2_000, SYNCED, boot_seq=2, rtype=9, source=b"edgelog.time",
+              payload=state)]
+    p = time_store(tmp_path, recs)
+    assert run(p) == (0, tline(1, recs[0]) + tline(1, recs[1]), "")
+    assert tline(1, recs[0]).startswith(
+        b'{"segment_id":1,"commit_id":1,"type":"boot","source":"edgelog.time","seq":10,')
 
 
 def test_wall_corrected_forward_step(tmp_path):
@@ -826,48 +876,48 @@ def test_wall_corrected_forward_step(tmp_path):
     p = time_store(tmp_path, FORWARD[:2], FORWARD[2:])
     code, out, err = run(p, "--wall", "corrected")
     assert (code, err) == (0, "")
-    assert out == (tline(1, 10, W + 1_000, 1_000, W + 1_000)
-                   + tline(1, 11, W + 2_000, 2_000, W + 2_000)
-                   + tline(2, 12, W + HOUR + 3_000, 3_000, W + 3_000, rtype='"clock_step"',
-                           source="edgelog.time", payload=STEP_PAYLOAD.decode())
-                   + tline(2, 13, W + HOUR + 4_000, 4_000, W + 4_000)
-                   + tline(2, 14, W + HOUR + 5_000, 5_000, W + 5_000))
+    assert out == (tline(1, FORWARD[0], W + 1_000)
+                   + tline(1, FORWARD[1], W + 2_000)
+                   + tline(2, FORWARD[2], W + 3_000)
+                   + tline(2, FORWARD[3], W + 4_000)
+                   + tline(2, FORWARD[4], W + 5_000))
     # Without --wall corrected the same store prints the stored wall_ns only.
     assert b"wall_corrected_ns" not in run(p)[1]
+    assert run(p)[1] == b"".join(tline(1 + (i >= 2), rec) for i, rec in enumerate(FORWARD))
 
 
 def test_wall_corrected_backward_step(tmp_path):
     # The clock starts an hour ahead, unsynchronized; the sync steps it back.
     # The reference is the last record with synced set and wall_untrusted
     # clear (mono 14), not a later synced one whose wall is untrusted (mono 15).
-    p = time_store(tmp_path, [
-        r(11, 1_000, W + HOUR + 1_000, UNTRUSTED),
-        r(12, 2_000, W + HOUR + 2_000, 0),
-        r(13, 3_000, W + 3_000, SYNCED | AFTER_STEP, rtype=7, source=b"edgelog.time"),
-        r(14, 4_000, W + 4_000, SYNCED),
-        r(15, 5_000, W + 7_777 + 5_000, SYNCED | UNTRUSTED)])
+    recs = [r(11, 1_000, W + HOUR + 1_000, UNTRUSTED),
+            r(12, 2_000, W + HOUR + 2_000, 0),
+            r(13, 3_000, W + 3_000, SYNCED | AFTER_STEP, rtype=7, source=b"edgelog.time"),
+            r(14, 4_000, W + 4_000, SYNCED),
+            r(15, 5_000, W + 7_777 + 5_000, SYNCED | UNTRUSTED)]
+    p = time_store(tmp_path, recs)
     code, out, _ = run(p, "--wall", "corrected")
     assert code == 0
-    assert out == (tline(1, 11, W + HOUR + 1_000, 1_000, W + 1_000)
-                   + tline(1, 12, W + HOUR + 2_000, 2_000, W + 2_000)
-                   + tline(1, 13, W + 3_000, 3_000, W + 3_000, rtype='"clock_step"',
-                           source="edgelog.time")
-                   + tline(1, 14, W + 4_000, 4_000, W + 4_000)
-                   + tline(1, 15, W + 7_777 + 5_000, 5_000, W + 5_000))
+    assert out == (tline(1, recs[0], W + 1_000)
+                   + tline(1, recs[1], W + 2_000)
+                   + tline(1, recs[2], W + 3_000)
+                   + tline(1, recs[3], W + 4_000)
+                   + tline(1, recs[4], W + 5_000))
 
 
 def test_wall_corrected_boot_without_a_good_record_uses_its_last_record(tmp_path):
     # No record of the boot has synced set with wall_untrusted clear (mono
     # 10 is synced but untrusted): the reference is the last record, mono 12.
     d = 42 * HOUR + 17
-    p = time_store(tmp_path, [r(10, 1_000, W + 1_000, SYNCED | UNTRUSTED),
-                              r(11, 2_000, W + d + 2_000, AFTER_STEP)],
-                   [r(12, 3_000, W + d + 3_000, 0)])
+    recs = [r(10, 1_000, W + 1_000, SYNCED | UNTRUSTED),
+            r(11, 2_000, W + d + 2_000, AFTER_STEP),
+            r(12, 3_000, W + d + 3_000, 0)]
+    p = time_store(tmp_path, recs[:2], recs[2:])
     code, out, _ = run(p, "--wall", "corrected")
     assert code == 0
-    assert out == (tline(1, 10, W + 1_000, 1_000, W + d + 1_000)
-                   + tline(1, 11, W + d + 2_000, 2_000, W + d + 2_000)
-                   + tline(2, 12, W + d + 3_000, 3_000, W + d + 3_000))
+    assert out == (tline(1, recs[0], W + d + 1_000)
+                   + tline(1, recs[1], W + d + 2_000)
+                   + tline(2, recs[2], W + d + 3_000))
 
 
 def test_wall_corrected_two_boots_are_not_remapped_across(tmp_path):
@@ -877,34 +927,34 @@ def test_wall_corrected_two_boots_are_not_remapped_across(tmp_path):
     # even though the last record of the store (mono 14) is untrusted.
     b1 = 5 * HOUR
     boot = b'{"boot_id":"00112233445566778899aabbccddeeff","boot_seq":2}'
-    p = time_store(tmp_path,
-                   [r(10, 1_000, W - b1 + 1_000, UNTRUSTED),
-                    r(11, 900_000, W - b1 + 9 + 900_000, UNTRUSTED)],
-                   [r(12, 500, W + 500, SYNCED, boot_seq=2, rtype=6, source=b"edgelog.time",
-                      payload=boot),
-                    r(13, 1_500, W + 1_500, SYNCED, boot_seq=2),
-                    r(14, 2_500, W + HOUR + 2_500, UNTRUSTED | AFTER_STEP, boot_seq=2)])
+    first = [r(10, 1_000, W - b1 + 1_000, UNTRUSTED),
+             r(11, 900_000, W - b1 + 9 + 900_000, UNTRUSTED)]
+    second = [r(12, 500, W + 500, SYNCED, boot_seq=2, rtype=6, source=b"edgelog.time",
+                payload=boot),
+              r(13, 1_500, W + 1_500, SYNCED, boot_seq=2),
+              r(14, 2_500, W + HOUR + 2_500, UNTRUSTED | AFTER_STEP, boot_seq=2)]
+    p = time_store(tmp_path, first, second)
     code, out, _ = run(p, "--wall", "corrected")
     assert code == 0
-    assert out == (tline(1, 10, W - b1 + 1_000, 1_000, W - b1 + 9 + 1_000)
-                   + tline(1, 11, W - b1 + 9 + 900_000, 900_000, W - b1 + 9 + 900_000)
-                   + tline(2, 12, W + 500, 500, W + 500, rtype='"boot"',
-                           source="edgelog.time", payload=boot.decode())
-                   + tline(2, 13, W + 1_500, 1_500, W + 1_500)
-                   + tline(2, 14, W + HOUR + 2_500, 2_500, W + 2_500))
+    assert out == (tline(1, first[0], W - b1 + 9 + 1_000)
+                   + tline(1, first[1], W - b1 + 9 + 900_000)
+                   + tline(2, second[0], W + 500)
+                   + tline(2, second[1], W + 1_500)
+                   + tline(2, second[2], W + 2_500))
 
 
 def test_wall_corrected_boots_are_boot_seq_values_not_runs(tmp_path):
     # A boot is its boot_seq: records of boot_seq 3 after one of boot_seq 4
     # (salvaged or evidence records keep theirs) still take boot 3's
     # reference (mono 10), and boot 4's is its own (mono 11).
-    p = time_store(tmp_path, [r(10, 100, W + 100, SYNCED, boot_seq=3),
-                              r(11, 50, W + HOUR + 50, SYNCED, boot_seq=4),
-                              r(12, 200, W + 7 + 200, 0, boot_seq=3)])
+    recs = [r(10, 100, W + 100, SYNCED, boot_seq=3),
+            r(11, 50, W + HOUR + 50, SYNCED, boot_seq=4),
+            r(12, 200, W + 7 + 200, 0, boot_seq=3)]
+    p = time_store(tmp_path, recs)
     out = run(p, "--wall", "corrected")[1]
-    assert out == (tline(1, 10, W + 100, 100, W + 100)
-                   + tline(1, 11, W + HOUR + 50, 50, W + HOUR + 50)
-                   + tline(1, 12, W + 7 + 200, 200, W + 200))
+    assert out == (tline(1, recs[0], W + 100)
+                   + tline(1, recs[1], W + HOUR + 50)
+                   + tline(1, recs[2], W + 200))
 
 
 def test_wall_corrected_csv(tmp_path):
@@ -912,18 +962,26 @@ def test_wall_corrected_csv(tmp_path):
     code, out, err = run(p, "--format", "csv", "--wall", "corrected")
     assert (code, err) == (0, "")
     step = STEP_PAYLOAD.replace(b'"', b'""')
+    sample = b"16000,500,1699999999000000000"
     assert out == (b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,wall_corrected_ns,"
-                   b"boot_ns,payload\n"
-                   b'1,1,data,temp,10,10,1700000000000001000,1700000000000001000,1000,"{}"\n'
-                   b'1,1,data,temp,11,11,1700000000000002000,1700000000000002000,2000,"{}"\n'
+                   b"boot_ns,boot_seq,time_flags,maxerror_us,esterror_us,last_sync_ns,"
+                   b"payload\n"
+                   b"1,1,data,temp,10,10,1700000000000001000,1700000000000001000,1000,1,1,"
+                   + sample + b',"{}"\n'
+                   b"1,1,data,temp,11,11,1700000000000002000,1700000000000002000,2000,1,1,"
+                   + sample + b',"{}"\n'
                    b"2,2,clock_step,edgelog.time,12,12,1700003600000003000,1700000000000003000,"
-                   b'3000,"' + step + b'"\n'
-                   b'2,2,data,temp,13,13,1700003600000004000,1700000000000004000,4000,"{}"\n'
-                   b'2,2,data,temp,14,14,1700003600000005000,1700000000000005000,5000,"{}"\n')
-    # Raw CSV keeps the old header and columns.
+                   b"3000,1,4," + sample + b',"' + step + b'"\n'
+                   b"2,2,data,temp,13,13,1700003600000004000,1700000000000004000,4000,1,4,"
+                   + sample + b',"{}"\n'
+                   b"2,2,data,temp,14,14,1700003600000005000,1700000000000005000,5000,1,0,"
+                   + sample + b',"{}"\n')
+    assert out.startswith(dec.CSV_HEADER_CORRECTED)
+    # Raw CSV keeps the raw header and columns.
     raw = run(p, "--format", "csv")[1]
     assert raw.startswith(dec.CSV_HEADER)
-    assert raw.splitlines()[1] == b'1,1,data,temp,10,10,1700000000000001000,1000,"{}"'
+    assert raw.splitlines()[1] == (b"1,1,data,temp,10,10,1700000000000001000,1000,1,1,"
+                                   + sample + b',"{}"')
 
 
 def test_wall_corrected_empty_store(tmp_path):
@@ -931,7 +989,7 @@ def test_wall_corrected_empty_store(tmp_path):
     assert run(p, "--wall", "corrected") == (0, b"", "")
     assert run(p, "--wall", "corrected", "--format", "csv") == (
         0, b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,wall_corrected_ns,"
-           b"boot_ns,payload\n", "")
+           b"boot_ns,boot_seq,time_flags,maxerror_us,esterror_us,last_sync_ns,payload\n", "")
 
 
 def test_wall_corrected_since_commit_keeps_the_reference(tmp_path):
@@ -941,8 +999,8 @@ def test_wall_corrected_since_commit_keeps_the_reference(tmp_path):
     code, out, _ = run(p, "--wall", "corrected", "--since-commit", "1")
     assert code == 0
     assert out.splitlines()[1:] == [
-        tline(2, 13, W + HOUR + 4_000, 4_000, W + 4_000).rstrip(b"\n"),
-        tline(2, 14, W + HOUR + 5_000, 5_000, W + 5_000).rstrip(b"\n")]
+        tline(2, FORWARD[3], W + 4_000).rstrip(b"\n"),
+        tline(2, FORWARD[4], W + 5_000).rstrip(b"\n")]
     assert len(out.splitlines()) == 3
 
 
@@ -960,12 +1018,26 @@ def test_wall_corrected_skips_an_invalid_segment(tmp_path):
     img.seg(0, s1).seg(1, s2).seg(2, s3)
     good = img.write(tmp_path, "good.img")
     assert run(good, "--wall", "corrected")[1].splitlines()[-1] == tline(
-        3, 12, W + HOUR + 3_000, 3_000, W + 5 + 3_000).rstrip(b"\n")
+        3, recs[2], W + 5 + 3_000).rstrip(b"\n")
     img.buf[8192 + SEG + 124] ^= 1  # header_crc of segment 2
     code, out, err = run(img.write(tmp_path), "--wall", "corrected")
     assert code == 3 and "segment 2 in slot 1" in err
-    assert out == (tline(1, 10, W + 1_000, 1_000, W + 1_000)
-                   + tline(3, 12, W + HOUR + 3_000, 3_000, W + 3_000))
+    assert out == tline(1, recs[0], W + 1_000) + tline(3, recs[2], W + 3_000)
+
+
+def test_wall_corrected_wraps_at_64_bits(tmp_path):
+    # "The arithmetic wraps at 64 bits" (section 7); wall_ns and boot_ns are
+    # i64, so the result is a signed 64-bit value.  The reference (mono 11,
+    # synced) has wall_ns - boot_ns = 2^63 - 1 - (-1) = 2^63, one past
+    # INT64_MAX: mono 10 (boot_ns 0) maps to -2^63, mono 11 back to its own
+    # wall_ns, and mono 12 (boot_ns 5) to -2^63 + 5.
+    top = 2**63 - 1
+    recs = [r(10, 0, W, 0), r(11, -1, top, SYNCED), r(12, 5, W + 5, 0)]
+    p = time_store(tmp_path, recs)
+    code, out, _ = run(p, "--wall", "corrected")
+    assert code == 0
+    assert out == (tline(1, recs[0], -2**63) + tline(1, recs[1], top)
+                   + tline(1, recs[2], -2**63 + 5))
 
 
 def test_wall_option_rejects_other_values(tmp_path):
@@ -998,3 +1070,174 @@ def test_inspect_rtc_state_names(tmp_path, state, name):
         1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2,
         time=(bytes(16), 1, 0, 0, 0, 0, 0, state))).write(tmp_path)
     assert json.loads(run(p, "--inspect")[1])["rtc_state"] == name
+
+
+# ---------------------------------------------------------------------------
+# Format version 4: the sync sample (maxerror_us, esterror_us, last_sync_ns)
+# ---------------------------------------------------------------------------
+
+def test_record_layout_is_the_documented_one():
+    # The encoder above, the decoder and FORMAT.md section 3.2 agree byte for
+    # byte: a record laid out field by field at the documented offsets (not
+    # with the encoder's struct string) is what record() writes, and the
+    # decoder reads each field back from its own offset.
+    source, payload = b"src", b'{"v":1}'
+    raw = bytearray(60 + len(source) + len(payload) + 8)
+    struct.pack_into("<I", raw, 0, len(raw))               # record_len
+    struct.pack_into("<H", raw, 4, 1)                      # type
+    struct.pack_into("<H", raw, 6, 0x0003)                 # time_flags
+    struct.pack_into("<Q", raw, 8, 0x0102)                 # seq
+    struct.pack_into("<Q", raw, 16, 0x0304)                # mono_ctr
+    struct.pack_into("<q", raw, 24, W)                     # wall_ns
+    struct.pack_into("<q", raw, 32, -7)                    # boot_ns
+    struct.pack_into("<H", raw, 40, len(source))           # source_len
+    struct.pack_into("<H", raw, 42, 0x0506)                # boot_seq
+    struct.pack_into("<I", raw, 44, 0x11223344)            # maxerror_us
+    struct.pack_into("<I", raw, 48, 0x55667788)            # esterror_us
+    struct.pack_into("<q", raw, 52, -0x0A0B0C0D0E0F1011)   # last_sync_ns
+    raw[60:60 + len(source)] = source
+    raw[60 + len(source):-8] = payload
+    struct.pack_into("<I", raw, len(raw) - 8, crc(bytes(raw[:-8])))
+    raw[-4:] = b"RECE"
+    assert bytes(raw) == record(0x0102, 0x0304, payload, source, 1, W, -7, 3, 0x0506,
+                                0x11223344, 0x55667788, -0x0A0B0C0D0E0F1011)
+    [rec] = dec.parse_records(bytes(raw), 0, len(raw), 1, 0x0304, 0x0304)
+    assert (rec.record_len, rec.type, rec.time_flags, rec.seq, rec.mono_ctr, rec.wall_ns,
+            rec.boot_ns, rec.source, rec.boot_seq, rec.maxerror_us, rec.esterror_us,
+            rec.last_sync_ns, rec.payload) == (
+        len(raw), 1, 3, 0x0102, 0x0304, W, -7, source, 0x0506, 0x11223344, 0x55667788,
+        -0x0A0B0C0D0E0F1011, payload)
+
+
+def sample_store(tmp_path, *samples):
+    """One segment, one data record per (maxerror_us, esterror_us,
+    last_sync_ns), mono 10.., boot_seq 1, synced."""
+    recs = [r(10 + i, 1_000 * (i + 1), W + 1_000 * (i + 1), SYNCED, maxerror_us=m,
+              esterror_us=e, last_sync_ns=s) for i, (m, e, s) in enumerate(samples)]
+    return time_store(tmp_path, recs), recs
+
+
+def test_sync_sample_fields_each_from_their_own_offset(tmp_path):
+    # Three values that differ in every byte: a field read from another
+    # field's offset, or the three in another order, prints another number.
+    p, recs = sample_store(tmp_path, (0x11223344, 0x55667788, 0x0A0B0C0D0E0F1011))
+    code, out, err = run(p)
+    assert (code, err) == (0, "")
+    assert out == (b'{"segment_id":1,"commit_id":1,"type":"data","source":"temp","seq":10,'
+                   b'"mono_ctr":10,"wall_ns":1700000000000001000,"boot_ns":1000,"boot_seq":1,'
+                   b'"time_flags":1,"maxerror_us":287454020,"esterror_us":1432778632,'
+                   b'"last_sync_ns":723685415333072913,"payload":{}}\n')
+    assert out == tline(1, recs[0])
+    code, out, _ = run(p, "--format", "csv")
+    assert out.splitlines()[1] == (b"1,1,data,temp,10,10,1700000000000001000,1000,1,1,"
+                                   b'287454020,1432778632,723685415333072913,"{}"')
+
+
+# (maxerror_us, esterror_us, last_sync_ns) as stored -> as printed in jsonl.
+# The error fields are null only at 0xFFFFFFFF (0 and 0xFFFFFFFE are values),
+# last_sync_ns only at 0 (negative values and 0xFFFFFFFF are values).
+NULL_CASES = [
+    ((0xFFFFFFFF, 0xFFFFFFFE, 0), ("null", "4294967294", "null")),
+    ((0xFFFFFFFE, 0xFFFFFFFF, -1), ("4294967294", "null", "-1")),
+    ((0xFFFFFFFF, 0xFFFFFFFF, 0), ("null", "null", "null")),
+    ((0, 0, 0xFFFFFFFF), ("0", "0", "4294967295")),
+    ((1, 0x7FFFFFFF, -W), ("1", "2147483647", "-1700000000000000000")),
+    ((0x80000000, 2, -2**63), ("2147483648", "2", "-9223372036854775808")),
+    ((3, 4, 2**63 - 1), ("3", "4", "9223372036854775807")),
+]
+
+
+@pytest.mark.parametrize("stored, printed", NULL_CASES)
+def test_sync_sample_null_rules_jsonl(tmp_path, stored, printed):
+    p, recs = sample_store(tmp_path, stored)
+    code, out, err = run(p)
+    assert (code, err) == (0, "")
+    assert out == (b'{"segment_id":1,"commit_id":1,"type":"data","source":"temp","seq":10,'
+                   b'"mono_ctr":10,"wall_ns":1700000000000001000,"boot_ns":1000,"boot_seq":1,'
+                   b'"time_flags":1,"maxerror_us":%s,"esterror_us":%s,"last_sync_ns":%s,'
+                   b'"payload":{}}\n' % tuple(v.encode() for v in printed))
+    # The output is JSON, null and all.
+    obj = json.loads(out)
+    assert [obj["maxerror_us"], obj["esterror_us"], obj["last_sync_ns"]] == [
+        None if v == "null" else int(v) for v in printed]
+
+
+@pytest.mark.parametrize("stored, printed", NULL_CASES)
+def test_sync_sample_null_rules_csv(tmp_path, stored, printed):
+    # "A null of the JSON form is an empty field."
+    p, _ = sample_store(tmp_path, stored)
+    code, out, err = run(p, "--format", "csv")
+    assert (code, err) == (0, "")
+    fields = [b"" if v == "null" else v.encode() for v in printed]
+    assert out == dec.CSV_HEADER + (b"1,1,data,temp,10,10,1700000000000001000,1000,1,1,"
+                                    + b",".join(fields) + b',"{}"\n')
+
+
+def test_sync_sample_nulls_with_wall_corrected(tmp_path):
+    # The corrected forms carry the same fields, with the same null rules,
+    # after boot_ns; wall_corrected_ns stays right after wall_ns.
+    p, recs = sample_store(tmp_path, (0xFFFFFFFF, 0xFFFFFFFE, 0), (0, 0xFFFFFFFF, -5))
+    code, out, err = run(p, "--wall", "corrected")
+    assert (code, err) == (0, "")
+    assert out == (b'{"segment_id":1,"commit_id":1,"type":"data","source":"temp","seq":10,'
+                   b'"mono_ctr":10,"wall_ns":1700000000000001000,'
+                   b'"wall_corrected_ns":1700000000000001000,"boot_ns":1000,"boot_seq":1,'
+                   b'"time_flags":1,"maxerror_us":null,"esterror_us":4294967294,'
+                   b'"last_sync_ns":null,"payload":{}}\n'
+                   b'{"segment_id":1,"commit_id":1,"type":"data","source":"temp","seq":11,'
+                   b'"mono_ctr":11,"wall_ns":1700000000000002000,'
+                   b'"wall_corrected_ns":1700000000000002000,"boot_ns":2000,"boot_seq":1,'
+                   b'"time_flags":1,"maxerror_us":0,"esterror_us":null,'
+                   b'"last_sync_ns":-5,"payload":{}}\n')
+    assert out == tline(1, recs[0], W + 1_000) + tline(1, recs[1], W + 2_000)
+    code, out, err = run(p, "--format", "csv", "--wall", "corrected")
+    assert (code, err) == (0, "")
+    assert out == (dec.CSV_HEADER_CORRECTED
+                   + b"1,1,data,temp,10,10,1700000000000001000,1700000000000001000,1000,1,1,"
+                     b',4294967294,,"{}"\n'
+                   + b"1,1,data,temp,11,11,1700000000000002000,1700000000000002000,2000,1,1,"
+                     b'0,,-5,"{}"\n')
+
+
+def short_record(record_len):
+    """A record whose record_len field says `record_len` (below 69): the
+    60-byte header (source_len 1), then whatever source fits, the CRC and
+    the end marker at record_len - 8 and record_len - 4, all consistent."""
+    body = bytearray(struct.pack("<IHHQQqqHHIIq", record_len, 1, 0, 2, 11, W, 5_000, 1, 0,
+                                 MAXERR, ESTERR, LAST_SYNC))
+    body += b"t" * (record_len - 8 - len(body))
+    body = bytes(body[:record_len - 8])
+    return body + struct.pack("<I", crc(body)) + b"RECE"
+
+
+def test_record_len_69_is_the_shortest_record(tmp_path):
+    # 60 header bytes, a 1-byte source, an empty payload, CRC and end marker.
+    rec = record(1, 10, b"", source=b"t")
+    assert len(rec) == 69
+    s1 = segment(1, 0, [rec, record(2, 11, b"{}")], [10, 11])
+    p = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+         .seg(0, s1).write(tmp_path))
+    code, out, err = run(p, "--format", "csv")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1:] == [
+        b"1,1,data,t,1,10,1700000000000000000,5000," + TIME_CSV + b',""',
+        b"1,1,data,temp,2,11,1700000000000000000,5000," + TIME_CSV + b',"{}"']
+
+
+@pytest.mark.parametrize("followed, reason", [
+    (True, "record_len 68 below 69"),               # more bytes after it
+    (False, "68 trailing bytes, shorter than a record"),  # the last 68 bytes
+])
+def test_record_len_68_is_refused(tmp_path, followed, reason):
+    # A 68-byte record (CRC and end marker where its record_len puts them)
+    # makes segment 2 invalid however it sits: the minimum is 69.
+    recs = [short_record(68)] + ([record(3, 12, b"{}")] if followed else [])
+    assert len(recs[0]) == 68
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
+    s2 = segment(2, 1, recs, [11, 12][:len(recs)], prev=s1)
+    s3 = segment(3, 2, [record(4, 13, b"{}")], [13], prev=s2)
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
+    code, out, err = run(img.seg(0, s1).seg(1, s2).seg(2, s3).write(tmp_path))
+    assert code == 3
+    assert out == line(1, 1, 10, "{}") + line(3, 4, 13, "{}")
+    assert "segment 2 in slot 1" in err and reason in err

@@ -64,13 +64,17 @@ def crc(data: bytes) -> int:
 
 
 SYNCED = 1  # record time_flags bit 0 (section 3.2)
+# The sync sample a record carries unless told otherwise (section 3.2,
+# format version 4): maxerror_us, esterror_us, last_sync_ns.
+SAMPLE = (16_000, 500, 1_699_999_999_000_000_000)
 
 
-def record(seq, mono, payload, source=b"temp", rtype=1, time_flags=SYNCED, boot_seq=1):
-    length = 44 + len(source) + len(payload) + 8
-    body = struct.pack("<IHHQQqqHH", length, rtype, time_flags, seq, mono,
+def record(seq, mono, payload, source=b"temp", rtype=1, time_flags=SYNCED, boot_seq=1,
+           sample=SAMPLE):
+    length = 60 + len(source) + len(payload) + 8
+    body = struct.pack("<IHHQQqqHHIIq", length, rtype, time_flags, seq, mono,
                        1_700_000_000_000_000_000, 5_000, len(source),
-                       boot_seq & 0xFFFF) + source + payload
+                       boot_seq & 0xFFFF, *sample) + source + payload
     return body + struct.pack("<I", crc(body)) + b"RECE"
 
 
@@ -163,7 +167,7 @@ class Writer:
         self.generation += 1
         buf = bytearray(4096)
         struct.pack_into("<8sHHII4x16sQQIIQI4xQQIIQIIIIIIQQQQQIIq", buf, 0,
-                         b"EDGELOGM", 3, 4096, 0, 0, self.uuid, self.generation, len(self.buf),
+                         b"EDGELOGM", 4, 4096, 0, 0, self.uuid, self.generation, len(self.buf),
                          512, SEG, 8192, self.slots, self.head_id, self.head_id,
                          self.head_slot, self.tail_slot, self.tail_id, 0, self.clean, 0, 0, 0,
                          0, self.mono, 1, 0, 0, 0, 0, 0, 0)
@@ -197,11 +201,15 @@ class Writer:
 
     # -- segments (section 3) --
     def commit(self, payloads=(b"{}",), *, records=None, land_meta=True, signer=KEEP,
-               epoch=None, rollback=None, fw=None, prev_hash=None):
-        """records: (source, payload, type) or (source, payload, type,
-        time_flags) tuples; default one data record per payload, with the
-        writer's time_flags and boot_seq.  land_meta=False: the commit's
-        metadata write is lost."""
+               epoch=None, rollback=None, fw=None, prev_hash=None, edit_records=None):
+        """records: (source, payload, type), (source, payload, type,
+        time_flags) or (source, payload, type, time_flags, sample) tuples,
+        sample a (maxerror_us, esterror_us, last_sync_ns) tuple; default one
+        data record per payload, with the writer's time_flags and boot_seq
+        and SAMPLE.  land_meta=False: the commit's metadata write is lost.
+        edit_records: a function that may rewrite the list of encoded
+        records before the segment is sealed and signed around them (a
+        writer that writes a bad record)."""
         recs = records if records is not None else [("temp", p, 1) for p in payloads]
         seg_id = self.head_id + 1
         if self.head_id == 0 or self.tail_id > self.head_id:
@@ -211,16 +219,19 @@ class Writer:
             if slot == self.tail_slot:  # ring full: this commit overwrites the tail
                 self.tail_slot, self.tail_id = (slot + 1) % self.slots, self.tail_id + 1
         encoded, monos = [], []
-        for source, payload, rtype, *flags in recs:
+        for source, payload, rtype, *extra in recs:
             self.mono += 1
             self.seq[source] = self.seq.get(source, 0) + 1
             encoded.append(record(self.seq[source], self.mono, payload, source.encode(), rtype,
-                                  flags[0] if flags else self.time_flags, self.boot_seq))
+                                  extra[0] if extra else self.time_flags, self.boot_seq,
+                                  extra[1] if len(extra) > 1 else SAMPLE))
             monos.append(self.mono)
+        if edit_records is not None:
+            encoded = edit_records(encoded)
         body = b"".join(encoded)
         first, last = (monos[0], monos[-1]) if monos else (0, 0)
         prev = self.hash_head if prev_hash is None else prev_hash
-        head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 3, 128, 0, self.uuid,
+        head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", 4, 128, 0, self.uuid,
                            seg_id, seg_id, slot, 0, len(recs), len(body), first, last, prev,
                            0, 0, self.head_crc)
         head += struct.pack("<I", crc(head))
@@ -311,7 +322,7 @@ def change_payload(w: Writer, seg_id, *, fix_record=False, fix_body=False, fix_s
     rec = off + 128
     record_len, = struct.unpack_from("<I", w.buf, rec)
     source_len, = struct.unpack_from("<H", w.buf, rec + 40)
-    w.buf[rec + 44 + source_len] ^= ord("{") ^ ord("[")
+    w.buf[rec + 60 + source_len] ^= ord("{") ^ ord("[")
     if fix_record:
         struct.pack_into("<I", w.buf, rec + record_len - 8,
                          crc(bytes(w.buf[rec:rec + record_len - 8])))
@@ -802,7 +813,7 @@ def test_fake_segment_header_in_payload_passes(tmp_path):
     off, _, _ = donor.seg_range(2)
     fake = donor.buf[off:off + 1024].hex().encode()
     w = Writer(key).open()
-    pad = 512 - 128 - 44 - len(b"temp") - len(b'{"x":"')
+    pad = 512 - 128 - 60 - len(b"temp") - len(b'{"x":"')
     payload = b'{"x":"' + b"." * pad + fake[:400] + b'"}'
     w.commit([payload])
     w.commit()
@@ -924,8 +935,8 @@ def test_not_a_store(tmp_path):
     assert r.code == 1
     assert r.summary["reasons"] == ["crc_mismatch", "not_a_store"]
     assert ("not_a_store", 0) in r.findings
-    # A version 1 or 2 store is not a store this version reads.
-    for old in (1, 2):
+    # A version 1, 2 or 3 store is not a store this version reads.
+    for old in (1, 2, 3):
         w, key = signed_store()
         for base in (0, 4096):
             change_meta(w, base, 8, struct.pack("<H", old))
@@ -934,25 +945,26 @@ def test_not_a_store(tmp_path):
 
 
 def test_newer_format_is_not_a_store(tmp_path):
-    # Version 4 in the chosen slot (CRC not refitted: the version is checked
+    # Version 5 in the chosen slot (CRC not refitted: the version is checked
     # before the CRC, since a newer layout may move it).
     w, key = signed_store()
-    struct.pack_into("<H", w.buf, chosen_base(w) + 8, 4)
+    struct.pack_into("<H", w.buf, chosen_base(w) + 8, 5)
     r = verify(tmp_path, w, key)
     assert r.code == 1 and r.summary["reasons"] == ["not_a_store"]
     assert ("not_a_store", 0) in r.findings
     assert "newer format" in r.text
 
 
-def test_older_version_segment_is_crc_mismatch(tmp_path):
-    # Segment 2's header says format version 2 (header_crc refitted): it is
-    # not a valid version 3 segment, reported at its header.
+@pytest.mark.parametrize("old", [2, 3])
+def test_older_version_segment_is_crc_mismatch(tmp_path, old):
+    # Segment 2's header says an older format version (header_crc refitted):
+    # it is not a valid version 4 segment, reported at its header.
     key = Signer("ed25519")
     w = Writer(key).open()
     for _ in range(3):
         w.commit()
     off, payload_len, mbase = w.seg_range(2)
-    struct.pack_into("<H", w.buf, off + 8, 2)
+    struct.pack_into("<H", w.buf, off + 8, old)
     struct.pack_into("<I", w.buf, off + 124, crc(bytes(w.buf[off:off + 124])))
     r = verify(tmp_path, w.close(), key)
     assert r.code == 1 and r.reasons == [None, "crc_mismatch", None]
@@ -979,6 +991,107 @@ def test_time_path_store_passes(tmp_path):
     r = verify(tmp_path, w.close(), key)
     assert r.code == 0 and r.reasons == [None, None, None]
     assert r.notes == [] and r.findings == []
+
+
+# -- format version 4: the sync sample in every record --
+
+def test_sync_sample_values_are_all_valid(tmp_path):
+    # maxerror_us, esterror_us and last_sync_ns have no validity rule
+    # (section 3.4): null values (0xFFFFFFFF, 0), saturated ones, negative
+    # and extreme wall times all verify, and the parse the verifier uses
+    # reads each one back from its own offset (44, 48, 52).
+    samples = [(0xFFFFFFFF, 0xFFFFFFFF, 0), (0xFFFFFFFE, 0, -1),
+               (0, 0xFFFFFFFE, 2**63 - 1), (0x11223344, 0x55667788, -2**63)]
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit(records=[("temp", b'{"t":%d}' % i, 1, SYNCED, sample)
+                      for i, sample in enumerate(samples)])
+    w.commit()
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and r.reasons == [None, None] and r.findings == []
+    store = ver.dec.Store(io.BytesIO(w.image()))
+    result = ver.dec.scan(store)
+    seg = ver.dec.parse_segment(store, result.meta, 0, 1)
+    assert [(rec.maxerror_us, rec.esterror_us, rec.last_sync_ns)
+            for rec in seg.records] == samples
+    assert [rec.payload for rec in seg.records] == [b'{"t":%d}' % i for i in range(4)]
+
+
+@pytest.mark.parametrize("field_offset", [44, 48, 52, 59])
+def test_sync_sample_is_covered_by_crc_hash_and_signature(tmp_path, field_offset):
+    # One byte of maxerror_us (44), esterror_us (48) or last_sync_ns (52..59)
+    # changed in segment 2's first record: the record CRC catches it; with
+    # the record CRC and body_crc refitted, the hash; with the seal's
+    # segment_hash refitted too, the signature.
+    def changed(fix_record=False, fix_body=False, fix_seal=False):
+        w, key = signed_store()
+        off, payload_len, mbase = w.seg_range(2)
+        rec = off + 128
+        record_len, = struct.unpack_from("<I", w.buf, rec)
+        w.buf[rec + field_offset] ^= 0x40
+        if fix_record:
+            struct.pack_into("<I", w.buf, rec + record_len - 8,
+                             crc(bytes(w.buf[rec:rec + record_len - 8])))
+        covered = bytes(w.buf[off:off + 128 + payload_len])
+        if fix_body:
+            struct.pack_into("<I", w.buf, mbase + 32, crc(covered))
+        if fix_seal:
+            w.buf[mbase + 40 + 152:mbase + 40 + 184] = hashlib.sha256(covered).digest()
+        refit_marker_crc(w.buf, mbase)
+        return verify(tmp_path, w, key), rec
+
+    r, rec = changed()
+    assert r.reasons == [None, "crc_mismatch", None]
+    assert r.segments[1]["offset"] == rec  # the record is the failing range
+    assert changed(True, True)[0].reasons == [None, "hash_mismatch", None]
+    # Segment 2 then passes its hash check with the changed bytes, so
+    # segment 3's prev_hash shows the change too.
+    assert changed(True, True, True)[0].reasons == [None, "bad_signature", "chain_break"]
+
+
+def short_record(record_len, mono):
+    """A record whose record_len says `record_len` (below 69), with its CRC
+    and end marker where that length puts them: the 60-byte header says
+    source_len 1, and whatever fits of the source follows."""
+    body = bytearray(struct.pack("<IHHQQqqHHIIq", record_len, 1, SYNCED, 1, mono,
+                                 1_700_000_000_000_000_000, 5_000, 1, 1, *SAMPLE))
+    body += b"t" * max(0, record_len - 8 - len(body))
+    body = bytes(body[:record_len - 8])
+    return body + struct.pack("<I", crc(body)) + b"RECE"
+
+
+def test_record_len_69_passes(tmp_path):
+    # The shortest record: 60 header bytes, a 1-byte source, no payload,
+    # CRC and end marker.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit(records=[("t", b"", 1), ("temp", b"{}", 1)])
+    off, _, _ = w.seg_range(1)
+    assert struct.unpack_from("<I", w.buf, off + 128)[0] == 69
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and r.reasons == [None]
+
+
+@pytest.mark.parametrize("followed", [True, False])
+def test_record_len_68_is_crc_mismatch(tmp_path, followed):
+    # A signed, well-sealed segment whose first record is 68 bytes long
+    # (followed by a good record, or alone): not a valid record, so the
+    # segment is crc_mismatch at that record.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    records = [("temp", b"{}", 1)] * (2 if followed else 1)
+
+    def shorten(encoded):
+        mono = struct.unpack_from("<Q", encoded[0], 16)[0]
+        return [short_record(68, mono)] + encoded[1:]
+    w.commit(records=records, edit_records=shorten)
+    w.commit()
+    off, _, _ = w.seg_range(2)
+    assert struct.unpack_from("<I", w.buf, off + 128)[0] == 68
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 1 and r.reasons == [None, "crc_mismatch", None]
+    assert r.segments[1]["offset"] == off + 128
 
 
 def test_adopted_segment_and_torn_tail_note(tmp_path):

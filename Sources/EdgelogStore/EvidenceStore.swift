@@ -148,12 +148,20 @@ public final class EvidenceStore {
         return (store, analysis)
     }
 
+    /// The capture time of an engine evidence record: the clock's, with the last sync the store
+    /// knows when the clock's own sample has none (FORMAT.md 3.2).
+    private func engineTime() -> CaptureTime {
+        var time = clock()
+        if time.lastSyncNs == 0 { time.lastSyncNs = metadata.time.lastSyncWallNs }
+        return time
+    }
+
     private func repair(_ analysis: StoreAnalysis) throws(StoreError) {
         // Salvaged records may use the data part only: the reserve keeps room for the incomplete,
         // gap and recovery records, which must always be written.
         let builder = makeBuilder(evidenceReserve: 1024)
         var mono = metadata.monoHWM
-        let now = clock()
+        let now = engineTime()
         var salvaged = 0
         if let torn = analysis.torn {
             var kept = 0
@@ -218,7 +226,7 @@ public final class EvidenceStore {
     /// that hold the store open without a pipeline.
     public func commitEvidence(_ type: RecordType, _ json: EvidenceJSON) throws(StoreError) -> CommitReceipt? {
         let builder = makeBuilder()
-        guard appendEvidence(type, json, mono: metadata.monoHWM + 1, time: clock(), to: builder) else {
+        guard appendEvidence(type, json, mono: metadata.monoHWM + 1, time: engineTime(), to: builder) else {
             throw .recordTooLarge(bytes: json.bytes.count, capacity: builder.geometry.payloadCapacity)
         }
         return try commit(builder)
@@ -276,7 +284,7 @@ public final class EvidenceStore {
     /// when both are durable; on a write or flush error it remaps the slot and writes again.
     public func commit(_ builder: SegmentBuilder, markClean: Bool = false) throws(StoreError) -> CommitReceipt? {
         if let failure { throw .closed("an earlier failure stopped the writer: \(failure)") }
-        let time = clock()
+        let time = engineTime()
         // Drops noted earlier whose records did not fit their segment come first.
         var all = carriedDrops
         carriedDrops.removeAll()

@@ -4,8 +4,17 @@
 public enum ExportFormat: String, Sendable, CaseIterable {
     case jsonl, csv
 
-    public static let csvHeader = "segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"
-    public static let csvHeaderCorrected = "segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,wall_corrected_ns,boot_ns,payload\n"
+    public static let csvHeader = "segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns," + timeColumns
+    public static let csvHeaderCorrected = "segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,wall_corrected_ns,boot_ns," + timeColumns
+    private static let timeColumns = "boot_seq,time_flags,maxerror_us,esterror_us,last_sync_ns,payload\n"
+
+    /// The record's time quality as export prints it: not sampled and never synced are null.
+    private static func quality(_ r: RecordView, null: String) -> (maxError: String, estError: String, lastSync: String) {
+        let t = r.time
+        return (t.maxErrorUs == CaptureTime.notSampled ? null : String(t.maxErrorUs),
+                t.estErrorUs == CaptureTime.notSampled ? null : String(t.estErrorUs),
+                t.lastSyncNs == 0 ? null : String(t.lastSyncNs))
+    }
 
     /// Appends one record's line to `out`; `correctedWall` adds wall_corrected_ns after wall_ns.
     public func append(_ info: SegmentInfo, _ record: RecordView, correctedWall: Int64? = nil, to out: inout [UInt8]) {
@@ -17,14 +26,18 @@ public enum ExportFormat: String, Sendable, CaseIterable {
             let type = known.map { "\"\($0.name)\"" } ?? String(record.rawType)
             out.append(contentsOf: "{\"segment_id\":\(info.segmentID),\"commit_id\":\(info.commitID),\"type\":\(type),\"source\":\"".utf8)
             out.append(contentsOf: record.source)
-            out.append(contentsOf: "\",\"seq\":\(record.seq),\"mono_ctr\":\(record.mono),\"wall_ns\":\(record.time.wallNs),\(corrected)\"boot_ns\":\(record.time.bootNs),\"payload\":".utf8)
+            let q = Self.quality(record, null: "null")
+            out.append(contentsOf: "\",\"seq\":\(record.seq),\"mono_ctr\":\(record.mono),\"wall_ns\":\(record.time.wallNs),\(corrected)\"boot_ns\":\(record.time.bootNs),".utf8)
+            out.append(contentsOf: "\"boot_seq\":\(record.bootSeq),\"time_flags\":\(record.time.flags.rawValue),\"maxerror_us\":\(q.maxError),\"esterror_us\":\(q.estError),\"last_sync_ns\":\(q.lastSync),\"payload\":".utf8)
             out.append(contentsOf: record.payload)
             out.append(contentsOf: "}\n".utf8)
         case .csv:
             let type = known?.name ?? String(record.rawType)
             out.append(contentsOf: "\(info.segmentID),\(info.commitID),\(type),".utf8)
             out.append(contentsOf: record.source)
-            out.append(contentsOf: ",\(record.seq),\(record.mono),\(record.time.wallNs),\(correctedColumn)\(record.time.bootNs),\"".utf8)
+            let q = Self.quality(record, null: "")
+            out.append(contentsOf: ",\(record.seq),\(record.mono),\(record.time.wallNs),\(correctedColumn)\(record.time.bootNs),".utf8)
+            out.append(contentsOf: "\(record.bootSeq),\(record.time.flags.rawValue),\(q.maxError),\(q.estError),\(q.lastSync),\"".utf8)
             for byte in record.payload {
                 out.append(byte)
                 if byte == 0x22 { out.append(0x22) }

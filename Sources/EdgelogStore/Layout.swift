@@ -3,7 +3,7 @@
 import EdgelogCore
 
 public enum Layout {
-    public static let formatVersion: UInt16 = 3
+    public static let formatVersion: UInt16 = 4
     public static let metadataSlotSize = 4096
     public static let metadataSlotOffsets: [UInt64] = [0, 4096]
     public static let ringOffset: UInt64 = 8192
@@ -12,7 +12,8 @@ public enum Layout {
     public static let maxSegmentSize = 16 << 20
     public static let segmentHeaderSize = 128
     public static let commitMarkerSize = 320
-    public static let recordFixedSize = 52 // 44-byte head + crc + end marker
+    public static let recordHeadSize = 60
+    public static let recordFixedSize = recordHeadSize + 8 // head + crc + end marker
     public static let maxBadBlocks = 64
     public static let maxSources = 32
 

@@ -34,14 +34,32 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
 
 /// The time fields every record carries, taken at capture.
 public struct CaptureTime: Sendable, Equatable {
+    /// maxerror_us / esterror_us of a record for which no sync sample was taken.
+    public static let notSampled = UInt32.max
+
     public var wallNs: Int64
     public var bootNs: Int64
     /// Time quality at capture (FORMAT.md 3.2, time_flags).
     public var flags: TimeFlags
-    public init(wallNs: Int64, bootNs: Int64, flags: TimeFlags = []) {
+    /// The kernel's maximum and estimated error (µs) at the sync sample in effect, or notSampled.
+    public var maxErrorUs: UInt32
+    public var estErrorUs: UInt32
+    /// Wall time of the last sample at which the kernel said it was synchronized; 0: none known.
+    public var lastSyncNs: Int64
+
+    public init(wallNs: Int64, bootNs: Int64, flags: TimeFlags = [], maxErrorUs: UInt32 = CaptureTime.notSampled,
+                estErrorUs: UInt32 = CaptureTime.notSampled, lastSyncNs: Int64 = 0) {
         self.wallNs = wallNs
         self.bootNs = bootNs
         self.flags = flags
+        self.maxErrorUs = maxErrorUs
+        self.estErrorUs = estErrorUs
+        self.lastSyncNs = lastSyncNs
+    }
+
+    /// A kernel error in µs as a record stores it: negative as 0, saturated below notSampled.
+    public static func storedError(_ us: Int64) -> UInt32 {
+        UInt32(clamping: min(max(us, 0), Int64(notSampled) - 1))
     }
 }
 

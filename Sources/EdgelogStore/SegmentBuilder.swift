@@ -80,8 +80,11 @@ public final class SegmentBuilder: @unchecked Sendable {
         b.setLE(time.bootNs, at: o + 32)
         b.setLE(UInt16(source.count), at: o + 40)
         b.setLE(bootSeq, at: o + 42)
-        b.setBytes(source, at: o + 44)
-        b.setBytes(payload, at: o + 44 + source.count)
+        b.setLE(time.maxErrorUs, at: o + 44)
+        b.setLE(time.estErrorUs, at: o + 48)
+        b.setLE(time.lastSyncNs, at: o + 52)
+        b.setBytes(source, at: o + Layout.recordHeadSize)
+        b.setBytes(payload, at: o + Layout.recordHeadSize + source.count)
         let crcAt = o + length - 8
         b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[o..<crcAt])), at: crcAt)
         b.setLE(Layout.recordEndMagic, at: crcAt + 4)

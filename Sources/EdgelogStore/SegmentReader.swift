@@ -175,16 +175,17 @@ public enum SegmentReader {
             throw RecordProblem(offset: offset, reason: "record CRC mismatch")
         }
         let sourceLength = Int(b.le(offset + 40, as: UInt16.self))
-        guard sourceLength >= 1, sourceLength <= SourceName.maxLength, 44 + sourceLength + 8 <= length else {
+        guard sourceLength >= 1, sourceLength <= SourceName.maxLength, Layout.recordFixedSize + sourceLength <= length else {
             throw RecordProblem(offset: offset, reason: "bad source length \(sourceLength)")
         }
-        let sourceStart = offset + 44
+        let sourceStart = offset + Layout.recordHeadSize
         let source = UnsafeRawBufferPointer(rebasing: b[sourceStart..<(sourceStart + sourceLength)])
         guard source.allSatisfy(SourceName.isAllowed) else { throw RecordProblem(offset: offset, reason: "bad source name") }
         return RecordView(
             bytes: UnsafeRawBufferPointer(rebasing: b[offset..<(offset + length)]),
             rawType: b.le(offset + 4), seq: b.le(offset + 8), mono: b.le(offset + 16),
-            time: CaptureTime(wallNs: b.le(offset + 24), bootNs: b.le(offset + 32), flags: TimeFlags(rawValue: b.le(offset + 6))),
+            time: CaptureTime(wallNs: b.le(offset + 24), bootNs: b.le(offset + 32), flags: TimeFlags(rawValue: b.le(offset + 6)),
+                              maxErrorUs: b.le(offset + 44), estErrorUs: b.le(offset + 48), lastSyncNs: b.le(offset + 52)),
             bootSeq: b.le(offset + 42),
             source: source,
             payload: UnsafeRawBufferPointer(rebasing: b[(sourceStart + sourceLength)..<crcAt]))

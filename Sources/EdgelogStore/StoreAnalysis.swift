@@ -37,8 +37,12 @@ public struct StoreAnalysis: Sendable {
     public var uncleanShutdown: Bool { !chosenClean }
     var chosenClean = true
 
+    /// An invalid metadata slot is repaired too, even in a cleanly closed store: a power cut during
+    /// the first metadata write after an open leaves one (the other slot still holds the last clean
+    /// state), and a store left so would fail verification until the next commit rewrote the slot.
     public var needsRepair: Bool {
         uncleanShutdown || torn != nil || !adopted.isEmpty || !passedOver.isEmpty || headMissing || !tailLost.isEmpty
+            || !slotProblems.isEmpty
     }
 
     public var verifyStat: UInt32 {

@@ -25,12 +25,15 @@ public enum CrashOracle {
     /// Returns nil when the image passes, or what is wrong.
     /// `verify`, when given, judges the recovered image too (the trust path's verifier: the hash
     /// chain and hash_head must be intact after any cut); it returns what is wrong, or nil.
+    /// `identity` is the writer's: a signed store is recovered and written on with its signer, as the
+    /// writer would after a power cut.
     public static func check(image: [UInt8], sectorSize: Int, policy: RingFullPolicy, expect: CrashExpectation,
+                             identity: SealIdentity = .unsigned(),
                              continueWriting: Bool = true, verify: ((BlockDevice) -> String?)? = nil) -> String? {
         let device = MemoryBlockDevice(image: image, sectorSize: sectorSize)
         let recovered: StoreAnalysis
         do {
-            (_, recovered) = try EvidenceStore.recover(device: device, policy: policy, clock: fixedClock)
+            (_, recovered) = try EvidenceStore.recover(device: device, policy: policy, identity: identity, clock: fixedClock)
         } catch {
             return "recovery failed: \(error)"
         }
@@ -42,7 +45,7 @@ public enum CrashOracle {
         // Idempotence: a second recovery writes nothing.
         let again = MemoryBlockDevice(image: once, sectorSize: sectorSize)
         do {
-            let (_, second) = try EvidenceStore.recover(device: again, policy: policy, clock: fixedClock)
+            let (_, second) = try EvidenceStore.recover(device: again, policy: policy, identity: identity, clock: fixedClock)
             if again.writes != 0 || again.bytes != once {
                 return "recovery not idempotent: second pass wrote \(again.writes) times (needsRepair: unclean=\(second.uncleanShutdown) adopted=\(second.adopted.count) torn=\(second.torn != nil) passedOver=\(second.passedOver))"
             }
@@ -81,7 +84,7 @@ public enum CrashOracle {
 
         guard continueWriting else { return nil }
         do {
-            let (store, _) = try EvidenceStore.open(device: again, policy: policy, clock: fixedClock)
+            let (store, _) = try EvidenceStore.open(device: again, policy: policy, identity: identity, clock: fixedClock)
             let driver = StoreDriver(store: store, clock: ManualClock(wallNs: 1_800_000_000_000_000_000, bootNs: 10_000_000_000))
             let key = try driver.append(source: "after", payload: Array("{\"after\":1}".utf8))
             _ = try driver.commit()

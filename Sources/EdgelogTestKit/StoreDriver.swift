@@ -17,6 +17,8 @@ public struct RecordKey: Hashable, Sendable, CustomStringConvertible {
 public final class ManualClock: @unchecked Sendable {
     public var wallNs: Int64
     public var bootNs: Int64
+    /// Ticks so far: the time quality of each tick is a function of it (below).
+    public private(set) var ticks: UInt64 = 0
     public init(wallNs: Int64 = 1_790_000_000_000_000_000, bootNs: Int64 = 5_000_000_000) {
         self.wallNs = wallNs
         self.bootNs = bootNs
@@ -24,9 +26,20 @@ public final class ManualClock: @unchecked Sendable {
     public func tick(_ ns: Int64 = 1_000_000) -> CaptureTime {
         wallNs += ns
         bootNs += ns
-        return CaptureTime(wallNs: wallNs, bootNs: bootNs)
+        ticks += 1
+        return now
     }
-    public var now: CaptureTime { CaptureTime(wallNs: wallNs, bootNs: bootNs) }
+    /// The time quality varies from tick to tick over every value class a record can hold (all
+    /// flag combinations, not sampled, saturated, no last sync, a negative one), so that images
+    /// written with this clock test each reader's decoding of them against the others'.
+    public var now: CaptureTime {
+        let n = ticks
+        let maxError: UInt32 = n % 5 == 0 ? CaptureTime.notSampled : n % 11 == 0 ? CaptureTime.notSampled - 1 : UInt32(truncatingIfNeeded: n &* 2_654_435_761) >> 8
+        let estError: UInt32 = n % 7 == 0 ? CaptureTime.notSampled : UInt32(truncatingIfNeeded: n &* 40_503)
+        let lastSync: Int64 = n % 3 == 0 ? 0 : n % 3 == 1 ? wallNs - Int64(n % 1000) * 1_000_000 : -Int64(n)
+        return CaptureTime(wallNs: wallNs, bootNs: bootNs, flags: TimeFlags(rawValue: UInt16(n % 8)),
+                           maxErrorUs: maxError, estErrorUs: estError, lastSyncNs: lastSync)
+    }
 }
 
 public final class StoreDriver {

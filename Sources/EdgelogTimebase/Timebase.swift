@@ -50,6 +50,9 @@ public final class Timebase {
     private var pending: [TimeRecord] = []
     /// Flags that hold until the next sync sample (synced, or untrusted for want of sync).
     private var syncFlags: TimeFlags = []
+    /// The sample's errors as records store them (FORMAT.md 3.2), cached with the flags.
+    private var sampleMaxErrorUs = CaptureTime.notSampled
+    private var sampleEstErrorUs = CaptureTime.notSampled
     /// Wall times below this are untrusted whatever the sync status.
     private let minTrustedWallNs: Int64
 
@@ -74,14 +77,39 @@ public final class Timebase {
         lastStateBootNs = now.bootNs
         if sync.synchronized { counters.lastSyncWallNs = now.wallNs }
         if let resumeOffsetNs { last = (now.bootNs + resumeOffsetNs, now.bootNs) }
-        syncFlags = Self.flags(for: sync, config: config)
+        noteSample()
         scheduleSlowPath()
         readRTC(wallNs: now.wallNs)
+    }
+
+    /// One capture with a sync sample of its own and no step bookkeeping: for the records the engine
+    /// writes outside a writer's time path (recovery, gap, drop, key rotation), which are rare.
+    public static func oneShot(source: TimeSource, config: TimebaseConfig) -> CaptureTime {
+        let now = source.now()
+        let sync = source.sync()
+        var flags = flags(for: sync, config: config)
+        if now.wallNs < max(resetBeforeNs, config.notBeforeWallNs) { flags.insert(.wallUntrusted) }
+        return CaptureTime(wallNs: now.wallNs, bootNs: now.bootNs, flags: flags,
+                           maxErrorUs: CaptureTime.storedError(sync.maxErrorUs), estErrorUs: CaptureTime.storedError(sync.estErrorUs),
+                           lastSyncNs: sync.synchronized ? now.wallNs : 0)
     }
 
     private static func flags(for sync: SyncState, config: TimebaseConfig) -> TimeFlags {
         if sync.synchronized { return .synced }
         return sync.maxErrorUs > config.untrustedMaxErrorUs ? .wallUntrusted : []
+    }
+
+    /// Caches what every record captured until the next sample carries.
+    private func noteSample() {
+        syncFlags = Self.flags(for: sync, config: config)
+        sampleMaxErrorUs = CaptureTime.storedError(sync.maxErrorUs)
+        sampleEstErrorUs = CaptureTime.storedError(sync.estErrorUs)
+    }
+
+    /// A capture time with the quality of the sample in effect.
+    private func stamp(_ now: (wallNs: Int64, bootNs: Int64), flags: TimeFlags) -> CaptureTime {
+        CaptureTime(wallNs: now.wallNs, bootNs: now.bootNs, flags: flags, maxErrorUs: sampleMaxErrorUs,
+                    estErrorUs: sampleEstErrorUs, lastSyncNs: counters.lastSyncWallNs)
     }
 
     private func scheduleSlowPath() {
@@ -139,7 +167,7 @@ public final class Timebase {
         var flags = syncFlags
         if stepped { flags.insert(.afterStep) }
         if now.wallNs < minTrustedWallNs { flags.insert(.wallUntrusted) }
-        return CaptureTime(wallNs: now.wallNs, bootNs: now.bootNs, flags: flags)
+        return stamp(now, flags: flags)
     }
 
     // MARK: internals
@@ -160,7 +188,7 @@ public final class Timebase {
         lastSyncSampleBootNs = now.bootNs
         let changed = fresh.synchronized != sync.synchronized
         sync = fresh
-        syncFlags = Self.flags(for: fresh, config: config)
+        noteSample()
         scheduleSlowPath()
         if fresh.synchronized { counters.lastSyncWallNs = now.wallNs }
         if changed { pending.append(stateRecord(reason: "sync_change", now: now)) }
@@ -188,11 +216,11 @@ public final class Timebase {
         json.add("boot_after_ns", .int(after.bootNs))
         json.add("source", .word(cause))
         return TimeRecord(type: .clockStep, payload: json.bytes,
-                          time: CaptureTime(wallNs: after.wallNs, bootNs: after.bootNs, flags: quality(wallNs: after.wallNs)))
+                          time: stamp(after, flags: quality(wallNs: after.wallNs)))
     }
 
     private func stateRecord(reason: String, now: (wallNs: Int64, bootNs: Int64)) -> TimeRecord {
-        let time = CaptureTime(wallNs: now.wallNs, bootNs: now.bootNs, flags: quality(wallNs: now.wallNs))
+        let time = stamp(now, flags: quality(wallNs: now.wallNs))
         var json = EvidenceJSON()
         addState(&json, reason: reason, time: time)
         lastStateBootNs = now.bootNs

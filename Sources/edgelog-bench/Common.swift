@@ -50,9 +50,9 @@ enum Shape {
     static let throughputStoreSize: UInt64 = 256 << 20
     static let recordLength = 128
     static let source = "bench"
-    static let payloadLength = recordLength - Layout.recordFixedSize - 5 // 71
-    /// 71 bytes of JSON-like text; the ten zeros after "seq": are replaced by the record number.
-    static let payloadTemplate = #"{"seq":0000000000,"t_c":21.50,"rh":48.20,"p_hpa":1013.25,"dev":"gw7/c"}"#
+    static let payloadLength = recordLength - Layout.recordFixedSize - 5 // 55
+    /// 55 bytes of JSON-like text; the ten zeros after "seq": are replaced by the record number.
+    static let payloadTemplate = #"{"seq":0000000000,"t_c":21.5,"rh":48.20,"p_hpa":1013.2}"#
     static let seqDigitsOffset = 7
 }
 

@@ -57,8 +57,8 @@ final class RawContender: Contender {
         for i in 0..<(Shape.segmentSize / Shape.recordLength) {
             bytes.setNumber(i)
             let o = i * Shape.recordLength
-            (base + o + 44).copyMemory(from: bytes.source.baseAddress!, byteCount: bytes.source.count)
-            (base + o + 44 + bytes.source.count).copyMemory(from: bytes.payload.baseAddress!, byteCount: bytes.payload.count)
+            (base + o + Layout.recordHeadSize).copyMemory(from: bytes.source.baseAddress!, byteCount: bytes.source.count)
+            (base + o + Layout.recordHeadSize + bytes.source.count).copyMemory(from: bytes.payload.baseAddress!, byteCount: bytes.payload.count)
         }
     }
 

@@ -120,7 +120,7 @@ struct IngestJob {
         let analysis: StoreAnalysis
         let bootID = LinuxTimeSource.bootID()
         do {
-            (store, analysis) = try session.open(target, policy: ringFull, bootID: bootID)
+            (store, analysis) = try session.open(target, policy: ringFull, bootID: bootID, time: time)
             if analysis.needsRepair { Exit.say("recovered: " + RecoverySummary.text(analysis)) }
         } catch {
             throw Exit.fail(error)
@@ -218,6 +218,7 @@ enum RecoverySummary {
         if let torn = a.torn {
             parts.append("segment \(torn.segmentID) in slot \(torn.slot) was torn (\(torn.reason)): \(torn.salvagedCount) record(s) salvaged, \(torn.quarantinedBytes) byte(s) quarantined")
         }
+        for (slot, problem) in a.slotProblems { parts.append("metadata slot \(Layout.slotName(slot)) was invalid (\(problem)) and is rewritten") }
         if !a.passedOver.isEmpty { parts.append("metadata slot \(a.passedOver.map(Layout.slotName).joined(separator: ",")) passed over: its newest segment did not check") }
         if !a.tailLost.isEmpty { parts.append("tail segment(s) \(a.tailLost.map(String.init).joined(separator: ",")) lost to an interrupted reclaim") }
         if a.headMissing { parts.append("neither metadata slot's newest segment could be read") }

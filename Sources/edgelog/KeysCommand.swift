@@ -126,7 +126,9 @@ struct KeysRotate: ParsableCommand {
             do { target = try FileBlockDevice(path: device) } catch { throw Exit.fail(error) }
             let session = try WriterSession.start(keyDir: nil, anchorPath: anchor, signer: current)
             let store: EvidenceStore
-            do { (store, _) = try session.open(target, policy: .pause) } catch { throw Exit.fail(error) }
+            // The rotation record's time quality uses the default bounds (as ingest without options).
+            let time = IngestJob.timeConfig(stepThresholdMs: 100, untrustedErrorMs: 1000, stateIntervalS: 600)
+            do { (store, _) = try session.open(target, policy: .pause, time: time) } catch { throw Exit.fail(error) }
             let deviceID = store.metadata.deviceID
             let newDER = newAlg == .hmacSHA256 ? [] : next.trusted.spkiDER
             let message = Endorsement.bytes(deviceID: deviceID, oldKeyID: current.keyID, oldEpoch: current.keyEpoch,

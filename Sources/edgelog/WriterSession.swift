@@ -6,6 +6,7 @@ import EdgelogCore
 import EdgelogLinux
 import EdgelogSeal
 import EdgelogStore
+import EdgelogTimebase
 
 /// Used by the main thread before the pipeline starts and after it closes, and by the committer
 /// thread (onCommit) in between: never by two threads at once.
@@ -38,10 +39,12 @@ final class WriterSession: @unchecked Sendable {
     }
 
     /// Opens the store for writing after comparing it with the anchor and the key directory.
-    func open(_ device: FileBlockDevice, policy: RingFullPolicy, bootID: [UInt8]? = nil) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
+    func open(_ device: FileBlockDevice, policy: RingFullPolicy, bootID: [UInt8]? = nil,
+              time: TimebaseConfig = TimebaseConfig()) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
         let anchorHead: SignedHead?
         do { anchorHead = try anchor?.read() } catch { throw .anchorRefused(reason: "anchor_malformed", detail: error.description) }
         let signer = self.signer
+        let clockSource = LinuxTimeSource()
         return try EvidenceStore.open(device: device, policy: policy, identity: identity, bootID: bootID, check: { state throws(StoreError) in
             if let anchorHead, let refusal = AnchorCheck.refusal(anchor: anchorHead, state: state, device: device) {
                 throw .anchorRefused(reason: refusal.reason, detail: refusal.detail)
@@ -49,7 +52,7 @@ final class WriterSession: @unchecked Sendable {
             if let signer, state.sigAlg != 0, state.keyID != signer.keyID, state.keyEpoch >= signer.keyEpoch {
                 throw .signing("the store was last signed by key \(Hex.encode(state.keyID)) (epoch \(state.keyEpoch)) but the key directory holds key \(Hex.encode(signer.keyID)) (epoch \(signer.keyEpoch)): a verifier would reject it as unknown_key. Use this store's key directory, or change keys with `edgelog keys rotate`")
             }
-        }, clock: SystemClock.now)
+        }, clock: { Timebase.oneShot(source: clockSource, config: time) })
     }
 
     /// Mirrors the signed head to the anchor file: always when `force`, else at most once per interval.

@@ -27,7 +27,22 @@ struct CLITests {
         // 50 data records and the writer's boot record.
         #expect(state["verified_records"] as? Int == 51)
         let csv = try edgelog(["export", "--device", store, "--format", "csv"])
-        #expect(csv.out.hasPrefix("segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,payload\n"))
+        #expect(csv.out.hasPrefix("segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,boot_ns,boot_seq,time_flags,maxerror_us,esterror_us,last_sync_ns,payload\n"))
+        // Every record carries the time quality of its capture (FORMAT.md 3.2): the kernel's errors
+        // from a real adjtimex sample, and the boot record's line agrees with its own payload.
+        let lines = jsonLines(try edgelog(["export", "--device", store]).out)
+        #expect(lines.count == 51)
+        for line in lines {
+            #expect(line["maxerror_us"] is Int && line["esterror_us"] is Int, "not sampled: \(line)")
+            #expect((line["boot_seq"] as? Int ?? 0) >= 1)
+            #expect(line["time_flags"] is Int)
+        }
+        let boot = try #require(lines.first { $0["type"] as? String == "boot" })
+        let payload = try #require(boot["payload"] as? [String: Any])
+        #expect(boot["maxerror_us"] as? Int == payload["maxerror_us"] as? Int)
+        #expect(boot["esterror_us"] as? Int == payload["esterror_us"] as? Int)
+        #expect(((boot["time_flags"] as? Int ?? 0) & 1 == 1) == (payload["synced"] as? Bool))
+        #expect((boot["last_sync_ns"] as? Int) == (payload["last_sync_wall_ns"] as? Int))
         #expect(csv.out.contains(",data,probe1,1,2,"))  // mono_ctr 1 is the boot record
         #expect(csv.out.contains("\"{\"\"t\"\":1,\"\"unit\"\":\"\"C\"\"}\""))
     }

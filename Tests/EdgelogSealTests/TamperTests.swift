@@ -124,7 +124,7 @@ struct TamperTests {
         var forge = Forge(image: store.device.bytes)
         let record = forge.records(slot: 4)[2]
         // Same length, different content, valid record CRC: {"n":22} becomes {"n":99}.
-        let o = record + 44 + 6 + 5
+        let o = record + Layout.recordHeadSize + 6 + 5
         forge.image.replaceSubrange(o..<(o + 2), with: Array("99".utf8))
         forge.fixRecordCRC(at: record)
         forge.fixBodyAndMarker(slot: 4)

@@ -20,6 +20,9 @@ struct CrashWorkload: Sendable, CustomStringConvertible {
     var payloadSizes: ClosedRange<Int>
     var commitEvery: ClosedRange<Int>
     var ackUpstream = false
+    /// Signed with Ed25519: recovery re-signs what it writes, and every state goes through the
+    /// verifier with the public key trusted.
+    var signed = false
     var description: String { name }
 
     var storeSize: Int { 8192 + slots * segmentSize }
@@ -53,9 +56,18 @@ struct RecordedRun {
 }
 
 enum CrashHarness {
-    /// After recovery the hash chain and hash_head must verify (the workloads write unsigned seals).
-    static func chainIntact(_ device: any BlockDevice) -> String? {
-        let report = Verifier.verify(device: device, options: VerifyOptions(trusted: [], allowUnsigned: true))
+    /// The signed workloads' key, made once per test process.
+    static let signer: FileSigner? = (try? PrivateSigningKey.generate(.ed25519)).map { FileSigner(key: $0, epoch: 1) }
+
+    static func identity(_ w: CrashWorkload) -> SealIdentity {
+        guard w.signed, let signer else { return .unsigned() }
+        return SealIdentity(deviceID: [UInt8](repeating: 0, count: 16), fwVerHash: [UInt8](repeating: 0xF3, count: 32), signer: signer)
+    }
+
+    /// After recovery the hash chain and hash_head must verify; signed workloads' signatures too.
+    static func chainIntact(_ device: any BlockDevice, signed: Bool = false) -> String? {
+        let trusted = signed ? signer.map { [$0.key.trusted] } ?? [] : []
+        let report = Verifier.verify(device: device, options: VerifyOptions(trusted: trusted, allowUnsigned: !signed))
         guard report.passed else {
             return "\(report.reasons): \(report.segments.filter { !$0.passed }.prefix(2).map { "segment \($0.segmentID) \($0.detail)" }) \(report.findings.prefix(2).map(\.detail))"
         }
@@ -78,6 +90,8 @@ enum CrashHarness {
                       records: 500 * scale, payloadSizes: 60...200, commitEvery: 2...8, ackUpstream: true),
         CrashWorkload(name: "sector-4096", sectorSize: 4096, segmentSize: 8192, slots: 24, policy: .pause,
                       records: 400 * scale, payloadSizes: 20...400, commitEvery: 1...10),
+        CrashWorkload(name: "signed", sectorSize: 512, segmentSize: 4096, slots: 8, policy: .overwriteOldest,
+                      records: 300 * scale, payloadSizes: 20...200, commitEvery: 1...6, signed: true),
     ]
     static let seeds: [UInt64] = [1, 2, 3]
 
@@ -90,7 +104,7 @@ enum CrashHarness {
 
     static func record(_ w: CrashWorkload, seed: UInt64) throws -> RecordedRun {
         let device = FaultBlockDevice(image: try formatted(w), sectorSize: w.sectorSize)
-        let (store, _) = try EvidenceStore.open(device: device, policy: w.policy, clock: CrashOracle.fixedClock)
+        let (store, _) = try EvidenceStore.open(device: device, policy: w.policy, identity: identity(w), clock: CrashOracle.fixedClock)
         let driver = StoreDriver(store: store, clock: ManualClock())
         var run = RecordedRun(device: device, submitted: [:], marks: [], ringFullSeen: false)
         var pending: [RecordKey] = []
@@ -138,6 +152,7 @@ struct CrashEnumerationTests {
           arguments: Array(CrashHarness.workloads.indices), CrashHarness.seeds)
     func enumerate(workloadIndex: Int, seed: UInt64) throws {
         let w = CrashHarness.workloads[workloadIndex]
+        try #require(!w.signed || CrashHarness.signer != nil, "no Ed25519 key for the signed workload")
         let run = try CrashHarness.record(w, seed: seed * 100 + UInt64(workloadIndex))
         let images = CrashImageBuilder(device: run.device)
         let filled = run.ringFullSeen
@@ -152,11 +167,12 @@ struct CrashEnumerationTests {
                 if let replay, !(replay.workload == w.name && replay.cut == cut && replay.variant == variant && replay.runSeed == seed) { continue }
                 let image = images.image(at: point, sectorSize: w.sectorSize)
                 states += 1
-                // Every seventh state also goes through the verifier (the whole check costs ~2 ms a state).
-                let verify: ((any BlockDevice) -> String?)? = states % 7 == 0 ? { CrashHarness.chainIntact($0) } : nil
+                // Every seventh state also goes through the verifier (the whole check costs ~2 ms a
+                // state); every state of a signed workload does.
+                let verify: ((any BlockDevice) -> String?)? = w.signed || states % 7 == 0 ? { CrashHarness.chainIntact($0, signed: w.signed) } : nil
                 if verify != nil { verified += 1 }
                 if let problem = CrashOracle.check(image: image, sectorSize: w.sectorSize, policy: w.policy,
-                                                   expect: run.expectation(at: cut), verify: verify) {
+                                                   expect: run.expectation(at: cut), identity: CrashHarness.identity(w), verify: verify) {
                     failures.append("workload=\(w.name) run-seed=\(seed) \(point): \(problem)")
                 }
             }
@@ -166,7 +182,7 @@ struct CrashEnumerationTests {
         #expect(failureCount == 0, "\(failures.count) failing crash states; first: \(failures.prefix(5).joined(separator: " | ")); replay with EDGELOG_CRASH_REPLAY=\"workload cut variant run-seed\"")
     }
 
-    @Test("pairs of cuts: power cut again while recovery repairs the first cut", arguments: [0, 2, 5])
+    @Test("pairs of cuts: power cut again while recovery repairs the first cut", arguments: [0, 2, 5, 6])
     func recoveryOfRecovery(workloadIndex: Int) throws {
         let w = CrashHarness.workloads[workloadIndex]
         let run = try CrashHarness.record(w, seed: 99)
@@ -182,7 +198,7 @@ struct CrashEnumerationTests {
                 let point = CrashPoint(cut: cut, variant: variant, seed: CrashHarness.seed(100 + workloadIndex, cut, v))
                 let first = images.image(at: point, sectorSize: w.sectorSize)
                 let recovering = FaultBlockDevice(image: first, sectorSize: w.sectorSize)
-                _ = try EvidenceStore.recover(device: recovering, policy: w.policy, clock: CrashOracle.fixedClock)
+                _ = try EvidenceStore.recover(device: recovering, policy: w.policy, identity: CrashHarness.identity(w), clock: CrashOracle.fixedClock)
                 guard !recovering.log.isEmpty else { continue }
                 repairing += 1
                 let second = CrashImageBuilder(device: recovering)
@@ -191,10 +207,11 @@ struct CrashEnumerationTests {
                         let point2 = CrashPoint(cut: cut2, variant: variant2, seed: CrashHarness.seed(200 + v, cut * 1000 + cut2, v2))
                         let image = second.image(at: point2, sectorSize: w.sectorSize)
                         states += 1
-                        let verify: ((any BlockDevice) -> String?)? = states % 7 == 0 ? { CrashHarness.chainIntact($0) } : nil
+                        let verify: ((any BlockDevice) -> String?)? = states % 7 == 0 ? { CrashHarness.chainIntact($0, signed: w.signed) } : nil
                         if verify != nil { verified += 1 }
                         if let problem = CrashOracle.check(image: image, sectorSize: w.sectorSize, policy: w.policy,
-                                                           expect: run.expectation(at: cut), continueWriting: false, verify: verify) {
+                                                           expect: run.expectation(at: cut), identity: CrashHarness.identity(w),
+                                                           continueWriting: false, verify: verify) {
                             failures.append("\(w.name) first \(point), second \(point2): \(problem)")
                         }
                     }

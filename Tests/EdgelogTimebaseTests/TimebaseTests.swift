@@ -106,6 +106,42 @@ struct TimebaseTests {
         #expect(timebase.stats.unsyncNs == UInt64(2 * second))
     }
 
+    @Test("every record carries the kernel's errors and the last sync of the sample in effect at its capture")
+    func perRecordQuality() {
+        let unsynced = SyncState(synchronized: false, maxErrorUs: 16_000_000, estErrorUs: 16_000_000)
+        let clock = ManualTimeSource(wallNs: today, state: unsynced)
+        let timebase = Timebase(source: clock)
+        let first = capture(timebase).time
+        #expect(first.maxErrorUs == 16_000_000 && first.estErrorUs == 16_000_000)
+        #expect(first.lastSyncNs == 0, "never synchronized: no last sync")
+        // The kernel synchronizes; records within the same second still carry the old sample.
+        clock.state = SyncState(synchronized: true, maxErrorUs: 35_000, estErrorUs: 800)
+        clock.advance(500_000_000)
+        let sameSample = capture(timebase).time
+        #expect(sameSample.maxErrorUs == 16_000_000 && sameSample.lastSyncNs == 0)
+        clock.advance(600_000_000)
+        let syncedAt = clock.wallNs
+        let fresh = capture(timebase)
+        #expect(fresh.time.maxErrorUs == 35_000 && fresh.time.estErrorUs == 800)
+        #expect(fresh.time.lastSyncNs == syncedAt)
+        #expect(fresh.time.flags.contains(.synced))
+        // The time_state written for the change carries the same quality as the record after it.
+        #expect(fresh.records.map(\.type) == [.timeState])
+        // Sync lost: the errors grow, the last sync stays where it was.
+        clock.state = SyncState(synchronized: false, maxErrorUs: 37_000, estErrorUs: 900)
+        clock.advance(2 * second)
+        let lost = capture(timebase).time
+        #expect(lost.maxErrorUs == 37_000 && lost.estErrorUs == 900)
+        #expect(lost.lastSyncNs == syncedAt)
+        #expect(!lost.flags.contains(.synced) && !lost.flags.contains(.wallUntrusted), "37 ms is within the 1 s bound")
+        // Out-of-range kernel values are stored saturated, never as "not sampled".
+        #expect(CaptureTime.storedError(-5) == 0)
+        #expect(CaptureTime.storedError(Int64.max) == CaptureTime.notSampled - 1)
+        // The engine's one-shot capture takes a sample of its own.
+        let engine = Timebase.oneShot(source: clock, config: TimebaseConfig())
+        #expect(engine.maxErrorUs == 37_000 && engine.lastSyncNs == 0 && engine.wallNs == clock.wallNs)
+    }
+
     @Test("adjtimex is sampled once a second of boot time, not per record")
     func syncSampling() {
         let clock = ManualTimeSource(wallNs: today, state: synced)
