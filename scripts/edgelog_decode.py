@@ -45,7 +45,13 @@ reuses the parsing below so that there is one Python view of the format.
 
 Exit codes:
     0  success
-    2  not a store / no valid metadata slot (also argparse usage errors)
+    2  not a store / no valid metadata slot (also argparse usage errors);
+       this includes a truncated store: a slot whose store_size is more
+       than the file or device holds is not valid (section 2, "refused as
+       truncated"), so an image cut short has no valid slot and is refused
+       like `edgelog export` refuses it, not exported as far as it goes
+       (when only one slot is too big, that slot is passed over and the
+       other one used, like any invalid slot)
     3  one or more committed segments failed validation (reported on stderr,
        skipped, everything else printed)
     5  newer format: either metadata slot has the right magic and a
@@ -62,6 +68,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -400,6 +407,12 @@ class Store:
         self.fh.seek(offset)
         return self.fh.read(size)
 
+    def size(self) -> int:
+        """Bytes the device (or image file) holds: the bound a metadata slot's
+        store_size must keep to (section 2).  Seeking to the end works for a
+        block device too, where stat() says 0."""
+        return self.fh.seek(0, os.SEEK_END)
+
 
 # ---------------------------------------------------------------------------
 # Metadata (section 2)
@@ -412,8 +425,13 @@ _TIME_STRUCT = struct.Struct("<16sIIQQqqB")
 assert TIME_OFFSET + _TIME_STRUCT.size == 2953
 
 
-def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
+def parse_metadata(buf: bytes, slot_name: str, base: int,
+                   device_size: int | None = None) -> Metadata:
     """Parse and validate one 4096-byte metadata slot.
+
+    device_size: the bytes the device holds; a slot whose store_size is
+    more is not valid, "truncated" (section 2).  None: not checked (a slot
+    looked at on its own, without its device).
 
     Raises NewerFormatError when the magic is ours but format_version is
     higher: the layout of a newer slot may differ (even the crc position),
@@ -471,6 +489,11 @@ def parse_metadata(buf: bytes, slot_name: str, base: int) -> Metadata:
         raise DecodeError(f"ring_slots {ring_slots} below {MIN_RING_SLOTS}", base + 72)
     if ring_offset + ring_slots * segment_size > store_size:
         raise DecodeError("ring does not fit in store_size", base + 48)
+    if device_size is not None and store_size > device_size:
+        # A copy cut short is not a shorter valid store: the slot is refused,
+        # and with no other valid slot the reader stops (exit 2).
+        raise DecodeError(f"truncated: the slot describes {store_size} bytes, the device "
+                          f"has {device_size}", base + 48)
     if head_slot >= ring_slots:
         raise DecodeError(f"head_slot {head_slot} >= ring_slots", base + 96)
     if tail_slot >= ring_slots:
@@ -772,6 +795,9 @@ def next_slot(meta: Metadata, s: int) -> int:
 def read_slots(store: Store) -> tuple[list[Metadata], dict[str, DecodeError]]:
     """Step 1: read both slots. Returns (valid slots, {rejected name: why}).
 
+    A slot describing more bytes than the device holds is rejected as
+    "truncated" (section 2), like any other invalid slot.
+
     Raises NewerFormatError if either slot has our magic and a newer
     format_version, whatever the other slot holds: both slots are always
     read before anything is decided.
@@ -779,10 +805,11 @@ def read_slots(store: Store) -> tuple[list[Metadata], dict[str, DecodeError]]:
     valid: list[Metadata] = []
     rejected: dict[str, DecodeError] = {}
     newer: NewerFormatError | None = None
+    device_size = store.size()
     for name, off in META_SLOT_OFFSETS.items():
         try:
             buf = store.read_upto(off, META_SLOT_SIZE)
-            valid.append(parse_metadata(buf, name, off))
+            valid.append(parse_metadata(buf, name, off, device_size))
         except NewerFormatError as exc:
             newer = newer or exc
         except DecodeError as exc:

@@ -54,10 +54,18 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
   after them (fw_not_allowed, rollback) are made as for a signed segment;
   a segment with no other problem is PASS (sig_verify PASS, reason null).
   An unsigned signed head (anchor) is accepted only with --allow-unsigned.
-- sig_verify is PASS when the segment's signature verified with a trusted
-  key (or, with --allow-unsigned, the segment is unsigned) and no
-  endorsement in it failed; fw_not_allowed and rollback come after that,
-  so such a segment fails with sig_verify PASS.
+- sig_verify is PASS exactly when the segment has no reason (reason null):
+  "a segment to which none applies is PASS, any other FAIL" (step 2).  So a
+  segment that fails fw_not_allowed or rollback is sig_verify FAIL although
+  its signature verified, and it counts as failed in the summary.  Its
+  rollback_ctr is still the reference for the next segment's (the
+  signature vouches for it).
+- Evidence notes (step 4): every incomplete (type 3) and recovery (type 5)
+  record is a note power_cut_explained with the id of the segment holding
+  it, one note per record, whatever the chosen slot's clean_flag (a store
+  open again after a recovery still holds that recovery's records).  Only
+  segments that passed are read for them, as for rotation records: the
+  content of a segment that failed is not evidence.
 - A rotation retires the old key: "every later segment is signed by the new
   one" (section 4), so a later segment signed by the old key is unknown_key.
 - The anchor's signature is checked with any key the verifier knows by its
@@ -451,7 +459,11 @@ class Walker:
         line = SegmentLine(segment_id=e, slot=slot, offset=base)
 
         def fail(reason: str, detail: str, offset: int | None = None):
+            # "a segment to which none applies is PASS, any other FAIL":
+            # sig_verify is FAIL whatever the reason, fw_not_allowed and
+            # rollback (which come after the signature check) included.
             line.reason, line.failed, line.detail = reason, True, detail
+            line.sig_verify = False
             if offset is not None:
                 line.offset = offset
             return line, None
@@ -518,7 +530,6 @@ class Walker:
                             f"{seal.key_id.hex()} is at epoch {at}")
             if not signature_verifies(key, seal.sig_alg, seal.statement, seal.signature):
                 return fail("bad_signature", "the statement's signature does not verify")
-        line.sig_verify = True
         # A verified (or allowed unsigned) seal's counter is the reference
         # for the next segment, whatever else fails here (one bad segment
         # fails once).
@@ -530,6 +541,8 @@ class Walker:
         if previous is not None and seal.rollback_ctr < previous:
             return fail("rollback", f"rollback_ctr {seal.rollback_ctr} is below the "
                         f"previous segment's {previous}")
+        # No reason applies: PASS (unless an endorsement in it fails, below).
+        line.sig_verify = True
         self.rotations(seg, key, line)
         return line, seg
 
@@ -561,7 +574,14 @@ class Walker:
             self.trust.known[rotation.new_key_id] = rotation.new_key
 
     def list_evidence(self, seg: dec.Segment) -> None:
-        """Section 9 step 4: evidence records of a segment that passed become notes."""
+        """Section 9 step 4: evidence records of a segment that passed become notes.
+
+        Every incomplete record (type 3) and every recovery record (type 5)
+        is one note power_cut_explained with the id of the segment that
+        holds it (not the torn segment_id its payload names), in record
+        order; a recovery record without an incomplete one (an unclean stop
+        with nothing torn) is a note too.  Gap records are notes named by
+        their reason, with the lost segment's id."""
         for rec in seg.records:
             if rec.type not in (dec.TYPE_GAP, dec.TYPE_INCOMPLETE, dec.TYPE_RECOVERY):
                 continue
@@ -712,6 +732,10 @@ def check_anchor(data: bytes, store: dec.Store, result: dec.ScanResult, trust: T
 def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
            allow_fw: set[bytes] | None, allow_unsigned: bool) -> Report:
     report = Report()
+    # A slot whose store_size is more than the device holds is refused as
+    # "truncated" (section 2) by dec.read_slots and dec.scan alike, so it is
+    # a crc_mismatch finding like any invalid slot, and a copy cut short
+    # (both slots too big) is not_a_store, not a shorter valid store.
     try:
         valid, rejected = dec.read_slots(store)
     except dec.NewerFormatError as exc:

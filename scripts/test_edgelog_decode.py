@@ -366,6 +366,8 @@ def _good_a(**kw):
     dict(sources=[("te mp", 0)]),
     dict(sources=[("t\xe9mp", 0)]),
     dict(sources=[("temp", 0, 5)]),            # length takes in a padding zero
+    dict(store_size=STORE + 1),                # more than the device holds: "truncated"
+    dict(store_size=STORE + 4096),
 ])
 def test_slot_validity_rules(tmp_path, kw):
     # Slot A (newest) breaks one rule of section 2: it is not valid and the
@@ -590,6 +592,46 @@ def test_no_valid_slot_exit_2(tmp_path):
     code, out, err = run(p)
     assert (code, out) == (2, b"")
     assert "not an edgelog store" in err
+
+
+@pytest.mark.parametrize("cut", [8192 + 2 * SEG,          # inside the ring, after the head
+                                 8192 + SEG + 200,        # inside the head segment
+                                 STORE - 1])              # one byte short
+def test_truncated_image_is_refused_exit_2(tmp_path, cut):
+    # Section 2: a slot whose store_size is more than the device holds is
+    # "refused as truncated, exit 2".  Both slots describe the whole store,
+    # so an image cut short has no valid slot: nothing is printed, even
+    # when every committed segment lies before the cut (CLI.md: exit 2, "the
+    # file is shorter than its store").
+    p = two_segment_image().write(tmp_path)
+    p.write_bytes(p.read_bytes()[:cut])
+    for args in ((), ("--format", "csv"), ("--inspect",)):
+        code, out, err = run(p, *args)
+        assert (code, out) == (2, b"")
+        assert "not an edgelog store" in err and "truncated" in err
+    # Through the real executable, for the exit code.
+    proc = subprocess.run([str(SCRIPT), str(p)], capture_output=True)
+    assert (proc.returncode, proc.stdout) == (2, b"")
+    assert b"truncated" in proc.stderr
+
+
+def test_store_size_is_bounded_by_the_device_not_the_ring(tmp_path):
+    # store_size equal to the device, or below it (bytes after the store),
+    # is valid; one byte more than the device is not: the older slot B is
+    # chosen, and with B too big as well the store is refused.
+    assert run(two_segment_image().write(tmp_path)) == (0, TWO_SEGMENT_LINES, "")
+    img = two_segment_image()
+    img.buf += bytes(SEG)
+    assert run(img.write(tmp_path)) == (0, TWO_SEGMENT_LINES, "")
+    img = two_segment_image().slot_a(_good_a(store_size=STORE + 1))
+    p = img.write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+    assert json.loads(run(p, "--inspect")[1])["chosen_slot"] == "B"
+    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2,
+                    store_size=STORE + 1))
+    code, out, err = run(img.write(tmp_path))
+    assert (code, out) == (2, b"")
+    assert err.count("truncated") == 2
 
 
 def test_inspect_reports_chosen_slot_fields(tmp_path):

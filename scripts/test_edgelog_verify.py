@@ -518,8 +518,12 @@ def test_fw_not_allowed(tmp_path):
     w.close()
     assert verify(tmp_path, w, key).code == 0  # no --allow-fw: not checked
     r = verify(tmp_path, w, key, args=["--allow-fw", FW.hex()])
-    assert r.reasons == [None, "fw_not_allowed"]
-    assert r.segments[1]["sig_verify"] == "PASS"
+    assert r.code == 1 and r.reasons == [None, "fw_not_allowed"]
+    # "a segment to which none applies is PASS, any other FAIL": the
+    # signature verified, but the segment has a reason, so sig_verify FAIL.
+    assert [s["sig_verify"] for s in r.segments] == ["PASS", "FAIL"]
+    assert (r.summary["verdict"], r.summary["passed"], r.summary["failed"],
+            r.summary["reasons"]) == ("FAIL", 1, 1, ["fw_not_allowed"])
     assert verify(tmp_path, w, key, args=["--allow-fw", FW.hex(), FW_OTHER.hex()]).code == 0
     assert verify(tmp_path, w, key, args=["--allow-fw", FW.hex(), "--allow-fw",
                                           FW_OTHER.hex().upper()]).code == 0
@@ -559,11 +563,15 @@ def test_allow_unsigned_still_checks_fw_and_rollback(tmp_path):
     r = verify(tmp_path, w, key, args=["--allow-unsigned", "--allow-fw", FW.hex()])
     assert r.code == 1
     assert r.reasons == [None, "fw_not_allowed", "rollback", None]
-    assert [s["sig_verify"] for s in r.segments] == ["PASS"] * 4
+    # A segment with a reason is sig_verify FAIL, one with none PASS.
+    assert [s["sig_verify"] for s in r.segments] == ["PASS", "FAIL", "FAIL", "PASS"]
+    assert (r.summary["passed"], r.summary["failed"]) == (2, 2)
     assert r.summary["reasons"] == ["fw_not_allowed", "rollback"]
     # Without --allow-fw only the counter is checked.
     r = verify(tmp_path, w, key, args=["--allow-unsigned"])
     assert r.reasons == [None, None, "rollback", None]
+    assert [s["sig_verify"] for s in r.segments] == ["PASS", "PASS", "FAIL", "PASS"]
+    assert (r.summary["passed"], r.summary["failed"]) == (3, 1)
     # Without --allow-unsigned, `unsigned` is the reason of every segment
     # (the first that applies), and it fails.
     r = verify(tmp_path, w, key, args=["--allow-fw", FW.hex()])
@@ -793,6 +801,34 @@ def test_decreasing_rollback_ctr_is_rollback(tmp_path):
     assert r.reasons == [None, "rollback", None]
 
 
+def test_fw_not_allowed_and_rollback_are_sig_verify_fail(tmp_path):
+    # Section 9 step 2: "The first of these that applies is the segment's
+    # reason; a segment to which none applies is PASS", any other FAIL, the
+    # two reasons checked after the signature included.
+    key = Signer("ed25519")
+    w = Writer(key).open().open().open()  # rollback_ctr 3
+    w.commit()
+    w.commit(fw=FW_OTHER)
+    w.commit(rollback=2)
+    w.commit()
+    w.close()
+    r = verify(tmp_path, w, key, args=["--allow-fw", FW.hex()])
+    assert r.code == 1 and r.reasons == [None, "fw_not_allowed", "rollback", None]
+    assert [s["sig_verify"] for s in r.segments] == ["PASS", "FAIL", "FAIL", "PASS"]
+    assert [s["key_epoch"] for s in r.segments] == [1, 1, 1, 1]
+    assert r.summary == {"kind": "summary", "verdict": "FAIL", "segments": 4, "passed": 2,
+                         "failed": 2, "signed": True, "sig_alg": "ed25519",
+                         "reasons": ["fw_not_allowed", "rollback"]}
+    # The readable report says the same.
+    code, text = verify(tmp_path, w, key, args=["--allow-fw", FW.hex()], json_out=False)
+    assert code == 1
+    rows = [line.split() for line in text.splitlines()[2:6]]
+    assert [(row[0], row[3], row[5].rstrip(":")) for row in rows] == [
+        ("1", "PASS", "PASS"), ("2", "FAIL", "fw_not_allowed"), ("3", "FAIL", "rollback"),
+        ("4", "PASS", "PASS")]
+    assert "4 segments, 2 passed, 2 failed" in text
+
+
 def test_hash_head_wrong_in_metadata(tmp_path):
     w, key = signed_store()
     base = chosen_base(w)
@@ -928,6 +964,76 @@ def test_invalid_metadata_slot_before_recovery_is_a_note(tmp_path):
     r = verify(tmp_path, w, key)
     assert r.code == 0 and r.findings == [] and r.notes == [("torn_metadata_write", 0)]
     assert r.reasons == [None, None, None]
+
+
+def test_both_metadata_slots_invalid_is_not_a_store(tmp_path):
+    # Section 9 step 1: "Each invalid slot is a finding crc_mismatch (offset
+    # 0 or 4096) ...  No valid slot: the verdict is not_a_store."  With no
+    # valid slot there is no chosen slot whose clean_flag 0 could make them
+    # notes, even when both slots were written open.
+    for close in (True, False):
+        key = Signer("ed25519")
+        w = Writer(key).open()
+        w.commit()
+        w.commit()
+        if close:
+            w.close()
+        w.buf[100] ^= 1
+        w.buf[4096 + 100] ^= 1
+        r = verify(tmp_path, w, key)
+        assert r.code == 1 and r.segments == [] and r.notes == []
+        assert r.findings == [("crc_mismatch", 0), ("crc_mismatch", 4096), ("not_a_store", 0)]
+        assert r.summary == {"kind": "summary", "verdict": "FAIL", "segments": 0, "passed": 0,
+                             "failed": 0, "signed": False, "sig_alg": "unsigned",
+                             "reasons": ["crc_mismatch", "not_a_store"]}
+
+
+@pytest.mark.parametrize("cut", [8192 + 4 * SEG,         # inside the ring, after the head
+                                 8192 + 2 * SEG + 256,   # inside the head segment
+                                 8192 + 6 * SEG - 1])    # one byte short
+def test_truncated_image_is_not_a_store(tmp_path, cut):
+    # Section 2: a slot whose store_size is more than the device holds is
+    # refused as "truncated".  Both slots describe the whole store, so an
+    # image cut short has no valid slot: not_a_store, never a shorter valid
+    # store (even when every committed segment lies before the cut).
+    w, key = signed_store(n=3)  # segments in slots 0..2 of 6
+    image = w.image()[:cut]
+    r = verify(tmp_path, image, key)
+    assert r.code == 1 and r.summary["verdict"] == "FAIL"
+    assert r.findings == [("crc_mismatch", 0), ("crc_mismatch", 4096), ("not_a_store", 0)]
+    assert r.summary["reasons"] == ["crc_mismatch", "not_a_store"]
+    assert r.segments == []
+    details = [x["detail"] for x in r.lines if x["kind"] == "finding"]
+    assert all("truncated" in d for d in details[:2])
+    # The whole image, and one with bytes after the store, pass.
+    assert verify(tmp_path, w, key).code == 0
+    assert verify(tmp_path, w.image() + bytes(SEG), key).code == 0
+
+
+def test_slot_describing_more_than_the_device_is_crc_mismatch(tmp_path):
+    # One slot's store_size is more than the device (CRC refitted): that
+    # slot is not valid (a crc_mismatch finding at its offset) and the other
+    # slot is used.
+    for n in (3, 4):  # the closed store's chosen slot is B, then A
+        w, key = signed_store(n=n)
+        other = 4096 - chosen_base(w)
+        change_meta(w, other, 48, struct.pack("<Q", len(w.buf) + 1))
+        r = verify(tmp_path, w, key)
+        assert r.code == 1 and r.findings == [("crc_mismatch", other)]
+        assert r.reasons == [None] * n and r.notes == []
+        assert "truncated" in [x["detail"] for x in r.lines if x["kind"] == "finding"][0]
+        assert r.summary["reasons"] == ["crc_mismatch"]
+    # The newest slot too big: it is passed over for the older one (both
+    # closed cleanly, so still a finding).  Its hash_head is wrong as well:
+    # were it used, that would be a hash_mismatch at its offset 192.
+    w, key = signed_store(n=3)
+    w.close()  # a second clean close: both slots clean, the newest in A
+    newest = chosen_base(w)
+    change_meta(w, newest, 192, b"\x42" * 32)
+    change_meta(w, newest, 48, struct.pack("<Q", len(w.buf) + SEG))
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.findings == [("crc_mismatch", newest)]
+    assert r.reasons == [None, None, None] and r.notes == []
 
 
 def test_not_a_store(tmp_path):
@@ -1126,6 +1232,43 @@ def test_evidence_records_are_notes(tmp_path):
     assert r.code == 0
     assert r.notes == [("power_cut_explained", 2), ("power_cut_explained", 2),
                        ("ring_overwrite", 1)]
+
+
+INCOMPLETE = (b'{"reason":"torn_segment","segment_id":%d,"slot":%d,"records_salvaged":0,'
+              b'"bytes_quarantined":512}')
+RECOVERY = (b'{"unclean_shutdown":true,"metadata_slot":"A","generation":4,"rejected_slots":[],'
+            b'"segments_adopted":0,"torn_segment_id":%s,"records_salvaged":0,'
+            b'"tail_advanced":false}')
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_every_incomplete_and_recovery_record_is_a_note(tmp_path, close):
+    # Section 9 step 4: "the verifier lists every incomplete and every
+    # recovery record as a note power_cut_explained with the id of the
+    # segment that holds it (a recovery record also explains an unclean
+    # stop without a torn segment)": one note per record, in order, named by
+    # the holding segment (not the torn segment_id in the payload), whether
+    # or not the image was taken while a writer had the store open again.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit(records=[("edgelog", INCOMPLETE % (7, 3), 3),
+                      ("edgelog", INCOMPLETE % (9, 5), 3),
+                      ("temp", b"{}", 1),
+                      ("edgelog", RECOVERY % b"9", 5)])
+    w.commit()
+    w.commit(records=[("edgelog", RECOVERY % b"null", 5), ("temp", b"{}", 1)])
+    w.commit(records=[("edgelog", RECOVERY % b"null", 5)])
+    if close:
+        w.close()
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.reasons == [None] * 5 and r.findings == []
+    assert r.notes == [("power_cut_explained", 2)] * 3 + [("power_cut_explained", 4),
+                                                          ("power_cut_explained", 5)]
+    notes = [x for x in r.lines if x["kind"] == "note"]
+    assert ["incomplete" in x["detail"] for x in notes] == [True, True, False, False, False]
+    assert ["recovery" in x["detail"] for x in notes] == [False, False, True, True, True]
+    assert r.summary["verdict"] == "PASS" and r.summary["reasons"] == []
 
 
 def test_wrapped_ring_passes(tmp_path):

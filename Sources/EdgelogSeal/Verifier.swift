@@ -87,6 +87,11 @@ public enum Verifier {
         var report = VerifyReport()
         let analysis: StoreAnalysis
         do { analysis = try EvidenceStore.analyze(device: device) } catch {
+            // Each invalid slot is a finding as in a readable store (FORMAT.md 9 item 1), then the verdict.
+            switch error {
+            case .notAStore, .truncated: report.findings += invalidSlots(device)
+            default: break
+            }
             report.findings.append(Finding(reason: .notAStore, offset: 0, detail: error.description))
             return report
         }
@@ -212,12 +217,22 @@ public enum Verifier {
             fail(.crcMismatch, "segment header in slot \(slot) does not check")
             return Checked()
         }
+        let headerID: UInt64 = image.le(32)
+        let headerSlot = Int(image.le(48, as: UInt32.self))
+        // Structure before identity (FORMAT.md 9): the segment is checked against its own header's
+        // id, slot and store first, so a broken segment is crc_mismatch wherever it sits.
+        let info: SegmentInfo
+        do {
+            info = try SegmentReader.validate(image, slot: headerSlot, expectedID: headerID, geometry: geometry,
+                                              storeUUID: Array(image[16..<32]), sealRequired: false)
+        } catch {
+            fail(.crcMismatch, "\(error)", at: offset + UInt64(firstBadByte(image, geometry: geometry)))
+            return Checked()
+        }
         guard image[16..<32].elementsEqual(state.storeUUID) else {
             fail(.foreignSegment, "slot \(slot) holds a segment of another store")
             return Checked()
         }
-        let headerID: UInt64 = image.le(32)
-        let headerSlot = Int(image.le(48, as: UInt32.self))
         if headerSlot != slot {
             fail(.reordered, "slot \(slot) holds segment \(headerID), written for slot \(headerSlot)")
             return Checked()
@@ -228,18 +243,12 @@ public enum Verifier {
                                      : "slot \(slot) holds older segment \(headerID) where \(expected) belongs")
             return Checked()
         }
-        let info: SegmentInfo
-        do {
-            info = try SegmentReader.validate(image, slot: slot, expectedID: expected, geometry: geometry, storeUUID: state.storeUUID)
-        } catch {
-            if case .badSeal(let why) = error {
-                fail(.sealMismatch, why, at: offset + UInt64(Layout.segmentHeaderSize + Int(image.le(60, as: UInt32.self))))
-            } else {
-                fail(.crcMismatch, "\(error)", at: offset + UInt64(firstBadByte(image, geometry: geometry)))
-            }
+        let markerAt = Layout.segmentHeaderSize + info.payloadLength
+        let seal: SealView
+        do { seal = try SegmentReader.seal(image, markerAt: markerAt, info: info) } catch {
+            fail(.sealMismatch, "\(error)", at: offset + UInt64(markerAt))
             return Checked()
         }
-        guard let seal = info.seal else { return Checked() }
         let statement = seal.statement
         verdict.keyEpoch = statement.keyEpoch
         let result = Checked(claimed: statement.segmentHash, computed: SegmentReader.computedHash(image, info: info),
@@ -289,7 +298,8 @@ public enum Verifier {
                 if let why = applyRotation(record, statement: statement, state: state, options: options, active: &active) {
                     rotationFailed = why
                 }
-            case .incomplete:
+            case .incomplete, .recovery:
+                // Recovery's own account of a power cut or an unclean stop (FORMAT.md 9 item 4).
                 report.notes.append(Note(note: "power_cut_explained", segmentID: expected,
                                          detail: String(decoding: record.payload, as: UTF8.self)))
             case .gap:
@@ -379,6 +389,30 @@ public enum Verifier {
     }
 
     /// Slot-relative offset of the first byte range that fails its check: a record or the marker.
+    /// The metadata slots of a device that holds no readable store, as crc_mismatch findings.
+    private static func invalidSlots(_ device: BlockDevice) -> [Finding] {
+        guard device.byteCount >= Layout.ringOffset else { return [] }
+        let buffer = AlignedBuffer(count: Layout.metadataSlotSize)
+        var findings: [Finding] = []
+        for (index, offset) in Layout.metadataSlotOffsets.enumerated() {
+            var problem: String?
+            do {
+                try device.read(at: offset, into: buffer.bytes)
+                let meta = try Metadata.decode(UnsafeRawBufferPointer(buffer.bytes))
+                if meta.geometry.storeSize > device.byteCount {
+                    problem = "describes \(meta.geometry.storeSize) bytes but the device has \(device.byteCount)"
+                }
+            } catch {
+                problem = "\(error)"
+            }
+            if let problem {
+                findings.append(Finding(reason: .crcMismatch, offset: offset,
+                                        detail: "metadata slot \(Layout.slotName(index)) is invalid: \(problem)"))
+            }
+        }
+        return findings
+    }
+
     static func firstBadByte(_ image: UnsafeRawBufferPointer, geometry: Geometry) -> Int {
         let payloadLength = Int(image.le(60, as: UInt32.self))
         guard payloadLength <= geometry.payloadCapacity else { return 60 }

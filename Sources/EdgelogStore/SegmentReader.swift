@@ -88,8 +88,10 @@ public enum SegmentReader {
     }
 
     /// Full validation of the segment in `slot` against the segment id expected there.
+    /// `sealRequired: false` checks everything but the seal, leaving `seal` nil when it is malformed
+    /// (the verifier ranks a broken structure before a broken seal, FORMAT.md 9).
     public static func validate(_ b: UnsafeRawBufferPointer, slot: Int, expectedID: UInt64, geometry: Geometry,
-                                storeUUID: [UInt8]) throws(SegmentProblem) -> SegmentInfo {
+                                storeUUID: [UInt8], sealRequired: Bool = true) throws(SegmentProblem) -> SegmentInfo {
         var info = try header(b, geometry: geometry, storeUUID: storeUUID)
         guard info.segmentID == expectedID else {
             if info.segmentID < expectedID { throw .stale(segmentID: info.segmentID) }
@@ -111,7 +113,7 @@ public enum SegmentReader {
             throw .torn("body CRC mismatch")
         }
         info.bodyCRC = b.le(m + 32)
-        info.seal = try seal(b, markerAt: m, info: info)
+        info.seal = sealRequired ? try seal(b, markerAt: m, info: info) : try? seal(b, markerAt: m, info: info)
         var count = 0
         var previousMono: UInt64 = 0
         var offset = Layout.segmentHeaderSize
@@ -134,7 +136,7 @@ public enum SegmentReader {
     }
 
     /// The seal of a segment whose marker checks, if it is well formed and repeats the header (3.4).
-    static func seal(_ b: UnsafeRawBufferPointer, markerAt m: Int, info: SegmentInfo) throws(SegmentProblem) -> SealView {
+    public static func seal(_ b: UnsafeRawBufferPointer, markerAt m: Int, info: SegmentInfo) throws(SegmentProblem) -> SealView {
         let sealLength = Int(b.le(m + 36, as: UInt32.self))
         guard let statement = Statement.decode(b, at: m + Statement.markerOffset) else { throw .badSeal("no statement") }
         let signatureLength = Int(statement.sigLen)

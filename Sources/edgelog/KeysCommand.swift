@@ -6,6 +6,13 @@ import EdgelogStore
 
 extension SignatureAlgorithm: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
+    // By name in help and completions (the raw numbers are the on-disk sig_alg, not an argument).
+    public var defaultValueDescription: String { name }
+    public static var allValueStrings: [String] { allCases.filter { $0 != .unsigned }.map(\.name) }
+    public static var allValueDescriptions: [String: String] {
+        ["ed25519": "the default", "ecdsa-p256": "what ATECC608B and SE050 secure elements sign with",
+         "hmac-sha256": "a shared secret, for closed systems: proves integrity, not origin"]
+    }
 }
 
 struct KeysCommand: ParsableCommand {
@@ -33,8 +40,10 @@ struct KeysGenerate: ParsableCommand {
     @Option(help: "Directory to write the key into (created if missing).")
     var out: String
 
-    @Option(help: "ed25519 (default), ecdsa-p256 (what ATECC608B and SE050 sign with) or hmac-sha256.")
-    var alg: SignatureAlgorithm = .ed25519
+    @Option(name: .customLong("alg"), help: "Signature algorithm (default: ed25519):")
+    var algorithm: SignatureAlgorithm?
+
+    var alg: SignatureAlgorithm { algorithm ?? .ed25519 }
 
     @Flag(help: "Print the key's description as JSON.")
     var json = false
