@@ -76,6 +76,22 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
   digits (either case); key_src and any other member are not checked.
 - The same key given more than once at different epochs (say as a key file
   and as a key directory) is trusted at each of them.
+- key_epoch of a segment line: "the statement's once the seal was read (from
+  foreign_segment by device_id on in the list above), else 0" is read with
+  the list of seal reasons just before it, where seal_mismatch comes before
+  foreign_segment by device_id: so foreign_segment by device_id has the
+  statement's key_epoch, gap, reordered and chain_break by id (checked
+  before the seal), crc_mismatch, foreign_segment by store_uuid and
+  seal_mismatch have 0, and every check after seal_mismatch (hash_mismatch
+  and chain_break by prev_hash included, and PASS) the statement's.
+- A bad_signature for a key rotation endorsement points at the commit
+  marker like any bad_signature.
+- A tail given up before recovery (section 5) has no gap record yet, so no
+  tail_unreadable note ("a note's segment_id is the segment holding the
+  record it reports"); the note not_retained (tail_segment_id - 1, the tail
+  the walk starts at) names it.  Notes come in this order:
+  torn_metadata_write, not_retained, the walk's (record order), then
+  torn_tail_power_cut.
 """
 
 from __future__ import annotations
@@ -113,9 +129,6 @@ ROTATION_MAGIC = b"EDGEROT1"
 ROTATION_SIZE = 104
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 HEX_BYTES = re.compile(r"(?:[0-9a-fA-F]{2})*")
-# Offset of head_segment_id in a metadata slot (a truncated_tail finding
-# points at it).
-HEAD_SEGMENT_ID_OFFSET = 88
 
 
 class UsageError(Exception):
@@ -297,7 +310,8 @@ class Report:
     segments: list[SegmentLine] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
-    sig_algs: list[int] = field(default_factory=list)  # sig_alg of each seal read, in order
+    # sig_alg of each segment whose signature verified, in walk order.
+    verified_algs: list[int] = field(default_factory=list)
 
     def finding(self, reason: str, offset: int, detail: str) -> None:
         self.findings.append(Finding(reason, offset, detail))
@@ -317,15 +331,16 @@ class Report:
 
     @property
     def signed(self) -> bool:
-        # Signed: at least one seal was read and none of them is unsigned.
-        return bool(self.sig_algs) and 0 not in self.sig_algs
+        # "signed is true when at least one segment's signature verified".
+        return bool(self.verified_algs)
 
     @property
     def sig_alg(self) -> str:
-        # The algorithm of the newest seal read (a rotation may change it).
-        if not self.sig_algs:
+        # "the algorithm of the last one that did, unsigned when none did"
+        # (a rotation may change it).
+        if not self.verified_algs:
             return "unsigned"
-        return dec.SIG_ALG_NAMES.get(self.sig_algs[-1], str(self.sig_algs[-1]))
+        return dec.SIG_ALG_NAMES.get(self.verified_algs[-1], str(self.verified_algs[-1]))
 
 
 # ---------------------------------------------------------------------------
@@ -453,7 +468,17 @@ class Walker:
 
     def check(self, slot: int, e: int) -> tuple[SegmentLine, dec.Segment | None]:
         """One segment, reasons in the order of section 9 step 2: the first
-        that applies is its reason."""
+        that applies is its reason.
+
+        The line's fields as section 9's --json paragraph pins them:
+        segment_id is always the expected id e, whatever the slot holds;
+        offset is the slot's start, except for crc_mismatch (the first
+        failing byte range) and the reasons read from the seal
+        (seal_mismatch, foreign_segment by device_id, unsigned, unknown_key,
+        bad_signature, fw_not_allowed, rollback): the commit marker's start
+        (slot + 128 + payload_len); key_epoch is the statement's once the
+        seal was read (foreign_segment by device_id, then every check after
+        seal_mismatch, PASS included), else 0."""
         meta = self.meta
         base = meta.slot_offset(slot)
         line = SegmentLine(segment_id=e, slot=slot, offset=base)
@@ -476,14 +501,13 @@ class Walker:
             return fail("crc_mismatch", f"{exc.reason} (at offset {exc.offset})",
                         exc.range_start)
         seal = seg.seal
-        line.segment_id = seg.segment_id
-        if seal.magic == dec.STATEMENT_MAGIC:
-            line.key_epoch = seal.key_epoch
+        marker = seg.marker_offset  # where the reasons read from the seal point
 
         if seg.store_uuid != meta.store_uuid:
             return fail("foreign_segment", "store_uuid is not this store's")
         if seal.magic == dec.STATEMENT_MAGIC and seal.device_id != meta.device_id:
-            return fail("foreign_segment", "statement device_id is not this store's")
+            line.key_epoch = seal.key_epoch
+            return fail("foreign_segment", "statement device_id is not this store's", marker)
         if seg.segment_id != e or seg.slot_index != slot:
             detail = (f"segment {seg.segment_id} written for slot {seg.slot_index}, "
                       f"expected segment {e} in slot {slot}")
@@ -492,8 +516,8 @@ class Walker:
             return fail("gap" if seg.segment_id > e else "chain_break", detail)
         problem = dec.seal_problem(seg) or extra_seal_problem(seal)
         if problem is not None:
-            return fail("seal_mismatch", problem, seg.marker_offset + dec.SEAL_OFFSET)
-        self.report.sig_algs.append(seal.sig_alg)
+            return fail("seal_mismatch", problem, marker)
+        line.key_epoch = seal.key_epoch  # the seal is read
 
         if seg.computed_hash != seal.segment_hash:
             # One damaged segment fails once: its successor is checked
@@ -515,21 +539,25 @@ class Walker:
             # is no reason and the checks below still apply."  With no key
             # and no signature, those are fw_not_allowed and rollback.
             if not self.allow_unsigned:
-                return fail("unsigned", "segment is not signed")
+                return fail("unsigned", "segment is not signed", marker)
         else:
             trusted = self.trust.active.get(seal.key_id)
             if trusted is None:
                 why = (" (an endorsed HMAC key: give its secret with --trust)"
                        if seal.key_id in self.endorsed_without_secret else "")
                 return fail("unknown_key",
-                            f"key_id {seal.key_id.hex()} is not trusted here{why}")
+                            f"key_id {seal.key_id.hex()} is not trusted here{why}", marker)
             key, epochs = trusted
             if seal.key_epoch not in epochs:
                 at = ", ".join(str(n) for n in sorted(epochs))
                 return fail("unknown_key", f"key_epoch {seal.key_epoch}, the trusted key "
-                            f"{seal.key_id.hex()} is at epoch {at}")
+                            f"{seal.key_id.hex()} is at epoch {at}", marker)
             if not signature_verifies(key, seal.sig_alg, seal.statement, seal.signature):
-                return fail("bad_signature", "the statement's signature does not verify")
+                return fail("bad_signature", "the statement's signature does not verify",
+                            marker)
+            # The summary's signed / sig_alg count the segments whose
+            # signature verified, whatever fails after it.
+            self.report.verified_algs.append(seal.sig_alg)
         # A verified (or allowed unsigned) seal's counter is the reference
         # for the next segment, whatever else fails here (one bad segment
         # fails once).
@@ -537,10 +565,10 @@ class Walker:
         self.prev_rollback = seal.rollback_ctr
         if self.allow_fw is not None and seal.fw_ver_hash not in self.allow_fw:
             return fail("fw_not_allowed", f"fw_ver_hash {seal.fw_ver_hash.hex()} "
-                        "is not in --allow-fw")
+                        "is not in --allow-fw", marker)
         if previous is not None and seal.rollback_ctr < previous:
             return fail("rollback", f"rollback_ctr {seal.rollback_ctr} is below the "
-                        f"previous segment's {previous}")
+                        f"previous segment's {previous}", marker)
         # No reason applies: PASS (unless an endorsement in it fails, below).
         line.sig_verify = True
         self.rotations(seg, key, line)
@@ -557,8 +585,10 @@ class Walker:
             rotation = check_rotation(rec.payload, seg.seal, signer, self.meta.device_id,
                                       self.trust.given)
             if isinstance(rotation, str):
+                # bad_signature is one of the reasons whose line points at
+                # the commit marker.
                 line.reason, line.failed, line.sig_verify = "bad_signature", True, False
-                line.detail = rotation
+                line.detail, line.offset = rotation, seg.marker_offset
                 return
             added.append(rotation)
         for rotation in added:
@@ -581,7 +611,9 @@ class Walker:
         holds it (not the torn segment_id its payload names), in record
         order; a recovery record without an incomplete one (an unclean stop
         with nothing torn) is a note too.  Gap records are notes named by
-        their reason, with the lost segment's id."""
+        their reason, with the id of the segment that holds the record (not
+        its lost_segment_id): "a note's segment_id is the segment holding
+        the record it reports"."""
         for rec in seg.records:
             if rec.type not in (dec.TYPE_GAP, dec.TYPE_INCOMPLETE, dec.TYPE_RECOVERY):
                 continue
@@ -596,10 +628,8 @@ class Walker:
                 code = obj.get("reason")
                 if code not in ("ring_overwrite", "tail_unreadable"):
                     continue  # section 4 defines no other gap reason
-                lost = obj.get("lost_segment_id")
-                # The note names the segment the gap record lists as lost.
-                target = lost if isinstance(lost, int) else seg.segment_id
-                self.report.note(code, target, f"gap record in segment {seg.segment_id}: {text}")
+                self.report.note(code, seg.segment_id,
+                                 f"gap record in segment {seg.segment_id}: {text}")
             else:
                 kind = "incomplete" if rec.type == dec.TYPE_INCOMPLETE else "recovery"
                 self.report.note("power_cut_explained", seg.segment_id, f"{kind} record: {text}")
@@ -670,6 +700,8 @@ def parse_anchor(data: bytes) -> Anchor | str:
 
 def check_anchor(data: bytes, store: dec.Store, result: dec.ScanResult, trust: Trust,
                  walker: Walker, allow_unsigned: bool, report: Report) -> None:
+    # "Findings about the anchor have offset 0 (the anchor is not part of
+    # the image)": every finding made here.
     meta = result.meta
     anchor = parse_anchor(data)
     if isinstance(anchor, str):
@@ -700,10 +732,10 @@ def check_anchor(data: bytes, store: dec.Store, result: dec.ScanResult, trust: T
         newest = max(newest, walker.passed[max(walker.passed)].seal.rollback_ctr)
     head_id = meta.head_segment_id if result.empty else result.last_segment_id
     if newest < st.rollback_ctr:
-        report.finding("rollback", meta.base + dec.ROLLBACK_CTR_OFFSET,
+        report.finding("rollback", 0,
                        f"store rollback_ctr {newest} is below the anchor's {st.rollback_ctr}")
     elif head_id < st.segment_id:
-        report.finding("truncated_tail", meta.base + HEAD_SEGMENT_ID_OFFSET,
+        report.finding("truncated_tail", 0,
                        f"store head is segment {head_id}, the anchor's is {st.segment_id}")
     else:
         # "The anchor's segment, if retained and readable, with a hash other
@@ -720,8 +752,9 @@ def check_anchor(data: bytes, store: dec.Store, result: dec.ScanResult, trust: T
             except dec.DecodeError:
                 break  # unreadable: its own line already fails the store
             if seg.segment_id == seg_id and seg.computed_hash != st.segment_hash:
-                report.finding("fork", meta.slot_offset(slot),
-                               f"segment {seg_id} does not hash to the anchor's hash_head")
+                report.finding("fork", 0,
+                               f"segment {seg_id} in slot {slot} does not hash to the "
+                               "anchor's hash_head")
             break
 
 
@@ -768,6 +801,16 @@ def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
             report.finding("crc_mismatch", offset,
                            f"metadata slot {name} is not valid: {exc.reason}")
 
+    # "When the tail is above segment 1, the note not_retained with
+    # segment_id tail_segment_id - 1": the tail the walk starts at (after the
+    # forward scan's and a given-up tail's moves), so a given-up tail is
+    # among the segments it names.
+    if result.tail_segment_id > 1:
+        last_lost = result.tail_segment_id - 1
+        report.note("not_retained", last_lost,
+                    ("segment 1 is" if last_lost == 1 else f"segments 1 to {last_lost} are")
+                    + " no longer in the ring; gap records name the overwritten ones")
+
     # Step 2: the committed segments, tail first.
     trust = Trust(keys)
     walker = Walker(store, meta, trust, allow_fw, allow_unsigned, report)
@@ -780,6 +823,7 @@ def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
                        f"metadata slot {meta.slot_name} hash_head is not the hash of head "
                        f"segment {meta.head_segment_id}")
     if result.head_missing is not None:
+        # Offset: "the start of the head slot the chosen metadata names".
         report.finding("truncated_tail", meta.slot_offset(meta.head_slot),
                        f"neither slot's head segment is valid (segment "
                        f"{meta.head_segment_id}: {result.head_missing.reason})")
@@ -790,9 +834,9 @@ def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
         report.note("torn_tail_power_cut", result.stop_segment_id,
                     f"segment {result.stop_segment_id} in slot {result.stop_slot} after the "
                     "head is torn (image taken before recovery)")
-    if result.given_up is not None:
-        report.note("tail_unreadable", result.given_up,
-                    "tail segment given up: a cut commit was reclaiming it")
+    # A tail given up (section 5) before recovery has no gap record yet, so
+    # no tail_unreadable note: notes name the segment holding the record
+    # they report.  not_retained (above) covers it: the walk starts after it.
 
     # Step 5: the anchor.
     if anchor is not None:
@@ -840,7 +884,8 @@ def render_text(report: Report, image: str) -> str:
     for n in report.notes:
         out.append(f"note {n.note} (segment {n.segment_id}): {n.detail}")
     failed = sum(1 for s in report.segments if s.failed)
-    signed = f"signed with {report.sig_alg}" if report.signed else "not (all) signed"
+    signed = (f"signed with {report.sig_alg}" if report.signed
+              else "no segment signature verified")
     out.append(f"verdict {report.verdict}: {len(report.segments)} segments, "
                f"{len(report.segments) - failed} passed, {failed} failed; {signed}"
                + (f"; reasons: {', '.join(report.reasons)}" if report.reasons else ""))

@@ -487,7 +487,12 @@ def test_swapped_segments_are_reordered(tmp_path):
     w.buf[a:a + SEG], w.buf[b:b + SEG] = w.buf[b:b + SEG], w.buf[a:a + SEG]
     r = verify(tmp_path, w, key)
     assert r.reasons == [None, "reordered", "reordered", None]
-    assert [s["segment_id"] for s in r.segments] == [1, 3, 2, 4]
+    # Section 9: "segment_id is always the expected id e, whatever the slot
+    # holds"; the offset is the slot's start, and key_epoch 0 (the seal is
+    # not read before the id check).
+    assert [s["segment_id"] for s in r.segments] == [1, 2, 3, 4]
+    assert [s["offset"] for s in r.segments[1:3]] == [a, b]
+    assert [s["key_epoch"] for s in r.segments] == [1, 0, 0, 1]
 
 
 def test_segment_signed_by_unknown_key(tmp_path):
@@ -587,7 +592,8 @@ def test_allow_unsigned_still_checks_fw_and_rollback(tmp_path):
     r = verify(tmp_path, w, key, args=["--allow-unsigned"])
     assert r.code == 0 and r.reasons == [None, None, None]
     assert [s["key_epoch"] for s in r.segments] == [1, 0, 1]
-    assert r.summary["signed"] is False
+    # "signed is true when at least one segment's signature verified".
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (True, "ed25519")
 
 
 def test_key_rotation_followed(tmp_path):
@@ -612,6 +618,13 @@ def test_forged_endorsement_is_bad_signature(tmp_path):
     r = verify(tmp_path, w.close(), old)
     # The rotation's segment fails; its key is never trusted.
     assert r.reasons == [None, "bad_signature", "unknown_key"]
+    # Both reasons are read from the seal: the lines point at the commit
+    # markers (slot + 128 + payload_len).
+    assert [s["offset"] for s in r.segments] == [w.seg_range(1)[0], w.seg_range(2)[2],
+                                                 w.seg_range(3)[2]]
+    # The rotation segment's own signature verified (the endorsement did
+    # not): it counts for the summary's signed / sig_alg.
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (True, "ed25519")
 
 
 def test_old_key_is_retired_after_rotation(tmp_path):
@@ -628,9 +641,14 @@ def test_rotation_to_hmac_needs_the_secret(tmp_path):
     w.rotate(new)
     w.commit()
     w.close()
-    assert verify(tmp_path, w, old, new).reasons == [None, None]
+    r = verify(tmp_path, w, old, new)
+    assert r.reasons == [None, None]
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (True, "hmac-sha256")
     r = verify(tmp_path, w, old)
     assert r.reasons == [None, "unknown_key"]
+    # sig_alg "names the algorithm of the last one that did" verify: the
+    # HMAC segment's was never checked.
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (True, "ed25519")
 
 
 def test_rotation_in_segment_signed_by_another_trusted_key(tmp_path):
@@ -924,7 +942,10 @@ def test_neither_head_valid_is_truncated_tail(tmp_path):
         w.buf[off:off + SEG] = bytes(SEG)
     r = verify(tmp_path, w, key)
     assert r.reasons == [None, "gap", "gap"]
-    assert [f[0] for f in r.findings] == ["truncated_tail"]
+    # Section 9, --json: "truncated_tail of item 3 [gives] the start of the
+    # head slot the chosen metadata names".
+    assert r.findings == [("truncated_tail", w.seg_range(3)[0])]
+    assert w.seg_range(3)[0] == 8192 + 2 * SEG
 
 
 def test_invalid_metadata_slot(tmp_path):
@@ -1230,8 +1251,10 @@ def test_evidence_records_are_notes(tmp_path):
                     b'"first_mono":1,"last_mono":1}', 2)])
     r = verify(tmp_path, w.close(), key)
     assert r.code == 0
+    # "a note's segment_id is the segment holding the record it reports":
+    # the gap record is in segment 2, whatever lost_segment_id it names.
     assert r.notes == [("power_cut_explained", 2), ("power_cut_explained", 2),
-                       ("ring_overwrite", 1)]
+                       ("ring_overwrite", 2)]
 
 
 INCOMPLETE = (b'{"reason":"torn_segment","segment_id":%d,"slot":%d,"records_salvaged":0,'
@@ -1278,6 +1301,272 @@ def test_wrapped_ring_passes(tmp_path):
     r = verify(tmp_path, w, key)
     assert r.code == 0
     assert [s["segment_id"] for s in r.segments] == [4, 5, 6, 7, 8, 9]
+    # "when the tail is above segment 1, the note not_retained with
+    # segment_id tail_segment_id - 1"; a note, so the store passes.
+    assert r.notes == [("not_retained", 3)]
+    assert r.summary["verdict"] == "PASS" and r.summary["reasons"] == []
+
+
+# -- the fields of a --json segment line (section 9) --
+
+EPOCH = 3  # the key_epoch of the stores below, so that it is never a default
+
+
+def epoch3_store(key, n=3, **kw):
+    """A store whose segments are signed at key_epoch 3 (the key is trusted
+    by its key directory at epoch 3); rollback_ctr 3."""
+    w = Writer(key, **kw)
+    w.epoch = EPOCH
+    w.open().open().open()
+    for _ in range(n):
+        w.commit()
+    return w
+
+
+def damage_segment_2(w: Writer, key: Signer, case: str) -> list[str]:
+    """Segment 2 of a fresh 1-segment epoch-3 store, committed or damaged
+    as `case` says; segment 3 committed after it.  Returns extra args."""
+    args: list[str] = []
+    slot1 = 8192 + SEG
+    if case in ("pass", "gap_header", "crc_mismatch", "seal_mismatch", "hash_mismatch",
+                "bad_signature", "reordered", "foreign_uuid", "foreign_device", "gap_by_id",
+                "chain_break_by_id"):
+        w.commit()
+    elif case == "chain_break_prev_hash":
+        w.commit(prev_hash=b"\x11" * 32)
+    elif case == "unsigned":
+        w.commit(signer=None, epoch=EPOCH)  # an unsigned statement may name an epoch
+    elif case == "unknown_key":
+        w.commit(signer=Signer("ed25519"))
+    elif case == "unknown_key_epoch":
+        w.commit(epoch=EPOCH + 1)
+    elif case == "fw_not_allowed":
+        w.commit(fw=FW_OTHER)
+        args = ["--allow-fw", FW.hex()]
+    elif case == "rollback":
+        w.commit(rollback=2)
+    w.commit()
+    off, _, mbase = w.seg_range(2)
+    if case == "gap_header":
+        w.buf[off:off + SEG] = bytes(SEG)
+    elif case == "crc_mismatch":
+        change_payload(w, 2)
+    elif case == "seal_mismatch":
+        struct.pack_into("<I", w.buf, mbase + 40 + 56, 7)  # statement record_count
+        refit_marker_crc(w.buf, mbase)
+    elif case == "hash_mismatch":
+        change_payload(w, 2, fix_record=True, fix_body=True)
+    elif case == "bad_signature":
+        w.buf[mbase + 40 + 192] ^= 1
+        refit_marker_crc(w.buf, mbase)
+    elif case == "reordered":
+        a, b = w.seg_range(2)[0], w.seg_range(3)[0]
+        w.buf[a:a + SEG], w.buf[b:b + SEG] = w.buf[b:b + SEG], w.buf[a:a + SEG]
+    elif case in ("foreign_uuid", "foreign_device", "gap_by_id", "chain_break_by_id"):
+        if case == "foreign_uuid":
+            other = epoch3_store(key, n=2, uuid=bytes(16))
+        elif case == "foreign_device":
+            other = epoch3_store(key, n=2, device=OTHER_DEVICE)
+        elif case == "gap_by_id":
+            # Segment 5, signed and sealed as such, written for slot 1.
+            other = epoch3_store(key, n=1)
+            other.head_id = 4
+            other.commit()
+            assert other.slot_of[5] == 1
+        else:
+            # Segment 1, written for slot 1 (its own slot_index 1).
+            other = Writer(key)
+            other.epoch, other.tail_slot = EPOCH, 1
+            other.open().open().open()
+            other.commit()
+            assert other.slot_of[1] == 1
+        w.buf[slot1:slot1 + SEG] = other.buf[slot1:slot1 + SEG]
+    return args
+
+
+def marker_of_slot(w: Writer, slot: int) -> int:
+    off = 8192 + slot * SEG
+    return off + 128 + struct.unpack_from("<I", w.buf, off + 60)[0]
+
+
+# case: (reason, where the offset points, key_epoch)
+SEGMENT_LINE_CASES = {
+    "pass": (None, "slot", EPOCH),
+    "gap_header": ("gap", "slot", 0),
+    "crc_mismatch": ("crc_mismatch", "record", 0),
+    "foreign_uuid": ("foreign_segment", "slot", 0),
+    "foreign_device": ("foreign_segment", "marker", EPOCH),
+    "reordered": ("reordered", "slot", 0),
+    "gap_by_id": ("gap", "slot", 0),
+    "chain_break_by_id": ("chain_break", "slot", 0),
+    "seal_mismatch": ("seal_mismatch", "marker", 0),
+    "hash_mismatch": ("hash_mismatch", "slot", EPOCH),
+    "chain_break_prev_hash": ("chain_break", "slot", EPOCH),
+    "unsigned": ("unsigned", "marker", EPOCH),
+    "unknown_key": ("unknown_key", "marker", EPOCH),
+    "unknown_key_epoch": ("unknown_key", "marker", EPOCH + 1),
+    "bad_signature": ("bad_signature", "marker", EPOCH),
+    "fw_not_allowed": ("fw_not_allowed", "marker", EPOCH),
+    "rollback": ("rollback", "marker", EPOCH),
+}
+
+
+@pytest.mark.parametrize("case", list(SEGMENT_LINE_CASES))
+def test_segment_line_fields(tmp_path, case):
+    # Section 9, --json: "segment_id is always the expected id e, whatever
+    # the slot holds; offset is the slot's start, except for crc_mismatch
+    # (the first failing byte range) and the reasons read from the seal
+    # (seal_mismatch, foreign_segment by device_id, unsigned, unknown_key,
+    # bad_signature, fw_not_allowed, rollback): the commit marker's start;
+    # key_epoch is the statement's once the seal was read (from
+    # foreign_segment by device_id on ...), else 0".
+    reason, where, epoch = SEGMENT_LINE_CASES[case]
+    key = Signer("ed25519")
+    w = epoch3_store(key, n=1)
+    args = damage_segment_2(w, key, case)
+    r = verify(tmp_path, w, key.key_dir(tmp_path, EPOCH), args=args)
+    slot_start = 8192 + SEG
+    offset = {"slot": slot_start, "marker": marker_of_slot(w, 1),
+              "record": slot_start + 128}[where]
+    if where == "marker":
+        assert offset > slot_start + 128  # the three are apart
+    assert r.segments[1] == {"kind": "segment", "segment_id": 2, "slot": 1, "offset": offset,
+                             "sig_verify": "PASS" if reason is None else "FAIL",
+                             "reason": reason, "key_epoch": epoch}
+    assert r.segments[0]["reason"] is None and r.segments[0]["key_epoch"] == EPOCH
+    assert r.summary["verdict"] == ("PASS" if reason is None else "FAIL")
+
+
+def test_seal_mismatch_offset_is_the_marker_start_not_the_seal(tmp_path):
+    # "the commit marker's start": slot + 128 + payload_len, not the seal
+    # inside it (marker + 40).
+    w, key = signed_store("hmac")
+    off, payload_len, mbase = w.seg_range(2)
+    w.buf[mbase + 40 + 184] = 1  # sig_alg Ed25519 with HMAC's 32-byte sig_len
+    refit_marker_crc(w.buf, mbase)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None, "seal_mismatch", None]
+    assert r.segments[1]["offset"] == off + 128 + payload_len == mbase
+    assert r.segments[1]["key_epoch"] == 0
+
+
+def test_allow_unsigned_reasons_point_at_the_marker(tmp_path):
+    # fw_not_allowed and rollback of allowed unsigned segments are read
+    # from the seal too: offset at the marker, key_epoch the statement's (0).
+    w = Writer(None).open().open().open()
+    w.commit()
+    w.commit(fw=FW_OTHER)
+    w.commit(rollback=2)
+    w.close()
+    r = verify(tmp_path, w, Signer("ed25519"), args=["--allow-unsigned", "--allow-fw", FW.hex()])
+    assert r.reasons == [None, "fw_not_allowed", "rollback"]
+    assert [s["offset"] for s in r.segments] == [w.seg_range(1)[0], w.seg_range(2)[2],
+                                                 w.seg_range(3)[2]]
+    assert [s["key_epoch"] for s in r.segments] == [0, 0, 0]
+    # Nothing verified a signature: not signed.
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (False, "unsigned")
+
+
+# -- the summary's signed and sig_alg (section 9) --
+
+def test_signed_means_a_signature_verified(tmp_path):
+    # "signed is true when at least one segment's signature verified, and
+    # sig_alg names the algorithm of the last one that did, unsigned when
+    # none did".
+    w, key = signed_store()
+    # Trusting another key: no signature verifies.
+    r = verify(tmp_path, w, Signer("ed25519"))
+    assert r.reasons == ["unknown_key"] * 3
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (False, "unsigned")
+    # Every signature broken.
+    for seg_id in (1, 2, 3):
+        _, _, mbase = w.seg_range(seg_id)
+        w.buf[mbase + 40 + 192] ^= 1
+        refit_marker_crc(w.buf, mbase)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == ["bad_signature"] * 3
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (False, "unsigned")
+    # One signature left that verifies, of the first segment: signed.
+    _, _, mbase = w.seg_range(1)
+    w.buf[mbase + 40 + 192] ^= 1
+    refit_marker_crc(w.buf, mbase)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None, "bad_signature", "bad_signature"]
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (True, "ed25519")
+
+
+def test_sig_alg_is_the_last_verified_algorithm(tmp_path):
+    # ed25519 -> ecdsa-p256 by rotation; the last segment claims Ed25519 at
+    # epoch 3 signed by a stranger: its seal is read, its signature is not
+    # verified, so sig_alg stays ecdsa-p256.
+    old, new = Signer("ed25519"), Signer("ecdsa")
+    w = Writer(old).open()
+    w.commit()
+    w.rotate(new)
+    w.commit()
+    w.commit(signer=Signer("ed25519"))
+    r = verify(tmp_path, w.close(), old)
+    assert r.reasons == [None, None, None, "unknown_key"]
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (True, "ecdsa-p256")
+    # A segment that fails after its signature verified (fw_not_allowed)
+    # still counts.
+    w, key = signed_store("ecdsa")
+    r = verify(tmp_path, w, key, args=["--allow-fw", FW_OTHER.hex()])
+    assert r.reasons == ["fw_not_allowed"] * 3 and r.summary["verdict"] == "FAIL"
+    assert (r.summary["signed"], r.summary["sig_alg"]) == (True, "ecdsa-p256")
+
+
+# -- notes: not_retained and the segment a note names (section 9) --
+
+def gap_record(reason: str, lost: int) -> tuple:
+    return ("edgelog", b'{"reason":"%s","lost_segment_id":%d,"lost_records":1,'
+                       b'"first_mono":%d,"last_mono":%d}' % (reason.encode(), lost, lost, lost), 2)
+
+
+def test_gap_record_notes_name_the_holding_segment(tmp_path):
+    # 8 commits in a 6-slot ring: the tail is segment 3.  Segments 7 and 8
+    # hold ring_overwrite gap records for 1 and 2, segment 8 also a
+    # tail_unreadable one: each note names the segment holding the record.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    for _ in range(6):
+        w.commit()
+    w.commit(records=[gap_record("ring_overwrite", 1), ("temp", b"{}", 1)])
+    w.commit(records=[gap_record("ring_overwrite", 2), gap_record("tail_unreadable", 9),
+                      ("temp", b"{}", 1)])
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and [s["segment_id"] for s in r.segments] == [3, 4, 5, 6, 7, 8]
+    assert r.notes == [("not_retained", 2), ("ring_overwrite", 7), ("ring_overwrite", 8),
+                       ("tail_unreadable", 8)]
+    detail = [x["detail"] for x in r.lines if x["kind"] == "note"][0]
+    assert "segments 1 to 2" in detail
+
+
+def test_not_retained_only_when_the_tail_is_above_1(tmp_path):
+    w, key = signed_store(n=6)  # full ring, tail 1: every segment retained
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.notes == []
+    w.open().commit()  # tail 2
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and r.notes == [("not_retained", 1)]
+    note = [x for x in r.lines if x["kind"] == "note"][0]
+    assert note["segment_id"] == 1 and "segment 1 " in note["detail"]
+
+
+def test_given_up_tail_is_not_retained_not_tail_unreadable(tmp_path):
+    # Full 6-slot ring, image before recovery (clean_flag 0), the tail
+    # slot's header overwritten by a cut reclaim: the tail (segment 1) is
+    # given up (section 5).  No gap record holds it yet, so no
+    # tail_unreadable note; not_retained names it (tail 2 - 1).
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    for _ in range(6):
+        w.commit()
+    off, _, _ = w.seg_range(1)
+    w.buf[off:off + 200] = bytes(range(1, 201))
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and [s["segment_id"] for s in r.segments] == [2, 3, 4, 5, 6]
+    assert r.notes == [("not_retained", 1)]
 
 
 # -- the anchor (sections 8 and 9 step 5) --
@@ -1317,7 +1606,10 @@ def test_anchor_rollback(tmp_path):
     w.commit()
     r = verify(tmp_path, old_image, key, args=anchor_args(tmp_path, w.head_json()))
     assert r.code == 1 and r.reasons == [None, None]
-    assert r.findings == [("rollback", old_base + 2832)]
+    # "Findings about the anchor have offset 0 (the anchor is not part of
+    # the image)", not the slot's rollback_ctr.
+    assert old_base + 2832 != 0
+    assert r.findings == [("rollback", 0)]
 
 
 def test_anchor_truncated_tail(tmp_path):
@@ -1330,7 +1622,7 @@ def test_anchor_truncated_tail(tmp_path):
     earlier = w.image()
     w.commit()
     r = verify(tmp_path, earlier, key, args=anchor_args(tmp_path, w.head_json()))
-    assert r.code == 1 and [f[0] for f in r.findings] == ["truncated_tail"]
+    assert r.code == 1 and r.findings == [("truncated_tail", 0)]  # about the anchor: 0
 
 
 def test_anchor_rollback_ctr_is_the_higher_of_slot_and_newest_passing_seal(tmp_path):
@@ -1354,7 +1646,7 @@ def test_anchor_rollback_ctr_is_the_higher_of_slot_and_newest_passing_seal(tmp_p
     refit_marker_crc(w.buf, mbase)
     r = verify(tmp_path, w, key, args=anchor)
     assert r.reasons == [None, "bad_signature"]
-    assert r.findings == [("rollback", base + 2832)]
+    assert r.findings == [("rollback", 0)]
     # The slot's counter alone, when it is the higher.
     change_meta(w, base, 2832, struct.pack("<Q", 2))
     r = verify(tmp_path, w, key, args=anchor)
@@ -1375,9 +1667,9 @@ def test_anchor_fork_only_for_a_retained_readable_segment(tmp_path):
     w_a, w_b = histories
     w_a.head_id = 2  # head_json of segment 2
     anchor = anchor_args(tmp_path, w_a.head_json())
-    # Retained and readable, not the head: fork at its slot.
+    # Retained and readable, not the head: fork (about the anchor: offset 0).
     r = verify(tmp_path, w_b, key, args=anchor)
-    assert r.code == 1 and r.findings == [("fork", 8192 + 1 * SEG)]
+    assert r.code == 1 and r.findings == [("fork", 0)]
     assert r.reasons == [None] * 4
     # Unreadable (a record CRC fails): no fork, its own line fails.
     bad = bytearray(w_b.image())
@@ -1406,7 +1698,8 @@ def test_anchor_fork(tmp_path):
     r = verify(tmp_path, histories[1], key,
                args=anchor_args(tmp_path, histories[0].head_json()))
     assert r.code == 1
-    assert r.findings == [("fork", 8192 + 2 * SEG)]
+    assert r.findings == [("fork", 0)]
+    assert "segment 3 in slot 2" in [x["detail"] for x in r.lines if x["kind"] == "finding"][0]
 
 
 @pytest.mark.parametrize("edit", [
@@ -1425,7 +1718,7 @@ def test_anchor_malformed(tmp_path, edit):
     assert b'"segment_id":3,' in anchor and b'"rollback_ctr":1,' in anchor
     assert edit(anchor) != anchor
     r = verify(tmp_path, w, key, args=anchor_args(tmp_path, edit(anchor)))
-    assert r.code == 1 and [f[0] for f in r.findings] == ["anchor_malformed"]
+    assert r.code == 1 and r.findings == [("anchor_malformed", 0)]
 
 
 def test_anchor_bad_signature(tmp_path):
@@ -1435,11 +1728,11 @@ def test_anchor_bad_signature(tmp_path):
     sig[0] ^= 1
     forged = w.head_json().replace(head["signature"].encode(), sig.hex().encode())
     r = verify(tmp_path, w, key, args=anchor_args(tmp_path, forged))
-    assert [f[0] for f in r.findings] == ["anchor_bad_signature"]
+    assert r.findings == [("anchor_bad_signature", 0)]
     # A good anchor signed by a key the verifier does not trust.
     other_w, _ = signed_store()
     r = verify(tmp_path, w, key, args=anchor_args(tmp_path, other_w.head_json()))
-    assert [f[0] for f in r.findings] == ["anchor_bad_signature"]
+    assert r.findings == [("anchor_bad_signature", 0)]
 
 
 def test_anchor_of_another_device(tmp_path):
@@ -1449,7 +1742,7 @@ def test_anchor_of_another_device(tmp_path):
     other = Writer(key, device=OTHER_DEVICE).open()
     other.commit()
     r = verify(tmp_path, w, key, args=anchor_args(tmp_path, other.head_json()))
-    assert [f[0] for f in r.findings] == ["foreign_segment"]
+    assert r.findings == [("foreign_segment", 0)]
 
 
 def test_unsigned_anchor_needs_allow_unsigned(tmp_path):

@@ -391,26 +391,29 @@ public enum Verifier {
     /// Slot-relative offset of the first byte range that fails its check: a record or the marker.
     /// The metadata slots of a device that holds no readable store, as crc_mismatch findings.
     private static func invalidSlots(_ device: BlockDevice) -> [Finding] {
-        guard device.byteCount >= Layout.ringOffset else { return [] }
         let buffer = AlignedBuffer(count: Layout.metadataSlotSize)
-        var findings: [Finding] = []
-        for (index, offset) in Layout.metadataSlotOffsets.enumerated() {
-            var problem: String?
-            do {
-                try device.read(at: offset, into: buffer.bytes)
-                let meta = try Metadata.decode(UnsafeRawBufferPointer(buffer.bytes))
-                if meta.geometry.storeSize > device.byteCount {
-                    problem = "describes \(meta.geometry.storeSize) bytes but the device has \(device.byteCount)"
-                }
-            } catch {
-                problem = "\(error)"
-            }
-            if let problem {
-                findings.append(Finding(reason: .crcMismatch, offset: offset,
-                                        detail: "metadata slot \(Layout.slotName(index)) is invalid: \(problem)"))
+        return Layout.metadataSlotOffsets.enumerated().compactMap { index, offset in
+            slotProblem(device, at: offset, buffer: buffer).map {
+                Finding(reason: .crcMismatch, offset: offset, detail: "metadata slot \(Layout.slotName(index)) is invalid: \($0)")
             }
         }
-        return findings
+    }
+
+    /// Why the slot at `offset` is not valid on this device, or nil.
+    private static func slotProblem(_ device: BlockDevice, at offset: UInt64, buffer: AlignedBuffer) -> String? {
+        guard offset + UInt64(Layout.metadataSlotSize) <= device.byteCount else {
+            return "the device ends at byte \(device.byteCount), before the slot does"
+        }
+        do {
+            try device.read(at: offset, into: buffer.bytes)
+            let meta = try Metadata.decode(UnsafeRawBufferPointer(buffer.bytes))
+            guard meta.geometry.storeSize <= device.byteCount else {
+                return "describes \(meta.geometry.storeSize) bytes but the device has \(device.byteCount)"
+            }
+            return nil
+        } catch {
+            return "\(error)"
+        }
     }
 
     static func firstBadByte(_ image: UnsafeRawBufferPointer, geometry: Geometry) -> Int {
