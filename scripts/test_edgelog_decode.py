@@ -752,6 +752,21 @@ def _poke(off, fmt, value):
     return change
 
 
+def assert_middle_segment_refused(tmp_path, middle, monos, after, reason, **kw):
+    """Segments 1 to 3 with `middle` (records at `monos`) in segment 2, built
+    with `kw`, and one record (seq, mono) `after` in segment 3: export skips
+    segment 2 alone, names it and the reason, and exits 3."""
+    seq, mono = after
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
+    s2 = segment(2, 1, middle, monos, prev=s1, **kw)
+    s3 = segment(3, 2, [record(seq, mono, b"{}")], [mono], prev=s2)
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
+    code, out, err = run(img.seg(0, s1).seg(1, s2).seg(2, s3).write(tmp_path))
+    assert code == 3
+    assert out == line(1, 1, 10, "{}") + line(3, seq, mono, "{}")
+    assert "segment 2 in slot 1" in err and reason in err
+
+
 @pytest.mark.parametrize("kw, reason", [
     (dict(seal=_poke(0, "<8s", b"EDGESIG2")), "EDGESIG1"),
     (dict(seal_len=0), "seal_len 0"),
@@ -765,14 +780,7 @@ def _poke(off, fmt, value):
     (dict(seal=_poke(120, "<32s", b"\x07" * 32)), "statement prev_hash"),
 ])
 def test_malformed_seal_makes_segment_invalid(tmp_path, kw, reason):
-    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
-    s2 = segment(2, 1, [record(2, 11, b"{}")], [11], prev=s1, **kw)
-    s3 = segment(3, 2, [record(3, 12, b"{}")], [12], prev=s2)
-    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
-    code, out, err = run(img.seg(0, s1).seg(1, s2).seg(2, s3).write(tmp_path))
-    assert code == 3
-    assert out == line(1, 1, 10, "{}") + line(3, 3, 12, "{}")
-    assert "segment 2 in slot 1" in err and reason in err
+    assert_middle_segment_refused(tmp_path, [record(2, 11, b"{}")], [11], (3, 12), reason, **kw)
 
 
 def test_signed_seal_is_well_formed_without_checking_the_signature(tmp_path):
@@ -1275,11 +1283,4 @@ def test_record_len_68_is_refused(tmp_path, followed, reason):
     # makes segment 2 invalid however it sits: the minimum is 69.
     recs = [short_record(68)] + ([record(3, 12, b"{}")] if followed else [])
     assert len(recs[0]) == 68
-    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
-    s2 = segment(2, 1, recs, [11, 12][:len(recs)], prev=s1)
-    s3 = segment(3, 2, [record(4, 13, b"{}")], [13], prev=s2)
-    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
-    code, out, err = run(img.seg(0, s1).seg(1, s2).seg(2, s3).write(tmp_path))
-    assert code == 3
-    assert out == line(1, 1, 10, "{}") + line(3, 4, 13, "{}")
-    assert "segment 2 in slot 1" in err and reason in err
+    assert_middle_segment_refused(tmp_path, recs, [11, 12][:len(recs)], (4, 13), reason)

@@ -244,9 +244,11 @@ public enum Verifier {
             return Checked()
         }
         let markerAt = Layout.segmentHeaderSize + info.payloadLength
-        let seal: SealView
-        do { seal = try SegmentReader.seal(image, markerAt: markerAt, info: info) } catch {
-            fail(.sealMismatch, "\(error)", at: offset + UInt64(markerAt))
+        guard let seal = info.seal else {
+            // Parsed again only to say what is wrong with it.
+            var why = "malformed seal"
+            do { _ = try SegmentReader.seal(image, markerAt: markerAt, info: info) } catch { why = "\(error)" }
+            fail(.sealMismatch, why, at: offset + UInt64(markerAt))
             return Checked()
         }
         let statement = seal.statement
@@ -388,7 +390,6 @@ public enum Verifier {
         }
     }
 
-    /// Slot-relative offset of the first byte range that fails its check: a record or the marker.
     /// The metadata slots of a device that holds no readable store, as crc_mismatch findings.
     private static func invalidSlots(_ device: BlockDevice) -> [Finding] {
         let buffer = AlignedBuffer(count: Layout.metadataSlotSize)
@@ -416,6 +417,7 @@ public enum Verifier {
         }
     }
 
+    /// Slot-relative offset of the first byte range that fails its check: a record or the marker.
     static func firstBadByte(_ image: UnsafeRawBufferPointer, geometry: Geometry) -> Int {
         let payloadLength = Int(image.le(60, as: UInt32.self))
         guard payloadLength <= geometry.payloadCapacity else { return 60 }

@@ -70,7 +70,7 @@ public final class Timebase {
         self.source = source
         self.config = config
         self.counters = stats
-        minTrustedWallNs = max(Self.resetBeforeNs, config.notBeforeWallNs)
+        minTrustedWallNs = Self.minTrustedWallNs(config)
         let now = source.now()
         sync = source.sync()
         lastSyncSampleBootNs = now.bootNs
@@ -88,10 +88,15 @@ public final class Timebase {
         let now = source.now()
         let sync = source.sync()
         var flags = flags(for: sync, config: config)
-        if now.wallNs < max(resetBeforeNs, config.notBeforeWallNs) { flags.insert(.wallUntrusted) }
+        if now.wallNs < minTrustedWallNs(config) { flags.insert(.wallUntrusted) }
         return CaptureTime(wallNs: now.wallNs, bootNs: now.bootNs, flags: flags,
                            maxErrorUs: CaptureTime.storedError(sync.maxErrorUs), estErrorUs: CaptureTime.storedError(sync.estErrorUs),
                            lastSyncNs: sync.synchronized ? now.wallNs : 0)
+    }
+
+    /// Wall times below this are an obviously reset clock or older than the executable.
+    private static func minTrustedWallNs(_ config: TimebaseConfig) -> Int64 {
+        max(resetBeforeNs, config.notBeforeWallNs)
     }
 
     private static func flags(for sync: SyncState, config: TimebaseConfig) -> TimeFlags {

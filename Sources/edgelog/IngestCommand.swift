@@ -102,10 +102,16 @@ struct IngestJob {
     var time: TimebaseConfig
 
     static func timeConfig(stepThresholdMs: Int, untrustedErrorMs: Int, stateIntervalS: Int) -> TimebaseConfig {
-        var config = TimebaseConfig()
+        var config = defaultTimeConfig()
         config.stepThresholdNs = Int64(stepThresholdMs) * 1_000_000
         config.untrustedMaxErrorUs = Int64(untrustedErrorMs) * 1000
         config.stateIntervalNs = Int64(stateIntervalS) * 1_000_000_000
+        return config
+    }
+
+    /// The time path's default bounds, and this executable's date as the earliest believable one.
+    static func defaultTimeConfig() -> TimebaseConfig {
+        var config = TimebaseConfig()
         config.notBeforeWallNs = LinuxTimeSource.executableTimeNs()
         return config
     }

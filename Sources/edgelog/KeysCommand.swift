@@ -136,8 +136,7 @@ struct KeysRotate: ParsableCommand {
             let session = try WriterSession.start(keyDir: nil, anchorPath: anchor, signer: current)
             let store: EvidenceStore
             // The rotation record's time quality uses the default bounds (as ingest without options).
-            let time = IngestJob.timeConfig(stepThresholdMs: 100, untrustedErrorMs: 1000, stateIntervalS: 600)
-            do { (store, _) = try session.open(target, policy: .pause, time: time) } catch { throw Exit.fail(error) }
+            do { (store, _) = try session.open(target, policy: .pause, time: IngestJob.defaultTimeConfig()) } catch { throw Exit.fail(error) }
             let deviceID = store.metadata.deviceID
             let newDER = newAlg == .hmacSHA256 ? [] : next.trusted.spkiDER
             let message = Endorsement.bytes(deviceID: deviceID, oldKeyID: current.keyID, oldEpoch: current.keyEpoch,

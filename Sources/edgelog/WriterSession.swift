@@ -40,7 +40,7 @@ final class WriterSession: @unchecked Sendable {
 
     /// Opens the store for writing after comparing it with the anchor and the key directory.
     func open(_ device: FileBlockDevice, policy: RingFullPolicy, bootID: [UInt8]? = nil,
-              time: TimebaseConfig = TimebaseConfig()) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
+              time: TimebaseConfig) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
         let anchorHead: SignedHead?
         do { anchorHead = try anchor?.read() } catch { throw .anchorRefused(reason: "anchor_malformed", detail: error.description) }
         let signer = self.signer
