@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent decoder for the edgelog on-disk format (format version 4).
+"""Independent decoder for the edgelog on-disk format (format version 5).
 
 Written from docs/FORMAT.md alone, without looking at the Swift sources, so
 that it can catch disagreements between the spec and the engine.
@@ -12,12 +12,35 @@ Default output is what FORMAT.md section 7 says `edgelog export` prints, for
 the committed records of section 5.  `--inspect` prints the chosen metadata
 slot and the scan result as one JSON object instead; it only reads the
 segments the slot choice and the forward scan need (it does not re-verify
-every committed segment).
+every committed segment).  Its "unchecked" key lists the printed metadata
+fields that are not backed by the head segment's seal (section 2: "one that
+a reader prints unchecked is labelled so"): every field the seal does not
+carry, and every sealed one that differs from the head's seal or has no
+valid head to compare with.  The decoder checks no signature, so "backed"
+means only "agrees with the sealed statement"; scripts/edgelog_verify.py
+says who wrote it.
 
 Every line carries, after boot_ns, the record's boot_seq, time_flags,
-maxerror_us, esterror_us and last_sync_ns (format version 4): maxerror_us
-and esterror_us print null for 0xFFFFFFFF (no sync sample), last_sync_ns
-null for 0 (no sync known); in CSV a null is an empty field.
+maxerror_us, esterror_us and last_sync_ns: maxerror_us and esterror_us
+print null for 0xFFFFFFFF (no sync sample), last_sync_ns null for 0 (no
+sync known); in CSV a null is an empty field.
+
+Payloads (section 7): a payload that is a "printable payload" (one JSON
+object per RFC 8259, nothing before or after it, nesting at most 64 deep,
+valid UTF-8 without C0, DEL or C1 controls) is printed as stored; any
+other is printed as `"payload":null,"payload_hex":"HEX"` (JSON lines) or
+the quoted text `hex:HEX` (CSV).  Choices where FORMAT.md leaves room:
+"nothing before or after the object" is read as "the first byte is { and
+the last }" (no surrounding spaces either); the object itself is depth 1,
+so 64 nested containers are printable and 65 are not; RFC 8259's grammar
+is checked, not the meaning of \u escapes (an unpaired surrogate escape is
+grammatical) and not duplicate names.  The check is iterative, so a deeply
+nested payload costs time linear in its length and never recursion.
+
+CSV: the source and the payload cells are quoted ("the source is
+quoted"), each " doubled, and a quoted cell starting with = + - @ tab or
+CR gets a ' before that character inside the quotes.  The type cell is
+the bare name or number, as before.
 
 `--wall corrected` (section 7) adds wall_corrected_ns after wall_ns.  Per
 boot (the record's boot_seq), the reference offset is wall_ns - boot_ns of
@@ -26,22 +49,26 @@ in its time_flags, or, when there is none, of the last record of that boot;
 wall_corrected_ns = boot_ns + reference offset, wrapped to a signed 64-bit
 value as FORMAT.md says ("the arithmetic wraps at 64 bits"; signed because
 wall_ns and boot_ns are i64).  Choices where FORMAT.md leaves room:
-- the boots and their last records are taken from all the committed
-  records that read back (every committed segment, not only those that
-  --since-commit keeps), so --since-commit filters lines but never changes
-  a corrected value; a segment that fails validation is skipped and does
-  not count;
+- the boots and their last records are taken from all the records export
+  prints (every committed segment it does not report as damaged, not only
+  those that --since-commit keeps), so --since-commit filters lines but
+  never changes a corrected value;
 - "boot" is the 16-bit boot_seq value as stored, whatever records lie
   between two records with that value;
 - time_flags prints the stored 16-bit number, bits FORMAT.md does not
-  define included ("the number"): readers ignore those bits for validity
-  and for --wall corrected, but the export shows what was written.
+  define included ("the number").
 
 The decoder checks what a power cut can do (segment validity, section 3.4,
-which includes a well-formed seal) and, like recovery, the SHA-256 and the
-prev_hash chain of a segment before it adopts it (section 5 step 3).  It does
-not check signatures: that is scripts/edgelog_verify.py (section 9), which
-reuses the parsing below so that there is one Python view of the format.
+which includes a well-formed seal: magic EDGESIG2, sig_alg 0..3 with its
+own sig_len, seal_len 320 + sig_len, the statement repeating the header
+and its store_uuid), like recovery the SHA-256 and the prev_hash chain of a
+segment before it adopts it (section 5 step 3), and, as section 5 step 4
+says, prints only committed segments whose hash matches their seal and
+whose prev_hash is the hash of the segment before them when that one was
+printed (segment 1: zero); every other one is reported on stderr as
+damaged.  It does not check signatures: that is scripts/edgelog_verify.py
+(section 9), which reuses the parsing below so that there is one Python
+view of the format.
 
 Exit codes:
     0  success
@@ -52,15 +79,13 @@ Exit codes:
        like `edgelog export` refuses it, not exported as far as it goes
        (when only one slot is too big, that slot is passed over and the
        other one used, like any invalid slot)
-    3  one or more committed segments failed validation (reported on stderr,
+    3  one or more committed segments are damaged (reported on stderr,
        skipped, everything else printed)
     5  newer format: either metadata slot has the right magic and a
-       format_version above 4, whatever the other slot holds
+       format_version above 5, whatever the other slot holds
 
-A version 1, 2 or 3 store is "not a store this version reads": its slots
-are not valid (format_version is not 4), so it exits 2.  (A version 3
-record is 16 bytes shorter before its source: read as version 4 it would
-decode garbage, so there is no attempt to read it.)
+A store of format version 1 to 4 is "not a store this version reads": its
+slots are not valid (format_version is not 5), so it exits 2.
 """
 
 from __future__ import annotations
@@ -78,7 +103,7 @@ from typing import BinaryIO
 # Constants (FORMAT.md sections 1-3)
 # ---------------------------------------------------------------------------
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 META_MAGIC = b"EDGELOGM"
 META_SLOT_SIZE = 4096
@@ -91,7 +116,7 @@ SOURCE_MAX = 32
 SOURCE_TBL_OFFSET = 1280
 SOURCE_ENTRY = 48
 SOURCE_NAME_FIELD = 39
-KNOWN_INCOMPAT_FLAGS = 0  # format version 4 defines no incompat bits
+KNOWN_INCOMPAT_FLAGS = 0  # format version 5 defines no incompat bits
 MIN_SEGMENT_SIZE = 4096
 MAX_SEGMENT_SIZE = 16 * 1024 * 1024
 MIN_RING_SLOTS = 4
@@ -99,15 +124,20 @@ MIN_RING_SLOTS = 4
 SEG_MAGIC = b"EDGELOGS"
 SEG_HEADER_SIZE = 128
 MARKER_MAGIC = b"EDGELOGC"
-MARKER_SIZE = 320
+MARKER_SIZE = 432
+MARKER_CRC_OFFSET = 428   # CRC of marker bytes 0..427
 
-# The seal (section 3.5): 272 bytes at marker offset 40; the first 192 are
-# the statement the signature covers.
+# The seal (section 3.5): 384 bytes at marker offset 40; the first 320 are
+# the statement the signature covers, the signature field follows.
 SEAL_OFFSET = 40
-SEAL_AREA = 272
-STATEMENT_SIZE = 192
-STATEMENT_MAGIC = b"EDGESIG1"
+SEAL_AREA = 384
+STATEMENT_SIZE = 320
+STATEMENT_MAGIC = b"EDGESIG2"
 SIG_MAX = 64
+# Metadata bounds (section 2): ids and generation below 2^62.
+ID_LIMIT = 2**62
+TAIL_OFFSET = 104         # metadata tail_segment_id
+BAD_BLOCK_COUNT_OFFSET = 176
 SIG_ALG_NAMES = {0: "unsigned", 1: "ed25519", 2: "ecdsa-p256", 3: "hmac-sha256"}
 # sig_len each algorithm produces (section 3.5, sig_len row).
 SIG_LEN_FOR_ALG = {0: 0, 1: 64, 2: 64, 3: 32}
@@ -121,6 +151,9 @@ REC_END = b"RECE"
 SOURCE_NAME_MAX = 39
 SOURCE_CHARS = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+# A valid source name starts with a letter or a digit (section 3.2).
+SOURCE_FIRST = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 # Section 7 names types 1 to 9; any other type is printed as its number.
 TYPE_NAMES = {1: "data", 2: "gap", 3: "incomplete", 4: "drop", 5: "recovery",
@@ -283,6 +316,7 @@ class Metadata:
     last_sync_wall_ns: int = 0
     rtc_offset_ns: int = 0
     rtc_state: int = 0
+    raw: bytes = b""        # the 4096 slot bytes as read (tables_hash is over them)
 
     @property
     def base(self) -> int:
@@ -291,6 +325,24 @@ class Metadata:
 
     def slot_offset(self, slot: int) -> int:
         return self.ring_offset + slot * self.segment_size
+
+    @property
+    def bad_slots(self) -> frozenset[int]:
+        return frozenset(b.slot for b in self.bad_blocks)
+
+    def tables_hash(self) -> bytes:
+        """SHA-256 of bad_block_count and source_count (u32 each), the used
+        bad_block_tbl entries and the used source-table entries, exactly as
+        the slot holds them (section 3.5, tables_hash)."""
+        return tables_hash_of(self.raw, self.bad_block_count, self.source_count)
+
+
+def tables_hash_of(raw: bytes, bad_block_count: int, source_count: int) -> bytes:
+    bb_end = BAD_BLOCK_TBL_OFFSET + BAD_BLOCK_ENTRY * bad_block_count
+    src_end = SOURCE_TBL_OFFSET + SOURCE_ENTRY * source_count
+    return hashlib.sha256(struct.pack("<II", bad_block_count, source_count)
+                          + raw[BAD_BLOCK_TBL_OFFSET:bb_end]
+                          + raw[SOURCE_TBL_OFFSET:src_end]).digest()
 
 
 @dataclass
@@ -311,12 +363,20 @@ class Record:
     last_sync_ns: int = NO_SYNC_NS    # offset 52, i64 wall time
 
 
+# The sealed state of a statement (section 3.5, offsets 192..319) that
+# section 9 compares between segments and with the metadata, in the order
+# of the statement.
+SEALED_COUNTERS = ("tail_segment_id", "mono_hwm", "records_total", "lost_total",
+                   "dropped_total", "uplink_cursor", "wrap_count", "unexp_rst", "bo_event",
+                   "ecc_err_cnt", "clock_steps", "boot_seq")
+
+
 @dataclass
 class Seal:
     """The seal of section 3.5, parsed at its fixed offsets whether or not it
     is well formed (seal_problem says whether it is)."""
     seal_len: int
-    statement: bytes        # the 192 bytes the signature covers
+    statement: bytes        # the 320 bytes the signature covers
     magic: bytes
     device_id: bytes
     segment_id: int
@@ -334,6 +394,21 @@ class Seal:
     key_src: int
     sig_len: int
     signature: bytes        # the first min(sig_len, 64) bytes of the signature field
+    # Format version 5: the store and the sealed state (offsets 192..319).
+    store_uuid: bytes = bytes(16)
+    tail_segment_id: int = 0
+    mono_hwm: int = 0
+    records_total: int = 0
+    lost_total: int = 0
+    dropped_total: int = 0
+    uplink_cursor: int = 0
+    wrap_count: int = 0
+    unexp_rst: int = 0
+    bo_event: int = 0
+    ecc_err_cnt: int = 0
+    clock_steps: int = 0
+    boot_seq: int = 0
+    tables_hash: bytes = ZERO_HASH
 
 
 @dataclass
@@ -501,12 +576,19 @@ def parse_metadata(buf: bytes, slot_name: str, base: int,
     if not 1 <= tail_segment_id <= head_segment_id + 1:
         raise DecodeError(f"tail_segment_id {tail_segment_id} not in "
                           f"1..head_segment_id + 1 ({head_segment_id + 1})", base + 104)
+    # The bounds that keep every walk and sum of a reader bounded (section 2).
+    for name, value, off in (("generation", generation, 40), ("commit_id", commit_id, 80),
+                             ("head_segment_id", head_segment_id, 88),
+                             ("tail_segment_id", tail_segment_id, 104)):
+        if value >= ID_LIMIT:
+            raise DecodeError(f"{name} {value} is not below 2^62", base + off)
     if bad_block_count > BAD_BLOCK_MAX:
         raise DecodeError(f"bad_block_count {bad_block_count} > {BAD_BLOCK_MAX}", base + 176)
     if source_count > SOURCE_MAX:
         raise DecodeError(f"source_count {source_count} > {SOURCE_MAX}", base + 180)
 
     bad_blocks = []
+    seen_slots: set[int] = set()
     for i in range(bad_block_count):
         off = BAD_BLOCK_TBL_OFFSET + i * BAD_BLOCK_ENTRY
         slot, reason, segment_id = struct.unpack_from("<IH2xQ", buf, off)
@@ -516,19 +598,34 @@ def parse_metadata(buf: bytes, slot_name: str, base: int,
         if reason not in BAD_BLOCK_REASONS:
             raise DecodeError(f"bad_block_tbl entry {i}: reason {reason} not 1, 2 or 3",
                               base + off + 4)
+        if slot in seen_slots:
+            raise DecodeError(f"bad_block_tbl entry {i}: slot {slot} listed twice", base + off)
+        seen_slots.add(slot)
         bad_blocks.append(BadBlock(slot, reason, segment_id))
+    if ring_slots - len(seen_slots) < 2:
+        raise DecodeError(f"bad_block_tbl leaves {ring_slots - len(seen_slots)} of "
+                          f"{ring_slots} ring slots, fewer than 2", base + 176)
+    if (tail_segment_id <= head_segment_id
+            and head_segment_id - tail_segment_id + 1 > ring_slots - bad_block_count):
+        raise DecodeError(f"segments {tail_segment_id}..{head_segment_id} do not fit in "
+                          f"{ring_slots - bad_block_count} good ring slots", base + 104)
 
     sources = []
+    seen_names: set[bytes] = set()
     for i in range(source_count):
         off = SOURCE_TBL_OFFSET + i * SOURCE_ENTRY
         name_len = buf[off]
         if not 1 <= name_len <= SOURCE_NAME_FIELD:
             raise DecodeError(f"source table entry {i}: name_len {name_len} not in "
                               f"1..{SOURCE_NAME_FIELD}", base + off)
-        name = buf[off + 1: off + 1 + name_len]
-        if not set(name) <= SOURCE_CHARS:
-            raise DecodeError(f"source table entry {i}: name has characters outside "
-                              f"A-Za-z0-9._-", base + off + 1)
+        name = bytes(buf[off + 1: off + 1 + name_len])
+        if not is_valid_source(name):
+            raise DecodeError(f"source table entry {i}: not a valid source name",
+                              base + off + 1)
+        if name in seen_names:
+            raise DecodeError(f"source table entry {i}: name {name.decode()} appears twice",
+                              base + off + 1)
+        seen_names.add(name)
         last_seq = struct.unpack_from("<Q", buf, off + 40)[0]
         sources.append(Source(name.decode("ascii"), last_seq))
 
@@ -552,7 +649,14 @@ def parse_metadata(buf: bytes, slot_name: str, base: int,
         sig_alg=sig_alg, key_src=key_src, boot_id=boot_id, boot_seq=boot_seq,
         clock_steps=clock_steps, largest_step_ns=largest_step_ns, unsync_ns=unsync_ns,
         last_sync_wall_ns=last_sync_wall_ns, rtc_offset_ns=rtc_offset_ns,
-        rtc_state=rtc_state)
+        rtc_state=rtc_state, raw=bytes(buf))
+
+
+def is_valid_source(name: bytes) -> bool:
+    """A valid source name (section 3.2): 1 to 39 of A-Z a-z 0-9 . _ -, the
+    first a letter or a digit."""
+    return (1 <= len(name) <= SOURCE_NAME_MAX and name[0] in SOURCE_FIRST
+            and set(name) <= SOURCE_CHARS)
 
 
 # ---------------------------------------------------------------------------
@@ -597,11 +701,12 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
             raise DecodeError(f"source_len {source_len} not in 1..{SOURCE_NAME_MAX}", at + 40, at)
         if REC_FIXED + source_len + REC_TRAILER > record_len:
             raise DecodeError("source_len runs past the record", at + 40, at)
-        source = body[pos + REC_FIXED: pos + REC_FIXED + source_len]
-        # The CSV output leaves source unquoted, which is only safe with the
-        # restricted alphabet of section 3.2; refuse anything else.
-        if not set(source) <= SOURCE_CHARS:
-            raise DecodeError("source name has characters outside A-Za-z0-9._-", at + REC_FIXED, at)
+        source = bytes(body[pos + REC_FIXED: pos + REC_FIXED + source_len])
+        # A valid source name (section 3.2): never a character that could
+        # break a JSON string or a CSV cell, never a leading formula sign.
+        if not is_valid_source(source):
+            raise DecodeError("source is not a valid source name (A-Za-z0-9._-, the first "
+                              "a letter or digit)", at + REC_FIXED, at)
         if records and mono <= records[-1].mono_ctr:
             raise DecodeError(f"mono_ctr {mono} does not increase", at + 16, at)
         payload = body[pos + REC_FIXED + source_len: end - REC_TRAILER]

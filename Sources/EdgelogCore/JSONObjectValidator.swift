@@ -28,6 +28,28 @@ public enum JSONObjectValidator {
         return start..<end
     }
 
+    /// The offset of the first control character in `bytes` (below 0x20, 0x7F, or a C1 control,
+    /// UTF-8 `C2 80`..`C2 9F`), or nil. A stored payload has none (FORMAT.md 7, printable payload):
+    /// white space between tokens is spaces only, so no payload can split an export line or move
+    /// a terminal's cursor.
+    public static func controlCharacter(in bytes: UnsafeRawBufferPointer) -> Int? {
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b < 0x20 || b == 0x7F { return i }
+            if b == 0xC2, i + 1 < bytes.count, bytes[i + 1] >= 0x80, bytes[i + 1] <= 0x9F { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// True when `bytes` are a printable payload (FORMAT.md 7): exactly one JSON object, nothing
+    /// around it, and no control character. Export prints anything else as hex.
+    public static func isPrintablePayload(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard controlCharacter(in: bytes) == nil, let range = try? validate(bytes) else { return false }
+        return range == 0..<bytes.count
+    }
+
     private struct Parser {
         let bytes: UnsafeRawBufferPointer
         var i = 0

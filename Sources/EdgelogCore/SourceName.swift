@@ -18,7 +18,9 @@ public enum SourceName {
             switch self {
             case .empty: "source name is empty"
             case .tooLong(let n): "source name is \(n) bytes long; at most \(SourceName.maxLength) are allowed"
-            case .badCharacter(let offset): "source name has a character other than A-Z a-z 0-9 . _ - at byte \(offset)"
+            case .badCharacter(let offset):
+                offset == 0 ? "source name must start with a letter or a digit (A-Z a-z 0-9)"
+                    : "source name has a character other than A-Z a-z 0-9 . _ - at byte \(offset)"
             case .reserved(let name): "source name '\(name)' is reserved for the engine's own records"
             }
         }
@@ -28,8 +30,20 @@ public enum SourceName {
         let bytes = Array(name.utf8)
         if bytes.isEmpty { throw .empty }
         if bytes.count > maxLength { throw .tooLong(bytes.count) }
-        for (i, b) in bytes.enumerated() where !isAllowed(b) { throw .badCharacter(offset: i) }
+        for (i, b) in bytes.enumerated() where !isAllowed(b) || (i == 0 && !isAlphanumeric(b)) { throw .badCharacter(offset: i) }
         if !allowEngine && name == engine { throw .reserved(name) }
+    }
+
+    /// A stored name: 1...maxLength allowed characters, the first a letter or digit (a leading
+    /// `-`, `+`, `=` or `@` would make a spreadsheet run the cell as a formula).
+    public static func isValid(_ name: UnsafeRawBufferPointer) -> Bool {
+        guard let first = name.first, name.count <= maxLength, isAlphanumeric(first) else { return false }
+        return name.allSatisfy(isAllowed)
+    }
+
+    @inline(__always)
+    public static func isAlphanumeric(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
     }
 
     @inline(__always)

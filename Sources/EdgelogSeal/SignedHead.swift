@@ -18,16 +18,21 @@ public struct SignedHead: Equatable, Sendable {
 
     public var algorithm: SignatureAlgorithm? { statement.algorithm }
 
-    /// One line of JSON, keys in the documented order.
+    /// One line of JSON, keys in the documented order (without the final newline).
     public var json: String {
         let s = statement
-        return "{\"format\":\"edgelog-head\",\"version\":1,\"device_id\":\"\(Hex.encode(s.deviceID))\",\"segment_id\":\(s.segmentID),"
+        return "{\"format\":\"edgelog-head\",\"version\":2,\"device_id\":\"\(Hex.encode(s.deviceID))\","
+            + "\"store_uuid\":\"\(Hex.encode(s.sealed.storeUUID))\",\"segment_id\":\(s.segmentID),"
             + "\"commit_id\":\(s.commitID),\"hash_head\":\"\(Hex.encode(s.segmentHash))\",\"rollback_ctr\":\(s.rollbackCtr),"
+            + "\"tail_segment_id\":\(s.sealed.tailSegmentID),"
             + "\"key_epoch\":\(s.keyEpoch),\"key_id\":\"\(Hex.encode(s.keyID))\",\"sig_alg\":\"\(algorithm?.name ?? "unknown")\","
             + "\"statement\":\"\(Hex.encode(statementBytes))\",\"signature\":\"\(Hex.encode(signature))\"}"
     }
 
-    public enum Problem: Error, Equatable, CustomStringConvertible, Sendable {
+    /// The exact bytes of a signed head file (FORMAT.md section 8): the line and its newline.
+    public var fileBytes: [UInt8] { Array((json + "\n").utf8) }
+
+    public enum Problem: Error, Equatable, CustomStringConvertible {
         /// Not a signed head: bad JSON, wrong sizes, fields that disagree with the statement.
         case malformed(String)
         public var description: String {
@@ -35,42 +40,33 @@ public struct SignedHead: Equatable, Sendable {
         }
     }
 
-    /// Parses a signed head file strictly; every repeated field must equal the statement's.
+    /// Parses a signed head file exactly (FORMAT.md 8): the statement and signature are decoded,
+    /// the head is printed again from them, and the file must be those bytes, newline included.
+    /// No other key is interpreted on its own, so both verifiers read any file the same way.
     public static func parse(_ bytes: [UInt8]) throws(Problem) -> SignedHead {
-        guard bytes.count <= 4096 else { throw .malformed("\(bytes.count) bytes is too long") }
+        guard bytes.count <= 4096 else { throw .malformed("\(bytes.count) bytes is too long for one signed head") }
         let members: [(key: String, value: FlatJSON.Value)]
-        do { members = try FlatJSON.parse(bytes) } catch { throw .malformed("\(error)") }
-        guard members.string("format") == "edgelog-head", members.integer("version") == 1 else {
-            throw .malformed("format is not edgelog-head version 1")
-        }
+        let line = bytes.last == 0x0A ? Array(bytes.dropLast()) : bytes
+        guard !line.contains(0x0A) else { throw .malformed("more than one line: an anchor file holds exactly one signed head") }
+        do { members = try FlatJSON.parse(line) } catch { throw .malformed("\(error)") }
         guard let statementHex = members.string("statement"), let statementBytes = Hex.decode(statementHex),
               statementBytes.count == Statement.size else { throw .malformed("statement must be \(Statement.size) bytes in hex") }
         guard let statement = statementBytes.withUnsafeBytes({ Statement.decode($0, at: 0) }) else {
-            throw .malformed("statement has no EDGESIG1 magic")
+            throw .malformed("statement has no EDGESIG2 magic")
+        }
+        guard let algorithm = statement.algorithm, Int(statement.sigLen) == algorithm.signatureLength else {
+            throw .malformed("statement has sig_alg \(statement.sigAlg) with sig_len \(statement.sigLen)")
         }
         guard let signatureHex = members.string("signature") else { throw .malformed("no signature") }
         let signature = signatureHex.isEmpty ? [] : (Hex.decode(signatureHex) ?? [0xFF])
-        guard signature.count == Int(statement.sigLen), signature.count <= Statement.maxSignatureLength,
-              statement.algorithm.map({ $0.signatureLength == signature.count }) == true else {
+        guard signature.count == Int(statement.sigLen) else {
             throw .malformed("signature is \(signature.count) bytes; the statement says \(statement.sigLen)")
         }
-        let expected: [(String, FlatJSON.Value)] = [
-            ("device_id", .string(Hex.encode(statement.deviceID))), ("segment_id", .integer(statement.segmentID)),
-            ("commit_id", .integer(statement.commitID)), ("hash_head", .string(Hex.encode(statement.segmentHash))),
-            ("rollback_ctr", .integer(statement.rollbackCtr)), ("key_epoch", .integer(UInt64(statement.keyEpoch))),
-            ("key_id", .string(Hex.encode(statement.keyID))),
-            ("sig_alg", .string(statement.algorithm?.name ?? "unknown")),
-        ]
-        for (key, value) in expected {
-            guard let found = members.first(where: { $0.key == key })?.value else { throw .malformed("missing \(key)") }
-            // Hex may come in either case from another tool; compare it lowercased.
-            if case .string(let text) = found, case .string(let want) = value {
-                guard text.lowercased() == want else { throw .malformed("\(key) disagrees with the statement") }
-            } else if found != value {
-                throw .malformed("\(key) disagrees with the statement")
-            }
+        let head = SignedHead(seal: SealView(statement: statement, statementBytes: statementBytes, signature: signature))
+        guard head.fileBytes == bytes else {
+            throw .malformed("the file is not exactly the signed head its statement prints (one line, keys in order, lowercase hex, a final newline)")
         }
-        return SignedHead(seal: SealView(statement: statement, statementBytes: statementBytes, signature: signature))
+        return head
     }
 
     /// True when a trusted key of the statement's key id and algorithm verifies the signature.

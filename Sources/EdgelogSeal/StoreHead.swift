@@ -59,6 +59,9 @@ public enum AnchorCheck {
         if a.deviceID != state.deviceID {
             return ("anchor_mismatch", "the anchor is for device \(Hex.encode(a.deviceID)), this store is device \(Hex.encode(state.deviceID))")
         }
+        if a.sealed.storeUUID != state.storeUUID {
+            return ("anchor_mismatch", "the anchor is for store \(Hex.encode(a.sealed.storeUUID)), this is store \(Hex.encode(state.storeUUID))")
+        }
         let head = state.ringIsEmpty ? 0 : state.headSegmentID
         if head < a.segmentID || state.rollbackCtr < a.rollbackCtr {
             return ("rollback", "the store ends at segment \(head) with rollback_ctr \(state.rollbackCtr); the anchor saw segment \(a.segmentID) with rollback_ctr \(a.rollbackCtr): this is an older history")

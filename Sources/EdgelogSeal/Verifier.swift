@@ -21,8 +21,11 @@ public enum VerifyReason: String, CaseIterable, Sendable {
     case foreignSegment = "foreign_segment"
     case sealMismatch = "seal_mismatch"
     case unsigned
+    case sequenceRegression = "sequence_regression"
+    case metadataMismatch = "metadata_mismatch"
     case anchorMalformed = "anchor_malformed"
     case anchorBadSignature = "anchor_bad_signature"
+    case anchorNotRetained = "anchor_not_retained"
     case notAStore = "not_a_store"
 }
 
@@ -54,6 +57,9 @@ public struct VerifyReport: Sendable {
     public var notes: [Note] = []
     /// The algorithm of the newest signed segment ("unsigned" when none is signed).
     public var sigAlg: SignatureAlgorithm = .unsigned
+    /// True when at least one segment passed and every one that passed had a signature that verified.
+    public var signed: Bool { passedSigned > 0 && passedSigned == segments.count - failedSegments }
+    var passedSigned = 0
 
     public var failedSegments: Int { segments.filter { !$0.passed }.count }
     public var reasons: [String] {
@@ -97,109 +103,169 @@ public enum Verifier {
         }
         let state = analysis.state
         let geometry = state.geometry
+        let chosenOffset = Layout.metadataSlotOffsets[analysis.chosenSlot]
 
-        // 1. Metadata slots. A torn metadata write is what a power cut leaves until the next open.
+        // 1. Metadata slots. A torn metadata write is what a power cut leaves until the next open; a
+        // wiped slot is not one, and neither can be told from an edit of the unsigned slot.
         for (slot, problem) in analysis.slotProblems {
             let offset = Layout.metadataSlotOffsets[slot]
-            if analysis.uncleanShutdown {
+            if analysis.uncleanShutdown && !slotIsBlank(device, at: offset) {
                 report.notes.append(Note(note: "torn_metadata_write", segmentID: 0,
-                                         detail: "metadata slot \(Layout.slotName(slot)) is invalid (\(problem)); the store was not closed, so a cut metadata write may explain it"))
+                                         detail: "metadata slot \(Layout.slotName(slot)) is invalid (\(problem)); the store was not closed, so a cut metadata write may explain it (not verified: the slot is not signed, so an edit looks the same)"))
             } else {
                 report.findings.append(Finding(reason: .crcMismatch, offset: offset,
                                                detail: "metadata slot \(Layout.slotName(slot)) is invalid: \(problem)"))
             }
         }
 
-        // Keys active so far: every trusted key at its given epoch (1 unless a key directory says
-        // otherwise); rotations add the keys they endorse and retire the old ones.
-        var active: [(key: TrustedKey, epoch: UInt32)] = options.trusted.map { ($0, options.epochs[$0.keyID] ?? 1) }
-        let buffer = AlignedBuffer(count: geometry.segmentSize)
-        var previousHash: [UInt8]?
-        var previousCtr: UInt64?
-        var newestCtr: UInt64 = 0
-        var verifiedHashes: [UInt64: [UInt8]] = [:]
-        var headHashChecked: [UInt8]?
-
-        if state.tailSegmentID > 1 && !state.ringIsEmpty {
-            report.notes.append(Note(note: "not_retained", segmentID: state.tailSegmentID - 1,
-                                     detail: "segments 1 to \(state.tailSegmentID - 1) are no longer in the ring; gap records name the overwritten ones"))
+        // 2. The range: from the oldest segment the head's seal says is retained (FORMAT.md 9 item 2),
+        // so a metadata tail moved forward cannot hide deleted history.
+        var walk = Walk(active: options.trusted.map { ($0, options.epochs[$0.keyID] ?? 1) })
+        walk.everTrusted = walk.active
+        let head = state.headSegmentID
+        var start = state.tailSegmentID
+        var ids: [(id: UInt64, slot: Int?)] = []
+        if !state.ringIsEmpty {
+            if let sealedTail = analysis.headSeal?.statement.sealed.tailSegmentID {
+                let givenUp = UInt64(analysis.tailLost.count)
+                start = givenUp > 0 && sealedTail < Layout.idLimit && state.tailSegmentID == sealedTail + givenUp ? state.tailSegmentID : sealedTail
+                start = min(max(start, 1), head)
+            }
+            let good = UInt64(geometry.ringSlots - state.badBlocks.count)
+            if head - start + 1 > good {
+                report.findings.append(Finding(reason: .metadataMismatch, offset: chosenOffset + 104,
+                                               detail: "the head's seal says segments \(start) to \(head) are retained, more than the \(good) good slots hold"))
+                start = head - good + 1
+            }
+            // Segment `head` sits in head_slot and each earlier one in the good slot before it.
+            var slot: Int? = state.headSlot
+            var id = head
+            while true {
+                ids.append((id, slot))
+                if id == start { break }
+                slot = slot.flatMap { state.previousSlot(before: $0) }
+                id -= 1
+            }
+            ids.reverse()
+        }
+        if start > 1 && !state.ringIsEmpty {
+            report.notes.append(Note(note: "not_retained", segmentID: start - 1,
+                                     detail: "segments 1 to \(start - 1) are no longer in the ring; gap records name the reclaimed ones"))
         }
 
-        let total = state.segmentCount
-        var slot = state.tailSlot
-        var expected = state.tailSegmentID
-        var done: UInt64 = 0
-        while !state.ringIsEmpty && expected <= state.headSegmentID {
+        // 3. Each segment of the range.
+        let buffer = AlignedBuffer(count: geometry.segmentSize)
+        var walked = Set<Int>()
+        var headPassed = false
+        for (done, entry) in ids.enumerated() {
+            let expected = entry.id
+            guard let slot = entry.slot else {
+                report.segments.append(SegmentVerdict(segmentID: expected, slot: 0, offset: 0, reason: .gap, keyEpoch: 0,
+                                                      detail: "no ring slot is left for segment \(expected)"))
+                walk.previousHash = nil
+                continue
+            }
+            walked.insert(slot)
             let offset = geometry.slotOffset(slot)
             var verdict = SegmentVerdict(segmentID: expected, slot: slot, offset: offset, reason: nil, keyEpoch: 0, detail: "")
-            var claimedHash: [UInt8]?
-            var computed: [UInt8]?
+            var checked = Checked()
             do {
                 try device.read(at: offset, into: buffer.bytes)
-                let image = UnsafeRawBufferPointer(buffer.bytes)
-                let checked = check(image, slot: slot, expected: expected, state: state, options: options, active: &active,
-                                    previousHash: previousHash, previousCtr: previousCtr, verdict: &verdict, report: &report)
-                claimedHash = checked.claimed
-                computed = checked.computed
-                if let ctr = checked.rollbackCtr {
-                    previousCtr = ctr
-                    newestCtr = max(newestCtr, ctr)
-                }
+                checked = check(UnsafeRawBufferPointer(buffer.bytes), slot: slot, expected: expected, state: state, options: options,
+                                walk: &walk, verdict: &verdict, report: &report)
             } catch {
                 verdict.reason = .crcMismatch
                 verdict.detail = "unreadable: \(error)"
             }
             report.segments.append(verdict)
-            if verdict.passed, let computed {
-                verifiedHashes[expected] = computed
-                previousHash = computed
+            if verdict.passed, let computed = checked.computed {
+                walk.verifiedHashes[expected] = computed
+                walk.previousHash = computed
+                if expected == start { walk.startPrevHash = checked.prevHash }
             } else {
                 // One damaged segment fails once: the next is chained to what this one claimed.
-                previousHash = claimedHash
+                walk.previousHash = checked.claimed
             }
-            if expected == state.headSegmentID { headHashChecked = verdict.reason == .hashMismatch ? nil : computed }
-            done += 1
-            progress?(done, total)
-            expected += 1
-            guard let next = state.nextSlot(after: slot) else { break }
-            slot = next
+            if expected == head {
+                headPassed = verdict.passed
+                walk.headHash = verdict.reason == .hashMismatch ? nil : checked.computed
+            }
+            progress?(UInt64(done + 1), UInt64(ids.count))
         }
 
-        // 3. The head.
+        // 4. The head and the metadata against the head's sealed state.
         if analysis.headMissing {
             report.findings.append(Finding(reason: .truncatedTail, offset: geometry.slotOffset(state.headSlot),
                                            detail: "the metadata names segment \(state.headSegmentID) as committed but neither slot's head segment is there"))
-        } else if let head = headHashChecked, head != state.hashHead {
-            report.findings.append(Finding(reason: .hashMismatch, offset: Layout.metadataSlotOffsets[analysis.chosenSlot] + 192,
+        } else if let headHash = walk.headHash, headHash != state.hashHead {
+            report.findings.append(Finding(reason: .hashMismatch, offset: chosenOffset + 192,
                                            detail: "hash_head of metadata slot \(Layout.slotName(analysis.chosenSlot)) is not the hash of head segment \(state.headSegmentID)"))
         }
-        // 4. Power cuts.
-        if let torn = analysis.torn {
-            report.notes.append(Note(note: "torn_tail_power_cut", segmentID: torn.segmentID,
-                                     detail: "segment \(torn.segmentID) in slot \(torn.slot) was being written when the power went (\(torn.reason)); it was never committed"))
+        if headPassed, let seal = analysis.headSeal {
+            for m in state.mismatches(against: seal.statement, tailGivenUp: analysis.tailLost.count) {
+                report.findings.append(Finding(reason: .metadataMismatch, offset: chosenOffset + UInt64(m.offset),
+                                               detail: "metadata slot \(Layout.slotName(analysis.chosenSlot)): \(m) of head segment \(head)"))
+            }
         }
 
-        // 5. The anchor.
+        // 5. Beyond the head: committed segments the metadata no longer shows.
+        let reach = state.ringIsEmpty ? 0 : head
+        for slot in 0..<geometry.ringSlots where !walked.contains(slot) {
+            guard let id = committedSegment(device, slot: slot, above: reach, state: state, options: options, keys: walk.everTrusted,
+                                            buffer: buffer) else { continue }
+            report.findings.append(Finding(reason: .truncatedTail, offset: geometry.slotOffset(slot),
+                                           detail: "slot \(slot) holds committed segment \(id), beyond segment \(reach) where the store now ends: its newest history was cut away"))
+        }
+
+        // 6. Power cuts.
+        if let torn = analysis.torn {
+            if analysis.uncleanShutdown {
+                report.notes.append(Note(note: "torn_tail_power_cut", segmentID: torn.segmentID,
+                                         detail: "segment \(torn.segmentID) in slot \(torn.slot) was being written when the power went (\(torn.reason)); it was never committed"))
+            } else {
+                report.findings.append(Finding(reason: .truncatedTail, offset: geometry.slotOffset(torn.slot),
+                                               detail: "segment \(torn.segmentID) in slot \(torn.slot) is torn (\(torn.reason)) after a cleanly closed head: no commit was in flight, so the store's end was cut"))
+            }
+        }
+
+        // 7. The anchor.
         if let anchorBytes = options.anchor {
-            // The metadata's counter counts too: a store whose newest segments were cut away still
-            // says which session it is in (the anchor check then names the truncation, not a rollback).
-            checkAnchor(anchorBytes, state: state, newestCtr: max(newestCtr, state.rollbackCtr), verifiedHashes: verifiedHashes,
-                        device: device, trusted: active.map(\.key), allowUnsigned: options.allowUnsigned,
-                        report: &report)
+            checkAnchor(anchorBytes, state: state, start: start, walk: walk, allowUnsigned: options.allowUnsigned, report: &report)
+        } else if !state.ringIsEmpty || !report.segments.isEmpty || head > 0 {
+            report.notes.append(Note(note: "truncation_not_excluded", segmentID: reach,
+                                     detail: "no anchor given: a shorter copy of this history (an older image, or one whose newest segments were erased and the metadata rewritten) cannot be excluded; verify with --anchor and a signed head kept off the device"))
         }
         return report
+    }
+
+    /// What the walk carries from one segment to the next.
+    private struct Walk {
+        /// Keys trusted now: the given ones at their epochs, then those rotations endorse.
+        var active: [(key: TrustedKey, epoch: UInt32)]
+        /// Every key trusted at any point of the walk (anchors and segments beyond the head).
+        var everTrusted: [(key: TrustedKey, epoch: UInt32)] = []
+        var previousHash: [UInt8]?
+        /// The statement of the last segment that passed.
+        var lastPassed: Statement?
+        var newestCtr: UInt64 = 0
+        /// Highest seq per source over the segments that passed.
+        var sourceSeq: [String: UInt64] = [:]
+        var signedSeen = false
+        var verifiedHashes: [UInt64: [UInt8]] = [:]
+        var headHash: [UInt8]?
+        /// prev_hash of the first segment of the range, when it passed.
+        var startPrevHash: [UInt8]?
     }
 
     private struct Checked {
         var claimed: [UInt8]?
         var computed: [UInt8]?
-        var rollbackCtr: UInt64?
+        var prevHash: [UInt8]?
     }
 
-    /// Classifies one slot's segment (FORMAT.md 9.2); the first reason that applies wins.
+    /// Classifies one slot's segment (FORMAT.md 9 item 3); the first reason that applies wins.
     private static func check(_ image: UnsafeRawBufferPointer, slot: Int, expected: UInt64, state: Metadata, options: VerifyOptions,
-                              active: inout [(key: TrustedKey, epoch: UInt32)], previousHash: [UInt8]?, previousCtr: UInt64?,
-                              verdict: inout SegmentVerdict, report: inout VerifyReport) -> Checked {
+                              walk: inout Walk, verdict: inout SegmentVerdict, report: inout VerifyReport) -> Checked {
         let geometry = state.geometry
         let offset = geometry.slotOffset(slot)
         func fail(_ reason: VerifyReason, _ detail: String, at: UInt64? = nil) {
@@ -254,8 +320,8 @@ public enum Verifier {
         let statement = seal.statement
         verdict.keyEpoch = statement.keyEpoch
         let result = Checked(claimed: statement.segmentHash, computed: SegmentReader.computedHash(image, info: info),
-                             rollbackCtr: statement.rollbackCtr)
-        let markerOffset = offset + UInt64(Layout.segmentHeaderSize + info.payloadLength)
+                             prevHash: info.prevHash)
+        let markerOffset = offset + UInt64(markerAt)
         if statement.deviceID != state.deviceID {
             fail(.foreignSegment, "sealed for device \(Hex.encode(statement.deviceID)), not \(Hex.encode(state.deviceID))", at: markerOffset)
             return result
@@ -264,17 +330,19 @@ public enum Verifier {
             fail(.hashMismatch, "the header and records do not hash to the sealed segment_hash")
             return result
         }
-        if expected == 1 ? info.prevHash != SegmentHash.zero : (previousHash.map { $0 != info.prevHash } ?? false) {
+        if expected == 1 ? info.prevHash != SegmentHash.zero : (walk.previousHash.map { $0 != info.prevHash } ?? false) {
             fail(.chainBreak, "prev_hash is not the hash of segment \(expected - 1)")
             return result
         }
+        var signedHere = false
         if statement.sigAlg == SignatureAlgorithm.unsigned.rawValue {
-            if !options.allowUnsigned {
-                fail(.unsigned, "the segment is not signed (hash chain only)", at: markerOffset)
+            if !options.allowUnsigned || walk.signedSeen {
+                fail(.unsigned, walk.signedSeen ? "the segment is not signed, after segments that were: a downgrade"
+                                                : "the segment is not signed (hash chain only)", at: markerOffset)
                 return result
             }
         } else {
-            guard let entry = active.first(where: { $0.key.keyID == statement.keyID }), entry.epoch == statement.keyEpoch else {
+            guard let entry = walk.active.first(where: { $0.key.keyID == statement.keyID }), entry.epoch == statement.keyEpoch else {
                 fail(.unknownKey, "signed by key \(Hex.encode(statement.keyID)) epoch \(statement.keyEpoch), which no trusted key or endorsed rotation names", at: markerOffset)
                 return result
             }
@@ -282,112 +350,219 @@ public enum Verifier {
                 fail(.badSignature, "the signature does not verify with key \(Hex.encode(statement.keyID))", at: markerOffset)
                 return result
             }
-            report.sigAlg = entry.key.algorithm
+            signedHere = true
         }
         if let allowed = options.allowedFirmware, !allowed.contains(statement.fwVerHash) {
             fail(.fwNotAllowed, "written by firmware \(Hex.encode(statement.fwVerHash)), not in the allowed list", at: markerOffset)
             return result
         }
-        if let previousCtr, statement.rollbackCtr < previousCtr {
-            fail(.rollback, "rollback_ctr \(statement.rollbackCtr) is below the previous segment's \(previousCtr)", at: markerOffset)
+        if let previous = walk.lastPassed, statement.rollbackCtr < previous.rollbackCtr {
+            fail(.rollback, "rollback_ctr \(statement.rollbackCtr) is below the previous segment's \(previous.rollbackCtr)", at: markerOffset)
             return result
         }
-        // Evidence records: rotations take effect after this segment; the rest become notes.
+        if let why = regression(statement, expected: expected, previous: walk.lastPassed) {
+            fail(.sequenceRegression, why, at: markerOffset)
+            return result
+        }
+        // Records: seqs never repeat per source; rotations take effect after this segment; the
+        // evidence records become notes. All of it counts only if the segment passes.
+        var seqs = walk.sourceSeq
+        var repeated: String?
         var rotationFailed: String?
+        var active = walk.active
+        var added: [(key: TrustedKey, epoch: UInt32)] = []
+        var notes: [Note] = []
         SegmentReader.forEachRecord(image, info: info) { record in
+            guard repeated == nil else { return }
+            let source = record.sourceName
+            if let last = seqs[source], record.seq <= last {
+                repeated = "source \(source) repeats seq \(record.seq) (already at \(last)): its sequence state was lowered"
+                return
+            }
+            seqs[source] = record.seq
             switch record.type {
             case .keyRotation:
-                if let why = applyRotation(record, statement: statement, state: state, options: options, active: &active) {
-                    rotationFailed = why
+                switch applyRotation(record, statement: statement, state: state, options: options, active: &active) {
+                case .failure(let why): rotationFailed = why.text
+                case .success(let key): added.append(key)
                 }
             case .incomplete, .recovery:
-                // Recovery's own account of a power cut or an unclean stop (FORMAT.md 9 item 4).
-                report.notes.append(Note(note: "power_cut_explained", segmentID: expected,
-                                         detail: String(decoding: record.payload, as: UTF8.self)))
+                // Recovery's own account of a power cut or an unclean stop (FORMAT.md 9 item 6).
+                notes.append(Note(note: "power_cut_explained", segmentID: expected, detail: String(decoding: record.payload, as: UTF8.self)))
             case .gap:
-                let payload = String(decoding: record.payload, as: UTF8.self)
-                report.notes.append(Note(note: payload.contains("\"tail_unreadable\"") ? "tail_unreadable" : "ring_overwrite",
-                                         segmentID: expected, detail: payload))
+                let reason = (try? FlatJSON.parse(Array(record.payload)))?.string("reason")
+                let known = ["ring_overwrite", "uplink_acked", "tail_unreadable"]
+                notes.append(Note(note: reason.flatMap { known.contains($0) ? $0 : nil } ?? "ring_overwrite", segmentID: expected,
+                                  detail: String(decoding: record.payload, as: UTF8.self)))
             default:
                 break
             }
         }
+        if let repeated {
+            fail(.sequenceRegression, repeated, at: markerOffset)
+            return result
+        }
         if let rotationFailed {
             fail(.badSignature, rotationFailed, at: markerOffset)
+            return result
         }
+        walk.active = active
+        walk.everTrusted += added
+        walk.sourceSeq = seqs
+        walk.lastPassed = statement
+        walk.newestCtr = max(walk.newestCtr, statement.rollbackCtr)
+        if signedHere {
+            walk.signedSeen = true
+            report.passedSigned += 1
+            report.sigAlg = SignatureAlgorithm(rawValue: statement.sigAlg) ?? .unsigned
+        }
+        report.notes += notes
         return result
     }
 
+    /// Why a segment's sealed state goes backward against the last segment that passed (FORMAT.md
+    /// 9 item 3, sequence_regression), or nil.
+    private static func regression(_ s: Statement, expected: UInt64, previous: Statement?) -> String? {
+        let t = s.sealed
+        if s.recordCount > 0 && t.monoHWM < s.lastMono { return "sealed mono_hwm \(t.monoHWM) is below the segment's last mono_ctr \(s.lastMono)" }
+        if t.tailSegmentID > expected { return "sealed tail_segment_id \(t.tailSegmentID) is above the segment itself" }
+        guard let previous else { return nil }
+        let p = previous.sealed
+        if s.recordCount > 0 && s.firstMono <= p.monoHWM {
+            return "first mono_ctr \(s.firstMono) is not above the previous segment's mono_hwm \(p.monoHWM): orders repeat"
+        }
+        let pairs: [(String, UInt64, UInt64)] = [
+            ("mono_hwm", t.monoHWM, p.monoHWM), ("records_total", t.recordsTotal, p.recordsTotal), ("lost_total", t.lostTotal, p.lostTotal),
+            ("dropped_total", t.droppedTotal, p.droppedTotal), ("uplink_cursor", t.uplinkCursor, p.uplinkCursor),
+            ("tail_segment_id", t.tailSegmentID, p.tailSegmentID), ("wrap_count", UInt64(t.wrapCount), UInt64(p.wrapCount)),
+            ("unexp_rst", UInt64(t.unexpRst), UInt64(p.unexpRst)), ("bo_event", UInt64(t.boEvent), UInt64(p.boEvent)),
+            ("ecc_err_cnt", UInt64(t.eccErrCnt), UInt64(p.eccErrCnt)), ("clock_steps", UInt64(t.clockSteps), UInt64(p.clockSteps)),
+            ("boot_seq", UInt64(t.bootSeq), UInt64(p.bootSeq)),
+        ]
+        for (name, now, before) in pairs where now < before {
+            return "sealed \(name) \(now) is below the previous segment's \(before)"
+        }
+        return nil
+    }
+
+    /// The id of the committed segment in `slot` if it lies beyond `head` (FORMAT.md 9 item 5): valid
+    /// for its own id and slot, of this store, hashing to its seal, signed by a trusted key.
+    private static func committedSegment(_ device: BlockDevice, slot: Int, above head: UInt64, state: Metadata, options: VerifyOptions,
+                                         keys: [(key: TrustedKey, epoch: UInt32)], buffer: AlignedBuffer) -> UInt64? {
+        guard (try? device.read(at: state.geometry.slotOffset(slot), into: buffer.bytes)) != nil else { return nil }
+        let image = UnsafeRawBufferPointer(buffer.bytes)
+        // One cut or retried commit can leave a valid copy of head + 1 that was never acknowledged;
+        // two segments beyond the head cannot come from a power cut.
+        guard let header = try? SegmentReader.header(image, geometry: state.geometry, storeUUID: state.storeUUID),
+              header.segmentID > head &+ 1, header.segmentID < Layout.idLimit,
+              let info = try? SegmentReader.validate(image, slot: slot, expectedID: header.segmentID, geometry: state.geometry,
+                                                     storeUUID: state.storeUUID),
+              let seal = info.seal, SegmentReader.computedHash(image, info: info) == seal.statement.segmentHash
+        else { return nil }
+        let statement = seal.statement
+        if statement.sigAlg == SignatureAlgorithm.unsigned.rawValue { return options.allowUnsigned ? info.segmentID : nil }
+        let verified = keys.contains {
+            $0.key.keyID == statement.keyID && $0.epoch == statement.keyEpoch && $0.key.algorithm.rawValue == statement.sigAlg
+                && $0.key.verifies(seal.signature, of: seal.statementBytes)
+        }
+        return verified ? info.segmentID : nil
+    }
+
+    struct RotationProblem: Error { let text: String }
+
     /// Adds the key a rotation record endorses; the reason it does not, if it does not.
     private static func applyRotation(_ record: RecordView, statement: Statement, state: Metadata, options: VerifyOptions,
-                                      active: inout [(key: TrustedKey, epoch: UInt32)]) -> String? {
+                                      active: inout [(key: TrustedKey, epoch: UInt32)]) -> Result<(key: TrustedKey, epoch: UInt32), RotationProblem> {
         let members: [(key: String, value: FlatJSON.Value)]
-        do { members = try FlatJSON.parse(Array(record.payload)) } catch { return "key rotation record is malformed: \(error)" }
+        do { members = try FlatJSON.parse(Array(record.payload)) } catch { return .failure(RotationProblem(text: "key rotation record is malformed: \(error)")) }
         guard let oldID = members.string("old_key_id").flatMap(Hex.decode), let oldEpoch = members.integer("old_epoch"),
               let newID = members.string("new_key_id").flatMap(Hex.decode), let newEpoch = members.integer("new_epoch"),
               let algName = members.string("new_alg"), let newAlg = SignatureAlgorithm(name: algName), newAlg != .unsigned,
               let publicHex = members.string("new_public_key"), let endorsement = members.string("endorsement").flatMap(Hex.decode),
               oldEpoch <= UInt64(UInt32.max), newEpoch <= UInt64(UInt32.max)
-        else { return "key rotation record lacks a field" }
+        else { return .failure(RotationProblem(text: "key rotation record lacks a field")) }
         guard oldID == statement.keyID, UInt32(oldEpoch) == statement.keyEpoch, newEpoch == oldEpoch + 1 else {
-            return "key rotation record is not from the key that signed its segment"
+            return .failure(RotationProblem(text: "key rotation record is not from the key that signed its segment"))
         }
-        guard let signer = active.first(where: { $0.key.keyID == oldID })?.key else { return "key rotation from an unknown key" }
+        guard let signer = active.first(where: { $0.key.keyID == oldID })?.key else { return .failure(RotationProblem(text: "key rotation from an unknown key")) }
         let newKey: TrustedKey
         if newAlg == .hmacSHA256 {
             // A new HMAC secret cannot be published: the verifier must have been given it.
             guard let given = options.trusted.first(where: { $0.keyID == newID }) else {
-                return "key rotation endorses HMAC key \(Hex.encode(newID)), which was not given with --trust"
+                return .failure(RotationProblem(text: "key rotation endorses HMAC key \(Hex.encode(newID)), which was not given with --trust"))
             }
             newKey = given
         } else {
             guard let der = Hex.decode(publicHex),
                   let parsed = try? TrustedKey.parse(PEM.encode(type: "PUBLIC KEY", der: der), what: "rotation key"),
-                  parsed.algorithm == newAlg, parsed.keyID == newID else { return "key rotation names a public key that does not match its key id" }
+                  parsed.algorithm == newAlg, parsed.keyID == newID else { return .failure(RotationProblem(text: "key rotation names a public key that does not match its key id")) }
             newKey = parsed
         }
         let message = Endorsement.bytes(deviceID: state.deviceID, oldKeyID: oldID, oldEpoch: UInt32(oldEpoch),
                                         newEpoch: UInt32(newEpoch), newAlgorithm: newAlg, newKeyID: newID,
                                         newPublicKeyDER: newAlg == .hmacSHA256 ? [] : newKey.spkiDER)
-        guard signer.verifies(endorsement, of: message) else { return "key rotation endorsement does not verify" }
+        guard signer.verifies(endorsement, of: message) else { return .failure(RotationProblem(text: "key rotation endorsement does not verify")) }
         // The old key signs nothing after its rotation: a retired key may be the compromised one.
         active.removeAll { $0.key.keyID == newID || $0.key.keyID == oldID }
         active.append((newKey, UInt32(newEpoch)))
-        return nil
+        return .success((newKey, UInt32(newEpoch)))
     }
 
-    private static func checkAnchor(_ bytes: [UInt8], state: Metadata, newestCtr: UInt64, verifiedHashes: [UInt64: [UInt8]],
-                                    device: BlockDevice, trusted: [TrustedKey], allowUnsigned: Bool,
+    private static func checkAnchor(_ bytes: [UInt8], state: Metadata, start: UInt64, walk: Walk, allowUnsigned: Bool,
                                     report: inout VerifyReport) {
         let head: SignedHead
         do { head = try SignedHead.parse(bytes) } catch {
             report.findings.append(Finding(reason: .anchorMalformed, offset: 0, detail: error.description))
             return
         }
+        let a = head.statement
         // An unsigned store's head has nothing to verify; it is accepted only where unsigned segments are.
-        let unsignedAccepted = allowUnsigned && head.algorithm == .unsigned
-        guard unsignedAccepted || head.verifies(with: trusted) else {
+        // A signed one verifies with a key trusted at its epoch at any point of the walk: an anchor
+        // taken before a rotation is signed by the key the rotation retired.
+        let verified = a.sigAlg != SignatureAlgorithm.unsigned.rawValue && walk.everTrusted.contains {
+            $0.key.keyID == a.keyID && $0.epoch == a.keyEpoch && $0.key.algorithm.rawValue == a.sigAlg
+                && $0.key.verifies(head.signature, of: head.statementBytes)
+        }
+        guard verified || (allowUnsigned && a.sigAlg == SignatureAlgorithm.unsigned.rawValue) else {
             report.findings.append(Finding(reason: .anchorBadSignature, offset: 0,
-                                           detail: "the anchor's signature does not verify with a trusted key"))
+                                           detail: "the anchor's signature does not verify with a key trusted at its epoch \(a.keyEpoch)"))
             return
         }
-        let a = head.statement
+        let ended = state.ringIsEmpty ? 0 : state.headSegmentID
         if a.deviceID != state.deviceID {
             report.findings.append(Finding(reason: .foreignSegment, offset: 0, detail: "the anchor is for device \(Hex.encode(a.deviceID))"))
-        } else if newestCtr < a.rollbackCtr {
+        } else if a.sealed.storeUUID != state.storeUUID {
+            report.findings.append(Finding(reason: .foreignSegment, offset: 0,
+                                           detail: "the anchor is for store \(Hex.encode(a.sealed.storeUUID)), not this store \(Hex.encode(state.storeUUID))"))
+        } else if walk.newestCtr < a.rollbackCtr {
             report.findings.append(Finding(reason: .rollback, offset: 0,
-                                           detail: "the store's rollback_ctr \(newestCtr) is below the anchor's \(a.rollbackCtr): an older history"))
-        } else if state.ringIsEmpty || state.headSegmentID < a.segmentID {
+                                           detail: "the newest passing segment's rollback_ctr \(walk.newestCtr) is below the anchor's \(a.rollbackCtr): an older history"))
+        } else if ended < a.segmentID {
             report.findings.append(Finding(reason: .truncatedTail, offset: 0,
-                                           detail: "the store ends at segment \(state.ringIsEmpty ? 0 : state.headSegmentID); the anchor proves segment \(a.segmentID) was committed"))
-        } else if a.segmentID >= state.tailSegmentID {
+                                           detail: "the store ends at segment \(ended); the anchor proves segment \(a.segmentID) was committed"))
+        } else if a.segmentID >= start {
             // An unreadable anchor segment already fails as itself (gap, crc_mismatch): no hash to compare.
-            if let stored = verifiedHashes[a.segmentID] ?? StoreHead.seal(of: a.segmentID, state: state, device: device)?.statement.segmentHash,
-               stored != a.segmentHash {
+            if let stored = walk.verifiedHashes[a.segmentID], stored != a.segmentHash {
                 report.findings.append(Finding(reason: .fork, offset: 0,
                                                detail: "segment \(a.segmentID) differs from the one the anchor signed: the history was rewritten"))
             }
+        } else if a.segmentID &+ 1 == start, let link = walk.startPrevHash {
+            if link != a.segmentHash {
+                report.findings.append(Finding(reason: .fork, offset: 0,
+                                               detail: "segment \(start) does not follow the segment \(a.segmentID) the anchor signed: the history was rewritten"))
+            }
+        } else {
+            report.findings.append(Finding(reason: .anchorNotRetained, offset: 0,
+                                           detail: "the anchor's segment \(a.segmentID) is older than the oldest retained segment \(start): nothing here proves this store continues the anchored history; verify against a newer signed head"))
         }
+    }
+
+    /// True when the metadata slot at `offset` reads back as all zero bytes (or cannot be read).
+    private static func slotIsBlank(_ device: BlockDevice, at offset: UInt64) -> Bool {
+        let buffer = AlignedBuffer(count: Layout.metadataSlotSize)
+        guard offset + UInt64(Layout.metadataSlotSize) <= device.byteCount,
+              (try? device.read(at: offset, into: buffer.bytes)) != nil else { return true }
+        return UnsafeRawBufferPointer(buffer.bytes).allSatisfy { $0 == 0 }
     }
 
     /// The metadata slots of a device that holds no readable store, as crc_mismatch findings.

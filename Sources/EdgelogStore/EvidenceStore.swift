@@ -132,6 +132,18 @@ public final class EvidenceStore {
                                   deviceSectorSize: device.sectorSize)
         }
         var state = analysis.state
+        // The metadata is not signed: it may steer the writer only where it agrees with the sealed
+        // state of its head segment (a lowered mono_hwm or last_seq would make it repeat orders).
+        if let seal = analysis.headSeal {
+            let mismatches = state.mismatches(against: seal.statement, tailGivenUp: analysis.tailLost.count)
+            guard mismatches.isEmpty else {
+                throw .metadataContradictsSeal(device: device.name, fields: mismatches.map(\.description))
+            }
+            // Acknowledgments made after the last commit are not sealed: continue from the sealed
+            // cursor (the uplink sends those segments again; the collector stores each once), so a
+            // raised cursor cannot make overwrite-acked reclaim segments the collector never had.
+            state.uplinkCursor = min(state.uplinkCursor, seal.statement.sealed.uplinkCursor)
+        }
         // The next write must land in the slot that does not hold the chosen metadata, even when
         // the newest generation sits in a slot that was passed over: overwriting the chosen slot
         // first would leave the passed-over one as the newest valid slot. Generations may skip one.
@@ -157,32 +169,18 @@ public final class EvidenceStore {
     }
 
     private func repair(_ analysis: StoreAnalysis) throws(StoreError) {
-        // Salvaged records may use the data part only: the reserve keeps room for the incomplete,
-        // gap and recovery records, which must always be written.
+        // The reserve keeps room for the incomplete, gap and recovery records, which must always be written.
         let builder = makeBuilder(evidenceReserve: 1024)
         var mono = metadata.monoHWM
         let now = engineTime()
-        var salvaged = 0
         if let torn = analysis.torn {
-            var kept = 0
-            torn.salvagedBytes.withUnsafeBytes { bytes in
-                var offset = 0
-                while offset < bytes.count, let record = try? SegmentReader.parseRecord(bytes, at: offset, end: bytes.count),
-                      record.mono > mono, builder.appendEncoded(record, evidence: false) {
-                    mono = record.mono
-                    // Salvaged evidence records keep their seq: new ones continue above it.
-                    if record.sourceName == SourceName.engine { engineSeq = max(engineSeq, record.seq) }
-                    offset += record.bytes.count
-                    salvaged += 1
-                }
-                kept = offset
-            }
+            // Nothing of a torn commit is kept (FORMAT.md 4): its bytes were never sealed.
             var json = EvidenceJSON()
             json.add("reason", .word("torn_segment"))
             json.add("segment_id", torn.segmentID)
             json.add("slot", UInt64(torn.slot))
-            json.add("records_salvaged", UInt64(salvaged))
-            json.add("bytes_quarantined", UInt64(torn.quarantinedBytes + torn.salvagedBytes.count - kept))
+            json.add("records_readable", UInt64(torn.readableCount))
+            json.add("bytes_quarantined", UInt64(torn.quarantinedBytes))
             mono += 1
             appendEvidence(.incomplete, json, mono: mono, time: now, to: builder)
         }
@@ -203,7 +201,6 @@ public final class EvidenceStore {
         json.add("rejected_slots", .words((analysis.slotProblems.map(\.slot) + analysis.passedOver).sorted().map(Layout.slotName)))
         json.add("segments_adopted", UInt64(analysis.adopted.count))
         json.add("torn_segment_id", analysis.torn?.segmentID)
-        json.add("records_salvaged", UInt64(salvaged))
         json.add("tail_advanced", UInt64(analysis.tailLost.count))
         mono += 1
         appendEvidence(.recovery, json, mono: mono, time: now, to: builder)
@@ -319,8 +316,10 @@ public final class EvidenceStore {
                     throw .ringFull(policy: policy, detail: "all \(next.geometry.ringSlots) segments hold records"
                         + (policy == .overwriteAcked ? " not yet acknowledged upstream" : "") + "; nothing more is accepted")
                 }
-                if policy == .overwriteOldest && builder.notedLostSegment != next.tailSegmentID {
-                    noteLoss(of: next, slot: slot, in: builder, time: time)
+                // Every reclaim is on record in the segment that reclaims (FORMAT.md 3.5 tail_segment_id):
+                // a loss under overwrite-oldest, a segment the collector holds under overwrite-acked.
+                if builder.notedLostSegment != next.tailSegmentID {
+                    noteLoss(of: next, slot: slot, in: builder, time: time, acked: policy == .overwriteAcked)
                 }
                 Self.advanceTail(&next)
                 // The old tail is given up even if this attempt fails: the write may have damaged it.
@@ -334,19 +333,10 @@ public final class EvidenceStore {
                 next.tailSegmentID = segmentID
             }
             next.commitID += 1
-            let image: UnsafeRawBufferPointer
-            do {
-                image = try builder.seal(segmentID: segmentID, commitID: next.commitID, slot: slot, wrapCount: next.wrapCount,
-                                         storeUUID: next.storeUUID, prevCRC: metadata.headCRC, prevHash: metadata.hashHead,
-                                         rollbackCtr: next.rollbackCtr, identity: identity)
-            } catch {
-                // Nothing was written; the records stay unacknowledged and the writer stops.
-                return try fail(.signing(error.message))
-            }
             next.headSlot = slot
             next.headSegmentID = segmentID
-            next.headCRC = builder.bodyCRC
-            next.hashHead = builder.segmentHash
+            // Read errors met while noting the reclaimed tail count too.
+            next.eccErrCnt = metadata.eccErrCnt
             if let signer = identity.signer {
                 next.keyID = signer.keyID
                 next.keyEpoch = signer.keyEpoch
@@ -366,6 +356,19 @@ public final class EvidenceStore {
             if let stats = builder.timeStats { next.time = stats }
             next.clean = markClean
             next.generation = metadata.generation + 1
+            // The seal signs the state this metadata write carries (FORMAT.md 3.5), so it is sealed
+            // after everything above and before the two fields that come from the seal itself.
+            let image: UnsafeRawBufferPointer
+            do {
+                image = try builder.seal(segmentID: segmentID, commitID: next.commitID, slot: slot, wrapCount: next.wrapCount,
+                                         storeUUID: next.storeUUID, prevCRC: metadata.headCRC, prevHash: metadata.hashHead,
+                                         rollbackCtr: next.rollbackCtr, sealed: next.sealedState, identity: identity)
+            } catch {
+                // Nothing was written; the records stay unacknowledged and the writer stops.
+                return try fail(.signing(error.message))
+            }
+            next.headCRC = builder.bodyCRC
+            next.hashHead = builder.segmentHash
 
             // Segment and metadata go out together (a device may submit both at once): neither
             // counts until the flush below, and recovery tells apart every subset that lands.
@@ -419,8 +422,9 @@ public final class EvidenceStore {
         metadata.badBlocks.append(BadBlock(slot: slot, reason: reason, segmentID: segmentID))
     }
 
-    /// Appends the gap record for the tail segment about to be overwritten (overwrite-oldest).
-    private func noteLoss(of m: Metadata, slot: Int, in builder: SegmentBuilder, time: CaptureTime) {
+    /// Appends the gap record for the tail segment about to be overwritten: a loss (overwrite-oldest)
+    /// or, under overwrite-acked, a segment the collector has acknowledged (not counted as lost).
+    private func noteLoss(of m: Metadata, slot: Int, in builder: SegmentBuilder, time: CaptureTime, acked: Bool) {
         var info: SegmentInfo?
         do {
             try device.read(at: m.geometry.slotOffset(m.tailSlot), into: headerBuffer.bytes)
@@ -432,13 +436,13 @@ public final class EvidenceStore {
             metadata.eccErrCnt &+= 1
         }
         var json = EvidenceJSON()
-        json.add("reason", .word("ring_overwrite"))
+        json.add("reason", .word(acked ? "uplink_acked" : "ring_overwrite"))
         json.add("lost_segment_id", m.tailSegmentID)
         json.add("lost_records", info.map { UInt64($0.recordCount) })
         json.add("first_mono", info?.firstMono)
         json.add("last_mono", info?.lastMono)
         appendEvidence(.gap, json, mono: evidenceMono(builder), time: time, to: builder)
-        builder.addLost(UInt32(info?.recordCount ?? 0))
+        if !acked { builder.addLost(UInt32(info?.recordCount ?? 0)) }
         builder.notedLostSegment = m.tailSegmentID
     }
 

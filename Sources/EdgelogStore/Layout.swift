@@ -3,7 +3,7 @@
 import EdgelogCore
 
 public enum Layout {
-    public static let formatVersion: UInt16 = 4
+    public static let formatVersion: UInt16 = 5
     public static let metadataSlotSize = 4096
     public static let metadataSlotOffsets: [UInt64] = [0, 4096]
     public static let ringOffset: UInt64 = 8192
@@ -11,7 +11,11 @@ public enum Layout {
     public static let minSegmentSize = 4096
     public static let maxSegmentSize = 16 << 20
     public static let segmentHeaderSize = 128
-    public static let commitMarkerSize = 320
+    public static let commitMarkerSize = 432
+    /// Offset of marker_crc inside the commit marker (it covers the bytes before it).
+    public static let markerCRCOffset = 428
+    /// Ids and generations stay below this (FORMAT.md section 2), so no `+ 1` on them can overflow.
+    public static let idLimit: UInt64 = 1 << 62
     public static let recordHeadSize = 60
     public static let recordFixedSize = recordHeadSize + 8 // head + crc + end marker
     public static let maxBadBlocks = 64

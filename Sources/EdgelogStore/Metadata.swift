@@ -85,6 +85,16 @@ public struct Metadata: Equatable, Sendable {
         return nil
     }
 
+    /// The ring slot before `slot`, skipping bad ones; nil when every other slot is bad.
+    public func previousSlot(before slot: Int) -> Int? {
+        var s = slot
+        for _ in 0..<geometry.ringSlots {
+            s = (s + geometry.ringSlots - 1) % geometry.ringSlots
+            if !isBad(s) { return s }
+        }
+        return nil
+    }
+
     /// Where the next segment goes.
     public var nextWriteSlot: Int? {
         if ringIsEmpty { return isBad(tailSlot) ? nextSlot(after: tailSlot) : tailSlot }
@@ -95,6 +105,42 @@ public struct Metadata: Equatable, Sendable {
 
     public func lastSeq(of source: String) -> UInt64 {
         sources.first { $0.name == source }?.lastSeq ?? 0
+    }
+
+    // MARK: the sealed state
+
+    /// SHA-256 of bad_block_count, source_count and the used entries of both tables, as encoded in
+    /// the slot (FORMAT.md 3.5, tables_hash): the source sequence state and the remapped slots.
+    public var tablesHash: [UInt8] {
+        let slot = AlignedBuffer(count: Layout.metadataSlotSize)
+        encode(into: slot.bytes)
+        let b = UnsafeRawBufferPointer(slot.bytes)
+        let bad = min(badBlocks.count, Layout.maxBadBlocks)
+        let src = min(sources.count, Layout.maxSources)
+        var bytes = Array(b[176..<184])
+        bytes += b[256..<(256 + 16 * bad)]
+        bytes += b[1280..<(1280 + 48 * src)]
+        return bytes.withUnsafeBytes { SegmentHash.of($0) }
+    }
+
+    /// The state a commit writing this metadata seals (FORMAT.md 3.5).
+    public var sealedState: SealedState {
+        var t = SealedState()
+        t.storeUUID = storeUUID
+        t.tailSegmentID = tailSegmentID
+        t.monoHWM = monoHWM
+        t.recordsTotal = recordsTotal
+        t.lostTotal = lostTotal
+        t.droppedTotal = droppedTotal
+        t.uplinkCursor = uplinkCursor
+        t.wrapCount = wrapCount
+        t.unexpRst = unexpRst
+        t.boEvent = boEvent
+        t.eccErrCnt = eccErrCnt
+        t.clockSteps = time.clockSteps
+        t.bootSeq = bootSeq
+        t.tablesHash = tablesHash
+        return t
     }
 
     // MARK: encoding
@@ -226,7 +272,15 @@ public struct Metadata: Equatable, Sendable {
         m.tailSlot = Int(b.le(100, as: UInt32.self))
         m.tailSegmentID = b.le(104)
         guard m.headSlot < slots, m.tailSlot < slots else { throw .badGeometry("head or tail slot outside the ring") }
+        // Every id below 2^62 (FORMAT.md 2): no `+ 1` a reader or the writer makes on them can overflow.
+        guard m.generation < Layout.idLimit, m.commitID < Layout.idLimit, m.headSegmentID < Layout.idLimit,
+              m.tailSegmentID < Layout.idLimit else { throw .badGeometry("an id or the generation is 2^62 or more") }
         guard m.tailSegmentID >= 1, m.tailSegmentID <= m.headSegmentID + 1 else { throw .badGeometry("tail segment after head") }
+        // Every commit leaves a segment in the ring (a reclaim happens inside a commit), so only a
+        // store that never committed is empty: a ring "emptied" by its metadata would hide everything.
+        guard m.tailSegmentID <= m.headSegmentID || (m.headSegmentID == 0 && m.tailSegmentID == 1) else {
+            throw .badGeometry("an empty ring after segment \(m.headSegmentID)")
+        }
         m.wrapCount = b.le(112)
         m.clean = b.le(116, as: UInt32.self) == 1
         m.unexpRst = b.le(120)
@@ -263,16 +317,26 @@ public struct Metadata: Equatable, Sendable {
         for i in 0..<badCount {
             let o = 256 + i * 16
             let slot = Int(b.le(o, as: UInt32.self))
-            guard slot < slots, let reason = BadBlock.Reason(rawValue: b.le(o + 4)) else { throw .badGeometry("bad block entry \(i)") }
+            guard slot < slots, let reason = BadBlock.Reason(rawValue: b.le(o + 4)), !m.isBad(slot) else {
+                throw .badGeometry("bad block entry \(i)")
+            }
             m.badBlocks.append(BadBlock(slot: slot, reason: reason, segmentID: b.le(o + 8)))
+        }
+        // Bad slots never hide segments: the retained range fits the good slots, and a ring keeps
+        // at least two (the head's and the next) or it could not have been written.
+        guard slots - badCount >= 2 else { throw .badGeometry("\(badCount) of \(slots) ring slots listed bad") }
+        guard m.ringIsEmpty || m.headSegmentID - m.tailSegmentID < UInt64(slots - badCount) else {
+            throw .badGeometry("segments \(m.tailSegmentID) to \(m.headSegmentID) do not fit \(slots - badCount) good slots")
         }
         for i in 0..<sourceCount {
             let o = 1280 + i * 48
             let n = Int(b[o])
-            guard n >= 1, n <= SourceName.maxLength, b[(o + 1)..<(o + 1 + n)].allSatisfy(SourceName.isAllowed) else {
+            guard n >= 1, n <= SourceName.maxLength, SourceName.isValid(UnsafeRawBufferPointer(rebasing: b[(o + 1)..<(o + 1 + n)])) else {
                 throw .badGeometry("source entry \(i)")
             }
-            m.sources.append(SourceEntry(name: String(decoding: b[(o + 1)..<(o + 1 + n)], as: UTF8.self), lastSeq: b.le(o + 40)))
+            let name = String(decoding: b[(o + 1)..<(o + 1 + n)], as: UTF8.self)
+            guard !m.sources.contains(where: { $0.name == name }) else { throw .badGeometry("source entry \(i) repeats \(name)") }
+            m.sources.append(SourceEntry(name: name, lastSeq: b.le(o + 40)))
         }
         return m
     }

@@ -88,10 +88,33 @@ public struct SealIdentity: Sendable {
     }
 }
 
-/// The 192 signed bytes of a seal, as fields.
+/// The evidence state a commit's metadata write carries, signed in its statement (FORMAT.md 3.5,
+/// offsets 192..319): the numbers an auditor or the writer relies on, so that the unsigned metadata
+/// slot is only believed where it agrees with its head segment's seal.
+public struct SealedState: Equatable, Sendable {
+    public var storeUUID = [UInt8](repeating: 0, count: 16)
+    public var tailSegmentID: UInt64 = 0
+    public var monoHWM: UInt64 = 0
+    public var recordsTotal: UInt64 = 0
+    public var lostTotal: UInt64 = 0
+    public var droppedTotal: UInt64 = 0
+    public var uplinkCursor: UInt64 = 0
+    public var wrapCount: UInt32 = 0
+    public var unexpRst: UInt32 = 0
+    public var boEvent: UInt32 = 0
+    public var eccErrCnt: UInt32 = 0
+    public var clockSteps: UInt32 = 0
+    public var bootSeq: UInt32 = 0
+    /// SHA-256 of the bad-block and source tables as the metadata holds them (Metadata.tablesHash).
+    public var tablesHash = [UInt8](repeating: 0, count: 32)
+
+    public init() {}
+}
+
+/// The 320 signed bytes of a seal, as fields.
 public struct Statement: Equatable, Sendable {
-    public static let size = 192
-    public static let magic = magic64("EDGESIG1")
+    public static let size = 320
+    public static let magic = magic64("EDGESIG2")
     /// Where the seal starts inside the commit marker.
     public static let markerOffset = 40
     public static let maxSignatureLength = 64
@@ -111,10 +134,11 @@ public struct Statement: Equatable, Sendable {
     public var sigAlg: UInt8 = 0
     public var keySrc: UInt8 = 0
     public var sigLen: UInt16 = 0
+    public var sealed = SealedState()
 
     public init() {}
 
-    /// Writes the 192 bytes at `o` of `b`.
+    /// Writes the 320 bytes at `o` of `b`.
     public func encode(into b: UnsafeMutableRawBufferPointer, at o: Int) {
         b.zero(o..<(o + Self.size))
         b.setLE(Self.magic, at: o)
@@ -133,6 +157,21 @@ public struct Statement: Equatable, Sendable {
         b.setLE(sigAlg, at: o + 184)
         b.setLE(keySrc, at: o + 185)
         b.setLE(sigLen, at: o + 186)
+        let t = sealed
+        t.storeUUID.prefix(16).withUnsafeBytes { b.setBytes($0, at: o + 192) }
+        b.setLE(t.tailSegmentID, at: o + 208)
+        b.setLE(t.monoHWM, at: o + 216)
+        b.setLE(t.recordsTotal, at: o + 224)
+        b.setLE(t.lostTotal, at: o + 232)
+        b.setLE(t.droppedTotal, at: o + 240)
+        b.setLE(t.uplinkCursor, at: o + 248)
+        b.setLE(t.wrapCount, at: o + 256)
+        b.setLE(t.unexpRst, at: o + 260)
+        b.setLE(t.boEvent, at: o + 264)
+        b.setLE(t.eccErrCnt, at: o + 268)
+        b.setLE(t.clockSteps, at: o + 272)
+        b.setLE(t.bootSeq, at: o + 276)
+        t.tablesHash.prefix(32).withUnsafeBytes { b.setBytes($0, at: o + 280) }
     }
 
     public var bytes: [UInt8] {
@@ -141,7 +180,7 @@ public struct Statement: Equatable, Sendable {
         return out
     }
 
-    /// Parses 192 bytes at `o`; nil when the magic is not there.
+    /// Parses 320 bytes at `o`; nil when the magic is not there.
     public static func decode(_ b: UnsafeRawBufferPointer, at o: Int) -> Statement? {
         guard o >= 0, b.count - o >= size, b.le(o, as: UInt64.self) == magic else { return nil }
         var s = Statement()
@@ -160,6 +199,20 @@ public struct Statement: Equatable, Sendable {
         s.sigAlg = b[o + 184]
         s.keySrc = b[o + 185]
         s.sigLen = b.le(o + 186)
+        s.sealed.storeUUID = Array(b[(o + 192)..<(o + 208)])
+        s.sealed.tailSegmentID = b.le(o + 208)
+        s.sealed.monoHWM = b.le(o + 216)
+        s.sealed.recordsTotal = b.le(o + 224)
+        s.sealed.lostTotal = b.le(o + 232)
+        s.sealed.droppedTotal = b.le(o + 240)
+        s.sealed.uplinkCursor = b.le(o + 248)
+        s.sealed.wrapCount = b.le(o + 256)
+        s.sealed.unexpRst = b.le(o + 260)
+        s.sealed.boEvent = b.le(o + 264)
+        s.sealed.eccErrCnt = b.le(o + 268)
+        s.sealed.clockSteps = b.le(o + 272)
+        s.sealed.bootSeq = b.le(o + 276)
+        s.sealed.tablesHash = Array(b[(o + 280)..<(o + 312)])
         return s
     }
 

@@ -112,23 +112,6 @@ public final class SegmentBuilder: @unchecked Sendable {
         }
     }
 
-    /// Copies an already-encoded, validated record (recovery's salvage) into this segment.
-    @discardableResult
-    public func appendEncoded(_ record: RecordView, evidence: Bool = true) -> Bool {
-        let limit = evidence ? geometry.payloadCapacity : dataCapacity
-        guard payloadLength + record.bytes.count <= limit else { return false }
-        buffer.bytes.setBytes(record.bytes, at: Layout.segmentHeaderSize + payloadLength)
-        if recordCount == 0 {
-            firstMono = record.mono
-        }
-        lastMono = record.mono
-        recordCount += 1
-        payloadLength += record.bytes.count
-        if record.rawType == RecordType.data.rawValue { dataRecordCount += 1 }
-        noteSeq(source: record.source, seq: record.seq)
-        return true
-    }
-
     public func addLost(_ n: UInt32) { lostRecords &+= n }
     public func addDropped(_ n: UInt32) { droppedRecords &+= n }
 
@@ -157,7 +140,7 @@ public final class SegmentBuilder: @unchecked Sendable {
 
     /// Writes the header and the commit marker with its seal; returns the bytes to write (sector padded).
     public func seal(segmentID: UInt64, commitID: UInt64, slot: Int, wrapCount: UInt32, storeUUID: [UInt8],
-                     prevCRC: UInt32, prevHash: [UInt8], rollbackCtr: UInt64,
+                     prevCRC: UInt32, prevHash: [UInt8], rollbackCtr: UInt64, sealed: SealedState,
                      identity: SealIdentity) throws(SigningError) -> UnsafeRawBufferPointer {
         let b = buffer.bytes
         b.zero(0..<Layout.segmentHeaderSize)
@@ -203,6 +186,8 @@ public final class SegmentBuilder: @unchecked Sendable {
         statement.fwVerHash = identity.fwVerHash
         statement.prevHash = prevHash
         statement.segmentHash = segmentHash
+        statement.sealed = sealed
+        statement.sealed.storeUUID = storeUUID
         if let signer = identity.signer {
             statement.keyEpoch = signer.keyEpoch
             statement.keyID = signer.keyID
@@ -220,7 +205,7 @@ public final class SegmentBuilder: @unchecked Sendable {
             signature.withUnsafeBytes { b.setBytes($0, at: sealAt + Statement.size) }
         }
         b.setLE(UInt32(Statement.size) + UInt32(statement.sigLen), at: m + 36)
-        b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[m..<(m + 316)])), at: m + 316)
+        b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[m..<(m + Layout.markerCRCOffset)])), at: m + Layout.markerCRCOffset)
         return buffer.readOnly(0..<writeLength)
     }
 

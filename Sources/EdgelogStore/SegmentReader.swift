@@ -103,7 +103,8 @@ public enum SegmentReader {
         }
         let m = Layout.segmentHeaderSize + info.payloadLength
         guard b.le(m, as: UInt64.self) == Layout.markerMagic else { throw .torn("commit marker missing") }
-        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[m..<(m + 316)])) == b.le(m + 316, as: UInt32.self) else {
+        let crcAt = Layout.markerCRCOffset
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[m..<(m + crcAt)])) == b.le(m + crcAt, as: UInt32.self) else {
             throw .torn("commit marker CRC mismatch")
         }
         guard b.le(m + 8, as: UInt64.self) == info.segmentID, b.le(m + 16, as: UInt64.self) == info.commitID,
@@ -140,12 +141,17 @@ public enum SegmentReader {
         let sealLength = Int(b.le(m + 36, as: UInt32.self))
         guard let statement = Statement.decode(b, at: m + Statement.markerOffset) else { throw .badSeal("no statement") }
         let signatureLength = Int(statement.sigLen)
-        guard signatureLength <= Statement.maxSignatureLength, sealLength == Statement.size + signatureLength else {
+        guard let algorithm = statement.algorithm else { throw .badSeal("unknown sig_alg \(statement.sigAlg)") }
+        guard signatureLength == algorithm.signatureLength else {
+            throw .badSeal("sig_len \(signatureLength) is not the \(algorithm.signatureLength) bytes of \(algorithm.name)")
+        }
+        guard sealLength == Statement.size + signatureLength else {
             throw .badSeal("seal length \(sealLength) does not match signature length \(signatureLength)")
         }
         guard statement.segmentID == info.segmentID, statement.commitID == info.commitID,
               statement.firstMono == info.firstMono, statement.lastMono == info.lastMono,
-              Int(statement.recordCount) == info.recordCount, statement.prevHash == info.prevHash
+              Int(statement.recordCount) == info.recordCount, statement.prevHash == info.prevHash,
+              b[16..<32].elementsEqual(statement.sealed.storeUUID)
         else { throw .badSeal("statement disagrees with the header") }
         let sealAt = m + Statement.markerOffset
         return SealView(statement: statement,
@@ -182,7 +188,7 @@ public enum SegmentReader {
         }
         let sourceStart = offset + Layout.recordHeadSize
         let source = UnsafeRawBufferPointer(rebasing: b[sourceStart..<(sourceStart + sourceLength)])
-        guard source.allSatisfy(SourceName.isAllowed) else { throw RecordProblem(offset: offset, reason: "bad source name") }
+        guard SourceName.isValid(source) else { throw RecordProblem(offset: offset, reason: "bad source name") }
         return RecordView(
             bytes: UnsafeRawBufferPointer(rebasing: b[offset..<(offset + length)]),
             rawType: b.le(offset + 4), seq: b.le(offset + 8), mono: b.le(offset + 16),
@@ -204,18 +210,17 @@ public enum SegmentReader {
         }
     }
 
-    /// The records of a torn segment that check one by one from the start, up to the first bad one.
-    public static func salvage(_ b: UnsafeRawBufferPointer, info: SegmentInfo, geometry: Geometry, after mono: UInt64) -> (records: [RecordView], validBytes: Int, declaredBytes: Int) {
+    /// How many records of a torn segment check one by one from the start (none are kept: FORMAT.md
+    /// section 4), and the payload bytes it declares (all of them quarantined).
+    public static func readableRecords(_ b: UnsafeRawBufferPointer, info: SegmentInfo, geometry: Geometry) -> (count: Int, declaredBytes: Int) {
         let declared = min(info.payloadLength, geometry.payloadCapacity)
         let end = min(Layout.segmentHeaderSize + declared, b.count)
-        var records: [RecordView] = []
+        var count = 0
         var offset = Layout.segmentHeaderSize
-        var previous = mono
-        while offset < end, let record = try? parseRecord(b, at: offset, end: end), record.mono > previous {
-            records.append(record)
-            previous = record.mono
+        while offset < end, let record = try? parseRecord(b, at: offset, end: end) {
+            count += 1
             offset += record.bytes.count
         }
-        return (records, offset - Layout.segmentHeaderSize, declared)
+        return (count, declared)
     }
 }

@@ -9,9 +9,10 @@ public struct TornSegment: Equatable, Sendable {
     public var segmentID: UInt64
     public var slot: Int
     public var reason: String
-    /// Encoded records that check one by one before the tear, back to back.
-    public var salvagedBytes: [UInt8]
-    public var salvagedCount: Int
+    /// Records that check one by one before the tear. None is kept: the writer never sealed them,
+    /// so keeping them would let anyone who can write the card have the device sign them.
+    public var readableCount: Int
+    /// Payload bytes the torn header declares: all of them are quarantined.
     public var quarantinedBytes: Int
 }
 
@@ -31,6 +32,9 @@ public struct StoreAnalysis: Sendable {
     /// Tail segments given up because a cut reclaim had overwritten them.
     public var tailLost: [UInt64] = []
     public var torn: TornSegment?
+    /// The seal of the head segment (the chosen slot's, or the last adopted): what the metadata
+    /// must agree with (FORMAT.md 9 item 4). Nil when there is no head or it is not valid.
+    public var headSeal: SealView?
     /// Why the forward scan stopped.
     public var scanStop = ""
     public var readErrors = 0
@@ -119,6 +123,7 @@ extension EvidenceStore {
 
         // Choose: the newest slot whose newest segment checks.
         var chosen: (slot: Int, meta: Metadata)?
+        var headSeal: SealView?
         var passedOver: [Int] = []
         for candidate in valid {
             let m = candidate.meta
@@ -131,6 +136,7 @@ extension EvidenceStore {
                                                       geometry: geometry, storeUUID: m.storeUUID),
                head.bodyCRC == m.headCRC {
                 chosen = candidate
+                headSeal = head.seal
                 break
             }
             passedOver.append(candidate.slot)
@@ -145,6 +151,7 @@ extension EvidenceStore {
         analysis.passedOver = passedOver
         analysis.headMissing = headMissing
         analysis.chosenClean = pick.meta.clean
+        analysis.headSeal = headSeal
         var state = pick.meta
 
         // Forward scan: adopt segments whose commit wrote the segment but not the metadata.
@@ -170,15 +177,13 @@ extension EvidenceStore {
                 else { throw .noHeader("segment \(info.segmentID) fails its hash or hash chain check") }
                 apply(adopted: info, image: image, to: &state, reclaimedTail: reclaimsTail)
                 analysis.adopted.append(info)
+                analysis.headSeal = info.seal
             } catch {
                 analysis.scanStop = "slot \(slot): \(error)" + (follows ? "" : " (does not follow the head)")
                 if case .torn(let why) = error, follows, let info = header {
-                    let salvage = SegmentReader.salvage(image, info: info, geometry: geometry, after: state.monoHWM)
-                    var bytes: [UInt8] = []
-                    for record in salvage.records { bytes.append(contentsOf: record.bytes) }
-                    analysis.torn = TornSegment(segmentID: expected, slot: slot, reason: why, salvagedBytes: bytes,
-                                                salvagedCount: salvage.records.count,
-                                                quarantinedBytes: max(0, salvage.declaredBytes - salvage.validBytes))
+                    let readable = SegmentReader.readableRecords(image, info: info, geometry: geometry)
+                    analysis.torn = TornSegment(segmentID: expected, slot: slot, reason: why, readableCount: readable.count,
+                                                quarantinedBytes: readable.declaredBytes)
                 }
                 // A cut reclaim may have damaged the tail segment it was overwriting: if the tail no
                 // longer checks, it is given up, and the recovery records say so. Only after an
@@ -221,6 +226,9 @@ extension EvidenceStore {
         state.headCRC = info.bodyCRC
         if let statement = info.seal?.statement {
             state.hashHead = statement.segmentHash
+            // The commit's time bookkeeping is in its metadata write, which did not land; its seal
+            // carries the step count (the rest of the time fields are not sealed).
+            state.time.clockSteps = statement.sealed.clockSteps
             state.keyID = statement.keyID
             state.keyEpoch = statement.keyEpoch
             state.sigAlg = statement.sigAlg

@@ -29,6 +29,9 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
     case signing(String)
     /// The store is older than its anchor, or forks from it (FORMAT.md section 8).
     case anchorRefused(reason: String, detail: String)
+    /// The unsigned metadata contradicts the signed state of its own head segment (FORMAT.md 9
+    /// item 4): edited, so it must not steer the writer. Nothing was written.
+    case metadataContradictsSeal(device: String, fields: [String])
 
     public var description: String {
         switch self {
@@ -54,6 +57,9 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         case .closed(let why): return "store is closed: \(why)"
         case .signing(let why): return "cannot sign the commit: \(why); nothing more is acknowledged"
         case .anchorRefused(let reason, let detail): return "refused by the anchor (\(reason)): \(detail); the store was not changed"
+        case .metadataContradictsSeal(let device, let fields):
+            return "\(device): the metadata contradicts the signed head segment (\(fields.joined(separator: "; "))): it was edited "
+                + "after that commit, so the writer will not trust it; the store was not changed (run edgelog verify for the whole report)"
         }
     }
 }

@@ -1,7 +1,10 @@
 // Walks the committed segments from tail to head (docs/FORMAT.md section 5) for export and
 // tests. Read-only. A segment inside the committed range that fails validation is reported with
 // its place and reason, and the walk goes on: slots are at fixed places, so one bad segment
-// never hides the others.
+// never hides the others. Records are printed only from segments whose hash matches their seal and
+// whose prev_hash chains onto the segment printed before them (FORMAT.md 5 step 4): a CRC can be
+// recomputed by anyone, so structure alone does not make records the writer's. Signatures are the
+// verifier's to check.
 
 import EdgelogCore
 
@@ -26,11 +29,24 @@ public enum StoreReader {
         let buffer = AlignedBuffer(count: geometry.segmentSize)
         var slot = state.tailSlot
         var id = state.tailSegmentID
+        var previousHash: [UInt8]? = id == 1 ? SegmentHash.zero : nil
         while id <= state.headSegmentID {
             let offset = geometry.slotOffset(slot)
-            switch load(device: device, buffer: buffer, slot: slot, id: id, state: state) {
+            var loaded = load(device: device, buffer: buffer, slot: slot, id: id, state: state)
+            if case .success(let info) = loaded {
+                let image = UnsafeRawBufferPointer(buffer.bytes)
+                let hash = SegmentReader.computedHash(image, info: info)
+                if hash != info.seal?.statement.segmentHash {
+                    loaded = .failure(Reason(text: "hash_mismatch: the header and records do not hash to the sealed segment_hash"))
+                } else if let previousHash, previousHash != info.prevHash {
+                    loaded = .failure(Reason(text: "chain_break: prev_hash is not the hash of segment \(id - 1)"))
+                }
+                previousHash = hash
+            }
+            switch loaded {
             case .failure(let reason):
                 damage.append(SegmentDamage(segmentID: id, slot: slot, byteOffset: offset, reason: reason.text))
+                previousHash = nil
             case .success(let info) where info.commitID > sinceCommit:
                 let image = UnsafeRawBufferPointer(buffer.bytes)
                 var recordOffset = Layout.segmentHeaderSize

@@ -61,7 +61,7 @@ enum FuzzTarget: String, CaseIterable {
             }
         }
         if let info = try? SegmentReader.header(image, geometry: geometry, storeUUID: uuid) {
-            _ = SegmentReader.salvage(image, info: info, geometry: geometry, after: 0)
+            _ = SegmentReader.readableRecords(image, info: info, geometry: geometry)
         }
         var offset = Layout.segmentHeaderSize
         while offset < image.count, let record = try? SegmentReader.parseRecord(image, at: offset, end: image.count) {

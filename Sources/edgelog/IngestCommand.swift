@@ -183,6 +183,11 @@ struct IngestJob {
                         Exit.say("line \(lineNumber): rejected: not a JSON object: \(error)")
                         return
                     }
+                    if let at = JSONObjectValidator.controlCharacter(in: UnsafeRawBufferPointer(rebasing: bytes[object])) {
+                        rejected += 1
+                        Exit.say("line \(lineNumber): rejected: control character (tab, carriage return or other) at byte \(object.lowerBound + at + 1): use spaces between JSON tokens and escapes inside strings")
+                        return
+                    }
                     let time = timebase.capture(before: &before)
                     if !before.isEmpty {
                         appendTime(before)
@@ -222,7 +227,7 @@ enum RecoverySummary {
         if a.uncleanShutdown { parts.append("last shutdown was not clean") }
         if !a.adopted.isEmpty { parts.append("adopted \(a.adopted.count) segment(s) whose metadata write was cut") }
         if let torn = a.torn {
-            parts.append("segment \(torn.segmentID) in slot \(torn.slot) was torn (\(torn.reason)): \(torn.salvagedCount) record(s) salvaged, \(torn.quarantinedBytes) byte(s) quarantined")
+            parts.append("segment \(torn.segmentID) in slot \(torn.slot) was torn (\(torn.reason)): \(torn.readableCount) record(s) readable, none kept (never sealed), \(torn.quarantinedBytes) byte(s) quarantined")
         }
         for (slot, problem) in a.slotProblems { parts.append("metadata slot \(Layout.slotName(slot)) was invalid (\(problem)) and is rewritten") }
         if !a.passedOver.isEmpty { parts.append("metadata slot \(a.passedOver.map(Layout.slotName).joined(separator: ",")) passed over: its newest segment did not check") }

@@ -21,14 +21,29 @@ func jsonEscaped(_ text: String) -> String {
     return out
 }
 
+/// Text for a terminal: every byte outside printable ASCII (0x20 to 0x7E) as `\xNN`, so bytes from
+/// a card (escape sequences, carriage returns, newlines) cannot move the cursor or fake a line.
+func terminalSafe(_ text: String) -> String {
+    var out = ""
+    for byte in text.utf8 {
+        if byte >= 0x20 && byte <= 0x7E {
+            out.unicodeScalars.append(Unicode.Scalar(byte))
+        } else {
+            out += "\\x" + (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }
+    }
+    return out
+}
+
 /// A JSON object built key by key, in order.
 struct JSONObject {
-    enum Value { case int(Int64), bool(Bool), string(String), null, raw(String) }
+    enum Value { case int(Int64), uint(UInt64), bool(Bool), string(String), null, raw(String) }
     private var parts: [String] = []
     mutating func add(_ key: String, _ value: Value) {
         let v: String
         switch value {
         case .int(let n): v = String(n)
+        case .uint(let n): v = String(n)
         case .bool(let b): v = b ? "true" : "false"
         case .string(let s): v = "\"\(jsonEscaped(s))\""
         case .null: v = "null"

@@ -86,7 +86,8 @@ struct VerifyCommand: ParsableCommand {
         }
         var anchorBytes: [UInt8]?
         if let anchor {
-            do { anchorBytes = Array(try LocalFile.read(anchor, limit: 1 << 20).bytes.prefix { $0 != 0x0A }) } catch {
+            // The whole file: it must be exactly one signed head (FORMAT.md 8), judged by the verifier.
+            do { anchorBytes = Array(try LocalFile.read(anchor, limit: 64 << 10).bytes) } catch {
                 Exit.say("error: \(error)")
                 throw ExitCode(Self.usageExit)
             }
@@ -131,7 +132,7 @@ enum VerifyText {
         }
         out += "{\"kind\":\"summary\",\"verdict\":\"\(r.passed ? "PASS" : "FAIL")\",\"segments\":\(r.segments.count),"
             + "\"passed\":\(r.segments.count - r.failedSegments),\"failed\":\(r.failedSegments),"
-            + "\"signed\":\(r.sigAlg != .unsigned),\"sig_alg\":\"\(r.sigAlg.name)\","
+            + "\"signed\":\(r.signed),\"sig_alg\":\"\(r.sigAlg.name)\","
             + "\"reasons\":[\(r.reasons.map { "\"\($0)\"" }.joined(separator: ","))]}\n"
         return out
     }
@@ -139,15 +140,17 @@ enum VerifyText {
     static func table(_ r: VerifyReport) -> String {
         var out = ""
         // Passing segments are summarized; every failure is listed with its offset.
+        // Details may quote record payloads from the card: printed escaped, they cannot draw a line.
         for s in r.segments where !s.passed {
-            out += "segment \(s.segmentID) (slot \(s.slot), offset \(s.offset)): sig_verify=FAIL \(s.reason?.rawValue ?? "") - \(s.detail)\n"
+            out += "segment \(s.segmentID) (slot \(s.slot), offset \(s.offset)): sig_verify=FAIL \(s.reason?.rawValue ?? "") - \(terminalSafe(s.detail))\n"
         }
-        for f in r.findings { out += "FAIL \(f.reason.rawValue) at offset \(f.offset): \(f.detail)\n" }
-        for n in r.notes { out += "note \(n.note) (segment \(n.segmentID)): \(n.detail)\n" }
+        for f in r.findings { out += "FAIL \(f.reason.rawValue) at offset \(f.offset): \(terminalSafe(f.detail))\n" }
+        for n in r.notes { out += "note \(n.note) (segment \(n.segmentID)): \(terminalSafe(n.detail))\n" }
         let first = r.segments.first?.segmentID, last = r.segments.last?.segmentID
         let range = first.map { "segments \($0)..\(last ?? $0)" } ?? "no segments"
         out += "\(r.passed ? "PASS" : "FAIL"): \(range), \(r.segments.count - r.failedSegments) passed, \(r.failedSegments) failed; "
-            + (r.sigAlg == .unsigned ? "unsigned (hash chain only)" : "signed \(r.sigAlg.name)")
+            + (r.signed ? "signed \(r.sigAlg.name)" : r.sigAlg == .unsigned ? "unsigned (hash chain only)"
+                : "NOT all signed (last signature \(r.sigAlg.name))")
             + (r.reasons.isEmpty ? "" : "; reasons: " + r.reasons.joined(separator: ", ")) + "\n"
         return out
     }

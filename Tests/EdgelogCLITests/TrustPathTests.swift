@@ -209,7 +209,7 @@ struct TrustPathTests {
         let fields = try #require(jsonLines(head.out).first)
         let statement = try #require(Hex.decode(fields["statement"] as? String ?? ""))
         let signature = try #require(Hex.decode(fields["signature"] as? String ?? ""))
-        #expect(statement.count == 192)
+        #expect(statement.count == 320)
         let stmt = s.path("statement.bin"), sig = s.path("signature.bin")
         FileManager.default.createFile(atPath: stmt, contents: Data(statement))
         let r: Outcome

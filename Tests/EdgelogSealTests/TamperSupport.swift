@@ -93,7 +93,7 @@ struct Forge {
     mutating func fixBodyAndMarker(slot: Int) {
         let s = Self.slotOffset(slot), m = markerOffset(slot: slot)
         setU32(crc(s..<m), at: m + 32)
-        setU32(crc(m..<(m + 316)), at: m + 316)
+        setU32(crc(m..<(m + Layout.markerCRCOffset)), at: m + Layout.markerCRCOffset)
     }
 
     /// Writes the true hash of the (edited) segment into its seal: the signature then no longer matches.
@@ -101,7 +101,7 @@ struct Forge {
         let s = Self.slotOffset(slot), m = markerOffset(slot: slot)
         let hash = image.withUnsafeBytes { SegmentHash.of(UnsafeRawBufferPointer(rebasing: $0[s..<m])) }
         image.replaceSubrange((m + 40 + 152)..<(m + 40 + 184), with: hash)
-        setU32(crc(m..<(m + 316)), at: m + 316)
+        setU32(crc(m..<(m + Layout.markerCRCOffset)), at: m + Layout.markerCRCOffset)
     }
 
     /// Signs the segment's statement again with `signer` (an attacker holding some key).
@@ -115,7 +115,7 @@ struct Forge {
         let signature = try statement.withUnsafeBytes { b throws(SigningError) in try signer.sign(b) }
         image.replaceSubrange((st + 192)..<(st + 256), with: signature + Array(repeating: 0, count: 64 - signature.count))
         setU32(UInt32(192 + signature.count), at: m + 36)
-        setU32(crc(m..<(m + 316)), at: m + 316)
+        setU32(crc(m..<(m + Layout.markerCRCOffset)), at: m + Layout.markerCRCOffset)
     }
 
     mutating func fixMetadataCRC(slot: Int) {

@@ -98,8 +98,8 @@ struct TamperTests {
         let records = forge.records(slot: slot)
         let victim = records[4] // the last record: first/last mono change too
         let length = Int(forge.u32(victim))
-        let markerBytes = Array(forge.image[forge.markerOffset(slot: slot)..<(forge.markerOffset(slot: slot) + 320)])
-        forge.image.replaceSubrange(victim..<(victim + length + 320), with: markerBytes + Array(repeating: 0, count: length))
+        let markerBytes = Array(forge.image[forge.markerOffset(slot: slot)..<(forge.markerOffset(slot: slot) + Layout.commitMarkerSize)])
+        forge.image.replaceSubrange(victim..<(victim + length + Layout.commitMarkerSize), with: markerBytes + Array(repeating: 0, count: length))
         let previousMono: UInt64 = forge.image.withUnsafeBytes { $0.le(records[3] + 16) }
         forge.setU32(4, at: s + 56)
         forge.setU32(UInt32(forge.payloadLength(slot: slot) - length), at: s + 60)
