@@ -33,7 +33,7 @@ the quoted text `hex:HEX` (CSV).  Choices where FORMAT.md leaves room:
 "nothing before or after the object" is read as "the first byte is { and
 the last }" (no surrounding spaces either); the object itself is depth 1,
 so 64 nested containers are printable and 65 are not; RFC 8259's grammar
-is checked, not the meaning of \u escapes (an unpaired surrogate escape is
+is checked, not the meaning of \\u escapes (an unpaired surrogate escape is
 grammatical) and not duplicate names.  The check is iterative, so a deeply
 nested payload costs time linear in its length and never recursion.
 
@@ -94,6 +94,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -736,7 +737,8 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
 
 _SEG_STRUCT = struct.Struct("<8sHHI16sQQIIIIQQ32sIIII")
 _MARKER_STRUCT = struct.Struct("<8sQQIIII")
-_STATEMENT_STRUCT = struct.Struct("<8s16sQQQQII16sQ32s32s32sBBH4x")
+_STATEMENT_STRUCT = struct.Struct("<8s16sQQQQII16sQ32s32s32sBBH4x"
+                                   "16sQQQQQQIIIIII32s8x")
 assert _STATEMENT_STRUCT.size == STATEMENT_SIZE
 
 
@@ -761,11 +763,13 @@ def slot_has_header_magic(store: Store, meta: Metadata, slot: int) -> bool:
 
 
 def parse_seal(seal: bytes) -> Seal:
-    """Split the 272-byte seal area at the offsets of section 3.5.  No check
+    """Split the 384-byte seal area at the offsets of section 3.5.  No check
     here: seal_problem() decides whether it is well formed."""
     (magic, device_id, segment_id, commit_id, first_mono, last_mono, record_count,
      key_epoch, key_id, rollback_ctr, fw_ver_hash, prev_hash, segment_hash, sig_alg,
-     key_src, sig_len) = _STATEMENT_STRUCT.unpack_from(seal, 0)
+     key_src, sig_len, store_uuid, tail_segment_id, mono_hwm, records_total, lost_total,
+     dropped_total, uplink_cursor, wrap_count, unexp_rst, bo_event, ecc_err_cnt,
+     clock_steps, boot_seq, tables_hash) = _STATEMENT_STRUCT.unpack_from(seal, 0)
     sig_field = seal[STATEMENT_SIZE:STATEMENT_SIZE + SIG_MAX]
     return Seal(seal_len=0, statement=bytes(seal[:STATEMENT_SIZE]), magic=magic,
                 device_id=device_id, segment_id=segment_id, commit_id=commit_id,
@@ -773,26 +777,43 @@ def parse_seal(seal: bytes) -> Seal:
                 key_epoch=key_epoch, key_id=key_id, rollback_ctr=rollback_ctr,
                 fw_ver_hash=fw_ver_hash, prev_hash=prev_hash, segment_hash=segment_hash,
                 sig_alg=sig_alg, key_src=key_src, sig_len=sig_len,
-                signature=bytes(sig_field[:min(sig_len, SIG_MAX)]))
+                signature=bytes(sig_field[:min(sig_len, SIG_MAX)]),
+                store_uuid=store_uuid, tail_segment_id=tail_segment_id, mono_hwm=mono_hwm,
+                records_total=records_total, lost_total=lost_total,
+                dropped_total=dropped_total, uplink_cursor=uplink_cursor,
+                wrap_count=wrap_count, unexp_rst=unexp_rst, bo_event=bo_event,
+                ecc_err_cnt=ecc_err_cnt, clock_steps=clock_steps, boot_seq=boot_seq,
+                tables_hash=tables_hash)
+
+
+def statement_problem(seal: Seal) -> str | None:
+    """What a statement needs on its own to be well formed (section 3.4):
+    the magic, a known sig_alg and that algorithm's sig_len.  Shared by the
+    seal check below and the signed head of section 8."""
+    if seal.magic != STATEMENT_MAGIC:
+        return "statement magic is not EDGESIG2"
+    if seal.sig_alg not in SIG_LEN_FOR_ALG:
+        return f"sig_alg {seal.sig_alg} is not 0 to 3"
+    if seal.sig_len != SIG_LEN_FOR_ALG[seal.sig_alg]:
+        return (f"sig_len {seal.sig_len} is not the {SIG_LEN_FOR_ALG[seal.sig_alg]} of "
+                f"{SIG_ALG_NAMES[seal.sig_alg]}")
+    return None
 
 
 def seal_problem(seg: Segment) -> str | None:
-    """Why the seal is not well formed in the sense of section 3.4, or None.
-
-    Only the rules 3.4 lists: seal_len = 192 + sig_len, sig_len <= 64, the
-    statement magic, and the statement fields that repeat the header.  Whether
-    sig_alg and sig_len agree, and the device_id, are the verifier's business.
-    """
+    """Why the seal is not well formed in the sense of section 3.4, or None:
+    the statement magic, sig_alg 0..3 with its algorithm's sig_len, seal_len
+    320 + sig_len, and the statement's segment_id, commit_id, first_mono,
+    last_mono, record_count, prev_hash and store_uuid equal to the header's."""
     seal = seg.seal
     assert seal is not None
-    if seal.sig_len > SIG_MAX:
-        return f"seal sig_len {seal.sig_len} above {SIG_MAX}"
+    problem = statement_problem(seal)
+    if problem is not None:
+        return problem
     if seal.seal_len != STATEMENT_SIZE + seal.sig_len:
-        return f"seal_len {seal.seal_len} is not 192 + sig_len {seal.sig_len}"
-    if seal.magic != STATEMENT_MAGIC:
-        return "statement magic is not EDGESIG1"
+        return f"seal_len {seal.seal_len} is not 320 + sig_len {seal.sig_len}"
     for name in ("segment_id", "commit_id", "first_mono", "last_mono", "record_count",
-                 "prev_hash"):
+                 "prev_hash", "store_uuid"):
         if getattr(seal, name) != getattr(seg, name):
             return f"statement {name} differs from the header's"
     return None
@@ -839,9 +860,9 @@ def read_segment(store: Store, meta: Metadata, slot: int) -> Segment:
      body_crc, seal_len) = _MARKER_STRUCT.unpack_from(marker, 0)
     if mmagic != MARKER_MAGIC:
         raise DecodeError("bad commit marker magic", mbase)
-    marker_crc = struct.unpack_from("<I", marker, 316)[0]
-    if crc32c(marker[:316]) != marker_crc:
-        raise DecodeError("marker_crc mismatch", mbase + 316, mbase)
+    marker_crc = struct.unpack_from("<I", marker, MARKER_CRC_OFFSET)[0]
+    if crc32c(marker[:MARKER_CRC_OFFSET]) != marker_crc:
+        raise DecodeError("marker_crc mismatch", mbase + MARKER_CRC_OFFSET, mbase)
     if m_segment_id != segment_id:
         raise DecodeError("marker segment_id differs from header", mbase + 8, mbase)
     if m_commit_id != commit_id:
@@ -889,9 +910,19 @@ def parse_segment(store: Store, meta: Metadata, slot: int, expected_id: int) -> 
 
 def next_slot(meta: Metadata, s: int) -> int:
     """`next(s)` of section 5: (s + 1) mod ring_slots, skipping bad blocks."""
-    bad = {b.slot for b in meta.bad_blocks}
+    bad = meta.bad_slots
     for _ in range(meta.ring_slots):
         s = (s + 1) % meta.ring_slots
+        if s not in bad:
+            return s
+    raise DecodeError("every ring slot is listed in bad_block_tbl", meta.ring_offset)
+
+
+def prev_slot(meta: Metadata, s: int) -> int:
+    """`prev(s)` of section 9: (s - 1) mod ring_slots, skipping bad blocks."""
+    bad = meta.bad_slots
+    for _ in range(meta.ring_slots):
+        s = (s - 1) % meta.ring_slots
         if s not in bad:
             return s
     raise DecodeError("every ring slot is listed in bad_block_tbl", meta.ring_offset)
@@ -983,14 +1014,15 @@ def scan(store: Store) -> ScanResult:
 
     # Step 3: adopt segments whose commit wrote the segment but not the
     # metadata.  Ids are strictly increasing and the ring is finite, so a
-    # lap around the ring always ends at a slot holding an older id.
+    # lap around the ring always ends at a slot holding an older id; the
+    # loop is bounded by the ring all the same.
     adopted = 0
     h = meta.head_crc
     # "The current head's hash" starts as the chosen slot's hash_head, the
     # way h starts as its head_crc: that is the value the next commit wrote
     # into its prev_hash (section 3.1).
     head_hash = meta.hash_head
-    while True:
+    for _ in range(meta.ring_slots):
         try:
             seg = parse_segment(store, meta, s, e)
         except DecodeError:
@@ -1082,30 +1114,144 @@ def time_fields(rec: Record) -> tuple[int, int, int | None, int | None, int | No
             None if rec.last_sync_ns == NO_SYNC_NS else rec.last_sync_ns)
 
 
+# -- printable payloads (section 7) --
+
+PRINTABLE_MAX_DEPTH = 64
+# After the UTF-8 decode: C0 controls, DEL and the C1 controls U+0080..U+009F.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\]*)*"')
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+
+
+def is_printable_payload(data: bytes) -> bool:
+    """Section 7: one JSON object per RFC 8259 (no NaN or Infinity, nothing
+    before or after it, nesting at most 64 deep) in valid UTF-8 with no
+    byte below 0x20, no 0x7F and no C1 control.  Iterative: a payload nested
+    a thousand deep is refused at depth 65 without recursion."""
+    if len(data) < 2 or data[0] != 0x7B or data[-1] != 0x7D:  # { ... }
+        return False
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if _CONTROL.search(text):
+        return False
+    return _is_json_object(text)
+
+
+def _is_json_object(text: str) -> bool:
+    n = len(text)
+    stack: list[str] = []
+    i = 0
+    expect = "value"
+    while True:
+        if expect != "after" or stack:
+            i = _JSON_WS.match(text, i).end()
+        if expect == "value":
+            if i >= n:
+                return False
+            c = text[i]
+            if c in "{[":
+                if not stack and c != "{":
+                    return False
+                stack.append(c)
+                if len(stack) > PRINTABLE_MAX_DEPTH:
+                    return False
+                i = _JSON_WS.match(text, i + 1).end()
+                close = "}" if c == "{" else "]"
+                if i < n and text[i] == close:
+                    stack.pop()
+                    i += 1
+                    expect = "after"
+                else:
+                    expect = "key" if c == "{" else "value"
+                continue
+            if not stack:
+                return False  # the top level is one object
+            if c == '"' or c == "-" or "0" <= c <= "9":
+                m = (_JSON_STRING if c == '"' else _JSON_NUMBER).match(text, i)
+                if m is None:
+                    return False
+                i = m.end()
+            elif text.startswith("true", i) or text.startswith("null", i):
+                i += 4
+            elif text.startswith("false", i):
+                i += 5
+            else:
+                return False
+            expect = "after"
+        elif expect == "key":
+            m = _JSON_STRING.match(text, i) if i < n and text[i] == '"' else None
+            if m is None:
+                return False
+            i = _JSON_WS.match(text, m.end()).end()
+            if i >= n or text[i] != ":":
+                return False
+            i += 1
+            expect = "value"
+        else:  # after a value
+            if not stack:
+                return i == n  # nothing after the object
+            if i >= n:
+                return False
+            c = text[i]
+            if c == ",":
+                i += 1
+                expect = "key" if stack[-1] == "{" else "value"
+            elif (c == "}" and stack[-1] == "{") or (c == "]" and stack[-1] == "["):
+                stack.pop()
+                i += 1
+            else:
+                return False
+
+
+# Characters a spreadsheet takes for the start of a formula (section 7).
+CSV_FORMULA_START = (b"=", b"+", b"-", b"@", b"\t", b"\r")
+
+
+def csv_quoted(content: bytes) -> bytes:
+    """A quoted CSV cell: each " doubled, and a ' before a leading = + - @ tab
+    or carriage return, inside the quotes (section 7)."""
+    content = content.replace(b'"', b'""')
+    if content[:1] in CSV_FORMULA_START:
+        content = b"'" + content
+    return b'"' + content + b'"'
+
+
 def format_jsonl(seg: Segment, rec: Record, corrected: int | None = None) -> bytes:
     # Built by hand, not with json.dumps: the key order and spacing are fixed
-    # by the spec and the payload is spliced in as stored, not re-encoded.
+    # by the spec and a printable payload is spliced in as stored, not
+    # re-encoded; any other is null plus its bytes in hex.
     extra = b"" if corrected is None else b',"wall_corrected_ns":%d' % corrected
     boot_seq, flags, maxerr, esterr, last_sync = (
         b"null" if v is None else b"%d" % v for v in time_fields(rec))
+    if is_printable_payload(rec.payload):
+        payload = rec.payload
+    else:
+        payload = b'null,"payload_hex":"%s"' % rec.payload.hex().encode()
     return (b'{"segment_id":%d,"commit_id":%d,"type":%s,"source":"%s","seq":%d,'
             b'"mono_ctr":%d,"wall_ns":%d%s,"boot_ns":%d,"boot_seq":%s,"time_flags":%s,'
             b'"maxerror_us":%s,"esterror_us":%s,"last_sync_ns":%s,"payload":%s}\n'
             % (seg.segment_id, seg.commit_id, _type_json(rec.type), rec.source,
                rec.seq, rec.mono_ctr, rec.wall_ns, extra, rec.boot_ns, boot_seq, flags,
-               maxerr, esterr, last_sync, rec.payload))
+               maxerr, esterr, last_sync, payload))
 
 
 def format_csv(seg: Segment, rec: Record, corrected: int | None = None) -> bytes:
-    # Source is restricted to A-Za-z0-9._- (checked in parse_records), so it
-    # never needs quoting; the payload is always quoted with " doubled.  A
-    # null of the JSON form is an empty field (section 7).
-    payload = rec.payload.replace(b'"', b'""')
+    # The source and the payload are quoted cells; a payload that is not
+    # printable is the text hex:HEX.  A null of the JSON form is an empty
+    # field (section 7).
+    if is_printable_payload(rec.payload):
+        payload = rec.payload
+    else:
+        payload = b"hex:" + rec.payload.hex().encode()
     extra = b"" if corrected is None else b",%d" % corrected
     times = b",".join(b"" if v is None else b"%d" % v for v in time_fields(rec))
-    return (b'%d,%d,%s,%s,%d,%d,%d%s,%d,%s,"%s"\n'
-            % (seg.segment_id, seg.commit_id, _type_csv(rec.type), rec.source,
-               rec.seq, rec.mono_ctr, rec.wall_ns, extra, rec.boot_ns, times, payload))
+    return (b'%d,%d,%s,%s,%d,%d,%d%s,%d,%s,%s\n'
+            % (seg.segment_id, seg.commit_id, _type_csv(rec.type), csv_quoted(rec.source),
+               rec.seq, rec.mono_ctr, rec.wall_ns, extra, rec.boot_ns, times,
+               csv_quoted(payload)))
 
 
 def is_good_time(rec: Record) -> bool:
@@ -1142,49 +1288,108 @@ def wall_corrected(rec: Record, offsets: dict[int, int]) -> int:
     return wrap_i64(rec.boot_ns + offsets[rec.boot_seq])
 
 
-def export(store: Store, result: ScanResult, fmt: str, since_commit: int | None,
-           out: BinaryIO, err: BinaryIO, wall: str = "raw") -> int:
-    """Print the committed records in ring order; return the number of
-    committed segments that failed validation (reported on `err`, skipped).
-
-    With wall "corrected" every committed segment is read before the first
-    line is printed: a record's reference is the last good record of its
-    boot, which may come later."""
-    line = format_csv if fmt == "csv" else format_jsonl
-    if fmt == "csv":
-        out.write(CSV_HEADER_CORRECTED if wall == "corrected" else CSV_HEADER)
-    skipped = 0
-    segments: list[Segment] = []
+def printed_segments(store: Store, result: ScanResult, err: BinaryIO
+                     ) -> tuple[list[Segment], int]:
+    """Section 5 step 4: the committed segments export prints, in ring order,
+    and how many it reports as damaged.  A segment is printed when it is
+    valid for its expected id and slot, its SHA-256 is its seal's
+    segment_hash, and its prev_hash is the hash of the segment before it when
+    that one was printed (segment 1: zero; no check after a damaged or
+    unretained segment)."""
+    printed: list[Segment] = []
+    damaged = 0
+    prev_printed: tuple[int, bytes] | None = None  # (segment id, its hash)
     for slot, seg_id in result.committed:
-        # Head and adopted segments were already validated by the scan.
+        # Head and adopted segments were already parsed by the scan.
         seg = result.cache.pop((slot, seg_id), None)
+        problem: tuple[int, str] | None = None
         if seg is None:
             try:
                 seg = parse_segment(store, result.meta, slot, seg_id)
             except DecodeError as exc:
-                skipped += 1
-                report(err, f"segment {seg_id} in slot {slot} at offset "
-                            f"{exc.offset}: {exc.reason}; skipped")
-                continue
-        if wall == "corrected":
-            segments.append(seg)  # --since-commit is applied when printing
+                problem = (exc.offset, exc.reason)
+        if seg is not None and problem is None:
+            mbase = seg.marker_offset
+            if seg.computed_hash != seg.seal.segment_hash:
+                problem = (mbase + SEAL_OFFSET + 152,
+                           "SHA-256 of header and records is not the seal's segment_hash")
+            elif seg_id == 1 and seg.prev_hash != ZERO_HASH:
+                problem = (seg.base + 80, "segment 1 has a non-zero prev_hash")
+            elif (seg_id != 1 and prev_printed is not None and prev_printed[0] == seg_id - 1
+                  and seg.prev_hash != prev_printed[1]):
+                problem = (seg.base + 80, f"prev_hash is not the hash of segment {seg_id - 1}")
+        if problem is not None:
+            damaged += 1
+            prev_printed = None
+            report(err, f"segment {seg_id} in slot {slot} at offset {problem[0]}: "
+                        f"{problem[1]}; skipped")
             continue
+        printed.append(seg)
+        prev_printed = (seg_id, seg.computed_hash)
+    return printed, damaged
+
+
+def export(store: Store, result: ScanResult, fmt: str, since_commit: int | None,
+           out: BinaryIO, err: BinaryIO, wall: str = "raw") -> int:
+    """Print the committed records in ring order; return the number of
+    committed segments reported as damaged (on `err`, skipped).
+
+    Every printed segment is read before the first line is printed: with
+    --wall corrected a record's reference is the last good record of its
+    boot, which may come later."""
+    line = format_csv if fmt == "csv" else format_jsonl
+    segments, damaged = printed_segments(store, result, err)
+    if fmt == "csv":
+        out.write(CSV_HEADER_CORRECTED if wall == "corrected" else CSV_HEADER)
+    offsets = None
+    if wall == "corrected":
+        offsets = reference_offsets([rec for seg in segments for rec in seg.records])
+    for seg in segments:
         if since_commit is not None and seg.commit_id <= since_commit:
             continue
         for rec in seg.records:
-            out.write(line(seg, rec))
-    if wall == "corrected":
-        offsets = reference_offsets([rec for seg in segments for rec in seg.records])
-        for seg in segments:
-            if since_commit is not None and seg.commit_id <= since_commit:
-                continue
-            for rec in seg.records:
-                out.write(line(seg, rec, wall_corrected(rec, offsets)))
-    return skipped
+            out.write(line(seg, rec) if offsets is None
+                      else line(seg, rec, wall_corrected(rec, offsets)))
+    return damaged
+
+
+# Metadata fields --inspect prints, with the sealed field (section 3.5) each
+# one is backed by, if any.
+SEALED_BY = {"tail_segment_id": "tail_segment_id", "mono_hwm": "mono_hwm",
+             "records_total": "records_total", "lost_total": "lost_total",
+             "dropped_total": "dropped_total", "uplink_cursor": "uplink_cursor",
+             "wrap_count": "wrap_count", "unexp_rst": "unexp_rst", "bo_event": "bo_event",
+             "ecc_err_cnt": "ecc_err_cnt", "clock_steps": "clock_steps",
+             "boot_seq": "boot_seq", "rollback_ctr": "rollback_ctr",
+             "key_id": "key_id", "key_epoch": "key_epoch", "sig_alg": "sig_alg",
+             "key_src": "key_src", "device_id": "device_id",
+             "head_segment_id": "segment_id", "commit_id": "commit_id",
+             "hash_head": "segment_hash"}
+UNSEALED = ("generation", "clean_flag", "verify_stat", "fw_ver_hash", "boot_id",
+            "largest_step_ns", "unsync_ns", "last_sync_wall_ns", "rtc_offset_ns",
+            "rtc_state", "format_wall_ns")
+
+
+def unchecked_fields(result: ScanResult, head: Segment | None) -> list[str]:
+    """The printed metadata fields not backed by the chosen slot's head seal:
+    those no seal carries, and the sealed ones that differ from the head's
+    seal or have no valid head (bound by head_crc) to compare with."""
+    m = result.meta
+    names = list(UNSEALED)
+    for name, sealed in SEALED_BY.items():
+        if head is None or getattr(m, name) != getattr(head.seal, sealed):
+            names.append(name)
+    if head is None or m.tables_hash() != head.seal.tables_hash:
+        names += ["bad_blocks", "sources"]
+    return sorted(names)
 
 
 def inspect(result: ScanResult) -> dict:
     m = result.meta
+    head = result.cache.get((m.head_slot, m.head_segment_id))
+    if head is not None and (head.computed_hash != head.seal.segment_hash
+                             or result.head_missing is not None):
+        head = None
     return {
         "chosen_slot": m.slot_name,
         "generation": m.generation,
@@ -1227,6 +1432,7 @@ def inspect(result: ScanResult) -> dict:
         "last_sync_wall_ns": m.last_sync_wall_ns,
         "rtc_offset_ns": m.rtc_offset_ns,
         "rtc_state": RTC_STATE_NAMES.get(m.rtc_state, str(m.rtc_state)),
+        "format_wall_ns": m.format_wall_ns,
         "store_size": m.store_size,
         "bad_blocks": [{"slot": b.slot, "reason": b.reason, "segment_id": b.segment_id}
                        for b in m.bad_blocks],
@@ -1235,6 +1441,8 @@ def inspect(result: ScanResult) -> dict:
         # Committed segments = the tail..last range, whether or not each one
         # still reads back.
         "segments": len(result.committed),
+        # Section 2: "one that a reader prints unchecked is labelled so".
+        "unchecked": unchecked_fields(result, head),
     }
 
 
@@ -1250,7 +1458,7 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
          err: BinaryIO | None = None) -> int:
     out = out if out is not None else sys.stdout.buffer
     err = err if err is not None else sys.stderr.buffer
-    parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 4).")
+    parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 5).")
     parser.add_argument("store", metavar="STORE_PATH")
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     parser.add_argument("--since-commit", type=int, default=None, metavar="N")

@@ -1,16 +1,13 @@
 #!/usr/bin/env python3
-"""Independent verifier for edgelog stores (FORMAT.md section 9).
+"""Independent verifier for edgelog stores (FORMAT.md section 9, format version 5).
 
 Written from docs/FORMAT.md alone, without looking at the Swift sources, so
 that it can catch disagreements between the spec and `edgelog verify`.  The
 image is parsed by edgelog_decode.py (same directory): one Python view of the
-format, so the record layout (format version 4: 60 fixed bytes before the
-source, at least 69 in all) and the format_version checks live there and
-nowhere here.  A store of an older version has no valid metadata slot
-(not_a_store), a segment of another version is crc_mismatch at its header.
-The records' sync sample (maxerror_us, esterror_us, last_sync_ns) has no
-rule of its own in section 9: it is covered, like every record byte, by the
-record CRC, body_crc, the segment hash and so the signature.  Signatures are
+format, so the layouts (the 432-byte commit marker, the 320-byte statement
+with its sealed state) and the format_version checks live there and nowhere
+here.  A store of an older version has no valid metadata slot (not_a_store),
+a segment of another version is crc_mismatch at its header.  Signatures are
 checked with the `cryptography` package (Debian python3-cryptography) and
 the standard library's hmac.
 
@@ -22,76 +19,64 @@ Usage:
 A trust KEY is a key file or a key directory (section 9).  A key file is a
 `PUBLIC KEY` PEM (Ed25519 or ECDSA P-256) or an HMAC secret file
 (`hmac-key.hex`, section 3.5): the 32-byte secret as 64 hex digits and a
-newline (the newline may be missing).  The HMAC key is the 32 raw bytes; its
-key_id is the first 16 bytes of SHA-256 of the ASCII `EDGELOG-HMAC-KEY-ID`
-followed by those 32 bytes.  A key file is trusted at epoch 1.
-
-A key directory (what `edgelog keys generate --out DIR` writes) holds
-`key.json` ({"alg":..., "key_epoch":N, "key_id":"32 hex digits", ...}) and
-beside it `signing-key.pub.pem` (alg ed25519 or ecdsa-p256) or `hmac-key.hex`
-(alg hmac-sha256); the private key, if there, is never read.  Its key is
-trusted at epoch N.  A key.json that does not parse, a key file of another
+newline (the newline may be missing).  A key file is trusted at epoch 1; a
+key directory (key.json beside signing-key.pub.pem or hmac-key.hex) at
+key.json's key_epoch.  A key.json that does not parse, a key file of another
 algorithm than key.json's alg, or a key whose key_id is not key.json's is a
 usage error (exit 2).
 
 Exit codes: 0 the verdict is PASS, 1 FAIL, 2 usage error or a file that
 cannot be read.
 
+Hostile input never raises: every walk is bounded by the geometry the
+metadata slot was checked against (ring_slots, which the device's size
+bounds), a payload is parsed as JSON only when it is a printable payload
+(section 7: nesting at most 64 deep), and the anchor is never parsed as
+JSON at all (section 8: its two hex fields are decoded, the head printed
+again and compared with the file; at most 4096 bytes of it are read).
+
 Choices where FORMAT.md leaves room (the most literal reading each time):
-- A verdict of `not_a_store` is printed as verdict FAIL with reason
-  not_a_store (the summary's verdict is PASS or FAIL); a newer format
-  version is reported the same way (the verifier has no exit 5).
-- An invalid metadata slot (step 1): when the chosen slot's clean_flag is 0
-  (image taken before recovery) it is not a finding but a note
-  `torn_metadata_write` (segment_id 0) and does not fail the store;
-  otherwise it is a crc_mismatch finding at the slot's offset (0 or 4096)
-  and fails it.  Every finding fails the store; notes never do.  The
-  summary's reasons are the codes of the failures, so a PASS always has an
-  empty list.
-- sig_alg 0 (step 2): without --allow-unsigned the reason is `unsigned` and
-  the segment fails.  With it, `unsigned` is no reason at all: there is no
-  key or signature to check (unknown_key, bad_signature), and the checks
-  after them (fw_not_allowed, rollback) are made as for a signed segment;
-  a segment with no other problem is PASS (sig_verify PASS, reason null).
-  An unsigned signed head (anchor) is accepted only with --allow-unsigned.
-- sig_verify is PASS exactly when the segment has no reason (reason null):
-  "a segment to which none applies is PASS, any other FAIL" (step 2).  So a
-  segment that fails fw_not_allowed or rollback is sig_verify FAIL although
-  its signature verified, and it counts as failed in the summary.  Its
-  rollback_ctr is still the reference for the next segment's (the
-  signature vouches for it).
-- Evidence notes (step 4): every incomplete (type 3) and recovery (type 5)
-  record is a note power_cut_explained with the id of the segment holding
-  it, one note per record, whatever the chosen slot's clean_flag (a store
-  open again after a recovery still holds that recovery's records).  Only
-  segments that passed are read for them, as for rotation records: the
-  content of a segment that failed is not evidence.
+- not_a_store (and a newer format version, the verifier has no exit 5) is
+  printed as verdict FAIL with reason not_a_store.
+- Every finding fails the store; notes never do.  sig_verify is PASS
+  exactly when the segment has no reason.
+- The range (item 2): H and its slot are section 5's (the last adopted
+  segment, else the chosen slot's head).  The head segment's sealed
+  tail_segment_id is used when segment H is valid in that slot; a sealed
+  tail of 0 or above H is kept within 1..H so that the head always gets a
+  verdict (its own sequence_regression says what is wrong).  Otherwise the
+  range starts at section 5's tail (the chosen slot's, moved by adoption
+  and a given-up tail).
+- The metadata check (item 4): with segments adopted, "the chosen slot with
+  the adopted segments applied" holds the adopted head's sealed state (the
+  state its lost metadata write carried), so only the tail section 5
+  computes and rollback_ctr are compared.  Findings come in the order item
+  4 names the fields; tables_hash is compared at offset 256.
+- sequence_regression: a segment without records is not compared by
+  first_mono or last_mono (it has no mono_ctr); the downgrade rule counts
+  every signature that verified earlier in the range, whatever failed
+  after it, and so do the summary's sig_alg.
+- Beyond the head (item 5) and the anchor (item 7): "a key trusted at any
+  point of the walk" is a --trust key or a key a rotation endorsed (in a
+  passing segment), at an epoch it was trusted at.  A segment beyond the
+  head must also name this store's device_id.
+- Anchor rollback: with no passing segment there is no rollback_ctr to
+  compare, and the next rule (H below the anchor's id) decides.
+- Evidence notes: every incomplete (type 3) and recovery (type 5) record of
+  a passing segment is a note power_cut_explained with the id of the
+  segment holding it; a gap record of a passing segment whose payload is a
+  printable object with reason ring_overwrite, uplink_acked or
+  tail_unreadable is a note of that name, any other gap record no note.
 - A rotation retires the old key: "every later segment is signed by the new
   one" (section 4), so a later segment signed by the old key is unknown_key.
-- The anchor's signature is checked with any key the verifier knows by its
-  key_id (the --trust keys and the keys rotation records endorsed), whatever
-  its epoch.
-- A key directory's key.json must have alg one of the three names, key_epoch
-  an integer from 1 to 2^32 - 1 (epoch 0 means unsigned) and key_id 32 hex
-  digits (either case); key_src and any other member are not checked.
-- The same key given more than once at different epochs (say as a key file
-  and as a key directory) is trusted at each of them.
-- key_epoch of a segment line: "the statement's once the seal was read (from
-  foreign_segment by device_id on in the list above), else 0" is read with
-  the list of seal reasons just before it, where seal_mismatch comes before
-  foreign_segment by device_id: so foreign_segment by device_id has the
-  statement's key_epoch, gap, reordered and chain_break by id (checked
-  before the seal), crc_mismatch, foreign_segment by store_uuid and
-  seal_mismatch have 0, and every check after seal_mismatch (hash_mismatch
-  and chain_break by prev_hash included, and PASS) the statement's.
-- A bad_signature for a key rotation endorsement points at the commit
-  marker like any bad_signature.
-- A tail given up before recovery (section 5) has no gap record yet, so no
-  tail_unreadable note ("a note's segment_id is the segment holding the
-  record it reports"); the note not_retained (tail_segment_id - 1, the tail
-  the walk starts at) names it.  Notes come in this order:
-  torn_metadata_write, not_retained, the walk's (record order), then
-  torn_tail_power_cut.
+- Notes come in this order: torn_metadata_write, not_retained, the walk's
+  (record order), torn_tail_power_cut, truncation_not_excluded.  Findings:
+  item 1, the range cut, hash_mismatch, truncated_tail and metadata_mismatch
+  of item 4, item 5, item 6, the anchor.
+- A torn segment (item 6) is one whose header names the id and the slot the
+  forward scan stopped at while the segment is not valid for it.
+- The text output escapes every byte outside 0x20..0x7E of a detail (and of
+  the image name) as \\xNN.
 """
 
 from __future__ import annotations
@@ -289,6 +274,7 @@ class SegmentLine:
     key_epoch: int = 0
     failed: bool = False
     detail: str = ""
+    verified: bool = False   # its signature verified (whatever failed after)
 
 
 @dataclass
@@ -331,13 +317,15 @@ class Report:
 
     @property
     def signed(self) -> bool:
-        # "signed is true when at least one segment's signature verified".
-        return bool(self.verified_algs)
+        # "signed is true when at least one segment passed and the signature
+        # of every segment that passed verified".
+        passed = [s for s in self.segments if not s.failed]
+        return bool(passed) and all(s.verified for s in passed)
 
     @property
     def sig_alg(self) -> str:
-        # "the algorithm of the last one that did, unsigned when none did"
-        # (a rotation may change it).
+        # "the algorithm of the last signature that verified, unsigned when
+        # none did" (a rotation may change it).
         if not self.verified_algs:
             return "unsigned"
         return dec.SIG_ALG_NAMES.get(self.verified_algs[-1], str(self.verified_algs[-1]))
@@ -363,12 +351,27 @@ class Rotation:
     new_key: Key | None  # None: an HMAC key whose secret was not given with --trust
 
 
+def payload_object(payload: bytes) -> dict | None:
+    """The JSON object of a printable payload (section 7), else None.  Only a
+    printable payload is handed to json.loads: it nests at most 64 deep, so a
+    hostile payload never reaches the parser's recursion."""
+    if not dec.is_printable_payload(payload):
+        return None
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def check_rotation(payload: bytes, seal: dec.Seal, signer: Key | None, device_id: bytes,
                    trust_keys: list[Key]) -> Rotation | str:
     """Check one key_rotation record of a segment that passed: the Rotation
     when its endorsement verifies, else why not."""
+    obj = payload_object(payload)
+    if obj is None:
+        return "key_rotation record is not a printable JSON object"
     try:
-        obj = json.loads(payload)
         old_key_id = bytes.fromhex(obj["old_key_id"])
         old_epoch = obj["old_epoch"]
         new_key_id = bytes.fromhex(obj["new_key_id"])
@@ -378,7 +381,7 @@ def check_rotation(payload: bytes, seal: dec.Seal, signer: Key | None, device_id
         endorsement = bytes.fromhex(obj["endorsement"])
     except (ValueError, KeyError, TypeError) as exc:
         return f"key_rotation record does not parse ({exc.__class__.__name__})"
-    if not (isinstance(old_epoch, int) and isinstance(new_epoch, int)
+    if not (type(old_epoch) is int and type(new_epoch) is int
             and 0 <= old_epoch < 2**32 and 0 <= new_epoch < 2**32
             and len(old_key_id) == 16 and len(new_key_id) == 16 and new_alg != 0):
         return "key_rotation record has a field out of range"
@@ -412,34 +415,72 @@ def check_rotation(payload: bytes, seal: dec.Seal, signer: Key | None, device_id
 
 
 # ---------------------------------------------------------------------------
-# The walk over the committed segments (section 9, step 2)
+# Trust (section 9: the keys given and every key a rotation endorsed)
 # ---------------------------------------------------------------------------
 
 @dataclass
 class Trust:
-    """Which keys are trusted at this point of the walk, and at which epoch."""
+    """Which keys are trusted at this point of the walk, at which epochs, and
+    which were trusted at any point of it."""
     given: list[Key]                                    # the --trust keys
     # key_id -> (key, the epochs it is trusted at)
     active: dict[bytes, tuple[Key, frozenset[int]]] = field(default_factory=dict)
-    known: dict[bytes, Key] = field(default_factory=dict)  # every key ever trusted
+    ever: dict[bytes, tuple[Key, frozenset[int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in self.given:
             # "a key file is a key of epoch 1; a key directory is a key of
             # the key_epoch its key.json names"
-            trusted, epochs = self.active.get(key.key_id, (key, frozenset()))
-            self.active[key.key_id] = (trusted, epochs | {key.epoch})
-            self.known.setdefault(key.key_id, key)
+            self.trust(key.key_id, key, frozenset({key.epoch}))
+
+    def trust(self, key_id: bytes, key: Key, epochs: frozenset[int]) -> None:
+        trusted, old = self.active.get(key_id, (key, frozenset()))
+        self.active[key_id] = (trusted, old | epochs)
+        trusted, old = self.ever.get(key_id, (key, frozenset()))
+        self.ever[key_id] = (trusted, old | epochs)
+
+    def verifies_ever(self, st: dec.Seal, signature: bytes) -> bool:
+        """The statement's signature verifies with a key trusted, at the
+        statement's key_epoch, at some point of the walk."""
+        entry = self.ever.get(st.key_id)
+        if entry is None or st.key_epoch not in entry[1]:
+            return False
+        return signature_verifies(entry[0], st.sig_alg, st.statement, signature)
 
 
-def extra_seal_problem(seal: dec.Seal) -> str | None:
-    """Malformed beyond section 3.4's power-cut rules: an algorithm this
-    format does not have, or a sig_len that algorithm does not produce."""
-    if seal.sig_alg not in dec.SIG_LEN_FOR_ALG:
-        return f"unknown sig_alg {seal.sig_alg}"
-    if seal.sig_len != dec.SIG_LEN_FOR_ALG[seal.sig_alg]:
-        return (f"sig_len {seal.sig_len} is not what "
-                f"{dec.SIG_ALG_NAMES[seal.sig_alg]} produces")
+# ---------------------------------------------------------------------------
+# The walk over the range (section 9, items 2 and 3)
+# ---------------------------------------------------------------------------
+
+def sequence_problem(seg: dec.Segment, e: int, last: dec.Segment | None,
+                     seq_high: dict[bytes, int]) -> str | None:
+    """Section 9 item 3, sequence_regression: the sealed state goes backward
+    against the last segment that passed before it, or a record repeats an
+    order.  A segment without records has no mono_ctr to compare (its
+    first_mono and last_mono are not a record's)."""
+    st = seg.seal
+    if last is not None:
+        prev = last.seal
+        if seg.record_count and seg.first_mono <= prev.mono_hwm:
+            return (f"first_mono {seg.first_mono} is not above segment {last.segment_id}'s "
+                    f"sealed mono_hwm {prev.mono_hwm}")
+        for name in ("records_total", "lost_total", "dropped_total", "wrap_count",
+                     "unexp_rst", "bo_event", "ecc_err_cnt", "clock_steps", "boot_seq",
+                     "uplink_cursor", "tail_segment_id"):
+            if getattr(st, name) < getattr(prev, name):
+                return (f"sealed {name} {getattr(st, name)} is below segment "
+                        f"{last.segment_id}'s {getattr(prev, name)}")
+    if seg.record_count and st.mono_hwm < seg.last_mono:
+        return f"sealed mono_hwm {st.mono_hwm} is below last_mono {seg.last_mono}"
+    if st.tail_segment_id > e:
+        return f"sealed tail_segment_id {st.tail_segment_id} is above the segment's id {e}"
+    own: dict[bytes, int] = {}
+    for rec in seg.records:
+        high = own.get(rec.source, seq_high.get(rec.source))
+        if high is not None and rec.seq <= high:
+            return (f"record seq {rec.seq} of source {rec.source.decode('ascii')} is not "
+                    f"above {high}")
+        own[rec.source] = rec.seq
     return None
 
 
@@ -451,23 +492,31 @@ class Walker:
         # Hash of segment id -> the value its successor's prev_hash must hold:
         # computed when it passed its hash check, else what its seal claims.
         self.chain_hash: dict[int, bytes] = {}
-        # rollback_ctr of the last segment whose signature verified (or that
-        # was accepted unsigned, --allow-unsigned): "the previous segment's"
-        # that can be trusted.
-        self.prev_rollback: int | None = None
-        self.passed: dict[int, dec.Segment] = {}   # segment id -> segment that passed
+        self.last_passed: dec.Segment | None = None  # rollback and sealed state
+        self.seq_high: dict[bytes, int] = {}         # source -> highest seq that passed
+        self.any_verified = False                    # a signature of the range verified
+        self.passed: dict[int, dec.Segment] = {}     # segment id -> segment that passed
         self.endorsed_without_secret: set[bytes] = set()
 
-    def walk(self, committed: list[tuple[int, int]]) -> None:
-        for slot, expected in committed:
-            line, seg = self.check(slot, expected)
+    def walk(self, plan: list[tuple[int, int | None]]) -> None:
+        """plan: (expected id, slot or None when no slot is left), in id order."""
+        for e, slot in plan:
+            if slot is None:
+                line = SegmentLine(segment_id=e, slot=0, offset=0, reason="gap", failed=True,
+                                   detail="no ring slot is left for this id")
+                self.report.segments.append(line)
+                continue
+            line, seg = self.check(slot, e)
             self.report.segments.append(line)
             if seg is not None and not line.failed:
-                self.passed[seg.segment_id] = seg
+                self.passed[e] = seg
+                self.last_passed = seg
+                for rec in seg.records:
+                    self.seq_high[rec.source] = max(rec.seq, self.seq_high.get(rec.source, 0))
                 self.list_evidence(seg)
 
     def check(self, slot: int, e: int) -> tuple[SegmentLine, dec.Segment | None]:
-        """One segment, reasons in the order of section 9 step 2: the first
+        """One segment, reasons in the order of section 9 item 3: the first
         that applies is its reason.
 
         The line's fields as section 9's --json paragraph pins them:
@@ -475,18 +524,16 @@ class Walker:
         offset is the slot's start, except for crc_mismatch (the first
         failing byte range) and the reasons read from the seal
         (seal_mismatch, foreign_segment by device_id, unsigned, unknown_key,
-        bad_signature, fw_not_allowed, rollback): the commit marker's start
-        (slot + 128 + payload_len); key_epoch is the statement's once the
-        seal was read (foreign_segment by device_id, then every check after
-        seal_mismatch, PASS included), else 0."""
+        bad_signature, fw_not_allowed, rollback, sequence_regression): the
+        commit marker's start; key_epoch is the statement's for PASS and the
+        reasons from foreign_segment by device_id on (seal_mismatch aside),
+        else 0."""
         meta = self.meta
         base = meta.slot_offset(slot)
         line = SegmentLine(segment_id=e, slot=slot, offset=base)
 
         def fail(reason: str, detail: str, offset: int | None = None):
-            # "a segment to which none applies is PASS, any other FAIL":
-            # sig_verify is FAIL whatever the reason, fw_not_allowed and
-            # rollback (which come after the signature check) included.
+            # "a segment to which none applies is PASS, any other FAIL".
             line.reason, line.failed, line.detail = reason, True, detail
             line.sig_verify = False
             if offset is not None:
@@ -514,7 +561,7 @@ class Walker:
             if seg.slot_index != slot:
                 return fail("reordered", detail)
             return fail("gap" if seg.segment_id > e else "chain_break", detail)
-        problem = dec.seal_problem(seg) or extra_seal_problem(seal)
+        problem = dec.seal_problem(seg)
         if problem is not None:
             return fail("seal_mismatch", problem, marker)
         line.key_epoch = seal.key_epoch  # the seal is read
@@ -531,15 +578,15 @@ class Walker:
                 return fail("chain_break", "segment 1 has a non-zero prev_hash")
         elif e - 1 in self.chain_hash and seg.prev_hash != self.chain_hash[e - 1]:
             return fail("chain_break", f"prev_hash is not the hash of segment {e - 1}")
-        # (No entry for e - 1: unreadable or older than the tail, no check.)
+        # (No entry for e - 1: unreadable or outside the range, no check.)
 
         key: Key | None = None
         if seal.sig_alg == 0:
-            # "sig_alg 0: unsigned, unless --allow-unsigned is given: then it
-            # is no reason and the checks below still apply."  With no key
-            # and no signature, those are fw_not_allowed and rollback.
             if not self.allow_unsigned:
                 return fail("unsigned", "segment is not signed", marker)
+            if self.any_verified:
+                return fail("unsigned", "segment is not signed after a segment whose "
+                            "signature verified (a downgrade)", marker)
         else:
             trusted = self.trust.active.get(seal.key_id)
             if trusted is None:
@@ -555,20 +602,21 @@ class Walker:
             if not signature_verifies(key, seal.sig_alg, seal.statement, seal.signature):
                 return fail("bad_signature", "the statement's signature does not verify",
                             marker)
-            # The summary's signed / sig_alg count the segments whose
-            # signature verified, whatever fails after it.
+            # The summary's sig_alg and the downgrade rule count every
+            # signature that verified, whatever fails after it.
             self.report.verified_algs.append(seal.sig_alg)
-        # A verified (or allowed unsigned) seal's counter is the reference
-        # for the next segment, whatever else fails here (one bad segment
-        # fails once).
-        previous = self.prev_rollback
-        self.prev_rollback = seal.rollback_ctr
+            self.any_verified = True
+            line.verified = True
+        last = self.last_passed
         if self.allow_fw is not None and seal.fw_ver_hash not in self.allow_fw:
             return fail("fw_not_allowed", f"fw_ver_hash {seal.fw_ver_hash.hex()} "
                         "is not in --allow-fw", marker)
-        if previous is not None and seal.rollback_ctr < previous:
-            return fail("rollback", f"rollback_ctr {seal.rollback_ctr} is below the "
-                        f"previous segment's {previous}", marker)
+        if last is not None and seal.rollback_ctr < last.seal.rollback_ctr:
+            return fail("rollback", f"rollback_ctr {seal.rollback_ctr} is below segment "
+                        f"{last.segment_id}'s {last.seal.rollback_ctr}", marker)
+        problem = sequence_problem(seg, e, last, self.seq_high)
+        if problem is not None:
+            return fail("sequence_regression", problem, marker)
         # No reason applies: PASS (unless an endorsement in it fails, below).
         line.sig_verify = True
         self.rotations(seg, key, line)
@@ -599,34 +647,22 @@ class Walker:
                 # signed by it cannot be checked (unknown_key, detail says why).
                 self.endorsed_without_secret.add(rotation.new_key_id)
                 continue
-            self.trust.active[rotation.new_key_id] = (rotation.new_key,
-                                                      frozenset({rotation.new_epoch}))
-            self.trust.known[rotation.new_key_id] = rotation.new_key
+            self.trust.trust(rotation.new_key_id, rotation.new_key,
+                             frozenset({rotation.new_epoch}))
 
     def list_evidence(self, seg: dec.Segment) -> None:
-        """Section 9 step 4: evidence records of a segment that passed become notes.
-
-        Every incomplete record (type 3) and every recovery record (type 5)
-        is one note power_cut_explained with the id of the segment that
-        holds it (not the torn segment_id its payload names), in record
-        order; a recovery record without an incomplete one (an unclean stop
-        with nothing torn) is a note too.  Gap records are notes named by
-        their reason, with the id of the segment that holds the record (not
-        its lost_segment_id): "a note's segment_id is the segment holding
-        the record it reports"."""
+        """Section 9 item 6: evidence records of a segment that passed become
+        notes, named by the segment that holds the record: every incomplete
+        (type 3) and recovery (type 5) record a power_cut_explained note, and
+        every gap record a note named by its reason."""
         for rec in seg.records:
             if rec.type not in (dec.TYPE_GAP, dec.TYPE_INCOMPLETE, dec.TYPE_RECOVERY):
                 continue
             text = rec.payload.decode("utf-8", "replace")
-            try:
-                obj = json.loads(rec.payload)
-            except ValueError:
-                obj = {}
-            if not isinstance(obj, dict):
-                obj = {}
             if rec.type == dec.TYPE_GAP:
+                obj = payload_object(rec.payload) or {}
                 code = obj.get("reason")
-                if code not in ("ring_overwrite", "tail_unreadable"):
+                if code not in GAP_REASONS:
                     continue  # section 4 defines no other gap reason
                 self.report.note(code, seg.segment_id,
                                  f"gap record in segment {seg.segment_id}: {text}")
@@ -635,74 +671,205 @@ class Walker:
                 self.report.note("power_cut_explained", seg.segment_id, f"{kind} record: {text}")
 
 
+GAP_REASONS = ("ring_overwrite", "uplink_acked", "tail_unreadable")
+
+
 # ---------------------------------------------------------------------------
-# The anchor (sections 8 and 9, step 5)
+# The signed head and the anchor (sections 8 and 9, item 7)
 # ---------------------------------------------------------------------------
 
-HEAD_KEYS = ("format", "version", "device_id", "segment_id", "commit_id", "hash_head",
-             "rollback_ctr", "key_epoch", "key_id", "sig_alg", "statement", "signature")
+ANCHOR_MAX = 4096  # a signed head is under 1,500 bytes; anything longer is malformed
+_HEX_FIELD = {name: re.compile(rb'"%s":"([0-9a-f]{0,%d})"' % (name, limit))
+              for name, limit in ((b"statement", 2 * dec.STATEMENT_SIZE),
+                                  (b"signature", 2 * dec.SIG_MAX))}
+
+
+def render_head(statement: bytes, signature: bytes) -> bytes:
+    """The signed head line of section 8 for a statement and its signature."""
+    st = dec.parse_seal(statement + bytes(dec.SEAL_AREA - dec.STATEMENT_SIZE))
+    return ('{"format":"edgelog-head","version":2,"device_id":"%s","store_uuid":"%s",'
+            '"segment_id":%d,"commit_id":%d,"hash_head":"%s","rollback_ctr":%d,'
+            '"tail_segment_id":%d,"key_epoch":%d,"key_id":"%s","sig_alg":"%s",'
+            '"statement":"%s","signature":"%s"}\n'
+            % (st.device_id.hex(), st.store_uuid.hex(), st.segment_id, st.commit_id,
+               st.segment_hash.hex(), st.rollback_ctr, st.tail_segment_id, st.key_epoch,
+               st.key_id.hex(), dec.SIG_ALG_NAMES[st.sig_alg], statement.hex(),
+               signature.hex())).encode()
 
 
 @dataclass
 class Anchor:
-    statement: dec.Seal  # the statement fields (parse_seal of the 192 bytes)
+    statement: dec.Seal  # the statement fields (parse_seal of the 320 bytes)
     signature: bytes
 
 
 def parse_anchor(data: bytes) -> Anchor | str:
-    """The signed head of section 8, or why it is malformed."""
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return "not a JSON object"
-    if not isinstance(obj, dict):
-        return "not a JSON object"
-    missing = [k for k in HEAD_KEYS if k not in obj]
-    if missing:
-        return f"missing {', '.join(missing)}"
-    if obj["format"] != "edgelog-head" or obj["version"] != 1:
-        return "format is not edgelog-head version 1"
-    for name in ("version", "segment_id", "commit_id", "rollback_ctr", "key_epoch"):
-        if type(obj[name]) is not int or obj[name] < 0:
-            return f"{name} is not a non-negative integer"
+    """An anchor file of exactly one well-formed signed head (section 8), or
+    why not.  Nothing but the two hex fields is interpreted: the head is
+    printed again from them and must be the file, byte for byte."""
+    if len(data) > ANCHOR_MAX:
+        return f"more than {ANCHOR_MAX} bytes"
     raw = {}
-    for name, size in (("device_id", 16), ("hash_head", 32), ("key_id", 16),
-                       ("statement", dec.STATEMENT_SIZE), ("signature", None)):
-        value = obj[name]
-        if not isinstance(value, str) or not HEX_BYTES.fullmatch(value):
-            return f"{name} is not a hex string"
-        raw[name] = bytes.fromhex(value)
-        if size is not None and len(raw[name]) != size:
-            return f"{name} is {len(raw[name])} bytes, not {size}"
-    st = dec.parse_seal(raw["statement"] + bytes(dec.SEAL_AREA - dec.STATEMENT_SIZE))
-    if st.magic != dec.STATEMENT_MAGIC:
-        return "statement magic is not EDGESIG1"
-    if obj["sig_alg"] not in ALG_BY_NAME:
-        return f"sig_alg {obj['sig_alg']!r} is not a known algorithm"
-    # Every repeated field must equal the statement's: the signature covers
-    # only the statement, so an edited repeat is not what was signed.
-    repeats = (("device_id", raw["device_id"], st.device_id),
-               ("segment_id", obj["segment_id"], st.segment_id),
-               ("commit_id", obj["commit_id"], st.commit_id),
-               ("hash_head", raw["hash_head"], st.segment_hash),
-               ("rollback_ctr", obj["rollback_ctr"], st.rollback_ctr),
-               ("key_epoch", obj["key_epoch"], st.key_epoch),
-               ("key_id", raw["key_id"], st.key_id),
-               ("sig_alg", ALG_BY_NAME[obj["sig_alg"]], st.sig_alg))
-    for name, repeated, signed in repeats:
-        if repeated != signed:
-            return f"{name} differs from the statement's"
-    if st.sig_len != dec.SIG_LEN_FOR_ALG.get(st.sig_alg) or len(raw["signature"]) != st.sig_len:
-        return (f"signature is {len(raw['signature'])} bytes, the statement's sig_len "
-                f"is {st.sig_len}")
-    return Anchor(statement=st, signature=raw["signature"])
+    for name, pattern in _HEX_FIELD.items():
+        m = pattern.search(data)
+        if m is None or len(m.group(1)) % 2:
+            return f"no lowercase hex {name.decode()} field"
+        raw[name] = bytes.fromhex(m.group(1).decode("ascii"))
+    statement, signature = raw[b"statement"], raw[b"signature"]
+    if len(statement) != dec.STATEMENT_SIZE:
+        return f"statement is {len(statement)} bytes, not {dec.STATEMENT_SIZE}"
+    st = dec.parse_seal(statement + bytes(dec.SEAL_AREA - dec.STATEMENT_SIZE))
+    problem = dec.statement_problem(st)
+    if problem is not None:
+        return problem
+    if len(signature) != st.sig_len:
+        return f"signature is {len(signature)} bytes, the statement's sig_len is {st.sig_len}"
+    if render_head(statement, signature) != data:
+        return ("not exactly the signed head its statement and signature print (one line, "
+                "keys in order, no spaces, lowercase hex, a final newline)")
+    return Anchor(statement=st, signature=signature)
 
 
-def check_anchor(data: bytes, store: dec.Store, result: dec.ScanResult, trust: Trust,
+# ---------------------------------------------------------------------------
+# Putting it together
+# ---------------------------------------------------------------------------
+
+# Item 4: the metadata fields checked against the head's sealed state, in the
+# order section 9 names them: (name, offset in the slot, rule).  "tables" is
+# tables_hash computed from the slot.
+METADATA_CHECKS = (("tail_segment_id", 104, "eq"), ("mono_hwm", 136, "eq"),
+                   ("records_total", 152, "eq"), ("lost_total", 168, "eq"),
+                   ("dropped_total", 160, "eq"), ("wrap_count", 112, "eq"),
+                   ("bo_event", 124, "eq"), ("clock_steps", 2916, "eq"),
+                   ("tables", 256, "eq"), ("key_id", 2872, "eq"),
+                   ("key_epoch", 2888, "eq"), ("sig_alg", 2892, "eq"),
+                   ("key_src", 2893, "eq"), ("unexp_rst", 120, "ge"),
+                   ("ecc_err_cnt", 128, "ge"), ("boot_seq", 2912, "ge"),
+                   ("uplink_cursor", 144, "ge"), ("rollback_ctr", 2832, "ge"))
+
+
+@dataclass
+class Range:
+    head_id: int                  # H
+    head_slot: int
+    start: int
+    plan: list[tuple[int, int | None]]  # (id, slot), start..H
+    head: dec.Segment | None      # segment H, when valid with a well-formed seal
+    given_up_start: bool          # start is T + 1 because section 5 gave the tail up
+
+
+def plan_range(store: dec.Store, result: dec.ScanResult, report: Report) -> Range:
+    """Section 9 item 2: which ids are checked, and in which slots."""
+    meta = result.meta
+    if result.adopted:
+        head_id, head_slot = result.last_segment_id, result.last_slot
+    else:
+        head_id, head_slot = meta.head_segment_id, meta.head_slot
+    head = None
+    if head_id > 0:
+        try:
+            head = dec.parse_segment(store, meta, head_slot, head_id)
+        except dec.DecodeError:
+            head = None
+    given_up_start = False
+    if head is not None:
+        sealed_tail = head.seal.tail_segment_id
+        start = sealed_tail
+        if result.given_up is not None and result.tail_segment_id == sealed_tail + 1:
+            start, given_up_start = sealed_tail + 1, True
+        # A sealed tail of 0 or above H (a sequence_regression of the head)
+        # never empties the range: the head always gets its verdict.
+        start = min(max(start, 1), head_id)
+    else:
+        start = max(result.tail_segment_id, 1)
+    good = meta.ring_slots - meta.bad_block_count
+    if head_id >= start and head_id - start + 1 > good:
+        cut = head_id - good + 1
+        report.finding("metadata_mismatch", meta.base + dec.TAIL_OFFSET,
+                       f"the range {start}..{head_id} is longer than the {good} good ring "
+                       f"slots: cut to {cut}..{head_id}")
+        start = cut
+    slots: dict[int, int | None] = {}
+    used: set[int] = set()
+    slot: int | None = head_slot
+    for e in range(head_id, start - 1, -1):
+        if e != head_id and slot is not None:
+            slot = dec.prev_slot(meta, slot)
+            if slot in used:
+                slot = None  # the walk came round: no slot left for this id
+        if slot is not None:
+            used.add(slot)
+        slots[e] = slot
+    plan = [(e, slots[e]) for e in range(start, head_id + 1)]
+    return Range(head_id, head_slot, start, plan, head, given_up_start)
+
+
+def check_metadata(meta: dec.Metadata, result: dec.ScanResult, rng: Range,
+                   head: dec.Segment, report: Report) -> None:
+    """Section 9 item 4: the metadata of section 5 against the head's sealed
+    state.  The adopted segments' commits carried their sealed state in the
+    metadata write that did not land, so with segments adopted the section 5
+    metadata holds the adopted head's sealed state; what is left to compare
+    then is the tail section 5 computes and rollback_ctr, which no commit
+    writes."""
+    st = head.seal
+    expected_tail = st.tail_segment_id + (1 if result.given_up is not None else 0)
+    values = {"tail_segment_id": (result.tail_segment_id, expected_tail),
+              "rollback_ctr": (meta.rollback_ctr, st.rollback_ctr)}
+    if not result.adopted:
+        for name in ("mono_hwm", "records_total", "lost_total", "dropped_total",
+                     "wrap_count", "bo_event", "clock_steps", "key_epoch", "sig_alg",
+                     "key_src", "unexp_rst", "ecc_err_cnt", "boot_seq", "uplink_cursor"):
+            values[name] = (getattr(meta, name), getattr(st, name))
+        values["tables"] = (meta.tables_hash().hex(), st.tables_hash.hex())
+        values["key_id"] = (meta.key_id.hex(), st.key_id.hex())
+    for name, offset, rule in METADATA_CHECKS:
+        if name not in values:
+            continue
+        have, sealed = values[name]
+        if (have != sealed) if rule == "eq" else (have < sealed):
+            relation = "is not" if rule == "eq" else "is below"
+            label = "tables_hash" if name == "tables" else name
+            report.finding("metadata_mismatch", meta.base + offset,
+                           f"metadata slot {meta.slot_name} {label} {have} {relation} the "
+                           f"head segment {rng.head_id}'s sealed {sealed}")
+
+
+def beyond_the_head(store: dec.Store, meta: dec.Metadata, rng: Range, trust: Trust,
+                    allow_unsigned: bool, report: Report) -> None:
+    """Section 9 item 5: a valid, signed segment of this store above H in a
+    ring slot outside the range means the newest history was cut away."""
+    in_range = {slot for _, slot in rng.plan if slot is not None}
+    for slot in range(meta.ring_slots):
+        if slot in in_range:
+            continue
+        header = store.read_upto(meta.slot_offset(slot), dec.SEG_HEADER_SIZE)
+        if len(header) != dec.SEG_HEADER_SIZE or header[:8] != dec.SEG_MAGIC:
+            continue
+        seg_id = struct.unpack_from("<Q", header, 32)[0]
+        if header[16:32] != meta.store_uuid or seg_id <= rng.head_id:
+            continue
+        try:
+            seg = dec.parse_segment(store, meta, slot, seg_id)
+        except dec.DecodeError:
+            continue
+        st = seg.seal
+        if st.device_id != meta.device_id or seg.computed_hash != st.segment_hash:
+            continue
+        if st.sig_alg == 0:
+            if not allow_unsigned:
+                continue
+        elif not trust.verifies_ever(st, st.signature):
+            continue
+        report.finding("truncated_tail", meta.slot_offset(slot),
+                       f"slot {slot} holds committed segment {seg_id}, beyond the head "
+                       f"segment {rng.head_id}: the newest history was cut away")
+
+
+def check_anchor(data: bytes, store: dec.Store, meta: dec.Metadata, rng: Range, trust: Trust,
                  walker: Walker, allow_unsigned: bool, report: Report) -> None:
     # "Findings about the anchor have offset 0 (the anchor is not part of
     # the image)": every finding made here.
-    meta = result.meta
     anchor = parse_anchor(data)
     if isinstance(anchor, str):
         report.finding("anchor_malformed", 0, f"anchor: {anchor}")
@@ -712,55 +879,46 @@ def check_anchor(data: bytes, store: dec.Store, result: dec.ScanResult, trust: T
         if not allow_unsigned:
             report.finding("anchor_bad_signature", 0, "anchor is unsigned")
             return
-    else:
-        key = trust.known.get(st.key_id)
-        if key is None or not signature_verifies(key, st.sig_alg, st.statement,
-                                                 anchor.signature):
-            report.finding("anchor_bad_signature", 0,
-                           f"anchor signature does not verify with a trusted key "
-                           f"(key_id {st.key_id.hex()})")
-            return
-    if st.device_id != meta.device_id:
-        report.finding("foreign_segment", 0, "anchor device_id is not this store's")
+    elif not trust.verifies_ever(st, anchor.signature):
+        report.finding("anchor_bad_signature", 0,
+                       f"anchor signature does not verify with a key trusted at its epoch "
+                       f"{st.key_epoch} (key_id {st.key_id.hex()})")
         return
-
-    # "The store's newest rollback_ctr (the higher of the chosen slot's
-    # rollback_ctr and the newest passing seal's)": the seal of the newest
-    # segment that PASSed; a failing segment's counter proves nothing.
-    newest = meta.rollback_ctr
-    if walker.passed:
-        newest = max(newest, walker.passed[max(walker.passed)].seal.rollback_ctr)
-    head_id = meta.head_segment_id if result.empty else result.last_segment_id
-    if newest < st.rollback_ctr:
+    if st.device_id != meta.device_id or st.store_uuid != meta.store_uuid:
+        report.finding("foreign_segment", 0, "anchor device_id or store_uuid is not this "
+                       "store's")
+        return
+    newest = walker.passed[max(walker.passed)] if walker.passed else None
+    anchored = st.segment_id
+    if newest is not None and newest.seal.rollback_ctr < st.rollback_ctr:
         report.finding("rollback", 0,
-                       f"store rollback_ctr {newest} is below the anchor's {st.rollback_ctr}")
-    elif head_id < st.segment_id:
+                       f"rollback_ctr {newest.seal.rollback_ctr} of the newest passing "
+                       f"segment {newest.segment_id} is below the anchor's {st.rollback_ctr}")
+    elif rng.head_id < anchored:
         report.finding("truncated_tail", 0,
-                       f"store head is segment {head_id}, the anchor's is {st.segment_id}")
+                       f"store head is segment {rng.head_id}, the anchor's is {anchored}")
+    elif rng.start <= anchored:
+        slot = dict(rng.plan).get(anchored)
+        if slot is None:
+            return
+        try:
+            seg = dec.read_segment(store, meta, slot)
+        except dec.DecodeError:
+            return  # unreadable: its own line already fails the store
+        if seg.segment_id == anchored and seg.computed_hash != st.segment_hash:
+            report.finding("fork", 0, f"segment {anchored} in slot {slot} does not hash to "
+                           "the anchor's hash_head")
+    elif anchored == rng.start - 1:
+        first = walker.passed.get(rng.start)
+        if first is not None and first.prev_hash != st.segment_hash:
+            report.finding("fork", 0, f"segment {rng.start}'s prev_hash is not the anchor's "
+                           f"hash_head (segment {anchored})")
     else:
-        # "The anchor's segment, if retained and readable, with a hash other
-        # than the anchor's hash_head is fork": retained is among the
-        # committed slots (tail to head); readable is that its structure
-        # reads back (a segment that does not fails its own line) and that
-        # the slot holds that segment id.  Its hash is the SHA-256 of its
-        # header and records, computed, not what its seal claims.
-        for slot, seg_id in result.committed:
-            if seg_id != st.segment_id:
-                continue
-            try:
-                seg = dec.read_segment(store, meta, slot)
-            except dec.DecodeError:
-                break  # unreadable: its own line already fails the store
-            if seg.segment_id == seg_id and seg.computed_hash != st.segment_hash:
-                report.finding("fork", 0,
-                               f"segment {seg_id} in slot {slot} does not hash to the "
-                               "anchor's hash_head")
-            break
+        report.finding("anchor_not_retained", 0,
+                       f"the anchored segment {anchored} is no longer in the ring (it starts "
+                       f"at {rng.start}): nothing shows that this history continues it; "
+                       "verify against a newer head")
 
-
-# ---------------------------------------------------------------------------
-# Putting it together
-# ---------------------------------------------------------------------------
 
 def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
            allow_fw: set[bytes] | None, allow_unsigned: bool) -> Report:
@@ -787,38 +945,40 @@ def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
         return report
     meta = result.meta
 
-    # Step 1: metadata slots.  Before recovery (the chosen slot's clean_flag
-    # 0) an invalid slot may be a metadata write the power cut tore: a note,
-    # not a finding.  Otherwise a crc_mismatch finding that fails the store.
+    # Item 1: metadata slots.  Before recovery (the chosen slot's clean_flag
+    # 0) an invalid slot that is not all zero may be a cut metadata write: a
+    # note.  Otherwise a crc_mismatch finding that fails the store.
     for name, exc in rejected.items():
         offset = dec.META_SLOT_OFFSETS[name]
-        if meta.clean_flag == 0:
+        wiped = not any(store.read_upto(offset, dec.META_SLOT_SIZE))
+        if meta.clean_flag == 0 and not wiped:
             report.note("torn_metadata_write", 0,
                         f"metadata slot {name} (offset {offset}) is not valid ({exc.reason}); "
                         f"chosen slot {meta.slot_name} has clean_flag 0 (image taken before "
-                        "recovery): possibly a torn metadata write")
+                        "recovery): a cut metadata write cannot be told from an edit of an "
+                        "unsigned slot")
         else:
             report.finding("crc_mismatch", offset,
-                           f"metadata slot {name} is not valid: {exc.reason}")
+                           f"metadata slot {name} is not valid: {exc.reason}"
+                           + (" (all zero)" if wiped else ""))
 
-    # "When the tail is above segment 1, the note not_retained with
-    # segment_id tail_segment_id - 1": the tail the walk starts at (after the
-    # forward scan's and a given-up tail's moves), so a given-up tail is
-    # among the segments it names.
-    if result.tail_segment_id > 1:
-        last_lost = result.tail_segment_id - 1
+    # Item 2: the range start..H and the slot of every id.
+    rng = plan_range(store, result, report)
+    if rng.start > 1:
+        last_lost = rng.start - 1
         report.note("not_retained", last_lost,
                     ("segment 1 is" if last_lost == 1 else f"segments 1 to {last_lost} are")
-                    + " no longer in the ring; gap records name the overwritten ones")
+                    + " no longer in the ring")
 
-    # Step 2: the committed segments, tail first.
+    # Item 3: each segment of the range.
     trust = Trust(keys)
     walker = Walker(store, meta, trust, allow_fw, allow_unsigned, report)
-    walker.walk(result.committed)
+    walker.walk(rng.plan)
 
-    # Step 3: the head.
-    head = walker.passed.get(meta.head_segment_id)
-    if head is not None and head.slot == meta.head_slot and meta.hash_head != head.computed_hash:
+    # Item 4: the head and the metadata.
+    own_head = walker.passed.get(meta.head_segment_id)
+    if (own_head is not None and own_head.slot == meta.head_slot
+            and meta.hash_head != own_head.computed_hash):
         report.finding("hash_mismatch", meta.base + dec.HASH_HEAD_OFFSET,
                        f"metadata slot {meta.slot_name} hash_head is not the hash of head "
                        f"segment {meta.head_segment_id}")
@@ -827,20 +987,40 @@ def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
         report.finding("truncated_tail", meta.slot_offset(meta.head_slot),
                        f"neither slot's head segment is valid (segment "
                        f"{meta.head_segment_id}: {result.head_missing.reason})")
+    head = walker.passed.get(rng.head_id)
+    if head is not None and head.slot == rng.head_slot:
+        check_metadata(meta, result, rng, head, report)
 
-    # Step 4: power cuts (notes only).
-    if meta.clean_flag == 0 and result.stop_slot >= 0 and dec.header_names(
-            store, meta, result.stop_slot, result.stop_segment_id):
-        report.note("torn_tail_power_cut", result.stop_segment_id,
-                    f"segment {result.stop_segment_id} in slot {result.stop_slot} after the "
-                    "head is torn (image taken before recovery)")
-    # A tail given up (section 5) before recovery has no gap record yet, so
-    # no tail_unreadable note: notes name the segment holding the record
-    # they report.  not_retained (above) covers it: the walk starts after it.
+    # Item 5: committed segments beyond the head.
+    beyond_the_head(store, meta, rng, trust, allow_unsigned, report)
 
-    # Step 5: the anchor.
+    # Item 6: a torn segment after the head (a header naming the id and the
+    # slot the forward scan stopped at, the segment not valid).
+    if result.stop_slot >= 0 and dec.header_names(store, meta, result.stop_slot,
+                                                  result.stop_segment_id):
+        try:
+            dec.parse_segment(store, meta, result.stop_slot, result.stop_segment_id)
+            torn = False
+        except dec.DecodeError:
+            torn = True
+        if torn and meta.clean_flag == 0:
+            report.note("torn_tail_power_cut", result.stop_segment_id,
+                        f"segment {result.stop_segment_id} in slot {result.stop_slot} after "
+                        "the head is torn (image taken before recovery)")
+        elif torn:
+            report.finding("truncated_tail", meta.slot_offset(result.stop_slot),
+                           f"segment {result.stop_segment_id} in slot {result.stop_slot} "
+                           "after the head is torn, but the store was closed cleanly: no "
+                           "commit was in flight")
+
+    # Item 7: the anchor.
     if anchor is not None:
-        check_anchor(anchor, store, result, trust, walker, allow_unsigned, report)
+        check_anchor(anchor, store, meta, rng, trust, walker, allow_unsigned, report)
+    else:
+        report.note("truncation_not_excluded", rng.head_id,
+                    "no --anchor: a shorter copy of this history (an older image, or one "
+                    "whose newest segments were erased with the metadata rewritten) cannot "
+                    "be excluded")
     return report
 
 
@@ -871,21 +1051,29 @@ def render_json(report: Report) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+def escape_text(text: str) -> str:
+    """Section 9: every byte of a detail outside printable ASCII (0x20 to
+    0x7E) is printed as \\xNN, so a record cannot draw on the terminal."""
+    return "".join(chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02x}"
+                   for b in text.encode("utf-8", "surrogateescape"))
+
+
 def render_text(report: Report, image: str) -> str:
-    out = [f"edgelog verify {image}",
+    out = [f"edgelog verify {escape_text(image)}",
            f"{'segment':>10} {'slot':>6} {'offset':>12} {'sig':>5} {'epoch':>6}  result"]
     for s in report.segments:
         result = "PASS" if s.reason is None else s.reason
         out.append(f"{s.segment_id:>10} {s.slot:>6} {s.offset:>12} "
                    f"{'PASS' if s.sig_verify else 'FAIL':>5} {s.key_epoch:>6}  {result}"
-                   + (f": {s.detail}" if s.detail else ""))
+                   + (f": {escape_text(s.detail)}" if s.detail else ""))
     for f in report.findings:
-        out.append(f"finding {f.reason} at offset {f.offset}: {f.detail}")
+        out.append(f"finding {f.reason} at offset {f.offset}: {escape_text(f.detail)}")
     for n in report.notes:
-        out.append(f"note {n.note} (segment {n.segment_id}): {n.detail}")
+        out.append(f"note {n.note} (segment {n.segment_id}): {escape_text(n.detail)}")
     failed = sum(1 for s in report.segments if s.failed)
     signed = (f"signed with {report.sig_alg}" if report.signed
-              else "no segment signature verified")
+              else "not signed throughout" + (f" (last signature verified: {report.sig_alg})"
+                                              if report.verified_algs else ""))
     out.append(f"verdict {report.verdict}: {len(report.segments)} segments, "
                f"{len(report.segments) - failed} passed, {failed} failed; {signed}"
                + (f"; reasons: {', '.join(report.reasons)}" if report.reasons else ""))
@@ -897,7 +1085,7 @@ def render_text(report: Report, image: str) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Verify an edgelog store (FORMAT.md section 9).")
+        description="Verify an edgelog store (FORMAT.md section 9, format version 5).")
     parser.add_argument("--device", required=True, metavar="IMAGE")
     parser.add_argument("--trust", action="append", required=True, metavar="KEY",
                         help="PUBLIC KEY PEM (Ed25519, P-256) or HMAC secret (64 hex digits), "
@@ -908,6 +1096,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--allow-unsigned", action="store_true")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
+
+
+def read_anchor(path: str) -> bytes:
+    """At most ANCHOR_MAX + 1 bytes: a longer file is malformed whatever it
+    holds, and is never read whole."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(ANCHOR_MAX + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read anchor {path}: {exc.strerror}") from exc
 
 
 def main(argv: list[str] | None = None, out=None, err=None) -> int:
@@ -922,12 +1120,7 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
                 if not HEX64.fullmatch(value):
                     raise UsageError(f"--allow-fw {value!r} is not 64 hex digits")
             allow_fw = {bytes.fromhex(value) for value in args.allow_fw}
-        anchor = None
-        if args.anchor is not None:
-            try:
-                anchor = Path(args.anchor).read_bytes()
-            except OSError as exc:
-                raise UsageError(f"cannot read anchor {args.anchor}: {exc.strerror}") from exc
+        anchor = None if args.anchor is None else read_anchor(args.anchor)
         try:
             fh = open(args.device, "rb")  # read only: the image is never changed
         except OSError as exc:

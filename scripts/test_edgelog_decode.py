@@ -5,7 +5,8 @@ Run: python3 -m pytest scripts/test_edgelog_decode.py
 The store images are built in memory by the minimal encoder below, written
 from docs/FORMAT.md (it has its own bitwise CRC so that a table bug in the
 decoder cannot hide behind the same table here).  Segments carry an unsigned
-seal (sig_alg 0, sig_len 0, seal_len 192) with every statement field filled,
+seal (sig_alg 0, sig_len 0, seal_len 320; format version 5) with every
+statement field the decoder checks filled,
 their segment_hash computed and prev_hash chained: the decoder checks the
 seal's form and the hash chain, not signatures (scripts/test_edgelog_verify.py
 covers those).
@@ -83,23 +84,26 @@ def seg_hash(data):
 
 
 def statement(seg_id, commit_id, first, last, count, prev_hash, segment_hash, *,
-              device_id=DEVICE_ID, rollback_ctr=1, fw=FW):
-    """The 192-byte statement of section 3.5, unsigned (key_epoch, key_id,
-    sig_alg, key_src, sig_len all zero)."""
-    return struct.pack("<8s16sQQQQII16sQ32s32s32sBBH4x", b"EDGESIG1", device_id, seg_id,
-                       commit_id, first, last, count, 0, bytes(16), rollback_ctr, fw,
-                       prev_hash, segment_hash, 0, 0, 0)
+              device_id=DEVICE_ID, rollback_ctr=1, fw=FW, uuid=UUID, tail=1):
+    """The 320-byte statement of section 3.5, unsigned (key_epoch, key_id,
+    sig_alg, key_src, sig_len all zero), with the store_uuid and a sealed
+    state (tail_segment_id, mono_hwm = last; the decoder does not compare
+    the rest)."""
+    return struct.pack("<8s16sQQQQII16sQ32s32s32sBBH4x16sQQQQQQIIIIII32s8x", b"EDGESIG2",
+                       device_id, seg_id, commit_id, first, last, count, 0, bytes(16),
+                       rollback_ctr, fw, prev_hash, segment_hash, 0, 0, 0, uuid, tail, last,
+                       0, 0, 0, 1, 0, 0, 0, 0, 0, 0, bytes(32))
 
 
 def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=False,
             sector=512, prev=None, prev_crc=None, prev_hash=None, seal_hash=None,
-            seal=None, seal_len=192, version=4):
+            seal=None, seal_len=320, version=5):
     """recs: list of encoded records; monos: their mono_ctr values.
 
     prev: the encoded segment committed just before (sets prev_crc and
     prev_hash; zero for the first segment); prev_crc/prev_hash override it.
     seal_hash: a wrong segment_hash to put in the seal; seal: a function that
-    may rewrite the 272 seal bytes (a malformed seal), marker CRC refitted.
+    may rewrite the 384 seal bytes (a malformed seal), marker CRC refitted.
     """
     commit_id = seg_id if commit_id is None else commit_id
     if prev_crc is None:
@@ -115,12 +119,13 @@ def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=
     body_crc = crc(head + payload)
     digest = hashlib.sha256(head + payload).digest() if seal_hash is None else seal_hash
     seal_area = statement(seg_id, commit_id, first, last, len(recs), prev_hash,
-                          digest) + bytes(272 - 192)
+                          digest, uuid=uuid) + bytes(384 - 320)
     if seal is not None:
         seal_area = seal(bytearray(seal_area))
     marker = struct.pack("<8sQQIIII", b"EDGELOGC", seg_id, commit_id, len(recs),
                          len(payload), body_crc, seal_len) + bytes(seal_area) + bytes(4)
     marker += struct.pack("<I", crc(marker))
+    assert len(marker) == 432
     data = bytearray(head + payload + marker)
     if break_body:  # torn write: header good, records not
         data[128] ^= 0xFF
@@ -129,7 +134,7 @@ def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=
 
 
 def meta(generation, *, head_id, head_slot, tail_slot, tail_id, head=None, head_crc=None,
-         hash_head=None, version=4, incompat=0, bad_blocks=(), sources=(("temp", 0),),
+         hash_head=None, version=5, incompat=0, bad_blocks=(), sources=(("temp", 0),),
          commit_id=None, uuid=UUID, sector_size=512, segment_size=SEG, ring_slots=SLOTS,
          store_size=STORE, time=None):
     """head: the encoded head segment (sets head_crc and hash_head; both zero
@@ -269,10 +274,10 @@ def test_csv_and_since_commit(tmp_path):
                               b"last_sync_ns,payload\n")
     t = TIME_CSV
     assert out == (dec.CSV_HEADER
-                   + b'1,1,data,temp,1,10,1700000000000000000,5000,' + t + b',"{""t"":1}"\n'
-                   + b'1,1,data,temp,2,11,1700000000000000000,5000,' + t
+                   + b'1,1,data,"temp",1,10,1700000000000000000,5000,' + t + b',"{""t"":1}"\n'
+                   + b'1,1,data,"temp",2,11,1700000000000000000,5000,' + t
                    + b',"{""t"":""a\\""b""}"\n'
-                   + b'2,2,data,temp,3,12,1700000000000000000,5000,' + t + b',"{""t"":3}"\n')
+                   + b'2,2,data,"temp",3,12,1700000000000000000,5000,' + t + b',"{""t"":3}"\n')
     assert run(p, "--since-commit", "1") == (0, line(2, 3, 12, '{"t":3}'), "")
 
 
@@ -285,7 +290,7 @@ def test_torn_segment_after_head_not_exported(tmp_path):
 
 def test_newer_format_version_exit_5(tmp_path):
     p = two_segment_image().slot_a(
-        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=5)).write(tmp_path)
+        meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=6)).write(tmp_path)
     # Through the real executable, to check the shebang, mode and exit code.
     proc = subprocess.run([str(SCRIPT), str(p)], capture_output=True)
     assert proc.returncode == 5
@@ -296,7 +301,7 @@ def test_newer_format_version_exit_5(tmp_path):
 @pytest.mark.parametrize("other", ["valid_newer_gen", "valid_older_gen", "zeros", "bad_crc"])
 @pytest.mark.parametrize("newer_in", ["A", "B"])
 def test_newer_format_in_either_slot_exit_5_whatever_the_other(tmp_path, newer_in, other):
-    newer = meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=5)
+    newer = meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, version=6)
     good = meta(5 if other == "valid_newer_gen" else 0, head_id=2, head_slot=1,
                 tail_slot=0, tail_id=1, head=S2)
     if other == "zeros":
@@ -346,7 +351,7 @@ def _good_a(**kw):
     """Slot A, generation 2, naming the same committed state as slot B."""
     args = dict(head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2)
     args.update(kw)
-    return meta(2, **args)
+    return meta(args.pop("generation", 2), **args)
 
 
 @pytest.mark.parametrize("kw", [
@@ -368,6 +373,19 @@ def _good_a(**kw):
     dict(sources=[("temp", 0, 5)]),            # length takes in a padding zero
     dict(store_size=STORE + 1),                # more than the device holds: "truncated"
     dict(store_size=STORE + 4096),
+    # Format version 5: the bad-block table names no slot twice and leaves
+    # at least two good slots; source names start with a letter or digit and
+    # appear once.
+    dict(bad_blocks=[(3, 1, 2), (3, 2, 2)]),
+    dict(tail_id=3, tail_slot=0, bad_blocks=[(1, 1, 0), (2, 1, 0), (3, 1, 0)]),
+    dict(tail_id=3, tail_slot=0, bad_blocks=[(0, 1, 0), (1, 1, 0), (2, 1, 0), (3, 1, 0)]),
+    dict(sources=[("-temp", 0)]),
+    dict(sources=[(".temp", 0)]),
+    dict(sources=[("_temp", 0)]),
+    dict(sources=[("temp", 0), ("temp", 9)]),
+    # A non-empty ring holds at most ring_slots - bad_block_count segments.
+    dict(head_id=5, head_slot=0, tail_id=1),
+    dict(bad_blocks=[(3, 1, 0)], head_id=4, head_slot=0, tail_id=1),
 ])
 def test_slot_validity_rules(tmp_path, kw):
     # Slot A (newest) breaks one rule of section 2: it is not valid and the
@@ -381,7 +399,9 @@ def test_slot_validity_rules(tmp_path, kw):
 @pytest.mark.parametrize("kw", [
     dict(sector_size=4096),
     dict(tail_id=3, tail_slot=2),              # empty ring: tail = head + 1
-    dict(bad_blocks=[(3, 1, 0), (2, 2, 0), (3, 3, 0)]),
+    dict(bad_blocks=[(3, 1, 0), (2, 2, 0)]),  # two good slots left, two segments
+    dict(tail_id=3, tail_slot=2, bad_blocks=[(3, 3, 0), (2, 1, 0)]),  # empty ring
+    dict(sources=[("0temp", 1), ("temp", 2), ("Temp", 3)]),  # a digit first; case counts
     dict(sources=[("A-Za-z0-9._", 7), ("y" * 39, 1)]),
 ])
 def test_slot_validity_edges_accepted(tmp_path, kw):
@@ -389,6 +409,63 @@ def test_slot_validity_edges_accepted(tmp_path, kw):
     code, out, _ = run(p, "--inspect")
     assert code == 0
     assert json.loads(out)["chosen_slot"] == "A"
+
+
+BELOW = 2**62 - 1
+
+
+@pytest.mark.parametrize("kw, ok", [
+    (dict(generation=BELOW), True),
+    (dict(generation=2**62), False),
+    (dict(generation=2**64 - 1), False),
+    (dict(commit_id=BELOW), True),
+    (dict(commit_id=2**62), False),
+    (dict(head_id=BELOW, tail_id=BELOW - 2), True),
+    (dict(head_id=2**62, tail_id=2**62 - 2), False),
+    (dict(head_id=2**64 - 1, tail_id=2**62 - 1, commit_id=0), False),
+    (dict(head_id=BELOW - 1, tail_id=BELOW), True),          # empty ring at the bound
+    (dict(head_id=BELOW, tail_id=2**62), False),              # empty ring above it
+    (dict(head_id=4, tail_id=1), True),                       # 4 segments, 4 good slots
+    (dict(head_id=5, tail_id=2), True),
+    (dict(head_id=5, tail_id=1), False),
+    (dict(head_id=2**61, tail_id=1), False),                  # a huge head/tail distance
+    (dict(head_id=3, tail_id=1, bad_blocks=[(0, 1, 0)]), True),
+    (dict(head_id=3, tail_id=1, bad_blocks=[(0, 1, 0), (1, 1, 0)]), False),
+    (dict(head_id=2, tail_id=1, bad_blocks=[(0, 1, 0), (1, 1, 0)]), True),
+    (dict(head_id=2, tail_id=1, bad_blocks=[(0, 1, 0), (1, 1, 0), (2, 1, 0)]), False),
+])
+def test_metadata_bounds(kw, ok):
+    # Section 2 (format version 5): generation, head_segment_id, commit_id
+    # and tail_segment_id below 2^62; a non-empty ring holds at most
+    # ring_slots - bad_block_count segments; at least two good slots.
+    args = dict(head_id=2, head_slot=1, tail_slot=0, tail_id=1)
+    args.update(kw)
+    buf = meta(args.pop("generation", 2), **args)
+    if ok:
+        assert dec.parse_metadata(buf, "A", 0, STORE).head_segment_id == args["head_id"]
+    else:
+        with pytest.raises(dec.DecodeError):
+            dec.parse_metadata(buf, "A", 0, STORE)
+
+
+def test_every_bad_block_table_is_bounded(tmp_path):
+    # Every table of 0 to 64 entries over a 66-slot ring (the head and the
+    # tail's slots always good) reads back or is refused, without a crash,
+    # and the reader never loops: next_slot and prev_slot skip at most the
+    # ring.
+    slots = 66
+    store = 8192 + slots * SEG
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
+    for count in (0, 1, 2, 63, 64):
+        bad = [(65 - i, 1 + i % 3, 0) for i in range(count)]
+        img = Image()
+        img.buf = bytearray(store)
+        img.slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1,
+                        ring_slots=slots, store_size=store, bad_blocks=bad)).seg(0, s1)
+        assert run(img.write(tmp_path), "--inspect")[0] == 0
+        m = dec.parse_metadata(bytes(img.buf[:4096]), "A", 0, store)
+        good = [i for i in range(slots) if i not in m.bad_slots]
+        assert dec.next_slot(m, good[-1]) == good[0] and dec.prev_slot(m, good[0]) == good[-1]
 
 
 def test_fake_segment_header_in_payload_is_not_a_segment(tmp_path):
@@ -405,9 +482,12 @@ def test_fake_segment_header_in_payload_is_not_a_segment(tmp_path):
          .seg(0, real).write(tmp_path))
     code, out, err = run(p)
     assert (code, err) == (0, "")
+    # The payload holds the raw bytes of a segment (zeros and all): not a
+    # printable payload, so it is printed in hex (section 7).
     assert out == (b'{"segment_id":1,"commit_id":1,"type":"data","source":"temp","seq":1,'
                    b'"mono_ctr":10,"wall_ns":1700000000000000000,"boot_ns":5000,'
-                   + TIME_JSON.encode() + b',"payload":' + payload + b"}\n")
+                   + TIME_JSON.encode() + b',"payload":null,"payload_hex":"'
+                   + payload.hex().encode() + b'"}\n')
     info = json.loads(run(p, "--inspect")[1])
     assert info["segments"] == 1 and info["adopted_segments"] == 0
 
@@ -670,10 +750,10 @@ def test_bad_record_makes_segment_invalid(tmp_path, mutate, reason):
 # Format version 2: the seal and the hash chain
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("old", [1, 2, 3])
+@pytest.mark.parametrize("old", [1, 2, 3, 4])
 def test_older_version_store_is_not_a_store_exit_2(tmp_path, old):
-    # A version 1, 2 or 3 store is "not a store this version reads": neither
-    # slot is valid (format_version must be 4), and an older version is not
+    # A version 1 to 4 store is "not a store this version reads": neither
+    # slot is valid (format_version must be 5), and an older version is not
     # newer, so exit 2, not 5.
     img = two_segment_image()
     img.slot_a(meta(0, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=S1, version=old))
@@ -683,8 +763,8 @@ def test_older_version_store_is_not_a_store_exit_2(tmp_path, old):
     assert "not an edgelog store" in err and f"format_version {old}" in err
 
 
-@pytest.mark.parametrize("old", [2, 3])
-def test_older_version_slot_beside_a_version_4_slot_is_passed_over(tmp_path, old):
+@pytest.mark.parametrize("old", [2, 3, 4])
+def test_older_version_slot_beside_a_version_5_slot_is_passed_over(tmp_path, old):
     # Newest slot A says an older format_version (CRC good): not valid, B is
     # chosen.
     p = two_segment_image().slot_a(_good_a(version=old)).write(tmp_path)
@@ -692,7 +772,7 @@ def test_older_version_slot_beside_a_version_4_slot_is_passed_over(tmp_path, old
     assert run(p) == (0, TWO_SEGMENT_LINES, "")
 
 
-@pytest.mark.parametrize("old", [1, 2, 3])
+@pytest.mark.parametrize("old", [1, 2, 3, 4])
 def test_older_version_segment_is_not_valid(tmp_path, old):
     # Segment 2 written with an older header format_version (CRCs refitted).
     s2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], prev=S1, version=old)
@@ -767,33 +847,50 @@ def assert_middle_segment_refused(tmp_path, middle, monos, after, reason, **kw):
     assert "segment 2 in slot 1" in err and reason in err
 
 
+def _signed_seal(alg, sig_len):
+    def change(seal):
+        struct.pack_into("<BBH", seal, 184, alg, 1, sig_len)
+        seal[320:320 + sig_len] = b"\xee" * sig_len
+        return seal
+    return change
+
+
 @pytest.mark.parametrize("kw, reason", [
-    (dict(seal=_poke(0, "<8s", b"EDGESIG2")), "EDGESIG1"),
+    (dict(seal=_poke(0, "<8s", b"EDGESIG1")), "EDGESIG2"),   # format 4's statement magic
     (dict(seal_len=0), "seal_len 0"),
-    (dict(seal_len=256), "seal_len 256"),                    # sig_len is 0
-    (dict(seal=_poke(186, "<H", 65), seal_len=257), "sig_len 65"),
+    (dict(seal_len=192), "seal_len 192"),                    # format 4's seal_len
+    (dict(seal_len=384), "seal_len 384"),                    # sig_len is 0
+    (dict(seal=_poke(186, "<H", 65), seal_len=385), "sig_len 65"),
+    (dict(seal=_poke(184, "<B", 4)), "sig_alg 4"),           # no such algorithm
+    (dict(seal=_poke(184, "<B", 255)), "sig_alg 255"),
+    (dict(seal=_signed_seal(1, 32), seal_len=352), "sig_len 32"),    # Ed25519 is 64
+    (dict(seal=_signed_seal(3, 64), seal_len=384), "sig_len 64"),    # HMAC is 32
+    (dict(seal=_signed_seal(2, 0)), "sig_len 0"),                    # ECDSA is 64
+    (dict(seal=_poke(186, "<H", 64), seal_len=384), "sig_len 64"),   # unsigned is 0
+    (dict(seal=_signed_seal(1, 64), seal_len=320), "seal_len 320"),
+    (dict(seal=_poke(192, "<16s", bytes(16))), "statement store_uuid"),
     (dict(seal=_poke(24, "<Q", 9)), "statement segment_id"),
     (dict(seal=_poke(32, "<Q", 9)), "statement commit_id"),
     (dict(seal=_poke(40, "<Q", 9)), "statement first_mono"),
     (dict(seal=_poke(48, "<Q", 9)), "statement last_mono"),
     (dict(seal=_poke(56, "<I", 9)), "statement record_count"),
     (dict(seal=_poke(120, "<32s", b"\x07" * 32)), "statement prev_hash"),
+    (dict(seal=_poke(200, "<B", 0xFF)), "statement store_uuid"),
 ])
 def test_malformed_seal_makes_segment_invalid(tmp_path, kw, reason):
     assert_middle_segment_refused(tmp_path, [record(2, 11, b"{}")], [11], (3, 12), reason, **kw)
 
 
 def test_signed_seal_is_well_formed_without_checking_the_signature(tmp_path):
-    # sig_alg 1, sig_len 64, seal_len 256: well formed.  The decoder does not
-    # verify signatures (that is the verifier's job), so it exports it.
-    def signed(seal):
-        struct.pack_into("<BBH", seal, 184, 1, 1, 64)
-        seal[192:256] = b"\xee" * 64
-        return seal
-    s1 = segment(1, 0, [record(1, 10, b"{}")], [10], seal=signed, seal_len=256)
-    p = Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1,
-                            head=s1)).seg(0, s1).write(tmp_path)
-    assert run(p) == (0, line(1, 1, 10, "{}"), "")
+    # sig_alg 1 or 2 with sig_len 64 and seal_len 384, sig_alg 3 with 32 and
+    # 352: well formed.  The decoder does not verify signatures (that is the
+    # verifier's job), so it exports them.
+    for alg, sig_len in ((1, 64), (2, 64), (3, 32)):
+        s1 = segment(1, 0, [record(1, 10, b"{}")], [10], seal=_signed_seal(alg, sig_len),
+                     seal_len=320 + sig_len)
+        p = Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1,
+                                head=s1)).seg(0, s1).write(tmp_path)
+        assert run(p) == (0, line(1, 1, 10, "{}"), "")
 
 
 def test_inspect_reports_trust_fields(tmp_path):
@@ -1016,21 +1113,21 @@ def test_wall_corrected_csv(tmp_path):
     assert out == (b"segment_id,commit_id,type,source,seq,mono_ctr,wall_ns,wall_corrected_ns,"
                    b"boot_ns,boot_seq,time_flags,maxerror_us,esterror_us,last_sync_ns,"
                    b"payload\n"
-                   b"1,1,data,temp,10,10,1700000000000001000,1700000000000001000,1000,1,1,"
+                   b"1,1,data,\"temp\",10,10,1700000000000001000,1700000000000001000,1000,1,1,"
                    + sample + b',"{}"\n'
-                   b"1,1,data,temp,11,11,1700000000000002000,1700000000000002000,2000,1,1,"
+                   b"1,1,data,\"temp\",11,11,1700000000000002000,1700000000000002000,2000,1,1,"
                    + sample + b',"{}"\n'
-                   b"2,2,clock_step,edgelog.time,12,12,1700003600000003000,1700000000000003000,"
+                   b"2,2,clock_step,\"edgelog.time\",12,12,1700003600000003000,1700000000000003000,"
                    b"3000,1,4," + sample + b',"' + step + b'"\n'
-                   b"2,2,data,temp,13,13,1700003600000004000,1700000000000004000,4000,1,4,"
+                   b"2,2,data,\"temp\",13,13,1700003600000004000,1700000000000004000,4000,1,4,"
                    + sample + b',"{}"\n'
-                   b"2,2,data,temp,14,14,1700003600000005000,1700000000000005000,5000,1,0,"
+                   b"2,2,data,\"temp\",14,14,1700003600000005000,1700000000000005000,5000,1,0,"
                    + sample + b',"{}"\n')
     assert out.startswith(dec.CSV_HEADER_CORRECTED)
     # Raw CSV keeps the raw header and columns.
     raw = run(p, "--format", "csv")[1]
     assert raw.startswith(dec.CSV_HEADER)
-    assert raw.splitlines()[1] == (b"1,1,data,temp,10,10,1700000000000001000,1000,1,1,"
+    assert raw.splitlines()[1] == (b"1,1,data,\"temp\",10,10,1700000000000001000,1000,1,1,"
                                    + sample + b',"{}"')
 
 
@@ -1179,7 +1276,7 @@ def test_sync_sample_fields_each_from_their_own_offset(tmp_path):
                    b'"last_sync_ns":723685415333072913,"payload":{}}\n')
     assert out == tline(1, recs[0])
     code, out, _ = run(p, "--format", "csv")
-    assert out.splitlines()[1] == (b"1,1,data,temp,10,10,1700000000000001000,1000,1,1,"
+    assert out.splitlines()[1] == (b"1,1,data,\"temp\",10,10,1700000000000001000,1000,1,1,"
                                    b'287454020,1432778632,723685415333072913,"{}"')
 
 
@@ -1219,7 +1316,7 @@ def test_sync_sample_null_rules_csv(tmp_path, stored, printed):
     code, out, err = run(p, "--format", "csv")
     assert (code, err) == (0, "")
     fields = [b"" if v == "null" else v.encode() for v in printed]
-    assert out == dec.CSV_HEADER + (b"1,1,data,temp,10,10,1700000000000001000,1000,1,1,"
+    assert out == dec.CSV_HEADER + (b"1,1,data,\"temp\",10,10,1700000000000001000,1000,1,1,"
                                     + b",".join(fields) + b',"{}"\n')
 
 
@@ -1243,9 +1340,9 @@ def test_sync_sample_nulls_with_wall_corrected(tmp_path):
     code, out, err = run(p, "--format", "csv", "--wall", "corrected")
     assert (code, err) == (0, "")
     assert out == (dec.CSV_HEADER_CORRECTED
-                   + b"1,1,data,temp,10,10,1700000000000001000,1700000000000001000,1000,1,1,"
+                   + b"1,1,data,\"temp\",10,10,1700000000000001000,1700000000000001000,1000,1,1,"
                      b',4294967294,,"{}"\n'
-                   + b"1,1,data,temp,11,11,1700000000000002000,1700000000000002000,2000,1,1,"
+                   + b"1,1,data,\"temp\",11,11,1700000000000002000,1700000000000002000,2000,1,1,"
                      b'0,,-5,"{}"\n')
 
 
@@ -1270,8 +1367,8 @@ def test_record_len_69_is_the_shortest_record(tmp_path):
     code, out, err = run(p, "--format", "csv")
     assert (code, err) == (0, "")
     assert out.splitlines()[1:] == [
-        b"1,1,data,t,1,10,1700000000000000000,5000," + TIME_CSV + b',""',
-        b"1,1,data,temp,2,11,1700000000000000000,5000," + TIME_CSV + b',"{}"']
+        b"1,1,data,\"t\",1,10,1700000000000000000,5000," + TIME_CSV + b',"hex:"',
+        b"1,1,data,\"temp\",2,11,1700000000000000000,5000," + TIME_CSV + b',"{}"']
 
 
 @pytest.mark.parametrize("followed, reason", [
@@ -1284,3 +1381,281 @@ def test_record_len_68_is_refused(tmp_path, followed, reason):
     recs = [short_record(68)] + ([record(3, 12, b"{}")] if followed else [])
     assert len(recs[0]) == 68
     assert_middle_segment_refused(tmp_path, recs, [11, 12][:len(recs)], (4, 13), reason)
+
+
+# ---------------------------------------------------------------------------
+# Format version 5: export prints only hash-checked, chained segments
+# (section 5 step 4), printable payloads (section 7), safe CSV
+# ---------------------------------------------------------------------------
+
+def three_segment_image(s2, s3=None):
+    """Segments 1, s2 and s3 (default: chained onto s2) in slots 0..2, head 3
+    in slot A."""
+    s1 = chain(1)[0]
+    s3 = s3 if s3 is not None else segment(3, 2, [record(3, 12, b"{}")], [12], prev=s2)
+    return (Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
+            .seg(0, s1).seg(1, s2).seg(2, s3))
+
+
+def test_export_skips_a_segment_whose_hash_is_not_its_seals(tmp_path):
+    # Segment 2 is valid (3.4 does not check the hash) but its seal claims
+    # another segment_hash: damaged, reported at the seal's segment_hash, and
+    # segment 3 (chained onto 2's real hash) is printed: the segment before
+    # it was not printed, so its prev_hash is not checked.
+    s1 = chain(1)[0]
+    s2 = segment(2, 1, [record(2, 11, b'{"x":1}')], [11], prev=s1, seal_hash=b"\x5a" * 32)
+    img = three_segment_image(s2)
+    code, out, err = run(img.write(tmp_path))
+    assert code == 3
+    assert out == line(1, 1, 10, "{}") + line(3, 3, 12, "{}")
+    marker = 8192 + SEG + 128 + len(record(2, 11, b'{"x":1}'))
+    assert f"segment 2 in slot 1 at offset {marker + 40 + 152}:" in err
+    assert "segment_hash" in err and err.count("\n") == 1
+
+
+def test_export_skips_a_segment_that_does_not_chain_onto_a_printed_one(tmp_path):
+    s1 = chain(1)[0]
+    s2 = segment(2, 1, [record(2, 11, b"{}")], [11], prev=s1, prev_hash=b"\x01" * 32)
+    code, out, err = run(three_segment_image(s2).write(tmp_path))
+    assert code == 3
+    # Segment 3 chains onto 2, which was not printed: no check, printed.
+    assert out == line(1, 1, 10, "{}") + line(3, 3, 12, "{}")
+    assert f"segment 2 in slot 1 at offset {8192 + SEG + 80}: prev_hash" in err
+    # A segment 3 that does not chain onto a printed segment 2 is skipped.
+    s2 = segment(2, 1, [record(2, 11, b"{}")], [11], prev=s1)
+    s3 = segment(3, 2, [record(3, 12, b"{}")], [12], prev=s2, prev_hash=b"\x02" * 32)
+    code, out, err = run(three_segment_image(s2, s3).write(tmp_path))
+    assert code == 3 and out == line(1, 1, 10, "{}") + line(2, 2, 11, "{}")
+    assert "segment 3 in slot 2" in err and "prev_hash" in err
+
+
+def test_export_segment_1_needs_a_zero_prev_hash(tmp_path):
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10], prev_hash=b"\x03" * 32)
+    s2 = segment(2, 1, [record(2, 11, b"{}")], [11], prev=s1)
+    p = (Image().slot_a(meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=s2))
+         .seg(0, s1).seg(1, s2).write(tmp_path))
+    code, out, err = run(p)
+    assert (code, out) == (3, line(2, 2, 11, "{}"))
+    assert "segment 1 in slot 0" in err and "non-zero prev_hash" in err
+
+
+def test_export_tail_above_1_is_not_chain_checked(tmp_path):
+    # The ring wrapped: the tail is segment 3, whose predecessor is not
+    # retained; its prev_hash is whatever it was, and it is printed.
+    segs = {3: segment(3, 2, [record(3, 12, b"{}")], [12], prev_hash=b"\x09" * 32,
+                       prev_crc=7)}
+    for i in (4, 5, 6):
+        segs[i] = segment(i, (i - 1) % 4, [record(i, 9 + i, b"{}")], [9 + i], prev=segs[i - 1])
+    img = Image().slot_a(meta(2, head_id=6, head_slot=1, tail_slot=2, tail_id=3,
+                              head=segs[6]))
+    for i, data in segs.items():
+        img.seg((i - 1) % 4, data)
+    code, out, err = run(img.write(tmp_path))
+    assert (code, err) == (0, "")
+    assert out == b"".join(line(i, i, 9 + i, "{}") for i in (3, 4, 5, 6))
+
+
+def test_wall_corrected_skips_a_segment_whose_hash_fails(tmp_path):
+    # A segment export does not print does not take part in --wall
+    # corrected either: segment 2 (the last good record, offset W + 5)
+    # claims another hash.
+    recs = [r(10, 1_000, W + 1_000, SYNCED), r(11, 2_000, W + 5 + 2_000, SYNCED),
+            r(12, 3_000, W + HOUR + 3_000, 0)]
+    s1 = segment(1, 0, [record(**recs[0])], [10])
+    s2 = segment(2, 1, [record(**recs[1])], [11], prev=s1, seal_hash=b"\x77" * 32)
+    s3 = segment(3, 2, [record(**recs[2])], [12], prev=s2)
+    img = Image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1, head=s3))
+    code, out, err = run(img.seg(0, s1).seg(1, s2).seg(2, s3).write(tmp_path),
+                         "--wall", "corrected")
+    assert code == 3 and "segment 2 in slot 1" in err
+    assert out == tline(1, recs[0], W + 1_000) + tline(3, recs[2], W + 3_000)
+
+
+NOT_PRINTABLE = [
+    b'{"t":"a\nb"}',                       # a newline would split the JSON line
+    b'{"t":1}\n',
+    b'{"t":"\r"}',
+    b'{"t":"\x1b[2J"}',                    # a terminal escape
+    b'{"t":"\x7f"}',
+    b'{"t":"\xc2\x85"}',                   # C1 NEL
+    b'{"t":"\xc2\x9b2J"}',                 # C1 CSI
+    b'{"t":"\xff"}',                       # not UTF-8
+    b'{"t":"\xed\xa0\x80"}',               # a UTF-8 encoded surrogate
+    b'{"t":NaN}',
+    b'{"t":-Infinity}',
+    b'{"t":01}',
+    b'{"t":1,}',
+    b' {"t":1}',                           # something before the object
+    b'{"t":1} ',
+    b'{"t":1}{"t":2}',
+    b'["t"]',                              # not an object
+    b'"t"',
+    b'42',
+    b'',
+    b'{"t":' * 65 + b'1' + b'}' * 65,      # 66 deep
+    b'{"t":' + b'[' * 1100 + b']' * 1100 + b'}',
+    b'{"":' * 600 + b'{}' + b'}' * 600,
+    b'=HYPERLINK("http://x")',
+    b'-1+2',
+    b'@SUM(A1)',
+    b'+1',
+]
+PRINTABLE = [
+    b'{}',
+    b'{"t":"a\\nb","u":"\\u001b"}',       # escaped controls are fine
+    b'{"t":"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"}',
+    b'{"a" : [1, -2.5e+3, true, false, null, {"b": {}}], "c": "\\"="}',
+    b'{"t":' * 63 + b'{}' + b'}' * 63,     # 64 deep
+]
+
+
+@pytest.mark.parametrize("payload", NOT_PRINTABLE, ids=range(len(NOT_PRINTABLE)))
+def test_payload_that_is_not_printable_is_printed_in_hex(tmp_path, payload):
+    s1 = segment(1, 0, [record(1, 10, payload)], [10])
+    p = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+         .seg(0, s1).write(tmp_path))
+    code, out, err = run(p)
+    assert (code, err) == (0, "")
+    assert out == (b'{"segment_id":1,"commit_id":1,"type":"data","source":"temp","seq":1,'
+                   b'"mono_ctr":10,"wall_ns":1700000000000000000,"boot_ns":5000,'
+                   + TIME_JSON.encode() + b',"payload":null,"payload_hex":"'
+                   + payload.hex().encode() + b'"}\n')
+    assert out.count(b"\n") == 1 and json.loads(out)["payload_hex"] == payload.hex()
+    code, out, err = run(p, "--format", "csv")
+    assert (code, err) == (0, "")
+    assert out == dec.CSV_HEADER + (b'1,1,data,"temp",1,10,1700000000000000000,5000,'
+                                    + TIME_CSV + b',"hex:' + payload.hex().encode() + b'"\n')
+    code, out, _ = run(p, "--wall", "corrected")
+    assert out.endswith(b',"payload":null,"payload_hex":"' + payload.hex().encode() + b'"}\n')
+
+
+@pytest.mark.parametrize("payload", PRINTABLE, ids=range(len(PRINTABLE)))
+def test_printable_payload_is_printed_as_stored(tmp_path, payload):
+    assert dec.is_printable_payload(payload)
+    s1 = segment(1, 0, [record(1, 10, payload)], [10])
+    p = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+         .seg(0, s1).write(tmp_path))
+    code, out, _ = run(p)
+    assert code == 0 and out.endswith(b',"payload":' + payload + b"}\n")
+    json.loads(out)
+    code, out, _ = run(p, "--format", "csv")
+    assert out.splitlines()[1].endswith(b',"' + payload.replace(b'"', b'""') + b'"')
+
+
+def test_printable_payload_rules():
+    for payload in NOT_PRINTABLE:
+        assert not dec.is_printable_payload(payload), payload
+    for payload in PRINTABLE:
+        assert dec.is_printable_payload(payload), payload
+
+
+def test_csv_quoted_cells_never_start_a_formula():
+    # Section 7: a quoted cell whose first character is = + - @ tab or CR
+    # gets a ' before it, inside the quotes; quotes are doubled first.
+    assert dec.csv_quoted(b"temp") == b'"temp"'
+    assert dec.csv_quoted(b'{"a":1}') == b'"{""a"":1}"'
+    for first in (b"=", b"+", b"-", b"@", b"\t", b"\r"):
+        assert dec.csv_quoted(first + b'1"') == b"\"'" + first + b'1"""'
+    assert dec.csv_quoted(b"hex:3d") == b'"hex:3d"'
+    assert dec.csv_quoted(b"'=1") == b"\"'=1\""
+    assert dec.csv_quoted(b"") == b'""'
+
+
+def test_csv_formula_payloads_and_sources_never_reach_a_cell(tmp_path):
+    # A payload that is a formula is not printable (hex:...), and a source
+    # that starts with a formula sign is not a valid source name (the
+    # segment is invalid and skipped): what a card can be made to hold
+    # never becomes a spreadsheet formula.
+    payload = b'=HYPERLINK("http://example.invalid","x")'
+    s1 = segment(1, 0, [record(1, 10, payload, source=b"temp")], [10])
+    p = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+         .seg(0, s1).write(tmp_path))
+    code, out, _ = run(p, "--format", "csv")
+    assert code == 0
+    row = out.splitlines()[1]
+    assert row.endswith(b',"hex:' + payload.hex().encode() + b'"')
+    assert b',"temp",' in row and b'"=' not in row
+    for cell in row.split(b","):
+        assert cell[:1] not in (b"=", b"+", b"-", b"@") and cell[1:2] not in (b"=", b"@")
+
+
+@pytest.mark.parametrize("source", [b"-temp", b"+temp", b"=temp", b"@temp", b".temp",
+                                    b"_temp", b"te mp", b"te\"mp"])
+def test_record_with_invalid_source_name_makes_segment_invalid(tmp_path, source):
+    # Section 3.2: a valid source name starts with a letter or a digit.
+    assert_middle_segment_refused(tmp_path, [record(2, 11, b"{}", source=source)], [11],
+                                  (3, 12), "valid source name")
+
+
+def test_source_name_starting_with_a_digit_is_valid(tmp_path):
+    s1 = segment(1, 0, [record(1, 10, b"{}", source=b"9lives")], [10])
+    p = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+         .seg(0, s1).write(tmp_path))
+    assert run(p) == (0, line(1, 1, 10, "{}", source="9lives"), "")
+
+
+def test_format_5_evidence_payloads_are_exported_as_stored(tmp_path):
+    # Section 4: the incomplete record counts records_readable (none are
+    # kept), the recovery record has no records_salvaged, and a gap may be
+    # uplink_acked.  The decoder prints them as any printable payload.
+    incomplete = (b'{"reason":"torn_segment","segment_id":3,"slot":2,"records_readable":2,'
+                  b'"bytes_quarantined":300}')
+    recovery = (b'{"unclean_shutdown":true,"metadata_slot":"A","generation":4,'
+                b'"rejected_slots":[],"segments_adopted":0,"torn_segment_id":3,'
+                b'"tail_advanced":false}')
+    gap = (b'{"reason":"uplink_acked","lost_segment_id":1,"lost_records":0,"first_mono":1,'
+           b'"last_mono":1}')
+    recs = [record(1, 10, incomplete, source=b"edgelog", rtype=3),
+            record(2, 11, recovery, source=b"edgelog", rtype=5),
+            record(3, 12, gap, source=b"edgelog", rtype=2)]
+    s1 = segment(1, 0, recs, [10, 11, 12])
+    p = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+         .seg(0, s1).write(tmp_path))
+    assert run(p) == (0, line(1, 1, 10, incomplete.decode(), "edgelog", '"incomplete"')
+                      + line(1, 2, 11, recovery.decode(), "edgelog", '"recovery"')
+                      + line(1, 3, 12, gap.decode(), "edgelog", '"gap"'), "")
+
+
+def test_inspect_labels_what_it_prints_unchecked(tmp_path):
+    # Section 2: "one that a reader prints unchecked is labelled so".  Fields
+    # no seal carries are always unchecked; a sealed one is unchecked when it
+    # differs from the head's seal (here mono_hwm, 11 in the slot, 12 in S2's
+    # seal; the slot's tables are not the seal's zero tables_hash either).
+    info = json.loads(run(two_segment_image().write(tmp_path), "--inspect")[1])
+    unchecked = info["unchecked"]
+    assert unchecked == sorted(unchecked)
+    for name in ("generation", "clean_flag", "verify_stat", "fw_ver_hash", "boot_id",
+                 "format_wall_ns", "mono_hwm", "bad_blocks", "sources"):
+        assert name in unchecked
+    for name in ("head_segment_id", "commit_id", "hash_head", "device_id", "key_id",
+                 "sig_alg", "tail_segment_id", "wrap_count"):
+        assert name not in unchecked
+    # Without a valid head every printed number is unchecked.
+    p = two_segment_image().slot_a(bytes(4096)).seg(1, bytes(SEG)).write(tmp_path)
+    info = json.loads(run(p, "--inspect")[1])
+    assert {"head_segment_id", "records_total", "tail_segment_id"} <= set(info["unchecked"])
+
+
+def test_hostile_headers_do_not_crash(tmp_path):
+    # Ids near 2^64, a payload_len near 2^32, a record_count of 2^32 - 1: the
+    # segment is simply not valid; export reports it and goes on.
+    for edit in ((32, "<Q", 2**64 - 1), (40, "<Q", 2**64 - 1), (60, "<I", 2**32 - 1),
+                 (56, "<I", 2**32 - 1), (48, "<I", 2**32 - 1), (64, "<Q", 2**64 - 1)):
+        good = segment(2, 1, [record(2, 11, b"{}")], [11], prev=chain(1)[0])
+        s3 = segment(3, 2, [record(3, 12, b"{}")], [12], prev=good)
+        s2 = bytearray(good)
+        struct.pack_into(edit[1], s2, edit[0], edit[2])
+        struct.pack_into("<I", s2, 124, crc(bytes(s2[:124])))
+        code, out, err = run(three_segment_image(bytes(s2), s3).write(tmp_path))
+        assert code == 3 and "segment 2 in slot 1" in err and "Traceback" not in err
+        assert out == line(1, 1, 10, "{}") + line(3, 3, 12, "{}")
+
+
+def test_deeply_nested_payload_does_not_crash(tmp_path):
+    payload = b'{"t":' + b"[" * 1100 + b"]" * 1100 + b"}"
+    s1 = segment(1, 0, [record(1, 10, payload)], [10])
+    p = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+         .seg(0, s1).write(tmp_path))
+    proc = subprocess.run([str(SCRIPT), str(p), "--format", "csv"], capture_output=True)
+    assert proc.returncode == 0 and proc.stderr == b""
+    assert proc.stdout.splitlines()[1].endswith(b'"hex:' + payload.hex().encode() + b'"')

@@ -351,6 +351,8 @@ public enum Verifier {
                 return result
             }
             signedHere = true
+            // The summary names the last signature that verified, whatever fails after it.
+            report.sigAlg = SignatureAlgorithm(rawValue: statement.sigAlg) ?? .unsigned
         }
         if let allowed = options.allowedFirmware, !allowed.contains(statement.fwVerHash) {
             fail(.fwNotAllowed, "written by firmware \(Hex.encode(statement.fwVerHash)), not in the allowed list", at: markerOffset)
@@ -414,7 +416,6 @@ public enum Verifier {
         if signedHere {
             walk.signedSeen = true
             report.passedSigned += 1
-            report.sigAlg = SignatureAlgorithm(rawValue: statement.sigAlg) ?? .unsigned
         }
         report.notes += notes
         return result

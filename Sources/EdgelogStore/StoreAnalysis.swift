@@ -229,6 +229,14 @@ extension EvidenceStore {
             // The commit's time bookkeeping is in its metadata write, which did not land; its seal
             // carries the step count (the rest of the time fields are not sealed).
             state.time.clockSteps = statement.sealed.clockSteps
+            // What a writer raises between commits (an open, a recovery, acknowledgments, read
+            // errors) is sealed as it was at this commit: never below that.
+            let t = statement.sealed
+            state.unexpRst = max(state.unexpRst, t.unexpRst)
+            state.eccErrCnt = max(state.eccErrCnt, t.eccErrCnt)
+            state.bootSeq = max(state.bootSeq, t.bootSeq)
+            state.uplinkCursor = max(state.uplinkCursor, t.uplinkCursor)
+            state.rollbackCtr = max(state.rollbackCtr, statement.rollbackCtr)
             state.keyID = statement.keyID
             state.keyEpoch = statement.keyEpoch
             state.sigAlg = statement.sigAlg

@@ -1,5 +1,7 @@
 // The decoders of untrusted bytes, as fuzz targets: an ingest line, a metadata slot, a segment with
-// its records, and a whole store image through recovery's analysis, export and repair. Each must
+// its records, a whole store image through recovery's analysis, export and repair, and a signed
+// store whose metadata fields are set to chosen values (not only random bytes) run through every
+// read command's code path and the writer's. Each must
 // return or throw a typed error for any input; a crash, a hang or a sanitizer report is a bug.
 
 import EdgelogCore
@@ -8,7 +10,7 @@ import EdgelogStore
 import EdgelogTestKit
 
 enum FuzzTarget: String, CaseIterable {
-    case json, metadata, segment, image, head, verify
+    case json, metadata, segment, image, head, verify, fields
 
     /// The key the seed stores are signed with, trusted by the verify target.
     static let seedKey = PrivateSigningKey.hmacSHA256(Array(repeating: 0x5A, count: 32))
@@ -29,6 +31,8 @@ enum FuzzTarget: String, CaseIterable {
             if let head = try? SignedHead.parse(Array(data)) { _ = head.verifies(with: [FuzzTarget.seedKey.trusted]) }
         case .verify:
             FuzzTarget.verify(data)
+        case .fields:
+            FieldFuzz.run(data)
         }
     }
 

@@ -70,7 +70,18 @@ enum SeedCorpus {
             let start = 8192 + slot * 4096
             try FileBytes.write("\(root)/segment/slot\(slot)", [UInt8](repeating: 0, count: 8) + Array(memoryImage(fault)[start..<(start + 4096)]))
         }
-        for (i, head) in heads.enumerated() where i % 3 == 0 { try FileBytes.write("\(root)/head/head\(i)", Array(head.utf8)) }
+        for (i, head) in heads.enumerated() where i % 3 == 0 { try FileBytes.write("\(root)/head/head\(i)", Array((head + "\n").utf8)) }
+        // Field edits: each seed sets a few metadata fields of both slots to chosen kinds of value.
+        var rng = SplitMix64(seed: 9)
+        for n in 0..<24 {
+            var seed: [UInt8] = []
+            for _ in 0..<(1 + n % 4) {
+                seed.append(UInt8(truncatingIfNeeded: rng.next()))
+                seed.append(UInt8(n % 9))
+                for _ in 0..<8 { seed.append(UInt8(truncatingIfNeeded: rng.next())) }
+            }
+            try FileBytes.write("\(root)/fields/edit\(n)", seed)
+        }
         FuzzOutput.line("seed corpus: \(lines.count) lines, \(written) images and metadata slots, 6 segments under \(root)")
     }
 

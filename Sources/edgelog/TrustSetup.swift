@@ -125,11 +125,12 @@ struct AnchorFile {
     /// The signed head in the file, or nil when there is no file yet.
     func read() throws(TrustError) -> SignedHead? {
         let bytes: [UInt8]
-        do { bytes = try LocalFile.read(path, limit: 4096).bytes } catch {
+        do { bytes = try LocalFile.read(path, limit: 64 << 10).bytes } catch {
             if error.isMissing { return nil }
             throw .file(error)
         }
-        do { return try SignedHead.parse(Array(bytes.prefix { $0 != 0x0A })) } catch {
+        // The whole file: exactly one signed head (FORMAT.md 8), read as the verifiers read it.
+        do { return try SignedHead.parse(bytes) } catch {
             throw .anchor("anchor file \(path) is not a valid signed head (\(error)); it is left as it is: compare it with the collector's copy")
         }
     }
@@ -137,7 +138,7 @@ struct AnchorFile {
     func write(_ seal: SealView) throws(TrustError) {
         do {
             try LocalFile.makeDirectory(LocalFile.parent(of: path))
-            try LocalFile.writeAtomically(path, Array((SignedHead(seal: seal).json + "\n").utf8))
+            try LocalFile.writeAtomically(path, SignedHead(seal: seal).fileBytes)
         } catch {
             throw .file(error)
         }

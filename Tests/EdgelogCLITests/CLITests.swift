@@ -43,7 +43,7 @@ struct CLITests {
         #expect(boot["esterror_us"] as? Int == payload["esterror_us"] as? Int)
         #expect(((boot["time_flags"] as? Int ?? 0) & 1 == 1) == (payload["synced"] as? Bool))
         #expect((boot["last_sync_ns"] as? Int) == (payload["last_sync_wall_ns"] as? Int))
-        #expect(csv.out.contains(",data,probe1,1,2,"))  // mono_ctr 1 is the boot record
+        #expect(csv.out.contains(",data,\"probe1\",1,2,"))  // mono_ctr 1 is the boot record; the source is quoted
         #expect(csv.out.contains("\"{\"\"t\"\":1,\"\"unit\"\":\"\"C\"\"}\""))
     }
 

@@ -46,7 +46,7 @@ struct SignedStore {
     func verify(_ image: [UInt8]? = nil, trusted: [TrustedKey]? = nil, anchor: SealView? = nil, anchorBytes: [UInt8]? = nil,
                 firmware allowed: [[UInt8]]? = nil) -> VerifyReport {
         let options = VerifyOptions(trusted: trusted ?? [self.trusted],
-                                    anchor: anchorBytes ?? anchor.map { Array(SignedHead(seal: $0).json.utf8) },
+                                    anchor: anchorBytes ?? anchor.map { SignedHead(seal: $0).fileBytes },
                                     allowedFirmware: allowed)
         return Verifier.verify(device: MemoryBlockDevice(image: image ?? device.bytes), options: options)
     }
@@ -111,10 +111,11 @@ struct Forge {
         image.withUnsafeMutableBytes { $0.setLE(epoch ?? signer.keyEpoch, at: st + 60) }
         image[st + 184] = signer.algorithm.rawValue
         image.withUnsafeMutableBytes { $0.setLE(UInt16(signer.algorithm.signatureLength), at: st + 186) }
-        let statement = Array(image[st..<(st + 192)])
+        let size = Statement.size
+        let statement = Array(image[st..<(st + size)])
         let signature = try statement.withUnsafeBytes { b throws(SigningError) in try signer.sign(b) }
-        image.replaceSubrange((st + 192)..<(st + 256), with: signature + Array(repeating: 0, count: 64 - signature.count))
-        setU32(UInt32(192 + signature.count), at: m + 36)
+        image.replaceSubrange((st + size)..<(st + size + 64), with: signature + Array(repeating: 0, count: 64 - signature.count))
+        setU32(UInt32(size + signature.count), at: m + 36)
         setU32(crc(m..<(m + Layout.markerCRCOffset)), at: m + Layout.markerCRCOffset)
     }
 

@@ -264,7 +264,10 @@ struct StoreTests {
         try driver.commit()
         #expect(store.metadata.tailSegmentID == 2)
         #expect(store.metadata.lostTotal == 0)
-        #expect(try exported(device).contains { $0.type == RecordType.gap.rawValue } == false)
+        // The reclaim is on record (FORMAT.md 4, gap reason uplink_acked), not counted as lost.
+        let gaps = try exported(device).filter { $0.type == RecordType.gap.rawValue }
+        #expect(gaps.count == 1)
+        #expect(gaps.first?.payload.hasPrefix("{\"reason\":\"uplink_acked\",\"lost_segment_id\":1,") == true)
     }
 
     @Test("ring full, overwrite-oldest: reuses the oldest segment and a gap record says what was lost")
