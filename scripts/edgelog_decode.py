@@ -580,9 +580,15 @@ def parse_metadata(buf: bytes, slot_name: str, base: int,
     # The bounds that keep every walk and sum of a reader bounded (section 2).
     for name, value, off in (("generation", generation, 40), ("commit_id", commit_id, 80),
                              ("head_segment_id", head_segment_id, 88),
-                             ("tail_segment_id", tail_segment_id, 104)):
+                             ("tail_segment_id", tail_segment_id, 104),
+                             ("mono_hwm", mono_hwm, 136)):
         if value >= ID_LIMIT:
             raise DecodeError(f"{name} {value} is not below 2^62", base + off)
+    # Every commit leaves a segment in the ring: it is empty only while
+    # nothing was committed (head_segment_id 0, tail_segment_id 1).
+    if head_segment_id != 0 and tail_segment_id > head_segment_id:
+        raise DecodeError(f"empty ring (tail_segment_id {tail_segment_id}) with "
+                          f"head_segment_id {head_segment_id}", base + 104)
     if bad_block_count > BAD_BLOCK_MAX:
         raise DecodeError(f"bad_block_count {bad_block_count} > {BAD_BLOCK_MAX}", base + 176)
     if source_count > SOURCE_MAX:
@@ -628,6 +634,9 @@ def parse_metadata(buf: bytes, slot_name: str, base: int,
                               base + off + 1)
         seen_names.add(name)
         last_seq = struct.unpack_from("<Q", buf, off + 40)[0]
+        if last_seq >= ID_LIMIT:
+            raise DecodeError(f"source table entry {i}: last_seq {last_seq} is not below 2^62",
+                              base + off + 40)
         sources.append(Source(name.decode("ascii"), last_seq))
 
     return Metadata(
@@ -708,6 +717,10 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
         if not is_valid_source(source):
             raise DecodeError("source is not a valid source name (A-Za-z0-9._-, the first "
                               "a letter or digit)", at + REC_FIXED, at)
+        if seq >= ID_LIMIT:
+            raise DecodeError(f"seq {seq} is not below 2^62", at + 8, at)
+        if mono >= ID_LIMIT:
+            raise DecodeError(f"mono_ctr {mono} is not below 2^62", at + 16, at)
         if records and mono <= records[-1].mono_ctr:
             raise DecodeError(f"mono_ctr {mono} does not increase", at + 16, at)
         payload = body[pos + REC_FIXED + source_len: end - REC_TRAILER]

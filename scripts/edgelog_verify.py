@@ -42,11 +42,13 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
   exactly when the segment has no reason.
 - The range (item 2): H and its slot are section 5's (the last adopted
   segment, else the chosen slot's head).  The head segment's sealed
-  tail_segment_id is used when segment H is valid in that slot; a sealed
-  tail of 0 or above H is kept within 1..H so that the head always gets a
-  verdict (its own sequence_regression says what is wrong).  Otherwise the
-  range starts at section 5's tail (the chosen slot's, moved by adoption
-  and a given-up tail).
+  tail_segment_id is used when segment H is valid in that slot and the
+  sealed tail is within 1..H; a sealed tail of 0 or above H names no
+  retained segment (the head's own sequence_regression says what is wrong)
+  and the range starts at section 5's tail, kept at or below H so that the
+  head always gets a verdict.  Without a valid head the range starts at
+  section 5's tail (the chosen slot's, moved by adoption and a given-up
+  tail).
 - The metadata check (item 4): with segments adopted, "the chosen slot with
   the adopted segments applied" holds the adopted head's sealed state (the
   state its lost metadata write carried), so only the tail section 5
@@ -772,14 +774,16 @@ def plan_range(store: dec.Store, result: dec.ScanResult, report: Report) -> Rang
         except dec.DecodeError:
             head = None
     given_up_start = False
-    if head is not None:
-        sealed_tail = head.seal.tail_segment_id
+    sealed_tail = head.seal.tail_segment_id if head is not None else 0
+    if head is not None and 1 <= sealed_tail <= head_id:
         start = sealed_tail
         if result.given_up is not None and result.tail_segment_id == sealed_tail + 1:
             start, given_up_start = sealed_tail + 1, True
-        # A sealed tail of 0 or above H (a sequence_regression of the head)
-        # never empties the range: the head always gets its verdict.
-        start = min(max(start, 1), head_id)
+    elif head is not None:
+        # A sealed tail of 0 or above H names no retained segment (the head's
+        # own sequence_regression says so): section 5's tail is used, kept
+        # at or below H so that the head always gets its verdict.
+        start = min(max(result.tail_segment_id, 1), head_id)
     else:
         start = max(result.tail_segment_id, 1)
     good = meta.ring_slots - meta.bad_block_count
@@ -837,8 +841,10 @@ def check_metadata(meta: dec.Metadata, result: dec.ScanResult, rng: Range,
 
 def beyond_the_head(store: dec.Store, meta: dec.Metadata, rng: Range, trust: Trust,
                     allow_unsigned: bool, report: Report) -> None:
-    """Section 9 item 5: a valid, signed segment of this store above H in a
-    ring slot outside the range means the newest history was cut away."""
+    """Section 9 item 5: a valid, signed segment of this store above H + 1 in
+    a ring slot outside the range means the newest history was cut away (a
+    cut or retried commit can leave a valid, never acknowledged copy of
+    segment H + 1; two beyond the head cannot come from a power cut)."""
     in_range = {slot for _, slot in rng.plan if slot is not None}
     for slot in range(meta.ring_slots):
         if slot in in_range:
@@ -847,7 +853,7 @@ def beyond_the_head(store: dec.Store, meta: dec.Metadata, rng: Range, trust: Tru
         if len(header) != dec.SEG_HEADER_SIZE or header[:8] != dec.SEG_MAGIC:
             continue
         seg_id = struct.unpack_from("<Q", header, 32)[0]
-        if header[16:32] != meta.store_uuid or seg_id <= rng.head_id:
+        if header[16:32] != meta.store_uuid or seg_id <= rng.head_id + 1:
             continue
         try:
             seg = dec.parse_segment(store, meta, slot, seg_id)
@@ -863,7 +869,7 @@ def beyond_the_head(store: dec.Store, meta: dec.Metadata, rng: Range, trust: Tru
             continue
         report.finding("truncated_tail", meta.slot_offset(slot),
                        f"slot {slot} holds committed segment {seg_id}, beyond the head "
-                       f"segment {rng.head_id}: the newest history was cut away")
+                       f"segment {rng.head_id} + 1: the newest history was cut away")
 
 
 def check_anchor(data: bytes, store: dec.Store, meta: dec.Metadata, rng: Range, trust: Trust,

@@ -377,8 +377,13 @@ def _good_a(**kw):
     # at least two good slots; source names start with a letter or digit and
     # appear once.
     dict(bad_blocks=[(3, 1, 2), (3, 2, 2)]),
-    dict(tail_id=3, tail_slot=0, bad_blocks=[(1, 1, 0), (2, 1, 0), (3, 1, 0)]),
-    dict(tail_id=3, tail_slot=0, bad_blocks=[(0, 1, 0), (1, 1, 0), (2, 1, 0), (3, 1, 0)]),
+    dict(head_id=0, head_slot=0, head=None, bad_blocks=[(1, 1, 0), (2, 1, 0), (3, 1, 0)]),
+    dict(head_id=0, head_slot=0, head=None,
+         bad_blocks=[(0, 1, 0), (1, 1, 0), (2, 1, 0), (3, 1, 0)]),
+    # The ring is empty only while head_segment_id is 0 (format version 5).
+    dict(tail_id=3, tail_slot=2),              # tail = head + 1
+    dict(sources=[("temp", 2**62)]),           # last_seq not below 2^62
+    dict(sources=[("temp", 2**64 - 1)]),
     dict(sources=[("-temp", 0)]),
     dict(sources=[(".temp", 0)]),
     dict(sources=[("_temp", 0)]),
@@ -398,9 +403,7 @@ def test_slot_validity_rules(tmp_path, kw):
 
 @pytest.mark.parametrize("kw", [
     dict(sector_size=4096),
-    dict(tail_id=3, tail_slot=2),              # empty ring: tail = head + 1
     dict(bad_blocks=[(3, 1, 0), (2, 2, 0)]),  # two good slots left, two segments
-    dict(tail_id=3, tail_slot=2, bad_blocks=[(3, 3, 0), (2, 1, 0)]),  # empty ring
     dict(sources=[("0temp", 1), ("temp", 2), ("Temp", 3)]),  # a digit first; case counts
     dict(sources=[("A-Za-z0-9._", 7), ("y" * 39, 1)]),
 ])
@@ -423,8 +426,10 @@ BELOW = 2**62 - 1
     (dict(head_id=BELOW, tail_id=BELOW - 2), True),
     (dict(head_id=2**62, tail_id=2**62 - 2), False),
     (dict(head_id=2**64 - 1, tail_id=2**62 - 1, commit_id=0), False),
-    (dict(head_id=BELOW - 1, tail_id=BELOW), True),          # empty ring at the bound
-    (dict(head_id=BELOW, tail_id=2**62), False),              # empty ring above it
+    (dict(head_id=BELOW - 1, tail_id=BELOW), False),         # empty with a head
+    (dict(head_id=0, tail_id=1), True),                       # empty: nothing committed
+    (dict(head_id=0, tail_id=2), False),
+    (dict(head_id=BELOW, tail_id=2**62), False),
     (dict(head_id=4, tail_id=1), True),                       # 4 segments, 4 good slots
     (dict(head_id=5, tail_id=2), True),
     (dict(head_id=5, tail_id=1), False),
@@ -446,6 +451,35 @@ def test_metadata_bounds(kw, ok):
     else:
         with pytest.raises(dec.DecodeError):
             dec.parse_metadata(buf, "A", 0, STORE)
+
+
+@pytest.mark.parametrize("off, value, ok", [
+    (136, BELOW, True), (136, 2**62, False), (136, 2**64 - 1, False),   # mono_hwm
+    (1280 + 40, BELOW, True), (1280 + 40, 2**62, False),               # a source's last_seq
+])
+def test_metadata_bounds_of_mono_hwm_and_last_seq(off, value, ok):
+    buf = bytearray(meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1))
+    struct.pack_into("<Q", buf, off, value)
+    struct.pack_into("<I", buf, 4092, crc(bytes(buf[:4092])))
+    if ok:
+        dec.parse_metadata(bytes(buf), "A", 0, STORE)
+    else:
+        with pytest.raises(dec.DecodeError, match="2\\^62"):
+            dec.parse_metadata(bytes(buf), "A", 0, STORE)
+
+
+@pytest.mark.parametrize("seq, mono, reason", [
+    (2**62, 11, "seq"), (2**64 - 1, 11, "seq"), (3, 2**62, "mono_ctr"),
+])
+def test_record_seq_and_mono_ctr_below_2_62(tmp_path, seq, mono, reason):
+    # Section 3.4 (format version 5): each record's seq and mono_ctr are
+    # below 2^62, or the segment is not valid.
+    assert_middle_segment_refused(tmp_path, [record(seq, mono, b"{}")], [mono], (4, 2**62 - 1),
+                                  f"{reason} ")
+    s1 = segment(1, 0, [record(BELOW, BELOW, b"{}")], [BELOW])
+    p = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+         .seg(0, s1).write(tmp_path))
+    assert run(p)[0] == 0
 
 
 def test_every_bad_block_table_is_bounded(tmp_path):

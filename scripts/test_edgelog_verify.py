@@ -1442,6 +1442,8 @@ def damage_segment_2(w: Writer, key: Signer, case: str) -> list[str]:
         args = ["--allow-fw", FW.hex()]
     elif case == "rollback":
         w.commit(rollback=2)
+    elif case == "sequence_regression":
+        w.commit(sealed={"records_total": 0})
     w.commit()
     off, _, mbase = w.seg_range(2)
     if case == "gap_header":
@@ -1505,6 +1507,7 @@ SEGMENT_LINE_CASES = {
     "bad_signature": ("bad_signature", "marker", EPOCH),
     "fw_not_allowed": ("fw_not_allowed", "marker", EPOCH),
     "rollback": ("rollback", "marker", EPOCH),
+    "sequence_regression": ("sequence_regression", "marker", EPOCH),
 }
 
 
@@ -2060,8 +2063,8 @@ def test_metadata_edit_of_a_sealed_field_is_metadata_mismatch(tmp_path, name, of
     w, key = busy_store()
     base = chosen_base(w)
     value = meta_value(w, off, fmt) + delta
-    if value < 0 or (name == "sig_alg" and value > 3):
-        value = meta_value(w, off, fmt) + 2 * delta if value < 0 else 0
+    if value < 0 or (name == "tail_segment_id" and value == 0):
+        value = meta_value(w, off, fmt) + 2  # (a tail of 0 makes the slot invalid)
     change_meta(w, base, off, struct.pack(fmt, value))
     r = verify(tmp_path, w, key)
     assert r.code == 1 and r.reasons == [None] * 3
@@ -2184,9 +2187,18 @@ def test_sealed_tail_above_the_head_still_gives_the_head_a_verdict(tmp_path):
     w.commit()
     w.commit(sealed={"tail_segment_id": 2**64 - 1})
     r = verify(tmp_path, w.close(), key)
-    assert [s["segment_id"] for s in r.segments] == [2]
-    assert r.reasons == ["sequence_regression"]
-    assert r.all_notes == [("not_retained", 1), ("truncation_not_excluded", 2)]
+    # It names no retained segment: the range starts at the metadata's tail.
+    assert [s["segment_id"] for s in r.segments] == [1, 2]
+    assert r.reasons == [None, "sequence_regression"]
+    assert r.all_notes == [("truncation_not_excluded", 2)]
+    # A metadata tail moved past the head's id makes the slot invalid
+    # (the ring is empty only while head_segment_id is 0): the other slot
+    # (written open, clean_flag 0) is used, and the edit looks like a cut
+    # metadata write.
+    change_meta(w, chosen_base(w), 100, struct.pack("<IQ", 2, 3))
+    r = verify(tmp_path, w, key)
+    assert r.notes == [("torn_metadata_write", 0)]
+    assert r.reasons == [None, "sequence_regression"]
 
 
 SEQUENCE_CASES = {
@@ -2345,7 +2357,7 @@ def test_uplink_acked_gap_record_is_a_note(tmp_path):
     w = Writer(key).open()
     w.commit()
     w.commit(records=[gap_record("uplink_acked", 1), gap_record("no_such_reason", 1),
-                      ("edgelog", b'{"reason":' * 1100 + b"1" + b"}" * 1100, 2)])
+                      ("edgelog", b'{"reason":' + b"[" * 1100 + b"]" * 1100 + b"}", 2)])
     r = verify(tmp_path, w.close(), key)
     assert r.code == 0 and r.notes == [("uplink_acked", 2)]
 
@@ -2435,19 +2447,42 @@ def test_erased_newest_segments_with_metadata_rewritten_is_truncated_tail(tmp_pa
 
 
 def test_segment_beyond_the_head_in_a_bad_slot_is_truncated_tail(tmp_path):
-    # "Every ring slot outside the range (bad slots included)".
+    # "Every ring slot outside the range (bad slots included)" holding a
+    # valid signed segment above H + 1.
     key = Signer("ed25519")
-    donor = Writer(key).open()
-    for _ in range(4):
-        donor.commit()
     w = Writer(key, bad=[(3, 2, 4)]).open()
     for _ in range(3):
         w.commit()
     w.close()
     off = 8192 + 3 * SEG
-    w.buf[off:off + SEG] = donor.buf[off:off + SEG]  # segment 4, written for slot 3
+    for seg_id, finding in ((4, []), (5, [("truncated_tail", off)])):
+        donor = Writer(key).open()
+        donor.head_id, donor.head_slot = seg_id - 1, 2
+        donor.commit()  # segment seg_id, written for slot 3
+        w.buf[off:off + SEG] = donor.buf[off:off + SEG]
+        r = verify(tmp_path, w, key)
+        assert r.findings == finding and r.reasons == [None] * 3
+
+
+def test_a_valid_copy_of_segment_h_plus_1_is_not_truncation(tmp_path):
+    # Section 9 item 5: "a cut or retried commit can leave a valid copy of
+    # segment H + 1 that was never acknowledged".  Segment 4 landed whole
+    # but after another segment 4 was given its place: not adopted (it does
+    # not chain onto the head's body_crc), not a truncation.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    for _ in range(3):
+        w.commit()
+    w.close()
+    closed = bytes(w.buf[:8192])
+    w.open()
+    w.commit()
+    off4, _, _ = w.seg_range(4)
+    struct.pack_into("<I", w.buf, off4 + 120, 0)  # prev_crc no longer the head's
+    struct.pack_into("<I", w.buf, off4 + 124, crc(bytes(w.buf[off4:off4 + 124])))
+    w.buf[:8192] = closed
     r = verify(tmp_path, w, key)
-    assert r.findings == [("truncated_tail", off)] and r.reasons == [None] * 3
+    assert r.code == 0 and r.findings == [] and r.reasons == [None] * 3
 
 
 def test_torn_segment_after_a_clean_close_is_truncated_tail(tmp_path):
@@ -2624,7 +2659,7 @@ def test_hostile_rotation_payloads_do_not_crash(tmp_path):
                     b'"new_alg":"ed25519","new_public_key":"","endorsement":""}'
                     % (key.key_id.hex().encode(), key.key_id.hex().encode()),
                     b'{"old_key_id":{},"old_epoch":1e999,"new_alg":[]}',
-                    b'{"new_epoch":' + b"9" * 5000 + b"}",
+                    b'{"new_epoch":' + b"9" * 3000 + b"}",
                     b"\xff\xfe", b"[]", b"null"):
         w = Writer(key).open()
         w.commit(records=[("edgelog", payload, 8)])
@@ -2650,7 +2685,7 @@ def test_huge_counters_and_ids_do_not_crash(tmp_path):
     off = 8192 + 5 * SEG
     w.buf[off:off + SEG] = spare.buf[off:off + SEG]
     r = verify(tmp_path, w, key)
-    assert r.reasons == [None, "sequence_regression"]
+    assert r.reasons == [None, "rollback"]  # 2^32 - 1 is below 2^64 - 1
     assert ("truncated_tail", off) in r.findings
     code, text = verify(tmp_path, w, key, json_out=False)
     assert code == 1 and "verdict FAIL" in text
@@ -2670,3 +2705,40 @@ def test_bad_block_tables_wrap_and_verify(tmp_path, bad):
     assert r.code == 0 and [s["segment_id"] for s in r.segments] == list(range(10 - good, 10))
     assert [s["slot"] for s in r.segments] == [w.slot_of[i] for i in range(10 - good, 10)]
     assert r.notes == [("not_retained", 9 - good)]
+
+
+def test_metadata_reset_to_an_empty_store_shows_the_segments_beyond(tmp_path):
+    # Both slots rewritten as freshly formatted (head 0) and segment 1
+    # erased so that the forward scan adopts nothing: H is 0, the range is
+    # empty, and every committed segment left is beyond the head.
+    w, key = signed_store(n=3)
+    fresh = Writer(key)
+    fresh.buf[8192:] = w.buf[8192:]
+    fresh.write_meta()  # generation 1 in slot B, beside generation 0 in A
+    off1 = w.seg_range(1)[0]
+    fresh.buf[off1:off1 + SEG] = bytes(SEG)
+    r = verify(tmp_path, fresh, key)
+    assert r.segments == []
+    assert r.findings == [("truncated_tail", w.seg_range(2)[0]),
+                          ("truncated_tail", w.seg_range(3)[0])]
+    assert r.all_notes == [("truncation_not_excluded", 0)]
+    assert r.summary["verdict"] == "FAIL" and r.summary["signed"] is False
+
+
+def test_metadata_with_a_huge_head_tail_distance_is_not_valid(tmp_path):
+    # Section 2's bounds make such a slot invalid (a crc_mismatch finding
+    # at its start); the other slot is used and the walk stays bounded.
+    w, key = signed_store(n=3)
+    base = chosen_base(w)  # the close's write, clean_flag 1
+    change_meta(w, 4096 - base, 88, struct.pack("<Q", 2**61))  # head_segment_id
+    r = verify(tmp_path, w, key)
+    assert r.findings == [("crc_mismatch", 4096 - base)] and r.reasons == [None] * 3
+    # The newest slot so edited instead: the older one (clean_flag 0) is
+    # chosen, and a slot that is not all zero may be a cut write: a note.
+    w, key = signed_store(n=3)
+    change_meta(w, base, 88, struct.pack("<Q", 2**64 - 1))
+    r = verify(tmp_path, w, key)
+    assert r.findings == [] and r.notes == [("torn_metadata_write", 0)]
+    change_meta(w, 4096 - base, 88, struct.pack("<Q", 2**61))
+    r = verify(tmp_path, w, key)
+    assert r.findings == [("crc_mismatch", 0), ("crc_mismatch", 4096), ("not_a_store", 0)]

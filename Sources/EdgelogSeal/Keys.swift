@@ -196,6 +196,10 @@ public final class FileSigner: SegmentSigner {
     public func sign(_ message: UnsafeRawBufferPointer) throws(SigningError) -> [UInt8] {
         try key.sign(message)
     }
+
+    public func verifies(_ signature: [UInt8], of message: [UInt8]) -> Bool {
+        key.trusted.verifies(signature, of: message)
+    }
 }
 
 enum DER {

@@ -186,10 +186,7 @@ public enum Verifier {
                 // One damaged segment fails once: the next is chained to what this one claimed.
                 walk.previousHash = checked.claimed
             }
-            if expected == head {
-                headPassed = verdict.passed
-                walk.headHash = verdict.reason == .hashMismatch ? nil : checked.computed
-            }
+            if expected == head { headPassed = verdict.passed }
             progress?(UInt64(done + 1), UInt64(ids.count))
         }
 
@@ -197,9 +194,10 @@ public enum Verifier {
         if analysis.headMissing {
             report.findings.append(Finding(reason: .truncatedTail, offset: geometry.slotOffset(state.headSlot),
                                            detail: "the metadata names segment \(state.headSegmentID) as committed but neither slot's head segment is there"))
-        } else if let headHash = walk.headHash, headHash != state.hashHead {
+        } else if let chosenHead = walk.verifiedHashes[analysis.chosen.headSegmentID], chosenHead != analysis.chosen.hashHead {
+            // The slot's own head (before any adoption): hash_head must be that segment's hash.
             report.findings.append(Finding(reason: .hashMismatch, offset: chosenOffset + 192,
-                                           detail: "hash_head of metadata slot \(Layout.slotName(analysis.chosenSlot)) is not the hash of head segment \(state.headSegmentID)"))
+                                           detail: "hash_head of metadata slot \(Layout.slotName(analysis.chosenSlot)) is not the hash of its head segment \(analysis.chosen.headSegmentID)"))
         }
         if headPassed, let seal = analysis.headSeal {
             for m in state.mismatches(against: seal.statement, tailGivenUp: analysis.tailLost.count) {
@@ -252,7 +250,6 @@ public enum Verifier {
         var sourceSeq: [String: UInt64] = [:]
         var signedSeen = false
         var verifiedHashes: [UInt64: [UInt8]] = [:]
-        var headHash: [UInt8]?
         /// prev_hash of the first segment of the range, when it passed.
         var startPrevHash: [UInt8]?
     }
@@ -351,8 +348,10 @@ public enum Verifier {
                 return result
             }
             signedHere = true
-            // The summary names the last signature that verified, whatever fails after it.
+            // The summary names the last signature that verified, whatever fails after it; and once
+            // one has, an unsigned segment after it is a downgrade.
             report.sigAlg = SignatureAlgorithm(rawValue: statement.sigAlg) ?? .unsigned
+            walk.signedSeen = true
         }
         if let allowed = options.allowedFirmware, !allowed.contains(statement.fwVerHash) {
             fail(.fwNotAllowed, "written by firmware \(Hex.encode(statement.fwVerHash)), not in the allowed list", at: markerOffset)
@@ -413,10 +412,7 @@ public enum Verifier {
         walk.sourceSeq = seqs
         walk.lastPassed = statement
         walk.newestCtr = max(walk.newestCtr, statement.rollbackCtr)
-        if signedHere {
-            walk.signedSeen = true
-            report.passedSigned += 1
-        }
+        if signedHere { report.passedSigned += 1 }
         report.notes += notes
         return result
     }
@@ -461,6 +457,7 @@ public enum Verifier {
               let seal = info.seal, SegmentReader.computedHash(image, info: info) == seal.statement.segmentHash
         else { return nil }
         let statement = seal.statement
+        guard statement.deviceID == state.deviceID else { return nil }
         if statement.sigAlg == SignatureAlgorithm.unsigned.rawValue { return options.allowUnsigned ? info.segmentID : nil }
         let verified = keys.contains {
             $0.key.keyID == statement.keyID && $0.epoch == statement.keyEpoch && $0.key.algorithm.rawValue == statement.sigAlg
@@ -535,7 +532,7 @@ public enum Verifier {
         } else if a.sealed.storeUUID != state.storeUUID {
             report.findings.append(Finding(reason: .foreignSegment, offset: 0,
                                            detail: "the anchor is for store \(Hex.encode(a.sealed.storeUUID)), not this store \(Hex.encode(state.storeUUID))"))
-        } else if walk.newestCtr < a.rollbackCtr {
+        } else if walk.lastPassed != nil && walk.newestCtr < a.rollbackCtr {
             report.findings.append(Finding(reason: .rollback, offset: 0,
                                            detail: "the newest passing segment's rollback_ctr \(walk.newestCtr) is below the anchor's \(a.rollbackCtr): an older history"))
         } else if ended < a.segmentID {

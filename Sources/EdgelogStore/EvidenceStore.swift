@@ -103,7 +103,7 @@ public final class EvidenceStore {
                             bootID: [UInt8]? = nil,
                             check: (Metadata) throws(StoreError) -> Void = { _ throws(StoreError) in },
                             clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
-        let analysis = try analyze(device: device)
+        let analysis = try analyze(device: device, adopts: adoptionCheck(identity))
         try check(analysis.state)
         let (store, _) = try recover(device: device, analysis: analysis, policy: policy, identity: identity, bootID: bootID,
                                      clock: clock)
@@ -119,7 +119,18 @@ public final class EvidenceStore {
     /// leaving it clean. Recovering the result again finds nothing to do and writes nothing.
     public static func recover(device: BlockDevice, policy: RingFullPolicy = .pause, identity: SealIdentity = .unsigned(),
                                clock: @escaping () -> CaptureTime) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
-        try recover(device: device, analysis: analyze(device: device), policy: policy, identity: identity, clock: clock)
+        try recover(device: device, analysis: analyze(device: device, adopts: adoptionCheck(identity)), policy: policy,
+                    identity: identity, clock: clock)
+    }
+
+    /// What a signing writer adopts: only segments its own key signed (a cut commit of its own).
+    /// An unsigned writer has nothing to check a signature with and adopts by hash and chain.
+    static func adoptionCheck(_ identity: SealIdentity) -> ((SealView) -> Bool)? {
+        guard let signer = identity.signer else { return nil }
+        return { seal in
+            seal.statement.keyID == signer.keyID && seal.statement.sigAlg == signer.algorithm.rawValue
+                && signer.verifies(seal.signature, of: seal.statementBytes)
+        }
     }
 
     static func recover(device: BlockDevice, analysis: StoreAnalysis, policy: RingFullPolicy, identity: SealIdentity,
@@ -201,6 +212,7 @@ public final class EvidenceStore {
         json.add("rejected_slots", .words((analysis.slotProblems.map(\.slot) + analysis.passedOver).sorted().map(Layout.slotName)))
         json.add("segments_adopted", UInt64(analysis.adopted.count))
         json.add("torn_segment_id", analysis.torn?.segmentID)
+        json.add("refused_segment_id", analysis.refusedSegment)
         json.add("tail_advanced", UInt64(analysis.tailLost.count))
         mono += 1
         appendEvidence(.recovery, json, mono: mono, time: now, to: builder)

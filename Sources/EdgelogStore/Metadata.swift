@@ -274,7 +274,7 @@ public struct Metadata: Equatable, Sendable {
         guard m.headSlot < slots, m.tailSlot < slots else { throw .badGeometry("head or tail slot outside the ring") }
         // Every id below 2^62 (FORMAT.md 2): no `+ 1` a reader or the writer makes on them can overflow.
         guard m.generation < Layout.idLimit, m.commitID < Layout.idLimit, m.headSegmentID < Layout.idLimit,
-              m.tailSegmentID < Layout.idLimit else { throw .badGeometry("an id or the generation is 2^62 or more") }
+              m.tailSegmentID < Layout.idLimit, m.monoHWM < Layout.idLimit else { throw .badGeometry("an id, mono_hwm or the generation is 2^62 or more") }
         guard m.tailSegmentID >= 1, m.tailSegmentID <= m.headSegmentID + 1 else { throw .badGeometry("tail segment after head") }
         // Every commit leaves a segment in the ring (a reclaim happens inside a commit), so only a
         // store that never committed is empty: a ring "emptied" by its metadata would hide everything.
@@ -335,6 +335,7 @@ public struct Metadata: Equatable, Sendable {
                 throw .badGeometry("source entry \(i)")
             }
             let name = String(decoding: b[(o + 1)..<(o + 1 + n)], as: UTF8.self)
+            guard b.le(o + 40, as: UInt64.self) < Layout.idLimit else { throw .badGeometry("source entry \(i): last_seq is 2^62 or more") }
             guard !m.sources.contains(where: { $0.name == name }) else { throw .badGeometry("source entry \(i) repeats \(name)") }
             m.sources.append(SourceEntry(name: name, lastSeq: b.le(o + 40)))
         }

@@ -68,6 +68,9 @@ public protocol SegmentSigner: AnyObject, Sendable {
     var keyEpoch: UInt32 { get }
     /// The signature of `message` (signatureLength bytes of `algorithm`).
     func sign(_ message: UnsafeRawBufferPointer) throws(SigningError) -> [UInt8]
+    /// True when `signature` is this key's signature of `message`: recovery adopts a segment the
+    /// writer's own commit left behind only if it carries this key's signature (DESIGN.md 9c).
+    func verifies(_ signature: [UInt8], of message: [UInt8]) -> Bool
 }
 
 /// What every seal of a writer session repeats.

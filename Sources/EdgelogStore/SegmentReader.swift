@@ -121,6 +121,8 @@ public enum SegmentReader {
         while offset < m {
             let record: RecordView
             do { record = try parseRecord(b, at: offset, end: m) } catch { throw .torn("record \(count + 1): \(error)") }
+            // Below 2^62 (FORMAT.md 3.4): no writer continuing from them can overflow.
+            guard record.mono < Layout.idLimit, record.seq < Layout.idLimit else { throw .torn("record \(count + 1): mono_ctr or seq is 2^62 or more") }
             if count == 0 {
                 guard record.mono == info.firstMono else { throw .torn("first mono_ctr disagrees with the header") }
             } else {

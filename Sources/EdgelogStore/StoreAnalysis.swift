@@ -19,6 +19,8 @@ public struct TornSegment: Equatable, Sendable {
 public struct StoreAnalysis: Sendable {
     /// The metadata to continue from: the chosen slot with adopted segments applied.
     public var state: Metadata
+    /// The chosen slot as read, before the forward scan applied anything.
+    public var chosen: Metadata
     public var chosenSlot: Int
     public var chosenGeneration: UInt64
     /// Highest generation seen in any valid slot: the next write goes above it.
@@ -35,6 +37,9 @@ public struct StoreAnalysis: Sendable {
     /// The seal of the head segment (the chosen slot's, or the last adopted): what the metadata
     /// must agree with (FORMAT.md 9 item 4). Nil when there is no head or it is not valid.
     public var headSeal: SealView?
+    /// A valid segment after the head that the writer did not adopt because its signature is not
+    /// the writer key's: bytes the writer never sealed (DESIGN.md 9c). Its id, or nil.
+    public var refusedSegment: UInt64?
     /// Why the forward scan stopped.
     public var scanStop = ""
     public var readErrors = 0
@@ -46,7 +51,7 @@ public struct StoreAnalysis: Sendable {
     /// state), and a store left so would fail verification until the next commit rewrote the slot.
     public var needsRepair: Bool {
         uncleanShutdown || torn != nil || !adopted.isEmpty || !passedOver.isEmpty || headMissing || !tailLost.isEmpty
-            || !slotProblems.isEmpty
+            || !slotProblems.isEmpty || refusedSegment != nil
     }
 
     public var verifyStat: UInt32 {
@@ -62,8 +67,11 @@ public struct StoreAnalysis: Sendable {
 }
 
 extension EvidenceStore {
-    /// Reads both metadata slots and the uncommitted tail; writes nothing.
-    public static func analyze(device: BlockDevice) throws(StoreError) -> StoreAnalysis {
+    /// Reads both metadata slots and the uncommitted tail; writes nothing. `adopts`, when given,
+    /// must accept a segment's seal before the forward scan adopts it: the writer passes its own
+    /// key's signature check, so bytes it never sealed cannot steer it or join its chain. Readers
+    /// without a key adopt by hash and chain, as FORMAT.md section 5 says.
+    public static func analyze(device: BlockDevice, adopts: ((SealView) -> Bool)? = nil) throws(StoreError) -> StoreAnalysis {
         let slotBuffer = AlignedBuffer(count: Layout.metadataSlotSize)
         var valid: [(slot: Int, meta: Metadata)] = []
         var problems: [(Int, String)] = []
@@ -145,7 +153,7 @@ extension EvidenceStore {
         let pick = chosen ?? valid[0]
         if headMissing { passedOver.removeAll { $0 == pick.slot } }
 
-        var analysis = StoreAnalysis(state: pick.meta, chosenSlot: pick.slot, chosenGeneration: pick.meta.generation,
+        var analysis = StoreAnalysis(state: pick.meta, chosen: pick.meta, chosenSlot: pick.slot, chosenGeneration: pick.meta.generation,
                                      maxGeneration: newest.generation)
         analysis.slotProblems = problems
         analysis.passedOver = passedOver
@@ -175,6 +183,10 @@ extension EvidenceStore {
                 guard let seal = info.seal, info.prevHash == state.hashHead,
                       SegmentReader.computedHash(image, info: info) == seal.statement.segmentHash
                 else { throw .noHeader("segment \(info.segmentID) fails its hash or hash chain check") }
+                if let adopts, !adopts(seal) {
+                    analysis.refusedSegment = info.segmentID
+                    throw .badSeal("segment \(info.segmentID) is not signed by the writer's key: not adopted")
+                }
                 apply(adopted: info, image: image, to: &state, reclaimedTail: reclaimsTail)
                 analysis.adopted.append(info)
                 analysis.headSeal = info.seal

@@ -125,4 +125,5 @@ final class TimedSigner: SegmentSigner, @unchecked Sendable {
         latencies.add(monoNs() &- t0)
         return signature
     }
+    func verifies(_ signature: [UInt8], of message: [UInt8]) -> Bool { inner.verifies(signature, of: message) }
 }

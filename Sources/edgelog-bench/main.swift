@@ -101,7 +101,7 @@ print("store_fill_ns_per_record=\(fixed(fill.nsPerRecord, 0)) clock_pair_ns=\(fi
 // MARK: 2b: the trust path
 
 print("")
-print("## trust path: signing cost per commit (Ed25519 over the 192-byte statement; SHA-256 of every segment is in both)")
+print("## trust path: signing cost per commit (Ed25519 over the 320-byte statement; SHA-256 of every segment is in both)")
 print(throughputLine(signed))
 print("store_signed_commit: \(signed.latencies.summary())")
 print("signed_vs_unsigned=\(fixed(signed.recordsPerSecond / store.recordsPerSecond, 3)) "

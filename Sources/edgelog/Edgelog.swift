@@ -21,7 +21,7 @@ struct Edgelog: ParsableCommand {
             5 newer format, 6 device error, 7 already a store, 8 refused by the anchor, \
             9 key problem, 64 usage error (docs/CLI.md). verify: 0 pass, 1 fail, 2 usage.
             """,
-        version: "0.4.0 (store format 4)",
+        version: "0.5.0 (store format 5)",
         subcommands: [RunCommand.self, FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self,
                       KeysCommand.self, HeadCommand.self, VerifyCommand.self]
     )

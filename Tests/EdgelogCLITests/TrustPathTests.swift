@@ -274,6 +274,31 @@ struct TrustPathTests {
             bothSlots[4096 + 300] ^= 0x04
             cases.append(("both metadata slots", bothSlots))
             cases.append(("truncated image", original.prefix(slot(3))))
+            // Attacks with the card (issue 9): unsigned metadata edited with good CRCs, history
+            // deleted under a moved tail, a bad-block entry over a retained slot, hostile ids, a
+            // signature stripped from one segment.
+            cases.append(("mono_hwm lowered", editMeta(original, 136, 1, size: 8)))
+            cases.append(("source seq lowered", editMeta(original, 1280 + 40, 1, size: 8)))
+            cases.append(("records_total raised", editMeta(original, 152, 1 << 40, size: 8)))
+            var oldest = original
+            oldest.replaceSubrange(slot(0)..<slot(1), with: Data(count: 8192))
+            cases.append(("oldest zeroed, tail moved", editMeta(editMeta(oldest, 104, 2, size: 8), 100, 1, size: 4)))
+            cases.append(("retained slot listed bad", editMeta(editMeta(editMeta(original, 256, 1, size: 4), 260, 1, size: 2), 176, 1, size: 4)))
+            cases.append(("head id 2^40", editMeta(original, 88, 1 << 40, size: 8)))
+            cases.append(("clean_flag 0, slot A wiped", {
+                var d = editMeta(original, 116, 0, size: 4)
+                d.replaceSubrange(0..<4096, with: Data(count: 4096))
+                return d
+            }()))
+            var stripped = original
+            let marker = slot(3) + 128 + payloadLength(original, 3), st = marker + 40
+            stripped.replaceSubrange((st + 60)..<(st + 80), with: Data(count: 20))
+            stripped.replaceSubrange((st + 184)..<(st + 188), with: Data(count: 4))
+            stripped.replaceSubrange((st + 320)..<(st + 384), with: Data(count: 64))
+            stripped.replaceSubrange((marker + 36)..<(marker + 40), with: withUnsafeBytes(of: UInt32(320).littleEndian) { Data($0) })
+            let markerCRC = stripped.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[marker..<(marker + 428)])) }
+            stripped.replaceSubrange((marker + 428)..<(marker + 432), with: withUnsafeBytes(of: markerCRC.littleEndian) { Data($0) })
+            cases.append(("signature stripped", stripped))
 
             // A power cut: one more session's segment, torn, after the head of the original
             // metadata; then the same image after a writer's recovery.
@@ -305,6 +330,15 @@ struct TrustPathTests {
                 var extras = [[String](), ["--anchor", anchor]]
                 // A firmware list without the writer's hash fails every segment as fw_not_allowed.
                 if name == "intact" { extras.append(["--allow-fw", String(repeating: "ab", count: 32)]) }
+                // An anchor file of two heads is malformed in both verifiers (FORMAT.md 8).
+                if name == "intact" {
+                    let twoHeads = s.path("two-heads.json")
+                    try (try Data(contentsOf: URL(fileURLWithPath: anchor)) + Data(contentsOf: URL(fileURLWithPath: anchor)))
+                        .write(to: URL(fileURLWithPath: twoHeads))
+                    extras.append(["--anchor", twoHeads])
+                }
+                // A downgrade is not excused by --allow-unsigned.
+                if name == "signature stripped" { extras.append(["--allow-unsigned"]) }
                 for extra in extras {
                     let args = ["--device", image, "--trust", trust, "--json"] + extra
                     let ours = try edgelog(["verify"] + args)
@@ -312,7 +346,7 @@ struct TrustPathTests {
                     let a = verdicts(ours.out), b = verdicts(theirs.out)
                     #expect(a == b, "\(alg) \(name) \(extra):\n edgelog \(a)\n python  \(b)")
                     #expect(ours.code == theirs.code, "\(alg) \(name): exit \(ours.code) vs \(theirs.code)")
-                    if name == "intact" && extra.first != "--allow-fw" || powerCut && extra.isEmpty {
+                    if name == "intact" && extra.first != "--allow-fw" && !(extra.last ?? "").hasSuffix("two-heads.json") || powerCut && extra.isEmpty {
                         #expect(a.verdict == "PASS" && ours.code == 0, "\(name): \(ours.out)")
                     } else if !powerCut {
                         #expect(a.verdict == "FAIL")
@@ -354,4 +388,15 @@ func derSignature(_ raw: [UInt8]) -> [UInt8] {
     }
     let body = integer(raw[0..<32]) + integer(raw[32..<64])
     return [0x30, UInt8(body.count)] + body
+}
+
+/// `data` with a metadata field set in both slots and their CRCs made good, as someone with the card can.
+func editMeta(_ data: Data, _ offset: Int, _ value: UInt64, size: Int) -> Data {
+    var d = data
+    for base in [0, 4096] {
+        for k in 0..<size { d[base + offset + k] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(k))) }
+        let crc = d.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[base..<(base + 4092)])) }
+        d.replaceSubrange((base + 4092)..<(base + 4096), with: withUnsafeBytes(of: crc.littleEndian) { Data($0) })
+    }
+    return d
 }
