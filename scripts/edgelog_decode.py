@@ -26,16 +26,18 @@ print null for 0xFFFFFFFF (no sync sample), last_sync_ns null for 0 (no
 sync known); in CSV a null is an empty field.
 
 Payloads (section 7): a payload that is a "printable payload" (one JSON
-object per RFC 8259, nothing before or after it, nesting at most 64 deep,
-valid UTF-8 without C0, DEL or C1 controls) is printed as stored; any
-other is printed as `"payload":null,"payload_hex":"HEX"` (JSON lines) or
-the quoted text `hex:HEX` (CSV).  Choices where FORMAT.md leaves room:
-"nothing before or after the object" is read as "the first byte is { and
-the last }" (no surrounding spaces either); the object itself is depth 1,
-so 64 nested containers are printable and 65 are not; RFC 8259's grammar
-is checked, not the meaning of \\u escapes (an unpaired surrogate escape is
-grammatical) and not duplicate names.  The check is iterative, so a deeply
-nested payload costs time linear in its length and never recursion.
+object per RFC 8259, nothing before or after it, not even a space, every
+value inside at most 63 objects or arrays with the outer object counting
+as one, valid UTF-8 without C0, DEL or C1 controls) is printed as stored;
+any other is printed as `"payload":null,"payload_hex":"HEX"` (JSON lines)
+or the quoted text `hex:HEX` (CSV).  So 63 nested objects whose innermost
+holds a scalar member are printable and 64 are not; the nesting rule is
+about values, so an empty object or array inside 63 containers (the 64th
+container, holding no value) is printable, read literally.  RFC 8259's
+grammar is checked, not the meaning of \\u escapes (a lone surrogate
+escape is accepted) and not duplicate names (accepted).  The check is
+iterative, so a deeply nested payload costs time linear in its length and
+never recursion.
 
 CSV: the source and the payload cells are quoted ("the source is
 quoted"), each " doubled, and a quoted cell starting with = + - @ tab or
@@ -91,6 +93,7 @@ slots are not valid (format_version is not 5), so it exits 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -139,6 +142,7 @@ SIG_MAX = 64
 ID_LIMIT = 2**62
 TAIL_OFFSET = 104         # metadata tail_segment_id
 BAD_BLOCK_COUNT_OFFSET = 176
+SOURCE_COUNT_OFFSET = 180
 SIG_ALG_NAMES = {0: "unsigned", 1: "ed25519", 2: "ecdsa-p256", 3: "hmac-sha256"}
 # sig_len each algorithm produces (section 3.5, sig_len row).
 SIG_LEN_FOR_ALG = {0: 0, 1: 64, 2: 64, 3: 32}
@@ -457,6 +461,8 @@ class ScanResult:
     stop_slot: int = -1             # where the forward scan stopped ...
     stop_segment_id: int = 0        # ... and the id it expected there
     given_up: int | None = None     # segment id of a tail given up, if any
+    adopted_segments: list[Segment] = field(default_factory=list)  # in adoption order
+    head_body_crc: int = 0          # h when the scan stopped: the head's body_crc
 
 
 # ---------------------------------------------------------------------------
@@ -1030,6 +1036,7 @@ def scan(store: Store) -> ScanResult:
     # lap around the ring always ends at a slot holding an older id; the
     # loop is bounded by the ring all the same.
     adopted = 0
+    adopted_segments: list[Segment] = []
     h = meta.head_crc
     # "The current head's hash" starts as the chosen slot's hash_head, the
     # way h starts as its head_crc: that is the value the next commit wrote
@@ -1053,6 +1060,7 @@ def scan(store: Store) -> ScanResult:
         head_hash = seg.computed_hash
         cache[(s, e)] = seg
         adopted += 1
+        adopted_segments.append(seg)
         # Only a non-empty ring has a tail segment that can be overwritten;
         # in an empty ring the first adopted segment lands on the tail slot
         # and becomes the tail.
@@ -1099,7 +1107,89 @@ def scan(store: Store) -> ScanResult:
                       last_slot=last_slot, last_segment_id=last_id, empty=empty,
                       committed=committed, range_error=range_error, cache=cache,
                       rejected_errors=rejected_errors, stop_slot=stop_slot,
-                      stop_segment_id=stop_id, given_up=given_up)
+                      stop_segment_id=stop_id, given_up=given_up,
+                      adopted_segments=adopted_segments, head_body_crc=h)
+
+
+def applied_metadata(result: ScanResult) -> Metadata:
+    """The metadata of section 5: the chosen slot with the adopted segments
+    applied as each one's commit's metadata write would have (step 3), and
+    the tail section 5 computes (moved by adoption and by a tail given up).
+
+    For each adopted segment, in order: head_segment_id, head_slot,
+    commit_id, head_crc and hash_head name it; key_id, key_epoch, sig_alg
+    and key_src are its statement's; mono_hwm becomes the larger of mono_hwm
+    and its last_mono; lost_total and dropped_total grow by its header's
+    lost_records and dropped_records; records_total by its data records
+    (type 1); each record raises its source's last_seq (a source not in the
+    table is appended, in record order, while the table has room);
+    wrap_count grows by one when its slot is below head_slot (the head's
+    before it); clock_steps becomes its sealed clock_steps; unexp_rst,
+    ecc_err_cnt, boot_seq, uplink_cursor and rollback_ctr become the larger
+    of theirs and its sealed value.  Everything else is the chosen slot's.
+    `raw` is the slot's bytes with the source table and source_count so
+    changed (tables_hash is computed over them); the other fields of `raw`
+    are the slot's as read.  Numbers are not wrapped at their field width."""
+    m = result.meta
+    raw = bytearray(m.raw)
+    values = {name: getattr(m, name) for name in (
+        "head_segment_id", "head_slot", "commit_id", "head_crc", "hash_head", "key_id",
+        "key_epoch", "sig_alg", "key_src", "mono_hwm", "lost_total", "dropped_total",
+        "records_total", "wrap_count", "clock_steps", "unexp_rst", "ecc_err_cnt",
+        "boot_seq", "uplink_cursor", "rollback_ctr")}
+    sources = [Source(src.name, src.last_seq) for src in m.sources]
+    index = {src.name.encode("ascii"): i for i, src in enumerate(sources)}
+    for seg in result.adopted_segments:
+        st = seg.seal
+        if seg.slot < values["head_slot"]:
+            values["wrap_count"] += 1
+        values.update(head_segment_id=seg.segment_id, head_slot=seg.slot,
+                      commit_id=seg.commit_id, head_crc=seg.body_crc,
+                      hash_head=seg.computed_hash, key_id=st.key_id, key_epoch=st.key_epoch,
+                      sig_alg=st.sig_alg, key_src=st.key_src, clock_steps=st.clock_steps)
+        values["mono_hwm"] = max(values["mono_hwm"], seg.last_mono)
+        values["lost_total"] += seg.lost_records
+        values["dropped_total"] += seg.dropped_records
+        for name in ("unexp_rst", "ecc_err_cnt", "boot_seq", "uplink_cursor",
+                     "rollback_ctr"):
+            values[name] = max(values[name], getattr(st, name))
+        for rec in seg.records:
+            if rec.type == 1:
+                values["records_total"] += 1
+            i = index.get(rec.source)
+            if i is None:
+                if len(sources) >= SOURCE_MAX:
+                    continue  # the table has no room
+                i = index[rec.source] = len(sources)
+                sources.append(Source(rec.source.decode("ascii"), rec.seq))
+                off = SOURCE_TBL_OFFSET + i * SOURCE_ENTRY
+                raw[off:off + SOURCE_ENTRY] = struct.pack(
+                    "<B39sQ", len(rec.source), rec.source, rec.seq)
+            elif rec.seq > sources[i].last_seq:
+                sources[i].last_seq = rec.seq
+                struct.pack_into("<Q", raw, SOURCE_TBL_OFFSET + i * SOURCE_ENTRY + 40, rec.seq)
+    struct.pack_into("<I", raw, SOURCE_COUNT_OFFSET, len(sources))
+    return dataclasses.replace(m, **values, tail_slot=result.tail_slot,
+                               tail_segment_id=result.tail_segment_id, sources=sources,
+                               source_count=len(sources), raw=bytes(raw))
+
+
+def torn_after_head(store: Store, result: ScanResult) -> bool:
+    """A torn segment after the head (sections 5 and 9 item 6): the slot
+    where the forward scan stopped holds a header valid for the expected id
+    and slot (magic, version, header_size, header_crc, store_uuid), whose
+    prev_crc equals the head's body_crc, and the segment is not valid."""
+    meta, slot, e = result.meta, result.stop_slot, result.stop_segment_id
+    if slot < 0 or not header_names(store, meta, slot, e):
+        return False
+    header = store.read_upto(meta.slot_offset(slot), SEG_HEADER_SIZE)
+    if struct.unpack_from("<I", header, 120)[0] != result.head_body_crc:
+        return False
+    try:
+        parse_segment(store, meta, slot, e)
+    except DecodeError:
+        return True
+    return False
 
 
 # ---------------------------------------------------------------------------
@@ -1129,7 +1219,10 @@ def time_fields(rec: Record) -> tuple[int, int, int | None, int | None, int | No
 
 # -- printable payloads (section 7) --
 
-PRINTABLE_MAX_DEPTH = 64
+# "every value inside at most 63 objects or arrays, the outer object counting
+# as one" (section 7): a value may be parsed while at most 63 containers are
+# open around it.
+PRINTABLE_MAX_DEPTH = 63
 # After the UTF-8 decode: C0 controls, DEL and the C1 controls U+0080..U+009F.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\]*)*"')
@@ -1138,10 +1231,13 @@ _JSON_WS = re.compile(r"[ \t\n\r]*")
 
 
 def is_printable_payload(data: bytes) -> bool:
-    """Section 7: one JSON object per RFC 8259 (no NaN or Infinity, nothing
-    before or after it, nesting at most 64 deep) in valid UTF-8 with no
-    byte below 0x20, no 0x7F and no C1 control.  Iterative: a payload nested
-    a thousand deep is refused at depth 65 without recursion."""
+    """Section 7: one JSON object per RFC 8259 (no NaN or Infinity; nothing
+    before or after it, not even a space; every value inside at most 63
+    objects or arrays, the outer object counting as one; duplicate keys and
+    \\u escapes of lone surrogates accepted, as the grammar accepts them) in
+    valid UTF-8 with no byte below 0x20, no 0x7F and no C1 control.
+    Iterative: a payload nested a thousand deep is refused at its first
+    value inside 64 containers, without recursion."""
     if len(data) < 2 or data[0] != 0x7B or data[-1] != 0x7D:  # { ... }
         return False
     try:
@@ -1162,15 +1258,13 @@ def _is_json_object(text: str) -> bool:
         if expect != "after" or stack:
             i = _JSON_WS.match(text, i).end()
         if expect == "value":
-            if i >= n:
-                return False
+            if i >= n or len(stack) > PRINTABLE_MAX_DEPTH:
+                return False  # (a value inside 64 containers)
             c = text[i]
             if c in "{[":
                 if not stack and c != "{":
                     return False
                 stack.append(c)
-                if len(stack) > PRINTABLE_MAX_DEPTH:
-                    return False
                 i = _JSON_WS.match(text, i + 1).end()
                 close = "}" if c == "{" else "]"
                 if i < n and text[i] == close:

@@ -31,7 +31,7 @@ cannot be read.
 Hostile input never raises: every walk is bounded by the geometry the
 metadata slot was checked against (ring_slots, which the device's size
 bounds), a payload is parsed as JSON only when it is a printable payload
-(section 7: nesting at most 64 deep), and the anchor is never parsed as
+(section 7: every value inside at most 63 containers), and the anchor is never parsed as
 JSON at all (section 8: its two hex fields are decoded, the head printed
 again and compared with the file; at most 4096 bytes of it are read).
 
@@ -41,29 +41,32 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
 - Every finding fails the store; notes never do.  sig_verify is PASS
   exactly when the segment has no reason.
 - The range (item 2): H and its slot are section 5's (the last adopted
-  segment, else the chosen slot's head).  The head segment's sealed
-  tail_segment_id is used when segment H is valid in that slot and the
-  sealed tail is within 1..H; a sealed tail of 0 or above H names no
-  retained segment (the head's own sequence_regression says what is wrong)
-  and the range starts at section 5's tail, kept at or below H so that the
-  head always gets a verdict.  Without a valid head the range starts at
-  section 5's tail (the chosen slot's, moved by adoption and a given-up
-  tail).
-- The metadata check (item 4): with segments adopted, "the chosen slot with
-  the adopted segments applied" holds the adopted head's sealed state (the
-  state its lost metadata write carried), so only the tail section 5
-  computes and rollback_ctr are compared.  Findings come in the order item
-  4 names the fields; tables_hash is compared at offset 256.
+  segment, else the chosen slot's head).  The range starts at the head
+  segment's sealed tail_segment_id T when segment H is valid in that slot
+  (with a well-formed seal), at T + 1 when section 5 gave the tail up and
+  its tail is T + 1, else at section 5's tail (the chosen slot's, moved by
+  adoption and a given-up tail); start is then kept within 1..H (a sealed
+  0 is taken as 1, one above H as H, and the head's own checks fail it).
+- The metadata check (item 4): "the chosen slot with the adopted segments
+  applied" is dec.applied_metadata (section 5 step 3: each adopted segment
+  applied as its commit's metadata write would have), compared field by
+  field with the head's sealed state; findings in increasing offset order
+  (tables_hash at offset 256).  hash_head is compared with the hash of the
+  segment the chosen slot names as its own head (before any adoption),
+  when that segment passed.
 - sequence_regression: a segment without records is not compared by
   first_mono or last_mono (it has no mono_ctr); the downgrade rule counts
   every signature that verified earlier in the range, whatever failed
-  after it, and so do the summary's sig_alg.
-- Beyond the head (item 5) and the anchor (item 7): "a key trusted at any
-  point of the walk" is a --trust key or a key a rotation endorsed (in a
-  passing segment), at an epoch it was trusted at.  A segment beyond the
-  head must also name this store's device_id.
-- Anchor rollback: with no passing segment there is no rollback_ctr to
-  compare, and the next rule (H below the anchor's id) decides.
+  after it, and so does the summary's sig_alg.
+- Beyond the head (item 5) and the anchor (item 7): "a key trusted, at its
+  key_epoch, at any point of the walk" is a --trust key or a key a rotation
+  endorsed (in a passing segment), at an epoch it was trusted at.  A
+  segment beyond the head counts when it is valid for its own header's id
+  and slot, of this store (store_uuid) and device (its statement's
+  device_id), with an id above H + 1, its hash matching its seal.
+- Anchor rollback: only when at least one segment passed (the newest
+  passing segment's rollback_ctr); otherwise the next rule (H below the
+  anchor's id) decides.
 - Evidence notes: every incomplete (type 3) and recovery (type 5) record of
   a passing segment is a note power_cut_explained with the id of the
   segment holding it; a gap record of a passing segment whose payload is a
@@ -71,12 +74,15 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
   tail_unreadable is a note of that name, any other gap record no note.
 - A rotation retires the old key: "every later segment is signed by the new
   one" (section 4), so a later segment signed by the old key is unknown_key.
-- Notes come in this order: torn_metadata_write, not_retained, the walk's
-  (record order), torn_tail_power_cut, truncation_not_excluded.  Findings:
-  item 1, the range cut, hash_mismatch, truncated_tail and metadata_mismatch
-  of item 4, item 5, item 6, the anchor.
-- A torn segment (item 6) is one whose header names the id and the slot the
-  forward scan stopped at while the segment is not valid for it.
+- Findings come in the order of the items: 1 (slot A, then B), 2 (the
+  range cut), 4 (hash_mismatch of hash_head, truncated_tail, then the
+  metadata_mismatch findings by offset), 5 (by slot), 6, 7 (the anchor).
+  Notes: torn_metadata_write, not_retained, the notes of the segments'
+  records in walk order, torn_tail_power_cut, truncation_not_excluded.
+- A torn segment (item 6) is one in the slot where the forward scan
+  stopped whose header is valid for the id and the slot expected there,
+  whose prev_crc is the head's body_crc (the last adopted segment's, else
+  the chosen slot's head_crc), and which is not valid.
 - The text output escapes every byte outside 0x20..0x7E of a detail (and of
   the image name) as \\xNN.
 """
@@ -355,8 +361,9 @@ class Rotation:
 
 def payload_object(payload: bytes) -> dict | None:
     """The JSON object of a printable payload (section 7), else None.  Only a
-    printable payload is handed to json.loads: it nests at most 64 deep, so a
-    hostile payload never reaches the parser's recursion."""
+    printable payload is handed to json.loads: it nests at most 64 deep (63
+    containers around any value), so a hostile payload never reaches the
+    parser's recursion."""
     if not dec.is_printable_payload(payload):
         return None
     try:
@@ -736,18 +743,19 @@ def parse_anchor(data: bytes) -> Anchor | str:
 # Putting it together
 # ---------------------------------------------------------------------------
 
-# Item 4: the metadata fields checked against the head's sealed state, in the
-# order section 9 names them: (name, offset in the slot, rule).  "tables" is
-# tables_hash computed from the slot.
-METADATA_CHECKS = (("tail_segment_id", 104, "eq"), ("mono_hwm", 136, "eq"),
-                   ("records_total", 152, "eq"), ("lost_total", 168, "eq"),
-                   ("dropped_total", 160, "eq"), ("wrap_count", 112, "eq"),
-                   ("bo_event", 124, "eq"), ("clock_steps", 2916, "eq"),
-                   ("tables", 256, "eq"), ("key_id", 2872, "eq"),
-                   ("key_epoch", 2888, "eq"), ("sig_alg", 2892, "eq"),
-                   ("key_src", 2893, "eq"), ("unexp_rst", 120, "ge"),
-                   ("ecc_err_cnt", 128, "ge"), ("boot_seq", 2912, "ge"),
-                   ("uplink_cursor", 144, "ge"), ("rollback_ctr", 2832, "ge"))
+# Item 4: the metadata fields checked against the head's sealed state, in
+# increasing offset order (the order of the findings): (name, offset in the
+# slot, rule).  "tables" is tables_hash computed from the metadata.
+METADATA_CHECKS = (("tail_segment_id", 104, "eq"), ("wrap_count", 112, "eq"),
+                   ("unexp_rst", 120, "ge"), ("bo_event", 124, "eq"),
+                   ("ecc_err_cnt", 128, "ge"), ("mono_hwm", 136, "eq"),
+                   ("uplink_cursor", 144, "ge"), ("records_total", 152, "eq"),
+                   ("dropped_total", 160, "eq"), ("lost_total", 168, "eq"),
+                   ("tables", 256, "eq"), ("rollback_ctr", 2832, "ge"),
+                   ("key_id", 2872, "eq"), ("key_epoch", 2888, "eq"),
+                   ("sig_alg", 2892, "eq"), ("key_src", 2893, "eq"),
+                   ("boot_seq", 2912, "ge"), ("clock_steps", 2916, "eq"))
+assert [c[1] for c in METADATA_CHECKS] == sorted(c[1] for c in METADATA_CHECKS)
 
 
 @dataclass
@@ -774,18 +782,17 @@ def plan_range(store: dec.Store, result: dec.ScanResult, report: Report) -> Rang
         except dec.DecodeError:
             head = None
     given_up_start = False
-    sealed_tail = head.seal.tail_segment_id if head is not None else 0
-    if head is not None and 1 <= sealed_tail <= head_id:
+    if head is not None:
+        sealed_tail = head.seal.tail_segment_id
         start = sealed_tail
         if result.given_up is not None and result.tail_segment_id == sealed_tail + 1:
             start, given_up_start = sealed_tail + 1, True
-    elif head is not None:
-        # A sealed tail of 0 or above H names no retained segment (the head's
-        # own sequence_regression says so): section 5's tail is used, kept
-        # at or below H so that the head always gets its verdict.
-        start = min(max(result.tail_segment_id, 1), head_id)
     else:
-        start = max(result.tail_segment_id, 1)
+        start = result.tail_segment_id
+    # "start is then kept within 1 .. H (a sealed 0, or one above H, is taken
+    # as 1 or H; the segment's own checks then fail it)".  With H = 0 (nothing
+    # committed, nothing adopted) the range is empty and start stays 1.
+    start = max(1, min(start, head_id))
     good = meta.ring_slots - meta.bad_block_count
     if head_id >= start and head_id - start + 1 > good:
         cut = head_id - good + 1
@@ -810,26 +817,24 @@ def plan_range(store: dec.Store, result: dec.ScanResult, report: Report) -> Rang
 
 def check_metadata(meta: dec.Metadata, result: dec.ScanResult, rng: Range,
                    head: dec.Segment, report: Report) -> None:
-    """Section 9 item 4: the metadata of section 5 against the head's sealed
-    state.  The adopted segments' commits carried their sealed state in the
-    metadata write that did not land, so with segments adopted the section 5
-    metadata holds the adopted head's sealed state; what is left to compare
-    then is the tail section 5 computes and rollback_ctr, which no commit
-    writes."""
+    """Section 9 item 4: the metadata of section 5 (the chosen slot with the
+    adopted segments applied, dec.applied_metadata) against the head's
+    sealed state, one metadata_mismatch per field that does not agree, in
+    increasing offset order, at the chosen slot's offset plus the field's.
+    An adopted segment whose sealed state is not what applying it computes
+    is so reported."""
     st = head.seal
+    applied = dec.applied_metadata(result)
     expected_tail = st.tail_segment_id + (1 if result.given_up is not None else 0)
-    values = {"tail_segment_id": (result.tail_segment_id, expected_tail),
-              "rollback_ctr": (meta.rollback_ctr, st.rollback_ctr)}
-    if not result.adopted:
-        for name in ("mono_hwm", "records_total", "lost_total", "dropped_total",
-                     "wrap_count", "bo_event", "clock_steps", "key_epoch", "sig_alg",
-                     "key_src", "unexp_rst", "ecc_err_cnt", "boot_seq", "uplink_cursor"):
-            values[name] = (getattr(meta, name), getattr(st, name))
-        values["tables"] = (meta.tables_hash().hex(), st.tables_hash.hex())
-        values["key_id"] = (meta.key_id.hex(), st.key_id.hex())
+    values = {"tail_segment_id": (applied.tail_segment_id, expected_tail)}
+    for name in ("mono_hwm", "records_total", "lost_total", "dropped_total",
+                 "wrap_count", "bo_event", "clock_steps", "key_epoch", "sig_alg",
+                 "key_src", "unexp_rst", "ecc_err_cnt", "boot_seq", "uplink_cursor",
+                 "rollback_ctr"):
+        values[name] = (getattr(applied, name), getattr(st, name))
+    values["tables"] = (applied.tables_hash().hex(), st.tables_hash.hex())
+    values["key_id"] = (applied.key_id.hex(), st.key_id.hex())
     for name, offset, rule in METADATA_CHECKS:
-        if name not in values:
-            continue
         have, sealed = values[name]
         if (have != sealed) if rule == "eq" else (have < sealed):
             relation = "is not" if rule == "eq" else "is below"
@@ -1000,20 +1005,15 @@ def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
     # Item 5: committed segments beyond the head.
     beyond_the_head(store, meta, rng, trust, allow_unsigned, report)
 
-    # Item 6: a torn segment after the head (a header naming the id and the
-    # slot the forward scan stopped at, the segment not valid).
-    if result.stop_slot >= 0 and dec.header_names(store, meta, result.stop_slot,
-                                                  result.stop_segment_id):
-        try:
-            dec.parse_segment(store, meta, result.stop_slot, result.stop_segment_id)
-            torn = False
-        except dec.DecodeError:
-            torn = True
-        if torn and meta.clean_flag == 0:
+    # Item 6: a torn segment after the head (the slot where the forward scan
+    # stopped holds a header valid for the expected id and slot, whose
+    # prev_crc is the head's body_crc, and the segment is not valid).
+    if dec.torn_after_head(store, result):
+        if meta.clean_flag == 0:
             report.note("torn_tail_power_cut", result.stop_segment_id,
                         f"segment {result.stop_segment_id} in slot {result.stop_slot} after "
                         "the head is torn (image taken before recovery)")
-        elif torn:
+        else:
             report.finding("truncated_tail", meta.slot_offset(result.stop_slot),
                            f"segment {result.stop_segment_id} in slot {result.stop_slot} "
                            "after the head is torn, but the store was closed cleanly: no "

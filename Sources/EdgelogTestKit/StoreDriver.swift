@@ -98,3 +98,13 @@ public final class StoreDriver {
         builder.reset()
     }
 }
+
+/// The committed records as export reads them (hash and chain checked), for tests.
+public func exported(_ device: BlockDevice) throws -> [(type: UInt16, source: String, seq: UInt64, payload: String)] {
+    let analysis = try EvidenceStore.analyze(device: device)
+    var out: [(UInt16, String, UInt64, String)] = []
+    StoreReader.forEachRecord(device: device, analysis: analysis) { _, r in
+        out.append((r.rawType, r.sourceName, r.seq, String(decoding: r.payload, as: UTF8.self)))
+    }
+    return out
+}

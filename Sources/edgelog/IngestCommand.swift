@@ -34,7 +34,7 @@ struct IngestCommand: ParsableCommand {
     @Option(help: "Store device or file.")
     var device: String
 
-    @Option(help: "Source name for the records (A-Z a-z 0-9 . _ -, at most 39).")
+    @Option(help: "Source name for the records (A-Z a-z 0-9 . _ -, starting with a letter or digit, at most 39).")
     var source = "stdin"
 
     @Option(name: .customLong("ring-full"), help: "When every segment is used: pause, overwrite-acked or overwrite-oldest.")

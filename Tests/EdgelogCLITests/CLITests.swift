@@ -47,6 +47,29 @@ struct CLITests {
         #expect(csv.out.contains("\"{\"\"t\"\":1,\"\"unit\"\":\"\"C\"\"}\""))
     }
 
+    @Test("output cannot be turned against its reader: formula-like source names and control characters are refused; verify text is escaped")
+    func hostileText() throws {
+        let s = try Scratch()
+        let store = s.path("store.img")
+        #expect(try edgelog(["format", "--device", store, "--size", "1M", "--segment-size", "8K"]).code == 0)
+        for name in ["-2-3", "=cmd", "+1", "@SUM", ".hidden"] {
+            let r = try edgelog(["ingest", "--unsigned", "--device", store, "--source=" + name], input: "{\"a\":1}\n")
+            #expect(r.code == 64 && r.err.contains("letter or a digit"), "\(name): \(r.code) \(r.err)")
+        }
+        // A tab or a carriage return between tokens is refused; the next line is still taken.
+        let ingest = try edgelog(["ingest", "--unsigned", "--device", store, "--source", "ok"],
+                                 input: "{\"a\":\t1}\n{\"a\":1,\r\"b\":2}\n{\"c\":3}\n")
+        #expect(ingest.code == 0 && ingest.err.contains("line 1: rejected: control character"), "\(ingest.err)")
+        #expect(ingest.err.contains("line 2: rejected: control character"))
+        #expect(try exportedData(store, source: "ok").count == 1)
+        // An anchor file full of terminal escapes: the text report prints them as \xNN.
+        let anchor = s.path("anchor.json")
+        try Data("\u{1B}[2J\u{1B}[1;1HPASS: all good\r\n{\"x\":\"\u{1B}]0;title\u{07}\"}".utf8).write(to: URL(fileURLWithPath: anchor))
+        let verdict = try edgelog(["verify", "--device", store, "--allow-unsigned", "--anchor", anchor])
+        #expect(verdict.code == 1 && verdict.out.contains("anchor_malformed"), "\(verdict.out)")
+        #expect(!verdict.out.utf8.contains(0x1B) && !verdict.out.utf8.contains(0x0D) && !verdict.out.utf8.contains(0x07))
+    }
+
     @Test("export --since-commit keeps only later commits")
     func sinceCommit() throws {
         let s = try Scratch()

@@ -352,19 +352,8 @@ struct AdversarialTests {
         try store.session(segments: 2)
         let before = try #require(store.seals.last)
         let next = PrivateSigningKey.ed25519(.init())
-        let endorsement = try Endorsement.bytes(deviceID: deviceID, oldKeyID: store.signer.keyID, oldEpoch: 1, newEpoch: 2,
-                                                newAlgorithm: .ed25519, newKeyID: next.trusted.keyID, newPublicKeyDER: next.trusted.spkiDER)
-            .withUnsafeBytes { b throws(SigningError) in try store.signer.sign(b) }
         let (writer, _) = try EvidenceStore.open(device: store.device, identity: store.identity, clock: Self.clock)
-        var json = EvidenceJSON()
-        json.add("old_key_id", .word(Hex.encode(store.signer.keyID)))
-        json.add("old_epoch", .uint(1))
-        json.add("new_key_id", .word(Hex.encode(next.trusted.keyID)))
-        json.add("new_epoch", .uint(2))
-        json.add("new_alg", .word("ed25519"))
-        json.add("new_public_key", .word(Hex.encode(next.trusted.spkiDER)))
-        json.add("endorsement", .word(Hex.encode(endorsement)))
-        _ = try writer.commitEvidence(.keyRotation, json)
+        _ = try writer.commitEvidence(.keyRotation, rotationRecord(old: store.signer, next: next))
         try writer.close()
         let first = store.trusted
         store.signer = FileSigner(key: next, epoch: 2)
@@ -449,12 +438,3 @@ struct AdversarialTests {
     }
 }
 
-/// The committed records as export reads them (hash and chain checked).
-func exported(_ device: BlockDevice) throws -> [(type: UInt16, source: String, seq: UInt64, payload: String)] {
-    let analysis = try EvidenceStore.analyze(device: device)
-    var out: [(UInt16, String, UInt64, String)] = []
-    StoreReader.forEachRecord(device: device, analysis: analysis) { _, r in
-        out.append((r.rawType, r.sourceName, r.seq, String(decoding: r.payload, as: UTF8.self)))
-    }
-    return out
-}

@@ -287,20 +287,7 @@ struct TamperTests {
             var copy = store
             copy.device = MemoryBlockDevice(image: store.device.bytes)
             let (writer, _) = try EvidenceStore.open(device: copy.device, identity: copy.identity, clock: CrashOracle.fixedClock)
-            let der = next.trusted.spkiDER
-            var message = Endorsement.bytes(deviceID: deviceID, oldKeyID: store.signer.keyID, oldEpoch: 1, newEpoch: 2,
-                                            newAlgorithm: .ed25519, newKeyID: next.trusted.keyID, newPublicKeyDER: der)
-            if tamper { message[50] ^= 1 }
-            let endorsement = try message.withUnsafeBytes { b throws(SigningError) in try store.signer.sign(b) }
-            var json = EvidenceJSON()
-            json.add("old_key_id", .word(Hex.encode(store.signer.keyID)))
-            json.add("old_epoch", .uint(1))
-            json.add("new_key_id", .word(Hex.encode(next.trusted.keyID)))
-            json.add("new_epoch", .uint(2))
-            json.add("new_alg", .word("ed25519"))
-            json.add("new_public_key", .word(Hex.encode(der)))
-            json.add("endorsement", .word(Hex.encode(endorsement)))
-            _ = try writer.commitEvidence(.keyRotation, json)
+            _ = try writer.commitEvidence(.keyRotation, rotationRecord(old: store.signer, next: next, tamper: tamper))
             try writer.close()
             copy.signer = nextSigner
             try copy.session(segments: 2)

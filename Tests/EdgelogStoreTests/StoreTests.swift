@@ -20,14 +20,6 @@ func payload(_ n: Int, size: Int = 40) -> [UInt8] {
 }
 
 /// Every record in committed order, as (type, source, seq, payload text).
-func exported(_ device: BlockDevice) throws -> [(type: UInt16, source: String, seq: UInt64, payload: String)] {
-    let analysis = try EvidenceStore.analyze(device: device)
-    var out: [(UInt16, String, UInt64, String)] = []
-    StoreReader.forEachRecord(device: device, analysis: analysis) { _, r in
-        out.append((r.rawType, r.sourceName, r.seq, String(decoding: r.payload, as: UTF8.self)))
-    }
-    return out
-}
 
 @Suite("Evidence store")
 struct StoreTests {
