@@ -2118,32 +2118,148 @@ def test_metadata_tables_and_key_id_are_checked(tmp_path, edit):
     assert r.findings == [("metadata_mismatch", base + where)]
 
 
-def test_several_metadata_edits_are_several_findings_in_item_order(tmp_path):
+def test_several_metadata_edits_are_several_findings_in_offset_order(tmp_path):
+    # Section 9 item 4: "... naming the field, the metadata's value and the
+    # sealed one, in increasing offset order" (not the order the item names
+    # the fields in).
     w, key = busy_store()
     base = chosen_base(w)
-    for off, fmt, value in ((2832, "<Q", 0), (152, "<Q", 99), (104, "<Q", 2), (128, "<I", 0)):
+    for off, fmt, value in ((2916, "<I", 9), (2832, "<Q", 0), (152, "<Q", 99), (2872, "<16s",
+                            b"\x01" * 16), (104, "<Q", 2), (128, "<I", 0), (1280 + 40, "<Q", 0),
+                            (124, "<I", 7)):
         change_meta(w, base, off, struct.pack(fmt, value))
     r = verify(tmp_path, w, key)
     assert r.findings == [("metadata_mismatch", base + off)
-                          for off in (104, 152, 128, 2832)]
+                          for off in (104, 124, 128, 152, 256, 2832, 2872, 2916)]
+    assert r.reasons == [None] * 3
 
 
-def test_adopted_segments_carry_their_sealed_state(tmp_path):
-    # Segments 3 and 4 were committed but their metadata writes were lost
-    # (image before recovery): the chosen slot is two commits behind, which
-    # is no mismatch: the adopted head's sealed state is the metadata's.
+def adopted_store(sealed=None):
+    """Segments 1 and 2 landed; 3 and 4 committed but their metadata writes
+    lost (an image before recovery), so the forward scan adopts them.  They
+    carry a clock step, a new source, lost and dropped records, records of
+    the sources already in the table.  sealed: what segment 4 seals instead."""
     key = Signer("ed25519")
     w = Writer(key).open()
     w.commit()
-    w.commit()
-    w.commit(records=[("edgelog.time", b"{}", 7)], land_meta=False, lost=3)
-    w.commit(land_meta=False, dropped=2)
+    w.commit(records=[("temp", b"{}", 1), ("edgelog", b'{"x":1}', 4)])
+    w.commit(records=[("edgelog.time", b"{}", 7), ("temp", b"{}", 1)], land_meta=False,
+             lost=3)
+    w.commit(records=[("newsrc", b"{}", 1), ("edgelog", b'{"x":2}', 4), ("temp", b"{}", 1)],
+             land_meta=False, dropped=2, sealed=sealed)
+    return w, key
+
+
+def test_adopted_segments_are_applied_to_the_metadata(tmp_path):
+    # Section 5 step 3: "Adopting applies the segment as its commit's
+    # metadata write would have"; section 9 item 4 compares that with the
+    # head's sealed state.  The chosen slot is two commits behind: no
+    # mismatch, since applying segments 3 and 4 gives their sealed state
+    # (head, keys, mono_hwm, totals, the source table with "newsrc"
+    # appended, clock_steps).
+    w, key = adopted_store()
+    base = chosen_base(w)
+    assert struct.unpack_from("<Q", w.buf, base + 88)[0] == 2
+    assert struct.unpack_from("<I", w.buf, base + 180)[0] == 2  # temp, edgelog
     r = verify(tmp_path, w, key)
     assert r.code == 0 and r.findings == [] and r.reasons == [None] * 4
-    # The slot's rollback_ctr is still compared: not below the head's.
-    change_meta(w, chosen_base(w), 2832, struct.pack("<Q", 0))
+    # Counters applying raises to the sealed value (the larger of the two),
+    # and fields it sets from the segment, may be anything lower (or other)
+    # in the slot: no finding.
+    for off, value in ((2832, struct.pack("<Q", 0)), (120, struct.pack("<I", 0)),
+                       (128, struct.pack("<I", 0)), (2912, struct.pack("<I", 0)),
+                       (144, struct.pack("<Q", 0)), (2916, struct.pack("<I", 77)),
+                       (2872, b"\x05" * 16), (2888, struct.pack("<I", 9)),
+                       (136, struct.pack("<Q", 0)), (1280 + 40, struct.pack("<Q", 0))):
+        change_meta(w, base, off, value)
     r = verify(tmp_path, w, key)
-    assert r.findings == [("metadata_mismatch", chosen_base(w) + 2832)]
+    assert r.code == 0 and r.findings == [], r.findings
+
+
+@pytest.mark.parametrize("off, fmt, delta", [
+    (104, "<Q", -1),          # tail_segment_id
+    (112, "<I", 1),           # wrap_count
+    (124, "<I", 1),           # bo_event: adopting does not touch it
+    (136, "<Q", 100),         # mono_hwm above the adopted last_mono stays above
+    (152, "<Q", 1),           # records_total grows from the slot's
+    (160, "<Q", 1),           # dropped_total
+    (168, "<Q", -1),          # lost_total
+    (1280 + 40, "<Q", 50),    # a last_seq above what the records raise it to
+    (2832, "<Q", 5),          # rollback_ctr: not below is fine ...
+])
+def test_metadata_edits_under_adopted_segments(tmp_path, off, fmt, delta):
+    w, key = adopted_store()
+    base = chosen_base(w)
+    value = struct.unpack_from(fmt, w.buf, base + off)[0] + delta
+    change_meta(w, base, off, struct.pack(fmt, value))
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None] * 4
+    where = 256 if off == 1280 + 40 else off
+    assert r.findings == ([] if off == 2832 else [("metadata_mismatch", base + where)])
+
+
+def test_adopted_head_sealing_other_counters_is_metadata_mismatch(tmp_path):
+    # "(so an adopted segment whose sealed counters disagree with what
+    # applying it computes gives metadata_mismatch)": segment 4 seals
+    # records_total 5 too high, bo_event 1 too high and mono_hwm 100 too
+    # high (none of them going backward: it passes), and a higher unexp_rst
+    # and clock_steps (applying takes those from the seal: no finding).
+    w, _ = adopted_store()
+    totals = w.records_total
+    w, key = adopted_store(sealed={"records_total": totals + 2 + 5, "bo_event": 1,
+                                   "mono_hwm": 100, "unexp_rst": 9, "clock_steps": 4})
+    base = chosen_base(w)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None] * 4
+    assert r.findings == [("metadata_mismatch", base + 124), ("metadata_mismatch", base + 136),
+                          ("metadata_mismatch", base + 152)]
+    details = [x["detail"] for x in r.lines if x["kind"] == "finding"]
+    assert "bo_event" in details[0] and "mono_hwm" in details[1]
+    assert "records_total" in details[2]
+    # Its tables_hash sealed over another source table.
+    w, key = adopted_store(sealed={"tables_hash": bytes(32)})
+    r = verify(tmp_path, w, key)
+    assert r.findings == [("metadata_mismatch", chosen_base(w) + 256)]
+
+
+def test_adopted_segment_that_wraps_adds_one_to_wrap_count(tmp_path):
+    # Segment 7 lands in slot 0, below head_slot 5: wrap_count + 1, and the
+    # full ring's tail moves on (2).
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    for _ in range(6):
+        w.commit()
+    base = chosen_base(w)
+    assert struct.unpack_from("<I", w.buf, base + 112)[0] == 0
+    w.commit(land_meta=False)
+    assert w.wrap == 1 and w.tail_id == 2
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.findings == [] and [s["segment_id"] for s in r.segments] == [
+        2, 3, 4, 5, 6, 7]
+    # A segment 7 that seals wrap_count 0 disagrees with the applied 1.
+    w = Writer(key).open()
+    for _ in range(6):
+        w.commit()
+    w.commit(land_meta=False, sealed={"wrap_count": 0})
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None] * 6
+    assert r.findings == [("metadata_mismatch", chosen_base(w) + 112)]
+
+
+def test_adopted_segment_of_a_rotated_key_applies_its_key(tmp_path):
+    # The rotation landed; the first segment signed by the new key did not:
+    # adopting it makes its key_id, key_epoch, sig_alg and key_src the
+    # metadata's, which agree with its seal.
+    old, new = Signer("ed25519"), Signer("ecdsa")
+    w = Writer(old).open()
+    w.commit()
+    w.rotate(new)
+    w.commit(land_meta=False)
+    base = chosen_base(w)
+    assert bytes(w.buf[base + 2872:base + 2888]) == old.key_id
+    r = verify(tmp_path, w, old)
+    assert r.code == 0 and r.findings == [] and r.reasons == [None] * 3
+    assert r.summary["sig_alg"] == "ecdsa-p256"
 
 
 def test_deleted_oldest_segment_with_the_tail_moved_forward_is_gap(tmp_path):
@@ -2182,23 +2298,90 @@ def test_range_longer_than_the_ring_is_cut(tmp_path):
 
 
 def test_sealed_tail_above_the_head_still_gives_the_head_a_verdict(tmp_path):
+    # Section 9 item 2: "start is then kept within 1 .. H (a sealed 0, or one
+    # above H, is taken as 1 or H; the segment's own checks then fail it)".
     key = Signer("ed25519")
     w = Writer(key).open()
     w.commit()
     w.commit(sealed={"tail_segment_id": 2**64 - 1})
     r = verify(tmp_path, w.close(), key)
-    # It names no retained segment: the range starts at the metadata's tail.
-    assert [s["segment_id"] for s in r.segments] == [1, 2]
-    assert r.reasons == [None, "sequence_regression"]
-    assert r.all_notes == [("truncation_not_excluded", 2)]
+    assert [s["segment_id"] for s in r.segments] == [2]
+    assert r.reasons == ["sequence_regression"]
+    assert r.all_notes == [("not_retained", 1), ("truncation_not_excluded", 2)]
     # A metadata tail moved past the head's id makes the slot invalid
     # (the ring is empty only while head_segment_id is 0): the other slot
     # (written open, clean_flag 0) is used, and the edit looks like a cut
     # metadata write.
     change_meta(w, chosen_base(w), 100, struct.pack("<IQ", 2, 3))
     r = verify(tmp_path, w, key)
-    assert r.notes == [("torn_metadata_write", 0)]
-    assert r.reasons == [None, "sequence_regression"]
+    assert r.notes == [("torn_metadata_write", 0), ("not_retained", 1)]
+    assert r.reasons == ["sequence_regression"]
+
+
+def test_sealed_tail_of_0_starts_the_range_at_1(tmp_path):
+    # A sealed 0 is taken as 1: every segment gets a verdict, and the head
+    # fails its own checks (its tail is below segment 2's).
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    w.commit(sealed={"tail_segment_id": 0})
+    r = verify(tmp_path, w.close(), key)
+    assert [s["segment_id"] for s in r.segments] == [1, 2, 3]
+    assert r.reasons == [None, None, "sequence_regression"]
+    assert r.all_notes == [("truncation_not_excluded", 3)] and r.findings == []
+    # In a wrapped ring the range would otherwise be longer than the ring:
+    # 1..9 in 6 slots is cut to 4..9 (the item 2 finding at + 104).
+    w = Writer(key).open()
+    for _ in range(8):
+        w.commit()
+    w.commit(sealed={"tail_segment_id": 0})
+    r = verify(tmp_path, w.close(), key)
+    assert [s["segment_id"] for s in r.segments] == [4, 5, 6, 7, 8, 9]
+    assert r.findings == [("metadata_mismatch", chosen_base(w) + 104)]
+    assert r.reasons == [None] * 5 + ["sequence_regression"]
+
+
+def test_sealed_tail_within_the_range_is_used_as_it_is(tmp_path):
+    # A sealed tail between 1 and H is the start, whatever the slot says
+    # (here the head seals tail 2 of a store that retains 1..3).
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    w.commit(sealed={"tail_segment_id": 2})
+    r = verify(tmp_path, w.close(), key)
+    assert [s["segment_id"] for s in r.segments] == [2, 3]
+    assert r.reasons == [None, None]
+    assert r.findings == [("metadata_mismatch", chosen_base(w) + 104)]
+    assert r.all_notes == [("not_retained", 1), ("truncation_not_excluded", 3)]
+
+
+def test_without_a_valid_head_the_range_starts_at_section_5s_tail(tmp_path):
+    # A full 4-slot ring (segments 1..4) whose head segment 4 is damaged in
+    # both slots' eyes, and segment 5 torn over the tail's slot 0 (a cut
+    # reclaim before recovery): section 5 gives the tail up, so its tail is
+    # 2 after the forward scan, and with no valid head the range starts
+    # there (not at the slots' tail 1).
+    key = Signer("ed25519")
+    w = Writer(key, slots=4).open()
+    for _ in range(4):
+        w.commit()
+    base = chosen_base(w)
+    other = 4096 - base
+    w.buf[other:other + 4096] = w.buf[base:base + 4096]  # both slots name head 4
+    change_meta(w, other, 40, struct.pack("<Q", w.generation - 1))
+    off4, _, mbase4 = w.seg_range(4)
+    w.buf[mbase4 + 100] ^= 1  # the head's marker CRC fails
+    w.commit(land_meta=False)  # segment 5 into slot 0, over segment 1 ...
+    off5, _, mbase5 = w.seg_range(5)
+    w.buf[mbase5:mbase5 + 432] = bytes(432)  # ... and cut
+    r = verify(tmp_path, w, key)
+    assert [s["segment_id"] for s in r.segments] == [2, 3, 4]
+    assert r.reasons == [None, None, "crc_mismatch"]
+    assert r.findings == [("truncated_tail", off4)]
+    assert r.all_notes == [("not_retained", 1), ("torn_tail_power_cut", 5),
+                           ("truncation_not_excluded", 4)]
 
 
 SEQUENCE_CASES = {
@@ -2233,6 +2416,13 @@ def test_sealed_state_going_backward_is_sequence_regression(tmp_path, case):
     assert w.tail_id == 2 and w.wrap == 1
     w.commit(sealed=SEQUENCE_CASES[case])
     r = verify(tmp_path, w.close(), key)
+    if case == "tail above e":
+        # The sealed tail is also the range's start, kept at H: the head is
+        # checked alone, and fails its own check.
+        assert [s["segment_id"] for s in r.segments] == [8]
+        assert r.reasons == ["sequence_regression"]
+        assert r.all_notes == [("not_retained", 7), ("truncation_not_excluded", 8)]
+        return
     assert [s["segment_id"] for s in r.segments] == [3, 4, 5, 6, 7, 8]
     assert r.reasons == [None] * 5 + ["sequence_regression"]
     line = r.segments[-1]

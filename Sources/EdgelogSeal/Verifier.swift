@@ -446,13 +446,18 @@ public enum Verifier {
     /// for its own id and slot, of this store, hashing to its seal, signed by a trusted key.
     private static func committedSegment(_ device: BlockDevice, slot: Int, above head: UInt64, state: Metadata, options: VerifyOptions,
                                          keys: [(key: TrustedKey, epoch: UInt32)], buffer: AlignedBuffer) -> UInt64? {
-        guard (try? device.read(at: state.geometry.slotOffset(slot), into: buffer.bytes)) != nil else { return nil }
-        let image = UnsafeRawBufferPointer(buffer.bytes)
-        // One cut or retried commit can leave a valid copy of head + 1 that was never acknowledged;
-        // two segments beyond the head cannot come from a power cut.
-        guard let header = try? SegmentReader.header(image, geometry: state.geometry, storeUUID: state.storeUUID),
+        // The first sector tells whether the slot can matter; only then is the segment read whole.
+        let offset = state.geometry.slotOffset(slot)
+        let first = AlignedBuffer(count: state.geometry.sectorSize)
+        guard (try? device.read(at: offset, into: first.bytes)) != nil,
+              let header = try? SegmentReader.header(UnsafeRawBufferPointer(first.bytes), geometry: state.geometry, storeUUID: state.storeUUID),
+              // One cut or retried commit can leave a valid copy of head + 1 that was never
+              // acknowledged; two segments beyond the head cannot come from a power cut.
               header.segmentID > head &+ 1, header.segmentID < Layout.idLimit,
-              let info = try? SegmentReader.validate(image, slot: slot, expectedID: header.segmentID, geometry: state.geometry,
+              (try? device.read(at: offset, into: buffer.bytes)) != nil
+        else { return nil }
+        let image = UnsafeRawBufferPointer(buffer.bytes)
+        guard let info = try? SegmentReader.validate(image, slot: slot, expectedID: header.segmentID, geometry: state.geometry,
                                                      storeUUID: state.storeUUID),
               let seal = info.seal, SegmentReader.computedHash(image, info: info) == seal.statement.segmentHash
         else { return nil }

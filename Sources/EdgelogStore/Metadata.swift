@@ -112,15 +112,32 @@ public struct Metadata: Equatable, Sendable {
     /// SHA-256 of bad_block_count, source_count and the used entries of both tables, as encoded in
     /// the slot (FORMAT.md 3.5, tables_hash): the source sequence state and the remapped slots.
     public var tablesHash: [UInt8] {
-        let slot = AlignedBuffer(count: Layout.metadataSlotSize)
-        encode(into: slot.bytes)
-        let b = UnsafeRawBufferPointer(slot.bytes)
         let bad = min(badBlocks.count, Layout.maxBadBlocks)
         let src = min(sources.count, Layout.maxSources)
-        var bytes = Array(b[176..<184])
-        bytes += b[256..<(256 + 16 * bad)]
-        bytes += b[1280..<(1280 + 48 * src)]
-        return bytes.withUnsafeBytes { SegmentHash.of($0) }
+        var bytes = [UInt8](repeating: 0, count: 8 + 16 * bad + 48 * src)
+        return bytes.withUnsafeMutableBytes { b in
+            b.setLE(UInt32(bad), at: 0)
+            b.setLE(UInt32(src), at: 4)
+            encodeTables(badBlocksAt: 8, sourcesAt: 8 + 16 * bad, into: b)
+            return SegmentHash.of(UnsafeRawBufferPointer(b))
+        }
+    }
+
+    /// The used entries of both tables as the slot stores them (16 and 48 bytes each).
+    private func encodeTables(badBlocksAt: Int, sourcesAt: Int, into b: UnsafeMutableRawBufferPointer) {
+        for (i, bad) in badBlocks.prefix(Layout.maxBadBlocks).enumerated() {
+            let o = badBlocksAt + i * 16
+            b.setLE(UInt32(bad.slot), at: o)
+            b.setLE(bad.reason.rawValue, at: o + 4)
+            b.setLE(bad.segmentID, at: o + 8)
+        }
+        for (i, source) in sources.prefix(Layout.maxSources).enumerated() {
+            let o = sourcesAt + i * 48
+            let name = Array(source.name.utf8.prefix(SourceName.maxLength))
+            b.setLE(UInt8(name.count), at: o)
+            name.withUnsafeBytes { b.setBytes($0, at: o + 1) }
+            b.setLE(source.lastSeq, at: o + 40)
+        }
     }
 
     /// The state a commit writing this metadata seals (FORMAT.md 3.5).
@@ -180,19 +197,7 @@ public struct Metadata: Equatable, Sendable {
         b.setLE(formatWallNs, at: 184)
         hashHead.withUnsafeBytes { b.setBytes($0, at: 192) }
         b.setLE(headCRC, at: 224)
-        for (i, bad) in badBlocks.prefix(Layout.maxBadBlocks).enumerated() {
-            let o = 256 + i * 16
-            b.setLE(UInt32(bad.slot), at: o)
-            b.setLE(bad.reason.rawValue, at: o + 4)
-            b.setLE(bad.segmentID, at: o + 8)
-        }
-        for (i, source) in sources.prefix(Layout.maxSources).enumerated() {
-            let o = 1280 + i * 48
-            let name = Array(source.name.utf8.prefix(SourceName.maxLength))
-            b.setLE(UInt8(name.count), at: o)
-            name.withUnsafeBytes { b.setBytes($0, at: o + 1) }
-            b.setLE(source.lastSeq, at: o + 40)
-        }
+        encodeTables(badBlocksAt: 256, sourcesAt: 1280, into: b)
         deviceID.withUnsafeBytes { b.setBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(16)), at: 2816) }
         b.setLE(rollbackCtr, at: 2832)
         fwVerHash.withUnsafeBytes { b.setBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(32)), at: 2840) }
