@@ -64,10 +64,12 @@ The decoder checks what a power cut can do (segment validity, section 3.4,
 which includes a well-formed seal: magic EDGESIG2, sig_alg 0..3 with its
 own sig_len, seal_len 320 + sig_len, the statement repeating the header
 and its store_uuid), like recovery the SHA-256 and the prev_hash chain of a
-segment before it adopts it (section 5 step 3), and, as section 5 step 4
-says, prints only committed segments whose hash matches their seal and
-whose prev_hash is the hash of the segment before them when that one was
-printed (segment 1: zero); every other one is reported on stderr as
+segment before it adopts it (section 5 step 3; applied_metadata() applies
+the adopted segments to the chosen slot as step 3 says, for the verifier's
+metadata check; --inspect prints the chosen slot as read), and, as section 5
+step 4 says, prints only committed segments whose hash matches their seal
+and whose prev_hash is the hash of the segment before them when that one
+was printed (segment 1: zero); every other one is reported on stderr as
 damaged.  It does not check signatures: that is scripts/edgelog_verify.py
 (section 9), which reuses the parsing below so that there is one Python
 view of the format.
@@ -116,6 +118,7 @@ RING_OFFSET = 8192
 BAD_BLOCK_MAX = 64
 BAD_BLOCK_TBL_OFFSET = 256
 BAD_BLOCK_ENTRY = 16
+MASK64 = (1 << 64) - 1
 SOURCE_MAX = 32
 SOURCE_TBL_OFFSET = 1280
 SOURCE_ENTRY = 48
@@ -1129,7 +1132,7 @@ def applied_metadata(result: ScanResult) -> Metadata:
     of theirs and its sealed value.  Everything else is the chosen slot's.
     `raw` is the slot's bytes with the source table and source_count so
     changed (tables_hash is computed over them); the other fields of `raw`
-    are the slot's as read.  Numbers are not wrapped at their field width."""
+    are the slot's as read.  Sums wrap at their field's width (FORMAT.md 5)."""
     m = result.meta
     raw = bytearray(m.raw)
     values = {name: getattr(m, name) for name in (
@@ -1141,21 +1144,21 @@ def applied_metadata(result: ScanResult) -> Metadata:
     index = {src.name.encode("ascii"): i for i, src in enumerate(sources)}
     for seg in result.adopted_segments:
         st = seg.seal
-        if seg.slot < values["head_slot"]:
-            values["wrap_count"] += 1
+        if values["head_segment_id"] != 0 and seg.slot < values["head_slot"]:
+            values["wrap_count"] = (values["wrap_count"] + 1) & 0xFFFFFFFF
         values.update(head_segment_id=seg.segment_id, head_slot=seg.slot,
                       commit_id=seg.commit_id, head_crc=seg.body_crc,
                       hash_head=seg.computed_hash, key_id=st.key_id, key_epoch=st.key_epoch,
                       sig_alg=st.sig_alg, key_src=st.key_src, clock_steps=st.clock_steps)
         values["mono_hwm"] = max(values["mono_hwm"], seg.last_mono)
-        values["lost_total"] += seg.lost_records
-        values["dropped_total"] += seg.dropped_records
+        values["lost_total"] = (values["lost_total"] + seg.lost_records) & MASK64
+        values["dropped_total"] = (values["dropped_total"] + seg.dropped_records) & MASK64
         for name in ("unexp_rst", "ecc_err_cnt", "boot_seq", "uplink_cursor",
                      "rollback_ctr"):
             values[name] = max(values[name], getattr(st, name))
         for rec in seg.records:
             if rec.type == 1:
-                values["records_total"] += 1
+                values["records_total"] = (values["records_total"] + 1) & MASK64
             i = index.get(rec.source)
             if i is None:
                 if len(sources) >= SOURCE_MAX:

@@ -31,9 +31,10 @@ cannot be read.
 Hostile input never raises: every walk is bounded by the geometry the
 metadata slot was checked against (ring_slots, which the device's size
 bounds), a payload is parsed as JSON only when it is a printable payload
-(section 7: every value inside at most 63 containers), and the anchor is never parsed as
-JSON at all (section 8: its two hex fields are decoded, the head printed
-again and compared with the file; at most 4096 bytes of it are read).
+(section 7: every value inside at most 63 containers), and the anchor is
+never parsed as JSON at all (section 8: its two hex fields are decoded, the
+head printed again and compared with the file; at most 4096 bytes of it are
+read).
 
 Choices where FORMAT.md leaves room (the most literal reading each time):
 - not_a_store (and a newer format version, the verifier has no exit 5) is

@@ -83,27 +83,44 @@ def seg_hash(data):
     return data[128 + payload_len + 40 + 152:128 + payload_len + 40 + 184]
 
 
+STATEMENT_FIELDS = ("magic", "device_id", "segment_id", "commit_id", "first_mono",
+                    "last_mono", "record_count", "key_epoch", "key_id", "rollback_ctr",
+                    "fw_ver_hash", "prev_hash", "segment_hash", "sig_alg", "key_src",
+                    "sig_len", "store_uuid", "tail_segment_id", "mono_hwm", "records_total",
+                    "lost_total", "dropped_total", "uplink_cursor", "wrap_count", "unexp_rst",
+                    "bo_event", "ecc_err_cnt", "clock_steps", "boot_seq", "tables_hash")
+
+
 def statement(seg_id, commit_id, first, last, count, prev_hash, segment_hash, *,
-              device_id=DEVICE_ID, rollback_ctr=1, fw=FW, uuid=UUID, tail=1):
+              device_id=DEVICE_ID, rollback_ctr=1, fw=FW, uuid=UUID, tail=1, state=None):
     """The 320-byte statement of section 3.5, unsigned (key_epoch, key_id,
     sig_alg, key_src, sig_len all zero), with the store_uuid and a sealed
     state (tail_segment_id, mono_hwm = last; the decoder does not compare
-    the rest)."""
-    return struct.pack("<8s16sQQQQII16sQ32s32s32sBBH4x16sQQQQQQIIIIII32s8x", b"EDGESIG2",
-                       device_id, seg_id, commit_id, first, last, count, 0, bytes(16),
-                       rollback_ctr, fw, prev_hash, segment_hash, 0, 0, 0, uuid, tail, last,
-                       0, 0, 0, 1, 0, 0, 0, 0, 0, 0, bytes(32))
+    the rest).  state: statement fields to seal instead (by name)."""
+    fields = dict(magic=b"EDGESIG2", device_id=device_id, segment_id=seg_id,
+                  commit_id=commit_id, first_mono=first, last_mono=last, record_count=count,
+                  key_epoch=0, key_id=bytes(16), rollback_ctr=rollback_ctr, fw_ver_hash=fw,
+                  prev_hash=prev_hash, segment_hash=segment_hash, sig_alg=0, key_src=0,
+                  sig_len=0, store_uuid=uuid, tail_segment_id=tail, mono_hwm=last,
+                  records_total=0, lost_total=0, dropped_total=0, uplink_cursor=1,
+                  wrap_count=0, unexp_rst=0, bo_event=0, ecc_err_cnt=0, clock_steps=0,
+                  boot_seq=0, tables_hash=bytes(32))
+    fields.update(state or {})
+    return struct.pack("<8s16sQQQQII16sQ32s32s32sBBH4x16sQQQQQQIIIIII32s8x",
+                       *(fields[name] for name in STATEMENT_FIELDS))
 
 
 def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=False,
             sector=512, prev=None, prev_crc=None, prev_hash=None, seal_hash=None,
-            seal=None, seal_len=320, version=5):
+            seal=None, seal_len=320, version=5, lost=0, dropped=0, state=None):
     """recs: list of encoded records; monos: their mono_ctr values.
 
     prev: the encoded segment committed just before (sets prev_crc and
     prev_hash; zero for the first segment); prev_crc/prev_hash override it.
     seal_hash: a wrong segment_hash to put in the seal; seal: a function that
     may rewrite the 384 seal bytes (a malformed seal), marker CRC refitted.
+    lost / dropped: the header's lost_records / dropped_records; state:
+    statement fields to seal instead (statement()).
     """
     commit_id = seg_id if commit_id is None else commit_id
     if prev_crc is None:
@@ -114,12 +131,12 @@ def segment(seg_id, slot, recs, monos, *, uuid=UUID, commit_id=None, break_body=
     first, last = (monos[0], monos[-1]) if monos else (0, 0)
     head = struct.pack("<8sHHI16sQQIIIIQQ32sIII", b"EDGELOGS", version, 128, 0, uuid, seg_id,
                        commit_id, slot, 0, len(recs), len(payload), first, last,
-                       prev_hash, 0, 0, prev_crc)
+                       prev_hash, lost, dropped, prev_crc)
     head += struct.pack("<I", crc(head))
     body_crc = crc(head + payload)
     digest = hashlib.sha256(head + payload).digest() if seal_hash is None else seal_hash
     seal_area = statement(seg_id, commit_id, first, last, len(recs), prev_hash,
-                          digest, uuid=uuid) + bytes(384 - 320)
+                          digest, uuid=uuid, state=state) + bytes(384 - 320)
     if seal is not None:
         seal_area = seal(bytearray(seal_area))
     marker = struct.pack("<8sQQIIII", b"EDGELOGC", seg_id, commit_id, len(recs),
@@ -806,9 +823,10 @@ def test_older_version_slot_beside_a_version_5_slot_is_passed_over(tmp_path, old
     assert run(p) == (0, TWO_SEGMENT_LINES, "")
 
 
-@pytest.mark.parametrize("old", [1, 2, 3, 4])
+@pytest.mark.parametrize("old", [1, 2, 3, 4, 6])
 def test_older_version_segment_is_not_valid(tmp_path, old):
-    # Segment 2 written with an older header format_version (CRCs refitted).
+    # Segment 2 written with a header format_version other than 5 (section
+    # 3.1; CRCs refitted): not valid, whatever the metadata says.
     s2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], prev=S1, version=old)
     s3 = segment(3, 2, [record(4, 13, b"{}")], [13], prev=s2)
     img = two_segment_image().slot_a(meta(2, head_id=3, head_slot=2, tail_slot=0, tail_id=1,
@@ -857,6 +875,140 @@ def test_adoption_moves_the_head_hash(tmp_path):
     assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 2
     p = two_segment_image().seg(2, s3).seg(3, s4).seg(0, s5).write(tmp_path)
     assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 2
+
+
+# -- section 5 step 3: what adopting a segment applies to the metadata --
+
+def edited(slot: bytes, *edits) -> bytes:
+    """A metadata slot with (offset, struct format, value) edits, CRC refitted."""
+    buf = bytearray(slot)
+    for off, fmt, value in edits:
+        struct.pack_into(fmt, buf, off, value)
+    struct.pack_into("<I", buf, 4092, crc(bytes(buf[:4092])))
+    return bytes(buf)
+
+
+def scan_of(path):
+    with open(path, "rb") as fh:
+        return dec.scan(dec.Store(fh))
+
+
+def source_entries(*entries):
+    return b"".join(struct.pack("<B39sQ", len(name), name, seq) for name, seq in entries)
+
+
+def test_adopting_applies_each_segment_as_its_metadata_write_would_have(tmp_path):
+    # Slot B (head 2) with counters of its own; segments 3 and 4 adopted.
+    slot = edited(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2),
+                  (120, "<I", 2), (124, "<I", 1), (128, "<I", 9), (136, "<Q", 12),
+                  (144, "<Q", 4), (152, "<Q", 3), (2832, "<Q", 1), (2912, "<I", 3),
+                  (2916, "<I", 6))
+    state = dict(unexp_rst=5, ecc_err_cnt=1, boot_seq=3, uplink_cursor=7, rollback_ctr=4,
+                 clock_steps=2, bo_event=8, key_epoch=3, key_id=b"\x07" * 16, key_src=2,
+                 records_total=99, mono_hwm=99, wrap_count=99)
+    s3 = segment(3, 2, [record(4, 13, b"{}"), record(7, 14, b"{}", source=b"newsrc", rtype=9),
+                        record(2, 15, b"{}", source=b"edgelog", rtype=4)],
+                 [13, 14, 15], prev=S2, lost=3, dropped=2, state=state)
+    s4 = segment(4, 3, [record(2, 16, b"{}"), record(1, 17, b"{}", source=b"edgelog", rtype=2),
+                        record(5, 18, b"{}", rtype=1, source=b"newsrc")],
+                 [16, 17, 18], prev=s3, lost=1, state=dict(unexp_rst=1, clock_steps=3))
+    p = two_segment_image().slot_b(slot).seg(2, s3).seg(3, s4).write(tmp_path)
+    result = scan_of(p)
+    assert result.adopted == 2
+    m = dec.applied_metadata(result)
+    assert (m.head_segment_id, m.head_slot, m.commit_id) == (4, 3, 4)
+    assert (m.head_crc, m.hash_head) == (seg_crc(s4), seg_hash(s4))
+    # key fields from the statement (s4's: unsigned, key_src 0)
+    assert (m.key_id, m.key_epoch, m.sig_alg, m.key_src) == (bytes(16), 0, 0, 0)
+    assert m.mono_hwm == 18                          # the larger of 12 and last_mono
+    assert (m.lost_total, m.dropped_total) == (4, 2)  # header lost/dropped_records
+    assert m.records_total == 3 + 1 + 2              # data records (type 1) only
+    assert m.wrap_count == 0 and m.clock_steps == 3  # the last adopted seal's
+    assert (m.unexp_rst, m.ecc_err_cnt, m.boot_seq, m.uplink_cursor, m.rollback_ctr) == (
+        5, 9, 3, 7, 4)                               # the larger of theirs and the seal's
+    assert m.bo_event == 1                           # not touched by adoption
+    assert (m.tail_segment_id, m.tail_slot) == (1, 0)
+    # Each record raises its source's last_seq; new sources appended in
+    # record order.
+    assert [(x.name, x.last_seq) for x in m.sources] == [("temp", 4), ("newsrc", 7),
+                                                         ("edgelog", 2)]
+    assert m.source_count == 3
+    assert m.tables_hash() == hashlib.sha256(
+        struct.pack("<II", 0, 3)
+        + source_entries((b"temp", 4), (b"newsrc", 7), (b"edgelog", 2))).digest()
+    # The chosen slot itself is unchanged, and nothing adopted: nothing applied.
+    assert result.meta.head_segment_id == 2 and result.meta.source_count == 1
+    plain = scan_of(two_segment_image().write(tmp_path))
+    assert dec.applied_metadata(plain) == plain.meta
+    # Only s3 adopted (s4 does not chain): s3's key fields.
+    s4b = segment(4, 3, [record(2, 16, b"{}")], [16], prev=s3, prev_crc=1)
+    p = two_segment_image().slot_b(slot).seg(2, s3).seg(3, s4b).write(tmp_path)
+    m = dec.applied_metadata(scan_of(p))
+    assert (m.head_segment_id, m.key_id, m.key_epoch, m.key_src) == (3, b"\x07" * 16, 3, 2)
+    assert (m.clock_steps, m.unexp_rst, m.mono_hwm, m.records_total) == (2, 5, 15, 4)
+
+
+def test_adopting_past_the_last_slot_wraps_and_moves_the_tail(tmp_path):
+    # A full 4-slot ring (1..4, head in slot 3); segment 5 adopted in slot 0,
+    # below head_slot: wrap_count + 1, and it overwrote the tail (now 2).
+    segs = chain(4)
+    s5 = segment(5, 0, [record(5, 14, b"{}")], [14], prev=segs[3])
+    img = Image().slot_a(meta(2, head_id=4, head_slot=3, tail_slot=0, tail_id=1, head=segs[3]))
+    for i, sg in enumerate(segs):
+        img.seg(i, sg)
+    img.seg(0, s5)
+    m = dec.applied_metadata(scan_of(img.write(tmp_path)))
+    assert (m.wrap_count, m.head_slot, m.tail_segment_id, m.tail_slot) == (1, 0, 2, 1)
+    # Adopting in a higher slot does not wrap.
+    img = Image().slot_a(meta(2, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=segs[1]))
+    for i, sg in enumerate(segs):
+        img.seg(i, sg)
+    m = dec.applied_metadata(scan_of(img.write(tmp_path)))
+    assert (m.head_segment_id, m.wrap_count, m.tail_segment_id) == (4, 0, 1)
+
+
+def test_adopting_appends_sources_only_while_the_table_has_room(tmp_path):
+    names = [("s%d" % i, i) for i in range(32)]
+    s3 = segment(3, 2, [record(40, 13, b"{}", source=b"new"), record(50, 14, b"{}",
+                                                                     source=b"s5")],
+                 [13, 14], prev=S2)
+    img = two_segment_image().slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1,
+                                          head=S2, sources=names)).seg(2, s3)
+    m = dec.applied_metadata(scan_of(img.write(tmp_path)))
+    assert m.source_count == 32 and [x.name for x in m.sources] == [n for n, _ in names]
+    assert m.sources[5].last_seq == 50
+    assert m.tables_hash() == hashlib.sha256(
+        struct.pack("<II", 0, 32)
+        + source_entries(*((n.encode(), 50 if n == "s5" else q) for n, q in names))).digest()
+    # With room for one more: "new" is appended (at 32 entries the table is full).
+    img.slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=S2,
+                    sources=names[:31]))
+    m = dec.applied_metadata(scan_of(img.write(tmp_path)))
+    assert m.source_count == 32 and (m.sources[31].name, m.sources[31].last_seq) == ("new", 40)
+
+
+def test_torn_after_head_needs_a_header_chaining_onto_the_head(tmp_path):
+    # Sections 5 and 9 item 6: the slot where the forward scan stopped holds
+    # a header valid for the expected id and slot whose prev_crc equals the
+    # head's body_crc, and the segment is not valid.
+    cases = {
+        "torn": (segment(3, 2, [record(4, 13, b"{}")], [13], prev=S2, break_body=True), True),
+        "other prev_crc": (segment(3, 2, [record(4, 13, b"{}")], [13], prev=S2,
+                                   prev_crc=seg_crc(S2) ^ 1, break_body=True), False),
+        "other id": (segment(4, 2, [record(4, 13, b"{}")], [13], prev=S2,
+                             break_body=True), False),
+        "other slot": (segment(3, 1, [record(4, 13, b"{}")], [13], prev=S2,
+                               break_body=True), False),
+        "valid, not adopted": (segment(3, 2, [record(4, 13, b"{}")], [13], prev=S2,
+                                       seal_hash=b"\x5a" * 32), False),
+        "nothing": (bytes(SEG), False),
+    }
+    for name, (s3, torn) in cases.items():
+        with open(two_segment_image().seg(2, s3).write(tmp_path), "rb") as fh:
+            store = dec.Store(fh)
+            result = dec.scan(store)
+            assert (result.stop_slot, result.stop_segment_id) == (2, 3), name
+            assert dec.torn_after_head(store, result) is torn, name
 
 
 def _poke(off, fmt, value):
@@ -1526,7 +1678,15 @@ NOT_PRINTABLE = [
     b'"t"',
     b'42',
     b'',
-    b'{"t":' * 65 + b'1' + b'}' * 65,      # 66 deep
+    b'{"t":' * 65 + b'1' + b'}' * 65,      # a value inside 65 objects
+    b'{"t":' * 64 + b'1' + b'}' * 64,      # a value inside 64 objects
+    b'{"t":' * 64 + b'{}' + b'}' * 64,     # an empty object inside 64
+    b'{"t":' + b'[' * 63 + b'1' + b']' * 63 + b'}',   # 1 inside 64 containers
+    b'{"t":' + b'[' * 63 + b'[]' + b']' * 63 + b'}',  # [] inside 64 containers
+    b'{"t":' * 63 + b'{"u":1,"v":{}}' + b'}' * 63,    # 1 inside 64 objects
+    b'\t{"t":1}',                          # not even a space (nor a tab) around it
+    b'{"t":1}\t',
+    b'\xef\xbb\xbf{"t":1}',                 # nor a byte order mark
     b'{"t":' + b'[' * 1100 + b']' * 1100 + b'}',
     b'{"":' * 600 + b'{}' + b'}' * 600,
     b'=HYPERLINK("http://x")',
@@ -1539,7 +1699,17 @@ PRINTABLE = [
     b'{"t":"a\\nb","u":"\\u001b"}',       # escaped controls are fine
     b'{"t":"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"}',
     b'{"a" : [1, -2.5e+3, true, false, null, {"b": {}}], "c": "\\"="}',
-    b'{"t":' * 63 + b'{}' + b'}' * 63,     # 64 deep
+    # "every value inside at most 63 objects or arrays, the outer object
+    # counting as one": a scalar inside 63 objects (or the outer one and 62
+    # arrays) ...
+    b'{"t":' * 63 + b'1' + b'}' * 63,
+    b'{"t":' + b'[' * 62 + b'1,"x",null' + b']' * 62 + b'}',
+    # ... and an empty object or array inside 63 (a value with no value in it).
+    b'{"t":' * 63 + b'{}' + b'}' * 63,
+    b'{"t":' * 63 + b'[ ]' + b'}' * 63,
+    b'{"a":1,"a":{"b":2,"b":3}}',          # duplicate keys are accepted
+    b'{"t":"\\ud800","u":"\\udfff\\ud800x","\\udc00":1}',  # lone surrogate escapes
+    b'{"t" :1 , "u":[ 1 ,2 ]}',            # spaces inside the object are fine
 ]
 
 
@@ -1630,13 +1800,15 @@ def test_source_name_starting_with_a_digit_is_valid(tmp_path):
 
 def test_format_5_evidence_payloads_are_exported_as_stored(tmp_path):
     # Section 4: the incomplete record counts records_readable (none are
-    # kept), the recovery record has no records_salvaged, and a gap may be
-    # uplink_acked.  The decoder prints them as any printable payload.
+    # kept), the recovery record has no records_salvaged but a
+    # refused_segment_id, and a gap may be uplink_acked.  The decoder prints
+    # them as any printable payload.
     incomplete = (b'{"reason":"torn_segment","segment_id":3,"slot":2,"records_readable":2,'
                   b'"bytes_quarantined":300}')
+    # (refused_segment_id: a segment a signing writer did not adopt.)
     recovery = (b'{"unclean_shutdown":true,"metadata_slot":"A","generation":4,'
                 b'"rejected_slots":[],"segments_adopted":0,"torn_segment_id":3,'
-                b'"tail_advanced":false}')
+                b'"refused_segment_id":null,"tail_advanced":false}')
     gap = (b'{"reason":"uplink_acked","lost_segment_id":1,"lost_records":0,"first_mono":1,'
            b'"last_mono":1}')
     recs = [record(1, 10, incomplete, source=b"edgelog", rtype=3),

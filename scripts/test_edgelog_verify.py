@@ -1179,10 +1179,11 @@ def test_newer_format_is_not_a_store(tmp_path):
     assert "newer format" in r.text
 
 
-@pytest.mark.parametrize("old", [2, 3, 4])
+@pytest.mark.parametrize("old", [2, 3, 4, 6])
 def test_older_version_segment_is_crc_mismatch(tmp_path, old):
-    # Segment 2's header says an older format version (header_crc refitted):
-    # it is not a valid version 4 segment, reported at its header.
+    # Segment 2's header says another format version than 5 (section 3.1,
+    # header_crc refitted): it is not a valid version 5 segment, reported at
+    # its header.
     key = Signer("ed25519")
     w = Writer(key).open()
     for _ in range(3):
@@ -2126,11 +2127,11 @@ def test_several_metadata_edits_are_several_findings_in_offset_order(tmp_path):
     base = chosen_base(w)
     for off, fmt, value in ((2916, "<I", 9), (2832, "<Q", 0), (152, "<Q", 99), (2872, "<16s",
                             b"\x01" * 16), (104, "<Q", 2), (128, "<I", 0), (1280 + 40, "<Q", 0),
-                            (124, "<I", 7)):
+                            (124, "<I", 7), (112, "<I", 5)):
         change_meta(w, base, off, struct.pack(fmt, value))
     r = verify(tmp_path, w, key)
     assert r.findings == [("metadata_mismatch", base + off)
-                          for off in (104, 124, 128, 152, 256, 2832, 2872, 2916)]
+                          for off in (104, 112, 124, 128, 152, 256, 2832, 2872, 2916)]
     assert r.reasons == [None] * 3
 
 
@@ -2177,13 +2178,13 @@ def test_adopted_segments_are_applied_to_the_metadata(tmp_path):
 
 
 @pytest.mark.parametrize("off, fmt, delta", [
-    (104, "<Q", -1),          # tail_segment_id
+    (104, "<Q", 1),           # tail_segment_id
     (112, "<I", 1),           # wrap_count
     (124, "<I", 1),           # bo_event: adopting does not touch it
     (136, "<Q", 100),         # mono_hwm above the adopted last_mono stays above
     (152, "<Q", 1),           # records_total grows from the slot's
     (160, "<Q", 1),           # dropped_total
-    (168, "<Q", -1),          # lost_total
+    (168, "<Q", 1),           # lost_total
     (1280 + 40, "<Q", 50),    # a last_seq above what the records raise it to
     (2832, "<Q", 5),          # rollback_ctr: not below is fine ...
 ])
@@ -2932,3 +2933,218 @@ def test_metadata_with_a_huge_head_tail_distance_is_not_valid(tmp_path):
     change_meta(w, 4096 - base, 88, struct.pack("<Q", 2**61))
     r = verify(tmp_path, w, key)
     assert r.findings == [("crc_mismatch", 0), ("crc_mismatch", 4096), ("not_a_store", 0)]
+
+
+# ---------------------------------------------------------------------------
+# FORMAT clarifications (section 9): hash_head of the chosen slot's own head,
+# torn segments, beyond the head, empty segments, the anchor's rollback rule,
+# the order of findings and notes
+# ---------------------------------------------------------------------------
+
+def test_hash_head_is_checked_against_the_slots_own_head_not_the_adopted_one(tmp_path):
+    # Item 4: "the hash of the segment that slot names as its head (its own
+    # head_segment_id, before any adoption), when that segment passed".  The
+    # slot's hash_head is edited and segment 3 (metadata write lost) chains
+    # onto the edited value, so it is adopted (H = 3) but fails its chain
+    # check: segment 2, the slot's own head, passed, so hash_head is checked.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    fake = b"\x42" * 32
+    w.commit(land_meta=False, prev_hash=fake)
+    base = chosen_base(w)
+    change_meta(w, base, 192, fake)
+    r = verify(tmp_path, w, key)
+    assert [s["segment_id"] for s in r.segments] == [1, 2, 3]
+    assert r.reasons == [None, None, "chain_break"]
+    assert r.findings == [("hash_mismatch", base + 192)]
+    # The slot's own head failing: no hash_head check.
+    _, _, mbase = w.seg_range(2)
+    w.buf[mbase + 40 + 320] ^= 1
+    refit_marker_crc(w.buf, mbase)
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None, "bad_signature", "chain_break"] and r.findings == []
+
+
+def test_torn_segment_must_chain_onto_the_heads_body_crc(tmp_path):
+    # Item 6: a torn segment is one whose "header [is] valid for the expected
+    # id and slot, whose prev_crc equals the head's body_crc, and the segment
+    # is not valid".  A cut segment 4 whose prev_crc is not segment 3's
+    # body_crc (the adopted head's) is neither a power cut note ...
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    w.commit(land_meta=False)
+    w.commit(land_meta=False)
+    off3, len3, _ = w.seg_range(3)
+    off4, _, mbase4 = w.seg_range(4)
+    w.buf[mbase4:mbase4 + 432] = bytes(432)
+    assert verify(tmp_path, w, key).notes == [("torn_tail_power_cut", 4)]
+    struct.pack_into("<I", w.buf, off4 + 120, 0x12345678)
+    struct.pack_into("<I", w.buf, off4 + 124, crc(bytes(w.buf[off4:off4 + 124])))
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.notes == [] and r.findings == [] and r.reasons == [None] * 3
+    # ... nor, in a cleanly closed store (clean_flag 1), a truncated_tail
+    # finding.
+    change_meta(w, chosen_base(w), 116, struct.pack("<I", 1))
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.findings == []
+    struct.pack_into("<I", w.buf, off4 + 120, crc(bytes(w.buf[off3:off3 + 128 + len3])))
+    struct.pack_into("<I", w.buf, off4 + 124, crc(bytes(w.buf[off4:off4 + 124])))
+    r = verify(tmp_path, w, key)
+    assert r.findings == [("truncated_tail", off4)]
+
+
+@pytest.mark.parametrize("donor_kw, commit_kw, counts", [
+    ({}, {}, True),
+    ({"device": OTHER_DEVICE}, {}, False),              # another device's statement
+    ({"uuid": bytes(16)}, {}, False),                   # another store
+    ({}, {"epoch": 2}, False),                          # not trusted at its key_epoch
+    ({}, {"signer": None}, False),                      # unsigned, no --allow-unsigned
+])
+def test_segment_beyond_the_head_counts_only_of_this_store_device_and_keys(
+        tmp_path, donor_kw, commit_kw, counts):
+    # Item 5: "valid for its own header's id and slot, of this store
+    # (store_uuid) and device (the statement's device_id), with a segment_id
+    # above H + 1 ... whose signature verifies with a key trusted, at its
+    # key_epoch, at any point of the walk".
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    for _ in range(3):
+        w.commit()
+    w.close()
+    donor = Writer(key, **donor_kw).open()
+    donor.head_id, donor.head_slot = 4, 3
+    donor.commit(**commit_kw)  # segment 5, written for slot 4
+    off = 8192 + 4 * SEG
+    w.buf[off:off + SEG] = donor.buf[off:off + SEG]
+    r = verify(tmp_path, w, key)
+    assert r.reasons == [None] * 3
+    assert r.findings == ([("truncated_tail", off)] if counts else [])
+
+
+def test_key_endorsed_during_the_walk_counts_beyond_the_head(tmp_path):
+    # "a key trusted, at its key_epoch, at any point of the walk": a key a
+    # rotation of the range endorsed (epoch 2), even though a segment beyond
+    # the head signed by it is not in the walk.
+    old, new = Signer("ed25519"), Signer("ed25519")
+    w = Writer(old).open()
+    w.commit()
+    w.rotate(new)
+    w.commit()
+    w.close()
+    closed = bytes(w.buf[:8192])
+    w.open()
+    w.commit()
+    w.commit()  # segment 5
+    w.buf[:8192] = closed
+    off4 = w.seg_range(4)[0]
+    w.buf[off4:off4 + SEG] = bytes(SEG)
+    r = verify(tmp_path, w, old)
+    assert r.reasons == [None] * 3
+    assert r.findings == [("truncated_tail", w.seg_range(5)[0])]
+
+
+def test_mono_checks_only_for_a_segment_with_records(tmp_path):
+    # Item 3: "first_mono not above that segment's sealed mono_hwm, a sealed
+    # mono_hwm below last_mono (these two only for a segment with records)".
+    # A segment without records has first_mono and last_mono 0.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit(records=[])
+    w.commit()
+    w.commit(records=[], sealed={"mono_hwm": 0})  # not compared with last_mono
+    r = verify(tmp_path, w.close(), key)
+    assert r.reasons == [None] * 4
+    # (the head seals mono_hwm 0, the metadata holds 2: item 4 says so)
+    assert r.findings == [("metadata_mismatch", chosen_base(w) + 136)]
+    # Mono going backward is still caught once a segment has records.
+    w = Writer(key).open()
+    w.commit([b"{}", b"{}"])
+    w.commit(records=[])
+    w.mono = 1
+    w.commit()
+    assert verify(tmp_path, w.close(), key).reasons == [None, None, "sequence_regression"]
+
+
+def test_anchor_rollback_only_when_a_segment_passed(tmp_path):
+    # Item 7: "when a segment passed, the newest rollback_ctr of a passing
+    # segment below the anchor's is rollback; otherwise H below the
+    # anchor's segment_id is truncated_tail".  The image is session 1's
+    # (segments 1 and 2), the anchor session 2's head (segment 3).
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    old_image = w.close().image()
+    w.open()
+    w.commit()
+    anchor = anchor_args(tmp_path, w.head_json())
+    r = verify(tmp_path, old_image, key, args=anchor)
+    assert r.findings == [("rollback", 0)]
+    # No segment passes (firmware not allowed): the next rule decides.
+    r = verify(tmp_path, old_image, key, args=anchor + ["--allow-fw", FW_OTHER.hex()])
+    assert r.reasons == ["fw_not_allowed"] * 2
+    assert r.findings == [("truncated_tail", 0)]
+
+
+def test_findings_come_in_item_order(tmp_path):
+    # "in the order of the items above: 1, 2, 4, 5 by slot, 6, 7": a wiped
+    # metadata slot (1), a metadata_mismatch (4), a committed segment beyond
+    # the head (5, slot 4), a torn segment after the head of a cleanly closed
+    # store (6, slot 3: before item 5's in the image, after it here), and a
+    # malformed anchor (7).
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    for _ in range(3):
+        w.commit()
+    w.close()
+    closed, base = bytes(w.buf[:8192]), chosen_base(w)
+    w.open()
+    w.commit()
+    w.commit()
+    w.buf[:8192] = closed
+    off4, _, mbase4 = w.seg_range(4)
+    off5 = w.seg_range(5)[0]
+    w.buf[mbase4 + 100] ^= 1
+    w.buf[4096 - base:8192 - base] = bytes(4096)
+    change_meta(w, base, 124, struct.pack("<I", 7))
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, b"{}\n"))
+    assert r.findings == [("crc_mismatch", 4096 - base), ("metadata_mismatch", base + 124),
+                          ("truncated_tail", off5), ("truncated_tail", off4),
+                          ("anchor_malformed", 0)]
+    kinds = [x["kind"] for x in r.lines]
+    assert kinds == ["segment"] * 3 + ["finding"] * 5 + ["summary"]
+
+
+def test_notes_come_in_the_documented_order(tmp_path):
+    # "in the order torn_metadata_write, not_retained, the notes of the
+    # segments' records in walk order, torn_tail_power_cut,
+    # truncation_not_excluded".  A 6-slot ring: segment 8 (adopted) holds a
+    # gap record and a recovery record with refused_segment_id (section 4);
+    # segment 9 was cut while reclaiming the tail (given up); the slot not
+    # chosen holds garbage (a cut metadata write, before recovery).
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    for _ in range(7):
+        w.commit()
+    recovery = (b'{"unclean_shutdown":true,"metadata_slot":"A","generation":9,'
+                b'"rejected_slots":[],"segments_adopted":0,"torn_segment_id":null,'
+                b'"refused_segment_id":8,"tail_advanced":false}')
+    w.commit(records=[gap_record("ring_overwrite", 2), ("edgelog", recovery, 5)],
+             land_meta=False)
+    w.commit(land_meta=False)
+    _, _, mbase9 = w.seg_range(9)
+    w.buf[mbase9:mbase9 + 432] = bytes(432)
+    other = 4096 - chosen_base(w)
+    w.buf[other + 100:other + 108] = b"\xff" * 8  # CRC fails
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.findings == [] and r.reasons == [None] * 5
+    assert [s["segment_id"] for s in r.segments] == [4, 5, 6, 7, 8]
+    assert r.all_notes == [("torn_metadata_write", 0), ("not_retained", 3),
+                           ("ring_overwrite", 8), ("power_cut_explained", 8),
+                           ("torn_tail_power_cut", 9), ("truncation_not_excluded", 8)]
+    assert "refused_segment_id" in [x for x in r.lines if x["kind"] == "note"][3]["detail"]
