@@ -28,16 +28,26 @@ public enum JSONObjectValidator {
         return start..<end
     }
 
-    /// The offset of the first control character in `bytes` (below 0x20, 0x7F, or a C1 control,
-    /// UTF-8 `C2 80`..`C2 9F`), or nil. A stored payload has none (FORMAT.md 7, printable payload):
-    /// white space between tokens is spaces only, so no payload can split an export line or move
-    /// a terminal's cursor.
+    /// The offset of the first control character in `bytes`, or nil: a byte below 0x20 or 0x7F, a
+    /// C1 control (UTF-8 `C2 80`..`C2 9F`), the line and paragraph separators U+2028 and U+2029
+    /// (some JSON-lines readers split on them), or a bidirectional control (U+061C, U+200E, U+200F,
+    /// U+202A..U+202E, U+2066..U+2069: they make text display in another order than it is stored).
+    /// A stored payload has none (FORMAT.md 7, printable payload): white space between tokens is
+    /// spaces only, so no payload can split an export line, move a terminal's cursor or disguise
+    /// itself on screen.
     public static func controlCharacter(in bytes: UnsafeRawBufferPointer) -> Int? {
         var i = 0
         while i < bytes.count {
             let b = bytes[i]
             if b < 0x20 || b == 0x7F { return i }
-            if b == 0xC2, i + 1 < bytes.count, bytes[i + 1] >= 0x80, bytes[i + 1] <= 0x9F { return i }
+            let next = i + 1 < bytes.count ? bytes[i + 1] : 0
+            if b == 0xC2, next >= 0x80, next <= 0x9F { return i }
+            if b == 0xD8, next == 0x9C { return i }
+            if b == 0xE2, i + 2 < bytes.count {
+                let last = bytes[i + 2]
+                if next == 0x80, last == 0x8E || last == 0x8F || (last >= 0xA8 && last <= 0xAE) { return i }
+                if next == 0x81, last >= 0xA6, last <= 0xA9 { return i }
+            }
             i += 1
         }
         return nil

@@ -178,6 +178,8 @@ public enum Verifier {
                 verdict.detail = "unreadable: \(error)"
             }
             report.segments.append(verdict)
+            // The hash of every segment readable in its slot, passing or not: what an anchor is compared with.
+            if let computed = checked.computed { walk.readHashes[expected] = computed }
             if verdict.passed, let computed = checked.computed {
                 walk.verifiedHashes[expected] = computed
                 walk.previousHash = computed
@@ -250,6 +252,8 @@ public enum Verifier {
         var sourceSeq: [String: UInt64] = [:]
         var signedSeen = false
         var verifiedHashes: [UInt64: [UInt8]] = [:]
+        /// The computed hash of each segment of the range that was readable for its id and slot.
+        var readHashes: [UInt64: [UInt8]] = [:]
         /// prev_hash of the first segment of the range, when it passed.
         var startPrevHash: [UInt8]?
     }
@@ -307,17 +311,17 @@ public enum Verifier {
             return Checked()
         }
         let markerAt = Layout.segmentHeaderSize + info.payloadLength
+        let computed = SegmentReader.computedHash(image, info: info)
         guard let seal = info.seal else {
             // Parsed again only to say what is wrong with it.
             var why = "malformed seal"
             do { _ = try SegmentReader.seal(image, markerAt: markerAt, info: info) } catch { why = "\(error)" }
             fail(.sealMismatch, why, at: offset + UInt64(markerAt))
-            return Checked()
+            return Checked(computed: computed)
         }
         let statement = seal.statement
         verdict.keyEpoch = statement.keyEpoch
-        let result = Checked(claimed: statement.segmentHash, computed: SegmentReader.computedHash(image, info: info),
-                             prevHash: info.prevHash)
+        let result = Checked(claimed: statement.segmentHash, computed: computed, prevHash: info.prevHash)
         let markerOffset = offset + UInt64(markerAt)
         if statement.deviceID != state.deviceID {
             fail(.foreignSegment, "sealed for device \(Hex.encode(statement.deviceID)), not \(Hex.encode(state.deviceID))", at: markerOffset)
@@ -545,7 +549,7 @@ public enum Verifier {
                                            detail: "the store ends at segment \(ended); the anchor proves segment \(a.segmentID) was committed"))
         } else if a.segmentID >= start {
             // An unreadable anchor segment already fails as itself (gap, crc_mismatch): no hash to compare.
-            if let stored = walk.verifiedHashes[a.segmentID], stored != a.segmentHash {
+            if let stored = walk.readHashes[a.segmentID], stored != a.segmentHash {
                 report.findings.append(Finding(reason: .fork, offset: 0,
                                                detail: "segment \(a.segmentID) differs from the one the anchor signed: the history was rewritten"))
             }
@@ -595,14 +599,21 @@ public enum Verifier {
         }
     }
 
-    /// Slot-relative offset of the first byte range that fails its check: a record or the marker.
+    /// Slot-relative offset of the first byte range that fails its check (FORMAT.md 9 item 3): the
+    /// payload_len field when it overruns the segment, else the first record that does not parse
+    /// or whose mono_ctr is not above the one before it (or is 2^62 or more, as is its seq), else
+    /// the commit marker (it, body_crc or the header's counts and mono range disagree).
     static func firstBadByte(_ image: UnsafeRawBufferPointer, geometry: Geometry) -> Int {
         let payloadLength = Int(image.le(60, as: UInt32.self))
         guard payloadLength <= geometry.payloadCapacity else { return 60 }
         let end = Layout.segmentHeaderSize + payloadLength
         var offset = Layout.segmentHeaderSize
+        var previous: UInt64?
         while offset < end {
-            guard let record = try? SegmentReader.parseRecord(image, at: offset, end: end) else { return offset }
+            guard let record = try? SegmentReader.parseRecord(image, at: offset, end: end),
+                  record.mono < Layout.idLimit, record.seq < Layout.idLimit, previous.map({ record.mono > $0 }) ?? true
+            else { return offset }
+            previous = record.mono
             offset += record.bytes.count
         }
         return end

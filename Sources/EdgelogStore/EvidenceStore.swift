@@ -32,7 +32,8 @@ public final class EvidenceStore {
     public let identity: SealIdentity
     private let clock: () -> CaptureTime
     private let metaBuffer = AlignedBuffer(count: Layout.metadataSlotSize)
-    private let headerBuffer: AlignedBuffer
+    /// The tail segment read whole before a reclaim (allocated at the first one).
+    private var tailBuffer: AlignedBuffer?
     private var engineSeq: UInt64
     /// Drop notes that did not fit in the segment of their commit; written by the next one.
     private var carriedDrops: [DropNote] = []
@@ -51,7 +52,6 @@ public final class EvidenceStore {
         identity.deviceID = metadata.deviceID
         self.identity = identity
         self.clock = clock
-        self.headerBuffer = AlignedBuffer(count: max(metadata.geometry.sectorSize, Layout.segmentHeaderSize))
         self.engineSeq = metadata.lastSeq(of: SourceName.engine)
     }
 
@@ -143,6 +143,8 @@ public final class EvidenceStore {
                                   deviceSectorSize: device.sectorSize)
         }
         var state = analysis.state
+        let implausible = state.implausibleFields
+        guard implausible.isEmpty else { throw .implausibleMetadata(device: device.name, fields: implausible) }
         // The metadata is not signed: it may steer the writer only where it agrees with the sealed
         // state of its head segment (a lowered mono_hwm or last_seq would make it repeat orders).
         if let seal = analysis.headSeal {
@@ -436,13 +438,21 @@ public final class EvidenceStore {
 
     /// Appends the gap record for the tail segment about to be overwritten: a loss (overwrite-oldest)
     /// or, under overwrite-acked, a segment the collector has acknowledged (not counted as lost).
+    /// The counts come from the tail only when it is the writer's own: valid, hashing to its seal,
+    /// and (for a signing writer) signed by this key. Otherwise anyone who can write the card could
+    /// put any count into a record the writer signs: the record says null (unknown) instead.
     private func noteLoss(of m: Metadata, slot: Int, in builder: SegmentBuilder, time: CaptureTime, acked: Bool) {
         var info: SegmentInfo?
+        let buffer = tailBuffer ?? AlignedBuffer(count: m.geometry.segmentSize)
+        tailBuffer = buffer
         do {
-            try device.read(at: m.geometry.slotOffset(m.tailSlot), into: headerBuffer.bytes)
-            if let header = try? SegmentReader.header(UnsafeRawBufferPointer(headerBuffer.bytes), geometry: m.geometry, storeUUID: m.storeUUID),
-               header.segmentID == m.tailSegmentID {
-                info = header
+            try device.read(at: m.geometry.slotOffset(m.tailSlot), into: buffer.bytes)
+            let image = UnsafeRawBufferPointer(buffer.bytes)
+            if let tail = try? SegmentReader.validate(image, slot: m.tailSlot, expectedID: m.tailSegmentID, geometry: m.geometry,
+                                                      storeUUID: m.storeUUID),
+               let seal = tail.seal, SegmentReader.computedHash(image, info: tail) == seal.statement.segmentHash,
+               Self.adoptionCheck(identity).map({ $0(seal) }) ?? true {
+                info = tail
             }
         } catch {
             metadata.eccErrCnt &+= 1

@@ -157,6 +157,8 @@ public struct Metadata: Equatable, Sendable {
         t.clockSteps = time.clockSteps
         t.bootSeq = bootSeq
         t.tablesHash = tablesHash
+        t.tailSlot = UInt32(truncatingIfNeeded: tailSlot)
+        t.ringSlots = UInt32(truncatingIfNeeded: geometry.ringSlots)
         return t
     }
 
@@ -279,15 +281,19 @@ public struct Metadata: Equatable, Sendable {
         guard m.headSlot < slots, m.tailSlot < slots else { throw .badGeometry("head or tail slot outside the ring") }
         // Every id below 2^62 (FORMAT.md 2): no `+ 1` a reader or the writer makes on them can overflow.
         guard m.generation < Layout.idLimit, m.commitID < Layout.idLimit, m.headSegmentID < Layout.idLimit,
-              m.tailSegmentID < Layout.idLimit, m.monoHWM < Layout.idLimit else { throw .badGeometry("an id, mono_hwm or the generation is 2^62 or more") }
+              m.tailSegmentID < Layout.idLimit else { throw .badGeometry("an id or the generation is 2^62 or more") }
         guard m.tailSegmentID >= 1, m.tailSegmentID <= m.headSegmentID + 1 else { throw .badGeometry("tail segment after head") }
+        // One segment per commit: the newest commit is the head segment's.
+        guard m.commitID == m.headSegmentID else { throw .badGeometry("commit_id \(m.commitID) is not head_segment_id \(m.headSegmentID)") }
         // Every commit leaves a segment in the ring (a reclaim happens inside a commit), so only a
         // store that never committed is empty: a ring "emptied" by its metadata would hide everything.
         guard m.tailSegmentID <= m.headSegmentID || (m.headSegmentID == 0 && m.tailSegmentID == 1) else {
             throw .badGeometry("an empty ring after segment \(m.headSegmentID)")
         }
         m.wrapCount = b.le(112)
-        m.clean = b.le(116, as: UInt32.self) == 1
+        let clean: UInt32 = b.le(116)
+        guard clean <= 1 else { throw .badGeometry("clean_flag \(clean)") }
+        m.clean = clean == 1
         m.unexpRst = b.le(120)
         m.boEvent = b.le(124)
         m.eccErrCnt = b.le(128)
@@ -344,6 +350,7 @@ public struct Metadata: Equatable, Sendable {
             guard !m.sources.contains(where: { $0.name == name }) else { throw .badGeometry("source entry \(i) repeats \(name)") }
             m.sources.append(SourceEntry(name: name, lastSeq: b.le(o + 40)))
         }
+        guard m.monoHWM < Layout.idLimit, m.rollbackCtr < Layout.idLimit else { throw .badGeometry("mono_hwm or rollback_ctr is 2^62 or more") }
         return m
     }
 }

@@ -110,6 +110,9 @@ public struct SealedState: Equatable, Sendable {
     public var bootSeq: UInt32 = 0
     /// SHA-256 of the bad-block and source tables as the metadata holds them (Metadata.tablesHash).
     public var tablesHash = [UInt8](repeating: 0, count: 32)
+    /// Where the oldest retained segment sits, and the ring's size: what makes the ring full.
+    public var tailSlot: UInt32 = 0
+    public var ringSlots: UInt32 = 0
 
     public init() {}
 }
@@ -175,6 +178,8 @@ public struct Statement: Equatable, Sendable {
         b.setLE(t.clockSteps, at: o + 272)
         b.setLE(t.bootSeq, at: o + 276)
         t.tablesHash.prefix(32).withUnsafeBytes { b.setBytes($0, at: o + 280) }
+        b.setLE(t.tailSlot, at: o + 312)
+        b.setLE(t.ringSlots, at: o + 316)
     }
 
     public var bytes: [UInt8] {
@@ -216,6 +221,8 @@ public struct Statement: Equatable, Sendable {
         s.sealed.clockSteps = b.le(o + 272)
         s.sealed.bootSeq = b.le(o + 276)
         s.sealed.tablesHash = Array(b[(o + 280)..<(o + 312)])
+        s.sealed.tailSlot = b.le(o + 312)
+        s.sealed.ringSlots = b.le(o + 316)
         return s
     }
 

@@ -22,6 +22,22 @@ public struct StateMismatch: Equatable, Sendable, CustomStringConvertible {
 }
 
 extension Metadata {
+    /// Fields whose values no writer reaches: ids, the generation and the u64 counters at 2^61 or
+    /// more, the u32 counters at 2^31 or more (FORMAT.md 2). Readers accept them (they are valid up
+    /// to 2^62); a writer refuses them, so that none of its increments can leave a bound or wrap.
+    public var implausibleFields: [String] {
+        let wide: [(String, UInt64)] = [("generation", generation), ("commit_id", commitID), ("head_segment_id", headSegmentID),
+                                        ("tail_segment_id", tailSegmentID), ("mono_hwm", monoHWM), ("rollback_ctr", rollbackCtr),
+                                        ("uplink_cursor", uplinkCursor), ("records_total", recordsTotal),
+                                        ("dropped_total", droppedTotal), ("lost_total", lostTotal)]
+        let narrow: [(String, UInt32)] = [("wrap_count", wrapCount), ("unexp_rst", unexpRst), ("bo_event", boEvent),
+                                          ("ecc_err_cnt", eccErrCnt), ("boot_seq", bootSeq), ("clock_steps", time.clockSteps)]
+        var found = wide.filter { $0.1 >= 1 << 61 }.map { "\($0.0) \($0.1)" }
+        found += narrow.filter { $0.1 >= 1 << 31 }.map { "\($0.0) \($0.1)" }
+        found += sources.filter { $0.lastSeq >= 1 << 61 }.map { "last_seq of \($0.name) \($0.lastSeq)" }
+        return found
+    }
+
     /// The fields of this metadata (recovery's analysis state) that disagree with the sealed state
     /// of its head segment. `tailGivenUp` tails were given up by the analysis since that seal.
     public func mismatches(against statement: Statement, tailGivenUp: Int = 0) -> [StateMismatch] {
@@ -32,6 +48,15 @@ extension Metadata {
         }
         func atLeast<T: Comparable & CustomStringConvertible>(_ field: String, _ offset: Int, _ mine: T, _ theirs: T) {
             if mine < theirs { found.append(StateMismatch(field: field, offset: offset, metadata: mine.description, sealed: theirs.description, atLeast: true)) }
+        }
+        // The tail's slot and the ring's size decide when the ring is full and what a reclaim
+        // overwrites: an edited one would make the writer overwrite history it still holds.
+        equal("ring_slots", 72, UInt32(truncatingIfNeeded: geometry.ringSlots), t.ringSlots)
+        var sealedTailSlot: Int? = Int(t.tailSlot)
+        for _ in 0..<tailGivenUp { sealedTailSlot = sealedTailSlot.flatMap { nextSlot(after: $0) } }
+        if sealedTailSlot != tailSlot {
+            found.append(StateMismatch(field: "tail_slot", offset: 100, metadata: "\(tailSlot)",
+                                       sealed: "\(t.tailSlot)" + (tailGivenUp > 0 ? " (+\(tailGivenUp) given up)" : ""), atLeast: false))
         }
         let (tail, overflow) = t.tailSegmentID.addingReportingOverflow(UInt64(tailGivenUp))
         if overflow || tailSegmentID != tail {

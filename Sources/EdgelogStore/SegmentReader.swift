@@ -98,6 +98,8 @@ public enum SegmentReader {
             throw .noHeader("segment id \(info.segmentID) is ahead of the expected \(expectedID)")
         }
         guard info.slot == slot else { throw .noHeader("header names slot \(info.slot)") }
+        // One segment per commit (FORMAT.md 3.4).
+        guard info.commitID == info.segmentID else { throw .torn("commit_id \(info.commitID) is not segment_id \(info.segmentID)") }
         guard info.payloadLength <= geometry.payloadCapacity, b.count >= geometry.writeLength(payloadLength: info.payloadLength) else {
             throw .torn("payload length \(info.payloadLength) exceeds the segment")
         }

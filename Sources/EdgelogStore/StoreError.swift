@@ -32,6 +32,9 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
     /// The unsigned metadata contradicts the signed state of its own head segment (FORMAT.md 9
     /// item 4): edited, so it must not steer the writer. Nothing was written.
     case metadataContradictsSeal(device: String, fields: [String])
+    /// The metadata holds values no writer reaches (a counter within sight of where its `+ 1`
+    /// would overflow): edited. Refused rather than wrapped or saturated. Nothing was written.
+    case implausibleMetadata(device: String, fields: [String])
 
     public var description: String {
         switch self {
@@ -57,6 +60,9 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         case .closed(let why): return "store is closed: \(why)"
         case .signing(let why): return "cannot sign the commit: \(why); nothing more is acknowledged"
         case .anchorRefused(let reason, let detail): return "refused by the anchor (\(reason)): \(detail); the store was not changed"
+        case .implausibleMetadata(let device, let fields):
+            return "\(device): the metadata holds values no writer reaches (\(fields.joined(separator: ", "))): it was edited, so the writer "
+                + "will not continue from it; the store was not changed (run edgelog verify for the whole report)"
         case .metadataContradictsSeal(let device, let fields):
             return "\(device): the metadata contradicts the signed head segment (\(fields.joined(separator: "; "))): it was edited "
                 + "after that commit, so the writer will not trust it; the store was not changed (run edgelog verify for the whole report)"

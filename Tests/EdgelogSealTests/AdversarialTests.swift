@@ -114,7 +114,7 @@ struct AdversarialTests {
             moved.setMeta(MetaField.tailSlot, UInt64(deleted), size: 4)
             let report = store.verify(moved.image)
             #expect(report.segments.count == 6 && report.failedSegments == 0)
-            #expect(report.findingReasons == ["metadata_mismatch"])
+            #expect(Set(report.findingReasons) == ["metadata_mismatch"] && report.findings.contains { $0.detail.contains("tail_segment_id") })
             // The writer does not continue from it.
             let writer = openWriter(moved.image, store)
             #expect(writer.error.map { if case .metadataContradictsSeal = $0 { true } else { false } } == true)
@@ -197,6 +197,7 @@ struct AdversarialTests {
         ("clock_steps", MetaField.clockSteps, 4, 5), ("mono_hwm", MetaField.monoHWM, 8, 1),
         ("rollback_ctr", MetaField.rollbackCtr, 8, 0), ("boot_seq", MetaField.bootSeq, 4, 0), ("uplink_cursor", MetaField.uplinkCursor, 8, 0),
         ("key_epoch", 2888, 4, 7), ("sig_alg", 2892, 1, 1), ("key_src", 2893, 1, 3), ("source table", 1280 + 40, 8, 1),
+        ("ring_slots", 72, 4, 8), ("tail_slot", MetaField.tailSlot, 4, 2),
     ])
     func editedMetadata(field: String, offset: Int, size: Int, value: UInt64) throws {
         var store = try SignedStore()
@@ -220,6 +221,80 @@ struct AdversarialTests {
         let writer = openWriter(forge.image, store)
         #expect(writer.error.map { if case .metadataContradictsSeal = $0 { true } else { false } } == true, "\(field): \(String(describing: writer.error))")
         #expect(writer.device.bytes == forge.image, "\(field): the writer changed the store")
+    }
+
+    @Test("class 5: a faked full ring (tail_slot after the head, clean_flag 0) neither passes nor makes the writer overwrite history")
+    func fakedFullRing() throws {
+        let store = try store(segments: 4, perSegment: 2, slots: 12)
+        var forge = Forge(image: store.device.bytes)
+        let head = forge.meta(MetaField.headSlot, slot: 0)
+        forge.setMeta(MetaField.tailSlot, head + 1, size: 4)
+        for clean in [UInt64(0), 1] {
+            forge.setMeta(MetaField.clean, clean, size: 4)
+            let report = store.verify(forge.image, anchor: store.seals.last)
+            #expect(!report.passed && report.findings.contains { $0.reason == .metadataMismatch && $0.detail.contains("tail_slot") },
+                    "clean \(clean): \(report.findings) \(report.reasonsBySegment)")
+            for policy in [RingFullPolicy.overwriteOldest, .pause] {
+                let writer = openWriter(forge.image, store, policy: policy)
+                #expect(writer.error.map { if case .metadataContradictsSeal = $0 { true } else { false } } == true, "\(String(describing: writer.error))")
+                #expect(writer.device.bytes == forge.image)
+            }
+        }
+        // clean_flag other than 0 or 1 makes the slot invalid (both verifiers read it the same way).
+        var odd = Forge(image: store.device.bytes)
+        odd.setMeta(MetaField.clean, 2, size: 4)
+        #expect(store.verify(odd.image).findingReasons.contains("not_a_store"))
+        // commit_id other than head_segment_id: invalid too (it would steer the writer's next commit id).
+        var commit = Forge(image: store.device.bytes)
+        commit.setMeta(80, 2, size: 8)
+        #expect(store.verify(commit.image).findingReasons.contains("not_a_store"))
+    }
+
+    @Test("class 5: a forged tail segment's counts never reach a signed gap record")
+    func forgedTailCounts() throws {
+        var store = try SignedStore(slots: 5)
+        try store.session(segments: 5, perSegment: 3)
+        // The tail (segment 1) replaced by an unsigned segment of the same id and slot holding one record.
+        var other = try SignedStore(slots: 5)
+        let unsigned = SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: nil)
+        let (w, _) = try EvidenceStore.open(device: other.device, identity: unsigned, clock: Self.clock)
+        let d = StoreDriver(store: w, clock: ManualClock())
+        _ = try d.append(source: "sensor", payload: Array("{\"f\":1}".utf8))
+        _ = try d.commit()
+        try w.close()
+        var forge = Forge(image: store.device.bytes)
+        forge.image.replaceSubrange(Forge.slotOffset(0)..<Forge.slotOffset(1), with: other.device.bytes[Forge.slotOffset(0)..<Forge.slotOffset(1)])
+        store.device = MemoryBlockDevice(image: forge.image)
+        let (writer, _) = try EvidenceStore.open(device: store.device, policy: .overwriteOldest, identity: store.identity, clock: Self.clock)
+        let driver = StoreDriver(store: writer, clock: ManualClock())
+        _ = try driver.append(source: "sensor", payload: Array("{\"after\":1}".utf8))
+        _ = try driver.commit()
+        try writer.close()
+        let gap = try #require(try exported(store.device).first { $0.type == RecordType.gap.rawValue })
+        #expect(gap.payload == "{\"reason\":\"ring_overwrite\",\"lost_segment_id\":1,\"lost_records\":null,\"first_mono\":null,\"last_mono\":null}", "\(gap.payload)")
+        #expect(writer.metadata.lostTotal == 0)
+        // A genuine tail is counted.
+        let (again, _) = try EvidenceStore.open(device: store.device, policy: .overwriteOldest, identity: store.identity, clock: Self.clock)
+        let more = StoreDriver(store: again, clock: ManualClock())
+        _ = try more.append(source: "sensor", payload: Array("{\"later\":1}".utf8))
+        _ = try more.commit()
+        try again.close()
+        let counted = try exported(store.device).filter { $0.type == RecordType.gap.rawValue }.last
+        #expect(counted?.payload.contains("\"lost_segment_id\":2,\"lost_records\":3,") == true, "\(String(describing: counted))")
+        _ = other
+    }
+
+    @Test("class 6: a writer refuses values within reach of a bound (no increment may wrap)", arguments: [
+        (MetaField.generation, 8, (UInt64(1) << 62) - 1), (MetaField.rollbackCtr, 8, (UInt64(1) << 62) - 1),
+        (MetaField.unexpRst, 4, UInt64(UInt32.max)), (MetaField.bootSeq, 4, UInt64(UInt32.max)),
+    ])
+    func writerBounds(offset: Int, size: Int, value: UInt64) throws {
+        let store = try store(segments: 2)
+        var forge = Forge(image: store.device.bytes)
+        forge.setMeta(offset, value, size: size)
+        let writer = openWriter(forge.image, store)
+        #expect(writer.error.map { if case .implausibleMetadata = $0 { true } else { false } } == true, "\(String(describing: writer.error))")
+        #expect(writer.device.bytes == forge.image)
     }
 
     @Test("class 5: raised at-least counters are not trusted; a raised uplink cursor does not make overwrite-acked reclaim")
