@@ -28,10 +28,13 @@ sync known); in CSV a null is an empty field.
 Payloads (section 7): a payload that is a "printable payload" (one JSON
 object per RFC 8259, nothing before or after it, not even a space, every
 value inside at most 63 objects or arrays with the outer object counting
-as one, valid UTF-8 without C0, DEL or C1 controls) is printed as stored;
-any other is printed as `"payload":null,"payload_hex":"HEX"` (JSON lines)
-or the quoted text `hex:HEX` (CSV).  So 63 nested objects whose innermost
-holds a scalar member are printable and 64 are not; the nesting rule is
+as one, valid UTF-8 without C0, DEL or C1 controls, without a raw U+2028
+or U+2029 and without a raw bidirectional control: U+061C, U+200E, U+200F,
+U+202A..U+202E, U+2066..U+2069; a \\u escape of one is plain text) is
+printed as stored; any other is printed as
+`"payload":null,"payload_hex":"HEX"` (JSON lines) or the quoted text
+`hex:HEX` (CSV).  So 63 nested objects whose innermost holds a scalar
+member are printable and 64 are not; the nesting rule is
 about values, so an empty object or array inside 63 containers (the 64th
 container, holding no value) is printable, read literally.  RFC 8259's
 grammar is checked, not the meaning of \\u escapes (a lone surrogate
@@ -61,18 +64,22 @@ wall_ns and boot_ns are i64).  Choices where FORMAT.md leaves room:
   define included ("the number").
 
 The decoder checks what a power cut can do (segment validity, section 3.4,
-which includes a well-formed seal: magic EDGESIG2, sig_alg 0..3 with its
-own sig_len, seal_len 320 + sig_len, the statement repeating the header
-and its store_uuid), like recovery the SHA-256 and the prev_hash chain of a
-segment before it adopts it (section 5 step 3; applied_metadata() applies
-the adopted segments to the chosen slot as step 3 says, for the verifier's
-metadata check; --inspect prints the chosen slot as read), and, as section 5
-step 4 says, prints only committed segments whose hash matches their seal
-and whose prev_hash is the hash of the segment before them when that one
-was printed (segment 1: zero); every other one is reported on stderr as
+which includes commit_id equal to segment_id and a well-formed seal: magic
+EDGESIG2, sig_alg 0..3 with its own sig_len, seal_len 320 + sig_len, the
+statement repeating the header and its store_uuid), like recovery the
+SHA-256 and the prev_hash chain of a segment before it adopts it
+(section 5 step 3; applied_metadata() applies the adopted segments to
+the chosen slot as step 3 says, for the verifier's metadata check;
+--inspect prints the chosen slot as read), and, as section 5 step 4 says,
+prints only committed segments whose hash matches their seal and whose
+prev_hash is the hash of the segment before them when that one was
+printed (segment 1: zero); every other one is reported on stderr as
 damaged.  It does not check signatures: that is scripts/edgelog_verify.py
 (section 9), which reuses the parsing below so that there is one Python
-view of the format.
+view of the format.  Evidence payloads are printed as stored and never
+interpreted here: a gap record's lost_records, first_mono and last_mono may
+be null (section 4: the writer states counts only of segments it can show
+are its own), and that is printed like any other printable payload.
 
 Exit codes:
     0  success
@@ -417,6 +424,8 @@ class Seal:
     clock_steps: int = 0
     boot_seq: int = 0
     tables_hash: bytes = ZERO_HASH
+    tail_slot: int = 0      # offset 312: the ring slot of tail_segment_id after this commit
+    ring_slots: int = 0     # offset 316: the metadata's ring_slots
 
 
 @dataclass
@@ -590,9 +599,18 @@ def parse_metadata(buf: bytes, slot_name: str, base: int,
     for name, value, off in (("generation", generation, 40), ("commit_id", commit_id, 80),
                              ("head_segment_id", head_segment_id, 88),
                              ("tail_segment_id", tail_segment_id, 104),
-                             ("mono_hwm", mono_hwm, 136)):
+                             ("mono_hwm", mono_hwm, 136),
+                             ("rollback_ctr", rollback_ctr, ROLLBACK_CTR_OFFSET)):
         if value >= ID_LIMIT:
             raise DecodeError(f"{name} {value} is not below 2^62", base + off)
+    # One segment per commit: commit_id equals head_segment_id (section 2).
+    if commit_id != head_segment_id:
+        raise DecodeError(f"commit_id {commit_id} is not head_segment_id {head_segment_id}",
+                          base + 80)
+    # clean_flag is 0 (a writer has it open) or 1 (closed cleanly); any
+    # other value makes the slot invalid (section 2).
+    if clean_flag not in (0, 1):
+        raise DecodeError(f"clean_flag {clean_flag} is not 0 or 1", base + 116)
     # Every commit leaves a segment in the ring: it is empty only while
     # nothing was committed (head_segment_id 0, tail_segment_id 1).
     if head_segment_id != 0 and tail_segment_id > head_segment_id:
@@ -694,8 +712,13 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
     searching for a magic, so bytes inside a payload that look like a record,
     marker or segment header are never taken for one.
 
-    Every error names the record it is in as its range_start (section 9
-    reports the first failing byte range, and a record is one).
+    Every error of a record (it does not parse: length, CRC, end marker,
+    source name; a seq or mono_ctr of 2^62 or more; a mono_ctr not above the
+    record before it) names that record as its range_start.  When every
+    record parses, a record count or a first or last mono_ctr other than the
+    header's names the commit marker's start (`base + payload_len`) instead:
+    section 9 item 3 reports it there ("the header's record_count,
+    first_mono or last_mono disagree").
     """
     records: list[Record] = []
     pos = 0
@@ -741,15 +764,18 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
                               maxerror_us, esterror_us, last_sync_ns))
         pos = end
 
+    marker_at = base + payload_len
     if len(records) != record_count:
-        raise DecodeError(f"{len(records)} records parsed, header says {record_count}", base)
+        raise DecodeError(f"{len(records)} records parsed, header says {record_count}",
+                          base - SEG_HEADER_SIZE + 56, marker_at)
     # With zero records there is no first or last record to compare.
     if records:
         if records[0].mono_ctr != first_mono:
-            raise DecodeError("first record mono_ctr != header first_mono", base + 16, base)
+            raise DecodeError("first record mono_ctr != header first_mono",
+                              base - SEG_HEADER_SIZE + 64, marker_at)
         if records[-1].mono_ctr != last_mono:
-            last_at = base + payload_len - records[-1].record_len
-            raise DecodeError("last record mono_ctr != header last_mono", last_at + 16, last_at)
+            raise DecodeError("last record mono_ctr != header last_mono",
+                              base - SEG_HEADER_SIZE + 72, marker_at)
     return records
 
 
@@ -760,7 +786,7 @@ def parse_records(body: bytes, base: int, payload_len: int, record_count: int,
 _SEG_STRUCT = struct.Struct("<8sHHI16sQQIIIIQQ32sIIII")
 _MARKER_STRUCT = struct.Struct("<8sQQIIII")
 _STATEMENT_STRUCT = struct.Struct("<8s16sQQQQII16sQ32s32s32sBBH4x"
-                                   "16sQQQQQQIIIIII32s8x")
+                                   "16sQQQQQQIIIIII32sII")
 assert _STATEMENT_STRUCT.size == STATEMENT_SIZE
 
 
@@ -791,7 +817,8 @@ def parse_seal(seal: bytes) -> Seal:
      key_epoch, key_id, rollback_ctr, fw_ver_hash, prev_hash, segment_hash, sig_alg,
      key_src, sig_len, store_uuid, tail_segment_id, mono_hwm, records_total, lost_total,
      dropped_total, uplink_cursor, wrap_count, unexp_rst, bo_event, ecc_err_cnt,
-     clock_steps, boot_seq, tables_hash) = _STATEMENT_STRUCT.unpack_from(seal, 0)
+     clock_steps, boot_seq, tables_hash, tail_slot,
+     ring_slots) = _STATEMENT_STRUCT.unpack_from(seal, 0)
     sig_field = seal[STATEMENT_SIZE:STATEMENT_SIZE + SIG_MAX]
     return Seal(seal_len=0, statement=bytes(seal[:STATEMENT_SIZE]), magic=magic,
                 device_id=device_id, segment_id=segment_id, commit_id=commit_id,
@@ -805,7 +832,7 @@ def parse_seal(seal: bytes) -> Seal:
                 dropped_total=dropped_total, uplink_cursor=uplink_cursor,
                 wrap_count=wrap_count, unexp_rst=unexp_rst, bo_event=bo_event,
                 ecc_err_cnt=ecc_err_cnt, clock_steps=clock_steps, boot_seq=boot_seq,
-                tables_hash=tables_hash)
+                tables_hash=tables_hash, tail_slot=tail_slot, ring_slots=ring_slots)
 
 
 def statement_problem(seal: Seal) -> str | None:
@@ -849,8 +876,15 @@ def read_segment(store: Store, meta: Metadata, slot: int) -> Segment:
 
     The byte ranges are checked in the order they lie in the slot: header,
     records, commit marker.  So the DecodeError's range_start is the first
-    failing range, as section 9 reports it (a changed payload byte fails its
-    record before it fails body_crc in the marker).
+    failing range, as section 9 item 3 defines it: the slot's start when the
+    header itself does not check (magic, format_version, header_size,
+    header_crc); else the payload_len field (slot offset 60) when
+    payload_len overruns the segment; else the first record that does not
+    parse, has a seq or mono_ctr of 2^62 or more, or a mono_ctr not above
+    the record before it; else the commit marker's start (the marker,
+    body_crc, commit_id, or the header's record_count, first_mono or
+    last_mono disagree).  A changed payload byte fails its record before it
+    fails body_crc in the marker.
     """
     base = meta.slot_offset(slot)
     header = store.read_at(base, SEG_HEADER_SIZE)
@@ -868,7 +902,7 @@ def read_segment(store: Store, meta: Metadata, slot: int) -> Segment:
     if crc32c(header[:124]) != header_crc:
         raise DecodeError("header_crc mismatch", base + 124, base)
     if SEG_HEADER_SIZE + payload_len + MARKER_SIZE > meta.segment_size:
-        raise DecodeError(f"payload_len {payload_len} does not fit the segment", base + 60, base)
+        raise DecodeError(f"payload_len {payload_len} does not fit the segment", base + 60)
 
     # Header is trustworthy now, so payload_len can size the next read.
     rest = store.read_at(base + SEG_HEADER_SIZE, payload_len + MARKER_SIZE)
@@ -895,6 +929,11 @@ def read_segment(store: Store, meta: Metadata, slot: int) -> Segment:
         raise DecodeError("marker payload_len differs from header", mbase + 28, mbase)
     if crc32c(header + body_records) != body_crc:
         raise DecodeError("body_crc mismatch", mbase + 32, mbase)
+    # One segment per commit: commit_id equals segment_id (section 3.4);
+    # section 9 item 3 reports it at the commit marker's start.
+    if commit_id != segment_id:
+        raise DecodeError(f"commit_id {commit_id} is not segment_id {segment_id}",
+                          base + 40, mbase)
 
     seal = parse_seal(marker[SEAL_OFFSET:SEAL_OFFSET + SEAL_AREA])
     seal.seal_len = seal_len
@@ -1226,8 +1265,13 @@ def time_fields(rec: Record) -> tuple[int, int, int | None, int | None, int | No
 # as one" (section 7): a value may be parsed while at most 63 containers are
 # open around it.
 PRINTABLE_MAX_DEPTH = 63
-# After the UTF-8 decode: C0 controls, DEL and the C1 controls U+0080..U+009F.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# After the UTF-8 decode, as raw characters: C0 controls, DEL, the C1
+# controls U+0080..U+009F, the line and paragraph separators U+2028 and
+# U+2029, and the bidirectional controls U+061C, U+200E, U+200F,
+# U+202A..U+202E and U+2066..U+2069.  (A \u escape of one is plain ASCII
+# text in the payload and is not matched.)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                      "\u202a-\u202e\u2066-\u2069]")
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\]*)*"')
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _JSON_WS = re.compile(r"[ \t\n\r]*")
@@ -1238,7 +1282,9 @@ def is_printable_payload(data: bytes) -> bool:
     before or after it, not even a space; every value inside at most 63
     objects or arrays, the outer object counting as one; duplicate keys and
     \\u escapes of lone surrogates accepted, as the grammar accepts them) in
-    valid UTF-8 with no byte below 0x20, no 0x7F and no C1 control.
+    valid UTF-8 with no byte below 0x20, no 0x7F, no C1 control, no raw
+    U+2028 or U+2029 and no raw bidirectional control (U+061C, U+200E,
+    U+200F, U+202A..U+202E, U+2066..U+2069).
     Iterative: a payload nested a thousand deep is refused at its first
     value inside 64 containers, without recursion."""
     if len(data) < 2 or data[0] != 0x7B or data[-1] != 0x7D:  # { ... }
@@ -1474,7 +1520,8 @@ SEALED_BY = {"tail_segment_id": "tail_segment_id", "mono_hwm": "mono_hwm",
              "key_id": "key_id", "key_epoch": "key_epoch", "sig_alg": "sig_alg",
              "key_src": "key_src", "device_id": "device_id",
              "head_segment_id": "segment_id", "commit_id": "commit_id",
-             "hash_head": "segment_hash"}
+             "hash_head": "segment_hash", "tail_slot": "tail_slot",
+             "ring_slots": "ring_slots"}
 UNSEALED = ("generation", "clean_flag", "verify_stat", "fw_ver_hash", "boot_id",
             "largest_step_ns", "unsync_ns", "last_sync_wall_ns", "rtc_offset_ns",
             "rtc_state", "format_wall_ns")

@@ -52,7 +52,10 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
   applied" is dec.applied_metadata (section 5 step 3: each adopted segment
   applied as its commit's metadata write would have), compared field by
   field with the head's sealed state; findings in increasing offset order
-  (tables_hash at offset 256).  hash_head is compared with the hash of the
+  (ring_slots at 72, tail_slot at 100, tables_hash at 256).  The expected
+  tail_slot is the sealed one, moved on by next(s) (skipping bad_block_tbl
+  slots of the chosen slot) when section 5 gave the tail up (it gives up
+  one tail at most).  hash_head is compared with the hash of the
   segment the chosen slot names as its own head (before any adoption),
   when that segment passed.
 - sequence_regression: a segment without records is not compared by
@@ -68,6 +71,16 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
 - Anchor rollback: only when at least one segment passed (the newest
   passing segment's rollback_ctr); otherwise the next rule (H below the
   anchor's id) decides.
+- Anchor fork: the anchored segment is "readable" when its slot in the
+  range holds a segment that passes dec.read_segment (header, records,
+  marker, body_crc, commit_id = segment_id) and names this store, the
+  anchored id and the slot, whatever its seal and its verdict; its
+  computed SHA-256 is compared with the anchor's hash_head.
+- crc_mismatch offsets (item 3) come from dec.read_segment's range_start:
+  the slot's start for the header, slot offset 60 for a payload_len that
+  overruns, the first record that does not parse (or has a seq or mono_ctr
+  of 2^62 or more, or a mono_ctr not above the one before it), else the
+  commit marker's start.
 - Evidence notes: every incomplete (type 3) and recovery (type 5) record of
   a passing segment is a note power_cut_explained with the id of the
   segment holding it; a gap record of a passing segment whose payload is a
@@ -747,7 +760,8 @@ def parse_anchor(data: bytes) -> Anchor | str:
 # Item 4: the metadata fields checked against the head's sealed state, in
 # increasing offset order (the order of the findings): (name, offset in the
 # slot, rule).  "tables" is tables_hash computed from the metadata.
-METADATA_CHECKS = (("tail_segment_id", 104, "eq"), ("wrap_count", 112, "eq"),
+METADATA_CHECKS = (("ring_slots", 72, "eq"), ("tail_slot", 100, "eq"),
+                   ("tail_segment_id", 104, "eq"), ("wrap_count", 112, "eq"),
                    ("unexp_rst", 120, "ge"), ("bo_event", 124, "eq"),
                    ("ecc_err_cnt", 128, "ge"), ("mono_hwm", 136, "eq"),
                    ("uplink_cursor", 144, "ge"), ("records_total", 152, "eq"),
@@ -826,9 +840,14 @@ def check_metadata(meta: dec.Metadata, result: dec.ScanResult, rng: Range,
     is so reported."""
     st = head.seal
     applied = dec.applied_metadata(result)
-    expected_tail = st.tail_segment_id + (1 if result.given_up is not None else 0)
-    values = {"tail_segment_id": (applied.tail_segment_id, expected_tail)}
-    for name in ("mono_hwm", "records_total", "lost_total", "dropped_total",
+    given_up = result.given_up is not None
+    expected_tail = st.tail_segment_id + (1 if given_up else 0)
+    # The sealed tail_slot moved on by one good slot (next(s): skipping
+    # bad_block_tbl slots) per tail given up; section 5 gives up one at most.
+    expected_tail_slot = dec.next_slot(applied, st.tail_slot) if given_up else st.tail_slot
+    values = {"tail_segment_id": (applied.tail_segment_id, expected_tail),
+              "tail_slot": (applied.tail_slot, expected_tail_slot)}
+    for name in ("ring_slots", "mono_hwm", "records_total", "lost_total", "dropped_total",
                  "wrap_count", "bo_event", "clock_steps", "key_epoch", "sig_alg",
                  "key_src", "unexp_rst", "ecc_err_cnt", "boot_seq", "uplink_cursor",
                  "rollback_ctr"):
@@ -913,11 +932,15 @@ def check_anchor(data: bytes, store: dec.Store, meta: dec.Metadata, rng: Range, 
         slot = dict(rng.plan).get(anchored)
         if slot is None:
             return
+        # "Readable": the slot holds it, valid for its id and slot apart
+        # from its seal (section 3.4 without the seal's form), whatever its
+        # verdict in the walk; its computed SHA-256 is what counts.
         try:
             seg = dec.read_segment(store, meta, slot)
         except dec.DecodeError:
             return  # unreadable: its own line already fails the store
-        if seg.segment_id == anchored and seg.computed_hash != st.segment_hash:
+        if (seg.store_uuid == meta.store_uuid and seg.segment_id == anchored
+                and seg.slot_index == slot and seg.computed_hash != st.segment_hash):
             report.finding("fork", 0, f"segment {anchored} in slot {slot} does not hash to "
                            "the anchor's hash_head")
     elif anchored == rng.start - 1:

@@ -88,15 +88,17 @@ STATEMENT_FIELDS = ("magic", "device_id", "segment_id", "commit_id", "first_mono
                     "fw_ver_hash", "prev_hash", "segment_hash", "sig_alg", "key_src",
                     "sig_len", "store_uuid", "tail_segment_id", "mono_hwm", "records_total",
                     "lost_total", "dropped_total", "uplink_cursor", "wrap_count", "unexp_rst",
-                    "bo_event", "ecc_err_cnt", "clock_steps", "boot_seq", "tables_hash")
+                    "bo_event", "ecc_err_cnt", "clock_steps", "boot_seq", "tables_hash",
+                    "tail_slot", "ring_slots")
 
 
 def statement(seg_id, commit_id, first, last, count, prev_hash, segment_hash, *,
               device_id=DEVICE_ID, rollback_ctr=1, fw=FW, uuid=UUID, tail=1, state=None):
     """The 320-byte statement of section 3.5, unsigned (key_epoch, key_id,
     sig_alg, key_src, sig_len all zero), with the store_uuid and a sealed
-    state (tail_segment_id, mono_hwm = last; the decoder does not compare
-    the rest).  state: statement fields to seal instead (by name)."""
+    state (tail_segment_id, mono_hwm = last, tail_slot 0, ring_slots SLOTS;
+    the decoder does not compare the rest).  state: statement fields to
+    seal instead (by name)."""
     fields = dict(magic=b"EDGESIG2", device_id=device_id, segment_id=seg_id,
                   commit_id=commit_id, first_mono=first, last_mono=last, record_count=count,
                   key_epoch=0, key_id=bytes(16), rollback_ctr=rollback_ctr, fw_ver_hash=fw,
@@ -104,9 +106,9 @@ def statement(seg_id, commit_id, first, last, count, prev_hash, segment_hash, *,
                   sig_len=0, store_uuid=uuid, tail_segment_id=tail, mono_hwm=last,
                   records_total=0, lost_total=0, dropped_total=0, uplink_cursor=1,
                   wrap_count=0, unexp_rst=0, bo_event=0, ecc_err_cnt=0, clock_steps=0,
-                  boot_seq=0, tables_hash=bytes(32))
+                  boot_seq=0, tables_hash=bytes(32), tail_slot=0, ring_slots=SLOTS)
     fields.update(state or {})
-    return struct.pack("<8s16sQQQQII16sQ32s32s32sBBH4x16sQQQQQQIIIIII32s8x",
+    return struct.pack("<8s16sQQQQII16sQ32s32s32sBBH4x16sQQQQQQIIIIII32sII",
                        *(fields[name] for name in STATEMENT_FIELDS))
 
 
@@ -438,7 +440,7 @@ BELOW = 2**62 - 1
     (dict(generation=BELOW), True),
     (dict(generation=2**62), False),
     (dict(generation=2**64 - 1), False),
-    (dict(commit_id=BELOW), True),
+    (dict(head_id=BELOW, tail_id=BELOW - 2, commit_id=BELOW), True),
     (dict(commit_id=2**62), False),
     (dict(head_id=BELOW, tail_id=BELOW - 2), True),
     (dict(head_id=2**62, tail_id=2**62 - 2), False),
@@ -1865,3 +1867,253 @@ def test_deeply_nested_payload_does_not_crash(tmp_path):
     proc = subprocess.run([str(SCRIPT), str(p), "--format", "csv"], capture_output=True)
     assert proc.returncode == 0 and proc.stderr == b""
     assert proc.stdout.splitlines()[1].endswith(b'"hex:' + payload.hex().encode() + b'"')
+
+
+# ---------------------------------------------------------------------------
+# Second review of format 5
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("clean_flag, ok", [(0, True), (1, True), (2, False), (3, False),
+                                            (0x100, False), (2**32 - 1, False)])
+def test_clean_flag_other_than_0_or_1_makes_the_slot_invalid(tmp_path, clean_flag, ok):
+    # Section 2: clean_flag is 0 or 1; any other value makes the slot
+    # invalid (slot A, the newest, is then passed over for slot B).
+    buf = bytearray(_good_a())
+    struct.pack_into("<I", buf, 116, clean_flag)
+    struct.pack_into("<I", buf, 4092, crc(bytes(buf[:4092])))
+    if ok:
+        assert dec.parse_metadata(bytes(buf), "A", 0, STORE).clean_flag == clean_flag
+    else:
+        with pytest.raises(dec.DecodeError, match="clean_flag") as exc:
+            dec.parse_metadata(bytes(buf), "A", 0, STORE)
+        assert exc.value.offset == 116
+    p = two_segment_image().slot_a(bytes(buf)).write(tmp_path)
+    code, out, _ = run(p, "--inspect")
+    assert code == 0 and json.loads(out)["chosen_slot"] == ("A" if ok else "B")
+
+
+@pytest.mark.parametrize("commit_id, ok", [(2, True), (0, False), (1, False), (3, False),
+                                           (2**62 - 1, False)])
+def test_commit_id_other_than_head_segment_id_makes_the_slot_invalid(tmp_path, commit_id,
+                                                                     ok):
+    # Section 2: commit_id equals head_segment_id (one segment per commit).
+    buf = _good_a(commit_id=commit_id)
+    if ok:
+        dec.parse_metadata(buf, "A", 0, STORE)
+    else:
+        with pytest.raises(dec.DecodeError, match="commit_id") as exc:
+            dec.parse_metadata(buf, "A", 0, STORE)
+        assert exc.value.offset == 80
+    p = two_segment_image().slot_a(buf).write(tmp_path)
+    code, out, _ = run(p, "--inspect")
+    assert code == 0 and json.loads(out)["chosen_slot"] == ("A" if ok else "B")
+
+
+def test_empty_store_commit_id_must_be_0():
+    # head_segment_id 0 (nothing committed): commit_id 0 too.
+    dec.parse_metadata(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1), "A", 0, STORE)
+    with pytest.raises(dec.DecodeError, match="commit_id"):
+        dec.parse_metadata(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1,
+                                commit_id=1), "A", 0, STORE)
+
+
+@pytest.mark.parametrize("value, ok", [(BELOW, True), (2**62, False), (2**64 - 1, False)])
+def test_metadata_rollback_ctr_below_2_62(tmp_path, value, ok):
+    # Section 2: rollback_ctr is below 2^62 as well.
+    buf = bytearray(_good_a())
+    struct.pack_into("<Q", buf, 2832, value)
+    struct.pack_into("<I", buf, 4092, crc(bytes(buf[:4092])))
+    if ok:
+        assert dec.parse_metadata(bytes(buf), "A", 0, STORE).rollback_ctr == value
+    else:
+        with pytest.raises(dec.DecodeError, match="rollback_ctr .*2\\^62") as exc:
+            dec.parse_metadata(bytes(buf), "A", 0, STORE)
+        assert exc.value.offset == 2832
+    p = two_segment_image().slot_a(bytes(buf)).write(tmp_path)
+    assert json.loads(run(p, "--inspect")[1])["chosen_slot"] == ("A" if ok else "B")
+
+
+@pytest.mark.parametrize("commit_id", [0, 1, 3, 2**64 - 1])
+def test_segment_commit_id_other_than_segment_id_is_not_valid(tmp_path, commit_id):
+    # Section 3.4: commit_id equals segment_id.  Header, marker and
+    # statement all say the same other commit_id: still not valid.
+    assert_middle_segment_refused(tmp_path, [record(2, 11, b"{}")], [11], (3, 12),
+                                  f"commit_id {commit_id} is not segment_id 2",
+                                  commit_id=commit_id)
+
+
+def test_segment_commit_id_other_than_segment_id_is_not_adopted(tmp_path):
+    # The forward scan adopts only a valid segment (section 5 step 3).
+    good = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev=S2)
+    bad = segment(3, 2, [record(4, 13, b'{"t":4}')], [13], prev=S2, commit_id=4)
+    p = two_segment_image().seg(2, good).write(tmp_path)
+    assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 1
+    p = two_segment_image().seg(2, bad).write(tmp_path)
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+    assert json.loads(run(p, "--inspect")[1])["adopted_segments"] == 0
+
+
+@pytest.mark.parametrize("case", ["commit_id", "record_count", "first_mono", "last_mono"])
+def test_marker_level_failures_name_the_commit_marker(case):
+    # Section 9 item 3: commit_id, or the header's record_count, first_mono
+    # or last_mono disagreeing with the records, fail at the commit marker's
+    # start (the records themselves parse).
+    recs = [record(1, 10, b"{}"), record(2, 11, b"{}")]
+    kw = {"commit_id": dict(commit_id=9)}.get(case, {})
+    data = bytearray(segment(1, 0, recs, [10, 11], **kw))
+    if case == "record_count":
+        struct.pack_into("<I", data, 56, 3)
+    elif case == "first_mono":
+        struct.pack_into("<Q", data, 64, 9)
+    elif case == "last_mono":
+        struct.pack_into("<Q", data, 72, 12)
+    if case != "commit_id":  # refit header_crc, body_crc (and marker fields, CRC)
+        payload_len = struct.unpack_from("<I", data, 60)[0]
+        struct.pack_into("<I", data, 124, crc(bytes(data[:124])))
+        mbase = 128 + payload_len
+        struct.pack_into("<I", data, mbase + 24, struct.unpack_from("<I", data, 56)[0])
+        struct.pack_into("<I", data, mbase + 32, crc(bytes(data[:mbase])))
+        struct.pack_into("<I", data, mbase + 428, crc(bytes(data[mbase:mbase + 428])))
+    img = (Image().slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1))
+           .seg(0, bytes(data)))
+    m = dec.parse_metadata(bytes(img.buf[:4096]), "A", 0, STORE)
+    store = dec.Store(io.BytesIO(bytes(img.buf)))
+    with pytest.raises(dec.DecodeError) as exc:
+        dec.read_segment(store, m, 0)
+    payload_len = struct.unpack_from("<I", data, 60)[0]
+    assert exc.value.range_start == 8192 + 128 + payload_len
+
+
+@pytest.mark.parametrize("case, at", [
+    ("magic", 0), ("format_version", 0), ("header_size", 0), ("header_crc", 0),
+    ("payload_len", 60), ("payload_len_max", 60),
+    ("record_len", "rec2"), ("record_crc", "rec2"), ("record_end", "rec2"),
+    ("record_source", "rec2"), ("record_seq", "rec2"), ("record_mono", "rec2"),
+    ("record_mono_order", "rec2"), ("body_crc", "marker"), ("marker_crc", "marker"),
+])
+def test_read_segment_range_start_follows_section_9(case, at):
+    # The crc_mismatch offset rule of section 9 item 3, as read_segment's
+    # range_start: the slot's start for the header, slot offset 60 for a
+    # payload_len that overruns the segment, the first failing record, else
+    # the commit marker's start.
+    r1, r2, r3 = record(1, 10, b"{}"), record(2, 11, b"{}"), record(3, 12, b"{}")
+    data = bytearray(segment(1, 0, [r1, r2, r3], [10, 11, 12]))
+    rec2 = 128 + len(r1)
+    payload_len = struct.unpack_from("<I", data, 60)[0]
+    mbase = 128 + payload_len
+
+    def refit_record(pos):
+        length = struct.unpack_from("<I", data, pos)[0]
+        struct.pack_into("<I", data, pos + length - 8, crc(bytes(data[pos:pos + length - 8])))
+
+    edits = {
+        "magic": lambda: data.__setitem__(slice(0, 1), b"X"),
+        "format_version": lambda: struct.pack_into("<H", data, 8, 4),
+        "header_size": lambda: struct.pack_into("<H", data, 10, 129),
+        "header_crc": lambda: data.__setitem__(124, data[124] ^ 1),
+        "payload_len": lambda: struct.pack_into("<I", data, 60, SEG - 128 - 432 + 1),
+        "payload_len_max": lambda: struct.pack_into("<I", data, 60, 2**32 - 1),
+        "record_len": lambda: struct.pack_into("<I", data, rec2, 68),
+        "record_crc": lambda: data.__setitem__(rec2 + 60 + 4, ord("[")),
+        "record_end": lambda: data.__setitem__(rec2 + len(r2) - 1, ord("F")),
+        "record_source": lambda: (data.__setitem__(rec2 + 60, ord("-")), refit_record(rec2)),
+        "record_seq": lambda: (struct.pack_into("<Q", data, rec2 + 8, 2**62),
+                               refit_record(rec2)),
+        "record_mono": lambda: (struct.pack_into("<Q", data, rec2 + 16, 2**62),
+                                refit_record(rec2)),
+        "record_mono_order": lambda: (struct.pack_into("<Q", data, rec2 + 16, 10),
+                                      refit_record(rec2)),
+        "body_crc": lambda: (data.__setitem__(mbase + 32, data[mbase + 32] ^ 1),
+                             struct.pack_into("<I", data, mbase + 428,
+                                              crc(bytes(data[mbase:mbase + 428])))),
+        "marker_crc": lambda: data.__setitem__(mbase + 428, data[mbase + 428] ^ 1),
+    }
+    edits[case]()
+    if case not in ("magic", "header_crc"):
+        struct.pack_into("<I", data, 124, crc(bytes(data[:124])))
+    img = (Image().slot_a(meta(0, head_id=0, head_slot=0, tail_slot=0, tail_id=1))
+           .seg(0, bytes(data)))
+    m = dec.parse_metadata(bytes(img.buf[:4096]), "A", 0, STORE)
+    store = dec.Store(io.BytesIO(bytes(img.buf)))
+    with pytest.raises(dec.DecodeError) as exc:
+        dec.read_segment(store, m, 0)
+    expected = {"rec2": rec2, "marker": mbase}.get(at, at)
+    assert exc.value.range_start == 8192 + expected
+
+
+BIDI_AND_SEPARATORS = ["\u2028", "\u2029", "\u061c", "\u200e", "\u200f", "\u202a", "\u202b",
+                       "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"]
+
+
+@pytest.mark.parametrize("char", BIDI_AND_SEPARATORS)
+@pytest.mark.parametrize("where", ["value", "key"])
+def test_raw_separator_or_bidi_control_is_not_printable(tmp_path, char, where):
+    # Section 7: no raw U+2028, U+2029 and no bidirectional control (U+061C,
+    # U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069): such a payload is
+    # printed in hex.
+    text = '{"a":"x%sy"}' % char if where == "value" else '{"%s":1}' % char
+    payload = text.encode("utf-8")
+    assert not dec.is_printable_payload(payload)
+    s1 = segment(1, 0, [record(1, 10, payload)], [10])
+    img = Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+    p = img.seg(0, s1).write(tmp_path)
+    code, out, err = run(p)
+    assert (code, err) == (0, "")
+    assert out.endswith(b'"payload":null,"payload_hex":"' + payload.hex().encode() + b'"}\n')
+    code, out, _ = run(p, "--format", "csv")
+    assert out.splitlines()[1].endswith(b',"hex:' + payload.hex().encode() + b'"')
+
+
+@pytest.mark.parametrize("char", BIDI_AND_SEPARATORS)
+def test_escaped_separator_or_bidi_control_is_printable(tmp_path, char):
+    # "a \u escape of one is plain text": printed as stored.
+    payload = b'{"a":"x\\u%04xy","\\u%04X":2}' % (ord(char), ord(char))
+    assert dec.is_printable_payload(payload)
+    s1 = segment(1, 0, [record(1, 10, payload)], [10])
+    img = Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+    assert run(img.seg(0, s1).write(tmp_path)) == (0, line(1, 1, 10, payload.decode()), "")
+
+
+@pytest.mark.parametrize("char", ["\u061b", "\u061d", "\u200b", "\u200d", "\u2010", "\u2027",
+                                  "\u202f", "\u2065", "\u206a", "\u00e9", "\u05d0"])
+def test_neighbours_of_the_excluded_characters_stay_printable(char):
+    assert dec.is_printable_payload(('{"a":"%s"}' % char).encode("utf-8"))
+
+
+@pytest.mark.parametrize("counts", [b'"lost_records":null,"first_mono":null,"last_mono":null',
+                                    b'"lost_records":3,"first_mono":20,"last_mono":22'])
+def test_gap_record_with_null_counts_is_exported_as_stored(tmp_path, counts):
+    # Section 4: a gap's lost_records, first_mono and last_mono are null
+    # when the writer cannot show the lost segment is its own: the payload
+    # is printed as stored, never interpreted.
+    gap = b'{"reason":"ring_overwrite","lost_segment_id":1,' + counts + b'}'
+    s1 = segment(1, 0, [record(1, 10, gap, source=b"edgelog", rtype=2)], [10], lost=0)
+    p = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
+         .seg(0, s1).write(tmp_path))
+    assert run(p) == (0, line(1, 1, 10, gap.decode(), "edgelog", '"gap"'), "")
+
+
+def test_statement_carries_tail_slot_and_ring_slots():
+    # Section 3.5: statement offsets 312 (tail_slot) and 316 (ring_slots).
+    st = statement(1, 1, 10, 10, 1, bytes(32), bytes(32),
+                   state={"tail_slot": 0x01020304, "ring_slots": 0x0A0B0C0D})
+    assert st[312:320] == bytes.fromhex("040302010d0c0b0a")
+    seal = dec.parse_seal(st + bytes(64))
+    assert (seal.tail_slot, seal.ring_slots) == (0x01020304, 0x0A0B0C0D)
+
+
+def test_inspect_labels_tail_slot_and_ring_slots_unchecked_when_the_seal_differs(tmp_path):
+    # tail_slot and ring_slots are sealed now: unchecked only when they
+    # differ from the head's seal (or there is no valid head).
+    info = json.loads(run(two_segment_image().write(tmp_path), "--inspect")[1])
+    assert "tail_slot" not in info["unchecked"] and "ring_slots" not in info["unchecked"]
+    s2 = segment(2, 1, [record(3, 12, b'{"t":3}')], [12], prev=S1,
+                 state={"tail_slot": 1, "ring_slots": 5})
+    p = (two_segment_image()
+         .slot_b(meta(1, head_id=2, head_slot=1, tail_slot=0, tail_id=1, head=s2))
+         .seg(1, s2).write(tmp_path))
+    unchecked = json.loads(run(p, "--inspect")[1])["unchecked"]
+    assert "tail_slot" in unchecked and "ring_slots" in unchecked
+    p = two_segment_image().slot_a(bytes(4096)).seg(1, bytes(SEG)).write(tmp_path)
+    unchecked = json.loads(run(p, "--inspect")[1])["unchecked"]
+    assert "tail_slot" in unchecked and "ring_slots" in unchecked

@@ -140,13 +140,14 @@ class Signer:
         return path
 
 
-STATEMENT = "<8s16sQQQQII16sQ32s32s32sBBH4x16sQQQQQQIIIIII32s8x"
+STATEMENT = "<8s16sQQQQII16sQ32s32s32sBBH4x16sQQQQQQIIIIII32sII"
 STATEMENT_FIELDS = ("magic", "device_id", "segment_id", "commit_id", "first_mono", "last_mono",
                     "record_count", "key_epoch", "key_id", "rollback_ctr", "fw_ver_hash",
                     "prev_hash", "segment_hash", "sig_alg", "key_src", "sig_len", "store_uuid",
                     "tail_segment_id", "mono_hwm", "records_total", "lost_total",
                     "dropped_total", "uplink_cursor", "wrap_count", "unexp_rst", "bo_event",
-                    "ecc_err_cnt", "clock_steps", "boot_seq", "tables_hash")
+                    "ecc_err_cnt", "clock_steps", "boot_seq", "tables_hash", "tail_slot",
+                    "ring_slots")
 assert struct.calcsize(STATEMENT) == 320
 
 
@@ -305,7 +306,8 @@ class Writer:
                       lost_total=self.lost_total, dropped_total=self.dropped_total,
                       uplink_cursor=self.uplink, wrap_count=self.wrap, unexp_rst=self.unexp,
                       bo_event=self.bo, ecc_err_cnt=self.ecc, clock_steps=self.steps,
-                      boot_seq=self.boot_seq, tables_hash=tables)
+                      boot_seq=self.boot_seq, tables_hash=tables,
+                      tail_slot=self.tail_slot, ring_slots=self.slots)
         fields.update(sealed or {})
         statement = struct.pack(STATEMENT, *(fields[name] for name in STATEMENT_FIELDS))
         signature = signer.sign(statement) if signer else b""
@@ -2274,7 +2276,8 @@ def test_deleted_oldest_segment_with_the_tail_moved_forward_is_gap(tmp_path):
     r = verify(tmp_path, w, key)
     assert r.code == 1 and r.reasons == ["gap", None, None]
     assert r.segments[0]["offset"] == off
-    assert r.findings == [("metadata_mismatch", base + 104)]
+    # tail_slot (100) and tail_segment_id (104) both differ from the seal's.
+    assert r.findings == [("metadata_mismatch", base + 100), ("metadata_mismatch", base + 104)]
     assert r.notes == []  # the range starts at 1: nothing "not retained"
     # Also with both slots rewritten.
     change_meta(w, 4096 - base, 100, struct.pack("<IQ", 1, 2))
@@ -3148,3 +3151,339 @@ def test_notes_come_in_the_documented_order(tmp_path):
                            ("ring_overwrite", 8), ("power_cut_explained", 8),
                            ("torn_tail_power_cut", 9), ("truncation_not_excluded", 8)]
     assert "refused_segment_id" in [x for x in r.lines if x["kind"] == "note"][3]["detail"]
+
+
+# -- second review of format 5 --
+
+def test_statement_seals_tail_slot_and_ring_slots(tmp_path):
+    # Section 3.5: statement offsets 312 (tail_slot) and 316 (ring_slots),
+    # no longer reserved; the intact store passes with them checked.
+    key = Signer("ed25519")
+    w = Writer(key, slots=5).open()
+    for _ in range(7):
+        w.commit()
+    _, _, mbase = w.seg_range(7)
+    tail_slot, ring_slots = struct.unpack_from("<II", w.buf, mbase + 40 + 312)
+    assert (tail_slot, ring_slots) == (w.tail_slot, 5) and tail_slot == 2
+    seal = ver.dec.parse_seal(bytes(w.buf[mbase + 40:mbase + 40 + 384]))
+    assert (seal.tail_slot, seal.ring_slots) == (2, 5)
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and r.findings == []
+
+
+def test_sealed_ring_slots_and_tail_slot_other_than_the_metadata(tmp_path):
+    # Section 9 item 4: ring_slots (72) and tail_slot (100) are compared
+    # with the head's seal, findings in increasing metadata offset order,
+    # before tail_segment_id (104) and the rest (bo_event, 124).
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    w.commit(sealed={"ring_slots": 7, "tail_slot": 3, "bo_event": 1})
+    r = verify(tmp_path, w.close(), key)
+    base = chosen_base(w)
+    assert r.code == 1 and r.reasons == [None] * 3
+    assert r.findings == [("metadata_mismatch", base + 72), ("metadata_mismatch", base + 100),
+                          ("metadata_mismatch", base + 124)]
+    details = [x["detail"] for x in r.lines if x["kind"] == "finding"]
+    assert "ring_slots 6 " in details[0] and " 7" in details[0]
+    assert "tail_slot 0 " in details[1] and " 3" in details[1]
+    assert r.summary["reasons"] == ["metadata_mismatch"]
+
+
+@pytest.mark.parametrize("field, offset, value", [
+    ("ring_slots", 72, 5),     # still valid: 5 slots of the 6 fit, head and tail below 5
+    ("tail_slot", 100, 1),
+])
+def test_metadata_ring_slots_or_tail_slot_edited(tmp_path, field, offset, value):
+    # The metadata's ring_slots or tail_slot edited (slot still valid): a
+    # metadata_mismatch at that field, nothing else.
+    w, key = signed_store(n=3)
+    base = chosen_base(w)
+    change_meta(w, base, offset, struct.pack("<I", value))
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.reasons == [None] * 3
+    assert r.findings == [("metadata_mismatch", base + offset)]
+    assert field in [x["detail"] for x in r.lines if x["kind"] == "finding"][0]
+
+
+def given_up_ring(key, *, bad=(), sealed_tail_slot=None):
+    """A full ring before recovery (clean_flag 0) whose tail slot's header a
+    cut reclaim overwrote: section 5 gives the tail (segment 1) up."""
+    w = Writer(key, bad=bad).open()
+    good = 6 - len(bad)
+    for i in range(good):
+        w.commit(sealed={"tail_slot": sealed_tail_slot}
+                 if sealed_tail_slot is not None and i == good - 1 else None)
+    off, _, _ = w.seg_range(1)
+    w.buf[off:off + 200] = bytes(range(1, 201))
+    return w
+
+
+def test_tail_given_up_moves_the_sealed_tail_slot_on_by_one_good_slot(tmp_path):
+    # Section 9 item 4: the expected tail_slot is the sealed one moved on by
+    # one good slot per tail given up, skipping bad_block_tbl slots as next(s)
+    # does: with slot 1 bad, tail slot 0 moves on to 2, not 1.
+    key = Signer("ed25519")
+    w = given_up_ring(key, bad=[(1, 1, 0)])
+    assert w.slot_of[1] == 0 and w.slot_of[2] == 2
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.findings == []
+    assert [s["segment_id"] for s in r.segments] == [2, 3, 4, 5]
+    assert r.notes == [("not_retained", 1)]
+    # Without bad slots: 0 moves on to 1.
+    w = given_up_ring(key)
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.findings == []
+
+
+@pytest.mark.parametrize("bad", [(), ((1, 1, 0),)])
+def test_tail_given_up_with_a_wrong_sealed_tail_slot(tmp_path, bad):
+    # The head seals tail_slot 2 (it is 0): moved on by one good slot it is
+    # 3, not the metadata's tail after the give-up (1, or 2 past the bad
+    # slot 1): a metadata_mismatch at the chosen slot + 100.
+    key = Signer("ed25519")
+    w = given_up_ring(key, bad=list(bad), sealed_tail_slot=2)
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.findings == [("metadata_mismatch", chosen_base(w) + 100)]
+
+
+@pytest.mark.parametrize("offset, fmt, value", [
+    (116, "<I", 2), (116, "<I", 2**32 - 1),   # clean_flag not 0 or 1
+    (80, "<Q", 2), (80, "<Q", 4), (80, "<Q", 0),   # commit_id not head_segment_id (3)
+    (2832, "<Q", 2**62), (2832, "<Q", 2**64 - 1),  # rollback_ctr not below 2^62
+])
+def test_metadata_slot_validity_of_the_second_review(tmp_path, offset, fmt, value):
+    # Section 2: clean_flag is 0 or 1, commit_id equals head_segment_id and
+    # rollback_ctr is below 2^62, else the slot is invalid: the older slot
+    # so edited is a crc_mismatch finding at its start (the chosen slot is
+    # the close's, clean_flag 1).
+    w, key = signed_store(n=3)
+    other = 4096 - chosen_base(w)
+    change_meta(w, other, offset, struct.pack(fmt, value))
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.findings == [("crc_mismatch", other)]
+    assert r.reasons == [None] * 3 and r.notes == []
+
+
+@pytest.mark.parametrize("offset, fmt, value", [
+    (116, "<I", 0), (116, "<I", 1), (2832, "<Q", 2**62 - 1),
+])
+def test_metadata_slot_values_still_valid(tmp_path, offset, fmt, value):
+    w, key = signed_store(n=3)
+    other = 4096 - chosen_base(w)
+    change_meta(w, other, offset, struct.pack(fmt, value))
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.findings == [] and r.reasons == [None] * 3
+
+
+def refit_segment(w: Writer, seg_id, payload_len=None):
+    """Refit header_crc, body_crc and marker_crc of a committed segment after
+    an edit (the statement, its hash and signature untouched)."""
+    off, stored_len, mbase = w.seg_range(seg_id)
+    payload_len = stored_len if payload_len is None else payload_len
+    struct.pack_into("<I", w.buf, off + 124, crc(bytes(w.buf[off:off + 124])))
+    struct.pack_into("<I", w.buf, mbase + 32, crc(bytes(w.buf[off:off + 128 + payload_len])))
+    refit_marker_crc(w.buf, mbase)
+
+
+def refit_record(w: Writer, pos):
+    length, = struct.unpack_from("<I", w.buf, pos)
+    struct.pack_into("<I", w.buf, pos + length - 8, crc(bytes(w.buf[pos:pos + length - 8])))
+
+
+@pytest.mark.parametrize("case, at", [
+    ("header_crc", "slot"), ("format_version", "slot"), ("header_size", "slot"),
+    ("payload_len", "payload_len"), ("payload_len_max", "payload_len"),
+    ("payload_len_short", "rec3"),
+    ("record_len", "rec2"), ("record_crc", "rec2"), ("record_end", "rec2"),
+    ("record_source", "rec2"), ("record_seq", "rec2"), ("record_mono", "rec2"),
+    ("record_mono_equal", "rec3"), ("record_mono_below", "rec2"),
+    ("commit_id", "marker"), ("record_count", "marker"), ("first_mono", "marker"),
+    ("last_mono", "marker"), ("body_crc", "marker"), ("marker_magic", "marker"),
+    ("marker_crc", "marker"), ("marker_segment_id", "marker"),
+])
+def test_crc_mismatch_offset_rule(tmp_path, case, at):
+    # Section 9 item 3: crc_mismatch at the slot's start when the header
+    # itself does not check; else at the payload_len field (slot offset 60)
+    # when payload_len overruns the segment; else at the first record that
+    # does not parse, has a seq or mono_ctr of 2^62 or more, or a mono_ctr
+    # not above the record before it; else at the commit marker's start.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit([b'{"a":1}', b'{"b":2}', b'{"c":3}'])
+    w.commit()
+    w.close()
+    off, payload_len, mbase = w.seg_range(2)
+    rec1 = off + 128
+    rec2 = rec1 + struct.unpack_from("<I", w.buf, rec1)[0]
+    rec3 = rec2 + struct.unpack_from("<I", w.buf, rec2)[0]
+    len2 = rec3 - rec2
+    mono1, = struct.unpack_from("<Q", w.buf, rec1 + 16)
+    buf = w.buf
+    if case == "header_crc":
+        buf[off + 124] ^= 1
+    elif case == "format_version":
+        struct.pack_into("<H", buf, off + 8, 4)
+        refit_segment(w, 2)
+    elif case == "header_size":
+        struct.pack_into("<H", buf, off + 10, 127)
+        refit_segment(w, 2)
+    elif case in ("payload_len", "payload_len_max", "payload_len_short"):
+        new = {"payload_len": SEG - 128 - 432 + 1, "payload_len_max": 2**32 - 1,
+               "payload_len_short": payload_len - 1}[case]
+        struct.pack_into("<I", buf, off + 60, new)
+        struct.pack_into("<I", buf, off + 124, crc(bytes(buf[off:off + 124])))
+    elif case == "record_len":
+        struct.pack_into("<I", buf, rec2, 68)
+    elif case == "record_crc":
+        buf[rec2 + 64] ^= 1
+    elif case == "record_end":
+        buf[rec2 + len2 - 1] ^= 1
+    elif case == "record_source":
+        buf[rec2 + 60] = ord("=")
+        refit_record(w, rec2)
+    elif case in ("record_seq", "record_mono"):
+        struct.pack_into("<Q", buf, rec2 + (8 if case == "record_seq" else 16), 2**62)
+        refit_record(w, rec2)
+    elif case == "record_mono_equal":
+        struct.pack_into("<Q", buf, rec3 + 16, mono1 + 1)  # rec2's mono_ctr
+        refit_record(w, rec3)
+    elif case == "record_mono_below":
+        struct.pack_into("<Q", buf, rec2 + 16, mono1 - 1 if mono1 else 0)
+        refit_record(w, rec2)
+    elif case == "commit_id":
+        # Header and marker agree on another commit_id (segment 2's is 2).
+        struct.pack_into("<Q", buf, off + 40, 7)
+        struct.pack_into("<Q", buf, mbase + 16, 7)
+    elif case == "record_count":
+        struct.pack_into("<I", buf, off + 56, 2)
+        struct.pack_into("<I", buf, mbase + 24, 2)
+    elif case == "first_mono":
+        struct.pack_into("<Q", buf, off + 64, mono1 - 1)
+    elif case == "last_mono":
+        struct.pack_into("<Q", buf, off + 72, mono1 + 5)
+    elif case == "body_crc":
+        buf[mbase + 32] ^= 1
+        refit_marker_crc(buf, mbase)
+    elif case == "marker_magic":
+        buf[mbase] ^= 1
+    elif case == "marker_crc":
+        buf[mbase + 428] ^= 1
+    elif case == "marker_segment_id":
+        struct.pack_into("<Q", buf, mbase + 8, 3)
+        refit_marker_crc(buf, mbase)
+    if case in ("record_source", "record_seq", "record_mono", "record_mono_equal",
+                "record_mono_below", "commit_id", "record_count", "first_mono", "last_mono"):
+        refit_segment(w, 2)  # every other check over the bytes refitted
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.reasons == [None, "crc_mismatch", None], case
+    expected = {"slot": off, "payload_len": off + 60, "rec2": rec2, "rec3": rec3,
+                "marker": mbase}[at]
+    assert r.segments[1]["offset"] == expected
+    assert r.segments[1]["key_epoch"] == 0 and r.segments[1]["sig_verify"] == "FAIL"
+
+
+def test_segment_commit_id_other_than_segment_id_even_when_sealed_so(tmp_path):
+    # Section 3.4: commit_id equals segment_id.  A segment whose header,
+    # marker and signed statement all say commit_id 9 is crc_mismatch at
+    # its commit marker (section 9 item 3), not a passing segment.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit(sealed={"commit_id": 9})
+    w.commit()
+    off, _, mbase = w.seg_range(2)
+    struct.pack_into("<Q", w.buf, off + 40, 9)
+    struct.pack_into("<Q", w.buf, mbase + 16, 9)
+    refit_segment(w, 2)
+    r = verify(tmp_path, w.close(), key)
+    assert r.reasons == [None, "crc_mismatch", None]
+    assert r.segments[1]["offset"] == mbase
+
+
+def test_gap_records_with_null_counts_are_still_notes(tmp_path):
+    # Section 4: a gap record's counts are null when the writer cannot show
+    # the lost segment is its own; the note is named by its reason all the
+    # same, and a null count adds nothing to lost_total.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    for _ in range(6):
+        w.commit()
+    nulls = b'"lost_records":null,"first_mono":null,"last_mono":null}'
+    w.commit(records=[("edgelog", b'{"reason":"ring_overwrite","lost_segment_id":1,' + nulls,
+                       2), ("temp", b"{}", 1)])
+    w.commit(records=[("edgelog", b'{"reason":"tail_unreadable","lost_segment_id":2,' + nulls,
+                       2), ("temp", b"{}", 1)])
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and r.findings == []
+    assert r.notes == [("not_retained", 2), ("ring_overwrite", 7), ("tail_unreadable", 8)]
+
+
+def two_histories(key):
+    """Two histories of one device and key that differ from segment 2 on
+    (4 segments each)."""
+    histories = []
+    for tag in (b'"a"', b'"b"'):
+        w = Writer(key).open()
+        w.commit()
+        for _ in range(3):
+            w.commit([b'{"t":%s}' % tag])
+        histories.append(w)
+    return histories
+
+
+@pytest.mark.parametrize("damage", ["seal_magic", "signature", "payload_refitted"])
+def test_anchor_fork_judged_on_a_readable_segment_whatever_its_verdict(tmp_path, damage):
+    # Section 9 item 7: the anchored segment is readable when its slot holds
+    # it valid for its id and slot apart from its seal, whatever its
+    # verdict; its computed SHA-256 against the anchor's hash_head decides.
+    key = Signer("ed25519")
+    w_a, w_b = two_histories(key)
+    anchor_a = anchor_args(tmp_path, w_a.head_json(2))
+    own = w_b.head_json(2)
+    off, payload_len, mbase = w_b.seg_range(2)
+    if damage == "seal_magic":
+        w_b.buf[mbase + 40] ^= 1          # statement magic: seal_mismatch
+        refit_marker_crc(w_b.buf, mbase)
+        verdict = "seal_mismatch"
+    elif damage == "signature":
+        w_b.buf[mbase + 40 + 320] ^= 1    # bad_signature
+        refit_marker_crc(w_b.buf, mbase)
+        verdict = "bad_signature"
+    else:
+        change_payload(w_b, 2, fix_record=True, fix_body=True)   # hash_mismatch
+        verdict = "hash_mismatch"
+    r = verify(tmp_path, w_b, key, args=anchor_a)
+    assert r.reasons[1] == verdict and r.findings == [("fork", 0)]
+    # Against B's own anchor: a fork exactly when the bytes no longer hash
+    # to what was anchored.
+    r = verify(tmp_path, w_b, key, args=anchor_args(tmp_path, own))
+    assert r.reasons[1] == verdict
+    assert r.findings == ([("fork", 0)] if damage == "payload_refitted" else [])
+
+
+@pytest.mark.parametrize("damage", ["slot_index", "store_uuid", "commit_id"])
+def test_anchor_fork_not_judged_on_a_segment_not_valid_for_its_id_and_slot(tmp_path, damage):
+    # A slot whose segment names another slot or store (or breaks the
+    # structure, commit_id other than segment_id) does not hold the anchored
+    # segment readably: no fork, its own line fails the store.
+    key = Signer("ed25519")
+    w_a, w_b = two_histories(key)
+    anchor_a = anchor_args(tmp_path, w_a.head_json(2))
+    anchor_b = anchor_args(tmp_path, w_b.head_json(2))
+    off, _, mbase = w_b.seg_range(2)
+    if damage == "slot_index":
+        struct.pack_into("<I", w_b.buf, off + 48, 3)
+    elif damage == "store_uuid":
+        w_b.buf[off + 16] ^= 1
+    else:
+        struct.pack_into("<Q", w_b.buf, off + 40, 5)
+        struct.pack_into("<Q", w_b.buf, mbase + 16, 5)
+    refit_segment(w_b, 2)
+    verdict = {"slot_index": "reordered", "store_uuid": "foreign_segment",
+               "commit_id": "crc_mismatch"}[damage]
+    for anchor in (anchor_a, anchor_b):
+        r = verify(tmp_path, w_b, key, args=anchor)
+        assert r.reasons == [None, verdict, None, None] and r.findings == []
