@@ -239,6 +239,34 @@ struct TrustPathTests {
         }
     }
 
+    @Test("metadata edited with the card: inspect labels what contradicts the seal, ingest refuses it untouched (exit 8)")
+    func editedMetadataThroughTheBinary() throws {
+        let s = try Scratch()
+        let (store, keys, trust) = try signedStore(s, alg: "ed25519", segments: 3)
+        let original = try Data(contentsOf: URL(fileURLWithPath: store))
+        for (field, offset, size, value) in [("records_total", 152, 8, UInt64(1) << 20), ("mono_hwm", 136, 8, UInt64(2)),
+                                             ("tail_slot", 100, 4, UInt64(1)), ("lost_total", 168, 8, UInt64(9))] {
+            let edited = editMeta(original, offset, value, size: size)
+            try edited.write(to: URL(fileURLWithPath: store))
+            let inspect = try edgelog(["inspect", "--device", store, "--json"])
+            let state = try #require(try JSONSerialization.jsonObject(with: Data(inspect.out.utf8)) as? [String: Any])
+            #expect((state["contradicted_fields"] as? [String])?.contains(field) == true, "\(field): \(inspect.out)")
+            #expect((state["metadata_check"] as? String)?.hasPrefix("CONTRADICTS") == true)
+            let text = try edgelog(["inspect", "--device", store])
+            #expect(text.out.contains("checked      metadata CONTRADICTS the head segment's seal: \(field)"), "\(text.out)")
+            let ingest = try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"late\":1}\n")
+            #expect(ingest.code == 8 && ingest.err.contains("contradicts the signed head"), "\(field): \(ingest.err)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: store)) == edited)
+            let verify = try edgelog(["verify", "--device", store, "--trust", trust, "--json"])
+            #expect(verify.code == 1 && verify.out.contains("\"metadata_mismatch\""))
+        }
+        try original.write(to: URL(fileURLWithPath: store))
+        let clean = try edgelog(["inspect", "--device", store, "--json"])
+        let state = try #require(try JSONSerialization.jsonObject(with: Data(clean.out.utf8)) as? [String: Any])
+        #expect((state["contradicted_fields"] as? [String]) == [])
+        #expect((state["metadata_check"] as? String)?.hasPrefix("agrees") == true)
+    }
+
     @Test("edgelog verify and the independent Python verifier give the same verdicts on tampered stores")
     func independentVerifierAgrees() throws {
         let s = try Scratch()
