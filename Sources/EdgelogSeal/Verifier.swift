@@ -122,11 +122,20 @@ public enum Verifier {
         // so a metadata tail moved forward cannot hide deleted history.
         var walk = Walk(active: options.trusted.map { ($0, options.epochs[$0.keyID] ?? 1) })
         walk.everTrusted = walk.active
+        // A signed anchor that verifies proves the store was signed: an unsigned segment after it
+        // is a downgrade even with --allow-unsigned.
+        if let bytes = options.anchor, let anchor = try? SignedHead.parse(bytes), anchor.statement.sigAlg != 0,
+           walk.active.contains(where: { $0.key.keyID == anchor.statement.keyID && $0.epoch == anchor.statement.keyEpoch
+               && $0.key.verifies(anchor.signature, of: anchor.statementBytes) }) {
+            walk.signedSeen = true
+        }
         let head = state.headSegmentID
         var start = state.tailSegmentID
         var ids: [(id: UInt64, slot: Int?)] = []
         if !state.ringIsEmpty {
-            if let sealedTail = analysis.headSeal?.statement.sealed.tailSegmentID {
+            // The head segment's own seal, read from its slot whether or not the metadata's head_crc
+            // names it (an edited head_crc must not take the sealed tail out of the check).
+            if let sealedTail = (analysis.headSeal ?? headSeal(device, state: state))?.statement.sealed.tailSegmentID {
                 let givenUp = UInt64(analysis.tailLost.count)
                 start = givenUp > 0 && sealedTail < Layout.idLimit && state.tailSegmentID == sealedTail + givenUp ? state.tailSegmentID : sealedTail
                 start = min(max(start, 1), head)
@@ -150,13 +159,13 @@ public enum Verifier {
         }
         if start > 1 && !state.ringIsEmpty {
             report.notes.append(Note(note: "not_retained", segmentID: start - 1,
-                                     detail: "segments 1 to \(start - 1) are no longer in the ring; gap records name the reclaimed ones"))
+                                     detail: "the head segment's seal says segments 1 to \(start - 1) are no longer retained; the gap records of the retained segments name those reclaimed since"))
         }
 
         // 3. Each segment of the range.
         let buffer = AlignedBuffer(count: geometry.segmentSize)
         var walked = Set<Int>()
-        var headPassed = false
+        var headStatement: Statement?
         for (done, entry) in ids.enumerated() {
             let expected = entry.id
             guard let slot = entry.slot else {
@@ -188,7 +197,7 @@ public enum Verifier {
                 // One damaged segment fails once: the next is chained to what this one claimed.
                 walk.previousHash = checked.claimed
             }
-            if expected == head { headPassed = verdict.passed }
+            if expected == head && verdict.passed { headStatement = walk.lastPassed }
             progress?(UInt64(done + 1), UInt64(ids.count))
         }
 
@@ -201,8 +210,8 @@ public enum Verifier {
             report.findings.append(Finding(reason: .hashMismatch, offset: chosenOffset + 192,
                                            detail: "hash_head of metadata slot \(Layout.slotName(analysis.chosenSlot)) is not the hash of its head segment \(analysis.chosen.headSegmentID)"))
         }
-        if headPassed, let seal = analysis.headSeal {
-            for m in state.mismatches(against: seal.statement, tailGivenUp: analysis.tailLost.count) {
+        if let headStatement {
+            for m in state.mismatches(against: headStatement, tailGivenUp: analysis.tailLost.count) {
                 report.findings.append(Finding(reason: .metadataMismatch, offset: chosenOffset + UInt64(m.offset),
                                                detail: "metadata slot \(Layout.slotName(analysis.chosenSlot)): \(m) of head segment \(head)"))
             }
@@ -245,8 +254,9 @@ public enum Verifier {
         /// Every key trusted at any point of the walk (anchors and segments beyond the head).
         var everTrusted: [(key: TrustedKey, epoch: UInt32)] = []
         var previousHash: [UInt8]?
-        /// The statement of the last segment that passed.
+        /// The statement of the last segment that passed, and of every one that passed, in order.
         var lastPassed: Statement?
+        var passedStatements: [Statement] = []
         var newestCtr: UInt64 = 0
         /// Highest seq per source over the segments that passed.
         var sourceSeq: [String: UInt64] = [:]
@@ -389,16 +399,17 @@ public enum Verifier {
             case .keyRotation:
                 switch applyRotation(record, statement: statement, state: state, options: options, active: &active) {
                 case .failure(let why): rotationFailed = why.text
-                case .success(let key): added.append(key)
+                case .success(let key): if let key { added.append(key) }
                 }
             case .incomplete, .recovery:
                 // Recovery's own account of a power cut or an unclean stop (FORMAT.md 9 item 6).
                 notes.append(Note(note: "power_cut_explained", segmentID: expected, detail: String(decoding: record.payload, as: UTF8.self)))
             case .gap:
-                let reason = (try? FlatJSON.parse(Array(record.payload)))?.string("reason")
-                let known = ["ring_overwrite", "uplink_acked", "tail_unreadable"]
-                notes.append(Note(note: reason.flatMap { known.contains($0) ? $0 : nil } ?? "ring_overwrite", segmentID: expected,
-                                  detail: String(decoding: record.payload, as: UTF8.self)))
+                // Named by its reason; a gap record of another reason is no note (FORMAT.md 9 item 6).
+                if let reason = (try? FlatJSON.parse(Array(record.payload)))?.string("reason"),
+                   ["ring_overwrite", "uplink_acked", "tail_unreadable"].contains(reason) {
+                    notes.append(Note(note: reason, segmentID: expected, detail: String(decoding: record.payload, as: UTF8.self)))
+                }
             default:
                 break
             }
@@ -415,6 +426,7 @@ public enum Verifier {
         walk.everTrusted += added
         walk.sourceSeq = seqs
         walk.lastPassed = statement
+        walk.passedStatements.append(statement)
         walk.newestCtr = max(walk.newestCtr, statement.rollbackCtr)
         if signedHere { report.passedSigned += 1 }
         report.notes += notes
@@ -432,6 +444,7 @@ public enum Verifier {
         if s.recordCount > 0 && s.firstMono <= p.monoHWM {
             return "first mono_ctr \(s.firstMono) is not above the previous segment's mono_hwm \(p.monoHWM): orders repeat"
         }
+        if t.ringSlots != p.ringSlots { return "sealed ring_slots \(t.ringSlots) differs from the previous segment's \(p.ringSlots)" }
         let pairs: [(String, UInt64, UInt64)] = [
             ("mono_hwm", t.monoHWM, p.monoHWM), ("records_total", t.recordsTotal, p.recordsTotal), ("lost_total", t.lostTotal, p.lostTotal),
             ("dropped_total", t.droppedTotal, p.droppedTotal), ("uplink_cursor", t.uplinkCursor, p.uplinkCursor),
@@ -477,9 +490,10 @@ public enum Verifier {
 
     struct RotationProblem: Error { let text: String }
 
-    /// Adds the key a rotation record endorses; the reason it does not, if it does not.
+    /// Adds the key a rotation record endorses (nil: an HMAC key the verifier was not given, endorsed
+    /// but unknown to it) and retires the old one; the reason it does not, if it does not.
     private static func applyRotation(_ record: RecordView, statement: Statement, state: Metadata, options: VerifyOptions,
-                                      active: inout [(key: TrustedKey, epoch: UInt32)]) -> Result<(key: TrustedKey, epoch: UInt32), RotationProblem> {
+                                      active: inout [(key: TrustedKey, epoch: UInt32)]) -> Result<(key: TrustedKey, epoch: UInt32)?, RotationProblem> {
         let members: [(key: String, value: FlatJSON.Value)]
         do { members = try FlatJSON.parse(Array(record.payload)) } catch { return .failure(RotationProblem(text: "key rotation record is malformed: \(error)")) }
         guard let oldID = members.string("old_key_id").flatMap(Hex.decode), let oldEpoch = members.integer("old_epoch"),
@@ -492,13 +506,11 @@ public enum Verifier {
             return .failure(RotationProblem(text: "key rotation record is not from the key that signed its segment"))
         }
         guard let signer = active.first(where: { $0.key.keyID == oldID })?.key else { return .failure(RotationProblem(text: "key rotation from an unknown key")) }
-        let newKey: TrustedKey
+        let newKey: TrustedKey?
         if newAlg == .hmacSHA256 {
-            // A new HMAC secret cannot be published: the verifier must have been given it.
-            guard let given = options.trusted.first(where: { $0.keyID == newID }) else {
-                return .failure(RotationProblem(text: "key rotation endorses HMAC key \(Hex.encode(newID)), which was not given with --trust"))
-            }
-            newKey = given
+            // A new HMAC secret cannot be published: the endorsement still verifies (it signs the key
+            // id), but segments of that key are unknown_key unless the secret was given with --trust.
+            newKey = options.trusted.first(where: { $0.keyID == newID && $0.algorithm == .hmacSHA256 })
         } else {
             guard let der = Hex.decode(publicHex),
                   let parsed = try? TrustedKey.parse(PEM.encode(type: "PUBLIC KEY", der: der), what: "rotation key"),
@@ -507,10 +519,11 @@ public enum Verifier {
         }
         let message = Endorsement.bytes(deviceID: state.deviceID, oldKeyID: oldID, oldEpoch: UInt32(oldEpoch),
                                         newEpoch: UInt32(newEpoch), newAlgorithm: newAlg, newKeyID: newID,
-                                        newPublicKeyDER: newAlg == .hmacSHA256 ? [] : newKey.spkiDER)
+                                        newPublicKeyDER: newAlg == .hmacSHA256 ? [] : newKey?.spkiDER ?? [])
         guard signer.verifies(endorsement, of: message) else { return .failure(RotationProblem(text: "key rotation endorsement does not verify")) }
         // The old key signs nothing after its rotation: a retired key may be the compromised one.
         active.removeAll { $0.key.keyID == newID || $0.key.keyID == oldID }
+        guard let newKey else { return .success(nil) }
         active.append((newKey, UInt32(newEpoch)))
         return .success((newKey, UInt32(newEpoch)))
     }
@@ -536,32 +549,49 @@ public enum Verifier {
             return
         }
         let ended = state.ringIsEmpty ? 0 : state.headSegmentID
+        func find(_ reason: VerifyReason, _ detail: String) {
+            report.findings.append(Finding(reason: reason, offset: 0, detail: detail))
+        }
         if a.deviceID != state.deviceID {
-            report.findings.append(Finding(reason: .foreignSegment, offset: 0, detail: "the anchor is for device \(Hex.encode(a.deviceID))"))
-        } else if a.sealed.storeUUID != state.storeUUID {
-            report.findings.append(Finding(reason: .foreignSegment, offset: 0,
-                                           detail: "the anchor is for store \(Hex.encode(a.sealed.storeUUID)), not this store \(Hex.encode(state.storeUUID))"))
-        } else if walk.lastPassed != nil && walk.newestCtr < a.rollbackCtr {
-            report.findings.append(Finding(reason: .rollback, offset: 0,
-                                           detail: "the newest passing segment's rollback_ctr \(walk.newestCtr) is below the anchor's \(a.rollbackCtr): an older history"))
-        } else if ended < a.segmentID {
-            report.findings.append(Finding(reason: .truncatedTail, offset: 0,
-                                           detail: "the store ends at segment \(ended); the anchor proves segment \(a.segmentID) was committed"))
-        } else if a.segmentID >= start {
+            return find(.foreignSegment, "the anchor is for device \(Hex.encode(a.deviceID))")
+        }
+        if a.sealed.storeUUID != state.storeUUID {
+            return find(.foreignSegment, "the anchor is for store \(Hex.encode(a.sealed.storeUUID)), not this store \(Hex.encode(state.storeUUID))")
+        }
+        if walk.lastPassed != nil && walk.newestCtr < a.rollbackCtr {
+            return find(.rollback, "the newest passing segment's rollback_ctr \(walk.newestCtr) is below the anchor's \(a.rollbackCtr): an older history")
+        }
+        if ended < a.segmentID {
+            return find(.truncatedTail, "the store ends at segment \(ended); the anchor proves segment \(a.segmentID) was committed")
+        }
+        if a.segmentID >= start {
             // An unreadable anchor segment already fails as itself (gap, crc_mismatch): no hash to compare.
             if let stored = walk.readHashes[a.segmentID], stored != a.segmentHash {
-                report.findings.append(Finding(reason: .fork, offset: 0,
-                                               detail: "segment \(a.segmentID) differs from the one the anchor signed: the history was rewritten"))
+                return find(.fork, "segment \(a.segmentID) differs from the one the anchor signed: the history was rewritten")
             }
-        } else if a.segmentID &+ 1 == start, let link = walk.startPrevHash {
-            if link != a.segmentHash {
-                report.findings.append(Finding(reason: .fork, offset: 0,
-                                               detail: "segment \(start) does not follow the segment \(a.segmentID) the anchor signed: the history was rewritten"))
+        } else if a.segmentID &+ 1 == start {
+            if let link = walk.startPrevHash, link != a.segmentHash {
+                return find(.fork, "segment \(start) does not follow the segment \(a.segmentID) the anchor signed: the history was rewritten")
             }
         } else {
-            report.findings.append(Finding(reason: .anchorNotRetained, offset: 0,
-                                           detail: "the anchor's segment \(a.segmentID) is older than the oldest retained segment \(start): nothing here proves this store continues the anchored history; verify against a newer signed head"))
+            return find(.anchorNotRetained, "the anchor's segment \(a.segmentID) is older than the oldest retained segment \(start): nothing here proves this store continues the anchored history; verify against a newer signed head")
         }
+        // The history after the anchored segment continues its sealed state: the first segment
+        // after it that passed must not go backward against the anchor (a writer steered after the
+        // anchor was taken would).
+        if let next = walk.passedStatements.first(where: { $0.segmentID > a.segmentID }),
+           let why = regression(next, expected: next.segmentID, previous: a) {
+            find(.sequenceRegression, "segment \(next.segmentID) against the anchor's segment \(a.segmentID): \(why)")
+        }
+    }
+
+    /// The seal of segment head_segment_id read from head_slot, if it is valid there (section 3.4).
+    private static func headSeal(_ device: BlockDevice, state: Metadata) -> SealView? {
+        guard !state.ringIsEmpty else { return nil }
+        let buffer = AlignedBuffer(count: state.geometry.segmentSize)
+        guard (try? device.read(at: state.geometry.slotOffset(state.headSlot), into: buffer.bytes)) != nil else { return nil }
+        return (try? SegmentReader.validate(UnsafeRawBufferPointer(buffer.bytes), slot: state.headSlot, expectedID: state.headSegmentID,
+                                            geometry: state.geometry, storeUUID: state.storeUUID))?.seal
     }
 
     /// True when the metadata slot at `offset` reads back as all zero bytes (or cannot be read).

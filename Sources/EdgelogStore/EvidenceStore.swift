@@ -145,6 +145,11 @@ public final class EvidenceStore {
         var state = analysis.state
         let implausible = state.implausibleFields
         guard implausible.isEmpty else { throw .implausibleMetadata(device: device.name, fields: implausible) }
+        // A signing writer continues only from metadata its own signed head vouches for: with the
+        // head missing, an edited slot (a lowered mono_hwm, a shrunk ring) would steer it unseen.
+        if identity.signer != nil && analysis.headMissing {
+            throw .headUnverified(device: device.name, segmentID: state.headSegmentID)
+        }
         // The metadata is not signed: it may steer the writer only where it agrees with the sealed
         // state of its head segment (a lowered mono_hwm or last_seq would make it repeat orders).
         if let seal = analysis.headSeal {

@@ -339,6 +339,15 @@ public struct Metadata: Equatable, Sendable {
         guard m.ringIsEmpty || m.headSegmentID - m.tailSegmentID < UInt64(slots - badCount) else {
             throw .badGeometry("segments \(m.tailSegmentID) to \(m.headSegmentID) do not fit \(slots - badCount) good slots")
         }
+        // The retained segments sit in consecutive good slots from tail_slot to head_slot.
+        if !m.ringIsEmpty {
+            guard !m.isBad(m.tailSlot), !m.isBad(m.headSlot) else { throw .badGeometry("head or tail slot listed bad") }
+            var slot = m.tailSlot
+            for _ in 0..<(m.headSegmentID - m.tailSegmentID) { slot = m.nextSlot(after: slot) ?? slot }
+            guard slot == m.headSlot else {
+                throw .badGeometry("segments \(m.tailSegmentID) to \(m.headSegmentID) from slot \(m.tailSlot) do not end at head slot \(m.headSlot)")
+            }
+        }
         for i in 0..<sourceCount {
             let o = 1280 + i * 48
             let n = Int(b[o])

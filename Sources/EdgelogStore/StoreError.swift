@@ -35,6 +35,9 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
     /// The metadata holds values no writer reaches (a counter within sight of where its `+ 1`
     /// would overflow): edited. Refused rather than wrapped or saturated. Nothing was written.
     case implausibleMetadata(device: String, fields: [String])
+    /// Neither metadata slot's head segment checks, so no signed state vouches for the metadata a
+    /// signing writer would continue from. Nothing was written.
+    case headUnverified(device: String, segmentID: UInt64)
 
     public var description: String {
         switch self {
@@ -60,6 +63,10 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         case .closed(let why): return "store is closed: \(why)"
         case .signing(let why): return "cannot sign the commit: \(why); nothing more is acknowledged"
         case .anchorRefused(let reason, let detail): return "refused by the anchor (\(reason)): \(detail); the store was not changed"
+        case .headUnverified(let device, let id):
+            return "\(device): the head segment \(id) the metadata names is missing, damaged or does not match the metadata, so no signed "
+                + "state vouches for it and the writer will not continue from it; the store was not changed (run edgelog verify; keep "
+                + "the card as evidence and log to a freshly formatted one)"
         case .implausibleMetadata(let device, let fields):
             return "\(device): the metadata holds values no writer reaches (\(fields.joined(separator: ", "))): it was edited, so the writer "
                 + "will not continue from it; the store was not changed (run edgelog verify for the whole report)"

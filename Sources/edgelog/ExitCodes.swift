@@ -26,7 +26,7 @@ enum Exit {
         case .ringFull: ringFull
         case .closed: internalError
         case .signing: keyProblem
-        case .anchorRefused, .metadataContradictsSeal, .implausibleMetadata: anchorRefused
+        case .anchorRefused, .metadataContradictsSeal, .implausibleMetadata, .headUnverified: anchorRefused
         }
     }
 

@@ -225,14 +225,17 @@ enum RecoverySummary {
     static func text(_ a: StoreAnalysis) -> String {
         var parts: [String] = []
         if a.uncleanShutdown { parts.append("last shutdown was not clean") }
-        if !a.adopted.isEmpty { parts.append("adopted \(a.adopted.count) segment(s) whose metadata write was cut") }
+        if !a.adopted.isEmpty {
+            parts.append("adopted \(a.adopted.count) segment(s) whose metadata write was cut (read by hash and chain; a writer that signs "
+                + "adopts only segments its own key signed, and edgelog verify checks the signatures)")
+        }
         if let torn = a.torn {
             parts.append("segment \(torn.segmentID) in slot \(torn.slot) was torn (\(torn.reason)): \(torn.readableCount) record(s) readable, none kept (never sealed), \(torn.quarantinedBytes) byte(s) quarantined")
         }
         for (slot, problem) in a.slotProblems { parts.append("metadata slot \(Layout.slotName(slot)) was invalid (\(problem)) and is rewritten") }
         if !a.passedOver.isEmpty { parts.append("metadata slot \(a.passedOver.map(Layout.slotName).joined(separator: ",")) passed over: its newest segment did not check") }
         if !a.tailLost.isEmpty { parts.append("tail segment(s) \(a.tailLost.map(String.init).joined(separator: ",")) lost to an interrupted reclaim") }
-        if a.headMissing { parts.append("neither metadata slot's newest segment could be read") }
+        if a.headMissing { parts.append("neither metadata slot's newest segment checks: no signed state vouches for the metadata, and a writer that signs refuses this store") }
         return parts.isEmpty ? "nothing to do" : parts.joined(separator: "; ")
     }
 }

@@ -4,7 +4,9 @@ import EdgelogCore
 
 func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 
-/// Escapes a string for a JSON string literal (paths may hold anything).
+/// Escapes a string for a JSON string literal (paths and record payloads may hold anything):
+/// everything outside printable ASCII as `\uXXXX`, so no reader splits a line on U+2028 and no
+/// bidirectional control reorders what a terminal shows.
 func jsonEscaped(_ text: String) -> String {
     var out = ""
     for scalar in text.unicodeScalars {
@@ -14,7 +16,12 @@ func jsonEscaped(_ text: String) -> String {
         case "\n": out += "\\n"
         case "\r": out += "\\r"
         case "\t": out += "\\t"
-        case _ where scalar.value < 0x20: out += "\\u00" + (scalar.value < 16 ? "0" : "") + String(scalar.value, radix: 16)
+        case _ where scalar.value < 0x20 || scalar.value >= 0x7F:
+            // UTF-16 code units, as JSON escapes them (a pair for scalars beyond the BMP).
+            for unit in String(scalar).utf16 {
+                let hex = String(unit, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            }
         default: out.unicodeScalars.append(scalar)
         }
     }
