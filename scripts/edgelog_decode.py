@@ -467,7 +467,6 @@ class ScanResult:
     last_segment_id: int
     empty: bool                     # no committed segment at all
     committed: list[tuple[int, int]]  # (slot, expected segment id), tail first
-    range_error: str | None         # tail..last walk did not line up
     cache: dict[tuple[int, int], Segment] = field(default_factory=dict)
     rejected_errors: dict[str, DecodeError] = field(default_factory=dict)
     stop_slot: int = -1             # where the forward scan stopped ...
@@ -643,6 +642,24 @@ def parse_metadata(buf: bytes, slot_name: str, base: int,
             and head_segment_id - tail_segment_id + 1 > ring_slots - bad_block_count):
         raise DecodeError(f"segments {tail_segment_id}..{head_segment_id} do not fit in "
                           f"{ring_slots - bad_block_count} good ring slots", base + 104)
+    # ... in consecutive good slots: neither tail_slot nor head_slot is in
+    # bad_block_tbl, and next() applied head_segment_id - tail_segment_id
+    # times to tail_slot gives head_slot (section 2).  The count is below
+    # the good slots (checked just above), so the walk is bounded.
+    if tail_segment_id <= head_segment_id:
+        if tail_slot in seen_slots:
+            raise DecodeError(f"tail_slot {tail_slot} is in bad_block_tbl", base + 100)
+        if head_slot in seen_slots:
+            raise DecodeError(f"head_slot {head_slot} is in bad_block_tbl", base + 96)
+        s = tail_slot
+        for _ in range(head_segment_id - tail_segment_id):
+            s = (s + 1) % ring_slots
+            while s in seen_slots:
+                s = (s + 1) % ring_slots
+        if s != head_slot:
+            raise DecodeError(f"segments {tail_segment_id}..{head_segment_id} from tail_slot "
+                              f"{tail_slot} end in slot {s}, not in head_slot {head_slot}",
+                              base + 96)
 
     sources = []
     seen_names: set[bytes] = set()
@@ -1127,27 +1144,21 @@ def scan(store: Store) -> ScanResult:
                 given_up = tail_id
                 tail_slot, tail_id = next_slot(meta, tail_slot), tail_id + 1
 
-    # Step 4: tail .. last in ring order.
+    # Step 4: tail .. last in ring order.  A valid slot's segments fill
+    # consecutive good slots from tail_slot to head_slot (section 2), and
+    # adoption and a tail given up each move one end on by next(): the walk
+    # from the tail reaches the last segment's slot with its id.
     committed: list[tuple[int, int]] = []
-    range_error = None
     if not empty:
-        s, e = tail_slot, tail_id
-        for _ in range(meta.ring_slots):
+        s = tail_slot
+        for e in range(tail_id, last_id + 1):
             committed.append((s, e))
-            if s == last_slot:
-                break
-            s, e = next_slot(meta, s), e + 1
-        else:
-            range_error = (f"walking from tail slot {tail_slot} never reached "
-                           f"head slot {last_slot}")
-        if range_error is None and e != last_id:
-            range_error = (f"tail segment {tail_id} at slot {tail_slot} and head segment "
-                           f"{last_id} at slot {last_slot} are {len(committed)} slots apart")
+            s = next_slot(meta, s)
 
     return ScanResult(meta=meta, rejected_slots=rejected, head_missing=head_error,
                       adopted=adopted, tail_slot=tail_slot, tail_segment_id=tail_id,
                       last_slot=last_slot, last_segment_id=last_id, empty=empty,
-                      committed=committed, range_error=range_error, cache=cache,
+                      committed=committed, cache=cache,
                       rejected_errors=rejected_errors, stop_slot=stop_slot,
                       stop_segment_id=stop_id, given_up=given_up,
                       adopted_segments=adopted_segments, head_body_crc=h)
@@ -1654,9 +1665,6 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
                         f"{m.slot_name}, head segment {m.head_segment_id} in slot "
                         f"{m.head_slot} at offset {result.head_missing.offset}: "
                         f"{result.head_missing.reason}")
-            failed = True
-        if result.range_error is not None:
-            report(err, f"inconsistent ring range: {result.range_error}")
             failed = True
 
         if args.inspect:

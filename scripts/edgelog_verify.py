@@ -44,7 +44,9 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
 - The range (item 2): H and its slot are section 5's (the last adopted
   segment, else the chosen slot's head).  The range starts at the head
   segment's sealed tail_segment_id T when segment H is valid in that slot
-  (with a well-formed seal), at T + 1 when section 5 gave the tail up and
+  (with a well-formed seal; when section 5 chose a slot whose head did not
+  check, segment H as read from head_slot, whatever head_crc says: its
+  body_crc is not compared), at T + 1 when section 5 gave the tail up and
   its tail is T + 1, else at section 5's tail (the chosen slot's, moved by
   adoption and a given-up tail); start is then kept within 1..H (a sealed
   0 is taken as 1, one above H as H, and the head's own checks fail it).
@@ -59,9 +61,15 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
   segment the chosen slot names as its own head (before any adoption),
   when that segment passed.
 - sequence_regression: a segment without records is not compared by
-  first_mono or last_mono (it has no mono_ctr); the downgrade rule counts
-  every signature that verified earlier in the range, whatever failed
-  after it, and so does the summary's sig_alg.
+  first_mono or last_mono (it has no mono_ctr); a ring_slots other than
+  the last passing segment's is one.  The downgrade rule counts every
+  signature that verified earlier in the range, whatever failed after it,
+  and so does the summary's sig_alg.  An anchor that is a well-formed
+  signed head (sig_alg not 0) whose signature verifies with a key given
+  with --trust at its key_epoch (a key file at 1, a key directory at its
+  key.json's; not a key a rotation endorsed) makes every unsigned segment
+  of the range `unsigned` even with --allow-unsigned, whatever its id and
+  whatever item 7 then says of the anchor (another store's included).
 - Beyond the head (item 5) and the anchor (item 7): "a key trusted, at its
   key_epoch, at any point of the walk" is a --trust key or a key a rotation
   endorsed (in a passing segment), at an epoch it was trusted at.  A
@@ -76,6 +84,15 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
   marker, body_crc, commit_id = segment_id) and names this store, the
   anchored id and the slot, whatever its seal and its verdict; its
   computed SHA-256 is compared with the anchor's hash_head.
+- After the anchor: when no anchor finding applies (an unreadable anchored
+  segment included), the first passing segment with an id above the
+  anchor's is checked by the sequence_regression rules with the anchor's
+  statement as the previous passing segment: its first_mono (when it has
+  records) above the anchor's sealed mono_hwm, none of its sealed counters
+  or tail_segment_id below the anchor's, its ring_slots the anchor's (the
+  rules about its own records and tail were checked by the walk, and the
+  anchor carries no records).  A hit is one finding sequence_regression
+  at offset 0; no passing segment above the anchor, no check.
 - crc_mismatch offsets (item 3) come from dec.read_segment's range_start:
   the slot's start for the header, slot offset 60 for a payload_len that
   overruns, the first record that does not parse (or has a seq or mono_ctr
@@ -85,7 +102,11 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
   a passing segment is a note power_cut_explained with the id of the
   segment holding it; a gap record of a passing segment whose payload is a
   printable object with reason ring_overwrite, uplink_acked or
-  tail_unreadable is a note of that name, any other gap record no note.
+  tail_unreadable is a note of that name, any other gap record no note
+  ("a gap record whose payload does not parse or names another reason is
+  no note": a payload that is not a printable JSON object does not parse;
+  a reason missing, not a string or another string names another reason;
+  the other keys are not looked at, so null counts still make a note).
 - A rotation retires the old key: "every later segment is signed by the new
   one" (section 4), so a later segment signed by the old key is unknown_key.
 - Findings come in the order of the items: 1 (slot A, then B), 2 (the
@@ -98,7 +119,9 @@ Choices where FORMAT.md leaves room (the most literal reading each time):
   whose prev_crc is the head's body_crc (the last adopted segment's, else
   the chosen slot's head_crc), and which is not valid.
 - The text output escapes every byte outside 0x20..0x7E of a detail (and of
-  the image name) as \\xNN.
+  the image name) as \\xNN; --json escapes every character of a detail
+  outside printable ASCII as \\uXXXX (json.dumps ensure_ascii; control
+  characters as \\n, \\t and so on).
 """
 
 from __future__ import annotations
@@ -475,24 +498,29 @@ class Trust:
 # The walk over the range (section 9, items 2 and 3)
 # ---------------------------------------------------------------------------
 
-def sequence_problem(seg: dec.Segment, e: int, last: dec.Segment | None,
+def sequence_problem(seg: dec.Segment, e: int, prev: dec.Seal | None, prev_name: str,
                      seq_high: dict[bytes, int]) -> str | None:
     """Section 9 item 3, sequence_regression: the sealed state goes backward
-    against the last segment that passed before it, or a record repeats an
-    order.  A segment without records has no mono_ctr to compare (its
-    first_mono and last_mono are not a record's)."""
+    against the last segment that passed before it (prev, its statement;
+    prev_name names it in the detail), or a record repeats an order.  A
+    segment without records has no mono_ctr to compare (its first_mono and
+    last_mono are not a record's).  Item 7 passes the anchor's statement as
+    prev."""
     st = seg.seal
-    if last is not None:
-        prev = last.seal
+    if prev is not None:
         if seg.record_count and seg.first_mono <= prev.mono_hwm:
-            return (f"first_mono {seg.first_mono} is not above segment {last.segment_id}'s "
+            return (f"first_mono {seg.first_mono} is not above {prev_name}'s "
                     f"sealed mono_hwm {prev.mono_hwm}")
         for name in ("records_total", "lost_total", "dropped_total", "wrap_count",
                      "unexp_rst", "bo_event", "ecc_err_cnt", "clock_steps", "boot_seq",
                      "uplink_cursor", "tail_segment_id"):
             if getattr(st, name) < getattr(prev, name):
-                return (f"sealed {name} {getattr(st, name)} is below segment "
-                        f"{last.segment_id}'s {getattr(prev, name)}")
+                return (f"sealed {name} {getattr(st, name)} is below {prev_name}'s "
+                        f"{getattr(prev, name)}")
+        # The ring never changes size: ring_slots is the same in every seal.
+        if st.ring_slots != prev.ring_slots:
+            return (f"sealed ring_slots {st.ring_slots} is not {prev_name}'s "
+                    f"{prev.ring_slots}")
     if seg.record_count and st.mono_hwm < seg.last_mono:
         return f"sealed mono_hwm {st.mono_hwm} is below last_mono {seg.last_mono}"
     if st.tail_segment_id > e:
@@ -509,9 +537,13 @@ def sequence_problem(seg: dec.Segment, e: int, last: dec.Segment | None,
 
 class Walker:
     def __init__(self, store: dec.Store, meta: dec.Metadata, trust: Trust,
-                 allow_fw: set[bytes] | None, allow_unsigned: bool, report: Report):
+                 allow_fw: set[bytes] | None, allow_unsigned: bool, report: Report,
+                 signed_anchor: bool = False):
         self.store, self.meta, self.trust = store, meta, trust
         self.allow_fw, self.allow_unsigned, self.report = allow_fw, allow_unsigned, report
+        # The anchor is a signed head whose signature verifies with a
+        # --trust key at its key_epoch: the store signed once (item 3).
+        self.signed_anchor = signed_anchor
         # Hash of segment id -> the value its successor's prev_hash must hold:
         # computed when it passed its hash check, else what its seal claims.
         self.chain_hash: dict[int, bytes] = {}
@@ -610,6 +642,9 @@ class Walker:
             if self.any_verified:
                 return fail("unsigned", "segment is not signed after a segment whose "
                             "signature verified (a downgrade)", marker)
+            if self.signed_anchor:
+                return fail("unsigned", "segment is not signed, and the anchor is a signed "
+                            "head that verifies with a --trust key (a downgrade)", marker)
         else:
             trusted = self.trust.active.get(seal.key_id)
             if trusted is None:
@@ -637,7 +672,9 @@ class Walker:
         if last is not None and seal.rollback_ctr < last.seal.rollback_ctr:
             return fail("rollback", f"rollback_ctr {seal.rollback_ctr} is below segment "
                         f"{last.segment_id}'s {last.seal.rollback_ctr}", marker)
-        problem = sequence_problem(seg, e, last, self.seq_high)
+        problem = sequence_problem(seg, e, None if last is None else last.seal,
+                                   "" if last is None else f"segment {last.segment_id}",
+                                   self.seq_high)
         if problem is not None:
             return fail("sequence_regression", problem, marker)
         # No reason applies: PASS (unless an endorsement in it fails, below).
@@ -897,6 +934,23 @@ def beyond_the_head(store: dec.Store, meta: dec.Metadata, rng: Range, trust: Tru
                        f"segment {rng.head_id} + 1: the newest history was cut away")
 
 
+def anchor_verifies_with_given_key(data: bytes | None, keys: list[Key]) -> bool:
+    """Section 9 item 3 (the downgrade rule): the anchor is a signed head
+    (well formed, section 8, and signed: sig_alg not 0) whose signature
+    verifies with a key given with --trust at its key_epoch (a key file at
+    epoch 1, a key directory at its key.json's; not a key a rotation
+    endorsed)."""
+    if data is None:
+        return False
+    anchor = parse_anchor(data)
+    if isinstance(anchor, str) or anchor.statement.sig_alg == 0:
+        return False
+    st = anchor.statement
+    return any(key.key_id == st.key_id and key.epoch == st.key_epoch
+               and signature_verifies(key, st.sig_alg, st.statement, anchor.signature)
+               for key in keys)
+
+
 def check_anchor(data: bytes, store: dec.Store, meta: dec.Metadata, rng: Range, trust: Trust,
                  walker: Walker, allow_unsigned: bool, report: Report) -> None:
     # "Findings about the anchor have offset 0 (the anchor is not part of
@@ -925,34 +979,55 @@ def check_anchor(data: bytes, store: dec.Store, meta: dec.Metadata, rng: Range, 
         report.finding("rollback", 0,
                        f"rollback_ctr {newest.seal.rollback_ctr} of the newest passing "
                        f"segment {newest.segment_id} is below the anchor's {st.rollback_ctr}")
-    elif rng.head_id < anchored:
+        return
+    if rng.head_id < anchored:
         report.finding("truncated_tail", 0,
                        f"store head is segment {rng.head_id}, the anchor's is {anchored}")
-    elif rng.start <= anchored:
+        return
+    if rng.start <= anchored:
         slot = dict(rng.plan).get(anchored)
-        if slot is None:
-            return
         # "Readable": the slot holds it, valid for its id and slot apart
         # from its seal (section 3.4 without the seal's form), whatever its
-        # verdict in the walk; its computed SHA-256 is what counts.
-        try:
-            seg = dec.read_segment(store, meta, slot)
-        except dec.DecodeError:
-            return  # unreadable: its own line already fails the store
-        if (seg.store_uuid == meta.store_uuid and seg.segment_id == anchored
-                and seg.slot_index == slot and seg.computed_hash != st.segment_hash):
+        # verdict in the walk; its computed SHA-256 is what counts.  An
+        # unreadable one is no fork (its own line already fails the store).
+        seg = None
+        if slot is not None:
+            try:
+                seg = dec.read_segment(store, meta, slot)
+            except dec.DecodeError:
+                seg = None
+        if (seg is not None and seg.store_uuid == meta.store_uuid
+                and seg.segment_id == anchored and seg.slot_index == slot
+                and seg.computed_hash != st.segment_hash):
             report.finding("fork", 0, f"segment {anchored} in slot {slot} does not hash to "
                            "the anchor's hash_head")
+            return
     elif anchored == rng.start - 1:
         first = walker.passed.get(rng.start)
         if first is not None and first.prev_hash != st.segment_hash:
             report.finding("fork", 0, f"segment {rng.start}'s prev_hash is not the anchor's "
                            f"hash_head (segment {anchored})")
+            return
     else:
         report.finding("anchor_not_retained", 0,
                        f"the anchored segment {anchored} is no longer in the ring (it starts "
                        f"at {rng.start}): nothing shows that this history continues it; "
                        "verify against a newer head")
+        return
+    # None of these applies: the first segment above the anchor's that
+    # passed is checked against the anchor's statement by the
+    # sequence_regression rules of item 3, the anchor's statement acting as
+    # the previous passing segment.  (The record seq rule is about the
+    # segments that passed before it in the range, which the walk checked.)
+    after = [e for e in walker.passed if e > anchored]
+    if after:
+        seg = walker.passed[min(after)]
+        problem = sequence_problem(seg, seg.segment_id, st, f"the anchor (segment {anchored})",
+                                   {})
+        if problem is not None:
+            report.finding("sequence_regression", 0,
+                           f"segment {seg.segment_id}, the first after the anchor that passed, "
+                           f"goes backward against what the anchor sealed: {problem}")
 
 
 def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
@@ -1007,7 +1082,8 @@ def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
 
     # Item 3: each segment of the range.
     trust = Trust(keys)
-    walker = Walker(store, meta, trust, allow_fw, allow_unsigned, report)
+    walker = Walker(store, meta, trust, allow_fw, allow_unsigned, report,
+                    signed_anchor=anchor_verifies_with_given_key(anchor, keys))
     walker.walk(rng.plan)
 
     # Item 4: the head and the metadata.
@@ -1055,8 +1131,10 @@ def verify(store: dec.Store, keys: list[Key], anchor: bytes | None,
 
 
 def dumps(obj: dict) -> str:
-    # Keys in insertion order, no spaces (section 9).
-    return json.dumps(obj, separators=(",", ":"))
+    # Keys in insertion order, no spaces (section 9).  ensure_ascii: every
+    # character of a detail outside printable ASCII (controls, DEL, anything
+    # not ASCII) is a \uXXXX escape, so a line cannot draw on a terminal.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
 
 
 def render_json(report: Report) -> str:

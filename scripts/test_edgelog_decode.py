@@ -461,9 +461,16 @@ BELOW = 2**62 - 1
 def test_metadata_bounds(kw, ok):
     # Section 2 (format version 5): generation, head_segment_id, commit_id
     # and tail_segment_id below 2^62; a non-empty ring holds at most
-    # ring_slots - bad_block_count segments; at least two good slots.
+    # ring_slots - bad_block_count segments; at least two good slots.  The
+    # segments fill consecutive good slots from the first good slot on (so
+    # only the rule each case is about can make it invalid).
     args = dict(head_id=2, head_slot=1, tail_slot=0, tail_id=1)
     args.update(kw)
+    bad = {b[0] for b in args.get("bad_blocks", ())}
+    good = [s for s in range(SLOTS) if s not in bad]
+    if good and 0 <= args["head_id"] - args["tail_id"] < 64:
+        args["tail_slot"] = good[0]
+        args["head_slot"] = good[(args["head_id"] - args["tail_id"]) % len(good)]
     buf = meta(args.pop("generation", 2), **args)
     if ok:
         assert dec.parse_metadata(buf, "A", 0, STORE).head_segment_id == args["head_id"]

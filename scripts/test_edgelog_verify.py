@@ -2069,10 +2069,18 @@ def test_metadata_edit_of_a_sealed_field_is_metadata_mismatch(tmp_path, name, of
     if value < 0 or (name == "tail_segment_id" and value == 0):
         value = meta_value(w, off, fmt) + 2  # (a tail of 0 makes the slot invalid)
     change_meta(w, base, off, struct.pack(fmt, value))
+    expected = [("metadata_mismatch", base + off)]
+    if name == "tail_segment_id":
+        # The segments fill consecutive good slots from tail_slot to
+        # head_slot (section 2): a tail moved alone makes the slot invalid,
+        # so tail_slot moves with it (segments 1..3 are in slots 0..2), and
+        # both differ from the seal.
+        change_meta(w, base, 100, struct.pack("<I", value - 1))
+        expected.insert(0, ("metadata_mismatch", base + 100))
     r = verify(tmp_path, w, key)
     assert r.code == 1 and r.reasons == [None] * 3
-    assert r.findings == [("metadata_mismatch", base + off)]
-    detail = [x["detail"] for x in r.lines if x["kind"] == "finding"][0]
+    assert r.findings == expected
+    detail = [x["detail"] for x in r.lines if x["kind"] == "finding"][-1]
     assert name in detail
 
 
@@ -2129,11 +2137,11 @@ def test_several_metadata_edits_are_several_findings_in_offset_order(tmp_path):
     base = chosen_base(w)
     for off, fmt, value in ((2916, "<I", 9), (2832, "<Q", 0), (152, "<Q", 99), (2872, "<16s",
                             b"\x01" * 16), (104, "<Q", 2), (128, "<I", 0), (1280 + 40, "<Q", 0),
-                            (124, "<I", 7), (112, "<I", 5)):
+                            (124, "<I", 7), (112, "<I", 5), (100, "<I", 1)):
         change_meta(w, base, off, struct.pack(fmt, value))
     r = verify(tmp_path, w, key)
     assert r.findings == [("metadata_mismatch", base + off)
-                          for off in (104, 112, 124, 128, 152, 256, 2832, 2872, 2916)]
+                          for off in (100, 104, 112, 124, 128, 152, 256, 2832, 2872, 2916)]
     assert r.reasons == [None] * 3
 
 
@@ -2195,10 +2203,16 @@ def test_metadata_edits_under_adopted_segments(tmp_path, off, fmt, delta):
     base = chosen_base(w)
     value = struct.unpack_from(fmt, w.buf, base + off)[0] + delta
     change_meta(w, base, off, struct.pack(fmt, value))
+    expected = [] if off == 2832 else [("metadata_mismatch", base + (256 if off == 1280 + 40
+                                                                     else off))]
+    if off == 104:
+        # Tail 2 with head 2 (the slot's) is in head_slot 1: tail_slot moves
+        # with it (section 2), and differs from the seal too.
+        change_meta(w, base, 100, struct.pack("<I", 1))
+        expected.insert(0, ("metadata_mismatch", base + 100))
     r = verify(tmp_path, w, key)
     assert r.reasons == [None] * 4
-    where = 256 if off == 1280 + 40 else off
-    assert r.findings == ([] if off == 2832 else [("metadata_mismatch", base + where)])
+    assert r.findings == expected
 
 
 def test_adopted_head_sealing_other_counters_is_metadata_mismatch(tmp_path):
@@ -3174,11 +3188,13 @@ def test_statement_seals_tail_slot_and_ring_slots(tmp_path):
 def test_sealed_ring_slots_and_tail_slot_other_than_the_metadata(tmp_path):
     # Section 9 item 4: ring_slots (72) and tail_slot (100) are compared
     # with the head's seal, findings in increasing metadata offset order,
-    # before tail_segment_id (104) and the rest (bo_event, 124).
+    # before tail_segment_id (104) and the rest (bo_event, 124).  Every
+    # segment seals ring_slots 7 (a ring_slots other than the last passing
+    # segment's would be sequence_regression, item 3).
     key = Signer("ed25519")
     w = Writer(key).open()
-    w.commit()
-    w.commit()
+    w.commit(sealed={"ring_slots": 7})
+    w.commit(sealed={"ring_slots": 7})
     w.commit(sealed={"ring_slots": 7, "tail_slot": 3, "bo_event": 1})
     r = verify(tmp_path, w.close(), key)
     base = chosen_base(w)
@@ -3193,11 +3209,13 @@ def test_sealed_ring_slots_and_tail_slot_other_than_the_metadata(tmp_path):
 
 @pytest.mark.parametrize("field, offset, value", [
     ("ring_slots", 72, 5),     # still valid: 5 slots of the 6 fit, head and tail below 5
-    ("tail_slot", 100, 1),
 ])
-def test_metadata_ring_slots_or_tail_slot_edited(tmp_path, field, offset, value):
-    # The metadata's ring_slots or tail_slot edited (slot still valid): a
-    # metadata_mismatch at that field, nothing else.
+def test_metadata_ring_slots_edited(tmp_path, field, offset, value):
+    # The metadata's ring_slots edited (slot still valid): a metadata_mismatch
+    # at that field, nothing else.  (tail_slot cannot be edited alone and
+    # keep the slot valid since the third review: section 2 wants next()
+    # applied head - tail times to tail_slot to give head_slot; see
+    # test_ring_not_in_consecutive_good_slots_makes_the_slot_invalid.)
     w, key = signed_store(n=3)
     base = chosen_base(w)
     change_meta(w, base, offset, struct.pack("<I", value))

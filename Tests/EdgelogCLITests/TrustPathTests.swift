@@ -245,7 +245,7 @@ struct TrustPathTests {
         let (store, keys, trust) = try signedStore(s, alg: "ed25519", segments: 3)
         let original = try Data(contentsOf: URL(fileURLWithPath: store))
         for (field, offset, size, value) in [("records_total", 152, 8, UInt64(1) << 20), ("mono_hwm", 136, 8, UInt64(2)),
-                                             ("tail_slot", 100, 4, UInt64(1)), ("lost_total", 168, 8, UInt64(9))] {
+                                             ("dropped_total", 160, 8, UInt64(3)), ("lost_total", 168, 8, UInt64(9))] {
             let edited = editMeta(original, offset, value, size: size)
             try edited.write(to: URL(fileURLWithPath: store))
             let inspect = try edgelog(["inspect", "--device", store, "--json"])

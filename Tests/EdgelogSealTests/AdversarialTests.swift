@@ -197,7 +197,7 @@ struct AdversarialTests {
         ("clock_steps", MetaField.clockSteps, 4, 5), ("mono_hwm", MetaField.monoHWM, 8, 1),
         ("rollback_ctr", MetaField.rollbackCtr, 8, 0), ("boot_seq", MetaField.bootSeq, 4, 0), ("uplink_cursor", MetaField.uplinkCursor, 8, 0),
         ("key_epoch", 2888, 4, 7), ("sig_alg", 2892, 1, 1), ("key_src", 2893, 1, 3), ("source table", 1280 + 40, 8, 1),
-        ("ring_slots", 72, 4, 8), ("tail_slot", MetaField.tailSlot, 4, 2),
+        ("ring_slots", 72, 4, 8),
     ])
     func editedMetadata(field: String, offset: Int, size: Int, value: UInt64) throws {
         var store = try SignedStore()
@@ -231,15 +231,24 @@ struct AdversarialTests {
         forge.setMeta(MetaField.tailSlot, head + 1, size: 4)
         for clean in [UInt64(0), 1] {
             forge.setMeta(MetaField.clean, clean, size: 4)
+            // Segments 1 to 4 cannot fill the slots from head + 1 round to the head: the slot is invalid
+            // (FORMAT.md 2); were the range consistent, tail_slot would contradict the seal.
             let report = store.verify(forge.image, anchor: store.seals.last)
-            #expect(!report.passed && report.findings.contains { $0.reason == .metadataMismatch && $0.detail.contains("tail_slot") },
-                    "clean \(clean): \(report.findings) \(report.reasonsBySegment)")
+            #expect(!report.passed && report.findingReasons.contains("not_a_store"), "clean \(clean): \(report.findings)")
             for policy in [RingFullPolicy.overwriteOldest, .pause] {
                 let writer = openWriter(forge.image, store, policy: policy)
-                #expect(writer.error.map { if case .metadataContradictsSeal = $0 { true } else { false } } == true, "\(String(describing: writer.error))")
+                #expect(writer.error.map { if case .notAStore = $0 { true } else { false } } == true, "\(String(describing: writer.error))")
                 #expect(writer.device.bytes == forge.image)
             }
         }
+        // A consistent but moved range (tail and head slot shifted together) contradicts the seal.
+        var shifted = Forge(image: store.device.bytes)
+        shifted.setMeta(MetaField.tailSlot, 1, size: 4)
+        shifted.setMeta(MetaField.headSlot, head + 1, size: 4)
+        let moved = store.verify(shifted.image)
+        #expect(!moved.passed, "\(moved.findings) \(moved.reasonsBySegment)")
+        let writer = openWriter(shifted.image, store, policy: .overwriteOldest)
+        #expect(writer.error != nil && writer.device.bytes == shifted.image, "\(String(describing: writer.error))")
         // clean_flag other than 0 or 1 makes the slot invalid (both verifiers read it the same way).
         var odd = Forge(image: store.device.bytes)
         odd.setMeta(MetaField.clean, 2, size: 4)
@@ -414,9 +423,16 @@ struct AdversarialTests {
         var one = Forge(image: store.device.bytes)
         for meta in 0..<2 { one.setU32(1, at: meta * 4096 + 256); one.image.withUnsafeMutableBytes { $0.setLE(UInt16(1), at: meta * 4096 + 260) } }
         one.setMeta(MetaField.badBlockCount, 1, size: 4)
+        // The retained segments no longer fill consecutive good slots: the slot is invalid.
         let report = store.verify(one.image)
-        #expect(report.segments.count == 4 && !report.passed, "\(report.reasonsBySegment) \(report.findings)")
-        #expect(report.findings.contains { $0.reason == .metadataMismatch })
+        #expect(!report.passed && report.findingReasons.contains("not_a_store"), "\(report.reasonsBySegment) \(report.findings)")
+        // A bad entry for a slot outside the range keeps the slot valid; tables_hash names the edit.
+        var outside = Forge(image: store.device.bytes)
+        for meta in 0..<2 { outside.setU32(5, at: meta * 4096 + 256); outside.image.withUnsafeMutableBytes { $0.setLE(UInt16(1), at: meta * 4096 + 260) } }
+        outside.setMeta(MetaField.badBlockCount, 1, size: 4)
+        let named = store.verify(outside.image)
+        #expect(named.segments.count == 4 && named.failedSegments == 0 && named.findings.contains { $0.reason == .metadataMismatch && $0.offset % 4096 == 256 },
+                "\(named.findings)")
     }
 
     // MARK: 8. Anchors
@@ -438,6 +454,66 @@ struct AdversarialTests {
         // Two heads in one file are malformed, not "the first line".
         let two = SignedHead(seal: before).fileBytes + SignedHead(seal: try #require(store.seals.last)).fileBytes
         #expect(store.verify(trusted: [first], anchorBytes: two).findingReasons == ["anchor_malformed"])
+    }
+
+    @Test("class 8: a rotation to an HMAC key the verifier was not given passes; that key's segments are unknown_key")
+    func rotationToUnknownHMAC() throws {
+        var store = try SignedStore(key: .ed25519(.init()))
+        try store.session(segments: 2)
+        let first = store.trusted
+        let next = PrivateSigningKey.hmacSHA256(Array(repeating: 0x31, count: 32))
+        let (writer, _) = try EvidenceStore.open(device: store.device, identity: store.identity, clock: Self.clock)
+        _ = try writer.commitEvidence(.keyRotation, rotationRecord(old: store.signer, next: next))
+        try writer.close()
+        store.signer = FileSigner(key: next, epoch: 2)
+        try store.session(segments: 2)
+        let report = store.verify(trusted: [first])
+        #expect(report.reasonsBySegment == [1: "PASS", 2: "PASS", 3: "PASS", 4: "unknown_key", 5: "unknown_key"], "\(report.reasonsBySegment)")
+        // Given the secret, everything passes.
+        #expect(store.verify(trusted: [first, next.trusted]).passed)
+    }
+
+    // MARK: the second review: a writer steered through a missing head
+
+    @Test("a signing writer refuses a store whose head does not check (edited head_crc, a shrunk ring), untouched")
+    func headUnverified() throws {
+        let store = try store(segments: 6, perSegment: 2, slots: 12)
+        var crc = Forge(image: store.device.bytes)
+        crc.setMeta(224, 0xDEAD_BEEF, size: 4)
+        crc.setMeta(MetaField.monoHWM, 2, size: 8)
+        var shrunk = Forge(image: store.device.bytes)
+        shrunk.setMeta(72, 4, size: 4)
+        shrunk.setMeta(MetaField.headSlot, 3, size: 4)
+        shrunk.setMeta(MetaField.tailSlot, 0, size: 4)
+        shrunk.setMeta(MetaField.tailSegmentID, 3, size: 8)
+        for forged in [crc.image, shrunk.image] {
+            for policy in [RingFullPolicy.pause, .overwriteOldest] {
+                let writer = openWriter(forged, store, policy: policy)
+                #expect(writer.error.map { if case .headUnverified = $0 { true } else { false } } == true, "\(String(describing: writer.error))")
+                #expect(writer.device.bytes == forged)
+            }
+            #expect(!store.verify(forged).passed)
+        }
+        // The edited head_crc with the head segment intact: its seal still bounds the range and the metadata.
+        let report = store.verify(crc.image)
+        #expect(report.findings.contains { $0.reason == .metadataMismatch && $0.detail.contains("mono_hwm") }, "\(report.findings)")
+    }
+
+    @Test("a signed anchor that verifies forbids unsigned segments after it, even with --allow-unsigned")
+    func downgradePastAnchor() throws {
+        let store = try store(segments: 3, perSegment: 2)
+        let anchor = try #require(store.seals.last)
+        // Unsigned segments continue the chain in an image the attacker builds with an unsigned writer.
+        let device = MemoryBlockDevice(image: store.device.bytes)
+        let unsigned = SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: nil)
+        let (writer, _) = try EvidenceStore.open(device: device, identity: unsigned, clock: Self.clock)
+        let driver = StoreDriver(store: writer, clock: ManualClock())
+        _ = try driver.append(source: "sensor", payload: Array("{\"forged\":1}".utf8))
+        _ = try driver.commit()
+        try writer.close()
+        let options = VerifyOptions(trusted: [store.trusted], anchor: SignedHead(seal: anchor).fileBytes, allowUnsigned: true)
+        let report = Verifier.verify(device: MemoryBlockDevice(image: device.bytes), options: options)
+        #expect(!report.passed && report.segments.contains { $0.reason == .unsigned }, "\(report.reasonsBySegment)")
     }
 
     // MARK: 10. Downgrade and disagreement

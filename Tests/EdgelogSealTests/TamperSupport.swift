@@ -140,9 +140,9 @@ extension VerifyReport {
 /// The key_rotation record (FORMAT.md 4, type 8) by which `old` endorses `next` at epoch 2;
 /// `tamper` flips a byte of the endorsed message, as a forger would have to.
 func rotationRecord(old: FileSigner, next: PrivateSigningKey, tamper: Bool = false) throws -> EvidenceJSON {
-    let der = next.trusted.spkiDER
+    let der = next.algorithm == .hmacSHA256 ? [] : next.trusted.spkiDER
     var message = Endorsement.bytes(deviceID: deviceID, oldKeyID: old.keyID, oldEpoch: 1, newEpoch: 2,
-                                    newAlgorithm: .ed25519, newKeyID: next.trusted.keyID, newPublicKeyDER: der)
+                                    newAlgorithm: next.algorithm, newKeyID: next.trusted.keyID, newPublicKeyDER: der)
     if tamper { message[50] ^= 1 }
     let endorsement = try message.withUnsafeBytes { b throws(SigningError) in try old.sign(b) }
     var json = EvidenceJSON()
@@ -150,7 +150,7 @@ func rotationRecord(old: FileSigner, next: PrivateSigningKey, tamper: Bool = fal
     json.add("old_epoch", .uint(1))
     json.add("new_key_id", .word(Hex.encode(next.trusted.keyID)))
     json.add("new_epoch", .uint(2))
-    json.add("new_alg", .word("ed25519"))
+    json.add("new_alg", .word(next.algorithm.name))
     json.add("new_public_key", .word(Hex.encode(der)))
     json.add("endorsement", .word(Hex.encode(endorsement)))
     return json
