@@ -95,6 +95,16 @@ Exit codes:
     5  newer format: either metadata slot has the right magic and a
        format_version above 5, whatever the other slot holds
 
+A metadata slot whose non-empty ring does not fill consecutive good slots
+(section 2: tail_slot or head_slot in bad_block_tbl, or next() applied
+head_segment_id - tail_segment_id times to tail_slot not giving head_slot)
+is not valid, like any other invalid slot: it is passed over, and with no
+other valid slot the store is refused (exit 2).  So the committed range of
+section 5 always lines up (adoption and a tail given up each move one end
+on by next()), and there is no separate "inconsistent ring range" report.
+The rule is for a non-empty ring only: an empty ring's tail_slot is not
+checked against bad_block_tbl.
+
 A store of format version 1 to 4 is "not a store this version reads": its
 slots are not valid (format_version is not 5), so it exits 2.
 """

@@ -714,16 +714,18 @@ class Walker:
         """Section 9 item 6: evidence records of a segment that passed become
         notes, named by the segment that holds the record: every incomplete
         (type 3) and recovery (type 5) record a power_cut_explained note, and
-        every gap record a note named by its reason."""
+        every gap record a note named by its reason; a gap record whose
+        payload does not parse (not a printable JSON object) or names
+        another reason is no note."""
         for rec in seg.records:
             if rec.type not in (dec.TYPE_GAP, dec.TYPE_INCOMPLETE, dec.TYPE_RECOVERY):
                 continue
             text = rec.payload.decode("utf-8", "replace")
             if rec.type == dec.TYPE_GAP:
-                obj = payload_object(rec.payload) or {}
-                code = obj.get("reason")
-                if code not in GAP_REASONS:
-                    continue  # section 4 defines no other gap reason
+                obj = payload_object(rec.payload)
+                code = None if obj is None else obj.get("reason")
+                if not isinstance(code, str) or code not in GAP_REASONS:
+                    continue  # does not parse, or names another reason: no note
                 self.report.note(code, seg.segment_id,
                                  f"gap record in segment {seg.segment_id}: {text}")
             else:

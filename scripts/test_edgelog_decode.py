@@ -410,6 +410,11 @@ def _good_a(**kw):
     # A non-empty ring holds at most ring_slots - bad_block_count segments.
     dict(head_id=5, head_slot=0, tail_id=1),
     dict(bad_blocks=[(3, 1, 0)], head_id=4, head_slot=0, tail_id=1),
+    # ... in consecutive good slots from tail_slot to head_slot (third review).
+    dict(tail_slot=3),                         # 3 -> 0, not head_slot 1
+    dict(tail_slot=1),                         # two segments in one slot
+    dict(bad_blocks=[(0, 1, 0)]),              # tail_slot in bad_block_tbl
+    dict(bad_blocks=[(1, 1, 0)]),              # head_slot in bad_block_tbl
 ])
 def test_slot_validity_rules(tmp_path, kw):
     # Slot A (newest) breaks one rule of section 2: it is not valid and the
@@ -2124,3 +2129,78 @@ def test_inspect_labels_tail_slot_and_ring_slots_unchecked_when_the_seal_differs
     p = two_segment_image().slot_a(bytes(4096)).seg(1, bytes(SEG)).write(tmp_path)
     unchecked = json.loads(run(p, "--inspect")[1])["unchecked"]
     assert "tail_slot" in unchecked and "ring_slots" in unchecked
+
+
+# -- third review of format 5: the ring fills consecutive good slots --
+
+@pytest.mark.parametrize("kw, ok", [
+    (dict(head_id=2, tail_id=1, tail_slot=0, head_slot=1), True),
+    (dict(head_id=2, tail_id=1, tail_slot=0, head_slot=2), False),   # a slot skipped
+    (dict(head_id=2, tail_id=1, tail_slot=1, head_slot=1), False),   # two in one slot
+    (dict(head_id=2, tail_id=1, tail_slot=1, head_slot=0), False),   # backward
+    (dict(head_id=2, tail_id=1, tail_slot=3, head_slot=0), True),    # wraps
+    (dict(head_id=1, tail_id=1, tail_slot=2, head_slot=2), True),
+    (dict(head_id=1, tail_id=1, tail_slot=2, head_slot=3), False),
+    (dict(head_id=4, tail_id=1, tail_slot=2, head_slot=1), True),    # a full ring
+    (dict(head_id=4, tail_id=1, tail_slot=2, head_slot=2), False),
+    (dict(head_id=BELOW, tail_id=BELOW - 1, tail_slot=3, head_slot=0, commit_id=BELOW), True),
+    # next() skips bad_block_tbl slots ...
+    (dict(head_id=2, tail_id=1, tail_slot=0, head_slot=2, bad_blocks=[(1, 1, 0)]), True),
+    (dict(head_id=2, tail_id=1, tail_slot=2, head_slot=1, bad_blocks=[(3, 1, 0), (0, 2, 0)]),
+     True),
+    (dict(head_id=2, tail_id=1, tail_slot=0, head_slot=3, bad_blocks=[(1, 1, 0)]), False),
+    # ... and neither end is one.
+    (dict(head_id=2, tail_id=1, tail_slot=0, head_slot=1, bad_blocks=[(1, 1, 0)]), False),
+    (dict(head_id=2, tail_id=1, tail_slot=1, head_slot=2, bad_blocks=[(1, 1, 0)]), False),
+    (dict(head_id=1, tail_id=1, tail_slot=3, head_slot=3, bad_blocks=[(3, 3, 1)]), False),
+    # An empty ring has no segments to place: its tail_slot is not checked.
+    (dict(head_id=0, tail_id=1, tail_slot=1, head_slot=0, bad_blocks=[(1, 1, 0)]), True),
+    (dict(head_id=0, tail_id=1, tail_slot=2, head_slot=3), True),
+])
+def test_ring_fills_consecutive_good_slots(kw, ok):
+    # Section 2: a non-empty ring's segments fill consecutive good slots:
+    # neither tail_slot nor head_slot is in bad_block_tbl, and next()
+    # applied head_segment_id - tail_segment_id times to tail_slot gives
+    # head_slot; else the slot is not valid.
+    buf = meta(2, **kw)
+    if ok:
+        assert dec.parse_metadata(buf, "A", 0, STORE).head_slot == kw["head_slot"]
+    else:
+        with pytest.raises(dec.DecodeError, match="bad_block_tbl|not in head_slot"):
+            dec.parse_metadata(buf, "A", 0, STORE)
+
+
+def test_ring_range_that_does_not_line_up_is_not_a_store(tmp_path):
+    # The only slot names tail slot 3 and head slot 1 for segments 1..2: it
+    # is not valid (no longer a valid slot with an "inconsistent ring range"
+    # exported as far as it goes): exit 2, nothing printed.
+    p = (Image().slot_a(meta(2, head_id=2, head_slot=1, tail_slot=3, tail_id=1, head=S2))
+         .seg(0, S1).seg(1, S2).write(tmp_path))
+    code, out, err = run(p)
+    assert (code, out) == (2, b"")
+    assert "not an edgelog store" in err and "not in head_slot 1" in err
+    assert "inconsistent" not in err
+    # Beside a valid older slot, the slot is passed over.
+    p = (two_segment_image()
+         .slot_a(_good_a(tail_slot=3))
+         .write(tmp_path))
+    assert run(p) == (0, TWO_SEGMENT_LINES, "")
+
+
+def test_adoption_keeps_the_committed_range_in_consecutive_good_slots(tmp_path):
+    # Adoption round the ring end past a bad slot, the tail moving on as
+    # the ring is full: the committed range lines up, every segment printed.
+    s1 = segment(1, 0, [record(1, 10, b"{}")], [10])
+    s2 = segment(2, 2, [record(2, 11, b"{}")], [11], prev=s1)
+    s3 = segment(3, 3, [record(3, 12, b"{}")], [12], prev=s2)
+    s4 = segment(4, 0, [record(4, 13, b"{}")], [13], prev=s3)
+    # The slot names segments 1..2 in slots 0 and 2 (slot 1 bad); 3 and 4
+    # were committed without their metadata writes, 4 over the tail 1.
+    p = (Image().slot_a(meta(2, head_id=2, head_slot=2, tail_slot=0, tail_id=1, head=s2,
+                             bad_blocks=[(1, 1, 0)]))
+         .seg(0, s4).seg(2, s2).seg(3, s3).write(tmp_path))
+    with open(p, "rb") as fh:
+        result = dec.scan(dec.Store(fh))
+    assert result.adopted == 2 and result.committed == [(2, 2), (3, 3), (0, 4)]
+    code, out, _ = run(p)
+    assert code == 0 and out.count(b"\n") == 3

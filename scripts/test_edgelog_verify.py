@@ -2415,6 +2415,10 @@ SEQUENCE_CASES = {
     "uplink_cursor": dict(uplink_cursor=3),
     "tail_segment_id": dict(tail_segment_id=1),
     "tail above e": dict(tail_segment_id=9),
+    # Third review: the ring never changes size, so a ring_slots other than
+    # the last passing segment's is one too (not only a lower one).
+    "ring_slots above": dict(ring_slots=7),
+    "ring_slots below": dict(ring_slots=5),
     "mono_hwm below last_mono": dict(mono_hwm=1),
 }
 
@@ -3505,3 +3509,318 @@ def test_anchor_fork_not_judged_on_a_segment_not_valid_for_its_id_and_slot(tmp_p
     for anchor in (anchor_a, anchor_b):
         r = verify(tmp_path, w_b, key, args=anchor)
         assert r.reasons == [None, verdict, None, None] and r.findings == []
+
+
+# -- third review of format 5 --
+
+def put_bad_blocks(w: Writer, base, slots):
+    """bad_block_tbl of one metadata slot replaced by `slots` (reason 1)."""
+    for i, slot in enumerate(slots):
+        change_meta(w, base, 256 + 16 * i, struct.pack("<IHHQ", slot, 1, 0, 0))
+    change_meta(w, base, 176, struct.pack("<I", len(slots)))
+
+
+def inconsistent_ring_edit(w: Writer, base, edit):
+    """Segments 1..3 are in slots 0..2: an edit of one metadata slot that
+    breaks section 2's consecutive good slots rule."""
+    if edit == "tail_slot":
+        change_meta(w, base, 100, struct.pack("<I", 1))     # 1 -> 2 -> 3, not 2
+    elif edit == "head_slot":
+        change_meta(w, base, 96, struct.pack("<I", 3))
+    elif edit == "tail_slot bad":
+        put_bad_blocks(w, base, [0])
+    elif edit == "head_slot bad":
+        put_bad_blocks(w, base, [2])
+    elif edit == "bad slot between":
+        put_bad_blocks(w, base, [1])                         # 0 -> 2 -> 3, not 2
+    else:
+        change_meta(w, base, 100, struct.pack("<I", 5))     # 5 -> 0 -> 1, not 2
+
+
+@pytest.mark.parametrize("edit", ["tail_slot", "head_slot", "tail_slot bad", "head_slot bad",
+                                  "bad slot between", "wrapped walk"])
+def test_ring_not_in_consecutive_good_slots_makes_the_slot_invalid(tmp_path, edit):
+    # Section 2: a non-empty ring's segments fill consecutive good slots:
+    # neither tail_slot nor head_slot is in bad_block_tbl, and next()
+    # applied head - tail times to tail_slot gives head_slot.  The older
+    # slot (the last commit's, clean_flag 0) so edited is not valid: a
+    # crc_mismatch finding at its start (the chosen slot is the close's,
+    # clean_flag 1).
+    w, key = signed_store(n=3)
+    base = chosen_base(w)
+    other = 4096 - base
+    inconsistent_ring_edit(w, other, edit)
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.findings == [("crc_mismatch", other)]
+    assert r.reasons == [None] * 3 and r.notes == []
+    detail = [x["detail"] for x in r.lines if x["kind"] == "finding"][0]
+    assert "bad_block_tbl" in detail or "head_slot" in detail
+    # Both slots so edited: not a store.
+    inconsistent_ring_edit(w, base, edit)
+    r = verify(tmp_path, w, key)
+    assert r.code == 1 and r.summary["reasons"] == ["crc_mismatch", "not_a_store"]
+    assert r.findings == [("crc_mismatch", 0), ("crc_mismatch", 4096), ("not_a_store", 0)]
+    # Only the chosen slot: the older slot (clean_flag 0) is chosen, and the
+    # edit looks like a cut metadata write.
+    w, key = signed_store(n=3)
+    inconsistent_ring_edit(w, base, edit)
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.findings == [] and r.reasons == [None] * 3
+    assert r.notes == [("torn_metadata_write", 0)]
+
+
+def test_ring_in_consecutive_good_slots_past_a_bad_slot_and_the_ring_end(tmp_path):
+    # next() skips bad_block_tbl slots and wraps: a ring that wrapped past a
+    # bad slot is valid, and passes.
+    key = Signer("ed25519")
+    w = Writer(key, bad=[(4, 1, 0)]).open()
+    for _ in range(7):
+        w.commit()
+    assert (w.tail_slot, w.head_slot, w.tail_id) == (2, 1, 3)  # 2 -> 3 -> 5 -> 0 -> 1
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and r.findings == [] and r.reasons == [None] * 5
+
+
+def test_range_starts_at_the_heads_seal_whatever_head_crc_says(tmp_path):
+    # Section 9 item 2: when section 5 chose a slot whose head did not check
+    # (here: both slots' head_crc edited, the head segment itself intact),
+    # the range starts at segment H's sealed tail as read from head_slot.
+    # Both slots also claim tail 2 (in slot 1, still a valid slot): without
+    # the head's seal the range would start there.
+    w, key = signed_store(n=3)
+    for base in (0, 4096):
+        head_crc = struct.unpack_from("<I", w.buf, base + 224)[0]
+        change_meta(w, base, 224, struct.pack("<I", head_crc ^ 1))
+        change_meta(w, base, 100, struct.pack("<IQ", 1, 2))
+    base = chosen_base(w)
+    r = verify(tmp_path, w, key)
+    assert [s["segment_id"] for s in r.segments] == [1, 2, 3]
+    assert r.reasons == [None] * 3
+    # Item 4: neither slot's head checks (truncated_tail at the head slot),
+    # and the head passed, so the metadata is compared with its seal.
+    assert r.findings == [("truncated_tail", w.seg_range(3)[0]),
+                          ("metadata_mismatch", base + 100), ("metadata_mismatch", base + 104)]
+    assert r.notes == []
+
+
+def downgrade_store(key):
+    """Segments 1 and 2 signed, 3 to 8 unsigned in a 6-slot ring: the range
+    (3..8) has no signed segment left; the anchor is segment 2's head."""
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    anchor = w.head_json()
+    w.signer, w.epoch = None, 0
+    for _ in range(6):
+        w.commit()
+    assert w.tail_id == 3
+    return w.close(), anchor
+
+
+def test_signed_anchor_that_verifies_forbids_unsigned_segments(tmp_path):
+    # Section 9 item 3: sig_alg 0 is `unsigned` even with --allow-unsigned
+    # when the anchor is a signed head whose signature verifies with a key
+    # given with --trust at its key_epoch: the store signed once.
+    key = Signer("ed25519")
+    w, anchor = downgrade_store(key)
+    r = verify(tmp_path, w, key, args=["--allow-unsigned"])
+    assert r.code == 0 and r.reasons == [None] * 6
+    r = verify(tmp_path, w, key, args=["--allow-unsigned", *anchor_args(tmp_path, anchor)])
+    assert r.code == 1 and r.reasons == ["unsigned"] * 6
+    assert r.segments[0]["offset"] == w.seg_range(3)[2]
+    code, text = verify(tmp_path, w, key, args=["--allow-unsigned",
+                                                *anchor_args(tmp_path, anchor)], json_out=False)
+    assert code == 1 and "the anchor is a signed head" in text and "downgrade" in text
+    # Nothing passed: no fork judged by segment 3's prev_hash, no finding.
+    assert r.findings == []
+    # The same key as a key directory at epoch 1: the same.
+    r = verify(tmp_path, w, key.key_dir(tmp_path, 1),
+               args=["--allow-unsigned", *anchor_args(tmp_path, anchor)])
+    assert r.reasons == ["unsigned"] * 6
+    # A key directory at epoch 2: the anchor does not verify at its epoch
+    # (anchor_bad_signature), so it proves nothing and the segments pass.
+    r = verify(tmp_path, w, key.key_dir(tmp_path, 2),
+               args=["--allow-unsigned", *anchor_args(tmp_path, anchor)])
+    assert r.reasons == [None] * 6 and r.findings == [("anchor_bad_signature", 0)]
+    # An anchor signed by a key not given: the same.
+    r = verify(tmp_path, w, Signer("ed25519"), key.key_dir(tmp_path, 2),
+               args=["--allow-unsigned", *anchor_args(tmp_path, anchor)])
+    assert r.reasons == [None] * 6 and r.findings == [("anchor_bad_signature", 0)]
+    # A malformed anchor is no signed head: anchor_malformed only.
+    r = verify(tmp_path, w, key, args=["--allow-unsigned",
+                                       *anchor_args(tmp_path, anchor[:-1])])
+    assert r.reasons == [None] * 6 and r.findings == [("anchor_malformed", 0)]
+
+
+def test_unsigned_anchor_does_not_forbid_unsigned_segments(tmp_path):
+    w = Writer(None).open()
+    for _ in range(3):
+        w.commit()
+    w.close()
+    r = verify(tmp_path, w, Signer("ed25519"),
+               args=["--allow-unsigned", *anchor_args(tmp_path, w.head_json(2))])
+    assert r.code == 0 and r.reasons == [None] * 3 and r.findings == []
+
+
+def test_signed_anchor_forbids_unsigned_segments_before_its_own_too(tmp_path):
+    # The rule names no position: with the anchor on segment 3 (signed),
+    # the unsigned segments 1 and 2 of the range are `unsigned` as well.
+    key = Signer("ed25519")
+    w = Writer(None).open()
+    w.commit()
+    w.commit()
+    w.signer, w.epoch = key, 1
+    w.commit()
+    w.close()
+    r = verify(tmp_path, w, key, args=["--allow-unsigned"])
+    assert r.code == 0 and r.reasons == [None] * 3
+    r = verify(tmp_path, w, key,
+               args=["--allow-unsigned", *anchor_args(tmp_path, w.head_json())])
+    assert r.reasons == ["unsigned", "unsigned", None] and r.findings == []
+
+
+@pytest.mark.parametrize("payload", [
+    b"not json",
+    b'["ring_overwrite"]',
+    b' {"reason":"ring_overwrite"}',                    # not a printable payload
+    b'{"reason":"ring_overwrite","x":"\x1b"}',          # a raw control character
+    b'{"reason":"ring_overwrite"',
+    b'{"lost_segment_id":1}',                           # no reason
+    b'{"reason":1}',
+    b'{"reason":["ring_overwrite"]}',
+    b'{"reason":{"ring_overwrite":1}}',
+    b'{"reason":"RING_OVERWRITE"}',
+    b'{"reason":"backpressure"}',
+])
+def test_gap_record_that_does_not_parse_or_names_another_reason_is_no_note(tmp_path, payload):
+    # Section 9 item 6: "a gap record whose payload does not parse or names
+    # another reason is no note".  The segment still passes.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit(records=[("edgelog", payload, 2), gap_record("uplink_acked", 1),
+                      ("temp", b"{}", 1)])
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and r.reasons == [None] and r.findings == []
+    assert r.notes == [("uplink_acked", 1)]
+
+
+def test_gap_record_note_needs_only_its_reason(tmp_path):
+    # The other keys of a gap payload are not looked at: a printable object
+    # naming one of the three reasons is a note of that name.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit(records=[("edgelog", b'{"reason":"tail_unreadable"}', 2),
+                      ("edgelog", b'{"lost_segment_id":"x","reason":"ring_overwrite"}', 2)])
+    r = verify(tmp_path, w.close(), key)
+    assert r.code == 0 and r.notes == [("tail_unreadable", 1), ("ring_overwrite", 1)]
+
+
+def anchored_history(key, anchor_sealed=None, third_sealed=None):
+    """Segments 1 and 2 (the anchor: segment 2's head, sealing anchor_sealed
+    instead), then 3 (sealing third_sealed instead) to 8 in a 6-slot ring:
+    the range is 3..8, segment 2 just before it."""
+    w = Writer(key).open()
+    w.commit()
+    w.commit(sealed=anchor_sealed)
+    anchor = w.head_json()
+    w.commit(sealed=third_sealed)
+    for _ in range(5):
+        w.commit()
+    assert w.tail_id == 3
+    return w.close(), anchor
+
+
+@pytest.mark.parametrize("anchor_sealed, third_sealed", [
+    (None, {"records_total": 1}),           # below the anchor's 2
+    (None, {"uplink_cursor": 0}),
+    (None, {"rollback_ctr": 1, "boot_seq": 0}),
+    ({"ring_slots": 7}, None),              # the anchor's ring_slots is 7, segment 3's 6
+    ({"mono_hwm": 1000}, None),             # segment 3's first_mono 3 not above 1000
+])
+def test_first_segment_after_the_anchor_is_checked_against_its_seal(tmp_path, anchor_sealed,
+                                                                   third_sealed):
+    # Section 9 item 7: when no anchor finding applies, the first segment
+    # above the anchor's id that passed is checked by the sequence_regression
+    # rules with the anchor's statement as the previous passing segment.
+    # Segment 3 is the first of the range: the walk has nothing before it to
+    # compare with, and segment 4 does not go backward against it.
+    key = Signer("ed25519")
+    w, anchor = anchored_history(key, anchor_sealed, third_sealed)
+    r = verify(tmp_path, w, key)
+    assert r.code == 0 and r.reasons == [None] * 6
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, anchor))
+    assert r.code == 1 and r.reasons == [None] * 6
+    assert r.findings == [("sequence_regression", 0)]
+    assert r.summary["reasons"] == ["sequence_regression"]
+    assert "segment 3" in [x["detail"] for x in r.lines if x["kind"] == "finding"][0]
+    # Against an anchor on segment 3 itself (in the range, hashing to it):
+    # segment 4, the first above it, goes forward.
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, w.head_json(3)))
+    assert r.code == 0 and r.findings == []
+
+
+def test_honest_history_after_the_anchor_passes(tmp_path):
+    key = Signer("ed25519")
+    w, anchor = anchored_history(key)
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, anchor))
+    assert r.code == 0 and r.findings == []
+
+
+def test_anchor_sequence_check_when_the_anchored_segment_is_unreadable(tmp_path):
+    # The anchored segment 2 is in the range but unreadable (crc_mismatch):
+    # no fork; segment 3 passed the walk against segment 1 (records_total 1
+    # is not below segment 1's 1) but goes backward against the anchor's 2.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    w.commit()
+    w.commit()
+    anchor = w.head_json()
+    w.commit(sealed={"records_total": 1})
+    w.commit()
+    w.close()
+    change_payload(w, 2)
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, anchor))
+    assert r.reasons == [None, "crc_mismatch", None, None]
+    assert r.findings == [("sequence_regression", 0)]
+
+
+def test_anchor_sequence_check_only_when_no_other_anchor_finding(tmp_path):
+    # A fork (the anchored segment rewritten) is the only anchor finding,
+    # even when the segment after it also goes backward against the anchor.
+    key = Signer("ed25519")
+    w_a = Writer(key).open()
+    w_a.commit()
+    w_a.commit([b'{"t":"a"}'])
+    anchor = w_a.head_json()
+    w_b = Writer(key).open()
+    w_b.commit()
+    w_b.commit([b'{"t":"b"}'])
+    w_b.commit(sealed={"records_total": 1})
+    w_b.commit()
+    r = verify(tmp_path, w_b.close(), key, args=anchor_args(tmp_path, anchor))
+    assert r.findings == [("fork", 0)]
+    # Nothing passed above the anchor's id: no check.
+    w, anchor = anchored_history(key, None, {"records_total": 1})
+    r = verify(tmp_path, w, key, args=anchor_args(tmp_path, w.head_json()))
+    assert r.code == 0 and r.findings == []
+
+
+def test_json_details_escape_everything_outside_printable_ascii(tmp_path):
+    # Section 9 --json: a detail with controls, DEL, non-ASCII, U+2028 and a
+    # bidi control is printed with \u escapes only: every byte of the output
+    # is printable ASCII or the line's newline, and it reads back the same.
+    key = Signer("ed25519")
+    w = Writer(key).open()
+    text = '{"reason":"torn_segment","x":"\x1b[2J\x07\x7f\u00e9\u2028\u202e\t"}'
+    w.commit(records=[("edgelog", text.encode(), 3)])
+    out = io.StringIO()
+    path = tmp_path / "store.img"
+    path.write_bytes(w.close().image())
+    assert ver.main(["--device", str(path), "--trust", str(key.trust_file(tmp_path)),
+                     "--json"], out=out, err=io.StringIO()) == 0
+    raw = out.getvalue()
+    assert all(0x20 <= ord(c) <= 0x7E for c in raw.replace("\n", ""))
+    assert "\\u001b" in raw and "\\u007f" in raw and "\\u00e9" in raw and "\\u2028" in raw
+    assert "\\u202e" in raw and "\\t" in raw
+    notes = [json.loads(line) for line in raw.splitlines() if '"kind":"note"' in line]
+    assert any(text in n["detail"] for n in notes)
