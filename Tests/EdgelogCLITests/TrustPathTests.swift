@@ -20,6 +20,8 @@ struct TrustPathTests {
             let lines = (0..<5).map { "{\"i\":\(i),\"j\":\($0)}" }.joined(separator: "\n") + "\n"
             let r = try edgelog(["ingest", "--device", store, "--key-dir", keys, "--anchor", s.path("anchor-\(alg).json")], input: lines)
             #expect(r.code == 0, "\(r.err)")
+            // The image after three sessions, for the truncation case of the comparison test.
+            if i == 2 { try Data(contentsOf: URL(fileURLWithPath: store)).write(to: URL(fileURLWithPath: s.path("after3-\(alg).img"))) }
         }
         let trust = alg == "hmac-sha256" ? keys + "/hmac-key.hex" : keys + "/signing-key.pub.pem"
         return (store, keys, trust)
@@ -327,6 +329,14 @@ struct TrustPathTests {
             let markerCRC = stripped.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[marker..<(marker + 428)])) }
             stripped.replaceSubrange((marker + 428)..<(marker + 432), with: withUnsafeBytes(of: markerCRC.littleEndian) { Data($0) })
             cases.append(("signature stripped", stripped))
+            // The newest history cut away: the metadata as it was after segment 3 (signedStore keeps
+            // that image), segment 4 torn by one byte, segments 5 and 6 intact behind it: a
+            // truncation dressed as a power cut.
+            var truncated = original
+            let afterThree = try Data(contentsOf: URL(fileURLWithPath: s.path("after3-\(alg).img")))
+            truncated.replaceSubrange(0..<8192, with: afterThree[0..<8192])
+            truncated[slot(3) + 128 + payloadLength(truncated, 3) + 100] ^= 0x01
+            cases.append(("newest segments cut behind a torn stub", editMeta(truncated, 116, 0, size: 4)))
 
             // A power cut: one more session's segment, torn, after the head of the original
             // metadata; then the same image after a writer's recovery.
@@ -367,6 +377,16 @@ struct TrustPathTests {
                 }
                 // A downgrade is not excused by --allow-unsigned.
                 if name == "signature stripped" { extras.append(["--allow-unsigned"]) }
+                // Another store of the same device and key: its signed head is no anchor for this one.
+                if name == "intact" {
+                    let sibling = s.path("sibling-\(alg).img"), siblingAnchor = s.path("sibling-anchor-\(alg).json")
+                    #expect(try edgelog(["format", "--device", sibling, "--size", "1M", "--segment-size", "8K"]).code == 0)
+                    for n in 0..<8 {
+                        #expect(try edgelog(["ingest", "--device", sibling, "--key-dir", keys, "--anchor", siblingAnchor],
+                                            input: "{\"s\":\(n)}\n").code == 0)
+                    }
+                    extras.append(["--anchor", siblingAnchor])
+                }
                 for extra in extras {
                     let args = ["--device", image, "--trust", trust, "--json"] + extra
                     let ours = try edgelog(["verify"] + args)
@@ -374,7 +394,9 @@ struct TrustPathTests {
                     let a = verdicts(ours.out), b = verdicts(theirs.out)
                     #expect(a == b, "\(alg) \(name) \(extra):\n edgelog \(a)\n python  \(b)")
                     #expect(ours.code == theirs.code, "\(alg) \(name): exit \(ours.code) vs \(theirs.code)")
-                    if name == "intact" && extra.first != "--allow-fw" && !(extra.last ?? "").hasSuffix("two-heads.json") || powerCut && extra.isEmpty {
+                    let foreignAnchor = (extra.last ?? "").hasSuffix("two-heads.json") || (extra.last ?? "").contains("sibling-anchor")
+                    if foreignAnchor { #expect(a.verdict == "FAIL", "\(name) \(extra): \(a)") }
+                    if name == "intact" && extra.first != "--allow-fw" && !foreignAnchor || powerCut && extra.isEmpty {
                         #expect(a.verdict == "PASS" && ours.code == 0, "\(name): \(ours.out)")
                     } else if !powerCut {
                         #expect(a.verdict == "FAIL")
