@@ -11,8 +11,9 @@ struct ExportCommand: ParsableCommand {
         abstract: "Print the committed records in order (docs/FORMAT.md section 7). Never writes.",
         discussion: """
             Evidence records (gap, incomplete, drop, recovery) are included: they explain every loss. \
-            A committed segment that fails validation is reported on stderr with its place, the \
-            others are still printed, and the exit code is 3.
+            A committed segment that fails validation, its hash or its hash chain is reported on \
+            stderr with its place, the others are still printed, and the exit code is 3. Export \
+            does not check signatures (it has no keys): edgelog verify does.
 
             Example: edgelog export --device var/store.img --format csv > records.csv
             """
@@ -50,6 +51,8 @@ struct ExportCommand: ParsableCommand {
             line.withUnsafeBytes { out.write($0) }
         }
         out.flush()
+        // What export checked, so that its output is not taken for more than it is.
+        Exit.say("note: hash chain checked, signatures not checked: edgelog verify with the trusted keys says who wrote these records")
         for d in damage { Exit.say("damaged: \(d)") }
         if !damage.isEmpty { throw ExitCode(Exit.damaged) }
     }
