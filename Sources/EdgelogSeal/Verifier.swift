@@ -122,11 +122,10 @@ public enum Verifier {
         // so a metadata tail moved forward cannot hide deleted history.
         var walk = Walk(active: options.trusted.map { ($0, options.epochs[$0.keyID] ?? 1) })
         walk.everTrusted = walk.active
-        // A signed anchor that verifies proves the store was signed: an unsigned segment after it
-        // is a downgrade even with --allow-unsigned.
-        if let bytes = options.anchor, let anchor = try? SignedHead.parse(bytes), anchor.statement.sigAlg != 0,
-           walk.active.contains(where: { $0.key.keyID == anchor.statement.keyID && $0.epoch == anchor.statement.keyEpoch
-               && $0.key.verifies(anchor.signature, of: anchor.statementBytes) }) {
+        // The anchor is parsed once. A signed anchor that verifies with a given key proves the store
+        // was signed: an unsigned segment is then a downgrade even with --allow-unsigned.
+        let anchor = options.anchor.map { bytes in Result { () throws(SignedHead.Problem) in try SignedHead.parse(bytes) } }
+        if case .success(let head)? = anchor, head.statement.sigAlg != 0, verifies(head, with: walk.active) {
             walk.signedSeen = true
         }
         let head = state.headSegmentID
@@ -135,7 +134,7 @@ public enum Verifier {
         if !state.ringIsEmpty {
             // The head segment's own seal, read from its slot whether or not the metadata's head_crc
             // names it (an edited head_crc must not take the sealed tail out of the check).
-            if let sealedTail = (analysis.headSeal ?? headSeal(device, state: state))?.statement.sealed.tailSegmentID {
+            if let sealedTail = (analysis.headSeal ?? StoreHead.seal(of: head, state: state, device: device))?.statement.sealed.tailSegmentID {
                 let givenUp = UInt64(analysis.tailLost.count)
                 start = givenUp > 0 && sealedTail < Layout.idLimit && state.tailSegmentID == sealedTail + givenUp ? state.tailSegmentID : sealedTail
                 start = min(max(start, 1), head)
@@ -217,13 +216,14 @@ public enum Verifier {
             }
         }
 
-        // 5. Beyond the head: committed segments the metadata no longer shows.
-        let reach = state.ringIsEmpty ? 0 : head
+        // 5. Beyond the head: committed segments the metadata no longer shows. (An empty ring has
+        // head 0: FORMAT.md 2.)
+        let sector = AlignedBuffer(count: geometry.sectorSize)
         for slot in 0..<geometry.ringSlots where !walked.contains(slot) {
-            guard let id = committedSegment(device, slot: slot, above: reach, state: state, options: options, keys: walk.everTrusted,
-                                            buffer: buffer) else { continue }
+            guard let id = committedSegment(device, slot: slot, above: head, state: state, options: options, keys: walk.everTrusted,
+                                            sector: sector, buffer: buffer) else { continue }
             report.findings.append(Finding(reason: .truncatedTail, offset: geometry.slotOffset(slot),
-                                           detail: "slot \(slot) holds committed segment \(id), beyond segment \(reach) where the store now ends: its newest history was cut away"))
+                                           detail: "slot \(slot) holds committed segment \(id), beyond segment \(head) where the store now ends: its newest history was cut away"))
         }
 
         // 6. Power cuts.
@@ -238,10 +238,10 @@ public enum Verifier {
         }
 
         // 7. The anchor.
-        if let anchorBytes = options.anchor {
-            checkAnchor(anchorBytes, state: state, start: start, walk: walk, allowUnsigned: options.allowUnsigned, report: &report)
-        } else if !state.ringIsEmpty || !report.segments.isEmpty || head > 0 {
-            report.notes.append(Note(note: "truncation_not_excluded", segmentID: reach,
+        if let anchor {
+            checkAnchor(anchor, state: state, start: start, walk: walk, allowUnsigned: options.allowUnsigned, report: &report)
+        } else if head > 0 {
+            report.notes.append(Note(note: "truncation_not_excluded", segmentID: head,
                                      detail: "no anchor given: a shorter copy of this history (an older image, or one whose newest segments were erased and the metadata rewritten) cannot be excluded; verify with --anchor and a signed head kept off the device"))
         }
         return report
@@ -254,10 +254,11 @@ public enum Verifier {
         /// Every key trusted at any point of the walk (anchors and segments beyond the head).
         var everTrusted: [(key: TrustedKey, epoch: UInt32)] = []
         var previousHash: [UInt8]?
-        /// The statement of the last segment that passed, and of every one that passed, in order.
-        var lastPassed: Statement?
+        /// The statement of every segment that passed, in order.
         var passedStatements: [Statement] = []
-        var newestCtr: UInt64 = 0
+        var lastPassed: Statement? { passedStatements.last }
+        /// The newest rollback_ctr of a passing segment (they never decrease among passing ones).
+        var newestCtr: UInt64 { passedStatements.last?.rollbackCtr ?? 0 }
         /// Highest seq per source over the segments that passed.
         var sourceSeq: [String: UInt64] = [:]
         var signedSeen = false
@@ -425,9 +426,7 @@ public enum Verifier {
         walk.active = active
         walk.everTrusted += added
         walk.sourceSeq = seqs
-        walk.lastPassed = statement
         walk.passedStatements.append(statement)
-        walk.newestCtr = max(walk.newestCtr, statement.rollbackCtr)
         if signedHere { report.passedSigned += 1 }
         report.notes += notes
         return result
@@ -462,12 +461,11 @@ public enum Verifier {
     /// The id of the committed segment in `slot` if it lies beyond `head` (FORMAT.md 9 item 5): valid
     /// for its own id and slot, of this store, hashing to its seal, signed by a trusted key.
     private static func committedSegment(_ device: BlockDevice, slot: Int, above head: UInt64, state: Metadata, options: VerifyOptions,
-                                         keys: [(key: TrustedKey, epoch: UInt32)], buffer: AlignedBuffer) -> UInt64? {
+                                         keys: [(key: TrustedKey, epoch: UInt32)], sector: AlignedBuffer, buffer: AlignedBuffer) -> UInt64? {
         // The first sector tells whether the slot can matter; only then is the segment read whole.
         let offset = state.geometry.slotOffset(slot)
-        let first = AlignedBuffer(count: state.geometry.sectorSize)
-        guard (try? device.read(at: offset, into: first.bytes)) != nil,
-              let header = try? SegmentReader.header(UnsafeRawBufferPointer(first.bytes), geometry: state.geometry, storeUUID: state.storeUUID),
+        guard (try? device.read(at: offset, into: sector.bytes)) != nil,
+              let header = try? SegmentReader.header(UnsafeRawBufferPointer(sector.bytes), geometry: state.geometry, storeUUID: state.storeUUID),
               // One cut or retried commit can leave a valid copy of head + 1 that was never
               // acknowledged; two segments beyond the head cannot come from a power cut.
               header.segmentID > head &+ 1, header.segmentID < Layout.idLimit,
@@ -481,11 +479,16 @@ public enum Verifier {
         let statement = seal.statement
         guard statement.deviceID == state.deviceID else { return nil }
         if statement.sigAlg == SignatureAlgorithm.unsigned.rawValue { return options.allowUnsigned ? info.segmentID : nil }
-        let verified = keys.contains {
-            $0.key.keyID == statement.keyID && $0.epoch == statement.keyEpoch && $0.key.algorithm.rawValue == statement.sigAlg
-                && $0.key.verifies(seal.signature, of: seal.statementBytes)
+        return verifies(SignedHead(seal: seal), with: keys) ? info.segmentID : nil
+    }
+
+    /// True when one of `keys`, at the statement's key id, epoch and algorithm, verifies its signature.
+    private static func verifies(_ head: SignedHead, with keys: [(key: TrustedKey, epoch: UInt32)]) -> Bool {
+        let s = head.statement
+        return keys.contains {
+            $0.key.keyID == s.keyID && $0.epoch == s.keyEpoch && $0.key.algorithm.rawValue == s.sigAlg
+                && $0.key.verifies(head.signature, of: head.statementBytes)
         }
-        return verified ? info.segmentID : nil
     }
 
     struct RotationProblem: Error { let text: String }
@@ -528,10 +531,12 @@ public enum Verifier {
         return .success((newKey, UInt32(newEpoch)))
     }
 
-    private static func checkAnchor(_ bytes: [UInt8], state: Metadata, start: UInt64, walk: Walk, allowUnsigned: Bool,
-                                    report: inout VerifyReport) {
+    private static func checkAnchor(_ parsed: Result<SignedHead, SignedHead.Problem>, state: Metadata, start: UInt64, walk: Walk,
+                                    allowUnsigned: Bool, report: inout VerifyReport) {
         let head: SignedHead
-        do { head = try SignedHead.parse(bytes) } catch {
+        switch parsed {
+        case .success(let parsed): head = parsed
+        case .failure(let error):
             report.findings.append(Finding(reason: .anchorMalformed, offset: 0, detail: error.description))
             return
         }
@@ -539,10 +544,7 @@ public enum Verifier {
         // An unsigned store's head has nothing to verify; it is accepted only where unsigned segments are.
         // A signed one verifies with a key trusted at its epoch at any point of the walk: an anchor
         // taken before a rotation is signed by the key the rotation retired.
-        let verified = a.sigAlg != SignatureAlgorithm.unsigned.rawValue && walk.everTrusted.contains {
-            $0.key.keyID == a.keyID && $0.epoch == a.keyEpoch && $0.key.algorithm.rawValue == a.sigAlg
-                && $0.key.verifies(head.signature, of: head.statementBytes)
-        }
+        let verified = a.sigAlg != SignatureAlgorithm.unsigned.rawValue && verifies(head, with: walk.everTrusted)
         guard verified || (allowUnsigned && a.sigAlg == SignatureAlgorithm.unsigned.rawValue) else {
             report.findings.append(Finding(reason: .anchorBadSignature, offset: 0,
                                            detail: "the anchor's signature does not verify with a key trusted at its epoch \(a.keyEpoch)"))
@@ -583,15 +585,6 @@ public enum Verifier {
            let why = regression(next, expected: next.segmentID, previous: a) {
             find(.sequenceRegression, "segment \(next.segmentID) against the anchor's segment \(a.segmentID): \(why)")
         }
-    }
-
-    /// The seal of segment head_segment_id read from head_slot, if it is valid there (section 3.4).
-    private static func headSeal(_ device: BlockDevice, state: Metadata) -> SealView? {
-        guard !state.ringIsEmpty else { return nil }
-        let buffer = AlignedBuffer(count: state.geometry.segmentSize)
-        guard (try? device.read(at: state.geometry.slotOffset(state.headSlot), into: buffer.bytes)) != nil else { return nil }
-        return (try? SegmentReader.validate(UnsafeRawBufferPointer(buffer.bytes), slot: state.headSlot, expectedID: state.headSegmentID,
-                                            geometry: state.geometry, storeUUID: state.storeUUID))?.seal
     }
 
     /// True when the metadata slot at `offset` reads back as all zero bytes (or cannot be read).

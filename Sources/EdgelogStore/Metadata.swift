@@ -339,12 +339,13 @@ public struct Metadata: Equatable, Sendable {
         guard m.ringIsEmpty || m.headSegmentID - m.tailSegmentID < UInt64(slots - badCount) else {
             throw .badGeometry("segments \(m.tailSegmentID) to \(m.headSegmentID) do not fit \(slots - badCount) good slots")
         }
-        // The retained segments sit in consecutive good slots from tail_slot to head_slot.
+        // The retained segments sit in consecutive good slots from tail_slot to head_slot: the good
+        // slots of that stretch of the ring (counted without walking it) are exactly the segments.
         if !m.ringIsEmpty {
             guard !m.isBad(m.tailSlot), !m.isBad(m.headSlot) else { throw .badGeometry("head or tail slot listed bad") }
-            var slot = m.tailSlot
-            for _ in 0..<(m.headSegmentID - m.tailSegmentID) { slot = m.nextSlot(after: slot) ?? slot }
-            guard slot == m.headSlot else {
+            let span = (m.headSlot - m.tailSlot + slots) % slots
+            let badInSpan = m.badBlocks.filter { ($0.slot - m.tailSlot + slots) % slots <= span }.count
+            guard UInt64(span + 1 - badInSpan) == m.headSegmentID - m.tailSegmentID + 1 else {
                 throw .badGeometry("segments \(m.tailSegmentID) to \(m.headSegmentID) from slot \(m.tailSlot) do not end at head slot \(m.headSlot)")
             }
         }

@@ -22,7 +22,7 @@ public struct StoreAnalysis: Sendable {
     /// The chosen slot as read, before the forward scan applied anything.
     public var chosen: Metadata
     public var chosenSlot: Int
-    public var chosenGeneration: UInt64
+    public var chosenGeneration: UInt64 { chosen.generation }
     /// Highest generation seen in any valid slot: the next write goes above it.
     public var maxGeneration: UInt64
     public var slotProblems: [(slot: Int, problem: String)] = []
@@ -43,8 +43,7 @@ public struct StoreAnalysis: Sendable {
     /// Why the forward scan stopped.
     public var scanStop = ""
     public var readErrors = 0
-    public var uncleanShutdown: Bool { !chosenClean }
-    var chosenClean = true
+    public var uncleanShutdown: Bool { !chosen.clean }
 
     /// An invalid metadata slot is repaired too, even in a cleanly closed store: a power cut during
     /// the first metadata write after an open leaves one (the other slot still holds the last clean
@@ -153,12 +152,10 @@ extension EvidenceStore {
         let pick = chosen ?? valid[0]
         if headMissing { passedOver.removeAll { $0 == pick.slot } }
 
-        var analysis = StoreAnalysis(state: pick.meta, chosen: pick.meta, chosenSlot: pick.slot, chosenGeneration: pick.meta.generation,
-                                     maxGeneration: newest.generation)
+        var analysis = StoreAnalysis(state: pick.meta, chosen: pick.meta, chosenSlot: pick.slot, maxGeneration: newest.generation)
         analysis.slotProblems = problems
         analysis.passedOver = passedOver
         analysis.headMissing = headMissing
-        analysis.chosenClean = pick.meta.clean
         analysis.headSeal = headSeal
         var state = pick.meta
 
