@@ -13,6 +13,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // SHA-256, Ed25519, ECDSA P-256 and HMAC (BoringSSL underneath on Linux).
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // Board and configuration files are YAML: Yams keeps each node's line, so an error names it.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries from Debian, each behind a module map and a one-line shim header.
@@ -34,15 +38,30 @@ let package = Package(
         .target(name: "EdgelogTimebase", dependencies: ["EdgelogCore", "EdgelogStore"]),
         // Trust path: keys and signers, the verifier, signed heads and the anchor file.
         .target(name: "EdgelogSeal", dependencies: ["EdgelogCore", "EdgelogStore", .product(name: "Crypto", package: "swift-crypto")]),
-        // Linux I/O: every syscall of the project goes through Syscalls.swift here.
-        .target(name: "EdgelogLinux", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTimebase", "CLinuxShims"]),
-        // Test doubles: memory and fault-injecting block devices, crash-image builder.
-        .target(name: "EdgelogTestKit", dependencies: ["EdgelogCore", "EdgelogStore"]),
+        // Hardware access layer: one protocol per bus, HardwareError, the reading model, and
+        // simulated buses (register images, scripted SPI, simulated serial peers). No Glibc.
+        .target(name: "EdgelogHAL"),
+        // Sensor drivers, each one file over the bus protocols (docs/SENSORS.md).
+        .target(name: "EdgelogSensors", dependencies: ["EdgelogHAL"]),
+        // Linux I/O: every syscall of the project goes through Syscalls.swift here, the kernel's
+        // I2C, SPI, serial, GPIO and LED devices included.
+        .target(name: "EdgelogLinux", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTimebase", "EdgelogHAL", "CLinuxShims", "CI2C", "CGPIOD"]),
+        // Ingress engine: sources, the stamping queue with its overload policies, the scheduler.
+        .target(name: "EdgelogIngress", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTimebase", "EdgelogHAL"]),
+        // The main job: board files, the writer session, the services that run until stopped.
+        .target(name: "EdgelogRuntime", dependencies: [
+            "EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogHAL", "EdgelogSensors",
+            "EdgelogLinux", "EdgelogIngress", "Yams",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // Test doubles: memory and fault-injecting block devices, crash-image builder, hardware fakes.
+        .target(name: "EdgelogTestKit", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogHAL"]),
 
         .executableTarget(
             name: "edgelog",
             dependencies: [
-                "EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux",
+                "EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux", "EdgelogRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -65,6 +84,8 @@ let package = Package(
         .testTarget(name: "EdgelogTimebaseTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTimebase", "EdgelogTestKit"]),
         .testTarget(name: "EdgelogSealTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTestKit"]),
         .testTarget(name: "EdgelogCLITests", dependencies: ["EdgelogCore"]),
+        .testTarget(name: "EdgelogSensorsTests", dependencies: ["EdgelogHAL", "EdgelogSensors", "EdgelogTestKit"]),
+        .testTarget(name: "EdgelogIngressTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTimebase", "EdgelogHAL", "EdgelogIngress", "EdgelogRuntime", "EdgelogSensors", "EdgelogLinux", "EdgelogTestKit"]),
     ],
     swiftLanguageModes: [.v6]
 )
