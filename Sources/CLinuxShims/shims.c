@@ -10,6 +10,11 @@
 #include <sys/timex.h>
 #include <time.h>
 #include <unistd.h>
+#include <termios.h>
+#include <sys/file.h>
+#include <linux/i2c.h>
+#include <linux/i2c-dev.h>
+#include <linux/spi/spidev.h>
 
 // The kernel ABI these wrappers rely on: the ioctl argument types.
 _Static_assert(sizeof(uint64_t) == 8, "BLKGETSIZE64 writes a u64");
@@ -87,3 +92,100 @@ int edgelog_clock_sync(int *synchronized, long *maxerror_us, long *esterror_us) 
     *esterror_us = tx.esterror;
     return 0;
 }
+
+// I2C ---------------------------------------------------------------------------------------------
+_Static_assert(sizeof(struct i2c_msg) == 16, "struct i2c_msg as the I2C_RDWR ioctl takes it (64-bit)");
+
+int edgelog_i2c_funcs(int fd, unsigned long *funcs) { return ioctl(fd, I2C_FUNCS, funcs); }
+int edgelog_i2c_set_address(int fd, unsigned address) { return ioctl(fd, I2C_SLAVE, (unsigned long)address); }
+unsigned long edgelog_i2c_func_smbus_byte_data(void) { return I2C_FUNC_SMBUS_BYTE_DATA; }
+unsigned long edgelog_i2c_func_smbus_word_data(void) { return I2C_FUNC_SMBUS_WORD_DATA; }
+unsigned long edgelog_i2c_func_smbus_i2c_block(void) { return I2C_FUNC_SMBUS_READ_I2C_BLOCK; }
+unsigned long edgelog_i2c_func_i2c(void) { return I2C_FUNC_I2C; }
+
+int edgelog_i2c_rdwr(int fd, unsigned address, const uint8_t *wbuf, uint16_t wlen, uint8_t *rbuf, uint16_t rlen) {
+    struct i2c_msg msgs[2];
+    int n = 0;
+    if (wlen > 0) {
+        msgs[n].addr = (uint16_t)address;
+        msgs[n].flags = 0;
+        msgs[n].len = wlen;
+        msgs[n].buf = (uint8_t *)wbuf;
+        n++;
+    }
+    if (rlen > 0) {
+        msgs[n].addr = (uint16_t)address;
+        msgs[n].flags = I2C_M_RD;
+        msgs[n].len = rlen;
+        msgs[n].buf = rbuf;
+        n++;
+    }
+    if (n == 0) return 0;
+    struct i2c_rdwr_ioctl_data data = { .msgs = msgs, .nmsgs = (uint32_t)n };
+    return ioctl(fd, I2C_RDWR, &data);
+}
+
+// SPI ---------------------------------------------------------------------------------------------
+_Static_assert(sizeof(struct spi_ioc_transfer) == 32, "struct spi_ioc_transfer is 32 bytes in the spidev ABI");
+
+int edgelog_spi_configure(int fd, uint8_t mode, uint8_t bits, uint32_t speed_hz) {
+    if (ioctl(fd, SPI_IOC_WR_MODE, &mode) < 0) return -1;
+    if (ioctl(fd, SPI_IOC_WR_BITS_PER_WORD, &bits) < 0) return -1;
+    if (ioctl(fd, SPI_IOC_WR_MAX_SPEED_HZ, &speed_hz) < 0) return -1;
+    return 0;
+}
+
+int edgelog_spi_transfer(int fd, const uint8_t *tx, uint8_t *rx, uint32_t len, uint32_t speed_hz, uint8_t bits) {
+    struct spi_ioc_transfer t;
+    memset(&t, 0, sizeof t);
+    t.tx_buf = (uint64_t)(uintptr_t)tx;
+    t.rx_buf = (uint64_t)(uintptr_t)rx;
+    t.len = len;
+    t.speed_hz = speed_hz;
+    t.bits_per_word = bits;
+    return ioctl(fd, SPI_IOC_MESSAGE(1), &t);
+}
+
+// Serial ------------------------------------------------------------------------------------------
+static speed_t edgelog_speed(int baud) {
+    switch (baud) {
+    case 1200: return B1200;
+    case 2400: return B2400;
+    case 4800: return B4800;
+    case 9600: return B9600;
+    case 19200: return B19200;
+    case 38400: return B38400;
+    case 57600: return B57600;
+    case 115200: return B115200;
+    case 230400: return B230400;
+    case 460800: return B460800;
+    case 921600: return B921600;
+    default: return 0;
+    }
+}
+
+int edgelog_serial_configure(int fd, int baud, int data_bits, int parity, int stop_bits) {
+    speed_t speed = edgelog_speed(baud);
+    if (speed == 0 || data_bits < 5 || data_bits > 8 || parity < 0 || parity > 2 || stop_bits < 1 || stop_bits > 2) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct termios t;
+    if (tcgetattr(fd, &t) < 0) return -1;
+    cfmakeraw(&t);
+    t.c_cflag &= ~(CSIZE | PARENB | PARODD | CSTOPB | CRTSCTS);
+    t.c_cflag |= CLOCAL | CREAD;
+    t.c_cflag |= data_bits == 5 ? CS5 : data_bits == 6 ? CS6 : data_bits == 7 ? CS7 : CS8;
+    if (parity == 1) t.c_cflag |= PARENB;
+    if (parity == 2) t.c_cflag |= PARENB | PARODD;
+    if (stop_bits == 2) t.c_cflag |= CSTOPB;
+    t.c_cc[VMIN] = 0;
+    t.c_cc[VTIME] = 0;
+    if (cfsetispeed(&t, speed) < 0 || cfsetospeed(&t, speed) < 0) return -1;
+    if (tcsetattr(fd, TCSANOW, &t) < 0) return -1;
+    return tcflush(fd, TCIOFLUSH);
+}
+
+int edgelog_serial_exclusive(int fd) { return ioctl(fd, TIOCEXCL); }
+int edgelog_serial_flush_input(int fd) { return tcflush(fd, TCIFLUSH); }
+int edgelog_flock_exclusive(int fd) { return flock(fd, LOCK_EX | LOCK_NB); }

@@ -173,3 +173,79 @@ extension Sys {
             .map { _ in (synced != 0, Int64(maxError), Int64(estError)) }
     }
 }
+
+// Buses: I2C (libi2c SMBus and I2C_RDWR), spidev, serial lines, advisory locks and poll.
+extension Sys {
+    /// libi2c's SMBus calls return the value, or a negative errno (i2c-tools 4) or -1 with errno set.
+    static func smbus(_ body: () -> Int32) -> Result<Int32, Errno> {
+        while true {
+            let r = body()
+            if r >= 0 { return .success(r) }
+            let code = r == -1 ? errno : -r
+            if code != EINTR { return .failure(Errno(code)) }
+        }
+    }
+
+    static func i2cFuncs(_ fd: Int32) -> Result<UInt, Errno> {
+        var funcs: UInt = 0
+        return retrying { edgelog_i2c_funcs(fd, &funcs) }.map { _ in funcs }
+    }
+
+    static func i2cSetAddress(_ fd: Int32, _ address: UInt8) -> Result<Int32, Errno> {
+        retrying { edgelog_i2c_set_address(fd, UInt32(address)) }
+    }
+
+    static func i2cTransfer(_ fd: Int32, _ address: UInt8, _ write: [UInt8], _ read: inout [UInt8]) -> Result<Int32, Errno> {
+        let readCount = read.count
+        return write.withUnsafeBufferPointer { w in
+            read.withUnsafeMutableBufferPointer { r in
+                retrying { edgelog_i2c_rdwr(fd, UInt32(address), w.baseAddress, UInt16(w.count), r.baseAddress, UInt16(readCount)) }
+            }
+        }
+    }
+
+    static func spiConfigure(_ fd: Int32, mode: UInt8, bits: UInt8, speedHz: UInt32) -> Result<Int32, Errno> {
+        retrying { edgelog_spi_configure(fd, mode, bits, speedHz) }
+    }
+
+    static func spiTransfer(_ fd: Int32, _ tx: [UInt8], speedHz: UInt32, bits: UInt8) -> Result<[UInt8], Errno> {
+        var rx = [UInt8](repeating: 0, count: tx.count)
+        let result = tx.withUnsafeBufferPointer { t in
+            rx.withUnsafeMutableBufferPointer { r in
+                retrying { edgelog_spi_transfer(fd, t.baseAddress, r.baseAddress, UInt32(t.count), speedHz, bits) }
+            }
+        }
+        return result.map { _ in rx }
+    }
+
+    static func serialConfigure(_ fd: Int32, baud: Int, dataBits: Int, parity: Int, stopBits: Int) -> Result<Int32, Errno> {
+        retrying { edgelog_serial_configure(fd, Int32(baud), Int32(dataBits), Int32(parity), Int32(stopBits)) }
+    }
+
+    static func serialExclusive(_ fd: Int32) -> Result<Int32, Errno> { retrying { edgelog_serial_exclusive(fd) } }
+
+    static func serialFlushInput(_ fd: Int32) -> Result<Int32, Errno> { retrying { edgelog_serial_flush_input(fd) } }
+
+    /// flock(LOCK_EX | LOCK_NB): EWOULDBLOCK when another process holds the lock.
+    static func lockExclusive(_ fd: Int32) -> Result<Int32, Errno> { retrying { edgelog_flock_exclusive(fd) } }
+
+    /// Waits at most `timeoutMs` for `fd` to be readable. True: readable (or hung up: read tells).
+    static func pollReadable(_ fd: Int32, timeoutMs: Int32) -> Result<Bool, Errno> {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return retrying { Glibc.poll(&entry, 1, timeoutMs) }.map { $0 > 0 }
+    }
+
+    static func sleep(ns: Int64) {
+        guard ns > 0 else { return }
+        var request = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
+    }
+}
+
+extension Sys {
+    static func pollWritable(_ fd: Int32, timeoutMs: Int32) -> Result<Bool, Errno> {
+        var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        return retrying { Glibc.poll(&entry, 1, timeoutMs) }.map { $0 > 0 }
+    }
+}

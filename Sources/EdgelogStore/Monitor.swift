@@ -5,11 +5,11 @@
 import Glibc
 #endif
 
-final class Monitor: @unchecked Sendable {
+public final class Monitor: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
-    init() {
+    public init() {
         pthread_mutex_init(mutex, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
@@ -25,13 +25,13 @@ final class Monitor: @unchecked Sendable {
         condition.deallocate()
     }
 
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
-    func broadcast() { pthread_cond_broadcast(condition) }
-    func wait() { pthread_cond_wait(condition, mutex) }
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func unlock() { pthread_mutex_unlock(mutex) }
+    public func broadcast() { pthread_cond_broadcast(condition) }
+    public func wait() { pthread_cond_wait(condition, mutex) }
 
     /// Waits at most `ns` nanoseconds (spurious wake-ups allowed: callers re-check their condition).
-    func wait(ns: Int64) {
+    public func wait(ns: Int64) {
         guard ns > 0 else { return }
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
@@ -42,7 +42,7 @@ final class Monitor: @unchecked Sendable {
         pthread_cond_timedwait(condition, mutex, &deadline)
     }
 
-    static func monotonicNs() -> Int64 {
+    public static func monotonicNs() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)

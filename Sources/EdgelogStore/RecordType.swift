@@ -11,6 +11,14 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
     case clockStep = 7
     case keyRotation = 8
     case timeState = 9
+    // Ingress evidence (FORMAT.md section 4): written under the source they concern, with its seq.
+    case sourceFault = 10
+    case sourceRecovered = 11
+    case backpressure = 12
+    case decimation = 13
+    case ingressDrop = 14
+    case pollOverrun = 15
+    case rejectedInput = 16
 
     public var name: String {
         switch self {
@@ -23,6 +31,13 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
         case .clockStep: "clock_step"
         case .keyRotation: "key_rotation"
         case .timeState: "time_state"
+        case .sourceFault: "source_fault"
+        case .sourceRecovered: "source_recovered"
+        case .backpressure: "backpressure"
+        case .decimation: "decimation"
+        case .ingressDrop: "ingress_drop"
+        case .pollOverrun: "poll_overrun"
+        case .rejectedInput: "rejected_input"
         }
     }
 

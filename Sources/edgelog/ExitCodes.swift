@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import EdgelogLinux
+import EdgelogRuntime
 import EdgelogStore
 
 enum Exit {
@@ -40,7 +41,30 @@ enum Exit {
 
     static func fail(_ error: TrustError) -> ExitCode {
         say("error: \(error)")
-        return ExitCode(error.exitCode)
+        return ExitCode(code(for: error))
+    }
+
+    static func code(for error: TrustError) -> Int32 {
+        if case .anchor = error { return anchorRefused }
+        return keyProblem
+    }
+
+    /// A job's failure: its message on stderr, its kind as the exit code.
+    static func fail(_ error: JobError) -> ExitCode {
+        switch error {
+        case .store(let e): return fail(e)
+        case .device(let e): return fail(e)
+        case .trust(let e): return fail(e)
+        case .file(let e):
+            say("error: \(e)")
+            return ExitCode(deviceError)
+        case .board(let e):
+            say("error: \(e)")
+            return ExitCode(usage)
+        case .input(let why):
+            say("error: \(why)")
+            return ExitCode(internalError)
+        }
     }
 
     static func say(_ text: String) {

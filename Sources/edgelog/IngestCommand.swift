@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgelogCore
 import EdgelogLinux
+import EdgelogRuntime
 import EdgelogSeal
 import EdgelogStore
 import EdgelogTimebase
@@ -81,161 +82,45 @@ struct IngestCommand: ParsableCommand {
     }
 
     func run() throws {
-        try IngestJob(device: device, source: source, ringFull: ringFull, maxAgeMs: maxAgeMs, blockMs: blockMs,
-                      keyDir: keyDir, anchor: anchor, anchorInterval: anchorInterval,
-                      time: IngestJob.timeConfig(stepThresholdMs: stepThresholdMs, untrustedErrorMs: untrustedErrorMs,
-                                                 stateIntervalS: timeStateInterval)).run()
+        var settings = WriterSettings(device: device)
+        settings.ringFull = ringFull
+        settings.maxAgeMs = maxAgeMs
+        settings.blockMs = blockMs
+        settings.keyDir = keyDir
+        settings.anchor = anchor
+        settings.anchorInterval = anchorInterval
+        settings.time = WriterJob.timeConfig(stepThresholdMs: stepThresholdMs, untrustedErrorMs: untrustedErrorMs, stateIntervalS: timeStateInterval)
+        try IngestJob(settings: settings, source: source).run()
     }
 }
 
-/// The writer's main loop, shared by `ingest` and `run`: open (recover, compare with the anchor),
-/// commit JSON lines from stdin with acknowledgements, close cleanly on EOF or a signal.
+/// `ingest` and `run` without a board: the writer job fed from standard input, one source,
+/// an acknowledgement line on stdout per durable commit.
 struct IngestJob {
-    var device: String
+    var settings: WriterSettings
     var source: String
-    var ringFull: RingFullPolicy
-    var maxAgeMs: Int
-    var blockMs: Int
-    var keyDir: String?
-    var anchor: String?
-    var anchorInterval: Int
-    var time: TimebaseConfig
-
-    static func timeConfig(stepThresholdMs: Int, untrustedErrorMs: Int, stateIntervalS: Int) -> TimebaseConfig {
-        var config = defaultTimeConfig()
-        config.stepThresholdNs = Int64(stepThresholdMs) * 1_000_000
-        config.untrustedMaxErrorUs = Int64(untrustedErrorMs) * 1000
-        config.stateIntervalNs = Int64(stateIntervalS) * 1_000_000_000
-        return config
-    }
-
-    /// The time path's default bounds, and this executable's date as the earliest believable one.
-    static func defaultTimeConfig() -> TimebaseConfig {
-        var config = TimebaseConfig()
-        config.notBeforeWallNs = LinuxTimeSource.executableTimeNs()
-        return config
-    }
 
     func run() throws {
         StopSignal.install()
-        let target: FileBlockDevice
-        do { target = try FileBlockDevice(path: device) } catch { throw Exit.fail(error) }
-        let session: WriterSession
-        do { session = try WriterSession.start(keyDir: keyDir, anchorPath: anchor, anchorIntervalSeconds: anchorInterval) } catch { throw Exit.fail(error) }
-        let store: EvidenceStore
-        let analysis: StoreAnalysis
-        let bootID = LinuxTimeSource.bootID()
+        let source = self.source
+        let job: WriterJob
         do {
-            (store, analysis) = try session.open(target, policy: ringFull, bootID: bootID, time: time)
-            if analysis.needsRepair { Exit.say("recovered: " + RecoverySummary.text(analysis)) }
+            job = try WriterJob(settings: settings, say: { Exit.say($0) }) { receipt in
+                let mine = receipt.range(of: source)
+                let seqs = mine.map { "\"first_seq\":\($0.firstSeq),\"last_seq\":\($0.lastSeq)" } ?? "\"first_seq\":null,\"last_seq\":null"
+                FDOutput.writeLine(1, "{\"commit_id\":\(receipt.commitID),\"records\":\(mine?.count ?? 0),\(seqs)}")
+            }
         } catch {
             throw Exit.fail(error)
         }
-        // A restart in the same kernel boot compares the clocks with the last writer's capture.
-        let sameBoot = bootID != nil && analysis.state.bootID == bootID && store.metadata.time.lastOffsetNs != 0
-        let timebase = Timebase(source: LinuxTimeSource(), config: time, stats: store.metadata.time,
-                                resumeOffsetNs: sameBoot ? store.metadata.time.lastOffsetNs : nil)
-        // Said once per start, never per record: the boot record has rtc_offset_ns null.
-        if timebase.stats.rtcState == .absent { Exit.say("note: no RTC on this system (/sys/class/rtc/rtc0): rtc_offset is not recorded") }
-        session.writeAnchor(after: nil, device: target, force: true)
-
-        let source = self.source
-        let pipeline = CommitPipeline(
-            store: store,
-            options: .init(maxAgeNs: Int64(maxAgeMs) * 1_000_000, blockNs: Int64(blockMs) * 1_000_000)
-        ) { receipt in
-            session.writeAnchor(after: receipt, device: nil, force: false)
-            let mine = receipt.range(of: source)
-            let seqs = mine.map { "\"first_seq\":\($0.firstSeq),\"last_seq\":\($0.lastSeq)" } ?? "\"first_seq\":null,\"last_seq\":null"
-            FDOutput.writeLine(1, "{\"commit_id\":\(receipt.commitID),\"records\":\(mine?.count ?? 0),\(seqs)}")
-        }
-
-        var lineNumber = 0
-        var rejected = 0
-        var accepted = 0
-        var stopError: StoreError?
-        /// Time records go in before the record they explain; a refusal stops the writer.
-        func appendTime(_ records: [TimeRecord]) {
-            for record in records {
-                let result = record.payload.withUnsafeBytes {
-                    pipeline.append(source: SourceName.time, type: record.type, payload: $0, time: record.time)
-                }
-                if case .refused(let error) = result { stopError = error }
-            }
-            if !records.isEmpty { pipeline.noteTime(timebase.stats) }
-        }
-        appendTime(timebase.start(bootID: bootID ?? [UInt8](repeating: 0, count: 16), bootSeq: store.metadata.bootSeq,
-                                  unexpectedReset: analysis.uncleanShutdown, monoResume: store.metadata.monoHWM))
-        var before: [TimeRecord] = []
-        let input = LineInput(fd: 0)
-        do {
-            try input.forEach(shouldStop: { StopSignal.isRaised || stopError != nil }) { line in
-                guard stopError == nil else { return }
-                lineNumber += 1
-                switch line {
-                case .tooLong(let n):
-                    rejected += 1
-                    Exit.say("line \(lineNumber): rejected: \(n) bytes is longer than any record can be")
-                case .line(let bytes):
-                    let object: Range<Int>
-                    do { object = try JSONObjectValidator.validate(bytes) } catch {
-                        rejected += 1
-                        Exit.say("line \(lineNumber): rejected: not a JSON object: \(error)")
-                        return
-                    }
-                    if let at = JSONObjectValidator.controlCharacter(in: UnsafeRawBufferPointer(rebasing: bytes[object])) {
-                        rejected += 1
-                        Exit.say("line \(lineNumber): rejected: control character (tab, carriage return or other) at byte \(object.lowerBound + at + 1): use spaces between JSON tokens and escapes inside strings")
-                        return
-                    }
-                    let time = timebase.capture(before: &before)
-                    if !before.isEmpty {
-                        appendTime(before)
-                        before.removeAll(keepingCapacity: true)
-                    }
-                    switch pipeline.append(source: source, payload: UnsafeRawBufferPointer(rebasing: bytes[object]), time: time) {
-                    case .accepted, .dropped:
-                        accepted += 1
-                        if accepted & 255 == 0 { pipeline.noteTime(timebase.stats) }
-                    case .refused(.recordTooLarge(let size, let capacity)):
-                        rejected += 1
-                        Exit.say("line \(lineNumber): rejected: record of \(size) bytes exceeds the segment's \(capacity)")
-                    case .refused(let error):
-                        stopError = error
-                    }
-                }
-            }
-        } catch {
-            Exit.say("error: \(error)")
-        }
-        var closeError: StoreError?
-        pipeline.noteTime(timebase.stats)
-        do { try pipeline.close() } catch { closeError = error }
-        session.writeAnchor(after: nil, device: target, force: true)
-        let counters = pipeline.counters
-        let failure = stopError ?? closeError
+        let (summary, inputError) = job.feedLines(fd: 0, source: source)
+        if let inputError { Exit.say("error: \(inputError)") }
+        var failure: JobError?
+        var counters = job.pipeline.counters
+        do { counters = try job.close() } catch { failure = error }
         let stopped = StopSignal.isRaised ? " (stopped by signal)" : ""
-        Exit.say("ingest\(stopped): \(lineNumber) lines, \(accepted) records accepted, \(rejected) rejected, \(counters.dropped) dropped, \(counters.commits) commits"
-            + (session.anchorFailures > 0 ? ", \(session.anchorFailures) anchor file updates failed" : ""))
+        Exit.say("ingest\(stopped): \(summary.lines) lines, \(summary.accepted) records accepted, \(summary.rejected) rejected, \(counters.dropped) dropped, \(counters.commits) commits"
+            + (job.session.anchorFailures > 0 ? ", \(job.session.anchorFailures) anchor file updates failed" : ""))
         if let failure { throw Exit.fail(failure) }
-    }
-}
-
-enum RecoverySummary {
-    static func text(_ a: StoreAnalysis) -> String {
-        var parts: [String] = []
-        if a.uncleanShutdown { parts.append("last shutdown was not clean") }
-        if !a.adopted.isEmpty {
-            parts.append("adopted \(a.adopted.count) segment(s) whose metadata write was cut (read by hash and chain; a writer that signs "
-                + "adopts only segments its own key signed, and edgelog verify checks the signatures)")
-        }
-        if let torn = a.torn {
-            parts.append("segment \(torn.segmentID) in slot \(torn.slot) was torn (\(torn.reason)): \(torn.readableCount) record(s) readable, none kept (never sealed), \(torn.quarantinedBytes) byte(s) quarantined")
-        }
-        for (slot, problem) in a.slotProblems { parts.append("metadata slot \(Layout.slotName(slot)) was invalid (\(problem)) and is rewritten") }
-        if !a.passedOver.isEmpty { parts.append("metadata slot \(a.passedOver.map(Layout.slotName).joined(separator: ",")) passed over: its newest segment did not check") }
-        if !a.tailLost.isEmpty { parts.append("tail segment(s) \(a.tailLost.map(String.init).joined(separator: ",")) lost to an interrupted reclaim") }
-        if a.headMissing { parts.append("neither metadata slot's newest segment checks: no signed state vouches for the metadata, and a writer that signs refuses this store") }
-        return parts.isEmpty ? "nothing to do" : parts.joined(separator: "; ")
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgelogCore
 import EdgelogLinux
+import EdgelogRuntime
 import EdgelogSeal
 import EdgelogStore
 

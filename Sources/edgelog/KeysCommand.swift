@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgelogCore
 import EdgelogLinux
+import EdgelogRuntime
 import EdgelogSeal
 import EdgelogStore
 
@@ -133,10 +134,10 @@ struct KeysRotate: ParsableCommand {
 
             let target: FileBlockDevice
             do { target = try FileBlockDevice(path: device) } catch { throw Exit.fail(error) }
-            let session = try WriterSession.start(keyDir: nil, anchorPath: anchor, signer: current)
+            let session = try WriterSession.start(keyDir: nil, anchorPath: anchor, signer: current, warn: { Exit.say($0) })
             let store: EvidenceStore
             // The rotation record's time quality uses the default bounds (as ingest without options).
-            do { (store, _) = try session.open(target, policy: .pause, time: IngestJob.defaultTimeConfig()) } catch { throw Exit.fail(error) }
+            do { (store, _) = try session.open(target, policy: .pause, time: WriterJob.defaultTimeConfig()) } catch { throw Exit.fail(error) }
             let deviceID = store.metadata.deviceID
             let newDER = newAlg == .hmacSHA256 ? [] : next.trusted.spkiDER
             let message = Endorsement.bytes(deviceID: deviceID, oldKeyID: current.keyID, oldEpoch: current.keyEpoch,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgelogCore
 import EdgelogLinux
+import EdgelogRuntime
 import EdgelogStore
 
 struct RunCommand: ParsableCommand {
@@ -93,10 +94,15 @@ struct RunCommand: ParsableCommand {
                 throw Exit.fail(error)
             }
         }
-        try IngestJob(device: settings.device, source: settings.source, ringFull: settings.ringFull,
-                      maxAgeMs: settings.maxAgeMs, blockMs: settings.blockMs, keyDir: settings.keyDir,
-                      anchor: settings.anchor, anchorInterval: settings.anchorInterval,
-                      time: IngestJob.timeConfig(stepThresholdMs: settings.stepThresholdMs, untrustedErrorMs: settings.untrustedErrorMs,
-                                                 stateIntervalS: settings.timeStateInterval)).run()
+        var writer = WriterSettings(device: settings.device)
+        writer.ringFull = settings.ringFull
+        writer.maxAgeMs = settings.maxAgeMs
+        writer.blockMs = settings.blockMs
+        writer.keyDir = settings.keyDir
+        writer.anchor = settings.anchor
+        writer.anchorInterval = settings.anchorInterval
+        writer.time = WriterJob.timeConfig(stepThresholdMs: settings.stepThresholdMs, untrustedErrorMs: settings.untrustedErrorMs,
+                                           stateIntervalS: settings.timeStateInterval)
+        try IngestJob(settings: writer, source: settings.source).run()
     }
 }

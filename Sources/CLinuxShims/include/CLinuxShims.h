@@ -30,4 +30,31 @@ int edgelog_aio_pwrite_all(uint64_t context, int fd, int count, const void *cons
 /// Returns 0, or -1 with errno set.
 int edgelog_clock_sync(int *synchronized, long *maxerror_us, long *esterror_us);
 
+/// I2C (linux/i2c-dev.h): ioctl(fd, I2C_FUNCS) into *funcs; ioctl(fd, I2C_SLAVE, address).
+int edgelog_i2c_funcs(int fd, unsigned long *funcs);
+int edgelog_i2c_set_address(int fd, unsigned address);
+/// The adapter's functionality bits edgelog checks at open.
+unsigned long edgelog_i2c_func_smbus_byte_data(void);
+unsigned long edgelog_i2c_func_smbus_word_data(void);
+unsigned long edgelog_i2c_func_smbus_i2c_block(void);
+unsigned long edgelog_i2c_func_i2c(void);
+/// One I2C_RDWR: write `wlen` bytes (if any), then read `rlen` (if any) after a repeated start.
+int edgelog_i2c_rdwr(int fd, unsigned address, const uint8_t *wbuf, uint16_t wlen, uint8_t *rbuf, uint16_t rlen);
+
+/// spidev (linux/spi/spidev.h): mode, bits per word and maximum speed at open; one full-duplex
+/// SPI_IOC_MESSAGE(1) transfer of `len` bytes with chip select held throughout.
+int edgelog_spi_configure(int fd, uint8_t mode, uint8_t bits, uint32_t speed_hz);
+int edgelog_spi_transfer(int fd, const uint8_t *tx, uint8_t *rx, uint32_t len, uint32_t speed_hz, uint8_t bits);
+
+/// termios: raw 8N1-style line at `baud` with the given data bits (5-8), parity (0 none, 1 even,
+/// 2 odd) and stop bits (1-2); VMIN=0/VTIME=0 (reads are bounded by poll). -1 with errno EINVAL for
+/// a baud rate the kernel's table lacks.
+int edgelog_serial_configure(int fd, int baud, int data_bits, int parity, int stop_bits);
+/// ioctl(fd, TIOCEXCL): no further open of the tty (root ignores it; flock covers that case).
+int edgelog_serial_exclusive(int fd);
+/// flock(fd, LOCK_EX | LOCK_NB) (Swift sees only the struct of the same name).
+int edgelog_flock_exclusive(int fd);
+/// tcflush(fd, TCIFLUSH).
+int edgelog_serial_flush_input(int fd);
+
 #endif

@@ -10,36 +10,39 @@ import EdgelogTimebase
 
 /// Used by the main thread before the pipeline starts and after it closes, and by the committer
 /// thread (onCommit) in between: never by two threads at once.
-final class WriterSession: @unchecked Sendable {
-    let signer: FileSigner?
-    let identity: SealIdentity
-    let anchor: AnchorFile?
-    let anchorIntervalNs: Int64
+public final class WriterSession: @unchecked Sendable {
+    public let signer: FileSigner?
+    public let identity: SealIdentity
+    public let anchor: AnchorFile?
+    public let anchorIntervalNs: Int64
+    /// Where warnings go (the CLI: stderr; the daemon: its log).
+    private let warn: @Sendable (String) -> Void
     private var lastSeal: SealView?
     private var lastAnchorWrite: Int64 = 0
     /// Anchor write failures are reported once, then counted.
-    private(set) var anchorFailures = 0
+    public private(set) var anchorFailures = 0
 
-    private init(signer: FileSigner?, identity: SealIdentity, anchor: AnchorFile?, anchorIntervalNs: Int64) {
+    private init(signer: FileSigner?, identity: SealIdentity, anchor: AnchorFile?, anchorIntervalNs: Int64, warn: @escaping @Sendable (String) -> Void) {
+        self.warn = warn
         self.signer = signer
         self.identity = identity
         self.anchor = anchor
         self.anchorIntervalNs = anchorIntervalNs
     }
 
-    static func start(keyDir: String?, anchorPath: String?, anchorIntervalSeconds: Int = 10,
-                      signer given: FileSigner? = nil) throws(TrustError) -> WriterSession {
+    public static func start(keyDir: String?, anchorPath: String?, anchorIntervalSeconds: Int = 10, signer given: FileSigner? = nil,
+                             warn: @escaping @Sendable (String) -> Void) throws(TrustError) -> WriterSession {
         var signer = given
         if signer == nil, let keyDir { signer = try KeyDirectory(path: keyDir).loadSigner() }
         let fw = try Firmware.ownHash()
         // The device id comes from the store's metadata (fixed at format): the store fills it in.
         let identity = SealIdentity(deviceID: [UInt8](repeating: 0, count: 16), fwVerHash: fw, signer: signer)
         return WriterSession(signer: signer, identity: identity, anchor: anchorPath.map(AnchorFile.init(path:)),
-                             anchorIntervalNs: Int64(anchorIntervalSeconds) * 1_000_000_000)
+                             anchorIntervalNs: Int64(anchorIntervalSeconds) * 1_000_000_000, warn: warn)
     }
 
     /// Opens the store for writing after comparing it with the anchor and the key directory.
-    func open(_ device: FileBlockDevice, policy: RingFullPolicy, bootID: [UInt8]? = nil,
+    public func open(_ device: FileBlockDevice, policy: RingFullPolicy, bootID: [UInt8]? = nil,
               time: TimebaseConfig) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
         let anchorHead: SignedHead?
         do { anchorHead = try anchor?.read() } catch { throw .anchorRefused(reason: "anchor_malformed", detail: error.description) }
@@ -56,7 +59,7 @@ final class WriterSession: @unchecked Sendable {
     }
 
     /// Mirrors the signed head to the anchor file: always when `force`, else at most once per interval.
-    func writeAnchor(after receipt: CommitReceipt?, device: BlockDevice?, force: Bool) {
+    public func writeAnchor(after receipt: CommitReceipt?, device: BlockDevice?, force: Bool) {
         if let seal = receipt?.seal { lastSeal = seal }
         guard let anchor else { return }
         let now = SystemClock.now().bootNs
@@ -66,7 +69,7 @@ final class WriterSession: @unchecked Sendable {
         lastAnchorWrite = now
         do { try anchor.write(seal) } catch {
             anchorFailures += 1
-            if anchorFailures == 1 { Exit.say("warning: cannot update the anchor file: \(error) (further failures are counted)") }
+            if anchorFailures == 1 { warn("warning: cannot update the anchor file: \(error) (further failures are counted)") }
         }
     }
 }

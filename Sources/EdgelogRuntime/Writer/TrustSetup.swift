@@ -7,13 +7,13 @@ import EdgelogSeal
 import EdgelogStore
 
 /// Why the trust setup refused to go on; each maps to exit code 8 (anchor) or 9 (keys).
-enum TrustError: Error, CustomStringConvertible {
+public enum TrustError: Error, CustomStringConvertible {
     case key(KeyError)
     case file(FileError)
     case anchor(String)
     case pendingRotation(String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .key(let e): e.description
         case .file(let e): e.description
@@ -21,36 +21,37 @@ enum TrustError: Error, CustomStringConvertible {
         case .pendingRotation(let dir): "\(dir) holds an unfinished key rotation (pending/): run `edgelog keys rotate` again to finish it"
         }
     }
-
-    var exitCode: Int32 {
-        if case .anchor = self { return Exit.anchorRefused }
-        return Exit.keyProblem
-    }
 }
 
 /// The key directory of `edgelog keys generate` (FORMAT.md 3.5, "Key files").
-struct KeyDirectory {
-    let path: String
+public struct KeyDirectory {
+    public let path: String
+    public init(path: String) { self.path = path }
 
-    var privatePath: String { path + "/signing-key.pem" }
-    var hmacPath: String { path + "/hmac-key.hex" }
-    var publicPath: String { path + "/signing-key.pub.pem" }
-    var infoPath: String { path + "/key.json" }
-    var pendingPath: String { path + "/pending" }
+    public var privatePath: String { path + "/signing-key.pem" }
+    public var hmacPath: String { path + "/hmac-key.hex" }
+    public var publicPath: String { path + "/signing-key.pub.pem" }
+    public var infoPath: String { path + "/key.json" }
+    public var pendingPath: String { path + "/pending" }
 
-    struct Info {
-        var algorithm: SignatureAlgorithm
-        var epoch: UInt32
-        var keyID: [UInt8]
+    public struct Info {
+        public var algorithm: SignatureAlgorithm
+        public var epoch: UInt32
+        public var keyID: [UInt8]
+        public init(algorithm: SignatureAlgorithm, epoch: UInt32, keyID: [UInt8]) {
+            self.algorithm = algorithm
+            self.epoch = epoch
+            self.keyID = keyID
+        }
 
-        var json: String {
+        public var json: String {
             "{\"alg\":\"\(algorithm.name)\",\"key_epoch\":\(epoch),\"key_id\":\"\(Hex.encode(keyID))\",\"key_src\":\"file\"}\n"
         }
     }
 
-    func secretPath(for algorithm: SignatureAlgorithm) -> String { algorithm == .hmacSHA256 ? hmacPath : privatePath }
+    public func secretPath(for algorithm: SignatureAlgorithm) -> String { algorithm == .hmacSHA256 ? hmacPath : privatePath }
 
-    func readInfo() throws(TrustError) -> Info {
+    public func readInfo() throws(TrustError) -> Info {
         let bytes: [UInt8]
         do { bytes = try LocalFile.read(infoPath).bytes } catch { throw .file(error) }
         let members: [(key: String, value: FlatJSON.Value)]
@@ -65,7 +66,7 @@ struct KeyDirectory {
     }
 
     /// Loads the signing key, refusing a private key file others can read.
-    func loadSigner() throws(TrustError) -> FileSigner {
+    public func loadSigner() throws(TrustError) -> FileSigner {
         if LocalFile.exists(pendingPath) { throw .pendingRotation(path) }
         let info = try readInfo()
         let secret = secretPath(for: info.algorithm)
@@ -83,7 +84,7 @@ struct KeyDirectory {
     }
 
     /// Writes a key's files into `directory` (the key directory itself or its pending/ folder).
-    static func write(_ key: PrivateSigningKey, epoch: UInt32, into directory: String) throws(TrustError) {
+    public static func write(_ key: PrivateSigningKey, epoch: UInt32, into directory: String) throws(TrustError) {
         let dir = KeyDirectory(path: directory)
         do {
             try LocalFile.makeDirectory(directory, mode: 0o700)
@@ -99,18 +100,18 @@ struct KeyDirectory {
     }
 }
 
-enum Firmware {
+public enum Firmware {
     /// SHA-256 of the running executable (fw_ver_hash), read once at start.
-    static func ownHash() throws(TrustError) -> [UInt8] {
+    public static func ownHash() throws(TrustError) -> [UInt8] {
         var hasher = Hasher256()
         do { try LocalFile.forEachChunk("/proc/self/exe") { hasher.update($0) } } catch { throw .file(error) }
         return hasher.finalize()
     }
 }
 
-enum DeviceIdentity {
+public enum DeviceIdentity {
     /// The gateway's id: the 128-bit /etc/machine-id, or nil when the system has none.
-    static func machineID() -> [UInt8]? {
+    public static func machineID() -> [UInt8]? {
         guard let text = try? LocalFile.read("/etc/machine-id").bytes else { return nil }
         let digits = String(decoding: text.prefix(32), as: UTF8.self)
         guard let id = Hex.decode(digits), id.count == 16 else { return nil }
@@ -119,11 +120,12 @@ enum DeviceIdentity {
 }
 
 /// The anchor file (FORMAT.md section 8).
-struct AnchorFile {
-    let path: String
+public struct AnchorFile {
+    public let path: String
+    public init(path: String) { self.path = path }
 
     /// The signed head in the file, or nil when there is no file yet.
-    func read() throws(TrustError) -> SignedHead? {
+    public func read() throws(TrustError) -> SignedHead? {
         let bytes: [UInt8]
         do { bytes = try LocalFile.read(path, limit: 64 << 10).bytes } catch {
             if error.isMissing { return nil }
@@ -135,7 +137,7 @@ struct AnchorFile {
         }
     }
 
-    func write(_ seal: SealView) throws(TrustError) {
+    public func write(_ seal: SealView) throws(TrustError) {
         do {
             try LocalFile.makeDirectory(LocalFile.parent(of: path))
             try LocalFile.writeAtomically(path, SignedHead(seal: seal).fileBytes)

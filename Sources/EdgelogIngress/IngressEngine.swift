@@ -1,0 +1,95 @@
+// Sources -> scheduler -> stamping queue -> one feeder thread -> the commit pipeline. The feeder is
+// the only thread that appends, so the pipeline's mono_ctr follows the queue's ingress order. When
+// the store stops accepting (a full ring under pause, a device error) the engine reports it and the
+// job stops: nothing is appended after a refusal.
+
+import Dispatch
+import EdgelogCore
+import EdgelogStore
+
+public final class IngressEngine: @unchecked Sendable {
+    public let queue: IngressQueue
+    public let scheduler: Scheduler
+    private let pipeline: CommitPipeline
+    private let monitor = Monitor()
+    private var feederDone = false
+    private var failure: StoreError?
+    private var appended: UInt64 = 0
+    private let onFailure: @Sendable (StoreError) -> Void
+
+    public init(pipeline: CommitPipeline, queue: IngressQueue, clock: IngressClock = MonotonicClock(),
+                onFailure: @escaping @Sendable (StoreError) -> Void = { _ in }) {
+        self.pipeline = pipeline
+        self.queue = queue
+        self.scheduler = Scheduler(queue: queue, clock: clock)
+        self.onFailure = onFailure
+    }
+
+    public func start(_ sources: [SourceSpec]) {
+        DispatchQueue(label: "edgelog.feeder").async { self.feed() }
+        scheduler.start(sources)
+    }
+
+    /// Stops the sources, lets the feeder hand everything queued to the pipeline, and returns the
+    /// store's refusal if there was one. The caller closes the pipeline.
+    public func stop() throws(StoreError) {
+        scheduler.stop()
+        queue.close()
+        monitor.lock()
+        while !feederDone { monitor.wait() }
+        let failure = self.failure
+        monitor.unlock()
+        if let failure { throw failure }
+    }
+
+    /// Records handed to the pipeline so far.
+    public var recordsAppended: UInt64 {
+        monitor.lock()
+        defer { monitor.unlock() }
+        return appended
+    }
+
+    public var storeFailure: StoreError? {
+        monitor.lock()
+        defer { monitor.unlock() }
+        return failure
+    }
+
+    private func feed() {
+        var sinceTime = 0
+        while true {
+            guard let record = queue.take(timeoutNs: 200_000_000) else {
+                if queue.isClosedAndEmpty { break }
+                continue
+            }
+            let result = record.payload.withUnsafeBytes {
+                pipeline.append(source: record.source, type: record.type, payload: $0, time: record.time)
+            }
+            if case .refused(let error) = result {
+                if case .recordTooLarge = error {
+                    // One oversized reading (a misconfigured register count) does not stop the job.
+                    continue
+                }
+                monitor.lock()
+                failure = error
+                monitor.unlock()
+                onFailure(error)
+                break
+            }
+            sinceTime += 1
+            let (stats, changed) = queue.timeStats()
+            if changed || sinceTime >= 256 {
+                pipeline.noteTime(stats)
+                sinceTime = 0
+            }
+            monitor.lock()
+            appended += 1
+            monitor.unlock()
+        }
+        pipeline.noteTime(queue.timeStats().stats)
+        monitor.lock()
+        feederDone = true
+        monitor.broadcast()
+        monitor.unlock()
+    }
+}

@@ -1,0 +1,145 @@
+// The writer's life, shared by `ingest`, `run` and `run --board` (and the tests): open the store
+// (recover, compare with the anchor and the key directory), start the time path and write its boot
+// record, feed the commit pipeline (from standard input, or from the board's sources through the
+// ingress engine), then commit what is buffered and close the store cleanly.
+
+import EdgelogCore
+import EdgelogLinux
+import EdgelogSeal
+import EdgelogStore
+import EdgelogTimebase
+
+/// Why a job could not run or stopped; the CLI maps each to its exit code.
+public enum JobError: Error, CustomStringConvertible {
+    case store(StoreError)
+    case device(DeviceError)
+    case trust(TrustError)
+    case file(FileError)
+    case board(BoardError)
+    case input(String)
+
+    public var description: String {
+        switch self {
+        case .store(let e): e.description
+        case .device(let e): e.description
+        case .trust(let e): e.description
+        case .file(let e): e.description
+        case .board(let e): e.description
+        case .input(let why): why
+        }
+    }
+}
+
+public struct WriterSettings: Sendable {
+    public var device: String
+    public var ringFull: RingFullPolicy = .pause
+    public var maxAgeMs = 1000
+    public var blockMs = 2000
+    public var keyDir: String?
+    public var anchor: String?
+    public var anchorInterval = 10
+    public var time: TimebaseConfig = WriterJob.defaultTimeConfig()
+
+    public init(device: String) { self.device = device }
+}
+
+public final class WriterJob: @unchecked Sendable {
+    public let settings: WriterSettings
+    public let store: EvidenceStore
+    public let analysis: StoreAnalysis
+    public let session: WriterSession
+    public let timebase: Timebase
+    public let pipeline: CommitPipeline
+    let target: FileBlockDevice
+    let say: @Sendable (String) -> Void
+    /// Set by the first refusal of the store: nothing is appended after it.
+    var stopError: StoreError?
+
+    public static func timeConfig(stepThresholdMs: Int, untrustedErrorMs: Int, stateIntervalS: Int) -> TimebaseConfig {
+        var config = defaultTimeConfig()
+        config.stepThresholdNs = Int64(stepThresholdMs) * 1_000_000
+        config.untrustedMaxErrorUs = Int64(untrustedErrorMs) * 1000
+        config.stateIntervalNs = Int64(stateIntervalS) * 1_000_000_000
+        return config
+    }
+
+    /// The time path's default bounds, and this executable's date as the earliest believable one.
+    public static func defaultTimeConfig() -> TimebaseConfig {
+        var config = TimebaseConfig()
+        config.notBeforeWallNs = LinuxTimeSource.executableTimeNs()
+        return config
+    }
+
+    /// Opens the store for writing and writes the boot record. `onCommit` runs on the committer
+    /// thread after each durable commit (acknowledgements); `say` takes news for a person.
+    public init(settings: WriterSettings, say: @escaping @Sendable (String) -> Void,
+                onCommit: @escaping @Sendable (CommitReceipt) -> Void = { _ in }) throws(JobError) {
+        self.settings = settings
+        self.say = say
+        do { target = try FileBlockDevice(path: settings.device) } catch { throw .device(error) }
+        do { session = try WriterSession.start(keyDir: settings.keyDir, anchorPath: settings.anchor, anchorIntervalSeconds: settings.anchorInterval, warn: say) } catch {
+            throw .trust(error)
+        }
+        let bootID = LinuxTimeSource.bootID()
+        do { (store, analysis) = try session.open(target, policy: settings.ringFull, bootID: bootID, time: settings.time) } catch { throw .store(error) }
+        if analysis.needsRepair { say("recovered: " + RecoverySummary.text(analysis)) }
+        // A restart in the same kernel boot compares the clocks with the last writer's capture.
+        let sameBoot = bootID != nil && analysis.state.bootID == bootID && store.metadata.time.lastOffsetNs != 0
+        timebase = Timebase(source: LinuxTimeSource(), config: settings.time, stats: store.metadata.time,
+                            resumeOffsetNs: sameBoot ? store.metadata.time.lastOffsetNs : nil)
+        // Said once per start, never per record: the boot record has rtc_offset_ns null.
+        if timebase.stats.rtcState == .absent { say("note: no RTC on this system (/sys/class/rtc/rtc0): rtc_offset is not recorded") }
+        session.writeAnchor(after: nil, device: target, force: true)
+        let session = self.session
+        pipeline = CommitPipeline(
+            store: store,
+            options: .init(maxAgeNs: Int64(settings.maxAgeMs) * 1_000_000, blockNs: Int64(settings.blockMs) * 1_000_000)
+        ) { receipt in
+            session.writeAnchor(after: receipt, device: nil, force: false)
+            onCommit(receipt)
+        }
+        appendTime(timebase.start(bootID: bootID ?? [UInt8](repeating: 0, count: 16), bootSeq: store.metadata.bootSeq,
+                                  unexpectedReset: analysis.uncleanShutdown, monoResume: store.metadata.monoHWM))
+    }
+
+    /// Time records go in before the record they explain; a refusal stops the writer.
+    func appendTime(_ records: [TimeRecord]) {
+        for record in records {
+            let result = record.payload.withUnsafeBytes {
+                pipeline.append(source: SourceName.time, type: record.type, payload: $0, time: record.time)
+            }
+            if case .refused(let error) = result { stopError = error }
+        }
+        if !records.isEmpty { pipeline.noteTime(timebase.stats) }
+    }
+
+    /// Commits what is buffered, closes the store cleanly and mirrors the last head to the anchor.
+    /// Returns the pipeline's counters; throws the first refusal or close failure.
+    @discardableResult
+    public func close(after failure: StoreError? = nil) throws(JobError) -> CommitPipeline.Counters {
+        var closeError: StoreError?
+        do { try pipeline.close() } catch { closeError = error }
+        session.writeAnchor(after: nil, device: target, force: true)
+        if let error = failure ?? stopError ?? closeError { throw .store(error) }
+        return pipeline.counters
+    }
+}
+
+public enum RecoverySummary {
+    public static func text(_ a: StoreAnalysis) -> String {
+        var parts: [String] = []
+        if a.uncleanShutdown { parts.append("last shutdown was not clean") }
+        if !a.adopted.isEmpty {
+            parts.append("adopted \(a.adopted.count) segment(s) whose metadata write was cut (read by hash and chain; a writer that signs "
+                + "adopts only segments its own key signed, and edgelog verify checks the signatures)")
+        }
+        if let torn = a.torn {
+            parts.append("segment \(torn.segmentID) in slot \(torn.slot) was torn (\(torn.reason)): \(torn.readableCount) record(s) readable, none kept (never sealed), \(torn.quarantinedBytes) byte(s) quarantined")
+        }
+        for (slot, problem) in a.slotProblems { parts.append("metadata slot \(Layout.slotName(slot)) was invalid (\(problem)) and is rewritten") }
+        if !a.passedOver.isEmpty { parts.append("metadata slot \(a.passedOver.map(Layout.slotName).joined(separator: ",")) passed over: its newest segment did not check") }
+        if !a.tailLost.isEmpty { parts.append("tail segment(s) \(a.tailLost.map(String.init).joined(separator: ",")) lost to an interrupted reclaim") }
+        if a.headMissing { parts.append("neither metadata slot's newest segment checks: no signed state vouches for the metadata, and a writer that signs refuses this store") }
+        return parts.isEmpty ? "nothing to do" : parts.joined(separator: "; ")
+    }
+}
