@@ -12,6 +12,11 @@ public final class RegisterDevice: @unchecked Sendable {
     public var onTransfer: ((_ write: [UInt8], _ readCount: Int) -> [UInt8]?)?
     /// Called after a register write, to model a device's reaction (start a conversion, reset).
     public var onWrite: ((_ register: UInt8, _ value: UInt8, _ device: RegisterDevice) -> Void)?
+    /// Answers a register read of `count` bytes (readByte 1, readWord 2, readBlock n) in place of the
+    /// image, to model a read with side effects (a status bit that clears after some polls) or
+    /// registers wider than a byte (the ADS1115's 16-bit registers behind a pointer). nil, or a reply
+    /// of another length: the image answers.
+    public var onRead: ((_ register: UInt8, _ count: Int, _ device: RegisterDevice) -> [UInt8]?)?
 
     public init(registers: [UInt8: UInt8] = [:]) {
         self.registers = [UInt8](repeating: 0, count: 256)
@@ -73,8 +78,14 @@ public final class SimulatedI2CBus: I2CBus, @unchecked Sendable {
         return device
     }
 
+    private func hooked(_ device: RegisterDevice, _ register: UInt8, _ count: Int) -> [UInt8]? {
+        guard let hook = device.onRead, let bytes = hook(register, count, device), bytes.count == count else { return nil }
+        return bytes
+    }
+
     public func readByte(address: UInt8, register: UInt8) throws(HardwareError) -> UInt8 {
         let device = try access(address, "register \(register.hex)")
+        if let bytes = hooked(device, register, 1) { return bytes[0] }
         return lock.locked { device.registers[Int(register)] }
     }
 
@@ -86,6 +97,7 @@ public final class SimulatedI2CBus: I2CBus, @unchecked Sendable {
 
     public func readWord(address: UInt8, register: UInt8) throws(HardwareError) -> UInt16 {
         let device = try access(address, "register \(register.hex)")
+        if let bytes = hooked(device, register, 2) { return UInt16(bytes[0]) | UInt16(bytes[1]) << 8 }
         return lock.locked {
             UInt16(device.registers[Int(register)]) | UInt16(device.registers[(Int(register) + 1) & 0xFF]) << 8
         }
@@ -105,6 +117,7 @@ public final class SimulatedI2CBus: I2CBus, @unchecked Sendable {
             throw HardwareError(.invalidArgument, device: path, address: address.hex, register: "register \(register.hex)", detail: "SMBus block of \(count) bytes (1...32)")
         }
         let device = try access(address, "register \(register.hex)")
+        if let bytes = hooked(device, register, count) { return bytes }
         return lock.locked { (0..<count).map { device.registers[(Int(register) + $0) & 0xFF] } }
     }
 
