@@ -61,8 +61,9 @@ let package = Package(
         .executableTarget(
             name: "edgelog",
             dependencies: [
-                "EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux", "EdgelogRuntime",
+                "EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux", "EdgelogRuntime", "EdgelogIngress",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

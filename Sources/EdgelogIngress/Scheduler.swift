@@ -56,6 +56,9 @@ public final class Scheduler: @unchecked Sendable {
     static let sampleLimit = 100_000
     private var sampleCursor = 0
 
+    /// Told of each fault, recovery and rejected message as it is recorded (the daemon logs them).
+    public var onEvent: (@Sendable (_ source: String, _ event: RecordType, _ detail: String) -> Void)?
+
     public init(queue: IngressQueue, clock: IngressClock = MonotonicClock()) {
         self.queue = queue
         self.clock = clock
@@ -214,6 +217,7 @@ public final class Scheduler: @unchecked Sendable {
                     let count = run.rejected
                     monitor.unlock()
                     queue.note(run.index, .rejectedInput, payload: IngressEvidence.rejected(error, count: count))
+                    onEvent?(run.spec.name, .rejectedInput, error.description)
                 }
             } catch {
                 failed(run, error, nowNs: clock.nowNs())
@@ -229,6 +233,7 @@ public final class Scheduler: @unchecked Sendable {
         monitor.unlock()
         if failures > 0 {
             queue.note(run.index, .sourceRecovered, payload: IngressEvidence.recovered(failures: failures, downNs: nowNs - run.downSinceNs))
+            onEvent?(run.spec.name, .sourceRecovered, "after \(failures) failed attempt(s)")
         }
     }
 
@@ -245,6 +250,7 @@ public final class Scheduler: @unchecked Sendable {
         let failing = run.failing
         monitor.unlock()
         queue.note(run.index, .sourceFault, payload: IngressEvidence.fault(error, failures: failing, retryInNs: delay))
+        onEvent?(run.spec.name, .sourceFault, "\(error) (failure \(failing) in a row; next try in \(delay / 1_000_000) ms)")
     }
 
     private func noteLateness(_ run: Run, lateNs: Int64, periodNs: Int64, nowNs: Int64) {

@@ -110,4 +110,10 @@ public enum LocalFile {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
+
+    /// The target of a symbolic link (or of /proc/self/exe), or nil.
+    public static func resolvedPath(_ path: String) -> String? { Sys.readLink(path) }
+
+    /// Names in a directory (not . and ..); empty when it cannot be read.
+    public static func list(_ directory: String) -> [String] { Sys.listDirectory(directory) }
 }

@@ -249,3 +249,35 @@ extension Sys {
         return retrying { Glibc.poll(&entry, 1, timeoutMs) }.map { $0 > 0 }
     }
 }
+
+/// Small process facilities for the runtime: sleeping, asking whether output is a terminal.
+public enum Process {
+    public static func sleep(milliseconds: Int) { Sys.sleep(ns: Int64(max(0, milliseconds)) * 1_000_000) }
+    public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+}
+
+// Directories and links (board files, the executable's own place).
+extension Sys {
+    static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBufferPointer { b -> Int in
+            guard let base = b.baseAddress else { return -1 }
+            return Glibc.readlink(path, base, b.count - 1)
+        }
+        guard n > 0 else { return nil }
+        return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func listDirectory(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}

@@ -23,7 +23,7 @@ struct Edgelog: ParsableCommand {
             """,
         version: "0.5.0 (store format 5)",
         subcommands: [RunCommand.self, FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self,
-                      KeysCommand.self, HeadCommand.self, VerifyCommand.self]
+                      KeysCommand.self, HeadCommand.self, VerifyCommand.self, BoardCommand.self]
     )
 
     static func main() {

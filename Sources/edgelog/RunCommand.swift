@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import EdgelogCore
 import EdgelogLinux
 import EdgelogRuntime
@@ -7,9 +8,19 @@ import EdgelogStore
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the logger with its configuration: sign and commit records until stopped.",
+        abstract: "Run the logger: read a board's sensors (--board), or JSON lines from stdin, and commit them signed until stopped.",
         discussion: """
-            Reads the configuration file (--config, else /etc/edgelog/edgelog.conf if present, else \
+            With --board FILE (docs/BOARDS.md): reads the I2C, SPI and serial devices the board file \
+            names at their periods, stamps and sequences every reading at ingress, and commits it \
+            signed, with records for every fault, recovery, drop, decimation and backpressure, until \
+            SIGINT or SIGTERM; then commits what is buffered and exits 0. Relative store, key and \
+            anchor paths of the board resolve against --state-dir (default /var/lib/edgelog). A file \
+            store is created on first run; a block device is never formatted. On a terminal a status \
+            line shows records/s, the last commit, the backlog and failing sources; logs go to stderr.
+
+            Example: edgelog run --board board/sim.yaml --state-dir var
+
+            Without --board: reads the configuration file (--config, else /etc/edgelog/edgelog.conf if present, else \
             the embedded default: a file store var/store.img, keys in var/keys, the anchor \
             var/anchor.json) and runs what `ingest` runs with those settings: every commit signed \
             with the configured key directory (refused without one unless `unsigned = true`), the \
@@ -19,11 +30,23 @@ struct RunCommand: ParsableCommand {
             Settings: device, key_dir, unsigned, anchor (or none), anchor_interval, source, \
             ring_full, max_age_ms, block_ms, store_size, segment_size (docs/CLI.md).
 
-            Example: sensor-reader | edgelog run --config /etc/edgelog/edgelog.conf
+            Example: sensor-reader | edgelog run --config /etc/edgelog/edgelog.yaml
             """
     )
 
-    @Option(help: "Configuration file (default: /etc/edgelog/edgelog.conf if it exists, else the embedded default).")
+    @Option(help: "Board file: the sensors, buses and store to run (board/*.yaml; see `edgelog board list`).")
+    var board: String?
+
+    @Option(help: "With --board: directory for the board's relative store, key and anchor paths.")
+    var stateDir = "/var/lib/edgelog"
+
+    @Option(help: "With --board: stop after this many seconds (default: run until SIGINT or SIGTERM).")
+    var duration: Double?
+
+    @Flag(help: "With --board: print a JSON summary on stdout when stopped.")
+    var json = false
+
+    @Option(help: "Configuration file without --board (default: /etc/edgelog/edgelog.yaml if it exists, else the embedded default).")
     var config: String?
 
     @Option(help: "Store device or file (overrides `device`).")
@@ -42,6 +65,10 @@ struct RunCommand: ParsableCommand {
     var showConfig = false
 
     func run() throws {
+        if let board {
+            try BoardRun(path: board, stateDir: stateDir, duration: duration, json: json).run()
+            return
+        }
         var settings = RunConfig()
         let path = config ?? (LocalFile.exists(RunConfig.systemPath) ? RunConfig.systemPath : nil)
         if let path {
@@ -75,24 +102,9 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(Exit.keyProblem)
         }
         // The embedded default is a file-backed partition: create and format it on first run.
-        if !LocalFile.exists(settings.device) {
-            do {
-                try LocalFile.makeDirectory(LocalFile.parent(of: settings.device))
-                try FileBlockDevice.createFile(path: settings.device, size: settings.storeSize)
-                let target = try FileBlockDevice(path: settings.device)
-                let meta = try EvidenceStore.format(device: target, segmentSize: Int(settings.segmentSize),
-                                                    storeUUID: SystemClock.randomBytes(16), deviceID: DeviceIdentity.machineID(),
-                                                    wallNs: SystemClock.now().wallNs, force: false)
-                // stdout carries acknowledgements only: the news goes to stderr.
-                Exit.say("created store \(settings.device): \(meta.geometry.ringSlots) segments of \(meta.geometry.segmentSize) bytes")
-            } catch let error as FileError {
-                Exit.say("error: \(error)")
-                throw ExitCode(Exit.deviceError)
-            } catch let error as DeviceError {
-                throw Exit.fail(error)
-            } catch let error as StoreError {
-                throw Exit.fail(error)
-            }
+        // stdout carries acknowledgements only: the news goes to stderr.
+        do { try StoreFile.createIfMissing(path: settings.device, size: settings.storeSize, segmentSize: settings.segmentSize) { Exit.say($0) } } catch {
+            throw Exit.fail(error)
         }
         var writer = WriterSettings(device: settings.device)
         writer.ringFull = settings.ringFull
@@ -105,4 +117,43 @@ struct RunCommand: ParsableCommand {
                                            stateIntervalS: settings.timeStateInterval)
         try IngestJob(settings: writer, source: settings.source).run()
     }
+}
+
+/// `run --board`: the board job under swift-service-lifecycle, logging through swift-log to stderr.
+struct BoardRun {
+    var path: String
+    var stateDir: String
+    var duration: Double?
+    var json: Bool
+
+    func run() throws {
+        let board: Board
+        do { board = try Board.load(path) } catch {
+            Exit.say("error: \(error)")
+            throw ExitCode(Exit.usage)
+        }
+        Logs.bootstrap()
+        let logger = Logs.logger()
+        let options = BoardRunOptions(stateDir: stateDir, statusLine: Process.isTerminal(2) && !json, durationS: duration)
+        let box = ResultBox()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do throws(JobError) { box.set(.success(try await BoardJob.run(board: board, options: options, logger: logger))) } catch { box.set(.failure(error)) }
+            done.signal()
+        }
+        done.wait()
+        switch box.get() {
+        case .success(let summary)?:
+            if json { print(BoardSummaryJSON.text(summary)) }
+        case .failure(let error)?: throw Exit.fail(error)
+        case nil: throw ExitCode(Exit.internalError)
+        }
+    }
+}
+
+final class ResultBox: @unchecked Sendable {
+    private var value: Result<BoardRunSummary, JobError>?
+    private let lock = DispatchSemaphore(value: 1)
+    func set(_ v: Result<BoardRunSummary, JobError>) { lock.wait(); value = v; lock.signal() }
+    func get() -> Result<BoardRunSummary, JobError>? { lock.wait(); defer { lock.signal() }; return value }
 }

@@ -12,6 +12,8 @@ public final class RegisterDevice: @unchecked Sendable {
     public var onTransfer: ((_ write: [UInt8], _ readCount: Int) -> [UInt8]?)?
     /// Called after a register write, to model a device's reaction (start a conversion, reset).
     public var onWrite: ((_ register: UInt8, _ value: UInt8, _ device: RegisterDevice) -> Void)?
+    /// Called after an SMBus word write instead of onWrite, for devices whose registers are words.
+    public var onWordWrite: ((_ register: UInt8, _ value: UInt16, _ device: RegisterDevice) -> Void)?
     /// Answers a register read of `count` bytes (readByte 1, readWord 2, readBlock n) in place of the
     /// image, to model a read with side effects (a status bit that clears after some polls) or
     /// registers wider than a byte (the ADS1115's 16-bit registers behind a pointer). nil, or a reply
@@ -109,7 +111,7 @@ public final class SimulatedI2CBus: I2CBus, @unchecked Sendable {
             device.registers[Int(register)] = UInt8(value & 0xFF)
             device.registers[(Int(register) + 1) & 0xFF] = UInt8(value >> 8)
         }
-        device.onWrite?(register, UInt8(value & 0xFF), device)
+        if let hook = device.onWordWrite { hook(register, value, device) } else { device.onWrite?(register, UInt8(value & 0xFF), device) }
     }
 
     public func readBlock(address: UInt8, register: UInt8, count: Int) throws(HardwareError) -> [UInt8] {

@@ -37,6 +37,8 @@ struct YAMLFields {
         return BoardError(file: file, line: line, key: Self.join(path, key), why: why)
     }
 
+    var allKeys: [String] { entries.map(\.key) }
+
     func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
 
     mutating func node(_ key: String) -> Node? {

@@ -1,0 +1,137 @@
+// `edgelog run --board FILE`: the main job. Opens (or on first run creates) the store the board
+// names, builds its sources, and runs two services under swift-service-lifecycle until SIGINT or
+// SIGTERM: the ingress service (sources -> queue -> pipeline, then a clean close) and the status
+// service (a live line on a terminal, structured log lines otherwise).
+
+import EdgelogCore
+import EdgelogHAL
+import EdgelogIngress
+import EdgelogLinux
+import EdgelogStore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+public struct BoardRunOptions: Sendable {
+    /// Relative store, key and anchor paths of the board resolve against this directory.
+    public var stateDir: String
+    /// Show the live status line (when stderr is a terminal).
+    public var statusLine: Bool
+    /// Stop on its own after this many seconds (tests, benchmarks); nil: until a signal.
+    public var durationS: Double?
+    public init(stateDir: String, statusLine: Bool, durationS: Double? = nil) {
+        self.stateDir = stateDir
+        self.statusLine = statusLine
+        self.durationS = durationS
+    }
+}
+
+/// What a finished run reports.
+public struct BoardRunSummary: Sendable {
+    public var records: UInt64
+    public var commits: UInt64
+    public var dropped: UInt64
+    public var sources: [Scheduler.SourceStatus]
+    public var latenessP50Ns: Int64
+    public var latenessP99Ns: Int64
+}
+
+public enum BoardJob {
+    public static func settings(for board: Board, stateDir: String) -> WriterSettings {
+        func resolved(_ path: String) -> String { path.hasPrefix("/") ? path : stateDir + "/" + path }
+        var settings = WriterSettings(device: resolved(board.store.path))
+        settings.ringFull = board.store.ringFull
+        settings.maxAgeMs = board.store.maxAgeMs
+        settings.blockMs = board.store.blockMs
+        settings.keyDir = board.store.keyDir.map(resolved)
+        settings.anchor = board.store.anchor.map(resolved)
+        settings.anchorInterval = board.store.anchorInterval
+        return settings
+    }
+
+    public static func run(board: Board, options: BoardRunOptions, logger: Logger) async throws(JobError) -> BoardRunSummary {
+        let settings = settings(for: board, stateDir: options.stateDir)
+        guard settings.keyDir != nil || board.store.unsigned else {
+            throw .input("the board names no key directory: set store.key_dir (make one with `edgelog keys generate --out DIR`) or store.unsigned: true")
+        }
+        try StoreFile.createIfMissing(path: settings.device, size: board.store.size, segmentSize: board.store.segmentSize) {
+            logger.notice("\($0)")
+        }
+        let built: BuiltSources
+        do { built = try BoardSources.build(board) } catch { throw .board(error) }
+        do { try built.claimSerialPorts() } catch { throw .input("\(error)") }
+
+        let status = JobStatus()
+        let job = try WriterJob(settings: settings, say: { logger.notice("\($0)") }) { receipt in
+            status.committed(receipt.commitID)
+        }
+        let queue = IngressQueue(timebase: job.timebase)
+        let engine = IngressEngine(pipeline: job.pipeline, queue: queue) { error in
+            logger.error("the store stopped accepting records: \(error)")
+        }
+        engine.scheduler.onEvent = { source, event, detail in
+            logger.log(level: event == .sourceRecovered ? .notice : .warning, "\(event.name): \(detail)", metadata: ["source": "\(source)"])
+        }
+        logger.info("started", metadata: ["board": "\(board.name)", "sources": "\(built.specs.count)", "store": "\(settings.device)"])
+        let ingress = IngressService(job: job, engine: engine, specs: built.specs, durationS: options.durationS, logger: logger)
+        let statusService = StatusService(engine: engine, status: status, live: options.statusLine, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: ingress, successTerminationBehavior: .gracefullyShutdownGroup),
+                       .init(service: statusService, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        do { try await group.run() } catch {
+            if let failure = ingress.outcome.failure { throw failure }
+            throw .input("the job stopped: \(error)")
+        }
+        if let failure = ingress.outcome.failure { throw failure }
+        let counters = job.pipeline.counters
+        let p = engine.scheduler.latenessPercentiles([0.5, 0.99])
+        return BoardRunSummary(records: counters.accepted, commits: counters.commits, dropped: counters.dropped,
+                               sources: engine.scheduler.status(), latenessP50Ns: p[0], latenessP99Ns: p[1])
+    }
+}
+
+/// What the status line shows; updated by the committer thread.
+final class JobStatus: Sendable {
+    private let state = Mutex<(commitID: UInt64, atNs: Int64)>((0, 0))
+    func committed(_ id: UInt64) { state.withLock { $0 = (id, Monitor.monotonicNs()) } }
+    var lastCommit: (commitID: UInt64, atNs: Int64) { state.withLock { $0 } }
+}
+
+/// Set once by the ingress service when the job fails.
+final class JobOutcome: Sendable {
+    private let state = Mutex<JobError?>(nil)
+    var failure: JobError? { state.withLock { $0 } }
+    func fail(_ error: JobError) { state.withLock { if $0 == nil { $0 = error } } }
+}
+
+struct IngressService: Service, @unchecked Sendable {
+    let job: WriterJob
+    let engine: IngressEngine
+    let specs: [SourceSpec]
+    let durationS: Double?
+    let logger: Logger
+    let outcome = JobOutcome()
+
+    func run() async throws {
+        engine.start(specs)
+        let start = Monitor.monotonicNs()
+        let limitNs = durationS.map { Int64($0 * 1e9) }
+        // Until a signal, the requested duration, or a refusal of the store.
+        while !Task.isShuttingDownGracefully && !Task.isCancelled && engine.storeFailure == nil {
+            if let limitNs, Monitor.monotonicNs() - start >= limitNs { break }
+            try? await Task.sleep(nanoseconds: 100_000_000)
+        }
+        var failure: StoreError?
+        do { try engine.stop() } catch { failure = error }
+        do {
+            let counters = try job.close(after: failure)
+            logger.info("stopped", metadata: ["records": "\(counters.accepted)", "commits": "\(counters.commits)", "dropped": "\(counters.dropped)"])
+        } catch {
+            outcome.fail(error)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,30 @@
+// The file that stands in for a partition: created and formatted on the first run of a board whose
+// store is a path that does not exist yet. A block device, or any existing file, is never formatted
+// by `run`: a store that fails to open is reported and left as it is.
+
+import EdgelogLinux
+import EdgelogStore
+
+public enum StoreFile {
+    public static func createIfMissing(path: String, size: UInt64, segmentSize: UInt64, say: (String) -> Void) throws(JobError) {
+        guard !LocalFile.exists(path) else { return }
+        do {
+            try LocalFile.makeDirectory(LocalFile.parent(of: path))
+        } catch {
+            throw .file(error)
+        }
+        do {
+            try FileBlockDevice.createFile(path: path, size: size)
+            let target = try FileBlockDevice(path: path)
+            let meta = try EvidenceStore.format(device: target, segmentSize: Int(segmentSize), storeUUID: SystemClock.randomBytes(16),
+                                                deviceID: DeviceIdentity.machineID(), wallNs: SystemClock.now().wallNs, force: false)
+            say("created store \(path): \(meta.geometry.ringSlots) segments of \(meta.geometry.segmentSize) bytes")
+        } catch let error as DeviceError {
+            throw .device(error)
+        } catch let error as StoreError {
+            throw .store(error)
+        } catch {
+            throw .input("\(error)")
+        }
+    }
+}

@@ -1,0 +1,145 @@
+// What `board check`, `board list` and `run --board --json` print, and where the shipped boards are.
+// JSON is written by FoundationEssentials' encoder from Codable reports, then every non-ASCII
+// character is escaped so no reader splits a line or reorders text on a board file's strings.
+
+import EdgelogIngress
+import EdgelogLinux
+import EdgelogRuntime
+import FoundationEssentials
+import Logging
+
+enum BoardSummaryJSON {
+    struct SensorReport: Codable {
+        var name: String
+        var driver: String
+        var bus: String
+        var address: String?
+        var period_ms: Int?
+        var overload: String
+        var queue: Int
+    }
+
+    struct CheckReport: Codable {
+        var file: String
+        var board: String
+        var valid: Bool
+        var buses: Int
+        var sensors: [SensorReport]
+    }
+
+    struct ErrorReport: Codable {
+        var valid: Bool
+        var error: String
+        var file: String?
+        var line: Int?
+        var key: String?
+    }
+
+    struct SourceReport: Codable {
+        var name: String
+        var location: String
+        var reads: UInt64
+        var failures: UInt64
+        var failing: Int
+        var rejected: UInt64
+        var last_error: String?
+    }
+
+    struct RunReport: Codable {
+        var records: UInt64
+        var commits: UInt64
+        var dropped: UInt64
+        var poll_late_p50_us: Int64
+        var poll_late_p99_us: Int64
+        var sources: [SourceReport]
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(value) else { return "{}" }
+        return asciiOnly(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Non-ASCII can only stand inside JSON strings: as \uXXXX it reads the same and shows plainly.
+    static func asciiOnly(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if scalar.value < 0x80 { out.unicodeScalars.append(scalar) } else {
+                for unit in String(scalar).utf16 {
+                    let hex = String(unit, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                }
+            }
+        }
+        return out
+    }
+
+    static func sensors(_ board: Board) -> [SensorReport] {
+        board.sensors.map {
+            SensorReport(name: $0.name, driver: $0.driver, bus: $0.bus, address: $0.settings.busAddress,
+                         period_ms: $0.periodMs > 0 ? $0.periodMs : nil, overload: $0.policy.name, queue: $0.queue)
+        }
+    }
+
+    static func check(_ board: Board, sources: Int) -> String {
+        encode(CheckReport(file: board.file, board: board.name, valid: true, buses: board.buses.count, sensors: sensors(board)))
+    }
+
+    static func listed(_ path: String, _ board: Board) -> String {
+        encode(CheckReport(file: path, board: board.name, valid: true, buses: board.buses.count, sensors: sensors(board)))
+    }
+
+    static func error(_ error: Error) -> String {
+        if let e = error as? BoardError {
+            return encode(ErrorReport(valid: false, error: e.why, file: e.file, line: e.line, key: e.key))
+        }
+        return encode(ErrorReport(valid: false, error: "\(error)"))
+    }
+
+    static func text(_ s: BoardRunSummary) -> String {
+        encode(RunReport(records: s.records, commits: s.commits, dropped: s.dropped, poll_late_p50_us: s.latenessP50Ns / 1000,
+                         poll_late_p99_us: s.latenessP99Ns / 1000,
+                         sources: s.sources.map { SourceReport(name: $0.name, location: $0.location, reads: $0.reads, failures: $0.failures,
+                                                               failing: $0.failing, rejected: $0.rejected, last_error: $0.lastError) }))
+    }
+}
+
+enum TerminalSafe {
+    static func text(_ s: String) -> String { terminalSafe(s) }
+}
+
+enum ShippedBoards {
+    /// board/ of the source tree this executable was built in (.build/<config>/edgelog), else
+    /// /usr/share/edgelog/board.
+    static func directory() -> String {
+        if let exe = LocalFile.resolvedPath("/proc/self/exe") {
+            var dir = LocalFile.parent(of: exe)
+            for _ in 0..<4 {
+                if LocalFile.exists(dir + "/board/sim.yaml") { return dir + "/board" }
+                dir = LocalFile.parent(of: dir)
+            }
+        }
+        return "/usr/share/edgelog/board"
+    }
+
+    static func list(_ directory: String) -> [(String, Result<Board, BoardError>)] {
+        LocalFile.list(directory).filter { $0.hasSuffix(".yaml") }.sorted().map { name in
+            let path = directory + "/" + name
+            do throws(BoardError) { return (path, .success(try Board.load(path))) } catch { return (path, .failure(error)) }
+        }
+    }
+}
+
+enum Logs {
+    /// One line per event on stderr, with the event's metadata as key=value pairs.
+    static func bootstrap() {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+    }
+
+    static func logger() -> Logger { Logger(label: "edgelog") }
+}
