@@ -3,7 +3,8 @@ SWIFT ?= swift
 SHELL := /bin/bash
 DEBUG_BIN := .build/debug
 RELEASE_BIN := .build/release
-STORE ?= var/store.img
+STATE ?= var
+BOARD ?= board/sim.yaml
 KILLS ?= 200
 
 .PHONY: all bootstrap build release run test test-swift test-python soak bench fuzz fuzz-build clean
@@ -19,10 +20,10 @@ build: bootstrap
 release: bootstrap
 	$(SWIFT) build -c release
 
-# The main job on an embedded default: a file-backed store under var/ fed a generated stream
-# of sensor-like readings until Ctrl-C, then what the store holds.
+# The main job on an embedded default: board/sim.yaml (every driver on simulated buses) logging to
+# a file store under var/ until Ctrl-C, then what the store holds.
 run: build
-	@scripts/run-demo $(DEBUG_BIN)/edgelog $(STORE)
+	@scripts/run-demo $(DEBUG_BIN)/edgelog $(STATE) $(BOARD)
 
 # The fuzzers run for FUZZ_TEST_SECONDS each in every test pass (issue 3 asks for at least 60).
 FUZZ_TEST_SECONDS ?= 60
