@@ -218,3 +218,26 @@ final class BME280Image: @unchecked Sendable {
         #expect(error?.kind == .invalidArgument)
     }
 }
+
+@Suite struct BME280HILImageTests {
+    /// The register image of board/qemu/bme280.json, whose expected values scripts/hil/expected.py
+    /// computes independently: t_fine 128422, T 2508, Q24.8 25767233, Q22.10 50766.
+    @Test func hilImage() throws {
+        let bus = SimulatedI2CBus()
+        let device = RegisterDevice(registers: [0xD0: 0x60])
+        device.load(0x88, [0x70, 0x6B, 0x43, 0x67, 0x18, 0xFC, 0x7D, 0x8E, 0x43, 0xD6, 0xD0, 0x0B, 0x27,
+                           0x0B, 0x8C, 0x00, 0xF9, 0xFF, 0x8C, 0x3C, 0xF8, 0xC6, 0x70, 0x17, 0x00, 0x4B])
+        device.load(0xE1, [0x6A, 0x01, 0x00, 0x13, 0x29, 0x03, 0x1E])
+        device.load(0xF7, [0x65, 0x5A, 0xC0, 0x7E, 0xED, 0x00, 0x71, 0x61])
+        bus.attach(device, at: 0x76)
+        let sensor = try BME280(bus: bus)
+        try sensor.start()
+        let c = try #require(sensor.calibration)
+        #expect(c.digH4 == 313 && c.digH5 == 50)
+        #expect(BME280.compensateHumidity(adcH: 0x7161, tFine: 128422, c) == 50766)
+        let reading = try sensor.read()
+        #expect(reading["temperature_c"] == .fixed(2508, scale: 2))
+        #expect(reading["pressure_pa"] == .fixed(25_767_233 * 390_625, scale: 8))
+        #expect(reading["humidity_pct"] == .fixed(50766 * 9_765_625, scale: 10))
+    }
+}
