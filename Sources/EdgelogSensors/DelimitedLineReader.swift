@@ -72,7 +72,7 @@ public final class DelimitedLineReader: EventSensor {
     }
 
     public func next(timeoutMs: Int) throws(HardwareError) -> EventOutcome? {
-        try source.next(timeoutMs: timeoutMs) { line in self.outcome(line) }
+        try source.next(timeoutMs: timeoutMs) { line in [self.outcome(line)] }
     }
 
     func outcome(_ line: [UInt8]) -> EventOutcome {

@@ -69,12 +69,12 @@ struct LineSource {
     }
 
     /// One outcome if one is ready or arrives within `timeoutMs` (one read of the port).
-    mutating func next(timeoutMs: Int, handle: ([UInt8]) -> EventOutcome) throws(HardwareError) -> EventOutcome? {
+    mutating func next(timeoutMs: Int, handle: ([UInt8]) -> [EventOutcome]) throws(HardwareError) -> EventOutcome? {
         if queue.isEmpty {
             let bytes = try port.read(max: 512, timeoutMs: timeoutMs)
             for event in framer.push(bytes) {
                 switch event {
-                case .line(let line): queue.append(handle(line))
+                case .line(let line): queue.append(contentsOf: handle(line))
                 case .overlong(let count):
                     queue.append(.rejected(HardwareError(.badFrame, device: port.path,
                                                          detail: "line of \(count) bytes, longer than \(framer.maxLength): dropped")))

@@ -36,13 +36,22 @@ public final class NMEAReader: EventSensor {
         let path = port.path
         let require = requireChecksum
         return try source.next(timeoutMs: timeoutMs) { line in
-            do {
-                return .reading(try Self.parse(line, device: path, requireChecksum: require))
-            } catch let error as HardwareError {
-                return .rejected(error)
-            } catch {
-                return .rejected(HardwareError(.badFrame, device: path, detail: "\(error)"))
+            // Noise before a sentence (a burst without a line end) is rejected on its own, and the
+            // sentence after it, starting at the last "$" or "!", is still read.
+            var outcomes: [EventOutcome] = []
+            var sentence = line[...]
+            if let start = line.lastIndex(where: { $0 == UInt8(ascii: "$") || $0 == UInt8(ascii: "!") }), start > 0 {
+                outcomes.append(.rejected(HardwareError(.badFrame, device: path, detail: "\(start) bytes of noise before a sentence")))
+                sentence = line[start...]
             }
+            do {
+                outcomes.append(.reading(try Self.parse(Array(sentence), device: path, requireChecksum: require)))
+            } catch let error as HardwareError {
+                outcomes.append(.rejected(error))
+            } catch {
+                outcomes.append(.rejected(HardwareError(.badFrame, device: path, detail: "\(error)")))
+            }
+            return outcomes
         }
     }
 

@@ -57,6 +57,20 @@ let rmc = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
         if case .reading = outcomes[4] {} else { Issue.record("reader did not go on") }
     }
 
+    @Test func noiseBeforeASentence() throws {
+        // A burst of noise without a line end, then a sentence on the same line (the HIL talker's case).
+        let port = SimulatedSerialPort(peer: LineTalkerSimulator(lines: ["\u{AA}U noise $GPGGA,12", "xx" + gga], repeats: false))
+        let reader = NMEAReader(port: port)
+        var outcomes: [EventOutcome] = []
+        for _ in 0..<6 { if let o = try reader.next(timeoutMs: 1000) { outcomes.append(o) } }
+        #expect(outcomes.count == 4)
+        guard outcomes.count == 4 else { return }
+        if case .rejected(let e) = outcomes[0] { #expect(e.detail == "10 bytes of noise before a sentence") } else { Issue.record("noise accepted") }
+        if case .rejected(let e) = outcomes[1] { #expect(e.kind == .checksum) } else { Issue.record("cut sentence accepted") }
+        if case .rejected = outcomes[2] {} else { Issue.record("noise accepted") }
+        if case .reading(let r) = outcomes[3] { #expect(r["fix_quality"] == .int(1)) } else { Issue.record("sentence after noise lost") }
+    }
+
     @Test func badChecksumsInjected() throws {
         let talker = LineTalkerSimulator(lines: [gga, rmc], intervalMs: 100, corruptEvery: 2)
         let port = SimulatedSerialPort(peer: talker)
