@@ -86,6 +86,7 @@ let package = Package(
         .testTarget(name: "EdgelogSealTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTestKit"]),
         .testTarget(name: "EdgelogCLITests", dependencies: ["EdgelogCore"]),
         .testTarget(name: "EdgelogSensorsTests", dependencies: ["EdgelogHAL", "EdgelogSensors", "EdgelogTestKit"]),
+        .testTarget(name: "EdgelogRuntimeTests", dependencies: ["EdgelogRuntime", "EdgelogHAL", "EdgelogIngress", "EdgelogSensors", "EdgelogLinux"]),
         .testTarget(name: "EdgelogIngressTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTimebase", "EdgelogHAL", "EdgelogIngress", "EdgelogRuntime", "EdgelogSensors", "EdgelogLinux", "EdgelogTestKit"]),
     ],
     swiftLanguageModes: [.v6]

@@ -200,7 +200,7 @@ public final class IngressQueue: @unchecked Sendable {
         guard head < records.count else { return nil }
         let record = records[head]
         head += 1
-        if record.index >= 0 { sources[record.index].queued -= 1 }
+        if record.index >= 0 && record.type == .data { sources[record.index].queued -= 1 }
         if head == records.count {
             records.removeAll(keepingCapacity: true)
             head = 0
@@ -251,7 +251,8 @@ public final class IngressQueue: @unchecked Sendable {
             timeChanged = true
         }
         records.append(QueuedRecord(source: sources[index].name, type: type, payload: payload, time: time, index: index))
-        sources[index].queued += 1
+        // Only readings count against the bound: evidence records are few and never refused.
+        if type == .data { sources[index].queued += 1 }
         highestDepth = max(highestDepth, records.count - head)
         monitor.broadcast()
     }
