@@ -56,7 +56,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Test doubles: memory and fault-injecting block devices, crash-image builder, hardware fakes.
-        .target(name: "EdgelogTestKit", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogHAL"]),
+        .target(name: "EdgelogTestKit", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogHAL", "CLinuxShims"]),
 
         .executableTarget(
             name: "edgelog",

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <termios.h>
 #include <sys/file.h>
+#include <stdlib.h>
 #include <linux/i2c.h>
 #include <linux/i2c-dev.h>
 #include <linux/spi/spidev.h>
@@ -189,3 +190,15 @@ int edgelog_serial_configure(int fd, int baud, int data_bits, int parity, int st
 int edgelog_serial_exclusive(int fd) { return ioctl(fd, TIOCEXCL); }
 int edgelog_serial_flush_input(int fd) { return tcflush(fd, TCIFLUSH); }
 int edgelog_flock_exclusive(int fd) { return flock(fd, LOCK_EX | LOCK_NB); }
+
+int edgelog_open_pty(char *name, int size) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0) return -1;
+    if (grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, name, (size_t)size) != 0) {
+        int e = errno;
+        close(master);
+        errno = e;
+        return -1;
+    }
+    return master;
+}

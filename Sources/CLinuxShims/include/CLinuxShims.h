@@ -57,4 +57,8 @@ int edgelog_flock_exclusive(int fd);
 /// tcflush(fd, TCIFLUSH).
 int edgelog_serial_flush_input(int fd);
 
+/// A pseudo-terminal for tests (the far end of a serial line): returns the master descriptor and
+/// writes the slave's path into `name`, or -1 with errno set.
+int edgelog_open_pty(char *name, int size);
+
 #endif
