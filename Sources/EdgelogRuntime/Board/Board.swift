@@ -28,6 +28,8 @@ public struct Board: Sendable {
         public var spi: SPIConfig
         /// sim-serial: the far end's description file (a Modbus slave table or lines to replay).
         public var peer: String?
+        /// Serial lines: the Modbus master's timing (response_timeout_ms, inter_character_timeout_ms, retries).
+        public var options: [String: Int] = [:]
         public var line: Int
     }
 
@@ -164,7 +166,11 @@ extension Board {
                 if let v = try b.integer("data_bits", in: 5...8) { bus.serial.dataBits = Int(v) }
                 if let v = try b.choice("parity", Parity.allCases.map(\.rawValue)) { bus.serial.parity = Parity(rawValue: v) ?? .none }
                 if let v = try b.integer("stop_bits", in: 1...2) { bus.serial.stopBits = Int(v) }
-                known += [kind == .serial ? "device" : "peer", "baud", "data_bits", "parity", "stop_bits"]
+                if let v = try b.integer("response_timeout_ms", in: 10...60_000) { bus.options["response_timeout_ms"] = Int(v) }
+                if let v = try b.integer("inter_character_timeout_ms", in: 1...1000) { bus.options["inter_character_timeout_ms"] = Int(v) }
+                if let v = try b.integer("retries", in: 0...5) { bus.options["retries"] = Int(v) }
+                known += [kind == .serial ? "device" : "peer", "baud", "data_bits", "parity", "stop_bits", "response_timeout_ms",
+                          "inter_character_timeout_ms", "retries"]
             case .simI2C, .simSPI:
                 break
             }

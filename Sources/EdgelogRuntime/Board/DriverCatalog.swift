@@ -16,6 +16,8 @@ public struct DriverSettings: Sendable {
         case flag(Bool)
         case texts([String])
         case integers([Int64])
+        /// A list of small mappings of scalars (Modbus fields, line fields), with their line.
+        case mappings([[String: String]])
     }
 
     public var values: [String: Value] = [:]
@@ -36,6 +38,7 @@ public struct DriverSettings: Sendable {
     func flag(_ key: String, _ fallback: Bool) -> Bool { if case .flag(let v)? = values[key] { v } else { fallback } }
     func texts(_ key: String) -> [String]? { if case .texts(let v)? = values[key] { v } else { nil } }
     func integers(_ key: String) -> [Int64]? { if case .integers(let v)? = values[key] { v } else { nil } }
+    func mappings(_ key: String) -> [[String: String]]? { if case .mappings(let v)? = values[key] { v } else { nil } }
 }
 
 /// What a driver is built over: the opened bus, and objects shared by the sensors of one bus
@@ -50,11 +53,14 @@ public final class BusHandle: @unchecked Sendable {
 
     public let port: Port
     public let sleep: SleepMilliseconds
+    /// Settings of the bus itself that a driver's shared object uses (a Modbus line's timeouts).
+    public let options: [String: Int]
     private var shared: [String: AnyObject] = [:]
 
-    public init(port: Port, sleep: @escaping SleepMilliseconds) {
+    public init(port: Port, sleep: @escaping SleepMilliseconds, options: [String: Int] = [:]) {
         self.port = port
         self.sleep = sleep
+        self.options = options
     }
 
     /// The object of `key` for this bus, made once.
@@ -74,6 +80,8 @@ struct DriverEntry: Sendable {
         case flag
         case texts
         case integers
+        /// A list of mappings with these keys (each scalar).
+        case mappings([String])
     }
 
     let name: String
@@ -105,6 +113,18 @@ struct DriverEntry: Sendable {
                         numbers.append(n)
                     }
                     out.values[key] = .integers(numbers)
+                }
+            case .mappings(let allowed):
+                if let items = try fields.sequence(key) {
+                    var list: [[String: String]] = []
+                    for (i, item) in items.enumerated() {
+                        var entry = try YAMLFields(item, file: fields.file, path: YAMLFields.join(fields.path, "\(key)[\(i)]"))
+                        var values: [String: String] = [:]
+                        for name in allowed { if let v = try entry.string(name) { values[name] = v } }
+                        try entry.rejectUnknown(known: allowed)
+                        list.append(values)
+                    }
+                    out.values[key] = .mappings(list)
                 }
             }
         }

@@ -74,11 +74,17 @@ public enum DriverCatalog {
 
     static let mcp3008 = DriverEntry(
         name: "mcp3008", busKinds: [.spi, .simSPI], polled: true,
-        settingKeys: [("channel", .integer(0...7)), ("differential", .flag), ("vref", .number)],
+        settingKeys: [("channel", .integer(0...7)), ("input", .text), ("vref", .number)],
         addressKey: nil, addressFormat: hexAddress
     ) { s, bus, name throws(HardwareError) in
-        .polled(try MCP3008(device: try spi(bus, name), channel: s.int("channel", 0), differential: s.flag("differential", false),
-                            vref: s.number("vref", 3.3)), periodNs: 0)
+        let device = try spi(bus, name)
+        let input = s.text("input", "single")
+        guard input == "single" || input == "differential" else {
+            throw HardwareError(.invalidArgument, device: device.path, detail: "input must be single or differential")
+        }
+        guard s.values["vref"] != nil else { throw HardwareError(.invalidArgument, device: device.path, detail: "vref (the reference voltage) is required") }
+        return .polled(try MCP3008(device: device, channel: s.int("channel", 0), differential: input == "differential",
+                                   vref: s.number("vref", 0)), periodNs: 0)
     }
 
     static let max31855 = DriverEntry(

@@ -48,7 +48,7 @@ public enum BoardSources {
                             serialPorts.append(linux)
                             port = linux
                         }
-                        handle = BusHandle(port: .serial(port), sleep: sleep)
+                        handle = BusHandle(port: .serial(port), sleep: sleep, options: bus.options)
                         handles[bus.name] = handle
                     }
                 case .simI2C:
@@ -69,7 +69,7 @@ public enum BoardSources {
                         let peer = try SimulatedPeers.load(resolve(bus.peer ?? "", in: board.directory))
                         let port = SimulatedSerialPort(path: "sim:" + bus.name, config: bus.serial, peer: peer,
                                                        sleep: check ? { _ in } : { Process.sleep(milliseconds: $0) })
-                        handle = BusHandle(port: .serial(port), sleep: { _ in })
+                        handle = BusHandle(port: .serial(port), sleep: { _ in }, options: bus.options)
                         handles[bus.name] = handle
                     }
                 }
@@ -114,9 +114,3 @@ final class SilentPeer: SerialPeer {
     func spontaneous(elapsedMs: Int) -> [UInt8] { [] }
 }
 
-/// Simulated serial peers from their description files (filled in with the serial drivers).
-enum SimulatedPeers {
-    static func load(_ path: String) throws(BoardError) -> SerialPeer {
-        throw BoardError(file: path, line: 0, key: nil, why: "simulated serial peers are not available yet")
-    }
-}
