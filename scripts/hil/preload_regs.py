@@ -65,15 +65,17 @@ def run(args):
 
 
 def parse_i2cdump(text):
-    """i2cdump's table ('00: 70 6b ...') -> {register: byte}; XX (read error) is left out."""
+    """i2cdump's table ('80: 70 6b ...', columns of 3 characters; blank where a range starts or ends
+    mid-row, XX for a read error) -> {register: byte}; blanks and XX are left out."""
     regs = {}
     for line in text.splitlines():
-        m = re.match(r"^([0-9a-f]{2}):((?: (?:[0-9a-f]{2}|XX)){1,16})", line)
+        m = re.match(r"^([0-9a-f]{2}):", line)
         if not m:
             continue
         base = int(m.group(1), 16)
-        for i, tok in enumerate(m.group(2).split()):
-            if tok != "XX":
+        for i in range(16):
+            tok = line[4 + 3 * i:6 + 3 * i]
+            if re.fullmatch(r"[0-9a-f]{2}", tok):
                 regs[base + i] = int(tok, 16)
     return regs
 

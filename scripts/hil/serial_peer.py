@@ -94,6 +94,8 @@ class Port:
         self.closed = False
 
     def send(self, data, what):
+        if self.closed:
+            return False
         if self.max_pending is not None and len(self.out) + len(data) > self.max_pending:
             self.log(self.name, "dropped", what=what, pending=len(self.out))
             return False
@@ -237,7 +239,10 @@ def nmea_lon(lon):
 
 
 class NmeaTalker:
-    GARBAGE = [b"\x00\xff\xfe garbage \x13\x37\r\n", b"$GPGGA,12\r\n", b"\xaa\x55noise without newline ",
+    # No XON/XOFF (0x11/0x13) nor signal characters (0x03, 0x1a, 0x1c): a guest port still in its
+    # default cooked mode when the stream arrives (IXON, ECHO) would otherwise stop its own output
+    # and hang any tcsetattr(TCSADRAIN), such as stty's.
+    GARBAGE = [b"\x00\xff\xfe garbage \x1b\x7f\r\n", b"$GPGGA,12\r\n", b"\xaa\x55noise without newline ",
                b"$GPXXX,not,a,known,sentence*00\r\n"]
 
     def __init__(self, port, log, interval, garbage_every, bad_every):
