@@ -160,6 +160,22 @@ if let large {
     print("recovery_64MiB_ms=\(fixed(small.medianMs, 2)) recovery_1GiB_ms=skipped ratio=n/a")
 }
 
+// MARK: 3b: the ingress path
+
+let edgelogRelease = dir.packageRoot + "/.build/release/edgelog"
+if Machine.fileSize(edgelogRelease) != nil {
+    progress("ingress: edgelog run --board with \(IngressBench.sources) simulated sources at \(1000 / IngressBench.periodMs) Hz for 10 s, then ingest of as many records")
+    let (boardRun, stdinRun) = IngressBench.run(binary: edgelogRelease, dir: dir.path, imageDir: dir.packageRoot + "/board/sim", seconds: 10)
+    print("")
+    print("## ingress: edgelog run --board, \(IngressBench.sources) simulated I2C sources (real drivers over register images) at \(1000 / IngressBench.periodMs) Hz, signed, 10 s")
+    print("run_board: records=\(boardRun.records) cpu_ms=\(fixed(Double(boardRun.cpuNs) / 1e6, 1)) cpu_us_per_record=\(fixed(Double(boardRun.cpuNs) / 1e3 / Double(max(boardRun.records, 1)), 2)) "
+        + "peak_rss_kib=\(boardRun.maxRSSKiB) poll_late_p50_us=\(boardRun.lateP50Us) poll_late_p99_us=\(boardRun.lateP99Us)  # goals: p99 < 1000 us, RSS < 16384 KiB, < 20 us/record")
+    print("ingest_stdin: records=\(stdinRun.records) cpu_ms=\(fixed(Double(stdinRun.cpuNs) / 1e6, 1)) cpu_us_per_record=\(fixed(Double(stdinRun.cpuNs) / 1e3 / Double(max(stdinRun.records, 1)), 2)) peak_rss_kib=\(stdinRun.maxRSSKiB)")
+    print("run_board_cpu_vs_stdin=\(fixed(Double(boardRun.cpuNs) / Double(max(stdinRun.cpuNs, 1)), 2))  # same records; includes process start, key load and recovery in both")
+} else {
+    print("ingress: skipped (no release edgelog binary)")
+}
+
 // MARK: 4: footprint
 
 dir.cleanUp()

@@ -78,7 +78,7 @@ struct BoardFileTests {
         #expect(unknownTop.key == "extra" && unknownTop.why.contains("unknown key"), "\(unknownTop)")
     }
 
-    @Test("the shipped boards are valid", arguments: ["sim.yaml"])
+    @Test("the shipped boards are valid", arguments: ["sim.yaml", "qemu.yaml", "raspberry-pi-4.yaml", "beaglebone-black.yaml"])
     func shipped(name: String) throws {
         let path = Self.repository + "/board/" + name
         let board = try Board.load(path)

@@ -33,7 +33,8 @@ public final class LinuxI2CBus: I2CBus, @unchecked Sendable {
         for n in 0..<256 {
             let base = "/sys/class/i2c-adapter/i2c-\(n)"
             guard Sys.exists(base) else { continue }
-            guard let text = try? LocalFile.read(base + "/name", limit: 256).bytes else { continue }
+            // sysfs files say 4096 bytes whatever they hold.
+            guard let text = try? LocalFile.read(base + "/name", limit: 4096).bytes else { continue }
             if String(decoding: text, as: UTF8.self).trimmingCharacters(in: "\n ") == name { return "/dev/i2c-\(n)" }
         }
         return nil

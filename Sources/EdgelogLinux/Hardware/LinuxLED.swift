@@ -13,7 +13,7 @@ public final class LinuxClassLED: LED, @unchecked Sendable {
         let base = root + "/" + name
         path = base + "/brightness"
         let text: [UInt8]
-        do { text = try LocalFile.read(base + "/max_brightness", limit: 64).bytes } catch {
+        do { text = try LocalFile.read(base + "/max_brightness", limit: 4096).bytes } catch {
             throw HardwareError(.vanished, device: base, detail: "no LED of this name: \(error)")
         }
         let digits = String(decoding: text, as: UTF8.self).trimmingCharacters(in: "\n ")
