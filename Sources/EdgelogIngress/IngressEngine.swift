@@ -15,14 +15,19 @@ public final class IngressEngine: @unchecked Sendable {
     private var feederDone = false
     private var failure: StoreError?
     private var appended: UInt64 = 0
+    /// Readings larger than a segment holds: never committed, counted here and reported.
+    public private(set) var oversized: UInt64 = 0
     private let onFailure: @Sendable (StoreError) -> Void
+    private let onOversized: @Sendable (String, StoreError) -> Void
 
     public init(pipeline: CommitPipeline, queue: IngressQueue, clock: IngressClock = MonotonicClock(),
-                onFailure: @escaping @Sendable (StoreError) -> Void = { _ in }) {
+                onFailure: @escaping @Sendable (StoreError) -> Void = { _ in },
+                onOversized: @escaping @Sendable (String, StoreError) -> Void = { _, _ in }) {
         self.pipeline = pipeline
         self.queue = queue
         self.scheduler = Scheduler(queue: queue, clock: clock)
         self.onFailure = onFailure
+        self.onOversized = onOversized
     }
 
     public func start(_ sources: [SourceSpec]) {
@@ -67,7 +72,15 @@ public final class IngressEngine: @unchecked Sendable {
             }
             if case .refused(let error) = result {
                 if case .recordTooLarge = error {
-                    // One oversized reading (a misconfigured register count) does not stop the job.
+                    // One oversized reading (a misconfigured register count) does not stop the job;
+                    // it is counted and reported (the segment size is the board's to change).
+                    monitor.lock()
+                    oversized += 1
+                    monitor.unlock()
+                    if record.index >= 0 {
+                        queue.note(record.index, .ingressDrop, payload: IngressEvidence.drop(count: 1, reasonCode: "record_too_large", windowNs: 0))
+                    }
+                    onOversized(record.source, error)
                     continue
                 }
                 monitor.lock()

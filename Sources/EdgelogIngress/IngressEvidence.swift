@@ -67,13 +67,15 @@ enum IngressEvidence {
         return out.bytes
     }
 
-    /// A message an event source received but could not accept (bad checksum, garbage, too long).
-    static func rejected(_ error: HardwareError, count: UInt64) -> [UInt8] {
+    /// Messages an event source received but could not accept (bad checksum, garbage, too long):
+    /// the last one's error, how many since the previous record, how many this run.
+    static func rejected(_ error: HardwareError, count: UInt64, total: UInt64) -> [UInt8] {
         var out = Object()
         out.text("error", error.kind.rawValue)
         out.text("device", error.device)
         out.text("detail", error.detail)
         out.number("rejected", Int64(clamping: count))
+        out.number("rejected_total", Int64(clamping: total))
         return out.bytes
     }
 

@@ -216,7 +216,22 @@ public final class IngressQueue: @unchecked Sendable {
         monitor.lock()
         defer { monitor.unlock() }
         guard !closed else { return }
-        for index in sources.indices { flushDrops(index) }
+        let now = Monitor.monotonicNs()
+        for index in sources.indices {
+            flushDrops(index)
+            // A degradation still in force at the end is closed by its record: no open window.
+            let s = sources[index]
+            if s.backpressured {
+                sources[index].backpressured = false
+                enqueueEvidence(index, .backpressure, IngressEvidence.backpressure(on: false, depth: s.queued, limit: s.limits.capacity,
+                                                                                  skippedPolls: s.skipped, durationNs: now - s.backpressureSinceNs))
+            }
+            if s.decimating, case .decimate(let factor) = s.policy {
+                sources[index].decimating = false
+                enqueueEvidence(index, .decimation, IngressEvidence.decimation(start: false, factor: factor, depth: s.queued, kept: s.kept,
+                                                                              discarded: s.discarded, windowNs: now - s.decimationSinceNs))
+            }
+        }
         closed = true
         monitor.broadcast()
     }

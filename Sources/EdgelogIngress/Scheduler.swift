@@ -32,6 +32,10 @@ public final class Scheduler: @unchecked Sendable {
         var reads: UInt64 = 0
         var failures: UInt64 = 0
         var rejected: UInt64 = 0
+        /// Rejected messages not yet in a rejected_input record (at most one record a second).
+        var rejectedUnrecorded: UInt64 = 0
+        var lastRejectedRecordNs: Int64 = Int64.min
+        var lastRejected: HardwareError?
         var lastError: String?
         // Poll lateness past the bound, gathered for at most one poll_overrun record a second.
         var latePolls: UInt64 = 0
@@ -94,13 +98,29 @@ public final class Scheduler: @unchecked Sendable {
         }
     }
 
-    /// Stops polling and waits until every thread has finished its current read.
+    /// Stops polling and waits until every thread has finished its current read. Late polls not
+    /// yet reported (the window of a poll_overrun record is a second) are recorded now.
     public func stop() {
         monitor.lock()
         stopping = true
         monitor.broadcast()
         while running > 0 { monitor.wait() }
+        var pending: [(Int, RecordType, [UInt8])] = []
+        for run in runs where run.rejectedUnrecorded > 0 {
+            if let error = run.lastRejected {
+                pending.append((run.index, .rejectedInput, IngressEvidence.rejected(error, count: run.rejectedUnrecorded, total: run.rejected)))
+            }
+            run.rejectedUnrecorded = 0
+        }
+        for run in runs where run.latePolls > 0 || run.missedPolls > 0 {
+            guard case .polled(_, let periodNs) = run.spec.kind else { continue }
+            pending.append((run.index, .pollOverrun, IngressEvidence.overrun(polls: run.latePolls, missed: run.missedPolls, maxLateNs: run.maxLateNs,
+                                                               boundNs: run.spec.jitterBoundNs, periodNs: periodNs)))
+            run.latePolls = 0
+            run.missedPolls = 0
+        }
         monitor.unlock()
+        for (index, type, payload) in pending { queue.note(index, type, payload: payload) }
     }
 
     public func status() -> [SourceStatus] {
@@ -211,13 +231,25 @@ public final class Scheduler: @unchecked Sendable {
                     succeeded(run, nowNs: clock.nowNs())
                     queue.offer(run.index, payload: reading.json, nowNs: clock.nowNs())
                 case .rejected(let error)?:
+                    // A talker sending garbage must not flood the store: one record a second at
+                    // most, counting every rejected message since the previous one.
+                    let now = clock.nowNs()
                     monitor.lock()
                     run.rejected += 1
+                    run.rejectedUnrecorded += 1
                     run.lastError = error.description
-                    let count = run.rejected
+                    run.lastRejected = error
+                    var payload: [UInt8]?
+                    if now - run.lastRejectedRecordNs >= 1_000_000_000 {
+                        payload = IngressEvidence.rejected(error, count: run.rejectedUnrecorded, total: run.rejected)
+                        run.rejectedUnrecorded = 0
+                        run.lastRejectedRecordNs = now
+                    }
                     monitor.unlock()
-                    queue.note(run.index, .rejectedInput, payload: IngressEvidence.rejected(error, count: count))
-                    onEvent?(run.spec.name, .rejectedInput, error.description)
+                    if let payload {
+                        queue.note(run.index, .rejectedInput, payload: payload)
+                        onEvent?(run.spec.name, .rejectedInput, error.description)
+                    }
                 }
             } catch {
                 failed(run, error, nowNs: clock.nowNs())

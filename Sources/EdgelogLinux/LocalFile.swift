@@ -116,4 +116,7 @@ public enum LocalFile {
 
     /// Names in a directory (not . and ..); empty when it cannot be read.
     public static func list(_ directory: String) -> [String] { Sys.listDirectory(directory) }
+
+    /// Removes a file (best effort: a file that is not there is fine).
+    public static func remove(_ path: String) { Sys.unlink(path) }
 }

@@ -46,7 +46,10 @@ enum BoardSummaryJSON {
     }
 
     struct RunReport: Codable {
+        /// Every record committed: readings, ingress evidence, time records.
         var records: UInt64
+        /// Good reads of the sources (data records).
+        var readings: UInt64
         var commits: UInt64
         var dropped: UInt64
         var poll_late_p50_us: Int64
@@ -98,7 +101,7 @@ enum BoardSummaryJSON {
     }
 
     static func text(_ s: BoardRunSummary) -> String {
-        encode(RunReport(records: s.records, commits: s.commits, dropped: s.dropped, poll_late_p50_us: s.latenessP50Ns / 1000,
+        encode(RunReport(records: s.records, readings: s.sources.reduce(0) { $0 + $1.reads }, commits: s.commits, dropped: s.dropped, poll_late_p50_us: s.latenessP50Ns / 1000,
                          poll_late_p99_us: s.latenessP99Ns / 1000,
                          sources: s.sources.map { SourceReport(name: $0.name, location: $0.location, reads: $0.reads, failures: $0.failures,
                                                                failing: $0.failing, rejected: $0.rejected, last_error: $0.lastError) }))

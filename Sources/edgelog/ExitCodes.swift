@@ -61,7 +61,13 @@ enum Exit {
         case .board(let e):
             say("error: \(e)")
             return ExitCode(usage)
+        case .hardware(let why):
+            say("error: \(why)")
+            return ExitCode(deviceError)
         case .input(let why):
+            say("error: \(why)")
+            return ExitCode(usage)
+        case .internal(let why):
             say("error: \(why)")
             return ExitCode(internalError)
         }

@@ -20,10 +20,10 @@ struct RunCommand: ParsableCommand {
 
             Example: edgelog run --board board/sim.yaml --state-dir var
 
-            Without --board: reads the configuration file (--config, else /etc/edgelog/edgelog.conf if present, else \
+            Without --board: reads the configuration file (--config, else /etc/edgelog/edgelog.yaml if present, else \
             the embedded default: a file store var/store.img, keys in var/keys, the anchor \
             var/anchor.json) and runs what `ingest` runs with those settings: every commit signed \
-            with the configured key directory (refused without one unless `unsigned = true`), the \
+            with the configured key directory (refused without one unless `unsigned: true`), the \
             anchor kept, JSON lines from stdin committed and acknowledged until end of input, \
             SIGINT or SIGTERM. A file store that does not exist yet is created at store_size and \
             formatted; a block device is never formatted by `run`. Flags override the file. \
@@ -98,7 +98,7 @@ struct RunCommand: ParsableCommand {
             return
         }
         guard settings.keyDir != nil || settings.unsigned else {
-            Exit.say("error: no key directory configured: set key_dir (make one with `edgelog keys generate --out DIR`) or unsigned = true")
+            Exit.say("error: no key directory configured: set key_dir (make one with `edgelog keys generate --out DIR`) or unsigned: true")
             throw ExitCode(Exit.keyProblem)
         }
         // The embedded default is a file-backed partition: create and format it on first run.

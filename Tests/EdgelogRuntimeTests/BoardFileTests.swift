@@ -64,6 +64,27 @@ struct BoardFileTests {
         #expect(range.line == 12 && range.key == "sensors[0].address" && range.why.contains("outside"), "\(range)")
     }
 
+    @Test("a default address counts as an address; a printing instrument owns its line; the store's geometry is checked")
+    func crossChecks() throws {
+        let twoDefaults = Self.good.replacingAll("    address: 0x76\n", "") + "\n  - name: env2\n    driver: bme280\n    bus: i2c\n    period_ms: 100\n"
+        let duplicate = try #require(check(twoDefaults))
+        #expect(duplicate.key == "sensors[1]" && duplicate.why.contains("both at 0x76"), "\(duplicate)")
+        let shared = """
+            board: t
+            buses:
+              - {name: line, kind: serial, device: /dev/ttyS1}
+            sensors:
+              - {name: gps, driver: nmea, bus: line}
+              - {name: meter, driver: modbus, bus: line, slave: 1, function: 3, register: 0, count: 1, period_ms: 100}
+            """
+        let owner = try #require(check(shared))
+        #expect(owner.line == 6 && owner.key == "sensors[1].bus" && owner.why.contains("no other sensor can share"), "\(owner)")
+        let small = try #require(check(Self.good.replacingAll("  path: store.img", "  path: store.img\n  size: 64K")))
+        #expect(small.key == "store" && small.why.contains("segments"), "\(small)")
+        let modbus = try #require(check(shared.replacingAll("  - {name: gps, driver: nmea, bus: line}\n", "").replacingAll("slave: 1, ", "")))
+        #expect(modbus.key == "sensors[0].slave" && modbus.why.contains("missing"), "\(modbus)")
+    }
+
     @Test("YAML that does not parse, a missing board name, and more sensors than the store holds")
     func wholeFile() throws {
         let syntax = try #require(check("board: t\nsensors: [\n"))

@@ -261,6 +261,18 @@ extension Board {
                                  why: "\(a.name) and \(b.name) (line \(b.line)) are both at \(address) on bus \(a.bus)")
             }
         }
+        // An instrument that prints owns its line: its reader reads whatever arrives.
+        for bus in buses where bus.kind == .serial || bus.kind == .simSerial {
+            let on = sensors.enumerated().filter { $0.element.bus == bus.name }
+            guard on.count > 1, let printer = on.first(where: { !(DriverCatalog.driver(named: $0.element.driver)?.polled ?? true) }),
+                  let other = on.first(where: { $0.offset != printer.offset }) else { continue }
+            let later = max(printer.offset, other.offset)
+            throw BoardError(file: file, line: sensors[later].line, key: "sensors[\(later)].bus",
+                             why: "\(printer.element.name) (\(printer.element.driver)) reads everything that arrives on \(bus.name): no other sensor can share that line")
+        }
+        do { _ = try Geometry.make(storeSize: store.size, sectorSize: 512, segmentSize: Int(clamping: store.segmentSize)) } catch {
+            throw BoardError(file: file, line: 0, key: "store", why: "\(error)")
+        }
         if sensors.count > Board.maxSensors {
             throw BoardError(file: file, line: sensorNodes[Board.maxSensors].mark?.line ?? 0, key: "sensors",
                              why: "\(sensors.count) sensors, but a store keeps sequence numbers for \(Board.maxSensors) sources")

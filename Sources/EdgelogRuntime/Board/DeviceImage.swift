@@ -71,15 +71,15 @@ enum DeviceImage {
         return result
     }
 
-    static func load(_ path: String) throws(BoardError) -> YAMLFields {
+    static func load(_ path: String, what: String = "device image") throws(BoardError) -> YAMLFields {
         // Also the reader of the settings file (RunConfig): a YAML mapping from a file.
         let bytes: [UInt8]
         do { bytes = try LocalFile.read(path, limit: 1 << 20).bytes } catch {
-            throw BoardError(file: path, line: 0, key: nil, why: "cannot read the device image: \(error)")
+            throw BoardError(file: path, line: 0, key: nil, why: "cannot read the \(what): \(error)")
         }
         do {
             guard let node = try Yams.compose(yaml: String(decoding: bytes, as: UTF8.self)) else {
-                throw BoardError(file: path, line: 0, key: nil, why: "the image is empty")
+                throw BoardError(file: path, line: 0, key: nil, why: "the \(what) is empty")
             }
             return try YAMLFields(node, file: path, path: "")
         } catch let error as BoardError {

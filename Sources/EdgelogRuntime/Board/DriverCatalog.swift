@@ -91,6 +91,10 @@ struct DriverEntry: Sendable {
     /// The setting that names the device on its bus (address, slave), for duplicate detection.
     let addressKey: String?
     let addressFormat: @Sendable (Int64) -> String
+    /// The address a device has when the board file gives none (the driver's default).
+    var defaultAddress: Int64? = nil
+    /// Settings without a sensible default.
+    var required: [String] = []
     let make: @Sendable (DriverSettings, BusHandle, String) throws(HardwareError) -> SourceSpec.Kind
 
     var needsBus: Bool { !busKinds.isEmpty }
@@ -128,6 +132,10 @@ struct DriverEntry: Sendable {
                 }
             }
         }
+        for key in required where out.values[key] == nil {
+            throw BoardError(file: fields.file, line: fields.line, key: YAMLFields.join(fields.path, key), why: "missing (required by \(name))")
+        }
+        if let addressKey, out.values[addressKey] == nil, let defaultAddress { out.values[addressKey] = .integer(defaultAddress) }
         if let addressKey, case .integer(let a)? = out.values[addressKey] { out.busAddress = addressFormat(a) }
         return out
     }

@@ -34,7 +34,7 @@ public enum DriverCatalog {
         settingKeys: [("address", .integer(0...0x7F)), ("mode", .text), ("oversampling_t", .integer(0...16)), ("oversampling_p", .integer(0...16)),
                       ("oversampling_h", .integer(0...16)), ("filter", .integer(0...16)), ("standby_ms", .number), ("soft_reset", .flag),
                       ("status_polls", .integer(1...1000))],
-        addressKey: "address", addressFormat: hexAddress
+        addressKey: "address", addressFormat: hexAddress, defaultAddress: 0x76
     ) { s, bus, name throws(HardwareError) in
         let port = try i2c(bus, name)
         guard let mode = BME280.Mode(rawValue: s.text("mode", "forced")) else {
@@ -50,7 +50,7 @@ public enum DriverCatalog {
     static let sht3x = DriverEntry(
         name: "sht3x", busKinds: [.i2c, .simI2C], polled: true,
         settingKeys: [("address", .integer(0...0x7F)), ("repeatability", .text)],
-        addressKey: "address", addressFormat: hexAddress
+        addressKey: "address", addressFormat: hexAddress, defaultAddress: 0x44
     ) { s, bus, name throws(HardwareError) in
         let port = try i2c(bus, name)
         guard let repeatability = SHT3x.Repeatability(rawValue: s.text("repeatability", "high")) else {
@@ -62,7 +62,7 @@ public enum DriverCatalog {
     static let ads1115 = DriverEntry(
         name: "ads1115", busKinds: [.i2c, .simI2C], polled: true,
         settingKeys: [("address", .integer(0...0x7F)), ("input", .text), ("full_scale_v", .number), ("rate", .integer(1...1000))],
-        addressKey: "address", addressFormat: hexAddress
+        addressKey: "address", addressFormat: hexAddress, defaultAddress: 0x48
     ) { s, bus, name throws(HardwareError) in
         let port = try i2c(bus, name)
         guard let input = ADS1115.Input(rawValue: s.text("input", "ain0")) else {
@@ -75,14 +75,13 @@ public enum DriverCatalog {
     static let mcp3008 = DriverEntry(
         name: "mcp3008", busKinds: [.spi, .simSPI], polled: true,
         settingKeys: [("channel", .integer(0...7)), ("input", .text), ("vref", .number)],
-        addressKey: nil, addressFormat: hexAddress
+        addressKey: nil, addressFormat: hexAddress, required: ["channel", "vref"]
     ) { s, bus, name throws(HardwareError) in
         let device = try spi(bus, name)
         let input = s.text("input", "single")
         guard input == "single" || input == "differential" else {
             throw HardwareError(.invalidArgument, device: device.path, detail: "input must be single or differential")
         }
-        guard s.values["vref"] != nil else { throw HardwareError(.invalidArgument, device: device.path, detail: "vref (the reference voltage) is required") }
         return .polled(try MCP3008(device: device, channel: s.int("channel", 0), differential: input == "differential",
                                    vref: s.number("vref", 0)), periodNs: 0)
     }

@@ -33,7 +33,7 @@ public struct RunConfig: Equatable, Sendable {
 
     /// Reads `path` over the defaults; every key must be known and every value valid.
     public static func load(_ path: String) throws(BoardError) -> RunConfig {
-        var fields = try DeviceImage.load(path)
+        var fields = try DeviceImage.load(path, what: "settings file")
         var config = RunConfig()
         if let v = try fields.string("device") { config.device = v }
         if let v = try fields.string("key_dir") { config.keyDir = v }

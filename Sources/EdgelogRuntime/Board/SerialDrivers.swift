@@ -13,7 +13,7 @@ extension DriverCatalog {
         name: "modbus", busKinds: [.serial, .simSerial], polled: true,
         settingKeys: [("slave", .integer(1...247)), ("function", .integer(3...4)), ("register", .integer(0...65_535)),
                       ("count", .integer(1...125)), ("fields", .mappings(["name", "offset", "type", "scale"]))],
-        addressKey: "slave", addressFormat: { "slave \($0)" }
+        addressKey: "slave", addressFormat: { "slave \($0)" }, required: ["slave", "function", "register", "count"]
     ) { s, bus, name throws(HardwareError) in
         let port = try serial(bus, name)
         let master = try bus.shared("modbus") { () throws(HardwareError) -> ModbusMaster in
@@ -47,7 +47,7 @@ extension DriverCatalog {
     static let lines = DriverEntry(
         name: "lines", busKinds: [.serial, .simSerial], polled: false,
         settingKeys: [("delimiter", .text), ("fields", .mappings(["name", "type"])), ("max_line", .integer(8...1024))],
-        addressKey: nil, addressFormat: hexAddress
+        addressKey: nil, addressFormat: hexAddress, required: ["fields"]
     ) { s, bus, name throws(HardwareError) in
         let port = try serial(bus, name)
         var fields: [LineField] = []

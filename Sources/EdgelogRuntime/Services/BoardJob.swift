@@ -28,6 +28,7 @@ public struct BoardRunOptions: Sendable {
 
 /// What a finished run reports.
 public struct BoardRunSummary: Sendable {
+    /// Every record appended: readings, ingress evidence and time records.
     public var records: UInt64
     public var commits: UInt64
     public var dropped: UInt64
@@ -54,21 +55,27 @@ public enum BoardJob {
         guard settings.keyDir != nil || board.store.unsigned else {
             throw .input("the board names no key directory: set store.key_dir (make one with `edgelog keys generate --out DIR`) or store.unsigned: true")
         }
+        // The key is checked before anything is created: a board without its key writes nothing.
+        if let keyDir = settings.keyDir {
+            do { _ = try KeyDirectory(path: keyDir).readInfo() } catch { throw .trust(error) }
+        }
         try StoreFile.createIfMissing(path: settings.device, size: board.store.size, segmentSize: board.store.segmentSize) {
             logger.notice("\($0)")
         }
         let built: BuiltSources
         do { built = try BoardSources.build(board) } catch { throw .board(error) }
-        do { try built.claimSerialPorts() } catch { throw .input("\(error)") }
+        do { try built.claimSerialPorts() } catch { throw .hardware("\(error)") }
 
         let status = JobStatus()
         let job = try WriterJob(settings: settings, say: { logger.notice("\($0)") }) { receipt in
             status.committed(receipt.commitID)
         }
         let queue = IngressQueue(timebase: job.timebase)
-        let engine = IngressEngine(pipeline: job.pipeline, queue: queue) { error in
+        let engine = IngressEngine(pipeline: job.pipeline, queue: queue, onFailure: { error in
             logger.error("the store stopped accepting records: \(error)")
-        }
+        }, onOversized: { source, error in
+            logger.error("a reading was not committed: \(error)", metadata: ["source": "\(source)"])
+        })
         engine.scheduler.onEvent = { source, event, detail in
             logger.log(level: event == .sourceRecovered ? .notice : .warning, "\(event.name): \(detail)", metadata: ["source": "\(source)"])
         }
@@ -83,7 +90,7 @@ public enum BoardJob {
         ))
         do { try await group.run() } catch {
             if let failure = ingress.outcome.failure { throw failure }
-            throw .input("the job stopped: \(error)")
+            throw .internal("the job stopped: \(error)")
         }
         if let failure = ingress.outcome.failure { throw failure }
         let counters = job.pipeline.counters

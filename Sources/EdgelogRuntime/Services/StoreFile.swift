@@ -8,6 +8,11 @@ import EdgelogStore
 public enum StoreFile {
     public static func createIfMissing(path: String, size: UInt64, segmentSize: UInt64, say: (String) -> Void) throws(JobError) {
         guard !LocalFile.exists(path) else { return }
+        // A partition that is not there (a mistyped /dev/mmcblk0p3, a card not inserted) is a
+        // missing device, not a file to create: in /dev a file would live in RAM and vanish.
+        if path.hasPrefix("/dev/") {
+            throw .hardware("store device \(path) does not exist: check the board's store.path (run creates files, never devices)")
+        }
         do {
             try LocalFile.makeDirectory(LocalFile.parent(of: path))
         } catch {
@@ -15,16 +20,21 @@ public enum StoreFile {
         }
         do {
             try FileBlockDevice.createFile(path: path, size: size)
+            // A file this call created and could not format is removed: left, it would read as
+            // "not a store" on every later run, even after the board file is fixed.
+            var formatted = false
+            defer { if !formatted { LocalFile.remove(path) } }
             let target = try FileBlockDevice(path: path)
             let meta = try EvidenceStore.format(device: target, segmentSize: Int(segmentSize), storeUUID: SystemClock.randomBytes(16),
                                                 deviceID: DeviceIdentity.machineID(), wallNs: SystemClock.now().wallNs, force: false)
+            formatted = true
             say("created store \(path): \(meta.geometry.ringSlots) segments of \(meta.geometry.segmentSize) bytes")
         } catch let error as DeviceError {
             throw .device(error)
         } catch let error as StoreError {
             throw .store(error)
         } catch {
-            throw .input("\(error)")
+            throw .internal("\(error)")
         }
     }
 }

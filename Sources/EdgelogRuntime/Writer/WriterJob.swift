@@ -16,7 +16,12 @@ public enum JobError: Error, CustomStringConvertible {
     case trust(TrustError)
     case file(FileError)
     case board(BoardError)
+    /// A device the job needs at start is held by someone else or refused (a serial line in use).
+    case hardware(String)
+    /// A mistake in what the person asked for (settings, arguments).
     case input(String)
+    /// Something that should not happen (the service group failed for another reason).
+    case `internal`(String)
 
     public var description: String {
         switch self {
@@ -25,7 +30,9 @@ public enum JobError: Error, CustomStringConvertible {
         case .trust(let e): e.description
         case .file(let e): e.description
         case .board(let e): e.description
+        case .hardware(let why): why
         case .input(let why): why
+        case .internal(let why): why
         }
     }
 }

@@ -1,0 +1,75 @@
+// `edgelog run --board` and `edgelog board` as a user runs them: the simulated board end to end,
+// a clean stop on SIGTERM, the summary, a board mistake named by file and line.
+
+import Foundation
+import Testing
+
+@Suite("edgelog run --board", .serialized)
+struct BoardRunTests {
+    static let simBoard = Binary.root.appendingPathComponent("board/sim.yaml").path
+
+    @Test("the simulated board: every source commits, signed; the summary and the store agree; verify passes")
+    func simulatedBoard() throws {
+        let s = try Scratch()
+        #expect(try edgelog(["keys", "generate", "--out", s.path("keys")]).code == 0)
+        let r = try edgelog(["run", "--board", Self.simBoard, "--state-dir", s.path(""), "--duration", "3", "--json"])
+        #expect(r.code == 0, "\(r.err)")
+        let summary = try #require(jsonLines(r.out).first)
+        let sources = try #require(summary["sources"] as? [[String: Any]])
+        #expect(sources.count == 9)
+        let store = s.path("store.img")
+        let records = jsonLines(try edgelog(["export", "--device", store]).out)
+        for source in sources {
+            let name = try #require(source["name"] as? String)
+            let reads = source["reads"] as? Int ?? 0
+            let data = records.filter { $0["source"] as? String == name && $0["type"] as? String == "data" }
+            #expect(data.count == reads, "\(name): \(data.count) data records, \(reads) reads")
+            if name != "meter.modbus7" { #expect(reads > 0, "\(name) read nothing") }
+        }
+        // The silent Modbus slave: faults, never a value.
+        let silent = records.filter { $0["source"] as? String == "meter.modbus7" }
+        #expect(!silent.isEmpty && silent.allSatisfy { $0["type"] as? String == "source_fault" })
+        let bme = try #require(records.first { $0["source"] as? String == "env.bme280" }?["payload"] as? [String: Any])
+        #expect((bme["temperature_c"] as? Double) == 25.08)
+        let verdict = try edgelog(["verify", "--device", store, "--trust", s.path("keys/signing-key.pub.pem"), "--anchor", s.path("anchor.json")])
+        #expect(verdict.code == 0, "\(verdict.out)")
+    }
+
+    @Test("SIGTERM: what is buffered is committed, the store is closed cleanly, exit 0")
+    func stopsOnSignal() throws {
+        let s = try Scratch()
+        #expect(try edgelog(["keys", "generate", "--out", s.path("keys")]).code == 0)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.edgelog)
+        process.arguments = ["run", "--board", Self.simBoard, "--state-dir", s.path("")]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 2.5)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let inspect = try edgelog(["inspect", "--device", s.path("store.img"), "--json"])
+        #expect(inspect.out.contains("\"clean_flag\":true"), "\(inspect.out.prefix(400))")
+    }
+
+    @Test("board check names a mistake by file, line and key (exit 64); board list shows the shipped boards")
+    func boardCommands() throws {
+        let s = try Scratch()
+        let bad = s.path("bad.yaml")
+        try "board: x\nsensors:\n  - name: a\n    driver: bme280\n    bus: nowhere\n    period_ms: 10\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let r = try edgelog(["board", "check", bad])
+        #expect(r.code == 64 && r.err.contains("bad.yaml:5: sensors[0].bus: no bus named nowhere"), "\(r.err)")
+        let good = try edgelog(["board", "check", Self.simBoard, "--json"])
+        #expect(good.code == 0 && good.out.contains("\"valid\":true"))
+        let list = try edgelog(["board", "list"])
+        #expect(list.code == 0 && list.out.contains("sim.yaml") && list.out.contains("qemu.yaml") && list.out.contains("raspberry-pi-4.yaml"))
+    }
+
+    @Test("a board whose key directory is missing writes nothing (exit 9)")
+    func missingKey() throws {
+        let s = try Scratch()
+        let r = try edgelog(["run", "--board", Self.simBoard, "--state-dir", s.path(""), "--duration", "1"])
+        #expect(r.code == 9, "\(r.err)")
+        #expect(!FileManager.default.fileExists(atPath: s.path("store.img")))
+    }
+}
