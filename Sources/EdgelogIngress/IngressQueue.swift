@@ -256,6 +256,8 @@ public final class IngressQueue: @unchecked Sendable {
     }
 
     private func enqueue(_ index: Int, _ type: RecordType, _ payload: [UInt8]) {
+        // The feeder waits only on an empty queue: waking it once per batch is enough.
+        let wasEmpty = head == records.count
         let time = timebase.capture(before: &timeRecords)
         if !timeRecords.isEmpty {
             // A clock step or a time_state goes in right before the record it explains.
@@ -269,6 +271,6 @@ public final class IngressQueue: @unchecked Sendable {
         // Only readings count against the bound: evidence records are few and never refused.
         if type == .data { sources[index].queued += 1 }
         highestDepth = max(highestDepth, records.count - head)
-        monitor.broadcast()
+        if wasEmpty { monitor.broadcast() }
     }
 }

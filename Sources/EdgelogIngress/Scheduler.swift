@@ -6,6 +6,7 @@
 // never replaced by the last good value: the record says it failed.
 
 import Dispatch
+import Synchronization
 import EdgelogHAL
 import EdgelogStore
 
@@ -50,9 +51,12 @@ public final class Scheduler: @unchecked Sendable {
 
     private let queue: IngressQueue
     private let clock: IngressClock
+    /// Counters and the thread count. Sleeping is on each thread's own waker: bus threads never
+    /// contend for one lock to wait.
     private let monitor = Monitor()
+    private var wakers: [Monitor] = []
+    private let stopFlag = Atomic<Bool>(false)
     private var runs: [Run] = []
-    private var stopping = false
     private var running = 0
     private var latenessNs: [Int64] = []
     private var random = SystemRandomNumberGenerator()
@@ -86,24 +90,35 @@ public final class Scheduler: @unchecked Sendable {
                 events.append(run)
             }
         }
+        let threadWakers = (0..<(busOrder.count + events.count)).map { _ in Monitor() }
         monitor.lock()
         running = busOrder.count + events.count
+        wakers = threadWakers
         monitor.unlock()
-        for bus in busOrder {
+        for (i, bus) in busOrder.enumerated() {
             let owned = byBus[bus] ?? []
-            DispatchQueue(label: "edgelog.bus.\(bus)").async { self.pollLoop(owned) }
+            let waker = threadWakers[i]
+            DispatchQueue(label: "edgelog.bus.\(bus)").async { self.pollLoop(owned, waker) }
         }
-        for run in events {
-            DispatchQueue(label: "edgelog.event.\(run.spec.name)").async { self.eventLoop(run) }
+        for (i, run) in events.enumerated() {
+            let waker = threadWakers[busOrder.count + i]
+            DispatchQueue(label: "edgelog.event.\(run.spec.name)").async { self.eventLoop(run, waker) }
         }
     }
 
     /// Stops polling and waits until every thread has finished its current read. Late polls not
     /// yet reported (the window of a poll_overrun record is a second) are recorded now.
     public func stop() {
+        stopFlag.store(true, ordering: .sequentiallyConsistent)
         monitor.lock()
-        stopping = true
-        monitor.broadcast()
+        let all = wakers
+        monitor.unlock()
+        for waker in all {
+            waker.lock()
+            waker.broadcast()
+            waker.unlock()
+        }
+        monitor.lock()
         while running > 0 { monitor.wait() }
         var pending: [(Int, RecordType, [UInt8])] = []
         for run in runs where run.rejectedUnrecorded > 0 {
@@ -143,20 +158,16 @@ public final class Scheduler: @unchecked Sendable {
 
     // MARK: threads
 
-    private var isStopping: Bool {
-        monitor.lock()
-        defer { monitor.unlock() }
-        return stopping
-    }
+    private var isStopping: Bool { stopFlag.load(ordering: .sequentiallyConsistent) }
 
-    /// Sleeps until `deadlineNs` or until stop; returns false when stopping.
-    private func sleep(until deadlineNs: Int64) -> Bool {
-        monitor.lock()
-        defer { monitor.unlock() }
-        while !stopping {
+    /// Sleeps on the thread's own waker until `deadlineNs` or until stop; false when stopping.
+    private func sleep(until deadlineNs: Int64, _ waker: Monitor) -> Bool {
+        waker.lock()
+        defer { waker.unlock() }
+        while !isStopping {
             let left = deadlineNs - clock.nowNs()
             if left <= 0 { return true }
-            monitor.wait(ns: left)
+            waker.wait(ns: left)
         }
         return false
     }
@@ -168,14 +179,14 @@ public final class Scheduler: @unchecked Sendable {
         monitor.unlock()
     }
 
-    private func pollLoop(_ owned: [Run]) {
+    private func pollLoop(_ owned: [Run], _ waker: Monitor) {
         defer { finished() }
         guard !owned.isEmpty else { return }
         while true {
             // The source due first; ties go in board order.
             var next = owned[0]
             for run in owned.dropFirst() where run.dueNs < next.dueNs { next = run }
-            guard sleep(until: next.dueNs) else { return }
+            guard sleep(until: next.dueNs, waker) else { return }
             guard case .polled(let sensor, let periodNs) = next.spec.kind else { return }
             let startNs = clock.nowNs()
             noteLateness(next, lateNs: startNs - next.dueNs, periodNs: periodNs, nowNs: startNs)
@@ -206,18 +217,18 @@ public final class Scheduler: @unchecked Sendable {
         }
     }
 
-    private func eventLoop(_ run: Run) {
+    private func eventLoop(_ run: Run, _ waker: Monitor) {
         defer { finished() }
         guard case .event(let sensor) = run.spec.kind else { return }
         while !isStopping {
             let now = clock.nowNs()
             if run.failing > 0 && now < run.retryAtNs {
-                guard sleep(until: min(run.retryAtNs, now + 100_000_000)) else { return }
+                guard sleep(until: min(run.retryAtNs, now + 100_000_000), waker) else { return }
                 continue
             }
             // Held back: leave the bytes in the kernel's buffer (and the peer's flow control).
             guard queue.admit(run.index, nowNs: now) else {
-                guard sleep(until: now + 20_000_000) else { return }
+                guard sleep(until: now + 20_000_000, waker) else { return }
                 continue
             }
             do throws(HardwareError) {

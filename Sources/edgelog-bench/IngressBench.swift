@@ -12,6 +12,8 @@ enum IngressBench {
     struct Result {
         var records: Int
         var cpuNs: Int64
+        /// CPU of the same command started and stopped at once (key load, firmware hash, recovery).
+        var startupCpuNs: Int64 = 0
         var maxRSSKiB: Int
         var lateP50Us: Int
         var lateP99Us: Int
@@ -92,8 +94,10 @@ enum IngressBench {
             die("edgelog run --board failed (status \(r.status)): \(r.out)")
         }
         let records = summary.records
-        let board = Result(records: records, cpuNs: cpuNs(r.usage), maxRSSKiB: Int(r.usage.ru_maxrss),
+        let idle = spawn([binary, "run", "--board", boardPath, "--state-dir", state, "--duration", "0", "--json"])
+        var board = Result(records: records, cpuNs: cpuNs(r.usage), maxRSSKiB: Int(r.usage.ru_maxrss),
                            lateP50Us: summary.poll_late_p50_us, lateP99Us: summary.poll_late_p99_us, wallS: wall)
+        board.startupCpuNs = cpuNs(idle.usage)
 
         // The same count of records through `ingest` from stdin, the same payload size.
         let inputPath = state + "/input.jsonl"

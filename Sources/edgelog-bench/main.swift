@@ -170,6 +170,7 @@ if Machine.fileSize(edgelogRelease) != nil {
     print("## ingress: edgelog run --board, \(IngressBench.sources) simulated I2C sources (real drivers over register images) at \(1000 / IngressBench.periodMs) Hz, signed, 10 s")
     print("run_board: records=\(boardRun.records) cpu_ms=\(fixed(Double(boardRun.cpuNs) / 1e6, 1)) cpu_us_per_record=\(fixed(Double(boardRun.cpuNs) / 1e3 / Double(max(boardRun.records, 1)), 2)) "
         + "peak_rss_kib=\(boardRun.maxRSSKiB) poll_late_p50_us=\(boardRun.lateP50Us) poll_late_p99_us=\(boardRun.lateP99Us)  # goals: p99 < 1000 us, RSS < 16384 KiB, < 20 us/record")
+    print("run_board_net: startup_cpu_ms=\(fixed(Double(boardRun.startupCpuNs) / 1e6, 1)) cpu_us_per_record_after_startup=\(fixed(Double(boardRun.cpuNs - boardRun.startupCpuNs) / 1e3 / Double(max(boardRun.records, 1)), 2))  # startup: the same command with --duration 0 (key load, firmware hash, recovery)")
     print("ingest_stdin: records=\(stdinRun.records) cpu_ms=\(fixed(Double(stdinRun.cpuNs) / 1e6, 1)) cpu_us_per_record=\(fixed(Double(stdinRun.cpuNs) / 1e3 / Double(max(stdinRun.records, 1)), 2)) peak_rss_kib=\(stdinRun.maxRSSKiB)")
     print("run_board_cpu_vs_stdin=\(fixed(Double(boardRun.cpuNs) / Double(max(stdinRun.cpuNs, 1)), 2))  # same records; includes process start, key load and recovery in both")
 } else {

@@ -62,7 +62,8 @@ public final class SimulatedI2CBus: I2CBus, @unchecked Sendable {
         lock.locked { sticky[address] = kind }
     }
 
-    private func access(_ address: UInt8, _ what: String) throws(HardwareError) -> RegisterDevice {
+    /// `what` names the register for an error; it is built only when there is one.
+    private func access(_ address: UInt8, _ what: @autoclosure () -> String) throws(HardwareError) -> RegisterDevice {
         let (device, fault): (RegisterDevice?, HardwareError.Kind?) = lock.locked {
             accessCount += 1
             if let kind = sticky[address] { return (nil, kind) }
@@ -73,9 +74,9 @@ public final class SimulatedI2CBus: I2CBus, @unchecked Sendable {
             }
             return (devices[address], nil)
         }
-        if let fault { throw HardwareError(fault, device: path, address: address.hex, register: what, detail: "injected fault") }
+        if let fault { throw HardwareError(fault, device: path, address: address.hex, register: what(), detail: "injected fault") }
         guard let device else {
-            throw HardwareError(.nack, device: path, address: address.hex, register: what, detail: "no device acknowledged the address")
+            throw HardwareError(.nack, device: path, address: address.hex, register: what(), detail: "no device acknowledged the address")
         }
         return device
     }

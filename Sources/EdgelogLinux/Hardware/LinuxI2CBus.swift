@@ -40,17 +40,18 @@ public final class LinuxI2CBus: I2CBus, @unchecked Sendable {
         return nil
     }
 
-    private func open(_ address: UInt8, _ what: String) throws(HardwareError) -> Int32 {
+    /// `what` names the register for an error; it is built only when there is one.
+    private func open(_ address: UInt8, _ what: @autoclosure () -> String) throws(HardwareError) -> Int32 {
         if case .name(let name) = adapter {
             guard let found = LinuxI2CBus.resolve(name: name) else {
-                throw HardwareError(.vanished, device: path, address: address.hex, register: what, detail: "no I2C adapter named \"\(name)\" in /sys/class/i2c-adapter")
+                throw HardwareError(.vanished, device: path, address: address.hex, register: what(), detail: "no I2C adapter named \"\(name)\" in /sys/class/i2c-adapter")
             }
             path = found
         }
         let fd: Int32
         switch Sys.open(path, O_RDWR | O_CLOEXEC) {
         case .success(let f): fd = f
-        case .failure(let e): throw .errno(e, device: path, address: address.hex, register: what, doing: "open")
+        case .failure(let e): throw .errno(e, device: path, address: address.hex, register: what(), doing: "open")
         }
         if checkedFuncs == nil {
             switch Sys.i2cFuncs(fd) {
@@ -62,25 +63,24 @@ public final class LinuxI2CBus: I2CBus, @unchecked Sendable {
         }
         if case .failure(let e) = Sys.i2cSetAddress(fd, address) {
             Sys.close(fd)
-            throw .errno(e, device: path, address: address.hex, register: what, doing: "I2C_SLAVE")
+            throw .errno(e, device: path, address: address.hex, register: what(), doing: "I2C_SLAVE")
         }
         return fd
     }
 
-    private func require(_ bit: UInt, _ name: String, _ address: UInt8, _ what: String) throws(HardwareError) {
+    private func require(_ bit: UInt, _ name: String, _ address: UInt8, _ what: @autoclosure () -> String) throws(HardwareError) {
         if let funcs = checkedFuncs, funcs & bit == 0 {
-            throw HardwareError(.unsupported, device: path, address: address.hex, register: what, detail: "the adapter does not support \(name) (I2C_FUNCS)")
+            throw HardwareError(.unsupported, device: path, address: address.hex, register: what(), detail: "the adapter does not support \(name) (I2C_FUNCS)")
         }
     }
 
     private func smbus(_ address: UInt8, register: UInt8, func bit: UInt, _ name: String, _ body: (Int32) -> Int32) throws(HardwareError) -> Int32 {
-        let what = "register \(register.hex)"
-        let fd = try open(address, what)
+        let fd = try open(address, "register \(register.hex)")
         defer { Sys.close(fd) }
-        try require(bit, name, address, what)
+        try require(bit, name, address, "register \(register.hex)")
         switch Sys.smbus({ body(fd) }) {
         case .success(let value): return value
-        case .failure(let e): throw .errno(e, device: path, address: address.hex, register: what, doing: name)
+        case .failure(let e): throw .errno(e, device: path, address: address.hex, register: "register \(register.hex)", doing: name)
         }
     }
 

@@ -2,10 +2,11 @@
 
 import EdgelogHAL
 import EdgelogIngress
+import EdgelogLinux
 import EdgelogSensors
 
 public enum DriverCatalog {
-    static let entries: [DriverEntry] = [bme280, sht3x, ads1115, mcp3008, max31855] + serialEntries
+    static let entries: [DriverEntry] = [bme280, sht3x, ads1115, mcp3008, max31855] + serialEntries + [gpioEdges]
 
     public static var names: [String] { entries.map(\.name) }
     static func driver(named name: String) -> DriverEntry? { entries.first { $0.name == name } }
@@ -91,5 +92,19 @@ public enum DriverCatalog {
         settingKeys: [], addressKey: nil, addressFormat: hexAddress
     ) { _, bus, name throws(HardwareError) in
         .polled(MAX31855(device: try spi(bus, name)), periodNs: 0)
+    }
+
+    static let gpioEdges = DriverEntry(
+        name: "gpio_edges", busKinds: [], polled: false,
+        settingKeys: [("chip", .text), ("line", .text), ("edges", .text)],
+        addressKey: nil, addressFormat: hexAddress, required: ["chip", "line"]
+    ) { s, _, _ throws(HardwareError) in
+        let chip = s.text("chip", ""), line = s.text("line", "")
+        guard let edges = GPIOEdgeSource.Edges(rawValue: s.text("edges", "rising")) else {
+            throw HardwareError(.invalidArgument, device: chip, address: "line \(line)", detail: "edges must be rising, falling or both")
+        }
+        return .event(GPIOEdgeSource(location: "\(chip) line \(line)", edges: edges) { () throws(HardwareError) -> GPIOInput in
+            try LinuxGPIOInput(chip: chip, line: line)
+        })
     }
 }
