@@ -712,8 +712,9 @@ def test_unknown_type_and_evidence_names(tmp_path):
             record(4, 13, b"{}", rtype=9),
             record(5, 14, b"{}", rtype=0),
             record(6, 15, b'{"new_epoch":2}', source=b"edgelog", rtype=8),
-            record(7, 16, b"{}", rtype=10)]
-    s1 = segment(1, 0, recs, [10, 11, 12, 13, 14, 15, 16])
+            record(7, 16, b"{}", rtype=99),
+            record(8, 17, b'{"failures":1}', rtype=10)]
+    s1 = segment(1, 0, recs, [10, 11, 12, 13, 14, 15, 16, 17])
     img = (Image().slot_a(meta(2, head_id=1, head_slot=0, tail_slot=0, tail_id=1, head=s1))
            .seg(0, s1))
     p = img.write(tmp_path)
@@ -725,11 +726,12 @@ def test_unknown_type_and_evidence_names(tmp_path):
                    + line(1, 4, 13, "{}", rtype='"time_state"')
                    + line(1, 5, 14, "{}", rtype="0")
                    + line(1, 6, 15, '{"new_epoch":2}', "edgelog", '"key_rotation"')
-                   + line(1, 7, 16, "{}", rtype="10"))
+                   + line(1, 7, 16, "{}", rtype="99")
+                   + line(1, 8, 17, '{"failures":1}', rtype='"source_fault"'))
     code, out, _ = run(p, "--format", "csv")
     assert code == 0
     assert [row.split(b",")[2] for row in out.splitlines()[1:]] == [
-        b"drop", b"boot", b"clock_step", b"time_state", b"0", b"key_rotation", b"10"]
+        b"drop", b"boot", b"clock_step", b"time_state", b"0", b"key_rotation", b"99", b"source_fault"]
 
 
 def test_no_valid_slot_exit_2(tmp_path):

@@ -24,14 +24,24 @@ public struct Reading: Equatable, Sendable {
     /// Fault flags the sensor reported, in datasheet order ("open_circuit", "short_to_gnd").
     public var faults: [String]
 
+    /// A payload that is already one checked JSON object (a JSON line from standard input): written
+    /// as it came, byte for byte, in place of the fields.
+    public var raw: [UInt8]?
+
     public init(_ fields: [(name: String, value: Value)] = [], quality: String? = nil, faults: [String] = []) {
         self.fields = fields
         self.quality = quality
         self.faults = faults
     }
 
+    public init(rawJSONObject bytes: [UInt8]) {
+        self.fields = []
+        self.faults = []
+        self.raw = bytes
+    }
+
     public static func == (a: Reading, b: Reading) -> Bool {
-        a.quality == b.quality && a.faults == b.faults && a.fields.count == b.fields.count
+        a.raw == b.raw && a.quality == b.quality && a.faults == b.faults && a.fields.count == b.fields.count
             && zip(a.fields, b.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
 
@@ -41,6 +51,10 @@ public struct Reading: Equatable, Sendable {
 
     /// The record payload: one JSON object, fields in order, then "quality" and "faults" if set.
     public func json(into out: inout [UInt8]) {
+        if let raw {
+            out.append(contentsOf: raw)
+            return
+        }
         out.append(UInt8(ascii: "{"))
         var first = true
         func key(_ name: String) {

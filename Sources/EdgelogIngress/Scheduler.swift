@@ -35,7 +35,7 @@ public final class Scheduler: @unchecked Sendable {
         var rejected: UInt64 = 0
         /// Rejected messages not yet in a rejected_input record (at most one record a second).
         var rejectedUnrecorded: UInt64 = 0
-        var lastRejectedRecordNs: Int64 = Int64.min
+        var lastRejectedRecordNs: Int64?
         var lastRejected: HardwareError?
         var lastError: String?
         // Poll lateness past the bound, gathered for at most one poll_overrun record a second.
@@ -251,7 +251,7 @@ public final class Scheduler: @unchecked Sendable {
                     run.lastError = error.description
                     run.lastRejected = error
                     var payload: [UInt8]?
-                    if now - run.lastRejectedRecordNs >= 1_000_000_000 {
+                    if run.lastRejectedRecordNs.map({ now - $0 >= 1_000_000_000 }) ?? true {
                         payload = IngressEvidence.rejected(error, count: run.rejectedUnrecorded, total: run.rejected)
                         run.rejectedUnrecorded = 0
                         run.lastRejectedRecordNs = now

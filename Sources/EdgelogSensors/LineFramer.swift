@@ -5,26 +5,26 @@
 
 import EdgelogHAL
 
-struct LineFramer {
-    enum Event: Equatable {
+public struct LineFramer: Sendable {
+    public enum Event: Equatable, Sendable {
         case line([UInt8])
         case overlong(Int)
     }
 
-    let maxLength: Int
+    public let maxLength: Int
     private var buffer: [UInt8] = []
     private var dropping = 0
 
-    init(maxLength: Int) {
+    public init(maxLength: Int) {
         self.maxLength = maxLength
     }
 
-    mutating func reset() {
+    public mutating func reset() {
         buffer.removeAll()
         dropping = 0
     }
 
-    mutating func push(_ bytes: [UInt8]) -> [Event] {
+    public mutating func push(_ bytes: [UInt8]) -> [Event] {
         var events: [Event] = []
         for byte in bytes {
             if byte == 0x0D || byte == 0x0A {

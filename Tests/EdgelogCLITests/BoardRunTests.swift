@@ -65,6 +65,36 @@ struct BoardRunTests {
         #expect(list.code == 0 && list.out.contains("sim.yaml") && list.out.contains("qemu.yaml") && list.out.contains("raspberry-pi-4.yaml"))
     }
 
+    @Test("stdin is one source kind: JSON lines go through the same queue as the sensors; a bad line is a rejected_input record")
+    func stdinSource() throws {
+        let s = try Scratch()
+        #expect(try edgelog(["keys", "generate", "--out", s.path("keys")]).code == 0)
+        let board = s.path("b.yaml")
+        let image = Binary.root.appendingPathComponent("board/sim/max31855.yaml").path
+        try """
+            board: mixed
+            buses:
+              - {name: tc, kind: sim-spi}
+            sensors:
+              - {name: oven, driver: max31855, bus: tc, image: \(image), period_ms: 100}
+              - {name: lab.notes, driver: stdin}
+              - {name: lab.notes2, driver: stdin}
+            """.write(toFile: board, atomically: true, encoding: .utf8)
+        let twice = try edgelog(["board", "check", board])
+        #expect(twice.code == 64 && twice.err.contains("a board has one stdin source"), "\(twice.err)")
+        try String(contentsOfFile: board, encoding: .utf8).replacingOccurrences(of: "\n  - {name: lab.notes2, driver: stdin}", with: "")
+            .write(toFile: board, atomically: true, encoding: .utf8)
+        let r = try edgelog(["run", "--board", board, "--state-dir", s.path(""), "--duration", "1.5", "--json"],
+                            input: "{\"note\":\"calibrated\",\"by\":\"kim\"}\nnot json\n{\"note\":\"door open\"}")
+        #expect(r.code == 0, "\(r.err)")
+        let records = jsonLines(try edgelog(["export", "--device", s.path("store.img")]).out)
+        let notes = records.filter { $0["source"] as? String == "lab.notes" }
+        #expect(notes.map { $0["type"] as? String ?? "" } == ["data", "rejected_input", "data"], "\(notes)")
+        #expect((notes.first?["payload"] as? [String: Any])?["by"] as? String == "kim")
+        #expect(((notes[1]["payload"] as? [String: Any])?["detail"] as? String ?? "").contains("line 2: not a JSON object"))
+        #expect(records.contains { $0["source"] as? String == "oven" && $0["type"] as? String == "data" })
+    }
+
     @Test("a board whose key directory is missing writes nothing (exit 9)")
     func missingKey() throws {
         let s = try Scratch()

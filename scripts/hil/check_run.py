@@ -96,6 +96,11 @@ def main():
           "Modbus slave 1 input registers 0,1 read as 215, 1013 in every reading")
     meter = [r for r in by_source.get("meter.modbus4", []) if r["type"] == "data"]
     check(meter and all(r["payload"].get("reg_0") == 42 for r in meter), "Modbus slave 4 holding register 0 read as 42")
+    valve = by_source.get("valve.modbus3", [])
+    check(valve and all(r["type"] == "source_fault" and r["payload"].get("error") == "exception"
+                        and "slave 3" in (r["payload"].get("address") or "") for r in valve),
+          f"Modbus slave 3's exception 02 became {len(valve)} source_fault record(s) naming the slave, never a value: "
+          + (valve[0]["payload"].get("detail", "") if valve else ""))
     gga = [r for r in by_source.get("gps.nmea", []) if r["type"] == "data" and r["payload"].get("sentence") == "GGA"]
     check(len(gga) >= 3, f"NMEA GGA sentences committed ({len(gga)})")
     rejected = [r for r in by_source.get("gps.nmea", []) if r["type"] == "rejected_input"]

@@ -261,6 +261,12 @@ extension Board {
                                  why: "\(a.name) and \(b.name) (line \(b.line)) are both at \(address) on bus \(a.bus)")
             }
         }
+        // Standard input is one stream: one source reads it.
+        let stdinSources = sensors.indices.filter { sensors[$0].driver == "stdin" }
+        if stdinSources.count > 1 {
+            throw BoardError(file: file, line: sensors[stdinSources[1]].line, key: "sensors[\(stdinSources[1])].driver",
+                             why: "\(sensors[stdinSources[0]].name) already reads standard input: a board has one stdin source")
+        }
         // An instrument that prints owns its line: its reader reads whatever arrives.
         for bus in buses where bus.kind == .serial || bus.kind == .simSerial {
             let on = sensors.enumerated().filter { $0.element.bus == bus.name }

@@ -6,7 +6,7 @@ import EdgelogLinux
 import EdgelogSensors
 
 public enum DriverCatalog {
-    static let entries: [DriverEntry] = [bme280, sht3x, ads1115, mcp3008, max31855] + serialEntries + [gpioEdges]
+    static let entries: [DriverEntry] = [bme280, sht3x, ads1115, mcp3008, max31855] + serialEntries + [gpioEdges, stdin]
 
     public static var names: [String] { entries.map(\.name) }
     static func driver(named name: String) -> DriverEntry? { entries.first { $0.name == name } }
@@ -106,5 +106,13 @@ public enum DriverCatalog {
         return .event(GPIOEdgeSource(location: "\(chip) line \(line)", edges: edges) { () throws(HardwareError) -> GPIOInput in
             try LinuxGPIOInput(chip: chip, line: line)
         })
+    }
+
+    /// JSON lines from standard input, as `ingest` reads them (at most one such source per board).
+    static let stdin = DriverEntry(
+        name: "stdin", busKinds: [], polled: false, settingKeys: [("max_line", .integer(2...(16 << 20)))],
+        addressKey: nil, addressFormat: hexAddress
+    ) { s, bus, _ throws(HardwareError) in
+        .event(JSONLineSource(port: StandardInputPort(), maxLine: s.int("max_line", 1 << 20), sleep: bus.sleep))
     }
 }
