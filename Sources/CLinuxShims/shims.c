@@ -95,7 +95,7 @@ int edgelog_clock_sync(int *synchronized, long *maxerror_us, long *esterror_us) 
 }
 
 // I2C ---------------------------------------------------------------------------------------------
-_Static_assert(sizeof(struct i2c_msg) == 16, "struct i2c_msg as the I2C_RDWR ioctl takes it (64-bit)");
+_Static_assert(sizeof(struct i2c_msg) == (sizeof(void *) == 8 ? 16 : 12), "struct i2c_msg as the I2C_RDWR ioctl takes it");
 
 int edgelog_i2c_funcs(int fd, unsigned long *funcs) { return ioctl(fd, I2C_FUNCS, funcs); }
 int edgelog_i2c_set_address(int fd, unsigned address) { return ioctl(fd, I2C_SLAVE, (unsigned long)address); }

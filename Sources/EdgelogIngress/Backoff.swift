@@ -20,6 +20,7 @@ public struct Backoff: Sendable, Equatable {
     public func delayNs<R: RandomNumberGenerator>(failures: Int, using random: inout R) -> Int64 {
         let nominal = nominalNs(failures: failures)
         let factor = Double.random(in: 0.5..<1.5, using: &random)
-        return Int64(Double(nominal) * factor)
+        // Clamped: a nominal near Int64.max times 1.5 does not fit.
+        return Int64(min(Double(nominal) * factor, Double(Int64.max / 2)))
     }
 }

@@ -149,7 +149,8 @@ public final class IngressQueue: @unchecked Sendable {
             sources[index] = s
             return .dropped
         }
-        if case .decimate(let factor) = s.policy {
+        if case .decimate(let declared) = s.policy {
+            let factor = max(declared, 2)
             if !s.decimating && s.queued >= s.limits.highWater {
                 s.decimating = true
                 s.decimationSinceNs = nowNs

@@ -25,7 +25,7 @@ public enum OverloadPolicy: Equatable, Sendable {
 public struct QueueLimits: Equatable, Sendable {
     /// Readings of this source waiting for the writer, at most.
     public var capacity: Int
-    public init(capacity: Int = 64) { self.capacity = max(capacity, 4) }
+    public init(capacity: Int = 64) { self.capacity = min(max(capacity, 4), 1 << 20) }
     /// Degradation starts at three quarters full and ends at one quarter.
     public var highWater: Int { capacity * 3 / 4 }
     public var lowWater: Int { capacity / 4 }

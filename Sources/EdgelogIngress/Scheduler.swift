@@ -187,7 +187,8 @@ public final class Scheduler: @unchecked Sendable {
             var next = owned[0]
             for run in owned.dropFirst() where run.dueNs < next.dueNs { next = run }
             guard sleep(until: next.dueNs, waker) else { return }
-            guard case .polled(let sensor, let periodNs) = next.spec.kind else { return }
+            guard case .polled(let sensor, let declaredPeriodNs) = next.spec.kind else { return }
+            let periodNs = max(declaredPeriodNs, 1_000_000)
             let startNs = clock.nowNs()
             noteLateness(next, lateNs: startNs - next.dueNs, periodNs: periodNs, nowNs: startNs)
             // The next due time keeps the period's phase; polls that could not happen are counted.
@@ -220,8 +221,10 @@ public final class Scheduler: @unchecked Sendable {
     private func eventLoop(_ run: Run, _ waker: Monitor) {
         defer { finished() }
         guard case .event(let sensor) = run.spec.kind else { return }
+        defer { drain(run, sensor) }
         while !isStopping {
             let now = clock.nowNs()
+            flushRejected(run, nowNs: now)
             if run.failing > 0 && now < run.retryAtNs {
                 guard sleep(until: min(run.retryAtNs, now + 100_000_000), waker) else { return }
                 continue
@@ -264,6 +267,43 @@ public final class Scheduler: @unchecked Sendable {
                 }
             } catch {
                 failed(run, error, nowNs: clock.nowNs())
+            }
+        }
+    }
+
+    /// Rejected messages counted but not yet recorded get their record once a second has passed,
+    /// whether or not another message comes.
+    private func flushRejected(_ run: Run, nowNs: Int64) {
+        monitor.lock()
+        var payload: [UInt8]?
+        if run.rejectedUnrecorded > 0, let error = run.lastRejected,
+           run.lastRejectedRecordNs.map({ nowNs - $0 >= 1_000_000_000 }) ?? true {
+            payload = IngressEvidence.rejected(error, count: run.rejectedUnrecorded, total: run.rejected)
+            run.rejectedUnrecorded = 0
+            run.lastRejectedRecordNs = nowNs
+        }
+        monitor.unlock()
+        if let payload { queue.note(run.index, .rejectedInput, payload: payload) }
+    }
+
+    /// At stop: readings an event source already received (parsed lines of its last read) are
+    /// handed over, not dropped. Bounded: a source that keeps producing stops after 10,000.
+    private func drain(_ run: Run, _ sensor: EventSensor) {
+        guard !run.needsStart else { return }
+        for _ in 0..<10_000 {
+            guard let outcome = try? sensor.next(timeoutMs: 0) else { return }
+            switch outcome {
+            case .reading(let reading):
+                monitor.lock()
+                run.reads += 1
+                monitor.unlock()
+                queue.offer(run.index, payload: reading.json, nowNs: clock.nowNs())
+            case .rejected(let error):
+                monitor.lock()
+                run.rejected += 1
+                run.rejectedUnrecorded += 1
+                run.lastRejected = error
+                monitor.unlock()
             }
         }
     }

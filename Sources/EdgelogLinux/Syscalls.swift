@@ -81,7 +81,10 @@ enum Sys {
         return retrying { Glibc.fstat(fd, &st) }.map { _ in st }
     }
 
-    static func ftruncate(_ fd: Int32, _ size: UInt64) -> Result<Int32, Errno> { retrying { Glibc.ftruncate(fd, off_t(size)) } }
+    static func ftruncate(_ fd: Int32, _ size: UInt64) -> Result<Int32, Errno> {
+        guard let length = off_t(exactly: size) else { return .failure(Errno(EFBIG)) }
+        return retrying { Glibc.ftruncate(fd, length) }
+    }
 
     static func blockDeviceSize(_ fd: Int32) -> Result<UInt64, Errno> {
         var size: UInt64 = 0

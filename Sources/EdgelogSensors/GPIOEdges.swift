@@ -1,7 +1,9 @@
 // Edges on a GPIO input as an event source (a pulse output of a flow meter or a rain gauge, a door
-// contact): each edge becomes a reading with the kernel's timestamp of the edge, and a running count,
-// so that a lost edge shows as a jump in the count. The line is requested at start (not when the
-// board is checked), and again after a failure.
+// contact): each edge becomes a reading with the kernel's timestamp of the edge and a running count
+// of the edges read. The kernel keeps 16 events per line: edges that overflow it are lost there, and
+// libgpiod 1.6 does not say so (the count cannot show it); its timestamps are CLOCK_MONOTONIC on
+// kernels from 5.7, CLOCK_REALTIME before. The line is requested at start (not when the board is
+// checked), and again after a failure.
 
 import EdgelogHAL
 

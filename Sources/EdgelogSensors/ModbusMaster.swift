@@ -100,7 +100,9 @@ public final class ModbusMaster: @unchecked Sendable {
         func expectedLength() -> Int {
             guard frame.count >= 2 else { return normalLength }
             if frame[1] == function.rawValue | 0x80 { return 5 }
-            if frame[1] == function.rawValue, frame.count >= 3 { return 5 + Int(frame[2]) }
+            // A byte count other than the one asked for is not waited for: the frame is read as
+            // far as the normal length and then refused by the checks below.
+            if frame[1] == function.rawValue, frame.count >= 3, 5 + Int(frame[2]) == normalLength { return normalLength }
             return normalLength
         }
         while frame.count < expectedLength() {

@@ -84,7 +84,7 @@ public final class ModbusSensor: PolledSensor {
             guard names.insert(field.name).inserted else {
                 throw invalidSetting(device, place, "field name \(field.name) given twice")
             }
-            guard field.offset >= 0, field.offset + field.kind.registers <= count else {
+            guard field.offset >= 0, field.offset <= count - field.kind.registers else {
                 throw invalidSetting(device, place, "field \(field.name) at offset \(field.offset) (\(field.kind.rawValue)) is outside the \(count) registers read")
             }
             guard (0...9).contains(field.scale) else {

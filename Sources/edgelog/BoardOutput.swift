@@ -135,14 +135,40 @@ enum ShippedBoards {
 }
 
 enum Logs {
-    /// One line per event on stderr, with the event's metadata as key=value pairs.
+    /// One line per event on stderr, with the event's metadata as key=value pairs; messages and
+    /// metadata quote board files and devices, so they are made terminal-safe first.
     static func bootstrap() {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .info
-            return handler
+            return SafeLogHandler(inner: handler)
         }
     }
 
     static func logger() -> Logger { Logger(label: "edgelog") }
+}
+
+/// Escapes every byte outside printable ASCII in a log line's message and metadata values.
+struct SafeLogHandler: LogHandler {
+    var inner: StreamLogHandler
+
+    var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        let safe = metadata?.mapValues { Logger.Metadata.Value.string(terminalSafe("\($0)")) }
+        inner.log(level: level, message: "\(terminalSafe(message.description))", metadata: safe, source: source, file: file, function: function, line: line)
+    }
 }

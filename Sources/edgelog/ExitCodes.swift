@@ -73,7 +73,8 @@ enum Exit {
         }
     }
 
+    /// Messages quote board files, settings and device text: escaped so none can drive the terminal.
     static func say(_ text: String) {
-        FDOutput.writeLine(2, "edgelog: " + text)
+        FDOutput.writeLine(2, "edgelog: " + terminalSafe(text))
     }
 }

@@ -64,6 +64,12 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print the settings in effect as JSON and exit.")
     var showConfig = false
 
+    func validate() throws {
+        if let duration, !(duration.isFinite && duration >= 0 && duration <= 1e9) {
+            throw ValidationError("--duration must be a number of seconds from 0 to 1000000000")
+        }
+    }
+
     func run() throws {
         if let board {
             try BoardRun(path: board, stateDir: stateDir, duration: duration, json: json).run()

@@ -95,6 +95,18 @@ struct BoardRunTests {
         #expect(records.contains { $0["source"] as? String == "oven" && $0["type"] as? String == "data" })
     }
 
+    @Test("values that do not fit are usage errors, not traps: --duration nan, a settings file's store_size beyond 2^63")
+    func hostileNumbers() throws {
+        let s = try Scratch()
+        let nan = try edgelog(["run", "--board", Self.simBoard, "--state-dir", s.path(""), "--duration", "nan"])
+        #expect(nan.code == 64 && nan.err.contains("--duration"), "\(nan.err)")
+        let config = s.path("e.yaml")
+        try "device: \(s.path("x.img"))\nunsigned: true\nanchor: none\nstore_size: 9223372036854775808\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let big = try edgelog(["run", "--config", config], input: "{}\n")
+        #expect(big.code == 64 && big.err.contains("e.yaml:4"), "\(big.err)")
+        #expect(!FileManager.default.fileExists(atPath: s.path("x.img")))
+    }
+
     @Test("a board whose key directory is missing writes nothing (exit 9)")
     func missingKey() throws {
         let s = try Scratch()

@@ -50,9 +50,11 @@ struct SchedulerTests {
         let records = try rig.run([
             SourceSpec(name: "flaky", kind: .polled(flaky, periodNs: 5_000_000), bus: "x", backoff: Backoff(baseNs: 1_000_000, maxNs: 2_000_000)),
         ], seconds: 0.3)
-        let mine = records.filter { $0.source == "flaky" }
+        let all = records.filter { $0.source == "flaky" }
+        #expect(all.map(\.seq) == Array(1...UInt64(all.count)), "faults and recoveries take their place in the source's seq")
+        // Late polls on a loaded machine are recorded as poll_overrun; the order of the rest is the point.
+        let mine = all.filter { $0.typeName != "poll_overrun" }
         #expect(Array(mine.prefix(5)).map(\.typeName) == ["data", "source_fault", "source_fault", "source_recovered", "data"])
-        #expect(mine.map(\.seq) == Array(1...UInt64(mine.count)), "faults and recoveries take their place in the source's seq")
         #expect(fields(mine[3].payload)["failures"]?.int == 2)
         #expect(fields(mine[4].payload)["value"]?.int == 2, "the first value after recovery is a new reading")
         #expect(flaky.starts >= 3, "a device that failed is set up again before its next read")
@@ -66,7 +68,7 @@ struct SchedulerTests {
         let records = try rig.run([
             SourceSpec(name: "late", kind: .polled(sensor, periodNs: 2_000_000), bus: "x", backoff: Backoff(baseNs: 1_000_000, maxNs: 8_000_000)),
         ], seconds: 0.6)
-        let mine = records.filter { $0.source == "late" }
+        let mine = records.filter { $0.source == "late" && $0.typeName != "poll_overrun" }
         #expect(mine.filter { $0.typeName == "source_fault" }.count == 12)
         #expect(mine.contains { $0.typeName == "source_recovered" } && mine.last?.typeName == "data")
     }
@@ -89,7 +91,8 @@ struct SchedulerTests {
         usleep(200_000)
         try rig.engine.stop()
         try rig.pipeline.close()
-        let mine = try exported(rig.device).filter { $0.source == "env" }.map { RecordType.exportName($0.type) }
+        // Late polls on a loaded machine are recorded too; they are not what this test is about.
+        let mine = try exported(rig.device).filter { $0.source == "env" }.map { RecordType.exportName($0.type) }.filter { $0 != "poll_overrun" }
         let firstFault = try #require(mine.firstIndex(of: "source_fault"))
         let recovered = try #require(mine.firstIndex(of: "source_recovered"))
         #expect(firstFault > 3 && recovered > firstFault && mine.last == "data")

@@ -85,6 +85,32 @@ struct BoardFileTests {
         #expect(modbus.key == "sensors[0].slave" && modbus.why.contains("missing"), "\(modbus)")
     }
 
+    @Test("hostile values are board errors, never a crash: a huge Modbus offset, a bus on a bus-less driver, one device named twice")
+    func hostileValues() throws {
+        let modbus = """
+            board: t
+            buses:
+              - {name: line, kind: serial, device: /dev/ttyS1}
+            sensors:
+              - name: meter
+                driver: modbus
+                bus: line
+                slave: 1
+                function: 3
+                register: 0
+                count: 2
+                period_ms: 100
+                fields:
+                  - {name: x, offset: 9223372036854775807}
+            """
+        let offset = try #require(check(modbus))
+        #expect(offset.key == "sensors[0]" && offset.why.contains("offset 0...124"), "\(offset)")
+        let gpio = try #require(check("board: t\nsensors:\n  - {name: p, driver: gpio_edges, chip: gpiochip0, line: PULSE, bus: x}\n"))
+        #expect(gpio.key == "sensors[0].bus" && gpio.why.contains("not on a bus"), "\(gpio)")
+        let twice = try #require(check("board: t\nbuses:\n  - {name: a, kind: serial, device: /dev/ttyS1}\n  - {name: b, kind: serial, device: /dev/ttyS1}\n"))
+        #expect(twice.key == "buses[1]" && twice.why.contains("already bus a"), "\(twice)")
+    }
+
     @Test("YAML that does not parse, a missing board name, and more sensors than the store holds")
     func wholeFile() throws {
         let syntax = try #require(check("board: t\nsensors: [\n"))

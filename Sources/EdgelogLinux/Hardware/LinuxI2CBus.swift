@@ -17,13 +17,20 @@ public final class LinuxI2CBus: I2CBus, @unchecked Sendable {
     }
 
     public let adapter: Adapter
-    public private(set) var path: String
+    /// What records and errors call the bus: the /dev path, or the adapter's name. Constant: the
+    /// status thread reads it while the bus thread polls.
+    public let path: String
+    /// The /dev node an adapter given by name was found at; looked up again after it vanished.
+    /// Used by the bus's owner thread only.
+    private var node: String?
     private var checkedFuncs: UInt?
 
     public init(_ adapter: Adapter) {
         self.adapter = adapter
         switch adapter {
-        case .path(let p): path = p
+        case .path(let p):
+            path = p
+            node = p
         case .name(let n): path = "i2c adapter \"\(n)\""
         }
     }
@@ -42,16 +49,21 @@ public final class LinuxI2CBus: I2CBus, @unchecked Sendable {
 
     /// `what` names the register for an error; it is built only when there is one.
     private func open(_ address: UInt8, _ what: @autoclosure () -> String) throws(HardwareError) -> Int32 {
-        if case .name(let name) = adapter {
+        if node == nil, case .name(let name) = adapter {
             guard let found = LinuxI2CBus.resolve(name: name) else {
                 throw HardwareError(.vanished, device: path, address: address.hex, register: what(), detail: "no I2C adapter named \"\(name)\" in /sys/class/i2c-adapter")
             }
-            path = found
+            node = found
+            // A re-plugged adapter may be another one: its functions are asked again.
+            checkedFuncs = nil
         }
+        let device = node ?? path
         let fd: Int32
-        switch Sys.open(path, O_RDWR | O_CLOEXEC) {
+        switch Sys.open(device, O_RDWR | O_CLOEXEC) {
         case .success(let f): fd = f
-        case .failure(let e): throw .errno(e, device: path, address: address.hex, register: what(), doing: "open")
+        case .failure(let e):
+            if case .name = adapter { node = nil }
+            throw .errno(e, device: path, address: address.hex, register: what(), doing: "open \(device)")
         }
         if checkedFuncs == nil {
             switch Sys.i2cFuncs(fd) {

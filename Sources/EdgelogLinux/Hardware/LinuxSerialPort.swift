@@ -74,7 +74,12 @@ public final class LinuxSerialPort: SerialPort, @unchecked Sendable {
             switch result {
             case .success(let n): done += n
             case .failure(let e) where e.code == EAGAIN:
-                if case .failure(let e) = Sys.pollWritable(f, timeoutMs: 1000) { throw failed(e, doing: "write") }
+                switch Sys.pollWritable(f, timeoutMs: 1000) {
+                case .success(true): continue
+                case .success(false):
+                    throw HardwareError(.timeout, device: path, detail: "the line took no output for 1 s (\(done) of \(bytes.count) bytes written)")
+                case .failure(let e): throw failed(e, doing: "write")
+                }
             case .failure(let e): throw failed(e, doing: "write")
             }
         }

@@ -153,7 +153,8 @@ extension Board {
                 bus.device = try b.requiredString("device")
                 if let v = try b.integer("mode", in: 0...3) { bus.spi.mode = UInt8(v) }
                 if let v = try b.integer("speed_hz", in: 1_000...100_000_000) { bus.spi.speedHz = UInt32(v) }
-                if let v = try b.integer("bits_per_word", in: 8...16) { bus.spi.bitsPerWord = UInt8(v) }
+                // Every driver here sends whole bytes.
+                if let v = try b.integer("bits_per_word", in: 8...8) { bus.spi.bitsPerWord = UInt8(v) }
                 known += ["device", "mode", "speed_hz", "bits_per_word"]
             case .serial, .simSerial:
                 if kind == .serial { bus.device = try b.requiredString("device") } else { bus.peer = try b.requiredString("peer") }
@@ -175,6 +176,10 @@ extension Board {
                 break
             }
             try b.rejectUnknown(known: known)
+            // One owner per device: two entries for one device would poll it from two threads.
+            if let twin = buses.first(where: { ($0.device != nil && $0.device == bus.device) || ($0.adapterName != nil && $0.adapterName == bus.adapterName) }) {
+                throw BoardError(file: file, line: bus.line, key: "buses[\(i)]", why: "\(bus.device ?? bus.adapterName ?? "") is already bus \(twin.name): name it once")
+            }
             buses.append(bus)
         }
 
@@ -202,6 +207,11 @@ extension Board {
 
         var sensors: [Sensor] = []
         let sensorNodes = try top.sequence("sensors") ?? []
+        // Counted first: the checks below compare sensors pairwise.
+        if sensorNodes.count > Board.maxSensors {
+            throw BoardError(file: file, line: sensorNodes[Board.maxSensors].mark?.line ?? 0, key: "sensors",
+                             why: "\(sensorNodes.count) sensors, but a store keeps sequence numbers for \(Board.maxSensors) sources")
+        }
         for (i, node) in sensorNodes.enumerated() {
             var s = try YAMLFields(node, file: file, path: "sensors[\(i)]")
             let sensorName = try s.requiredString("name")
@@ -216,7 +226,8 @@ extension Board {
             guard let driver = DriverCatalog.driver(named: driverName) else {
                 throw s.fail("driver", "unknown driver \(driverName) (known: \(DriverCatalog.names.joined(separator: ", ")))")
             }
-            let busName = try driver.needsBus ? s.requiredString("bus") : (s.string("bus") ?? "-")
+            if !driver.needsBus && s.has("bus") { throw s.fail("bus", "\(driverName) is not on a bus: leave bus out") }
+            let busName = try driver.needsBus ? s.requiredString("bus") : "-"
             var busKind: BusKind?
             if driver.needsBus {
                 guard let bus = buses.first(where: { $0.name == busName }) else {
@@ -233,7 +244,9 @@ extension Board {
             }
             if !driver.polled && period != nil { throw s.fail("period_ms", "\(driverName) delivers readings as they arrive: it has no period") }
             var policy = OverloadPolicy.drop
-            switch try s.choice("overload", ["drop", "backpressure", "decimate"]) ?? (driver.polled ? "drop" : "backpressure") {
+            // Default: drop for polled sensors and GPIO edges (an edge held back is lost in the
+            // kernel's 16-event buffer without a trace), backpressure for lines (the bytes wait).
+            switch try s.choice("overload", ["drop", "backpressure", "decimate"]) ?? (driver.polled || driverName == "gpio_edges" ? "drop" : "backpressure") {
             case "backpressure": policy = .backpressure
             case "decimate": policy = .decimate(factor: Int(try s.integer("decimate_factor", in: 2...1000) ?? 4))
             default: policy = .drop
@@ -278,10 +291,6 @@ extension Board {
         }
         do { _ = try Geometry.make(storeSize: store.size, sectorSize: 512, segmentSize: Int(clamping: store.segmentSize)) } catch {
             throw BoardError(file: file, line: 0, key: "store", why: "\(error)")
-        }
-        if sensors.count > Board.maxSensors {
-            throw BoardError(file: file, line: sensorNodes[Board.maxSensors].mark?.line ?? 0, key: "sensors",
-                             why: "\(sensors.count) sensors, but a store keeps sequence numbers for \(Board.maxSensors) sources")
         }
         try top.rejectUnknown(known: ["board", "description", "store", "buses", "gpio", "leds", "sensors"])
         return Board(file: file, name: name, description: description, store: store, buses: buses, gpio: gpio, leds: leds, sensors: sensors,

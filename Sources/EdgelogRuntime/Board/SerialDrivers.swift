@@ -22,8 +22,8 @@ extension DriverCatalog {
         }
         var fields: [ModbusField] = []
         for (i, entry) in (s.mappings("fields") ?? []).enumerated() {
-            guard let fieldName = entry["name"], let offset = entry["offset"].flatMap({ Int($0) }) else {
-                throw HardwareError(.invalidArgument, device: port.path, detail: "fields[\(i)] needs name and offset")
+            guard let fieldName = entry["name"], let offset = entry["offset"].flatMap({ Int($0) }), (0...124).contains(offset) else {
+                throw HardwareError(.invalidArgument, device: port.path, detail: "fields[\(i)] needs a name and an offset 0...124")
             }
             guard let kind = ModbusField.Kind(rawValue: entry["type"] ?? "u16") else {
                 throw HardwareError(.invalidArgument, device: port.path, detail: "fields[\(i)].type must be one of \(ModbusField.Kind.allCases.map(\.rawValue).joined(separator: ", "))")

@@ -19,11 +19,12 @@ struct YAMLFields {
         guard let mapping = node.mapping else {
             throw BoardError(file: file, line: line, key: path.isEmpty ? nil : path, why: "expected a mapping of `key: value` lines")
         }
+        var seen = Set<String>()
         for (key, value) in mapping {
             guard let name = key.scalar?.string else {
                 throw BoardError(file: file, line: key.mark?.line ?? line, key: path.isEmpty ? nil : path, why: "a key must be a plain name")
             }
-            if entries.contains(where: { $0.key == name }) {
+            if !seen.insert(name).inserted {
                 throw BoardError(file: file, line: key.mark?.line ?? line, key: Self.join(path, name), why: "given twice")
             }
             entries.append((name, key.mark?.line ?? line, value))

@@ -8,6 +8,7 @@ import EdgelogStore
 public enum StoreFile {
     public static func createIfMissing(path: String, size: UInt64, segmentSize: UInt64, say: (String) -> Void) throws(JobError) {
         guard !LocalFile.exists(path) else { return }
+        do { _ = try Geometry.make(storeSize: size, sectorSize: 512, segmentSize: Int(clamping: segmentSize)) } catch { throw .store(error) }
         // A partition that is not there (a mistyped /dev/mmcblk0p3, a card not inserted) is a
         // missing device, not a file to create: in /dev a file would live in RAM and vanish.
         if path.hasPrefix("/dev/") {
@@ -25,7 +26,7 @@ public enum StoreFile {
             var formatted = false
             defer { if !formatted { LocalFile.remove(path) } }
             let target = try FileBlockDevice(path: path)
-            let meta = try EvidenceStore.format(device: target, segmentSize: Int(segmentSize), storeUUID: SystemClock.randomBytes(16),
+            let meta = try EvidenceStore.format(device: target, segmentSize: Int(clamping: segmentSize), storeUUID: SystemClock.randomBytes(16),
                                                 deviceID: DeviceIdentity.machineID(), wallNs: SystemClock.now().wallNs, force: false)
             formatted = true
             say("created store \(path): \(meta.geometry.ringSlots) segments of \(meta.geometry.segmentSize) bytes")
