@@ -96,7 +96,8 @@ def main():
           "Modbus slave 1 input registers 0,1 read as 215, 1013 in every reading")
     meter = [r for r in by_source.get("meter.modbus4", []) if r["type"] == "data"]
     check(meter and all(r["payload"].get("reg_0") == 42 for r in meter), "Modbus slave 4 holding register 0 read as 42")
-    valve = by_source.get("valve.modbus3", [])
+    # Polls of a shared line wait for the other slaves' answers: poll_overrun records may come too.
+    valve = [r for r in by_source.get("valve.modbus3", []) if r["type"] != "poll_overrun"]
     check(valve and all(r["type"] == "source_fault" and r["payload"].get("error") == "exception"
                         and "slave 3" in (r["payload"].get("address") or "") for r in valve),
           f"Modbus slave 3's exception 02 became {len(valve)} source_fault record(s) naming the slave, never a value: "
