@@ -115,3 +115,48 @@ struct BoardRunTests {
         #expect(!FileManager.default.fileExists(atPath: s.path("store.img")))
     }
 }
+
+@Suite("edgelog run --board on a serial line", .serialized)
+struct SerialOwnerTests {
+    @Test("a second edgelog on a serial line the first one holds is refused at start, naming the line (exit 6)")
+    func secondOwnerRefused() throws {
+        let s = try Scratch()
+        #expect(try edgelog(["keys", "generate", "--out", s.path("keys")]).code == 0)
+        #expect(try edgelog(["keys", "generate", "--out", s.path("keys2")]).code == 0)
+        // A pseudo-terminal stands for the line; python3 holds its master end open.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["python3", "-c", "import os,pty,sys,time; m,s=pty.openpty(); print(os.ttyname(s), flush=True); time.sleep(20)"]
+        let out = Pipe()
+        holder.standardOutput = out
+        try holder.run()
+        defer { holder.terminate() }
+        let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(line.hasPrefix("/dev/pts/"))
+        func board(_ name: String, _ keys: String) throws -> String {
+            let path = s.path(name)
+            try """
+                board: \(name)
+                store: {path: \(name).img, key_dir: \(keys), anchor: none}
+                buses:
+                  - {name: rs485, kind: serial, device: \(line), baud: 9600, response_timeout_ms: 50}
+                sensors:
+                  - {name: meter, driver: modbus, bus: rs485, slave: 1, function: 3, register: 0, count: 1, period_ms: 200}
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: Binary.edgelog)
+        first.arguments = ["run", "--board", try board("a", s.path("keys")), "--state-dir", s.path(""), "--duration", "6"]
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        Thread.sleep(forTimeInterval: 2)
+        let second = try edgelog(["run", "--board", try board("b", s.path("keys2")), "--state-dir", s.path(""), "--duration", "1"])
+        #expect(second.code == 6 && second.err.contains(line) && second.err.contains("busy"), "\(second.err)")
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+        // The first one's silent slave left faults, and it kept the line to itself.
+        let records = jsonLines(try edgelog(["export", "--device", s.path("a.img")]).out)
+        #expect(records.contains { $0["source"] as? String == "meter" && $0["type"] as? String == "source_fault" })
+    }
+}
