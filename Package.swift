@@ -75,7 +75,7 @@ let package = Package(
         // inputs (the seed corpus, fuzz/regressions) so that they run with the ordinary tests.
         .executableTarget(
             name: "edgelog-fuzz",
-            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTestKit"],
+            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTestKit", "EdgelogHAL", "EdgelogSensors", "EdgelogRuntime"],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 

@@ -10,7 +10,7 @@ import EdgelogStore
 import EdgelogTestKit
 
 enum FuzzTarget: String, CaseIterable {
-    case json, metadata, segment, image, head, verify, fields
+    case json, metadata, segment, image, head, verify, fields, devices, board
 
     /// The key the seed stores are signed with, trusted by the verify target.
     static let seedKey = PrivateSigningKey.hmacSHA256(Array(repeating: 0x5A, count: 32))
@@ -33,6 +33,10 @@ enum FuzzTarget: String, CaseIterable {
             FuzzTarget.verify(data)
         case .fields:
             FieldFuzz.run(data)
+        case .devices:
+            DeviceFuzz.run(data)
+        case .board:
+            BoardFuzz.run(data)
         }
     }
 

@@ -82,7 +82,32 @@ enum SeedCorpus {
             }
             try FileBytes.write("\(root)/fields/edit\(n)", seed)
         }
-        FuzzOutput.line("seed corpus: \(lines.count) lines, \(written) images and metadata slots, 6 segments under \(root)")
+        // Device answers: a BME280's registers (the simulated board's calibration), an SHT3x reply,
+        // MAX31855 frames, a Modbus reply, an NMEA stream and balance lines, each after its selector.
+        var bme = [UInt8](repeating: 0, count: 256)
+        bme[0xD0] = 0x60
+        for (i, b) in [0x70, 0x6B, 0x43, 0x67, 0x18, 0xFC, 0x7D, 0x8E, 0x43, 0xD6, 0xD0, 0x0B, 0x27, 0x0B, 0x8C, 0x00, 0xF9, 0xFF, 0x8C, 0x3C,
+                       0xF8, 0xC6, 0x70, 0x17, 0x00, 0x4B].enumerated() { bme[0x88 + i] = UInt8(b) }
+        for (i, b) in [0x6A, 0x01, 0x00, 0x13, 0x29, 0x03, 0x1E].enumerated() { bme[0xE1 + i] = UInt8(b) }
+        for (i, b) in [0x65, 0x5A, 0xC0, 0x7E, 0xED, 0x00, 0x71, 0x61].enumerated() { bme[0xF7 + i] = UInt8(b) }
+        let devices: [[UInt8]] = [
+            [0] + bme,
+            [1, 0x66, 0x66, 0x93, 0x80, 0x00, 0xA2],
+            [2] + bme,
+            [3, 0, 0x02, 0x00, 0x00, 0x01, 0xFF],
+            [4, 0x01, 0x90, 0x18, 0x10, 0x00, 0x00, 0x00, 0x01],
+            [5, 13, 0x01, 0x03, 0x08, 0, 1, 0, 2, 0, 3, 0, 4, 0x00, 0x00],
+            [6] + Array("$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A\r\n".utf8),
+            [7] + Array("ST,GS,   12.345 g,x,1\r\nUS,GS,-0.001 kg,y,2\n".utf8),
+        ]
+        for (i, seed) in devices.enumerated() { try FileBytes.write("\(root)/devices/seed\(i)", seed) }
+        // Board files: the shipped ones, beside this source file's package.
+        var repo = #filePath
+        for _ in 0..<3 { repo = String(repo[..<(repo.lastIndex(of: "/") ?? repo.startIndex)]) }
+        for name in ["sim", "qemu", "raspberry-pi-4", "beaglebone-black"] {
+            if let text = FileBytes.read(repo + "/board/\(name).yaml") { try FileBytes.write("\(root)/board/\(name)", text) }
+        }
+        FuzzOutput.line("seed corpus: \(lines.count) lines, \(written) images and metadata slots, 6 segments, \(devices.count) device answers under \(root)")
     }
 
     private static func memoryImage(_ device: FaultBlockDevice) -> [UInt8] { device.current }
