@@ -11,6 +11,8 @@ struct Options {
     /// timed ratios swung by ±4 points from run to run on this machine's disk; here by about ±2.
     var records = 1_000_000
     var quick = false
+    /// Only section 5 (edgelog run --board against ingest), for looking at the ingress path alone.
+    var ingressOnly = false
 
     static func parse(_ args: [String]) -> Options {
         var o = Options()
@@ -25,6 +27,8 @@ struct Options {
                 i += 1
             case "--quick":
                 o.quick = true
+            case "--ingress-only":
+                o.ingressOnly = true
             case "-h", "--help":
                 usage(nil)
             default:
@@ -38,9 +42,10 @@ struct Options {
 
     static func usage(_ problem: String?) -> Never {
         if let problem { eprint("edgelog-bench: \(problem)") }
-        eprint("usage: edgelog-bench [--records N] [--quick]")
+        eprint("usage: edgelog-bench [--records N] [--quick] [--ingress-only]")
         eprint("  --records N  records per throughput contender (default 1000000)")
         eprint("  --quick      20000 records, skip the 1 GiB recovery store")
+        eprint("  --ingress-only  only the ingress section (run --board with 20 simulated sources vs ingest)")
         exit(problem == nil ? 0 : 2)
     }
 }

@@ -42,6 +42,32 @@ print("# edgelog-bench: arch=\(arch) kernel=\(kernel) cpus=\(Machine.cpus()) loa
     + "o_direct=\(direct ? "yes" : "no") sqlite=\(SQLiteBench.version) records=\(options.records) "
     + "record_bytes=\(Shape.recordLength) segment_bytes=\(Shape.segmentSize)\(options.quick ? " quick" : "")")
 
+/// Section 5: the ingress path (IngressBench.swift).
+@MainActor func ingressSection() {
+
+    let edgelogRelease = dir.packageRoot + "/.build/release/edgelog"
+    if Machine.fileSize(edgelogRelease) != nil {
+        progress("ingress: edgelog run --board with \(IngressBench.sources) simulated sources at \(1000 / IngressBench.periodMs) Hz for 10 s, then ingest of as many records")
+        let (boardRun, stdinRun) = IngressBench.run(binary: edgelogRelease, dir: dir.path, imageDir: dir.packageRoot + "/board/sim", seconds: 10)
+        print("")
+        print("## ingress: edgelog run --board, \(IngressBench.sources) simulated I2C sources (real drivers over register images) at \(1000 / IngressBench.periodMs) Hz, signed, 10 s")
+        print("run_board: records=\(boardRun.records) cpu_ms=\(fixed(Double(boardRun.cpuNs) / 1e6, 1)) cpu_us_per_record=\(fixed(Double(boardRun.cpuNs) / 1e3 / Double(max(boardRun.records, 1)), 2)) "
+            + "peak_rss_kib=\(boardRun.maxRSSKiB) poll_late_p50_us=\(boardRun.lateP50Us) poll_late_p99_us=\(boardRun.lateP99Us)  # goals: p99 < 1000 us, RSS < 16384 KiB, < 20 us/record")
+        print("run_board_net: startup_cpu_ms=\(fixed(Double(boardRun.startupCpuNs) / 1e6, 1)) cpu_us_per_record_after_startup=\(fixed(Double(boardRun.cpuNs - boardRun.startupCpuNs) / 1e3 / Double(max(boardRun.records, 1)), 2))  # startup: the same command with --duration 0 (key load, firmware hash, recovery)")
+        print("ingest_stdin: records=\(stdinRun.records) cpu_ms=\(fixed(Double(stdinRun.cpuNs) / 1e6, 1)) cpu_us_per_record=\(fixed(Double(stdinRun.cpuNs) / 1e3 / Double(max(stdinRun.records, 1)), 2)) peak_rss_kib=\(stdinRun.maxRSSKiB)")
+        print("run_board_cpu_vs_stdin=\(fixed(Double(boardRun.cpuNs) / Double(max(stdinRun.cpuNs, 1)), 2))  # same records; includes process start, key load and recovery in both")
+    } else {
+        print("ingress: skipped (no release edgelog binary)")
+    }
+
+}
+
+if options.ingressOnly {
+    ingressSection()
+    dir.cleanUp()
+    exit(0)
+}
+
 // MARK: 1 + 2: throughput and commit latency
 // Every data file stays until the end of the run: unlinking a large preallocated file on a
 // filesystem mounted with `discard` issues discards that would land in a later measurement.
@@ -160,22 +186,7 @@ if let large {
     print("recovery_64MiB_ms=\(fixed(small.medianMs, 2)) recovery_1GiB_ms=skipped ratio=n/a")
 }
 
-// MARK: 3b: the ingress path
-
-let edgelogRelease = dir.packageRoot + "/.build/release/edgelog"
-if Machine.fileSize(edgelogRelease) != nil {
-    progress("ingress: edgelog run --board with \(IngressBench.sources) simulated sources at \(1000 / IngressBench.periodMs) Hz for 10 s, then ingest of as many records")
-    let (boardRun, stdinRun) = IngressBench.run(binary: edgelogRelease, dir: dir.path, imageDir: dir.packageRoot + "/board/sim", seconds: 10)
-    print("")
-    print("## ingress: edgelog run --board, \(IngressBench.sources) simulated I2C sources (real drivers over register images) at \(1000 / IngressBench.periodMs) Hz, signed, 10 s")
-    print("run_board: records=\(boardRun.records) cpu_ms=\(fixed(Double(boardRun.cpuNs) / 1e6, 1)) cpu_us_per_record=\(fixed(Double(boardRun.cpuNs) / 1e3 / Double(max(boardRun.records, 1)), 2)) "
-        + "peak_rss_kib=\(boardRun.maxRSSKiB) poll_late_p50_us=\(boardRun.lateP50Us) poll_late_p99_us=\(boardRun.lateP99Us)  # goals: p99 < 1000 us, RSS < 16384 KiB, < 20 us/record")
-    print("run_board_net: startup_cpu_ms=\(fixed(Double(boardRun.startupCpuNs) / 1e6, 1)) cpu_us_per_record_after_startup=\(fixed(Double(boardRun.cpuNs - boardRun.startupCpuNs) / 1e3 / Double(max(boardRun.records, 1)), 2))  # startup: the same command with --duration 0 (key load, firmware hash, recovery)")
-    print("ingest_stdin: records=\(stdinRun.records) cpu_ms=\(fixed(Double(stdinRun.cpuNs) / 1e6, 1)) cpu_us_per_record=\(fixed(Double(stdinRun.cpuNs) / 1e3 / Double(max(stdinRun.records, 1)), 2)) peak_rss_kib=\(stdinRun.maxRSSKiB)")
-    print("run_board_cpu_vs_stdin=\(fixed(Double(boardRun.cpuNs) / Double(max(stdinRun.cpuNs, 1)), 2))  # same records; includes process start, key load and recovery in both")
-} else {
-    print("ingress: skipped (no release edgelog binary)")
-}
+ingressSection()
 
 // MARK: 4: footprint
 
