@@ -22,12 +22,12 @@ struct GPIOEdgeTests {
         }
         rig.engine.start([SourceSpec(name: "pulse", kind: .event(source), bus: "gpio", backoff: Backoff(baseNs: 5_000_000, maxNs: 10_000_000))])
         for i in 0..<4 { line.inject(rising: i % 2 == 0, timestampNs: 1_000_000_000 + UInt64(i) * 1000) }
-        usleep(150_000)
+        usleep(300_000)
         line.fail(with: .vanished)
-        usleep(100_000)
+        usleep(300_000)
         line.fail(with: nil)
         line.inject(rising: true, timestampNs: 2_000_000_000)
-        usleep(200_000)
+        usleep(500_000)
         try rig.engine.stop()
         try rig.pipeline.close()
         let mine = try exported(rig.device).filter { $0.source == "pulse" }

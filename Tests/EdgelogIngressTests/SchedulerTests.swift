@@ -26,9 +26,14 @@ struct SchedulerTests {
             SourceSpec(name: "alive", kind: .polled(healthy, periodNs: 20_000_000), bus: "b"),
         ], seconds: 1.2)
         let alive = records.filter { $0.source == "alive" && $0.typeName == "data" }
-        #expect(alive.count >= 45, "the healthy source kept its period: \(alive.count) readings in 1.2 s at 20 ms")
-        // Its seq has no holes: nothing of it was discarded.
-        #expect(alive.map(\.seq) == Array(1...UInt64(alive.count)))
+        // 60 polls are due; sharing a thread with the dead source would allow about 6. The margin is
+        // for a machine loaded by other tests (polls that could not start in time are skipped).
+        #expect(alive.count >= 30, "the healthy source kept its period: \(alive.count) readings in 1.2 s at 20 ms")
+        // Its seq has no holes and nothing of it was dropped or faulted (a loaded machine may add
+        // poll_overrun records, which take their place in the seq).
+        let aliveAll = records.filter { $0.source == "alive" }
+        #expect(aliveAll.map(\.seq) == Array(1...UInt64(aliveAll.count)))
+        #expect(aliveAll.allSatisfy { $0.typeName == "data" || $0.typeName == "poll_overrun" })
         let all = records.filter { $0.source == "dead" }
         #expect(!all.contains { $0.typeName == "data" }, "a failed read is a fault record, never a value")
         // Its 200 ms reads overran its 20 ms period: that is recorded too (at stop at the latest).
@@ -84,11 +89,11 @@ struct SchedulerTests {
         bus.attach(image, at: 0x76)
         let sensor = try BME280(bus: bus, address: 0x76)
         rig.engine.start([SourceSpec(name: "env", kind: .polled(sensor, periodNs: 10_000_000), bus: "i2c", backoff: Backoff(baseNs: 5_000_000, maxNs: 20_000_000))])
-        usleep(150_000)
-        bus.detach(0x76)
-        usleep(150_000)
-        bus.attach(image, at: 0x76)
         usleep(200_000)
+        bus.detach(0x76)
+        usleep(300_000)
+        bus.attach(image, at: 0x76)
+        usleep(400_000)
         try rig.engine.stop()
         try rig.pipeline.close()
         // Late polls on a loaded machine are recorded too; they are not what this test is about.
