@@ -10,6 +10,8 @@ public struct EvidenceJSON {
         /// Only engine-chosen words and source names: no character needs escaping.
         case word(String)
         case words([String])
+        /// Text from a device or a board file (a path, an error's detail): escaped (Text.swift).
+        case text(String)
     }
 
     private var text = "{"
@@ -26,7 +28,16 @@ public struct EvidenceJSON {
         case .null: text += "null"
         case .word(let w): text += "\"\(w)\""
         case .words(let ws): text += "[" + ws.map { "\"\($0)\"" }.joined(separator: ",") + "]"
+        case .text(let t): text += "\"" + jsonEscaped(t) + "\""
         }
+    }
+
+    public mutating func add(_ key: StaticString, int value: Int64?) {
+        add(key, value.map { .int($0) } ?? .null)
+    }
+
+    public mutating func add(_ key: StaticString, text value: String?) {
+        add(key, value.map { .text($0) } ?? .null)
     }
 
     public mutating func add(_ key: StaticString, _ value: UInt64?) {

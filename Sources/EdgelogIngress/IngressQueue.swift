@@ -68,9 +68,6 @@ public final class IngressQueue: @unchecked Sendable {
     private var closed = false
     private let timebase: Timebase
     private var timeRecords: [TimeRecord] = []
-    /// The time path's bookkeeping changed: the writer passes it to the next commit.
-    private var timeChanged = false
-    public private(set) var highestDepth = 0
 
     public init(timebase: Timebase) {
         self.timebase = timebase
@@ -99,12 +96,10 @@ public final class IngressQueue: @unchecked Sendable {
     }
 
     /// The time path's statistics, read under the queue's lock (the writer stores them at commit).
-    public func timeStats() -> (stats: TimeStats, changed: Bool) {
+    public func timeStats() -> TimeStats {
         monitor.lock()
         defer { monitor.unlock() }
-        let changed = timeChanged
-        timeChanged = false
-        return (timebase.stats, changed)
+        return timebase.stats
     }
 
     /// Before a poll: false while a backpressure source is held back (the poll is skipped).
@@ -119,11 +114,11 @@ public final class IngressQueue: @unchecked Sendable {
             s.backpressureSinceNs = nowNs
             s.skipped = 0
             sources[index] = s
-            enqueueEvidence(index, .backpressure, IngressEvidence.backpressure(on: true, depth: s.queued, limit: s.limits.capacity, skippedPolls: 0, durationNs: nil))
+            enqueue(index, .backpressure, IngressEvidence.backpressure(on: true, depth: s.queued, limit: s.limits.capacity, skippedPolls: 0, durationNs: nil))
         } else if s.backpressured && s.queued <= s.limits.lowWater {
             s.backpressured = false
             sources[index] = s
-            enqueueEvidence(index, .backpressure, IngressEvidence.backpressure(on: false, depth: s.queued, limit: s.limits.capacity,
+            enqueue(index, .backpressure, IngressEvidence.backpressure(on: false, depth: s.queued, limit: s.limits.capacity,
                                                                               skippedPolls: s.skipped, durationNs: nowNs - s.backpressureSinceNs))
         }
         if sources[index].backpressured {
@@ -158,11 +153,11 @@ public final class IngressQueue: @unchecked Sendable {
                 s.kept = 0
                 s.discarded = 0
                 sources[index] = s
-                enqueueEvidence(index, .decimation, IngressEvidence.decimation(start: true, factor: factor, depth: s.queued, kept: 0, discarded: 0, windowNs: nil))
+                enqueue(index, .decimation, IngressEvidence.decimation(start: true, factor: factor, depth: s.queued, kept: 0, discarded: 0, windowNs: nil))
             } else if s.decimating && s.queued <= s.limits.lowWater {
                 s.decimating = false
                 sources[index] = s
-                enqueueEvidence(index, .decimation, IngressEvidence.decimation(start: false, factor: factor, depth: s.queued, kept: s.kept,
+                enqueue(index, .decimation, IngressEvidence.decimation(start: false, factor: factor, depth: s.queued, kept: s.kept,
                                                                               discarded: s.discarded, windowNs: nowNs - s.decimationSinceNs))
             }
             s = sources[index]
@@ -189,7 +184,7 @@ public final class IngressQueue: @unchecked Sendable {
         defer { monitor.unlock() }
         guard !closed else { return }
         flushDrops(index)
-        enqueueEvidence(index, type, payload)
+        enqueue(index, type, payload)
     }
 
     /// The next record for the writer, waiting at most `timeoutNs`; nil on timeout or when closed
@@ -224,12 +219,12 @@ public final class IngressQueue: @unchecked Sendable {
             let s = sources[index]
             if s.backpressured {
                 sources[index].backpressured = false
-                enqueueEvidence(index, .backpressure, IngressEvidence.backpressure(on: false, depth: s.queued, limit: s.limits.capacity,
+                enqueue(index, .backpressure, IngressEvidence.backpressure(on: false, depth: s.queued, limit: s.limits.capacity,
                                                                                   skippedPolls: s.skipped, durationNs: now - s.backpressureSinceNs))
             }
             if s.decimating, case .decimate(let factor) = s.policy {
                 sources[index].decimating = false
-                enqueueEvidence(index, .decimation, IngressEvidence.decimation(start: false, factor: factor, depth: s.queued, kept: s.kept,
+                enqueue(index, .decimation, IngressEvidence.decimation(start: false, factor: factor, depth: s.queued, kept: s.kept,
                                                                               discarded: s.discarded, windowNs: now - s.decimationSinceNs))
             }
         }
@@ -249,11 +244,7 @@ public final class IngressQueue: @unchecked Sendable {
         let s = sources[index]
         guard s.dropCount > 0 else { return }
         sources[index].dropCount = 0
-        enqueueEvidence(index, .ingressDrop, IngressEvidence.drop(count: s.dropCount, reasonCode: "queue_full", windowNs: s.dropLastNs - s.dropFirstNs))
-    }
-
-    private func enqueueEvidence(_ index: Int, _ type: RecordType, _ payload: [UInt8]) {
-        enqueue(index, type, payload)
+        enqueue(index, .ingressDrop, IngressEvidence.drop(count: s.dropCount, reasonCode: "queue_full", windowNs: s.dropLastNs - s.dropFirstNs))
     }
 
     private func enqueue(_ index: Int, _ type: RecordType, _ payload: [UInt8]) {
@@ -266,12 +257,10 @@ public final class IngressQueue: @unchecked Sendable {
                 records.append(QueuedRecord(source: SourceName.time, type: record.type, payload: record.payload, time: record.time, index: -1))
             }
             timeRecords.removeAll(keepingCapacity: true)
-            timeChanged = true
         }
         records.append(QueuedRecord(source: sources[index].name, type: type, payload: payload, time: time, index: index))
         // Only readings count against the bound: evidence records are few and never refused.
         if type == .data { sources[index].queued += 1 }
-        highestDepth = max(highestDepth, records.count - head)
         if wasEmpty { monitor.broadcast() }
     }
 }

@@ -195,7 +195,8 @@ public final class Scheduler: @unchecked Sendable {
             next.dueNs += periodNs
             if next.dueNs <= startNs {
                 let missed = (startNs - next.dueNs) / periodNs + 1
-                next.missedPolls += UInt64(missed)
+                let (total, overflow) = next.missedPolls.addingReportingOverflow(UInt64(clamping: missed))
+                next.missedPolls = overflow ? .max : total
                 next.dueNs += missed * periodNs
             }
             poll(next, sensor, nowNs: startNs)
@@ -211,8 +212,9 @@ public final class Scheduler: @unchecked Sendable {
                 run.needsStart = false
             }
             let reading = try sensor.read()
-            succeeded(run, nowNs: clock.nowNs())
-            queue.offer(run.index, payload: reading.json, nowNs: clock.nowNs())
+            let now = clock.nowNs()
+            succeeded(run, nowNs: now)
+            queue.offer(run.index, payload: reading.json, nowNs: now)
         } catch {
             failed(run, error, nowNs: clock.nowNs())
         }
@@ -242,8 +244,9 @@ public final class Scheduler: @unchecked Sendable {
                 switch try sensor.next(timeoutMs: 100) {
                 case nil: continue
                 case .reading(let reading)?:
-                    succeeded(run, nowNs: clock.nowNs())
-                    queue.offer(run.index, payload: reading.json, nowNs: clock.nowNs())
+                    let now = clock.nowNs()
+                    succeeded(run, nowNs: now)
+                    queue.offer(run.index, payload: reading.json, nowNs: now)
                 case .rejected(let error)?:
                     // A talker sending garbage must not flood the store: one record a second at
                     // most, counting every rejected message since the previous one.

@@ -345,7 +345,8 @@ public struct Metadata: Equatable, Sendable {
             guard !m.isBad(m.tailSlot), !m.isBad(m.headSlot) else { throw .badGeometry("head or tail slot listed bad") }
             let span = (m.headSlot - m.tailSlot + slots) % slots
             let badInSpan = m.badBlocks.filter { ($0.slot - m.tailSlot + slots) % slots <= span }.count
-            guard UInt64(span + 1 - badInSpan) == m.headSegmentID - m.tailSegmentID + 1 else {
+            // Head and tail are good slots, so 1 <= span + 1 - badInSpan.
+            guard UInt64(span + 1 - badInSpan) == m.segmentCount else {
                 throw .badGeometry("segments \(m.tailSegmentID) to \(m.headSegmentID) from slot \(m.tailSlot) do not end at head slot \(m.headSlot)")
             }
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EdgelogCore
 import EdgelogRuntime
 
 struct BoardCommand: ParsableCommand {
@@ -31,14 +32,14 @@ struct BoardCheck: ParsableCommand {
     func run() throws {
         do {
             let board = try Board.load(file)
-            let built = try BoardSources.build(board, check: true)
+            _ = try BoardSources.build(board, check: true)
             if json {
-                print(BoardSummaryJSON.check(board, sources: built.specs.count))
+                print(BoardSummaryJSON.check(board))
             } else {
-                print("\(TerminalSafe.text(file)): board \(TerminalSafe.text(board.name)) is valid: \(board.buses.count) bus(es), \(board.sensors.count) sensor(s)")
+                print("\(terminalSafe(file)): board \(terminalSafe(board.name)) is valid: \(board.buses.count) bus(es), \(board.sensors.count) sensor(s)")
                 for sensor in board.sensors {
                     let period = sensor.periodMs > 0 ? "every \(sensor.periodMs) ms" : "as readings arrive"
-                    print("  \(TerminalSafe.text(sensor.name)): \(sensor.driver) on \(TerminalSafe.text(sensor.bus))\(sensor.settings.busAddress.map { " at \($0)" } ?? ""), \(period), overload \(sensor.policy.name)")
+                    print("  \(terminalSafe(sensor.name)): \(sensor.driver) on \(terminalSafe(sensor.bus))\(sensor.settings.busAddress.map { " at \($0)" } ?? ""), \(period), overload \(sensor.policy.name)")
                 }
             }
         } catch {
@@ -71,11 +72,11 @@ struct BoardList: ParsableCommand {
         for (path, result) in boards {
             switch result {
             case .success(let board):
-                if json { print(BoardSummaryJSON.listed(path, board)) } else {
-                    print("\(TerminalSafe.text(path))  \(TerminalSafe.text(board.name)): \(TerminalSafe.text(board.description ?? "")) (\(board.sensors.count) sensors)")
+                if json { print(BoardSummaryJSON.check(board)) } else {
+                    print("\(terminalSafe(path))  \(terminalSafe(board.name)): \(terminalSafe(board.description ?? "")) (\(board.sensors.count) sensors)")
                 }
             case .failure(let error):
-                if json { print(BoardSummaryJSON.error(error)) } else { print("\(TerminalSafe.text(path))  invalid: \(TerminalSafe.text(error.description))") }
+                if json { print(BoardSummaryJSON.error(error)) } else { print("\(terminalSafe(path))  invalid: \(terminalSafe(error.description))") }
             }
         }
     }

@@ -2,6 +2,7 @@
 // JSON is written by FoundationEssentials' encoder from Codable reports, then every non-ASCII
 // character is escaped so no reader splits a line or reorders text on a board file's strings.
 
+import EdgelogCore
 import EdgelogIngress
 import EdgelogLinux
 import EdgelogRuntime
@@ -68,12 +69,7 @@ enum BoardSummaryJSON {
     static func asciiOnly(_ text: String) -> String {
         var out = ""
         for scalar in text.unicodeScalars {
-            if scalar.value < 0x80 { out.unicodeScalars.append(scalar) } else {
-                for unit in String(scalar).utf16 {
-                    let hex = String(unit, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                }
-            }
+            if scalar.value < 0x80 { out.unicodeScalars.append(scalar) } else { appendJSONEscape(scalar, to: &out) }
         }
         return out
     }
@@ -85,12 +81,8 @@ enum BoardSummaryJSON {
         }
     }
 
-    static func check(_ board: Board, sources: Int) -> String {
+    static func check(_ board: Board) -> String {
         encode(CheckReport(file: board.file, board: board.name, valid: true, buses: board.buses.count, sensors: sensors(board)))
-    }
-
-    static func listed(_ path: String, _ board: Board) -> String {
-        encode(CheckReport(file: path, board: board.name, valid: true, buses: board.buses.count, sensors: sensors(board)))
     }
 
     static func error(_ error: Error) -> String {
@@ -106,10 +98,6 @@ enum BoardSummaryJSON {
                          sources: s.sources.map { SourceReport(name: $0.name, location: $0.location, reads: $0.reads, failures: $0.failures,
                                                                failing: $0.failing, rejected: $0.rejected, last_error: $0.lastError) }))
     }
-}
-
-enum TerminalSafe {
-    static func text(_ s: String) -> String { terminalSafe(s) }
 }
 
 enum ShippedBoards {

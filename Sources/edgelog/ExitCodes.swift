@@ -1,5 +1,6 @@
 // One exit code per kind of outcome a script or a technician must tell apart (docs/CLI.md).
 
+import EdgelogCore
 import ArgumentParser
 import EdgelogLinux
 import EdgelogRuntime
@@ -49,28 +50,21 @@ enum Exit {
         return keyProblem
     }
 
+    static func code(for error: JobError) -> Int32 {
+        switch error {
+        case .store(let e): code(for: e)
+        case .device(let e): code(for: StoreError.device(e))
+        case .trust(let e): code(for: e)
+        case .file, .hardware: deviceError
+        case .board, .input: usage
+        case .internal: internalError
+        }
+    }
+
     /// A job's failure: its message on stderr, its kind as the exit code.
     static func fail(_ error: JobError) -> ExitCode {
-        switch error {
-        case .store(let e): return fail(e)
-        case .device(let e): return fail(e)
-        case .trust(let e): return fail(e)
-        case .file(let e):
-            say("error: \(e)")
-            return ExitCode(deviceError)
-        case .board(let e):
-            say("error: \(e)")
-            return ExitCode(usage)
-        case .hardware(let why):
-            say("error: \(why)")
-            return ExitCode(deviceError)
-        case .input(let why):
-            say("error: \(why)")
-            return ExitCode(usage)
-        case .internal(let why):
-            say("error: \(why)")
-            return ExitCode(internalError)
-        }
+        say("error: \(error)")
+        return ExitCode(code(for: error))
     }
 
     /// Messages quote board files, settings and device text: escaped so none can drive the terminal.

@@ -112,16 +112,7 @@ struct RunCommand: ParsableCommand {
         do { try StoreFile.createIfMissing(path: settings.device, size: settings.storeSize, segmentSize: settings.segmentSize) { Exit.say($0) } } catch {
             throw Exit.fail(error)
         }
-        var writer = WriterSettings(device: settings.device)
-        writer.ringFull = settings.ringFull
-        writer.maxAgeMs = settings.maxAgeMs
-        writer.blockMs = settings.blockMs
-        writer.keyDir = settings.keyDir
-        writer.anchor = settings.anchor
-        writer.anchorInterval = settings.anchorInterval
-        writer.time = WriterJob.timeConfig(stepThresholdMs: settings.stepThresholdMs, untrustedErrorMs: settings.untrustedErrorMs,
-                                           stateIntervalS: settings.timeStateInterval)
-        try IngestJob(settings: writer, source: settings.source).run()
+        try IngestJob(settings: settings.writerSettings, source: settings.source).run()
     }
 }
 

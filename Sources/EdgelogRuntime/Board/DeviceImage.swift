@@ -12,7 +12,7 @@ enum DeviceImage {
     /// registers as an SMBus word read returns them, the way i2c-stub keeps them), `transfer_reply`
     /// (the bytes a raw read returns, for command-based parts).
     static func i2c(_ path: String) throws(BoardError) -> RegisterDevice {
-        var fields = try load(path)
+        var fields = try YAMLFields.load(path, what: "device image")
         let device = RegisterDevice()
         if var registers = try fields.mapping("registers") {
             for (register, value) in try registers.numberedEntries() {
@@ -44,7 +44,7 @@ enum DeviceImage {
     /// An SPI device: `frames` (successive transfers answered in turn, the last repeated), or
     /// `adc_channels` (an MCP3008-style converter: the 10-bit code of each of up to 8 channels).
     static func spi(_ path: String, device: String) throws(BoardError) -> SimulatedSPIDevice {
-        var fields = try load(path)
+        var fields = try YAMLFields.load(path, what: "device image")
         var result: SimulatedSPIDevice?
         if let frames = try fields.sequence("frames") {
             var list: [[UInt8]] = []
@@ -69,26 +69,6 @@ enum DeviceImage {
         try fields.rejectUnknown(known: ["frames", "adc_channels"])
         guard let result else { throw BoardError(file: path, line: 0, key: nil, why: "an SPI image needs frames or adc_channels") }
         return result
-    }
-
-    static func load(_ path: String, what: String = "device image") throws(BoardError) -> YAMLFields {
-        // Also the reader of the settings file (RunConfig): a YAML mapping from a file.
-        let bytes: [UInt8]
-        do { bytes = try LocalFile.read(path, limit: 1 << 20).bytes } catch {
-            throw BoardError(file: path, line: 0, key: nil, why: "cannot read the \(what): \(error)")
-        }
-        do {
-            guard let node = try Yams.compose(yaml: String(decoding: bytes, as: UTF8.self)) else {
-                throw BoardError(file: path, line: 0, key: nil, why: "the \(what) is empty")
-            }
-            return try YAMLFields(node, file: path, path: "")
-        } catch let error as BoardError {
-            throw error
-        } catch let error as YamlError {
-            throw BoardError(file: path, line: Board.line(of: error), key: nil, why: "not valid YAML: \(Board.summary(of: error))")
-        } catch {
-            throw BoardError(file: path, line: 0, key: nil, why: "not valid YAML: \(error)")
-        }
     }
 
     static func hexKey(_ register: Int) -> String { UInt8(clamping: register).hex }

@@ -7,7 +7,7 @@ import EdgelogSensors
 
 enum SimulatedPeers {
     static func load(_ path: String) throws(BoardError) -> SerialPeer {
-        var fields = try DeviceImage.load(path, what: "serial peer file")
+        var fields = try YAMLFields.load(path, what: "serial peer file")
         defer { _ = fields }
         if let slaves = try fields.sequence("modbus_slaves") {
             var peers: [SerialPeer] = []

@@ -33,7 +33,7 @@ public struct RunConfig: Equatable, Sendable {
 
     /// Reads `path` over the defaults; every key must be known and every value valid.
     public static func load(_ path: String) throws(BoardError) -> RunConfig {
-        var fields = try DeviceImage.load(path, what: "settings file")
+        var fields = try YAMLFields.load(path, what: "settings file")
         var config = RunConfig()
         if let v = try fields.string("device") { config.device = v }
         if let v = try fields.string("key_dir") { config.keyDir = v }
@@ -54,5 +54,20 @@ public struct RunConfig: Equatable, Sendable {
             throw BoardError(file: path, line: fields.lineOf(fields.has("store_size") ? "store_size" : "segment_size"), key: "store_size", why: "\(error)")
         }
         return config
+    }
+}
+
+extension RunConfig {
+    /// The writer's settings these stand for (`run` without a board).
+    public var writerSettings: WriterSettings {
+        var writer = WriterSettings(device: device)
+        writer.ringFull = ringFull
+        writer.maxAgeMs = maxAgeMs
+        writer.blockMs = blockMs
+        writer.keyDir = unsigned ? nil : keyDir
+        writer.anchor = anchor
+        writer.anchorInterval = anchorInterval
+        writer.time = WriterJob.timeConfig(stepThresholdMs: stepThresholdMs, untrustedErrorMs: untrustedErrorMs, stateIntervalS: timeStateInterval)
+        return writer
     }
 }

@@ -2,6 +2,7 @@
 // file only looks values up by key, checks their kind and range, and remembers which keys were used,
 // so that an unknown (misspelt) key is an error naming its line instead of a setting silently ignored.
 
+import EdgelogLinux
 import Yams
 
 struct YAMLFields {
@@ -28,6 +29,27 @@ struct YAMLFields {
                 throw BoardError(file: file, line: key.mark?.line ?? line, key: Self.join(path, name), why: "given twice")
             }
             entries.append((name, key.mark?.line ?? line, value))
+        }
+    }
+
+    /// The top-level mapping of the YAML file at `path` (a device image, a peer file, the settings
+    /// file); `what` names it in errors.
+    static func load(_ path: String, what: String) throws(BoardError) -> YAMLFields {
+        let bytes: [UInt8]
+        do { bytes = try LocalFile.read(path, limit: 1 << 20).bytes } catch {
+            throw BoardError(file: path, line: 0, key: nil, why: "cannot read the \(what): \(error)")
+        }
+        do {
+            guard let node = try Yams.compose(yaml: String(decoding: bytes, as: UTF8.self)) else {
+                throw BoardError(file: path, line: 0, key: nil, why: "the \(what) is empty")
+            }
+            return try YAMLFields(node, file: path, path: "")
+        } catch let error as BoardError {
+            throw error
+        } catch let error as YamlError {
+            throw BoardError(file: path, line: Board.line(of: error), key: nil, why: "not valid YAML: \(Board.summary(of: error))")
+        } catch {
+            throw BoardError(file: path, line: 0, key: nil, why: "not valid YAML: \(error)")
         }
     }
 

@@ -15,8 +15,9 @@ public enum BoardSources {
         throws(BoardError) -> BuiltSources
     {
         var serialPorts: [LinuxSerialPort] = []
+        // Buses other than SPI are shared by their sensors (one port, one owner thread); an SPI
+        // node is one chip select, so one device.
         var handles: [String: BusHandle] = [:]
-        var simulatedI2C: [String: SimulatedI2CBus] = [:]
         var specs: [SourceSpec] = []
         for (index, sensor) in board.sensors.enumerated() {
             let key = "sensors[\(index)]"
@@ -25,53 +26,16 @@ public enum BoardSources {
             var handle = BusHandle(port: .none, sleep: sleep)
             if entry.needsBus {
                 guard let bus = board.bus(named: sensor.bus) else { throw fail("no bus named \(sensor.bus)") }
-                switch bus.kind {
-                case .i2c:
-                    if let existing = handles[bus.name] { handle = existing } else {
-                        let port: I2CBus = check ? SimulatedI2CBus(path: bus.device ?? bus.adapterName ?? bus.name)
-                            : LinuxI2CBus(bus.adapterName.map { .name($0) } ?? .path(bus.device ?? ""))
-                        handle = BusHandle(port: .i2c(port), sleep: sleep)
-                        handles[bus.name] = handle
-                    }
-                case .spi:
-                    // One spidev node is one chip select: one device.
-                    let port: SPIDevice = check ? SimulatedSPIDevice(path: bus.device ?? bus.name) { _ in nil }
-                        : LinuxSPIDevice(path: bus.device ?? "", config: bus.spi)
-                    handle = BusHandle(port: .spi(port), sleep: sleep)
-                case .serial:
-                    if let existing = handles[bus.name] { handle = existing } else {
-                        let port: SerialPort
-                        if check {
-                            port = SimulatedSerialPort(path: bus.device ?? bus.name, config: bus.serial, peer: SilentPeer())
-                        } else {
-                            let linux = LinuxSerialPort(path: bus.device ?? "", config: bus.serial)
-                            serialPorts.append(linux)
-                            port = linux
-                        }
-                        handle = BusHandle(port: .serial(port), sleep: sleep, options: bus.options)
-                        handles[bus.name] = handle
-                    }
-                case .simI2C:
-                    let simulated = simulatedI2C[bus.name] ?? SimulatedI2CBus(path: "sim:" + bus.name)
-                    simulatedI2C[bus.name] = simulated
-                    if let image = sensor.image, let address = sensor.settings.busAddress.flatMap({ YAMLFields.parseInteger($0) }) {
-                        simulated.attach(try DeviceImage.i2c(resolve(image, in: board.directory)), at: UInt8(clamping: address))
-                    }
-                    if let existing = handles[bus.name] { handle = existing } else {
-                        handle = BusHandle(port: .i2c(simulated), sleep: { _ in })
-                        handles[bus.name] = handle
-                    }
-                case .simSPI:
-                    let device = try DeviceImage.spi(resolve(sensor.image ?? "", in: board.directory), device: "sim:" + bus.name + "/" + sensor.name)
-                    handle = BusHandle(port: .spi(device), sleep: { _ in })
-                case .simSerial:
-                    if let existing = handles[bus.name] { handle = existing } else {
-                        let peer = try SimulatedPeers.load(resolve(bus.peer ?? "", in: board.directory))
-                        let port = SimulatedSerialPort(path: "sim:" + bus.name, config: bus.serial, peer: peer,
-                                                       sleep: check ? { _ in } : { Process.sleep(milliseconds: $0) })
-                        handle = BusHandle(port: .serial(port), sleep: { _ in }, options: bus.options)
-                        handles[bus.name] = handle
-                    }
+                if let shared = handles[bus.name] {
+                    handle = shared
+                } else {
+                    handle = try open(bus, for: sensor, board: board, check: check, sleep: sleep, serialPorts: &serialPorts)
+                    if bus.kind != .spi && bus.kind != .simSPI { handles[bus.name] = handle }
+                }
+                // A device on a simulated I2C bus is its image, attached at its address.
+                if bus.kind == .simI2C, case .i2c(let port) = handle.port, let simulated = port as? SimulatedI2CBus,
+                   let image = sensor.image, let address = sensor.settings.busAddress.flatMap({ YAMLFields.parseInteger($0) }) {
+                    simulated.attach(try DeviceImage.i2c(resolve(image, in: board.directory)), at: UInt8(clamping: address))
                 }
             }
             let kind: SourceSpec.Kind
@@ -87,6 +51,40 @@ public enum BoardSources {
                                     limits: QueueLimits(capacity: sensor.queue), jitterBoundNs: Int64(sensor.jitterBoundMs) * 1_000_000))
         }
         return BuiltSources(specs: specs, serialPorts: serialPorts)
+    }
+
+    /// Opens what `bus` stands for: the kernel's device (or, for `check`, a stand-in that opens
+    /// nothing), or a simulated bus with its device image or peer file.
+    static func open(_ bus: Board.Bus, for sensor: Board.Sensor, board: Board, check: Bool, sleep: @escaping SleepMilliseconds,
+                     serialPorts: inout [LinuxSerialPort]) throws(BoardError) -> BusHandle {
+        switch bus.kind {
+        case .i2c:
+            let port: I2CBus = check ? SimulatedI2CBus(path: bus.device ?? bus.adapterName ?? bus.name)
+                : LinuxI2CBus(bus.adapterName.map { .name($0) } ?? .path(bus.device ?? ""))
+            return BusHandle(port: .i2c(port), sleep: sleep)
+        case .spi:
+            let port: SPIDevice = check ? SimulatedSPIDevice(path: bus.device ?? bus.name) { _ in nil }
+                : LinuxSPIDevice(path: bus.device ?? "", config: bus.spi)
+            return BusHandle(port: .spi(port), sleep: sleep)
+        case .serial:
+            if check {
+                return BusHandle(port: .serial(SimulatedSerialPort(path: bus.device ?? bus.name, config: bus.serial, peer: SilentPeer())),
+                                 sleep: sleep, options: bus.options)
+            }
+            let linux = LinuxSerialPort(path: bus.device ?? "", config: bus.serial)
+            serialPorts.append(linux)
+            return BusHandle(port: .serial(linux), sleep: sleep, options: bus.options)
+        case .simI2C:
+            return BusHandle(port: .i2c(SimulatedI2CBus(path: "sim:" + bus.name)), sleep: { _ in })
+        case .simSPI:
+            let device = try DeviceImage.spi(resolve(sensor.image ?? "", in: board.directory), device: "sim:" + bus.name + "/" + sensor.name)
+            return BusHandle(port: .spi(device), sleep: { _ in })
+        case .simSerial:
+            let peer = try SimulatedPeers.load(resolve(bus.peer ?? "", in: board.directory))
+            let port = SimulatedSerialPort(path: "sim:" + bus.name, config: bus.serial, peer: peer,
+                                           sleep: check ? { _ in } : { Process.sleep(milliseconds: $0) })
+            return BusHandle(port: .serial(port), sleep: { _ in }, options: bus.options)
+        }
     }
 
     static func resolve(_ path: String, in directory: String) -> String {

@@ -2,6 +2,7 @@
 // (records per second, last commit, backlog, sources in trouble); otherwise a structured log line
 // every minute. Source faults are logged as they happen by the job itself.
 
+import EdgelogCore
 import EdgelogIngress
 import EdgelogLinux
 import EdgelogStore
@@ -33,7 +34,7 @@ struct StatusService: Service, @unchecked Sendable {
                 let age = commit.atNs == 0 ? "none yet" : "#\(commit.commitID) \(String(format1: Double(now - commit.atNs) / 1e9)) s ago"
                 var line = "\(String(format1: rate)) rec/s | last commit \(age) | backlog \(depth)"
                 line += failing.isEmpty ? " | all \(sources.count) sources ok" : " | failing: " + failing.map { "\($0.name) (\($0.failing))" }.joined(separator: ", ")
-                FDOutput.write(2, "\r\u{1B}[K" + TerminalText.safe(line))
+                FDOutput.write(2, "\r\u{1B}[K" + terminalSafe(line))
             } else if now - lastLogNs >= 60_000_000_000 {
                 lastLogNs = now
                 logger.info("status", metadata: ["records_per_s": "\(String(format1: rate))", "last_commit": "\(commit.commitID)",
@@ -41,13 +42,6 @@ struct StatusService: Service, @unchecked Sendable {
             }
         }
         if live { FDOutput.write(2, "\n") }
-    }
-}
-
-enum TerminalText {
-    /// Only printable ASCII reaches the terminal: a device's text cannot move the cursor.
-    static func safe(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.map { ($0.value >= 0x20 && $0.value < 0x7F) ? $0 : "?" }))
     }
 }
 
