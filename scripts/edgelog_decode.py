@@ -180,11 +180,12 @@ SOURCE_CHARS = frozenset(
 SOURCE_FIRST = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
-# Section 7 names types 1 to 9; any other type is printed as its number.
+# Section 7 names types 1 to 20; any other type is printed as its number.
 TYPE_NAMES = {1: "data", 2: "gap", 3: "incomplete", 4: "drop", 5: "recovery",
               6: "boot", 7: "clock_step", 8: "key_rotation", 9: "time_state",
               10: "source_fault", 11: "source_recovered", 12: "backpressure", 13: "decimation",
-              14: "ingress_drop", 15: "poll_overrun", 16: "rejected_input"}
+              14: "ingress_drop", 15: "poll_overrun", 16: "rejected_input",
+              17: "brownout", 18: "power_restored", 19: "power_budget", 20: "brownout_loop"}
 TYPE_GAP, TYPE_INCOMPLETE, TYPE_RECOVERY, TYPE_KEY_ROTATION = 2, 3, 5, 8
 TYPE_BOOT, TYPE_CLOCK_STEP, TYPE_TIME_STATE = 6, 7, 9
 # Record time_flags (section 3.2, offset 6).

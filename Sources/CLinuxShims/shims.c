@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <sys/timex.h>
 #include <time.h>
+#include <linux/input.h>
 #include <unistd.h>
 #include <termios.h>
 #include <sys/file.h>
@@ -202,3 +203,27 @@ int edgelog_open_pty(char *name, int size) {
     }
     return master;
 }
+
+int edgelog_evdev_monotonic(int fd) {
+    int clock = CLOCK_MONOTONIC;
+    return ioctl(fd, EVIOCSCLOCKID, &clock);
+}
+
+int edgelog_evdev_read(int fd, int64_t *sec, int64_t *usec, uint16_t *type, uint16_t *code, int32_t *value) {
+    struct input_event event;
+    ssize_t n = read(fd, &event, sizeof event);
+    if (n < 0) return -1;
+    if ((size_t)n != sizeof event) return 0;
+    *sec = (int64_t)event.input_event_sec;
+    *usec = (int64_t)event.input_event_usec;
+    *type = event.type;
+    *code = event.code;
+    *value = event.value;
+    return 1;
+}
+
+#include <sys/socket.h>
+
+int edgelog_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
+
+int edgelog_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK); }

@@ -105,3 +105,48 @@ public protocol LED: AnyObject {
     var maxBrightness: Int { get }
     func set(brightness: Int) throws(HardwareError)
 }
+
+/// One step of a repeating LED pattern: a brightness held for `ms` milliseconds.
+public struct LEDStep: Equatable, Sendable {
+    public var brightness: Int
+    public var ms: Int
+    public init(brightness: Int, ms: Int) {
+        self.brightness = brightness
+        self.ms = ms
+    }
+}
+
+/// An LED whose kernel can run a repeating pattern by itself: the LED class's `pattern` trigger
+/// (ledtrig-pattern). The pattern repeats `repeat` times and then stops at its last step's
+/// brightness, so a pattern the process no longer renews ends on its own (docs/LEDS.md).
+public protocol PatternTriggerLED: LED {
+    /// Whether the kernel offers the pattern trigger for this LED (its `trigger` file lists it).
+    func patternTriggerAvailable() -> Bool
+    /// Hands `steps` to the kernel, to be run `repeat` times (at least 1).
+    func startPattern(_ steps: [LEDStep], repeat count: Int) throws(HardwareError)
+    /// Starts the pattern again from its first step, for `repeat` more cycles.
+    func renewPattern(repeat count: Int) throws(HardwareError)
+    /// Ends the kernel's pattern (trigger `none`): the LED is then off and set by brightness again.
+    func stopPattern() throws(HardwareError)
+}
+
+/// A key press or release from an input device (a power button, gpio-keys).
+public struct KeyEvent: Equatable, Sendable {
+    public var code: UInt16
+    /// 1 press, 0 release, 2 auto-repeat (the kernel's EV_KEY values).
+    public var value: Int32
+    /// The kernel's timestamp of the event (CLOCK_MONOTONIC), in nanoseconds.
+    public var timestampNs: Int64
+    public init(code: UInt16, value: Int32, timestampNs: Int64) {
+        self.code = code
+        self.value = value
+        self.timestampNs = timestampNs
+    }
+}
+
+/// An input device's key events (EV_KEY only; other event types are skipped).
+public protocol KeyInput: AnyObject {
+    var name: String { get }
+    /// The next key event, waiting at most `timeoutMs`; nil on timeout.
+    func waitKey(timeoutMs: Int) throws(HardwareError) -> KeyEvent?
+}

@@ -67,6 +67,8 @@ public final class IngressEngine: @unchecked Sendable {
             let result = record.payload.withUnsafeBytes {
                 pipeline.append(source: record.source, type: record.type, payload: $0, time: record.time)
             }
+            // Frozen for a power failure: the pipeline counts the refusal; the reading never got a seq.
+            if case .frozen = result { continue }
             if case .refused(let error) = result {
                 if case .recordTooLarge = error {
                     // One oversized reading (a misconfigured register count) does not stop the job;

@@ -18,6 +18,8 @@ public struct CommitReceipt: Sendable, Equatable {
     public var sources: [SourceRange]
     /// The commit's seal (statement and signature): the signed head after this commit.
     public var seal: SealView?
+    /// Made by a safe-commit window (or the resume after it): nothing else may write meanwhile.
+    public var inPowerWindow = false
 
     public func range(of source: String) -> SourceRange? { sources.first { $0.name == source } }
 }
@@ -37,6 +39,8 @@ public final class EvidenceStore {
     private var engineSeq: UInt64
     /// Drop notes that did not fit in the segment of their commit; written by the next one.
     private var carriedDrops: [DropNote] = []
+    /// Engine evidence (brownout, resume) that did not fit its segment; written by the next one.
+    private var carriedEvidence: [(type: RecordType, json: EvidenceJSON)] = []
     /// Set when writes kept failing: nothing more is acknowledged.
     public private(set) var failure: StoreError?
     /// Write and flush errors met (each also remapped a slot or was retried).
@@ -256,7 +260,46 @@ public final class EvidenceStore {
     }
 
     /// True while drop notes wait for room in a segment; close() must not end before they are written.
-    public var hasCarriedEvidence: Bool { !carriedDrops.isEmpty }
+    public var hasCarriedEvidence: Bool { !carriedDrops.isEmpty || !carriedEvidence.isEmpty }
+
+    /// The starts recorded in the newest segments this writer can show are its own (BootHistory).
+    public func recentBoots(maxSegments: Int, maxBoots: Int) -> [BootEntry] {
+        BootHistory.recent(device: device, metadata: metadata, adopts: Self.adoptionCheck(identity), maxSegments: maxSegments,
+                           maxBoots: maxBoots)
+    }
+
+    /// Counts a brownout (bo_event): the next commit carries it in its metadata and its seal.
+    public func noteBrownout() { metadata.boEvent &+= 1 }
+
+    /// Times `samples` metadata writes, each followed by a flush (the fixed cost of every commit),
+    /// then, when the slot the next commit will use holds nothing the store keeps (the ring is not
+    /// full and the slot is not the tail), `samples` writes of a whole segment of zeros there with
+    /// a flush each (the cost that grows with the bytes committed). Nothing the store holds
+    /// changes: the metadata written is the current state, the zeros land where no segment is kept.
+    /// Nanoseconds per sample; `segmentNs` is empty when no free slot was there to write.
+    public func measureCommitCost(samples: Int, clock: () -> Int64) throws(StoreError) -> (flushNs: [Int64], segmentNs: [Int64]) {
+        var flushNs: [Int64] = []
+        var segmentNs: [Int64] = []
+        for _ in 0..<max(samples, 1) {
+            let start = clock()
+            try persist(metadata)
+            flushNs.append(clock() - start)
+        }
+        let m = metadata
+        guard !m.ringIsFull, let slot = m.nextWriteSlot, m.ringIsEmpty || slot != m.tailSlot else { return (flushNs, []) }
+        let zeros = AlignedBuffer(count: m.geometry.segmentSize)
+        for _ in 0..<max(samples, 1) {
+            let start = clock()
+            do {
+                try device.write(at: m.geometry.slotOffset(slot), from: UnsafeRawBufferPointer(zeros.bytes))
+                try device.flush()
+            } catch {
+                throw .device(error)
+            }
+            segmentNs.append(clock() - start)
+        }
+        return (flushNs, segmentNs)
+    }
 
     /// Adds a drop note, merging it with one of the same source: the list stays bounded by the
     /// number of sources however long backpressure lasts. A merged note's seq range spans both.
@@ -319,6 +362,13 @@ public final class EvidenceStore {
                 // No room left in this segment: the next commit writes it (never dropped silently).
                 carry(drop, into: &carriedDrops)
             }
+        }
+        var evidence = carriedEvidence
+        carriedEvidence.removeAll()
+        evidence += builder.pendingEvidence
+        builder.pendingEvidence.removeAll()
+        for item in evidence where !appendEvidence(item.type, item.json, mono: evidenceMono(builder), time: time, to: builder) {
+            carriedEvidence.append(item)
         }
         guard !builder.isEmpty else { return nil }
 

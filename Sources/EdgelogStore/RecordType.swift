@@ -19,6 +19,11 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
     case ingressDrop = 14
     case pollOverrun = 15
     case rejectedInput = 16
+    // Power path (FORMAT.md section 4): engine evidence under the source `edgelog`.
+    case brownout = 17
+    case powerRestored = 18
+    case powerBudget = 19
+    case brownoutLoop = 20
 
     public var name: String {
         switch self {
@@ -38,6 +43,10 @@ public enum RecordType: UInt16, Sendable, CaseIterable {
         case .ingressDrop: "ingress_drop"
         case .pollOverrun: "poll_overrun"
         case .rejectedInput: "rejected_input"
+        case .brownout: "brownout"
+        case .powerRestored: "power_restored"
+        case .powerBudget: "power_budget"
+        case .brownoutLoop: "brownout_loop"
         }
     }
 

@@ -37,6 +37,12 @@ public final class SegmentBuilder: @unchecked Sendable {
     public var evidenceMonoLimit: UInt64 = 0
     /// Drops noted by the producer, written as drop records by the commit of this buffer.
     public var pendingDrops: [DropNote] = []
+    /// Engine evidence the commit of this buffer writes after its records (a brownout, a resume).
+    public var pendingEvidence: [(type: RecordType, json: EvidenceJSON)] = []
+    /// Payload bytes data records may fill before the buffer counts as full: below the capacity
+    /// when the hold-up budget cannot cover writing a whole segment (docs/DESIGN.md, power fail).
+    /// A record alone in an empty buffer is always taken if it fits the capacity.
+    public var fillLimit = Int.max
     /// The tail segment whose loss this segment already records (a retried commit must not repeat it).
     public var notedLostSegment: UInt64 = 0
     /// Highest seq per source in this segment, in first-seen order (few sources per segment).
@@ -50,6 +56,8 @@ public final class SegmentBuilder: @unchecked Sendable {
 
     public var isEmpty: Bool { recordCount == 0 }
     public var dataCapacity: Int { geometry.payloadCapacity - evidenceReserve }
+    /// Where data records stop: the capacity, or the fill limit when that is lower.
+    public var dataLimit: Int { min(dataCapacity, fillLimit) }
 
     public static func encodedLength(sourceLength: Int, payloadLength: Int) -> Int {
         Layout.recordFixedSize + sourceLength + payloadLength
@@ -57,7 +65,7 @@ public final class SegmentBuilder: @unchecked Sendable {
 
     /// True when a record of these sizes still fits (data records leave the evidence reserve free).
     public func fits(sourceLength: Int, payloadLength: Int, evidence: Bool = false) -> Bool {
-        let limit = evidence ? geometry.payloadCapacity : dataCapacity
+        let limit = evidence ? geometry.payloadCapacity : (recordCount == 0 ? dataCapacity : dataLimit)
         return self.payloadLength + Self.encodedLength(sourceLength: sourceLength, payloadLength: payloadLength) <= limit
     }
 
@@ -221,6 +229,7 @@ public final class SegmentBuilder: @unchecked Sendable {
         evidenceMono = 0
         evidenceMonoLimit = 0
         pendingDrops.removeAll(keepingCapacity: true)
+        pendingEvidence.removeAll()
         notedLostSegment = 0
         timeStats = nil
         sourceLastSeq.removeAll(keepingCapacity: true)

@@ -57,8 +57,20 @@ int edgelog_flock_exclusive(int fd);
 /// tcflush(fd, TCIFLUSH).
 int edgelog_serial_flush_input(int fd);
 
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK) (a GNU extension Swift's Glibc hides).
+int edgelog_accept_cloexec(int fd);
+/// pipe2(fds, O_CLOEXEC | O_NONBLOCK).
+int edgelog_pipe_cloexec(int fds[2]);
+
 /// A pseudo-terminal for tests (the far end of a serial line): returns the master descriptor and
 /// writes the slave's path into `name`, or -1 with errno set.
 int edgelog_open_pty(char *name, int size);
+
+/// Input events (/dev/input/eventN): EVIOCSCLOCKID to CLOCK_MONOTONIC, so event times compare
+/// with the writer's clock.
+int edgelog_evdev_monotonic(int fd);
+/// Reads one struct input_event (its layout differs between 32- and 64-bit ABIs: the C side knows
+/// it). Returns 1 when an event was read, 0 on a short read, -1 with errno set.
+int edgelog_evdev_read(int fd, int64_t *sec, int64_t *usec, uint16_t *type, uint16_t *code, int32_t *value);
 
 #endif

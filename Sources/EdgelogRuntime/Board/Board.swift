@@ -46,18 +46,14 @@ public struct Board: Sendable {
         public var blockMs = 2000
     }
 
-    public struct Line: Sendable {
-        public var role: String
-        public var chip: String
-        public var line: String
-    }
-
     public struct LEDSpec: Sendable {
         public var role: String
         /// "class": /sys/class/leds/NAME; "gpio": a line on a chip.
         public var kind: String
         public var name: String
         public var chip: String?
+        /// The LED's colour where the board has colour LEDs (IEC 60073: red, yellow, green, blue, white).
+        public var colour: String?
     }
 
     public struct Sensor: Sendable {
@@ -79,7 +75,8 @@ public struct Board: Sendable {
     public var description: String?
     public var store: Store
     public var buses: [Bus]
-    public var gpio: [Line]
+    /// The power-fail input and hold-up budget; nil: the board names none (SIGPWR is still heeded).
+    public var powerFail: PowerFailSpec?
     public var leds: [LEDSpec]
     public var sensors: [Sensor]
     /// The directory of the board file: image and peer paths are relative to it.
@@ -183,23 +180,17 @@ extension Board {
             buses.append(bus)
         }
 
-        var gpio: [Line] = []
-        if var g = try top.mapping("gpio") {
-            for role in ["power_fail"] {
-                guard var l = try g.mapping(role) else { continue }
-                gpio.append(Line(role: role, chip: try l.requiredString("chip"), line: try l.requiredString("line")))
-                try l.rejectUnknown(known: ["chip", "line"])
-            }
-            try g.rejectUnknown(known: ["power_fail"])
-        }
+        var powerFail: PowerFailSpec?
+        if var p = try top.mapping("power_fail") { powerFail = try PowerFailSpec.parse(&p) }
         var leds: [LEDSpec] = []
         if var l = try top.mapping("leds") {
             for role in ["status", "fault", "power"] {
                 guard var led = try l.mapping(role) else { continue }
                 let kind = try led.choice("kind", ["class", "gpio"]) ?? "class"
                 let spec = LEDSpec(role: role, kind: kind, name: try led.requiredString(kind == "class" ? "name" : "line"),
-                                   chip: kind == "gpio" ? try led.requiredString("chip") : nil)
-                try led.rejectUnknown(known: kind == "class" ? ["kind", "name"] : ["kind", "chip", "line"])
+                                   chip: kind == "gpio" ? try led.requiredString("chip") : nil,
+                                   colour: try led.choice("colour", ["red", "yellow", "green", "blue", "white"]))
+                try led.rejectUnknown(known: (kind == "class" ? ["kind", "name"] : ["kind", "chip", "line"]) + ["colour"])
                 leds.append(spec)
             }
             try l.rejectUnknown(known: ["status", "fault", "power"])
@@ -292,8 +283,8 @@ extension Board {
         do { _ = try Geometry.make(storeSize: store.size, sectorSize: 512, segmentSize: Int(clamping: store.segmentSize)) } catch {
             throw BoardError(file: file, line: 0, key: "store", why: "\(error)")
         }
-        try top.rejectUnknown(known: ["board", "description", "store", "buses", "gpio", "leds", "sensors"])
-        return Board(file: file, name: name, description: description, store: store, buses: buses, gpio: gpio, leds: leds, sensors: sensors,
+        try top.rejectUnknown(known: ["board", "description", "store", "buses", "power_fail", "leds", "sensors"])
+        return Board(file: file, name: name, description: description, store: store, buses: buses, powerFail: powerFail, leds: leds, sensors: sensors,
                      directory: LocalFile.parent(of: file))
     }
 

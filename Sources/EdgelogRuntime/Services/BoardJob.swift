@@ -35,6 +35,9 @@ public struct BoardRunSummary: Sendable {
     public var sources: [Scheduler.SourceStatus]
     public var latenessP50Ns: Int64
     public var latenessP99Ns: Int64
+    /// Safe-commit windows run, oldest first; records refused while frozen or holding.
+    public var powerWindows: [PowerWindowReport] = []
+    public var refused: UInt64 = 0
 }
 
 public enum BoardJob {
@@ -51,7 +54,8 @@ public enum BoardJob {
     }
 
     public static func run(board: Board, options: BoardRunOptions, logger: Logger) async throws(JobError) -> BoardRunSummary {
-        let settings = settings(for: board, stateDir: options.stateDir)
+        var settings = settings(for: board, stateDir: options.stateDir)
+        PowerService.prepare(&settings, board: board)
         guard settings.keyDir != nil || board.store.unsigned else {
             throw .input("the board names no key directory: set store.key_dir (make one with `edgelog keys generate --out DIR`) or store.unsigned: true")
         }
@@ -79,8 +83,17 @@ public enum BoardJob {
         engine.scheduler.onEvent = { source, event, detail in
             logger.log(level: event == .sourceRecovered ? .notice : .warning, "\(event.name): \(detail)", metadata: ["source": "\(source)"])
         }
+        var powerEvents = PowerPath.Events()
+        powerEvents.window = { report in
+            let w = report.window
+            logger.notice("power fail (\(report.trigger.rawValue) \(report.input)): ingress frozen \(report.edgeToFreezeNs / 1000) µs after the signal, \(w.committedRecords) record(s) committed and the store marked clean \(report.edgeToCleanNs / 1000) µs after it; holding")
+        }
+        powerEvents.resumed = { heldNs in logger.notice("power good again: resumed after holding \(heldNs / 1_000_000) ms") }
+        powerEvents.failed = { error in logger.error("the safe commit failed: \(error)") }
+        powerEvents.ignored = { trigger, input in logger.info("power fail signal (\(trigger.rawValue) \(input)) while already holding: nothing more to commit") }
+        let power = PowerService(job: job, board: board, logger: logger, events: powerEvents)
         logger.info("started", metadata: ["board": "\(board.name)", "sources": "\(built.specs.count)", "store": "\(settings.device)"])
-        let ingress = IngressService(job: job, engine: engine, specs: built.specs, durationS: options.durationS, logger: logger)
+        let ingress = IngressService(job: job, engine: engine, power: power, specs: built.specs, durationS: options.durationS, logger: logger)
         let statusService = StatusService(engine: engine, status: status, live: options.statusLine, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: ingress, successTerminationBehavior: .gracefullyShutdownGroup),
@@ -96,7 +109,8 @@ public enum BoardJob {
         let counters = job.pipeline.counters
         let p = engine.scheduler.latenessPercentiles([0.5, 0.99])
         return BoardRunSummary(records: counters.accepted, commits: counters.commits, dropped: counters.dropped,
-                               sources: engine.scheduler.status(), latenessP50Ns: p[0], latenessP99Ns: p[1])
+                               sources: engine.scheduler.status(), latenessP50Ns: p[0], latenessP99Ns: p[1],
+                               powerWindows: power.path.reports, refused: counters.refused)
     }
 }
 
@@ -117,6 +131,7 @@ final class JobOutcome: Sendable {
 struct IngressService: Service, @unchecked Sendable {
     let job: WriterJob
     let engine: IngressEngine
+    let power: PowerService
     let specs: [SourceSpec]
     let durationS: Double?
     let logger: Logger
@@ -124,6 +139,7 @@ struct IngressService: Service, @unchecked Sendable {
 
     func run() async throws {
         engine.start(specs)
+        power.start()
         let start = Monitor.monotonicNs()
         let limitNs = durationS.map { Int64($0 * 1e9) }
         // Until a signal, the requested duration, or a refusal of the store.
@@ -132,6 +148,8 @@ struct IngressService: Service, @unchecked Sendable {
             try? await Task.sleep(nanoseconds: 100_000_000)
         }
         var failure: StoreError?
+        // No new window once stopping: one under way finishes inside close.
+        power.stop()
         do { try engine.stop() } catch { failure = error }
         do {
             let counters = try job.close(after: failure)

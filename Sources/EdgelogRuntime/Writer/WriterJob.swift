@@ -46,6 +46,10 @@ public struct WriterSettings: Sendable {
     public var anchor: String?
     public var anchorInterval = 10
     public var time: TimebaseConfig = WriterJob.defaultTimeConfig()
+    /// Samples of the commit cost to take before logging starts (the hold-up budget); 0: none.
+    public var commitCostSamples = 0
+    /// Starts to read back from the newest segments (the brownout-loop check); 0: none.
+    public var bootHistory = 0
 
     public init(device: String) { self.device = device }
 }
@@ -57,6 +61,12 @@ public final class WriterJob: @unchecked Sendable {
     public let session: WriterSession
     public let timebase: Timebase
     public let pipeline: CommitPipeline
+    /// Measured before the pipeline started (settings.commitCostSamples).
+    public private(set) var commitCost: (flushNs: [Int64], segmentNs: [Int64]) = ([], [])
+    /// The previous starts, newest first (settings.bootHistory), read before this start's records.
+    public private(set) var previousBoots: [BootEntry] = []
+    /// The capture time of this start's boot record.
+    public private(set) var startTime: CaptureTime?
     let target: FileBlockDevice
     let say: @Sendable (String) -> Void
     /// Set by the first refusal of the store: nothing is appended after it.
@@ -97,6 +107,13 @@ public final class WriterJob: @unchecked Sendable {
         // Said once per start, never per record: the boot record has rtc_offset_ns null.
         if timebase.stats.rtcState == .absent { say("note: no RTC on this system (/sys/class/rtc/rtc0): rtc_offset is not recorded") }
         session.writeAnchor(after: nil, device: target, force: true)
+        // Before the committer thread exists: the store is single-threaded.
+        if settings.bootHistory > 0 { previousBoots = store.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory) }
+        if settings.commitCostSamples > 0 {
+            do { commitCost = try store.measureCommitCost(samples: settings.commitCostSamples, clock: Monitor.monotonicNs) } catch {
+                throw .store(error)
+            }
+        }
         let session = self.session
         pipeline = CommitPipeline(
             store: store,
@@ -105,8 +122,10 @@ public final class WriterJob: @unchecked Sendable {
             session.writeAnchor(after: receipt, device: nil, force: false)
             onCommit(receipt)
         }
-        appendTime(timebase.start(bootID: bootID ?? [UInt8](repeating: 0, count: 16), bootSeq: store.metadata.bootSeq,
-                                  unexpectedReset: analysis.uncleanShutdown, monoResume: store.metadata.monoHWM))
+        let startRecords = timebase.start(bootID: bootID ?? [UInt8](repeating: 0, count: 16), bootSeq: store.metadata.bootSeq,
+                                          unexpectedReset: analysis.uncleanShutdown, monoResume: store.metadata.monoHWM)
+        startTime = startRecords.first?.time
+        appendTime(startRecords)
     }
 
     /// Time records go in before the record they explain; a refusal stops the writer.
@@ -126,7 +145,9 @@ public final class WriterJob: @unchecked Sendable {
     public func close(after failure: StoreError? = nil) throws(JobError) -> CommitPipeline.Counters {
         var closeError: StoreError?
         do { try pipeline.close() } catch { closeError = error }
-        session.writeAnchor(after: nil, device: target, force: true)
+        // After a safe-commit window nothing more is written (power may be going): the anchor
+        // keeps the head it had, which a later start compares and moves on from.
+        if pipeline.powerState != .holding { session.writeAnchor(after: nil, device: target, force: true) }
         if let error = failure ?? stopError ?? closeError { throw .store(error) }
         return pipeline.counters
     }

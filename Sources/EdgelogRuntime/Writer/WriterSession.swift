@@ -61,6 +61,8 @@ public final class WriterSession: @unchecked Sendable {
     /// Mirrors the signed head to the anchor file: always when `force`, else at most once per interval.
     public func writeAnchor(after receipt: CommitReceipt?, device: BlockDevice?, force: Bool) {
         if let seal = receipt?.seal { lastSeal = seal }
+        // A safe-commit window writes nothing but its commits: the anchor catches up later.
+        if receipt?.inPowerWindow == true { return }
         guard let anchor else { return }
         let now = SystemClock.now().bootNs
         guard force || now - lastAnchorWrite >= anchorIntervalNs else { return }

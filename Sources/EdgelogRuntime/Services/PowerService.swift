@@ -1,0 +1,109 @@
+// The power side of `run --board` (docs/DESIGN.md section 12): at start, the hold-up budget
+// (measured commit cost against the board's hold_up_ms, buffers capped when it does not fit, a
+// power_budget record either way) and the brownout-loop check; while running, the power-fail
+// inputs and the path that freezes, commits and holds.
+
+import EdgelogCore
+import EdgelogHAL
+import EdgelogLinux
+import EdgelogStore
+import Logging
+
+public final class PowerService: @unchecked Sendable {
+    public let path: PowerPath
+    public let budget: HoldUpBudget?
+    public let loop: BrownoutLoop?
+    private let inputs: [PowerInput]
+    private let logger: Logger
+    private let faults = Monitor()
+    private var faultCounts: [String: UInt64] = [:]
+
+    /// The board's power_fail section, or SIGPWR alone with no budget when it has none.
+    public static func spec(for board: Board) -> PowerFailSpec {
+        board.powerFail ?? PowerFailSpec(holdUpMs: 0)
+    }
+
+    /// Settings the writer needs before it starts (commit cost samples, boot history).
+    public static func prepare(_ settings: inout WriterSettings, board: Board) {
+        let spec = spec(for: board)
+        settings.commitCostSamples = board.powerFail == nil ? 0 : 3
+        settings.bootHistory = spec.loopResets * 2
+    }
+
+    public init(job: WriterJob, board: Board, logger: Logger, events: PowerPath.Events) {
+        let spec = Self.spec(for: board)
+        self.logger = logger
+        let pipeline = job.pipeline
+        if board.powerFail != nil {
+            let budget = HoldUpBudget(holdUpMs: spec.holdUpMs, marginPct: spec.marginPct, capacity: pipeline.bufferCapacity,
+                                      segmentBytes: Int(clamping: board.store.segmentSize), flushNs: job.commitCost.flushNs,
+                                      segmentNs: job.commitCost.segmentNs)
+            self.budget = budget
+            if let plan = budget.plan { Self.apply(plan, to: pipeline, logger: logger) }
+            pipeline.observeCommits { ns, bytes in
+                if let plan = budget.observe(commitNs: ns, bytes: bytes) { Self.apply(plan, to: pipeline, logger: logger) }
+            }
+        } else {
+            budget = nil
+        }
+        let start = job.startTime
+        loop = BrownoutLoop.detect(thisStartUnexpected: job.analysis.uncleanShutdown, previous: job.previousBoots,
+                                   nowWallNs: start?.wallNs ?? 0, nowWallTrusted: start.map { !$0.flags.contains(.wallUntrusted) } ?? false,
+                                   resets: spec.loopResets, withinS: spec.loopWithinS)
+        if let loop {
+            pipeline.addEvidence(.brownoutLoop, loop.json)
+            logger.warning("brownout loop: \(loop.resets) unexpected resets within \(loop.withinS) s (measured by \(loop.measuredBy)): check the supply, the brownout threshold and the hold-up budget")
+        }
+        path = PowerPath(pipeline: pipeline, spec: spec, budget: budget, events: events)
+        var inputs: [PowerInput] = []
+        if let g = spec.gpio {
+            inputs.append(GPIOPowerInput(label: "\(g.chip)/\(g.line)", activeHigh: g.activeHigh, debounceMs: g.debounceMs) { () throws(HardwareError) -> GPIOInput in
+                try LinuxGPIOInput(chip: g.chip, line: g.line, consumer: "edgelog-power-fail")
+            })
+        }
+        if let k = spec.inputKey {
+            inputs.append(KeyPowerInput(label: "\(k.device) \(k.keyName)", code: k.code) { () throws(HardwareError) -> KeyInput in
+                try LinuxInputKey(device: k.device)
+            })
+        }
+        if spec.sigpwr { inputs.append(SignalPowerInput(statusFile: spec.powerStatusFile)) }
+        self.inputs = inputs
+    }
+
+    private static func apply(_ plan: HoldUpPlan, to pipeline: CommitPipeline, logger: Logger) {
+        pipeline.setFillLimit(plan.fillLimit < plan.capacity ? plan.fillLimit : Int.max)
+        pipeline.addEvidence(.powerBudget, plan.json)
+        let text = "hold-up budget \(plan.holdUpNs / 1_000_000) ms, worst window \(plan.worstWindowNs / 1000) µs + \(plan.marginPct)% margin"
+        switch plan.verdict {
+        case .fits: logger.info("\(text): fits")
+        case .shrunk: logger.notice("\(text): buffers capped at \(plan.fillLimit) of \(plan.capacity) bytes so that it fits")
+        case .cannotFit: logger.error("\(text): does NOT fit even with \(plan.fillLimit)-byte buffers; a power cut may leave an incomplete commit")
+        }
+    }
+
+    public func start() {
+        for input in inputs {
+            input.start(path: path) { [weak self] label, error in self?.fault(label, error) }
+        }
+    }
+
+    public func stop() {
+        for input in inputs { input.stop() }
+    }
+
+    /// Input faults by input label.
+    public var inputFaults: [String: UInt64] {
+        faults.lock()
+        defer { faults.unlock() }
+        return faultCounts
+    }
+
+    private func fault(_ label: String, _ error: HardwareError) {
+        faults.lock()
+        faultCounts[label, default: 0] &+= 1
+        let n = faultCounts[label] ?? 0
+        faults.unlock()
+        // The first failure and then every 60th (one a minute at the retry pace) reach the log.
+        if n == 1 || n % 60 == 0 { logger.error("power-fail input \(label) failed (\(n) time(s)): \(error)") }
+    }
+}

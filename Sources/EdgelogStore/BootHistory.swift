@@ -1,0 +1,78 @@
+// The writer starts recorded in the newest segments, newest first: what the brownout-loop check
+// (docs/DESIGN.md section 12) counts. Only segments that check (structure, hash, chain back from
+// the head, and for a writer that signs its own key's signature) are read, so bytes someone wrote
+// onto the card cannot invent or hide a reset; the walk stops at the first that does not.
+
+import EdgelogCore
+
+public struct BootEntry: Equatable, Sendable {
+    /// The start's boot record said the store had not been closed cleanly.
+    public var unexpectedReset: Bool
+    /// The boot record's capture time.
+    public var wallNs: Int64
+    public var wallTrusted: Bool
+    public var bootNs: Int64
+    /// The boot_ns of the newest record of that writer session (the session's end as far as the
+    /// store knows it; records of one session share one kernel boot).
+    public var lastBootNs: Int64
+    public var segmentID: UInt64
+}
+
+public enum BootHistory {
+    /// At most `maxBoots` starts from at most `maxSegments` segments, newest first.
+    public static func recent(device: BlockDevice, metadata m: Metadata, adopts: ((SealView) -> Bool)?, maxSegments: Int,
+                              maxBoots: Int) -> [BootEntry] {
+        guard !m.ringIsEmpty else { return [] }
+        let buffer = AlignedBuffer(count: m.geometry.segmentSize)
+        var entries: [BootEntry] = []
+        var slot = m.headSlot
+        var id = m.headSegmentID
+        var expectedHash = m.hashHead
+        // The boot_ns of the newest record seen since the last boot record met (walking backwards).
+        var sessionEnd: Int64?
+        for _ in 0..<max(maxSegments, 0) {
+            guard id >= m.tailSegmentID, id > 0 else { break }
+            do { try device.read(at: m.geometry.slotOffset(slot), into: buffer.bytes) } catch { break }
+            let image = UnsafeRawBufferPointer(buffer.bytes)
+            guard let info = try? SegmentReader.validate(image, slot: slot, expectedID: id, geometry: m.geometry, storeUUID: m.storeUUID),
+                  let seal = info.seal else { break }
+            let hash = SegmentReader.computedHash(image, info: info)
+            guard hash == seal.statement.segmentHash, hash == expectedHash, adopts.map({ $0(seal) }) ?? true else { break }
+            var records: [(boot: Bool, unexpected: Bool, time: CaptureTime)] = []
+            SegmentReader.forEachRecord(image, info: info) { r in
+                let isBoot = r.rawType == RecordType.boot.rawValue && r.source.elementsEqual(SourceName.time.utf8)
+                records.append((isBoot, isBoot && contains(r.payload, unexpectedTrue), r.time))
+            }
+            for r in records.reversed() {
+                if r.boot {
+                    entries.append(BootEntry(unexpectedReset: r.unexpected, wallNs: r.time.wallNs, wallTrusted: !r.time.flags.contains(.wallUntrusted),
+                                             bootNs: r.time.bootNs, lastBootNs: max(sessionEnd ?? r.time.bootNs, r.time.bootNs),
+                                             segmentID: id))
+                    sessionEnd = nil
+                    if entries.count >= maxBoots { return entries }
+                } else if sessionEnd == nil {
+                    sessionEnd = r.time.bootNs
+                }
+            }
+            expectedHash = info.prevHash
+            guard let previous = m.previousSlot(before: slot) else { break }
+            slot = previous
+            id -= 1
+        }
+        return entries
+    }
+
+    /// The writer writes the boot record's keys in a fixed order without spaces (FORMAT.md
+    /// section 4); the segment holding it has been checked before this is read.
+    private static let unexpectedTrue = Array("\"unexpected_reset\":true".utf8)
+
+    private static func contains(_ haystack: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
+        guard haystack.count >= needle.count, let first = needle.first else { return false }
+        var i = 0
+        while i <= haystack.count - needle.count {
+            if haystack[i] == first && haystack[i..<(i + needle.count)].elementsEqual(needle) { return true }
+            i += 1
+        }
+        return false
+    }
+}
