@@ -257,6 +257,8 @@ extension Sys {
 public enum Process {
     public static func sleep(milliseconds: Int) { Sys.sleep(ns: Int64(max(0, milliseconds)) * 1_000_000) }
     public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+    /// This process's id.
+    public static var id: Int32 { Sys.processID }
 }
 
 // Directories and links (board files, the executable's own place).
@@ -283,4 +285,113 @@ extension Sys {
         }
         return names
     }
+}
+
+// Unix stream sockets (the status socket, docs/CLI.md "edgelog status").
+extension Sys {
+    /// sun_path holds 108 bytes with the terminating NUL.
+    static let unixPathMax = 107
+
+    /// A new AF_UNIX stream socket, close-on-exec (and non-blocking when asked).
+    static func unixStreamSocket(nonBlocking: Bool = false) -> Result<Int32, Errno> {
+        var type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        if nonBlocking { type |= Int32(SOCK_NONBLOCK.rawValue) }
+        return retrying { Glibc.socket(AF_UNIX, type, 0) }
+    }
+
+    /// Calls `body` with `path` as a sockaddr_un; nil when it does not fit.
+    static func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T? {
+        let bytes = Array(path.utf8)
+        guard !bytes.isEmpty, bytes.count <= unixPathMax, !bytes.contains(0) else { return nil }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+        }
+    }
+
+    static func bind(_ fd: Int32, _ path: String) -> Result<Int32, Errno> {
+        withUnixAddress(path) { address, length in retrying { Glibc.bind(fd, address, length) } } ?? .failure(Errno(ENAMETOOLONG))
+    }
+
+    static func listen(_ fd: Int32, backlog: Int32) -> Result<Int32, Errno> { retrying { Glibc.listen(fd, backlog) } }
+
+    /// connect(2). A connect interrupted by a signal goes on in the background: EINTR is not
+    /// retried but waited out.
+    static func connect(_ fd: Int32, _ path: String) -> Result<Int32, Errno> {
+        let r: Result<Int32, Errno>? = withUnixAddress(path) { address, length in
+            Glibc.connect(fd, address, length) == 0 ? .success(0) : .failure(Errno(errno))
+        }
+        switch r {
+        case nil: return .failure(Errno(ENAMETOOLONG))
+        case .failure(let e)? where e.code == EINTR:
+            switch pollWritable(fd, timeoutMs: 1000) {
+            case .success(true): return .success(0)
+            case .success(false): return .failure(Errno(ETIMEDOUT))
+            case .failure(let e): return .failure(e)
+            }
+        case let result?: return result
+        }
+    }
+
+    /// accept4(2) of one waiting connection, non-blocking and close-on-exec.
+    static func accept(_ fd: Int32) -> Result<Int32, Errno> {
+        retrying { edgelog_accept_cloexec(fd) }
+    }
+
+    /// send(2) of all of `bytes` without SIGPIPE (a peer that went away is EPIPE, not the end of
+    /// the process), waiting at most `timeoutMs` in all for room in the socket buffer.
+    static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, timeoutMs: Int32) -> Result<Int, Errno> {
+        guard let base = bytes.baseAddress else { return .success(0) }
+        var done = 0
+        let deadline = clock(CLOCK_MONOTONIC) + Int64(timeoutMs) * 1_000_000
+        while done < bytes.count {
+            let n = Glibc.send(fd, base + done, bytes.count - done, Int32(MSG_NOSIGNAL))
+            if n >= 0 {
+                done += n
+                continue
+            }
+            let e = errno
+            if e == EINTR { continue }
+            guard e == EAGAIN || e == EWOULDBLOCK else { return .failure(Errno(e)) }
+            let left = (deadline - clock(CLOCK_MONOTONIC)) / 1_000_000
+            guard left > 0 else { return .failure(Errno(ETIMEDOUT)) }
+            if case .failure(let pe) = pollWritable(fd, timeoutMs: Int32(clamping: left)) { return .failure(pe) }
+        }
+        return .success(done)
+    }
+
+    /// Waits at most `timeoutMs` for one of `fds` to be readable (or hung up); the index of the
+    /// first ready one, or nil on timeout.
+    static func pollReadable(_ fds: [Int32], timeoutMs: Int32) -> Result<Int?, Errno> {
+        var entries = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let r = entries.withUnsafeMutableBufferPointer { b in retrying { Glibc.poll(b.baseAddress, nfds_t(b.count), timeoutMs) } }
+        return r.map { n in n > 0 ? entries.firstIndex { $0.revents != 0 } : nil }
+    }
+
+    /// A pipe whose ends are close-on-exec and non-blocking (a wake-up channel for poll).
+    static func pipe() -> Result<(read: Int32, write: Int32), Errno> {
+        var fds: [Int32] = [-1, -1]
+        return fds.withUnsafeMutableBufferPointer { b in retrying { edgelog_pipe_cloexec(b.baseAddress) } }
+            .map { _ in (fds[0], fds[1]) }
+    }
+
+    static func fchmod(_ fd: Int32, _ mode: mode_t) -> Result<Int32, Errno> { retrying { Glibc.fchmod(fd, mode) } }
+
+    static func chmod(_ path: String, _ mode: mode_t) -> Result<Int32, Errno> { retrying { Glibc.chmod(path, mode) } }
+
+    /// lstat(2): the link itself, not what it points to.
+    static func lstat(_ path: String) -> Result<stat, Errno> {
+        var st = stat()
+        return retrying { Glibc.lstat(path, &st) }.map { _ in st }
+    }
+
+    static func unlinkChecked(_ path: String) -> Result<Int32, Errno> { retrying { Glibc.unlink(path) } }
+
+    static var processID: Int32 { getpid() }
 }
