@@ -16,6 +16,15 @@ public struct BootEntry: Equatable, Sendable {
     /// store knows it; records of one session share one kernel boot).
     public var lastBootNs: Int64
     public var segmentID: UInt64
+
+    public init(unexpectedReset: Bool, wallNs: Int64, wallTrusted: Bool, bootNs: Int64, lastBootNs: Int64, segmentID: UInt64) {
+        self.unexpectedReset = unexpectedReset
+        self.wallNs = wallNs
+        self.wallTrusted = wallTrusted
+        self.bootNs = bootNs
+        self.lastBootNs = lastBootNs
+        self.segmentID = segmentID
+    }
 }
 
 public enum BootHistory {
@@ -28,8 +37,10 @@ public enum BootHistory {
         var slot = m.headSlot
         var id = m.headSegmentID
         var expectedHash = m.hashHead
-        // The boot_ns of the newest record seen since the last boot record met (walking backwards).
-        var sessionEnd: Int64?
+        // The newest boot_ns per boot_seq seen since the last boot record met (walking backwards).
+        // Recovery and incomplete records are left out: the next start writes them, before its
+        // own boot record, so they do not belong to the session they follow.
+        var sessionEnd: [UInt16: Int64] = [:]
         for _ in 0..<max(maxSegments, 0) {
             guard id >= m.tailSegmentID, id > 0 else { break }
             do { try device.read(at: m.geometry.slotOffset(slot), into: buffer.bytes) } catch { break }
@@ -38,20 +49,21 @@ public enum BootHistory {
                   let seal = info.seal else { break }
             let hash = SegmentReader.computedHash(image, info: info)
             guard hash == seal.statement.segmentHash, hash == expectedHash, adopts.map({ $0(seal) }) ?? true else { break }
-            var records: [(boot: Bool, unexpected: Bool, time: CaptureTime)] = []
+            var records: [(boot: Bool, unexpected: Bool, skip: Bool, bootSeq: UInt16, time: CaptureTime)] = []
             SegmentReader.forEachRecord(image, info: info) { r in
                 let isBoot = r.rawType == RecordType.boot.rawValue && r.source.elementsEqual(SourceName.time.utf8)
-                records.append((isBoot, isBoot && contains(r.payload, unexpectedTrue), r.time))
+                let skip = r.rawType == RecordType.recovery.rawValue || r.rawType == RecordType.incomplete.rawValue
+                records.append((isBoot, isBoot && contains(r.payload, unexpectedTrue), skip, r.bootSeq, r.time))
             }
-            for r in records.reversed() {
+            for r in records.reversed() where !r.skip {
                 if r.boot {
+                    let end = max(sessionEnd[r.bootSeq] ?? r.time.bootNs, r.time.bootNs)
                     entries.append(BootEntry(unexpectedReset: r.unexpected, wallNs: r.time.wallNs, wallTrusted: !r.time.flags.contains(.wallUntrusted),
-                                             bootNs: r.time.bootNs, lastBootNs: max(sessionEnd ?? r.time.bootNs, r.time.bootNs),
-                                             segmentID: id))
-                    sessionEnd = nil
+                                             bootNs: r.time.bootNs, lastBootNs: end, segmentID: id))
+                    sessionEnd.removeAll()
                     if entries.count >= maxBoots { return entries }
-                } else if sessionEnd == nil {
-                    sessionEnd = r.time.bootNs
+                } else if sessionEnd[r.bootSeq] == nil {
+                    sessionEnd[r.bootSeq] = r.time.bootNs
                 }
             }
             expectedHash = info.prevHash

@@ -71,7 +71,7 @@ public final class HoldUpBudget: Sendable {
             perByte = (slowest - fixed) * 1000 / Int64(segmentBytes - 4096)
         }
         state = Mutex((fixed, perByte, nil))
-        state.withLock { $0.plan = Self.plan(fixedNs: fixed, perBytePs: perByte, holdUpNs: holdUpNs, marginPct: marginPct,
+        state.withLock { $0.plan = Self.makePlan(fixedNs: fixed, perBytePs: perByte, holdUpNs: holdUpNs, marginPct: marginPct,
                                              capacity: capacity, reason: "start") }
     }
 
@@ -88,7 +88,7 @@ public final class HoldUpBudget: Sendable {
             } else {
                 s.perBytePs = max(s.perBytePs, (ns - s.fixedNs) * 1000 / Int64(bytes + Self.overhead))
             }
-            let next = Self.plan(fixedNs: s.fixedNs, perBytePs: s.perBytePs, holdUpNs: holdUpNs, marginPct: marginPct,
+            let next = Self.makePlan(fixedNs: s.fixedNs, perBytePs: s.perBytePs, holdUpNs: holdUpNs, marginPct: marginPct,
                                  capacity: capacity, reason: "commit")
             let old = s.plan
             s.plan = next
@@ -102,7 +102,8 @@ public final class HoldUpBudget: Sendable {
         2 * (fixedNs + perBytePs * Int64(fill + overhead) / 1000)
     }
 
-    static func plan(fixedNs: Int64, perBytePs: Int64, holdUpNs: Int64, marginPct: Int, capacity: Int, reason: String) -> HoldUpPlan {
+    /// The plan for these costs (tests call it with chosen numbers).
+    public static func makePlan(fixedNs: Int64, perBytePs: Int64, holdUpNs: Int64, marginPct: Int, capacity: Int, reason: String) -> HoldUpPlan {
         // The window times (1 + margin) must fit: the window may use holdUp * 100 / (100 + margin).
         let allowed = holdUpNs * 100 / Int64(100 + marginPct)
         var fill = capacity
