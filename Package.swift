@@ -86,7 +86,8 @@ let package = Package(
         .testTarget(name: "EdgelogSealTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTestKit"]),
         .testTarget(name: "EdgelogCLITests", dependencies: ["EdgelogCore"]),
         .testTarget(name: "EdgelogSensorsTests", dependencies: ["EdgelogHAL", "EdgelogSensors", "EdgelogTestKit"]),
-        .testTarget(name: "EdgelogRuntimeTests", dependencies: ["EdgelogRuntime", "EdgelogHAL", "EdgelogIngress", "EdgelogSensors", "EdgelogLinux"]),
+        .testTarget(name: "EdgelogRuntimeTests", dependencies: ["EdgelogRuntime", "EdgelogHAL", "EdgelogIngress", "EdgelogSensors", "EdgelogLinux",
+                                                               "EdgelogCore", "EdgelogStore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EdgelogIngressTests", dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogTimebase", "EdgelogHAL", "EdgelogIngress", "EdgelogRuntime", "EdgelogSensors", "EdgelogLinux", "EdgelogTestKit"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,99 @@
+// The status socket of a running job: DIR/edgelog.sock (mode 0600) in the state directory, with the
+// lock DIR/edgelog.lock held for the job's life. Each connection gets one JSON snapshot (one line)
+// and is closed; the client sends nothing. `open` binds at once, before the job touches its store,
+// so that a second job on the same state directory is refused before it opens anything. The
+// service serves from its own thread until the group shuts down, then removes the socket.
+
+import Dispatch
+import EdgelogLinux
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+public final class StatusSocketService: Service, @unchecked Sendable {
+    public static let socketName = "edgelog.sock"
+    public static let lockName = "edgelog.lock"
+
+    public static func socketPath(stateDir: String) -> String { stateDir + "/" + socketName }
+    public static func lockPath(stateDir: String) -> String { stateDir + "/" + lockName }
+
+    /// The longest state directory path whose socket path the kernel takes.
+    public static var maxStateDirBytes: Int { UnixStreamListener.maxPathBytes - socketName.utf8.count - 1 }
+
+    public let listener: UnixStreamListener
+    private let board: StatusBoard
+    private let logger: Logger
+    private let stopping = Atomic<Bool>(false)
+    private let served = Atomic<UInt64>(0)
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// Takes the state directory's lock and listens on its socket (creating the directory).
+    /// Errors: inUse (another job runs here), pathTooLong, notASocket, permission, io.
+    public static func open(stateDir: String, board: StatusBoard, logger: Logger) throws(SocketError) -> StatusSocketService {
+        let path = socketPath(stateDir: stateDir)
+        guard path.utf8.count <= UnixStreamListener.maxPathBytes else {
+            throw SocketError(.pathTooLong, path: path,
+                              detail: "the status socket path is \(path.utf8.count) bytes; a Unix socket path holds at most \(UnixStreamListener.maxPathBytes): use a state directory of at most \(maxStateDirBytes) bytes")
+        }
+        do { try LocalFile.makeDirectory(stateDir) } catch {
+            throw SocketError(.io, path: stateDir, errno: error.errno.code, detail: "cannot create the state directory: \(error.errno.message)")
+        }
+        let listener = try UnixStreamListener(path: path, lockPath: lockPath(stateDir: stateDir))
+        return StatusSocketService(listener: listener, board: board, logger: logger)
+    }
+
+    init(listener: UnixStreamListener, board: StatusBoard, logger: Logger) {
+        self.listener = listener
+        self.board = board
+        self.logger = logger
+    }
+
+    /// Connections answered so far.
+    public var answered: UInt64 { served.load(ordering: .relaxed) }
+
+    public func run() async throws {
+        DispatchQueue(label: "edgelog.status-socket").async { self.serve() }
+        // Until the group shuts down (or the task is cancelled: the same for us).
+        try? await gracefulShutdown()
+        await stop()
+    }
+
+    /// Stops serving and removes the socket; for a job that never ran the service, `close`.
+    public func stop() async {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        listener.wake()
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                self.finished.wait()
+                done.resume()
+            }
+        }
+        listener.close()
+    }
+
+    /// Removes the socket and releases the lock without serving (a job that failed at start).
+    public func close() {
+        stopping.store(true, ordering: .relaxed)
+        listener.close()
+    }
+
+    private func serve() {
+        defer { finished.signal() }
+        var failures = 0
+        while !stopping.load(ordering: .relaxed) {
+            let connection: UnixStreamConnection?
+            do { connection = try listener.accept(timeoutMs: 60_000) } catch {
+                failures += 1
+                if failures == 1 { logger.warning("status socket: \(error)") }
+                Process.sleep(milliseconds: 100)
+                continue
+            }
+            guard let connection else { continue }
+            failures = 0
+            let text = StatusJSON.encode(board.snapshot()) + "\n"
+            // A client that does not read within a second loses its answer, nobody else's.
+            try? connection.send(Array(text.utf8), timeoutMs: 1000)
+            served.wrappingAdd(1, ordering: .relaxed)
+        }
+    }
+}
