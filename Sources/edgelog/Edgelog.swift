@@ -19,11 +19,12 @@ struct Edgelog: ParsableCommand {
 
             Exit codes: 0 ok, 1 internal error, 2 not a store, 3 store damaged, 4 ring full, \
             5 newer format, 6 device error, 7 already a store, 8 refused by the anchor, \
-            9 key problem, 64 usage error (docs/CLI.md). verify: 0 pass, 1 fail, 2 usage.
+            9 key problem, 64 usage error (docs/CLI.md). verify: 0 pass, 1 fail, 2 usage. \
+            status: 0 running and OK, 10 not running, 11-14 a condition (F, C, S, M), 15 no answer.
             """,
         version: "0.5.0 (store format 5)",
         subcommands: [RunCommand.self, FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self,
-                      KeysCommand.self, HeadCommand.self, VerifyCommand.self, BoardCommand.self]
+                      KeysCommand.self, HeadCommand.self, VerifyCommand.self, BoardCommand.self, StatusCommand.self]
     )
 
     static func main() {

@@ -17,6 +17,21 @@ enum Exit {
     static let anchorRefused: Int32 = 8
     static let keyProblem: Int32 = 9
     static let usage: Int32 = 64
+    /// edgelog status: no job runs on the state directory (the store was read, if asked).
+    static let notRunning: Int32 = 10
+    /// edgelog status: a job holds the socket but gave no usable answer.
+    static let noAnswer: Int32 = 15
+
+    /// edgelog status: 0 running and OK, 10 + the NE 107 category's number (11 F, 12 C, 13 S,
+    /// 14 M) for the most urgent active condition, 10 not running, 15 no usable answer.
+    static func code(for outcome: StatusReport.Outcome) -> Int32 {
+        switch outcome {
+        case .ok: 0
+        case .condition(let category): 10 + Int32(category.rawValue)
+        case .notRunning: notRunning
+        case .noAnswer: noAnswer
+        }
+    }
 
     static func code(for error: StoreError) -> Int32 {
         switch error {
