@@ -201,6 +201,42 @@ struct StatusSocketTests {
         }
     }
 
+    @Test("the binary's edgelog status against a live service: the condition in words, exit 13 (S); exit 0 when it clears")
+    func binaryAgainstService() async throws {
+        let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/edgelog").path
+        let dir = try SocketDir()
+        let board = StatusBoard(board: "bench")
+        board.set(.sensorFault, active: true, detail: "env.bme280 (\u{1B}[31m5 in a row)")
+        let service = try StatusSocketService.open(stateDir: dir.path, board: board, logger: Self.logger)
+        let task = Task { try await service.run() }
+        func status(_ args: [String]) throws -> (code: Int32, out: String) {
+            let p = Foundation.Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["status", "--state-dir", dir.path] + args
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        let r = try status([])
+        #expect(r.code == 13, "\(r.out)")
+        #expect(r.out.contains("edgelog is running on \(dir.path): pid \(getpid())") && r.out.contains("LED code 3-2 = 3 long, 2 short"), "\(r.out)")
+        #expect(r.out.contains("detail: env.bme280 (\\x1b[31m5 in a row)"), "escaped, not obeyed: \(r.out)")
+        let json = try status(["--json"])
+        #expect(json.code == 13 && json.out.contains("\"category\":\"S\""))
+        board.set(.sensorFault, active: false)
+        #expect(try status([]).code == 0)
+        board.set(.storageFault, active: true)
+        #expect(try status([]).code == 11)
+        task.cancel()
+        _ = await task.result
+        #expect(try status([]).code == 10)
+    }
+
     @Test("a socket that answers garbage, or nothing: no answer, within the timeout")
     func badServers() throws {
         let dir = try SocketDir()

@@ -1,8 +1,10 @@
 // The status socket of a running job: DIR/edgelog.sock (mode 0600) in the state directory, with the
 // lock DIR/edgelog.lock held for the job's life. Each connection gets one JSON snapshot (one line)
 // and is closed; the client sends nothing. `open` binds at once, before the job touches its store,
-// so that a second job on the same state directory is refused before it opens anything. The
-// service serves from its own thread until the group shuts down, then removes the socket.
+// so that a second job on the same state directory is refused before it opens anything, and
+// starts answering from its own thread at once: a long recovery at start shows as phase
+// "starting", and a job whose tasks are stuck still answers. The service's run() waits for the
+// group's shutdown, then stops the thread and removes the socket.
 
 import Dispatch
 import EdgelogLinux
@@ -46,34 +48,30 @@ public final class StatusSocketService: Service, @unchecked Sendable {
         self.listener = listener
         self.board = board
         self.logger = logger
+        DispatchQueue(label: "edgelog.status-socket").async { self.serve() }
     }
 
     /// Connections answered so far.
     public var answered: UInt64 { served.load(ordering: .relaxed) }
 
     public func run() async throws {
-        DispatchQueue(label: "edgelog.status-socket").async { self.serve() }
         // Until the group shuts down (or the task is cancelled: the same for us).
         try? await gracefulShutdown()
-        await stop()
-    }
-
-    /// Stops serving and removes the socket; for a job that never ran the service, `close`.
-    public func stop() async {
-        guard !stopping.exchange(true, ordering: .relaxed) else { return }
-        listener.wake()
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
-                self.finished.wait()
+                self.close()
                 done.resume()
             }
         }
-        listener.close()
     }
 
-    /// Removes the socket and releases the lock without serving (a job that failed at start).
+    /// Stops answering, removes the socket and releases the lock (run() does this at shutdown; a
+    /// job that fails before its group runs calls it). Waits for an answer being sent; safe twice.
     public func close() {
-        stopping.store(true, ordering: .relaxed)
+        if !stopping.exchange(true, ordering: .relaxed) {
+            listener.wake()
+            finished.wait()
+        }
         listener.close()
     }
 
