@@ -14,6 +14,9 @@ struct StatusService: Service, @unchecked Sendable {
     let status: JobStatus
     let live: Bool
     let logger: Logger
+    /// Given: each second it gets the sources' health (sensor_fault follows it), the last commit,
+    /// and a sign of life for the LEDs' stall display (docs/LEDS.md).
+    var board: StatusBoard? = nil
 
     func run() async throws {
         var lastRecords: UInt64 = 0
@@ -29,6 +32,16 @@ struct StatusService: Service, @unchecked Sendable {
             let commit = status.lastCommit
             let sources = engine.scheduler.status()
             let failing = sources.filter { $0.failing > 0 }
+            if let board {
+                board.alive()
+                board.updateSources(sources)
+                if commit.atNs != 0 {
+                    board.update {
+                        $0.store?.lastCommitID = commit.commitID
+                        $0.store?.lastCommitMonoNs = commit.atNs
+                    }
+                }
+            }
             let depth = engine.queue.depth
             if live {
                 let age = commit.atNs == 0 ? "none yet" : "#\(commit.commitID) \(String(format1: Double(now - commit.atNs) / 1e9)) s ago"
