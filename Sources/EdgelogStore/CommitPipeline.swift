@@ -268,11 +268,13 @@ public final class CommitPipeline: @unchecked Sendable {
         power = .frozen
         var window = PowerWindow(frozenNs: Monitor.monotonicNs(), inFlightDoneNs: nil, cleanNs: 0, committedRecords: 0, commits: 0)
         monitor.broadcast()
+        KillPoint.reach("window.frozen")
         if let inFlight = handed {
             window.committedRecords += inFlight.recordCount
             while handed != nil && failure == nil { monitor.wait() }
             window.inFlightDoneNs = Monitor.monotonicNs()
             window.commits += 1
+            KillPoint.reach("window.in_flight_done")
         }
         if let failure {
             power = .holding
@@ -303,6 +305,7 @@ public final class CommitPipeline: @unchecked Sendable {
             monitor.unlock()
             throw error
         }
+        KillPoint.reach("window.clean")
         monitor.lock()
         window.cleanNs = Monitor.monotonicNs()
         power = .holding

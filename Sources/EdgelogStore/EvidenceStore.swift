@@ -456,6 +456,7 @@ public final class EvidenceStore {
                 }
                 continue
             }
+            if markClean { KillPoint.reach("clean_commit.written") }
             do {
                 try device.flush()
             } catch {

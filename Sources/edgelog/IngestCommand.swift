@@ -21,6 +21,11 @@ struct IngestCommand: ParsableCommand {
             not JSON objects are reported on stderr with their line number and skipped. On end of \
             input, SIGINT or SIGTERM, what is buffered is committed and the store closed cleanly.
 
+            SIGPWR (sent by UPS daemons) runs the safe-commit window: input is frozen (later lines are \
+            refused and counted), what is buffered is committed with a brownout record and the store \
+            marked clean, then nothing more is written until the power status file says "O" and stays \
+            so for --resume-after-ms (docs/DESIGN.md section 12).
+
             Every commit is hash-chained and signed with the key in --key-dir (make one with \
             `edgelog keys generate --out DIR`); without a key, ingest refuses to start unless \
             --unsigned is given, and the store then says "unsigned" in inspect and verify. With \
@@ -68,6 +73,12 @@ struct IngestCommand: ParsableCommand {
     @Option(help: "Seconds between periodic time_state records (sync state, drift, RTC offset).")
     var timeStateInterval: Int = 600
 
+    @Option(help: "Where SIGPWR's meaning is read: \"F\" (failing) or \"L\" (low battery) freeze and commit, \"O\" ends a hold.")
+    var powerStatusFile = "/run/powerstatus"
+
+    @Option(help: "After a power-fail hold, power must stay good this long before input is taken again (milliseconds).")
+    var resumeAfterMs = 2000
+
     func validate() throws {
         guard stepThresholdMs >= 1, untrustedErrorMs >= 0, timeStateInterval >= 1 else {
             throw ValidationError("--step-threshold-ms and --time-state-interval must be at least 1, --untrusted-error-ms not negative")
@@ -79,6 +90,7 @@ struct IngestCommand: ParsableCommand {
         guard anchorInterval >= 1 else { throw ValidationError("--anchor-interval must be at least 1 second") }
         do { try SourceName.validate(source) } catch { throw ValidationError("--source: \(error)") }
         guard maxAgeMs >= 1, blockMs >= 0 else { throw ValidationError("--max-age-ms must be at least 1 and --block-ms not negative") }
+        guard (0...3_600_000).contains(resumeAfterMs) else { throw ValidationError("--resume-after-ms must be 0 to 3600000") }
     }
 
     func run() throws {
@@ -90,7 +102,10 @@ struct IngestCommand: ParsableCommand {
         settings.anchor = anchor
         settings.anchorInterval = anchorInterval
         settings.time = WriterJob.timeConfig(stepThresholdMs: stepThresholdMs, untrustedErrorMs: untrustedErrorMs, stateIntervalS: timeStateInterval)
-        try IngestJob(settings: settings, source: source).run()
+        var power = PowerFailSpec(holdUpMs: 0)
+        power.powerStatusFile = powerStatusFile
+        power.resumeAfterMs = resumeAfterMs
+        try IngestJob(settings: settings, source: source, power: power).run()
     }
 }
 
@@ -99,9 +114,14 @@ struct IngestCommand: ParsableCommand {
 struct IngestJob {
     var settings: WriterSettings
     var source: String
+    var power: PowerFailSpec
 
     func run() throws {
         StopSignal.install()
+        // Before anything else: SIGPWR's default action would end the process.
+        let sigpwr = SignalPowerInput(statusFile: power.powerStatusFile)
+        var settings = self.settings
+        PowerService.prepare(&settings, spec: power, budgeted: false)
         let source = self.source
         let job: WriterJob
         do {
@@ -113,13 +133,24 @@ struct IngestJob {
         } catch {
             throw Exit.fail(error)
         }
+        var events = PowerPath.Events()
+        events.window = { r in
+            Exit.say("power fail (\(r.trigger.rawValue)): input frozen, \(r.window.committedRecords) record(s) committed and the store marked clean \(r.edgeToCleanNs / 1000) us after the signal; holding")
+        }
+        events.resumed = { ns in Exit.say("power good again: input taken again after holding \(ns / 1_000_000) ms") }
+        events.failed = { error in Exit.say("error: the safe commit failed: \(error)") }
+        let powerService = PowerService(job: job, spec: power, budgeted: false, segmentBytes: 0, logger: Logs.logger(), events: events,
+                                        sigpwr: sigpwr)
+        powerService.start()
         let (summary, inputError) = job.feedLines(fd: 0, source: source)
+        powerService.stop()
         if let inputError { Exit.say("error: \(inputError)") }
         var failure: JobError?
         var counters = job.pipeline.counters
         do { counters = try job.close() } catch { failure = error }
         let stopped = StopSignal.isRaised ? " (stopped by signal)" : ""
         Exit.say("ingest\(stopped): \(summary.lines) lines, \(summary.accepted) records accepted, \(summary.rejected) rejected, \(counters.dropped) dropped, \(counters.commits) commits"
+            + (counters.refused > 0 ? ", \(counters.refused) refused while frozen for a power failure" : "")
             + (job.session.anchorFailures > 0 ? ", \(job.session.anchorFailures) anchor file updates failed" : ""))
         if let failure { throw Exit.fail(failure) }
     }

@@ -112,7 +112,7 @@ struct RunCommand: ParsableCommand {
         do { try StoreFile.createIfMissing(path: settings.device, size: settings.storeSize, segmentSize: settings.segmentSize) { Exit.say($0) } } catch {
             throw Exit.fail(error)
         }
-        try IngestJob(settings: settings.writerSettings, source: settings.source).run()
+        try IngestJob(settings: settings.writerSettings, source: settings.source, power: PowerFailSpec(holdUpMs: 0)).run()
     }
 }
 

@@ -104,3 +104,130 @@ struct ProcessKillTests {
         #expect(ours.out == theirs.out, "independent decoder disagrees with export on the killed store")
     }
 }
+
+/// Power yank (docs/DESIGN.md section 12, proof): SIGPWR, then SIGKILL before, inside or after the
+/// safe-commit window, at random moments and at named points (EDGELOG_KILL_AT). Afterwards every
+/// acknowledged record is present, mono_ctr never goes back, and the store's own evidence tells the
+/// truth: a start reports a clean store exactly when the session before it ended with its window's
+/// brownout record, unexp_rst counts the unclean starts, bo_event counts the brownout records.
+@Suite("Process kills around the power window", .serialized)
+struct ProcessKillPowerTests {
+    static let points: [String?] = [nil, nil, "window.frozen", "window.in_flight_done", "clean_commit.written", "window.clean"]
+
+    @Test("SIGPWR then SIGKILL before, inside and after the window: the evidence tells the truth")
+    func powerYank() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let kills = Int(ProcessInfo.processInfo.environment["EDGELOG_KILLS"] ?? "") ?? 200
+        let s = try Scratch()
+        let store = s.path("store.img")
+        let size = max(16 << 20, kills * 20_000)
+        #expect(try edgelog(["format", "--device", store, "--size", String(size), "--segment-size", "8K"]).code == 0)
+        let keys = s.path("keys")
+        #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
+        // Absent: every SIGPWR means "failing".
+        let powerStatus = s.path("powerstatus")
+
+        var rng = SystemRandomNumberGenerator()
+        var next = 0
+        var acked = Set<UInt64>()
+        var byPoint: [String: Int] = [:]
+        var selfKilled = 0
+        for _ in 0..<kills {
+            let point = Self.points.randomElement(using: &rng) ?? nil
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Binary.edgelog)
+            process.arguments = ["ingest", "--device", store, "--key-dir", keys, "--source", "k", "--power-status-file", powerStatus,
+                                 "--max-age-ms", String(Int.random(in: 1...30, using: &rng))]
+            var environment = ProcessInfo.processInfo.environment
+            environment["EDGELOG_KILL_AT"] = point
+            process.environment = environment
+            let stdin = Pipe(), stdout = Pipe()
+            process.standardInput = stdin
+            process.standardOutput = stdout
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var text = ""
+            for _ in 0..<Int.random(in: 0...150, using: &rng) {
+                next += 1
+                text += "{\"n\":\(next)}\n"
+            }
+            try? stdin.fileHandleForWriting.write(contentsOf: Data(text.utf8))
+            // Start-up takes tens of milliseconds in a debug build: some signals come before the
+            // handler exists (SIGPWR's default action ends the process: an unclean stop too).
+            usleep(UInt32.random(in: 0...120_000, using: &rng))
+            kill(process.processIdentifier, SIGPWR)
+            if let point {
+                // The process kills itself at the point; a point it never reaches (no commit in
+                // flight at the freeze) ends with a SIGKILL after the window.
+                let deadline = Date().addingTimeInterval(1)
+                while process.isRunning && Date() < deadline { usleep(2000) }
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) } else { selfKilled += 1 }
+            } else {
+                // Before, inside or after the window (a window takes a few milliseconds here).
+                let phase = Int.random(in: 0..<3, using: &rng)
+                usleep(phase == 0 ? 0 : phase == 1 ? UInt32.random(in: 100...5000, using: &rng) : UInt32.random(in: 20_000...100_000, using: &rng))
+                kill(process.processIdentifier, SIGKILL)
+            }
+            byPoint[point ?? "random", default: 0] += 1
+            process.waitUntilExit()
+            try? stdin.fileHandleForWriting.close()
+            let out = stdout.fileHandleForReading.readDataToEndOfFile()
+            for ack in jsonLines(String(decoding: out, as: UTF8.self)) {
+                guard let first = ack["first_seq"] as? Int, let last = ack["last_seq"] as? Int else { continue }
+                for seq in first...last { acked.insert(UInt64(seq)) }
+            }
+        }
+        // A last, ordinary start and stop: it reads what the last killed one left.
+        #expect(try edgelog(["ingest", "--device", store, "--key-dir", keys, "--source", "k"], input: "").code == 0)
+
+        let rows = try exportedData(store, source: "k")
+        let missing = acked.subtracting(rows.map(\.seq))
+        #expect(missing.isEmpty, "acknowledged but missing: \(missing.sorted().prefix(10))")
+        let records = jsonLines(try edgelog(["export", "--device", store]).out)
+        let monos = records.compactMap { $0["mono_ctr"] as? Int }
+        #expect(zip(monos, monos.dropFirst()).allSatisfy { $0 < $1 }, "mono_ctr went backward or repeated across restarts")
+
+        // Walk the records: what came right before each start's boot record, and what it said.
+        // A start that found the store unclean writes its recovery record first; recovery leaves
+        // the store clean, so a start that dies right after it leaves a clean store behind.
+        var brownouts = 0, uncleanRecoveries = 0, incompletes = 0, windowsSeenClean = 0
+        var previous: (type: String, unclean: Bool)?
+        for r in records {
+            let type = r["type"] as? String ?? "?"
+            let payload = r["payload"] as? [String: Any] ?? [:]
+            if type == "brownout" { brownouts += 1 }
+            if type == "incomplete" { incompletes += 1 }
+            let unclean = type == "recovery" && payload["unclean_shutdown"] as? Bool == true
+            if unclean { uncleanRecoveries += 1 }
+            if type == "boot", let before = previous {
+                let unexpected = payload["unexpected_reset"] as? Bool
+                if unexpected == true {
+                    #expect(before.type == "recovery" && before.unclean, "an unexpected reset reported after \(before.type), not after its recovery record")
+                } else {
+                    #expect(before.type == "brownout" || before.type == "recovery", "a clean store reported after a session that ended with \(before.type)")
+                }
+                if before.type == "brownout" {
+                    windowsSeenClean += 1
+                    #expect(unexpected == false, "the window completed but the next start reported an unexpected reset")
+                }
+            }
+            previous = (type, unclean)
+        }
+        let inspect = try edgelog(["inspect", "--device", store, "--json", "--verify"])
+        let state = try #require(try JSONSerialization.jsonObject(with: Data(inspect.out.utf8)) as? [String: Any])
+        print("power yank: \(kills) cycles \(byPoint.sorted { $0.key < $1.key }), \(selfKilled) killed at their point, \(brownouts) windows committed, \(windowsSeenClean) seen clean by the next start, \(uncleanRecoveries) unclean starts, \(acked.count) acknowledged, \(missing.count) missing")
+        #expect(state["bo_event"] as? Int == brownouts, "bo_event \(state["bo_event"] ?? "nil") for \(brownouts) brownout records")
+        #expect(state["unexp_rst"] as? Int == uncleanRecoveries, "unexp_rst \(state["unexp_rst"] ?? "nil") for \(uncleanRecoveries) unclean starts")
+        #expect(state["clean_flag"] as? Int == 1 || state["clean"] as? Bool == true, "the last, ordinary stop leaves the store clean")
+        #expect(incompletes == 0, "a process kill cannot tear a write: \(incompletes) incomplete records")
+        #expect(brownouts > kills / 4, "too few windows completed: \(brownouts)")
+        #expect(uncleanRecoveries > kills / 10, "too few kills landed before the clean mark: \(uncleanRecoveries)")
+        #expect(windowsSeenClean > kills / 10)
+
+        let verify = try edgelog(["verify", "--device", store, "--trust", keys + "/signing-key.pub.pem"])
+        #expect(verify.code == 0, "\(verify.out)")
+        let theirs = try runProcess("/usr/bin/env", ["python3", Binary.decoder, store])
+        #expect(theirs.code == 0)
+        #expect(try edgelog(["export", "--device", store]).out == theirs.out, "independent decoder disagrees on the yanked store")
+    }
+}

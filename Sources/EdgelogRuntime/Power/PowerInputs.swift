@@ -155,20 +155,40 @@ public final class KeyPowerInput: PowerInput, @unchecked Sendable {
 
 /// SIGPWR as UPS daemons send it; the power status file (sysvinit's convention: "F" failing, "L"
 /// low battery, "O" power OK) tells a failure from a restoration. No file, or anything else: failing.
+/// Created as early as possible (its default action would end the process): a signal that comes
+/// before the power path exists is kept and acted on at `start`.
 public final class SignalPowerInput: PowerInput, @unchecked Sendable {
     public let label = "SIGPWR"
     private let statusFile: String
     private let queue = DispatchQueue(label: "edgelog.power.sigpwr")
     private var watch: SignalWatch?
+    private var path: PowerPath?
+    private var pendingFailure = false
 
-    public init(statusFile: String) { self.statusFile = statusFile }
+    public init(statusFile: String) {
+        self.statusFile = statusFile
+        watch = SignalWatch(signal: SignalWatch.powerFailure, queue: queue) { [weak self] in self?.signalled() }
+    }
+
+    /// On the queue.
+    private func signalled() {
+        let ok = Self.powerOK(statusFile)
+        guard let path else {
+            pendingFailure = !ok
+            return
+        }
+        if ok {
+            path.good()
+        } else {
+            path.failing(trigger: .sigpwr, input: "SIGPWR", detectedNs: nil)
+        }
+    }
 
     public func start(path: PowerPath, fault: @escaping PowerInputFault) {
-        let file = statusFile
-        watch = SignalWatch(signal: SignalWatch.powerFailure, queue: queue) {
-            if Self.powerOK(file) {
-                path.good()
-            } else {
+        queue.sync {
+            self.path = path
+            if pendingFailure {
+                pendingFailure = false
                 path.failing(trigger: .sigpwr, input: "SIGPWR", detectedNs: nil)
             }
         }
@@ -181,6 +201,6 @@ public final class SignalPowerInput: PowerInput, @unchecked Sendable {
 
     public func stop() {
         watch?.cancel()
-        queue.sync {}
+        queue.sync { path = nil }
     }
 }

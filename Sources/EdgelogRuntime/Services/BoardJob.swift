@@ -55,7 +55,10 @@ public enum BoardJob {
 
     public static func run(board: Board, options: BoardRunOptions, logger: Logger) async throws(JobError) -> BoardRunSummary {
         var settings = settings(for: board, stateDir: options.stateDir)
-        PowerService.prepare(&settings, board: board)
+        PowerService.prepare(&settings, spec: PowerService.spec(for: board), budgeted: board.powerFail != nil)
+        // First: SIGPWR's default action would end the process; one that comes while the store
+        // opens is kept and acted on once the power path exists.
+        let sigpwr = PowerService.spec(for: board).sigpwr ? SignalPowerInput(statusFile: PowerService.spec(for: board).powerStatusFile) : nil
         guard settings.keyDir != nil || board.store.unsigned else {
             throw .input("the board names no key directory: set store.key_dir (make one with `edgelog keys generate --out DIR`) or store.unsigned: true")
         }
@@ -86,12 +89,12 @@ public enum BoardJob {
         var powerEvents = PowerPath.Events()
         powerEvents.window = { report in
             let w = report.window
-            logger.notice("power fail (\(report.trigger.rawValue) \(report.input)): ingress frozen \(report.edgeToFreezeNs / 1000) µs after the signal, \(w.committedRecords) record(s) committed and the store marked clean \(report.edgeToCleanNs / 1000) µs after it; holding")
+            logger.notice("power fail (\(report.trigger.rawValue) \(report.input)): ingress frozen \(report.edgeToFreezeNs / 1000) us after the signal, \(w.committedRecords) record(s) committed and the store marked clean \(report.edgeToCleanNs / 1000) us after it; holding")
         }
         powerEvents.resumed = { heldNs in logger.notice("power good again: resumed after holding \(heldNs / 1_000_000) ms") }
         powerEvents.failed = { error in logger.error("the safe commit failed: \(error)") }
         powerEvents.ignored = { trigger, input in logger.info("power fail signal (\(trigger.rawValue) \(input)) while already holding: nothing more to commit") }
-        let power = PowerService(job: job, board: board, logger: logger, events: powerEvents)
+        let power = PowerService(job: job, board: board, logger: logger, events: powerEvents, sigpwr: sigpwr)
         logger.info("started", metadata: ["board": "\(board.name)", "sources": "\(built.specs.count)", "store": "\(settings.device)"])
         let ingress = IngressService(job: job, engine: engine, power: power, specs: built.specs, durationS: options.durationS, logger: logger)
         let statusService = StatusService(engine: engine, status: status, live: options.statusLine, logger: logger)

@@ -24,20 +24,26 @@ public final class PowerService: @unchecked Sendable {
     }
 
     /// Settings the writer needs before it starts (commit cost samples, boot history).
-    public static func prepare(_ settings: inout WriterSettings, board: Board) {
-        let spec = spec(for: board)
-        settings.commitCostSamples = board.powerFail == nil ? 0 : 3
+    public static func prepare(_ settings: inout WriterSettings, spec: PowerFailSpec, budgeted: Bool) {
+        settings.commitCostSamples = budgeted ? 3 : 0
         settings.bootHistory = spec.loopResets * 2
     }
 
-    public init(job: WriterJob, board: Board, logger: Logger, events: PowerPath.Events) {
-        let spec = Self.spec(for: board)
+    /// `run --board`: the board's section (budget, inputs, loop rule); `sigpwr`, when given, is the
+    /// SIGPWR input created at the start of the process.
+    public convenience init(job: WriterJob, board: Board, logger: Logger, events: PowerPath.Events, sigpwr: SignalPowerInput? = nil) {
+        self.init(job: job, spec: Self.spec(for: board), budgeted: board.powerFail != nil,
+                  segmentBytes: Int(clamping: board.store.segmentSize), logger: logger, events: events, sigpwr: sigpwr)
+    }
+
+    /// Any writer: the budget only when `budgeted` (the board declares hold_up_ms).
+    public init(job: WriterJob, spec: PowerFailSpec, budgeted: Bool, segmentBytes: Int, logger: Logger, events: PowerPath.Events,
+                sigpwr: SignalPowerInput? = nil) {
         self.logger = logger
         let pipeline = job.pipeline
-        if board.powerFail != nil {
+        if budgeted {
             let budget = HoldUpBudget(holdUpMs: spec.holdUpMs, marginPct: spec.marginPct, capacity: pipeline.bufferCapacity,
-                                      segmentBytes: Int(clamping: board.store.segmentSize), flushNs: job.commitCost.flushNs,
-                                      segmentNs: job.commitCost.segmentNs)
+                                      segmentBytes: segmentBytes, flushNs: job.commitCost.flushNs, segmentNs: job.commitCost.segmentNs)
             self.budget = budget
             if let plan = budget.plan { Self.apply(plan, to: pipeline, logger: logger) }
             pipeline.observeCommits { ns, bytes in
@@ -66,14 +72,14 @@ public final class PowerService: @unchecked Sendable {
                 try LinuxInputKey(device: k.device)
             })
         }
-        if spec.sigpwr { inputs.append(SignalPowerInput(statusFile: spec.powerStatusFile)) }
+        if spec.sigpwr { inputs.append(sigpwr ?? SignalPowerInput(statusFile: spec.powerStatusFile)) }
         self.inputs = inputs
     }
 
     private static func apply(_ plan: HoldUpPlan, to pipeline: CommitPipeline, logger: Logger) {
         pipeline.setFillLimit(plan.fillLimit < plan.capacity ? plan.fillLimit : Int.max)
         pipeline.addEvidence(.powerBudget, plan.json)
-        let text = "hold-up budget \(plan.holdUpNs / 1_000_000) ms, worst window \(plan.worstWindowNs / 1000) µs + \(plan.marginPct)% margin"
+        let text = "hold-up budget \(plan.holdUpNs / 1_000_000) ms, worst window \(plan.worstWindowNs / 1000) us + \(plan.marginPct)% margin"
         switch plan.verdict {
         case .fits: logger.info("\(text): fits")
         case .shrunk: logger.notice("\(text): buffers capped at \(plan.fillLimit) of \(plan.capacity) bytes so that it fits")
