@@ -15,13 +15,16 @@ struct StatusService: Service, @unchecked Sendable {
     let live: Bool
     let logger: Logger
     /// Given: each second it gets the sources' health (sensor_fault follows it), the last commit,
-    /// and a sign of life for the LEDs' stall display (docs/LEDS.md).
+    /// and a sign of life for the LEDs' stall display (docs/LEDS.md); every 10 s the kernel's
+    /// clock sync status (time_not_synchronized follows it).
     var board: StatusBoard? = nil
 
     func run() async throws {
         var lastRecords: UInt64 = 0
         var lastNs = Monitor.monotonicNs()
         var lastLogNs = lastNs
+        var lastSyncNs: Int64 = 0
+        let clock = LinuxTimeSource()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await Task.sleep(nanoseconds: 1_000_000_000)
             let now = Monitor.monotonicNs()
@@ -35,6 +38,13 @@ struct StatusService: Service, @unchecked Sendable {
             if let board {
                 board.alive()
                 board.updateSources(sources)
+                // The kernel's clock discipline, every 10 s (one adjtimex).
+                if now - lastSyncNs >= 10_000_000_000 {
+                    lastSyncNs = now
+                    let sync = clock.sync()
+                    board.updateTime(synchronized: sync.synchronized,
+                                     detail: sync.synchronized ? "" : "the kernel's maximum error is \(sync.maxErrorUs / 1000) ms")
+                }
                 if commit.atNs != 0 {
                     board.update {
                         $0.store?.lastCommitID = commit.commitID
