@@ -95,3 +95,12 @@ public final class StatusSocketService: Service, @unchecked Sendable {
         }
     }
 }
+
+extension SocketError {
+    /// How `run` ends when the status socket cannot be opened: a state directory too long for a
+    /// socket path is a usage error (exit 64); another job on it, or a file in the way, is exit 6,
+    /// as a serial line another program holds.
+    public var jobError: JobError {
+        kind == .pathTooLong ? .input("status socket \(description)") : .hardware("status socket \(description)")
+    }
+}
