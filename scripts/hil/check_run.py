@@ -46,6 +46,8 @@ def main():
     check(timeline.get("run_exit") == 0, f"edgelog run exited 0 after SIGTERM (got {timeline.get('run_exit')})")
     check("removed" in timeline, "rmmod i2c_stub succeeded while edgelog ran (the adapter was not held)")
     removed_ns = int(timeline.get("removed", 1e9) * 1e9)
+    # Faults may come while rmmod runs (before "removed" is noted): they count from "removing" on.
+    removing_ns = int(timeline.get("removing", timeline.get("removed", 1e9)) * 1e9)
 
     records = []
     with open(os.path.join(out, "export.jsonl")) as f:
@@ -77,7 +79,7 @@ def main():
     # The I2C device goes away: faults, backoff, no more readings; the serial sources go on.
     for name in ("env.bme280", "adc.ads1115"):
         mine = by_source.get(name, [])
-        after = [r for r in mine if r["boot_ns"] > removed_ns]
+        after = [r for r in mine if r["boot_ns"] > removing_ns]
         late_data = [r for r in after if r["type"] == "data" and r["boot_ns"] > removed_ns + 1_000_000_000]
         faults = [r for r in after if r["type"] == "source_fault"]
         check(len(faults) >= 1 and not late_data, f"{name}: {len(faults)} source_fault record(s) after the removal and no reading later than 1 s after it")
