@@ -1190,7 +1190,7 @@ def applied_metadata(result: ScanResult) -> Metadata:
     (type 1); each record raises its source's last_seq (a source not in the
     table is appended, in record order, while the table has room);
     wrap_count grows by one when its slot is below head_slot (the head's
-    before it); clock_steps becomes its sealed clock_steps; unexp_rst,
+    before it); clock_steps and bo_event become its sealed values; unexp_rst,
     ecc_err_cnt, boot_seq, uplink_cursor and rollback_ctr become the larger
     of theirs and its sealed value.  Everything else is the chosen slot's.
     `raw` is the slot's bytes with the source table and source_count so
@@ -1201,7 +1201,7 @@ def applied_metadata(result: ScanResult) -> Metadata:
     values = {name: getattr(m, name) for name in (
         "head_segment_id", "head_slot", "commit_id", "head_crc", "hash_head", "key_id",
         "key_epoch", "sig_alg", "key_src", "mono_hwm", "lost_total", "dropped_total",
-        "records_total", "wrap_count", "clock_steps", "unexp_rst", "ecc_err_cnt",
+        "records_total", "wrap_count", "clock_steps", "bo_event", "unexp_rst", "ecc_err_cnt",
         "boot_seq", "uplink_cursor", "rollback_ctr")}
     sources = [Source(src.name, src.last_seq) for src in m.sources]
     index = {src.name.encode("ascii"): i for i, src in enumerate(sources)}
@@ -1212,7 +1212,8 @@ def applied_metadata(result: ScanResult) -> Metadata:
         values.update(head_segment_id=seg.segment_id, head_slot=seg.slot,
                       commit_id=seg.commit_id, head_crc=seg.body_crc,
                       hash_head=seg.computed_hash, key_id=st.key_id, key_epoch=st.key_epoch,
-                      sig_alg=st.sig_alg, key_src=st.key_src, clock_steps=st.clock_steps)
+                      sig_alg=st.sig_alg, key_src=st.key_src, clock_steps=st.clock_steps,
+                      bo_event=st.bo_event)
         values["mono_hwm"] = max(values["mono_hwm"], seg.last_mono)
         values["lost_total"] = (values["lost_total"] + seg.lost_records) & MASK64
         values["dropped_total"] = (values["dropped_total"] + seg.dropped_records) & MASK64

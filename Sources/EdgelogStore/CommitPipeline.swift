@@ -328,6 +328,7 @@ public final class CommitPipeline: @unchecked Sendable {
         sequencer.reserveEvidence(for: builder, count: 4 + builder.pendingEvidence.count)
         monitor.unlock()
         do {
+            try store.markOpen()
             _ = try commitHeld(builder, markClean: false)
         } catch {
             monitor.lock()

@@ -540,6 +540,16 @@ public final class EvidenceStore {
         metadata = next
     }
 
+    /// Marks the store open again (clean_flag 0) after a safe-commit window left it clean, before
+    /// anything else is written: recovery relies on a clean store having no commit in flight
+    /// (FORMAT.md section 5, a tail given up), as after open.
+    public func markOpen() throws(StoreError) {
+        if failure != nil { return }
+        var next = metadata
+        next.clean = false
+        try persist(next)
+    }
+
     /// Marks the store cleanly closed. Call after the last commit.
     public func close() throws(StoreError) {
         if failure != nil { return }

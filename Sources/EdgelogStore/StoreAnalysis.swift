@@ -238,6 +238,8 @@ extension EvidenceStore {
             // The commit's time bookkeeping is in its metadata write, which did not land; its seal
             // carries the step count (the rest of the time fields are not sealed).
             state.time.clockSteps = statement.sealed.clockSteps
+            // A brownout is counted by the window's own commit, so the count is that commit's.
+            state.boEvent = statement.sealed.boEvent
             // What a writer raises between commits (an open, a recovery, acknowledgments, read
             // errors) is sealed as it was at this commit: never below that.
             let t = statement.sealed

@@ -82,9 +82,17 @@ public final class StoreDriver {
 
     /// Commits what is buffered. Records are acknowledged only when this returns.
     @discardableResult
-    public func commit() throws(StoreError) -> CommitReceipt? {
-        sequencer.reserveEvidence(for: builder, count: 4 + builder.pendingDrops.count)
-        let receipt = try store.commit(builder)
+    /// `brownout`: as the safe-commit window commits: a brownout record after the buffered
+    /// records, bo_event counted, the store marked clean.
+    public func commit(brownout: Bool = false) throws(StoreError) -> CommitReceipt? {
+        if brownout {
+            var json = EvidenceJSON()
+            json.add("trigger", .word("test"))
+            builder.pendingEvidence.append((.brownout, json))
+            store.noteBrownout()
+        }
+        sequencer.reserveEvidence(for: builder, count: 4 + builder.pendingDrops.count + builder.pendingEvidence.count)
+        let receipt = try store.commit(builder, markClean: brownout)
         if let receipt { for key in inBuilder { acked[key] = receipt.segmentID } }
         inBuilder.removeAll()
         builder.reset()

@@ -23,6 +23,9 @@ struct CrashWorkload: Sendable, CustomStringConvertible {
     /// Signed with Ed25519: recovery re-signs what it writes, and every state goes through the
     /// verifier with the public key trusted.
     var signed = false
+    /// The power path's writes: the commit-cost measurement at start (metadata rewrites, zeros
+    /// in the next free slot) and every so often a safe-commit window's clean commit.
+    var powerWindows = false
     var description: String { name }
 
     var storeSize: Int { 8192 + slots * segmentSize }
@@ -92,6 +95,8 @@ enum CrashHarness {
                       records: 400 * scale, payloadSizes: 20...400, commitEvery: 1...10),
         CrashWorkload(name: "signed", sectorSize: 512, segmentSize: 4096, slots: 8, policy: .overwriteOldest,
                       records: 300 * scale, payloadSizes: 20...200, commitEvery: 1...6, signed: true),
+        CrashWorkload(name: "power-windows", sectorSize: 512, segmentSize: 4096, slots: 12, policy: .overwriteOldest,
+                      records: 300 * scale, payloadSizes: 20...200, commitEvery: 1...6, signed: true, powerWindows: true),
     ]
     static let seeds: [UInt64] = [1, 2, 3]
 
@@ -105,6 +110,7 @@ enum CrashHarness {
     static func record(_ w: CrashWorkload, seed: UInt64) throws -> RecordedRun {
         let device = FaultBlockDevice(image: try formatted(w), sectorSize: w.sectorSize)
         let (store, _) = try EvidenceStore.open(device: device, policy: w.policy, identity: identity(w), clock: CrashOracle.fixedClock)
+        if w.powerWindows { try CrashHarness.measureCost(store) }
         let driver = StoreDriver(store: store, clock: ManualClock())
         var run = RecordedRun(device: device, submitted: [:], marks: [], ringFullSeen: false)
         var pending: [RecordKey] = []
@@ -124,7 +130,11 @@ enum CrashHarness {
                 pending.append(key)
                 sinceCommit += 1
                 if sinceCommit >= target {
-                    try driver.commit()
+                    // Not `&&`: its autoclosure here crashes the Swift 6.3 compiler (SILGenCleanup).
+                    let window = w.powerWindows ? n % 5 == 0 : false
+                    try driver.commit(brownout: window)
+                    // Power comes back: the store is marked open before the next commit (resume).
+                    if window { try store.markOpen() }
                     if w.ackUpstream, store.metadata.headSegmentID > 1 {
                         store.acknowledgeUpstream(through: store.metadata.headSegmentID - 1)
                     }
@@ -139,6 +149,12 @@ enum CrashHarness {
         }
         run.submitted = driver.submitted
         return run
+    }
+
+    /// The power path's start-up measurement: its writes are cut like any other.
+    static func measureCost(_ store: EvidenceStore) throws {
+        let clock: () -> Int64 = { 0 }
+        _ = try store.measureCommitCost(samples: 2, clock: clock)
     }
 
     static func seed(_ workload: Int, _ cut: Int, _ variant: Int) -> UInt64 {
@@ -182,7 +198,7 @@ struct CrashEnumerationTests {
         #expect(failureCount == 0, "\(failures.count) failing crash states; first: \(failures.prefix(5).joined(separator: " | ")); replay with EDGELOG_CRASH_REPLAY=\"workload cut variant run-seed\"")
     }
 
-    @Test("pairs of cuts: power cut again while recovery repairs the first cut", arguments: [0, 2, 5, 6])
+    @Test("pairs of cuts: power cut again while recovery repairs the first cut", arguments: [0, 2, 5, 6, 7])
     func recoveryOfRecovery(workloadIndex: Int) throws {
         let w = CrashHarness.workloads[workloadIndex]
         let run = try CrashHarness.record(w, seed: 99)
