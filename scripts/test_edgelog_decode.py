@@ -942,7 +942,7 @@ def test_adopting_applies_each_segment_as_its_metadata_write_would_have(tmp_path
     assert m.wrap_count == 0 and m.clock_steps == 3  # the last adopted seal's
     assert (m.unexp_rst, m.ecc_err_cnt, m.boot_seq, m.uplink_cursor, m.rollback_ctr) == (
         5, 9, 3, 7, 4)                               # the larger of theirs and the seal's
-    assert m.bo_event == 1                           # not touched by adoption
+    assert m.bo_event == 0                           # the last adopted seal's, as clock_steps
     assert (m.tail_segment_id, m.tail_slot) == (1, 0)
     # Each record raises its source's last_seq; new sources appended in
     # record order.
