@@ -52,7 +52,7 @@ public struct Board: Sendable {
         public var kind: String
         public var name: String
         public var chip: String?
-        /// The LED's colour where the board has colour LEDs (IEC 60073: red, yellow, green, blue, white).
+        /// The LED's colour where the board has colour LEDs (IEC 60073: red, yellow or amber, green, blue, white).
         public var colour: String?
     }
 
@@ -189,7 +189,7 @@ extension Board {
                 let kind = try led.choice("kind", ["class", "gpio"]) ?? "class"
                 let spec = LEDSpec(role: role, kind: kind, name: try led.requiredString(kind == "class" ? "name" : "line"),
                                    chip: kind == "gpio" ? try led.requiredString("chip") : nil,
-                                   colour: try led.choice("colour", ["red", "yellow", "green", "blue", "white"]))
+                                   colour: try led.choice("colour", ["red", "yellow", "amber", "green", "blue", "white"]))
                 try led.rejectUnknown(known: (kind == "class" ? ["kind", "name"] : ["kind", "chip", "line"]) + ["colour"])
                 leds.append(spec)
             }

@@ -54,6 +54,34 @@ public enum BoardJob {
     }
 
     public static func run(board: Board, options: BoardRunOptions, logger: Logger) async throws(JobError) -> BoardRunSummary {
+        // First of all, the status socket: it is also the guard against a second job on this
+        // state directory, and it answers ("starting") while the store opens and recovers.
+        let statusBoard = StatusBoard(board: board.name)
+        statusBoard.update { $0.phase = .starting }
+        let socket: StatusSocketService
+        do { socket = try StatusSocketService.open(stateDir: options.stateDir, board: statusBoard, logger: logger) } catch { throw error.jobError }
+        var colours: [LEDRole: LEDColour] = [:]
+        for spec in board.leds {
+            if let role = LEDRole(rawValue: spec.role), let colour = spec.colour.flatMap(LEDColour.init(rawValue:)) { colours[role] = colour }
+        }
+        let (ledEntries, ledProblems) = StatusLEDs.open(board.leds, colours: colours)
+        for problem in ledProblems { logger.warning("\(problem)") }
+        let leds = LEDDriver(leds: ledEntries, board: statusBoard, log: { logger.warning("\($0)") })
+        leds.start()
+        do {
+            let summary = try await runJob(board: board, options: options, logger: logger, statusBoard: statusBoard, socket: socket)
+            leds.stop(leaving: .off)
+            socket.close()
+            return summary
+        } catch {
+            leds.stop(leaving: .failed)
+            socket.close()
+            throw error
+        }
+    }
+
+    static func runJob(board: Board, options: BoardRunOptions, logger: Logger, statusBoard: StatusBoard,
+                       socket: StatusSocketService) async throws(JobError) -> BoardRunSummary {
         var settings = settings(for: board, stateDir: options.stateDir)
         PowerService.prepare(&settings, spec: PowerService.spec(for: board), budgeted: board.powerFail != nil)
         // First: SIGPWR's default action would end the process; one that comes while the store
@@ -74,32 +102,81 @@ public enum BoardJob {
         do { try built.claimSerialPorts() } catch { throw .hardware("\(error)") }
 
         let status = JobStatus()
+        let committed = CommittedStore()
         let job = try WriterJob(settings: settings, say: { logger.notice("\($0)") }) { receipt in
             status.committed(receipt.commitID)
+            // On the thread that just committed: the only one using the store now.
+            if let meta = committed.store?.metadata {
+                statusBoard.update {
+                    $0.store?.headSegmentID = meta.headSegmentID
+                    $0.store?.recordsTotal = meta.recordsTotal
+                }
+            }
         }
+        committed.store = job.store
         let queue = IngressQueue(timebase: job.timebase)
         let engine = IngressEngine(pipeline: job.pipeline, queue: queue, onFailure: { error in
             logger.error("the store stopped accepting records: \(error)")
+            statusBoard.set(.storageFault, active: true, detail: "\(error)")
         }, onOversized: { source, error in
             logger.error("a reading was not committed: \(error)", metadata: ["source": "\(source)"])
         })
         engine.scheduler.onEvent = { source, event, detail in
             logger.log(level: event == .sourceRecovered ? .notice : .warning, "\(event.name): \(detail)", metadata: ["source": "\(source)"])
         }
+        let meta = job.store.metadata
+        statusBoard.update {
+            $0.boEvent = meta.boEvent
+            $0.unexpRst = meta.unexpRst
+            $0.store = StoreFacts(path: settings.device, headSegmentID: meta.headSegmentID, recordsTotal: meta.recordsTotal, clean: false)
+            $0.power = .running
+        }
+        let holdUpMs = board.powerFail?.holdUpMs
         var powerEvents = PowerPath.Events()
         powerEvents.window = { report in
             let w = report.window
+            statusBoard.set(.powerFailHold, active: true, detail: "\(report.trigger.rawValue) \(report.input): committed and marked clean; holding")
+            statusBoard.update {
+                $0.power = .holding
+                $0.boEvent = w.boEvent
+                $0.store?.clean = true
+                $0.lastSafeCommit = SafeCommitWindow(trigger: report.trigger.rawValue, input: report.input,
+                                                     edgeToFreezeUs: report.edgeToFreezeNs / 1000, edgeToCleanUs: report.edgeToCleanNs / 1000,
+                                                     committedRecords: w.committedRecords, commits: w.commits,
+                                                     withinBudget: holdUpMs.map { report.edgeToCleanNs <= Int64($0) * 1_000_000 })
+                $0.lastSafeCommitMonoNs = report.detectedNs
+            }
             logger.notice("power fail (\(report.trigger.rawValue) \(report.input)): ingress frozen \(report.edgeToFreezeNs / 1000) us after the signal, \(w.committedRecords) record(s) committed and the store marked clean \(report.edgeToCleanNs / 1000) us after it; holding")
         }
-        powerEvents.resumed = { heldNs in logger.notice("power good again: resumed after holding \(heldNs / 1_000_000) ms") }
-        powerEvents.failed = { error in logger.error("the safe commit failed: \(error)") }
+        powerEvents.resumed = { heldNs in
+            logger.notice("power good again: resumed after holding \(heldNs / 1_000_000) ms")
+            statusBoard.set(.powerFailHold, active: false)
+            statusBoard.update {
+                $0.power = .running
+                $0.store?.clean = false
+            }
+        }
+        powerEvents.failed = { error in
+            logger.error("the safe commit failed: \(error)")
+            statusBoard.set(.storageFault, active: true, detail: "the safe commit failed: \(error)")
+        }
         powerEvents.ignored = { trigger, input in logger.info("power fail signal (\(trigger.rawValue) \(input)) while already holding: nothing more to commit") }
         let power = PowerService(job: job, board: board, logger: logger, events: powerEvents, sigpwr: sigpwr)
+        if let loop = power.loop {
+            statusBoard.set(.brownoutLoop, active: true, detail: "\(loop.resets) unexpected resets within \(loop.withinS) s (\(loop.measuredBy))")
+        }
+        if let plan = power.budget?.plan {
+            statusBoard.update {
+                $0.holdUp = HoldUpStatus(verdict: plan.verdict.rawValue, holdUpMs: plan.holdUpNs / 1_000_000, worstWindowUs: plan.worstWindowNs / 1000,
+                                         marginPct: plan.marginPct, fillLimitBytes: plan.fillLimit)
+            }
+        }
         logger.info("started", metadata: ["board": "\(board.name)", "sources": "\(built.specs.count)", "store": "\(settings.device)"])
         let ingress = IngressService(job: job, engine: engine, power: power, specs: built.specs, durationS: options.durationS, logger: logger)
-        let statusService = StatusService(engine: engine, status: status, live: options.statusLine, logger: logger)
+        let statusService = StatusService(engine: engine, status: status, live: options.statusLine, logger: logger, board: statusBoard)
+        statusBoard.update { $0.phase = .running }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: ingress, successTerminationBehavior: .gracefullyShutdownGroup),
+            services: [.init(service: socket, successTerminationBehavior: .gracefullyShutdownGroup),.init(service: ingress, successTerminationBehavior: .gracefullyShutdownGroup),
                        .init(service: statusService, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
@@ -122,6 +199,25 @@ final class JobStatus: Sendable {
     private let state = Mutex<(commitID: UInt64, atNs: Int64)>((0, 0))
     func committed(_ id: UInt64) { state.withLock { $0 = (id, Monitor.monotonicNs()) } }
     var lastCommit: (commitID: UInt64, atNs: Int64) { state.withLock { $0 } }
+}
+
+/// The job's store, for the status facts its commits update (set once, before the first commit
+/// can be handed to the committer).
+final class CommittedStore: @unchecked Sendable {
+    private let monitor = Monitor()
+    private var value: EvidenceStore?
+    var store: EvidenceStore? {
+        get {
+            monitor.lock()
+            defer { monitor.unlock() }
+            return value
+        }
+        set {
+            monitor.lock()
+            value = newValue
+            monitor.unlock()
+        }
+    }
 }
 
 /// Set once by the ingress service when the job fails.
