@@ -34,9 +34,15 @@ test: bootstrap test-python test-swift
 # Hardware in the loop (scripts/hil/, ../shared/HIL.md): Debian's kernel under qemu (TCG) with
 # i2c-stub and two UARTs behind host ptys runs `edgelog run --board board/qemu.yaml` over the
 # kernel's own drivers; the records are checked against the datasheet formulas, the I2C adapter is
-# removed mid-run. scripts/hil/provision installs qemu and fetches the kernel on first use.
+# removed mid-run. run-power adds gpio-sim and uleds (built out of tree from Debian's kernel source):
+# the power-fail line, the status LEDs and the ACPI power button. power-cuts kills qemu with the
+# store on a virtio disk (cache=directsync), HIL_CUTS times. scripts/hil/provision installs qemu,
+# fetches the kernel and builds the drivers on first use.
+HIL_CUTS ?= 20
 hil: build
 	scripts/hil/run-board
+	scripts/hil/run-power
+	HIL_CUTS=$(HIL_CUTS) scripts/hil/power-cuts
 
 test-python:
 	python3 -m pytest -q scripts/test_edgelog_decode.py scripts/test_edgelog_verify.py
@@ -49,6 +55,7 @@ test-swift:
 soak: build
 	$(SWIFT) build --build-tests
 	EDGELOG_KILLS=10000 $(SWIFT) test --skip-build --filter ProcessKill
+	HIL_CUTS=200 scripts/hil/power-cuts
 
 # libFuzzer with AddressSanitizer (GUIDE.md section 5): every decoder of untrusted bytes, each for
 # FUZZ_SECONDS, seeded from the crash workloads. A crash leaves its input in fuzz-artifacts/; copy it

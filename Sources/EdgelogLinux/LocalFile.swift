@@ -114,6 +114,14 @@ public enum LocalFile {
     /// The target of a symbolic link (or of /proc/self/exe), or nil.
     public static func resolvedPath(_ path: String) -> String? { Sys.readLink(path) }
 
+    /// The absolute path with every symbolic link, `.` and `..` resolved (realpath(3)); nil when
+    /// it does not exist.
+    public static func canonicalPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     /// Names in a directory (not . and ..); empty when it cannot be read.
     public static func list(_ directory: String) -> [String] { Sys.listDirectory(directory) }
 

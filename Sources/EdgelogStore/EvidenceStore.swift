@@ -15,6 +15,8 @@ public struct CommitReceipt: Sendable, Equatable {
     public var segmentID: UInt64
     public var slot: Int
     public var recordCount: Int
+    /// mono_ctr of the segment's last record.
+    public var lastMono: UInt64 = 0
     public var sources: [SourceRange]
     /// The commit's seal (statement and signature): the signed head after this commit.
     public var seal: SealView?
@@ -473,7 +475,7 @@ public final class EvidenceStore {
                          signature: Array(image[(sealAt + Statement.size)..<(sealAt + Statement.size + Int(statement.sigLen))]))
             }
             return CommitReceipt(
-                commitID: next.commitID, segmentID: segmentID, slot: slot, recordCount: builder.recordCount,
+                commitID: next.commitID, segmentID: segmentID, slot: slot, recordCount: builder.recordCount, lastMono: builder.lastMono,
                 sources: builder.sourceLastSeq.map { .init(name: $0.name, firstSeq: $0.first, lastSeq: $0.last, count: $0.count) },
                 seal: sealView)
         }

@@ -46,6 +46,21 @@ enum BoardSummaryJSON {
         var last_error: String?
     }
 
+    /// One safe-commit window (CLOCK_MONOTONIC ns, as the brownout record's).
+    struct WindowReport: Codable {
+        var trigger: String
+        var input: String
+        var detected_mono_ns: Int64
+        var detected_by: String
+        var frozen_mono_ns: Int64
+        var in_flight_committed_mono_ns: Int64?
+        var clean_mono_ns: Int64
+        var edge_to_freeze_us: Int64
+        var edge_to_clean_us: Int64
+        var committed_records: Int
+        var commits: Int
+    }
+
     struct RunReport: Codable {
         /// Every record committed: readings, ingress evidence, time records.
         var records: UInt64
@@ -56,6 +71,9 @@ enum BoardSummaryJSON {
         var poll_late_p50_us: Int64
         var poll_late_p99_us: Int64
         var sources: [SourceReport]
+        /// Readings refused while ingress was frozen or holding for a power failure.
+        var refused: UInt64
+        var power_windows: [WindowReport]
     }
 
     static func encode<T: Encodable>(_ value: T) -> String {
@@ -96,7 +114,15 @@ enum BoardSummaryJSON {
         encode(RunReport(records: s.records, readings: s.sources.reduce(0) { $0 + $1.reads }, commits: s.commits, dropped: s.dropped, poll_late_p50_us: s.latenessP50Ns / 1000,
                          poll_late_p99_us: s.latenessP99Ns / 1000,
                          sources: s.sources.map { SourceReport(name: $0.name, location: $0.location, reads: $0.reads, failures: $0.failures,
-                                                               failing: $0.failing, rejected: $0.rejected, last_error: $0.lastError) }))
+                                                               failing: $0.failing, rejected: $0.rejected, last_error: $0.lastError) },
+                         refused: s.refused,
+                         power_windows: s.powerWindows.map {
+                             WindowReport(trigger: $0.trigger.rawValue, input: $0.input, detected_mono_ns: $0.detectedNs, detected_by: $0.detectedBy,
+                                          frozen_mono_ns: $0.window.frozenNs, in_flight_committed_mono_ns: $0.window.inFlightDoneNs,
+                                          clean_mono_ns: $0.window.cleanNs, edge_to_freeze_us: $0.edgeToFreezeNs / 1000,
+                                          edge_to_clean_us: $0.edgeToCleanNs / 1000, committed_records: $0.window.committedRecords,
+                                          commits: $0.window.commits)
+                         }))
     }
 }
 

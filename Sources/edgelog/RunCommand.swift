@@ -46,6 +46,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "With --board: print a JSON summary on stdout when stopped.")
     var json = false
 
+    @Flag(help: "With --board: after each durable commit print {\"ack\":{\"segment_id\":S,\"records\":N,\"last_mono\":M}} on stdout (what a power cut cannot take back).")
+    var acks = false
+
     @Option(help: "Configuration file without --board (default: /etc/edgelog/edgelog.yaml if it exists, else the embedded default).")
     var config: String?
 
@@ -72,7 +75,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         if let board {
-            try BoardRun(path: board, stateDir: stateDir, duration: duration, json: json).run()
+            try BoardRun(path: board, stateDir: stateDir, duration: duration, json: json, acks: acks).run()
             return
         }
         var settings = RunConfig()
@@ -122,6 +125,7 @@ struct BoardRun {
     var stateDir: String
     var duration: Double?
     var json: Bool
+    var acks: Bool
 
     func run() throws {
         let board: Board
@@ -131,7 +135,12 @@ struct BoardRun {
         }
         Logs.bootstrap()
         let logger = Logs.logger()
-        let options = BoardRunOptions(stateDir: stateDir, statusLine: Process.isTerminal(2) && !json, durationS: duration)
+        var options = BoardRunOptions(stateDir: stateDir, statusLine: Process.isTerminal(2) && !json && !acks, durationS: duration)
+        if acks {
+            options.onCommit = { r in
+                FDOutput.writeLine(1, "{\"ack\":{\"segment_id\":\(r.segmentID),\"records\":\(r.recordCount),\"last_mono\":\(r.lastMono)}}")
+            }
+        }
         let box = ResultBox()
         let done = DispatchSemaphore(value: 0)
         Task {

@@ -12,9 +12,10 @@ against EXPECT below:
   * every acknowledged segment is in the store with at least the acknowledged number of records and, when
     the acknowledgement gives last_mono, that last mono_ctr;
   * mono_ctr strictly increases over the export, and each source's seq runs from 1 without a hole;
-  * the metadata counts every cut (unexp_rst) and says clean after the final boot's SIGTERM;
-  * one boot record per boot (boot_seq 1, 2, ...); the first says unexpected_reset false, each one after a
-    cut true; a recovery record with unclean_shutdown true follows each cut.
+  * the metadata counts every unclean cut (unexp_rst) and says clean after the final boot's SIGTERM; a cut
+    after a completed safe-commit window (the boot's last record a brownout record) is not unclean;
+  * one boot record per boot (boot_seq 1, 2, ...); the first says unexpected_reset false, each one after an
+    unclean cut true; a recovery record with unclean_shutdown true follows each unclean cut.
 Writes DIR/summary.json (the cycles, with their timings, and the checks) and exits 0 only if all hold.
 Edit EXPECT to follow the implementation; None skips a check.
 """
@@ -207,9 +208,22 @@ def main():
             check(seqs == list(range(1, len(seqs) + 1)), f"{name}: seq 1..{len(seqs)} without a hole"
                   + ("" if seqs == list(range(1, len(seqs) + 1)) else f" (first break after {next((seqs[i - 1] for i in range(1, len(seqs)) if seqs[i] != seqs[i - 1] + 1), None)})"))
 
+    # A cut after a completed safe-commit window is not an unclean stop: the window's commit (its last
+    # record a brownout record) marked the store clean, and nothing was written after it.
+    boots_started = [c for c in cycles if c.get("started")]
+    last_type = {}
+    for r in records:
+        if r["type"] in ("recovery", "incomplete", 3, 5):
+            continue  # written by the next start's recovery, under its boot_seq
+        last_type[r.get("boot_seq")] = r["type"]
+    for i, c in enumerate(boots_started):
+        c["window_completed"] = last_type.get(i + 1) in ("brownout", 17)
+    unclean_cuts = [c for c in boots_started if c.get("cut") and not c.get("window_completed")]
+    info(f"{len(cut_cycles)} cut(s): {len(cut_cycles) - len(unclean_cuts)} after a completed window (store clean), {len(unclean_cuts)} unclean")
+
     if meta:
         if E["unexp_rst_is_cuts"]:
-            check(meta.get("unexp_rst") == len(cut_cycles), f"unexp_rst {meta.get('unexp_rst')} = {len(cut_cycles)} cut(s)")
+            check(meta.get("unexp_rst") == len(unclean_cuts), f"unexp_rst {meta.get('unexp_rst')} = {len(unclean_cuts)} unclean cut(s)")
         if E["end_clean_flag"] is not None:
             check(meta.get("clean_flag") == E["end_clean_flag"], f"clean_flag {meta.get('clean_flag')} after the final boot")
 
@@ -220,12 +234,12 @@ def main():
         check(len(boots) == len(started) and seqs == list(range(1, len(boots) + 1)),
               f"{len(boots)} boot record(s) for {len(started)} boot(s) that started edgelog, boot_seq {seqs[:6]}{'...' if len(seqs) > 6 else ''}")
     if E["unexpected_reset_after_cut"]:
-        want = [False] + [bool(c.get("cut")) for c in started[:-1]]
+        want = [False] + [bool(c.get("cut")) and not c.get("window_completed") for c in started[:-1]]
         got = [b["payload"].get("unexpected_reset") for b in boots]
         check(got == want[:len(got)] and len(got) == len(want), f"boot records' unexpected_reset {got} follow the cuts {want}")
     if E["recovery_unclean_per_cut"]:
         rec = [r for r in records if r["type"] == "recovery" and r["payload"].get("unclean_shutdown")]
-        check(len(rec) == len(cut_cycles), f"{len(rec)} recovery record(s) with unclean_shutdown for {len(cut_cycles)} cut(s)")
+        check(len(rec) == len(unclean_cuts), f"{len(rec)} recovery record(s) with unclean_shutdown for {len(unclean_cuts)} unclean cut(s)")
     per_boot = {}
     for r in records:
         per_boot[r.get("boot_seq")] = per_boot.get(r.get("boot_seq"), 0) + 1

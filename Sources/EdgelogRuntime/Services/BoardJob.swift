@@ -19,6 +19,8 @@ public struct BoardRunOptions: Sendable {
     public var statusLine: Bool
     /// Stop on its own after this many seconds (tests, benchmarks); nil: until a signal.
     public var durationS: Double?
+    /// Hears every durable commit (on the committing thread): acknowledgements.
+    public var onCommit: (@Sendable (CommitReceipt) -> Void)?
     public init(stateDir: String, statusLine: Bool, durationS: Double? = nil) {
         self.stateDir = stateDir
         self.statusLine = statusLine
@@ -103,8 +105,10 @@ public enum BoardJob {
 
         let status = JobStatus()
         let committed = CommittedStore()
+        let ack = options.onCommit
         let job = try WriterJob(settings: settings, say: { logger.notice("\($0)") }) { receipt in
             status.committed(receipt.commitID)
+            ack?(receipt)
             // On the thread that just committed: the only one using the store now.
             if let meta = committed.store?.metadata {
                 statusBoard.update {

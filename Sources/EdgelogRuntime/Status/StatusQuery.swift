@@ -22,7 +22,17 @@ public enum StatusQuery {
     }
 
     public static func ask(stateDir: String, timeoutMs: Int = answerTimeoutMs) -> Answer {
-        let path = StatusSocketService.socketPath(stateDir: stateDir)
+        let answer = ask(path: StatusSocketService.socketPath(stateDir: stateDir), timeoutMs: timeoutMs)
+        // A job whose state directory cannot hold a socket listens under /run/edgelog.
+        if case .notRunning = answer {
+            let fallback = ask(path: StatusSocketService.fallbackSocketPath(stateDir: stateDir), timeoutMs: timeoutMs)
+            if case .notRunning = fallback { return answer }
+            return fallback
+        }
+        return answer
+    }
+
+    static func ask(path: String, timeoutMs: Int) -> Answer {
         switch UnixStreamClient.request(path, timeoutMs: timeoutMs) {
         case .success(let bytes):
             do throws(StatusAnswerError) {

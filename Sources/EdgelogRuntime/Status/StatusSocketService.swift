@@ -40,8 +40,32 @@ public final class StatusSocketService: Service, @unchecked Sendable {
         do { try LocalFile.makeDirectory(stateDir) } catch {
             throw SocketError(.io, path: stateDir, errno: error.errno.code, detail: "cannot create the state directory: \(error.errno.message)")
         }
-        let listener = try UnixStreamListener(path: path, lockPath: lockPath(stateDir: stateDir))
-        return StatusSocketService(listener: listener, board: board, logger: logger)
+        do {
+            let listener = try UnixStreamListener(path: path, lockPath: lockPath(stateDir: stateDir))
+            return StatusSocketService(listener: listener, board: board, logger: logger)
+        } catch where error.kind == .io || error.kind == .permission {
+            // A state directory on a filesystem without sockets (vfat, 9p, some FUSE): the socket
+            // goes to /run/edgelog under a name derived from the directory; `status` looks there too.
+            let fallback = fallbackSocketPath(stateDir: stateDir)
+            do { try LocalFile.makeDirectory(fallbackDirectory, mode: 0o700) } catch let made {
+                throw SocketError(.io, path: fallbackDirectory, errno: made.errno.code,
+                                  detail: "the state directory cannot hold a socket (\(error.detail)) and \(fallbackDirectory) cannot be made: \(made.errno.message)")
+            }
+            let listener = try UnixStreamListener(path: fallback, lockPath: lockPath(stateDir: stateDir))
+            logger.notice("status socket at \(fallback): the state directory \(stateDir) cannot hold one (\(error.detail))")
+            return StatusSocketService(listener: listener, board: board, logger: logger)
+        }
+    }
+
+    public static let fallbackDirectory = "/run/edgelog"
+
+    /// /run/edgelog/<FNV-1a 64 of the state directory's absolute path>.sock
+    public static func fallbackSocketPath(stateDir: String) -> String {
+        let absolute = LocalFile.canonicalPath(stateDir) ?? stateDir
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in absolute.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        let hex = String(hash, radix: 16)
+        return fallbackDirectory + "/" + String(repeating: "0", count: 16 - hex.count) + hex + ".sock"
     }
 
     init(listener: UnixStreamListener, board: StatusBoard, logger: Logger) {
