@@ -13,6 +13,8 @@ struct Options {
     var quick = false
     /// Only section 5 (edgelog run --board against ingest), for looking at the ingress path alone.
     var ingressOnly = false
+    /// Only section 6 (the safe-commit window).
+    var powerOnly = false
 
     static func parse(_ args: [String]) -> Options {
         var o = Options()
@@ -29,6 +31,8 @@ struct Options {
                 o.quick = true
             case "--ingress-only":
                 o.ingressOnly = true
+            case "--power-only":
+                o.powerOnly = true
             case "-h", "--help":
                 usage(nil)
             default:
@@ -42,10 +46,11 @@ struct Options {
 
     static func usage(_ problem: String?) -> Never {
         if let problem { eprint("edgelog-bench: \(problem)") }
-        eprint("usage: edgelog-bench [--records N] [--quick] [--ingress-only]")
+        eprint("usage: edgelog-bench [--records N] [--quick] [--ingress-only] [--power-only]")
         eprint("  --records N  records per throughput contender (default 1000000)")
         eprint("  --quick      20000 records, skip the 1 GiB recovery store")
         eprint("  --ingress-only  only the ingress section (run --board with 20 simulated sources vs ingest)")
+        eprint("  --power-only    only the safe-commit window section (edge to freeze and to clean, vs fdatasync)")
         exit(problem == nil ? 0 : 2)
     }
 }
