@@ -7,10 +7,11 @@
 import EdgelogCore
 import EdgelogSeal
 import EdgelogStore
+import EdgelogRuntime
 import EdgelogTestKit
 
 enum FuzzTarget: String, CaseIterable {
-    case json, metadata, segment, image, head, verify, fields, devices, board
+    case json, metadata, segment, image, head, verify, fields, devices, board, status
 
     /// The key the seed stores are signed with, trusted by the verify target.
     static let seedKey = PrivateSigningKey.hmacSHA256(Array(repeating: 0x5A, count: 32))
@@ -37,7 +38,18 @@ enum FuzzTarget: String, CaseIterable {
             DeviceFuzz.run(data)
         case .board:
             BoardFuzz.run(data)
+        case .status:
+            FuzzTarget.status(data)
         }
+    }
+
+    /// An answer on the status socket (`edgelog status`): decoded, checked, and shown as text and as
+    /// JSON, which must not carry a control character to the terminal.
+    static func status(_ data: UnsafeRawBufferPointer) {
+        guard let snapshot = try? StatusJSON.decode(Array(data)) else { return }
+        let text = StatusText.render(snapshot, stateDir: "/var/lib/edgelog")
+        if text.utf8.contains(where: { $0 == 0x1B || $0 == 0x07 || $0 == 0x9B }) { FuzzReport.fail("status text carries a control character") }
+        _ = StatusJSON.encode(snapshot)
     }
 
     /// A whole image through the verifier, with the first kilobyte of the input also offered as an anchor.

@@ -4,6 +4,7 @@
 import EdgelogCore
 import EdgelogSeal
 import EdgelogStore
+import EdgelogRuntime
 import EdgelogTestKit
 #if canImport(Glibc)
 import Glibc
@@ -104,9 +105,25 @@ enum SeedCorpus {
         // Board files: the shipped ones, beside this source file's package.
         var repo = #filePath
         for _ in 0..<3 { repo = String(repo[..<(repo.lastIndex(of: "/") ?? repo.startIndex)]) }
-        for name in ["sim", "qemu", "raspberry-pi-4", "beaglebone-black"] {
+        for name in ["sim", "qemu", "qemu-power", "qemu-cut", "raspberry-pi-4", "beaglebone-black"] {
             if let text = FileBytes.read(repo + "/board/\(name).yaml") { try FileBytes.write("\(root)/board/\(name)", text) }
         }
+        // Status answers: a running job's snapshot with every section filled.
+        let statusBoard = StatusBoard(board: "seed", pid: 42, startedWallNs: 1_800_000_000_000_000_000)
+        statusBoard.set(.powerFailHold, active: true, detail: "gpio edgelog-sim/PWR_FAIL")
+        statusBoard.set(.sensorFault, active: true, detail: "env.bme280 (3 in a row)")
+        statusBoard.update {
+            $0.phase = .running
+            $0.power = .holding
+            $0.boEvent = 2
+            $0.unexpRst = 1
+            $0.holdUp = HoldUpStatus(verdict: "shrunk", holdUpMs: 100, worstWindowUs: 61_000, marginPct: 50, fillLimitBytes: 9000)
+            $0.lastSafeCommit = SafeCommitWindow(trigger: "gpio", input: "gpiochip0/GPIO17", edgeToFreezeUs: 40, edgeToCleanUs: 9000,
+                                                 committedRecords: 12, commits: 2, withinBudget: true)
+            $0.store = StoreFacts(path: "/dev/mmcblk0p3", headSegmentID: 77, recordsTotal: 9000, clean: true)
+            $0.timeSynced = false
+        }
+        try FileBytes.write("\(root)/status/seed0", Array((StatusJSON.encode(statusBoard.snapshot()) + "\n").utf8))
         FuzzOutput.line("seed corpus: \(lines.count) lines, \(written) images and metadata slots, 6 segments, \(devices.count) device answers under \(root)")
     }
 
