@@ -41,6 +41,7 @@ struct BoardCheck: ParsableCommand {
                     let period = sensor.periodMs > 0 ? "every \(sensor.periodMs) ms" : "as readings arrive"
                     print("  \(terminalSafe(sensor.name)): \(sensor.driver) on \(terminalSafe(sensor.bus))\(sensor.settings.busAddress.map { " at \($0)" } ?? ""), \(period), overload \(sensor.policy.name)")
                 }
+                for line in BoardPowerText.lines(board) { print("  " + terminalSafe(line)) }
             }
         } catch {
             if json { print(BoardSummaryJSON.error(error)) }

@@ -186,3 +186,30 @@ struct SafeLogHandler: LogHandler {
         inner.log(level: level, message: "\(terminalSafe(message.description))", metadata: safe, source: source, file: file, function: function, line: line)
     }
 }
+
+/// What `board check` says about the power-fail inputs and the LEDs.
+enum BoardPowerText {
+    static func lines(_ board: Board) -> [String] {
+        var out: [String] = []
+        if let p = board.powerFail {
+            var inputs: [String] = []
+            if let g = p.gpio { inputs.append("GPIO \(g.chip)/\(g.line) active \(g.activeHigh ? "high" : "low")\(g.debounceMs > 0 ? ", debounce \(g.debounceMs) ms" : "")") }
+            if let k = p.inputKey { inputs.append("\(k.keyName) from \"\(k.device)\"") }
+            if p.sigpwr { inputs.append("SIGPWR (\(p.powerStatusFile))") }
+            out.append("power fail: hold-up \(p.holdUpMs) ms + \(p.marginPct)% margin, resume after \(p.resumeAfterMs) ms good; inputs: "
+                + (inputs.isEmpty ? "none" : inputs.joined(separator: ", ")))
+            out.append("brownout loop: \(p.loopResets) unexpected resets within \(p.loopWithinS) s")
+        } else {
+            out.append("power fail: no power_fail section: SIGPWR only, no hold-up budget")
+        }
+        var specs: [StatusLEDSpec] = []
+        for led in board.leds {
+            out.append("LED \(led.role): " + (led.kind == "gpio" ? "GPIO \(led.chip ?? "")/\(led.name)" : "/sys/class/leds/\(led.name)")
+                + (led.colour.map { " (\($0))" } ?? ""))
+            if let role = LEDRole(rawValue: led.role) { specs.append(StatusLEDSpec(role: role, colour: led.colour.flatMap(LEDColour.init(rawValue:)))) }
+        }
+        if board.leds.isEmpty { out.append("LEDs: none (edgelog status still tells the state)") }
+        for warning in LEDPlan.warnings(specs) { out.append("warning: \(warning)") }
+        return out
+    }
+}

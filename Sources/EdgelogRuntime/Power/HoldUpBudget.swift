@@ -65,10 +65,12 @@ public final class HoldUpBudget: Sendable {
         self.holdUpNs = Int64(holdUpMs) * 1_000_000
         self.marginPct = marginPct
         self.capacity = capacity
+        // The fixed part at its slowest; the part per byte from the medians (the difference of two
+        // maxima is mostly the noise of one flush).
         let fixed = flushNs.max() ?? 0
         var perByte: Int64 = 0
-        if let slowest = segmentNs.max(), segmentBytes > 4096, slowest > fixed {
-            perByte = (slowest - fixed) * 1000 / Int64(segmentBytes - 4096)
+        if let segment = Self.median(segmentNs), let flush = Self.median(flushNs), segmentBytes > 4096, segment > flush {
+            perByte = (segment - flush) * 1000 / Int64(segmentBytes - 4096)
         }
         state = Mutex((fixed, perByte, nil))
         state.withLock { $0.plan = Self.makePlan(fixedNs: fixed, perBytePs: perByte, holdUpNs: holdUpNs, marginPct: marginPct,
@@ -76,6 +78,12 @@ public final class HoldUpBudget: Sendable {
     }
 
     public var plan: HoldUpPlan? { state.withLock { $0.plan } }
+
+    static func median(_ xs: [Int64]) -> Int64? {
+        guard !xs.isEmpty else { return nil }
+        let s = xs.sorted()
+        return s[s.count / 2]
+    }
 
     /// A commit of `bytes` data bytes took `ns`. Returns the new plan when the limit or the verdict
     /// changes (the caller applies it and records it), nil otherwise.

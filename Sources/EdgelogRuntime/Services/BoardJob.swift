@@ -85,10 +85,11 @@ public enum BoardJob {
     static func runJob(board: Board, options: BoardRunOptions, logger: Logger, statusBoard: StatusBoard,
                        socket: StatusSocketService) async throws(JobError) -> BoardRunSummary {
         var settings = settings(for: board, stateDir: options.stateDir)
-        PowerService.prepare(&settings, spec: PowerService.spec(for: board), budgeted: board.powerFail != nil)
+        let powerSpec = PowerService.spec(for: board, stateDir: options.stateDir)
+        PowerService.prepare(&settings, spec: powerSpec, budgeted: board.powerFail != nil)
         // First: SIGPWR's default action would end the process; one that comes while the store
         // opens is kept and acted on once the power path exists.
-        let sigpwr = PowerService.spec(for: board).sigpwr ? SignalPowerInput(statusFile: PowerService.spec(for: board).powerStatusFile) : nil
+        let sigpwr = powerSpec.sigpwr ? SignalPowerInput(statusFile: powerSpec.powerStatusFile) : nil
         guard settings.keyDir != nil || board.store.unsigned else {
             throw .input("the board names no key directory: set store.key_dir (make one with `edgelog keys generate --out DIR`) or store.unsigned: true")
         }
@@ -165,7 +166,7 @@ public enum BoardJob {
             statusBoard.set(.storageFault, active: true, detail: "the safe commit failed: \(error)")
         }
         powerEvents.ignored = { trigger, input in logger.info("power fail signal (\(trigger.rawValue) \(input)) while already holding: nothing more to commit") }
-        let power = PowerService(job: job, board: board, logger: logger, events: powerEvents, sigpwr: sigpwr)
+        let power = PowerService(job: job, board: board, stateDir: options.stateDir, logger: logger, events: powerEvents, sigpwr: sigpwr)
         if let loop = power.loop {
             statusBoard.set(.brownoutLoop, active: true, detail: "\(loop.resets) unexpected resets within \(loop.withinS) s (\(loop.measuredBy))")
         }

@@ -18,9 +18,12 @@ public final class PowerService: @unchecked Sendable {
     private let faults = Monitor()
     private var faultCounts: [String: UInt64] = [:]
 
-    /// The board's power_fail section, or SIGPWR alone with no budget when it has none.
-    public static func spec(for board: Board) -> PowerFailSpec {
-        board.powerFail ?? PowerFailSpec(holdUpMs: 0)
+    /// The board's power_fail section, or SIGPWR alone with no budget when it has none. A relative
+    /// power status file resolves against the state directory, like the store's paths.
+    public static func spec(for board: Board, stateDir: String) -> PowerFailSpec {
+        var spec = board.powerFail ?? PowerFailSpec(holdUpMs: 0)
+        if !spec.powerStatusFile.hasPrefix("/") { spec.powerStatusFile = stateDir + "/" + spec.powerStatusFile }
+        return spec
     }
 
     /// Settings the writer needs before it starts (commit cost samples, boot history).
@@ -31,8 +34,9 @@ public final class PowerService: @unchecked Sendable {
 
     /// `run --board`: the board's section (budget, inputs, loop rule); `sigpwr`, when given, is the
     /// SIGPWR input created at the start of the process.
-    public convenience init(job: WriterJob, board: Board, logger: Logger, events: PowerPath.Events, sigpwr: SignalPowerInput? = nil) {
-        self.init(job: job, spec: Self.spec(for: board), budgeted: board.powerFail != nil,
+    public convenience init(job: WriterJob, board: Board, stateDir: String, logger: Logger, events: PowerPath.Events,
+                            sigpwr: SignalPowerInput? = nil) {
+        self.init(job: job, spec: Self.spec(for: board, stateDir: stateDir), budgeted: board.powerFail != nil,
                   segmentBytes: Int(clamping: board.store.segmentSize), logger: logger, events: events, sigpwr: sigpwr)
     }
 
