@@ -67,8 +67,10 @@ public final class IngressEngine: @unchecked Sendable {
             let result = record.payload.withUnsafeBytes {
                 pipeline.append(source: record.source, type: record.type, payload: $0, time: record.time)
             }
-            // Frozen for a power failure: the pipeline counts the refusal; the reading never got a seq.
+            // Frozen for a power failure: the pipeline counts a refused reading (it never got a seq)
+            // and keeps evidence records for the resume.
             if case .frozen = result { continue }
+            if case .deferred = result { continue }
             if case .refused(let error) = result {
                 if case .recordTooLarge = error {
                     // One oversized reading (a misconfigured register count) does not stop the job;

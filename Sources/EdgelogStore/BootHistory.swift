@@ -1,7 +1,9 @@
 // The writer starts recorded in the newest segments, newest first: what the brownout-loop check
 // (docs/DESIGN.md section 12) counts. Only segments that check (structure, hash, chain back from
 // the head, and for a writer that signs its own key's signature) are read, so bytes someone wrote
-// onto the card cannot invent or hide a reset; the walk stops at the first that does not.
+// onto the card cannot edit the history; the walk stops at the first that does not. (Whether each
+// start found the store unclean came from the unsealed clean_flag: DESIGN.md section 12 says
+// what that leaves open.)
 
 import EdgelogCore
 

@@ -24,9 +24,12 @@ public final class CommitPipeline: @unchecked Sendable {
         /// Both buffers were full past the wait bound: the record is counted in a drop record.
         case dropped(seq: UInt64)
         case refused(StoreError)
-        /// Ingress is frozen for a power failure (or holding after it): the record was not taken
+        /// Ingress is frozen for a power failure (or holding after it): the reading was not taken
         /// and never got a seq; it is counted in `counters.refused` and in the window's records.
         case frozen
+        /// Frozen or holding, and the record is evidence (not a reading: a clock step, a source
+        /// fault, a queue's drop count): kept and numbered at the resume, before power_restored.
+        case deferred
     }
 
     /// Where the power-fail path stands (docs/DESIGN.md section 12).
@@ -37,6 +40,8 @@ public final class CommitPipeline: @unchecked Sendable {
         /// Everything before the freeze is committed and the store is marked clean: nothing more
         /// is written until `resume`.
         case holding
+        /// Power came back: the store is being marked open and the resume committed.
+        case resuming
     }
 
     /// What the safe-commit window did, in CLOCK_MONOTONIC nanoseconds.
@@ -81,6 +86,14 @@ public final class CommitPipeline: @unchecked Sendable {
     private var activeSince: Int64 = 0
     private var pendingTime: TimeStats?
     private var power = PowerState.running
+    /// The handed buffer's commit is durable (its acknowledgement may still be running).
+    private var handedDurable = false
+    private var handedRecords = 0
+    /// Evidence captured while frozen or holding, numbered and committed at the resume.
+    private var deferred: [DeferredRecord] = []
+    private var deferredEvidence: [(type: RecordType, json: EvidenceJSON)] = []
+    /// At most this many records wait for the resume; later ones are refused (counted).
+    public static let maxDeferred = 256
     private var fillLimit = Int.max
     /// Nanoseconds and bytes of the slowest commit so far (the hold-up budget's evidence).
     private var slowestCommit: (ns: Int64, bytes: Int) = (0, 0)
@@ -110,6 +123,10 @@ public final class CommitPipeline: @unchecked Sendable {
         defer { monitor.unlock() }
         if let failure { return .refused(failure) }
         if power != .running {
+            if type != .data && deferred.count < Self.maxDeferred {
+                deferred.append(DeferredRecord(source: source, type: type, payload: Array(payload), time: time))
+                return .deferred
+            }
             counters.refused += 1
             return .frozen
         }
@@ -170,7 +187,7 @@ public final class CommitPipeline: @unchecked Sendable {
         defer { monitor.unlock() }
         flushWaiters += 1
         monitor.broadcast()
-        while failure == nil && (!active.isEmpty || handed != nil || !drops.isEmpty || power == .frozen) { monitor.wait() }
+        while failure == nil && (!active.isEmpty || handed != nil || !drops.isEmpty || power == .frozen || power == .resuming) { monitor.wait() }
         flushWaiters -= 1
         if let failure { throw failure }
     }
@@ -180,7 +197,7 @@ public final class CommitPipeline: @unchecked Sendable {
         monitor.lock()
         closing = true
         monitor.broadcast()
-        while !stopped || power == .frozen { monitor.wait() }
+        while !stopped || power == .frozen || power == .resuming { monitor.wait() }
         if power == .holding {
             // The safe-commit window left the store clean with everything committed: nothing more
             // is written (power may be failing).
@@ -222,6 +239,12 @@ public final class CommitPipeline: @unchecked Sendable {
     /// Adds engine evidence (a power_budget record) to the next commit, after the records buffered.
     public func addEvidence(_ type: RecordType, _ json: EvidenceJSON) {
         monitor.lock()
+        // While frozen or holding another thread commits the active buffer: kept for the resume.
+        if power != .running {
+            deferredEvidence.append((type, json))
+            monitor.unlock()
+            return
+        }
         active.pendingEvidence.append((type, json))
         if active.isEmpty { activeSince = Monitor.monotonicNs() }
         monitor.broadcast()
@@ -252,10 +275,10 @@ public final class CommitPipeline: @unchecked Sendable {
     }
 
     /// The safe-commit window (docs/DESIGN.md section 12), on the caller's thread (the power-fail
-    /// thread), which never waits for a producer: ingress freezes at this instant (later appends
-    /// are refused and counted), the commit in flight completes, then what the active buffer holds
-    /// is committed with the store marked clean, the brownout counted (bo_event) and `record`
-    /// written as a brownout record after every record accepted before the freeze. Then the
+    /// thread), which never waits for a producer: ingress freezes at this instant (later readings
+    /// are refused and counted, later evidence kept for the resume), the commit in flight becomes
+    /// durable, then what the active buffer holds is committed with the store marked clean, the
+    /// brownout counted (bo_event) and `record` written as the segment's last record. Then the
     /// pipeline holds: nothing more is written until `resume`. `record` sees the window so far.
     /// Returns nil, doing nothing, unless the pipeline is running (a second edge during a window
     /// or a hold, a closing or failed writer).
@@ -269,9 +292,11 @@ public final class CommitPipeline: @unchecked Sendable {
         var window = PowerWindow(frozenNs: Monitor.monotonicNs(), inFlightDoneNs: nil, cleanNs: 0, committedRecords: 0, commits: 0)
         monitor.broadcast()
         KillPoint.reach("window.frozen")
-        if let inFlight = handed {
-            window.committedRecords += inFlight.recordCount
-            while handed != nil && failure == nil { monitor.wait() }
+        if handed != nil {
+            window.committedRecords += handedRecords
+            // Durable is enough: its acknowledgement (anchor file, an ack line) runs on the
+            // committer thread and is not waited for.
+            while handed != nil && !handedDurable && failure == nil { monitor.wait() }
             window.inFlightDoneNs = Monitor.monotonicNs()
             window.commits += 1
             KillPoint.reach("window.in_flight_done")
@@ -291,12 +316,14 @@ public final class CommitPipeline: @unchecked Sendable {
         window.committedRecords += builder.recordCount
         window.refusedTotal = counters.refused
         window.boEvent = store.metadata.boEvent &+ 1
-        builder.pendingEvidence.append((.brownout, record(window)))
-        sequencer.reserveEvidence(for: builder, count: 4 + builder.pendingDrops.count + builder.pendingEvidence.count)
+        builder.closingEvidence = (.brownout, record(window))
+        sequencer.reserveEvidence(for: builder, count: 5 + builder.pendingDrops.count + builder.pendingEvidence.count)
         store.noteBrownout()
         monitor.unlock()
         do {
-            window.commits += try commitHeld(builder, markClean: true)
+            let held = try commitHeld(builder, markClean: true)
+            window.commits += held.commits
+            window.cleanNs = held.durableNs
         } catch {
             monitor.lock()
             failure = error
@@ -307,32 +334,65 @@ public final class CommitPipeline: @unchecked Sendable {
         }
         KillPoint.reach("window.clean")
         monitor.lock()
-        window.cleanNs = Monitor.monotonicNs()
         power = .holding
         monitor.broadcast()
         monitor.unlock()
         return window
     }
 
-    /// Ends a hold when power has come back: commits `record` (a power_restored record) before any
-    /// record accepted after it, then accepts records again. False, doing nothing, unless holding.
+    /// Ends a hold when power has come back: marks the store open, commits the evidence kept
+    /// during the hold and `record` (a power_restored record) before any record accepted after
+    /// it, then accepts records again. False, doing nothing, unless holding.
     public func resume(record: EvidenceJSON) throws(StoreError) -> Bool {
         monitor.lock()
         guard power == .holding, failure == nil, !closing else {
             monitor.unlock()
             return false
         }
+        power = .resuming
+        var kept = deferred
+        deferred.removeAll()
+        var evidence = deferredEvidence
+        deferredEvidence.removeAll()
         let builder = active
-        builder.pendingEvidence.append((.powerRestored, record))
         builder.timeStats = pendingTime
-        sequencer.reserveEvidence(for: builder, count: 4 + builder.pendingEvidence.count)
         monitor.unlock()
         do {
+            // Open again before anything else is written, as `open` does: recovery gives up a torn
+            // tail only when the store was not clean (DESIGN.md section 12).
             try store.markOpen()
-            _ = try commitHeld(builder, markClean: false)
+            // The kept records, numbered now (after everything committed, before what follows),
+            // as many commits as they need; power_restored ends the last.
+            repeat {
+                monitor.lock()
+                while let next = kept.first {
+                    guard builder.fits(sourceLength: next.source.utf8.count, payloadLength: next.payload.count) || builder.isEmpty else { break }
+                    kept.removeFirst()
+                    guard let numbers = try? sequencer.next(for: next.source) else {
+                        counters.refused += 1
+                        continue
+                    }
+                    var source = next.source
+                    let taken = source.withUTF8 { s in
+                        next.payload.withUnsafeBytes {
+                            builder.append(type: next.type, source: UnsafeRawBufferPointer(s), seq: numbers.seq, mono: numbers.mono, time: next.time, payload: $0)
+                        }
+                    }
+                    if !taken { counters.refused += 1 }
+                }
+                if kept.isEmpty {
+                    builder.pendingEvidence += evidence
+                    builder.pendingEvidence.append((.powerRestored, record))
+                    evidence.removeAll()
+                }
+                sequencer.reserveEvidence(for: builder, count: 4 + builder.pendingEvidence.count)
+                monitor.unlock()
+                _ = try commitHeld(builder, markClean: false)
+            } while !kept.isEmpty
         } catch {
             monitor.lock()
             failure = error
+            power = .holding
             monitor.broadcast()
             monitor.unlock()
             throw error
@@ -344,31 +404,37 @@ public final class CommitPipeline: @unchecked Sendable {
         return true
     }
 
-    /// Commits `builder` (and any evidence the store still carries) while the committer is idle.
-    /// Returns the number of commits made.
-    private func commitHeld(_ builder: SegmentBuilder, markClean: Bool) throws(StoreError) -> Int {
+    /// Commits `builder` (and any evidence the store still carries, at most three more commits)
+    /// while the committer is idle. Returns the commits made and when the last became durable.
+    private func commitHeld(_ builder: SegmentBuilder, markClean: Bool) throws(StoreError) -> (commits: Int, durableNs: Int64) {
         var commits = 0
+        var durableNs = Monitor.monotonicNs()
+        var passes = 0
         repeat {
+            passes += 1
             let start = Monitor.monotonicNs()
             let bytes = builder.payloadLength
             let receipt = try store.commit(builder, markClean: markClean)
-            noteCommit(ns: Monitor.monotonicNs() - start, bytes: bytes)
+            durableNs = Monitor.monotonicNs()
+            let carried = store.hasCarriedEvidence
+            monitor.lock()
+            builder.reset()
+            if receipt != nil { counters.commits += 1 }
+            if carried { sequencer.reserveEvidence(for: builder, count: Layout.maxSources + 4) }
+            monitor.unlock()
             if var receipt {
                 commits += 1
                 receipt.inPowerWindow = true
                 onCommit(receipt)
             }
-            monitor.lock()
-            builder.reset()
-            counters.commits += receipt == nil ? 0 : 1
-            if store.hasCarriedEvidence { sequencer.reserveEvidence(for: builder, count: Layout.maxSources + 4) }
-            monitor.unlock()
-        } while store.hasCarriedEvidence
-        return commits
+            noteCommit(ns: durableNs - start, bytes: bytes)
+            if !carried { break }
+        } while passes < 4
+        return (commits, durableNs)
     }
 
     /// `observer(ns, bytes)` hears the duration and data bytes of every commit from now on (on the
-    /// committing thread, after the commit is durable).
+    /// committing thread, after the commit is durable and acknowledged).
     public func observeCommits(_ observer: @escaping @Sendable (Int64, Int) -> Void) {
         monitor.lock()
         commitObserver = observer
@@ -412,6 +478,8 @@ public final class CommitPipeline: @unchecked Sendable {
         drops.removeAll()
         dropping = false
         sequencer.reserveEvidence(for: full, count: 4 + full.pendingDrops.count + full.pendingEvidence.count)
+        handedRecords = full.recordCount
+        handedDurable = false
         handed = full
         active = next
         active.fillLimit = fillLimit
@@ -429,8 +497,21 @@ public final class CommitPipeline: @unchecked Sendable {
                 let start = Monitor.monotonicNs()
                 let bytes = buffer.payloadLength
                 do { receipt = try store.commit(buffer) } catch let e { error = e }
-                if error == nil { noteCommit(ns: Monitor.monotonicNs() - start, bytes: bytes) }
-                if let receipt { onCommit(receipt) }
+                let ns = Monitor.monotonicNs() - start
+                monitor.lock()
+                if error == nil {
+                    // A window waiting for this commit goes on now, not after the acknowledgement.
+                    handedDurable = true
+                    monitor.broadcast()
+                }
+                let frozen = power != .running
+                monitor.unlock()
+                if var receipt {
+                    // Committed while a window runs: its acknowledgement must not write the anchor.
+                    if frozen { receipt.inPowerWindow = true }
+                    onCommit(receipt)
+                }
+                if error == nil { noteCommit(ns: ns, bytes: bytes) }
                 monitor.lock()
                 if let error {
                     failure = error
@@ -443,6 +524,12 @@ public final class CommitPipeline: @unchecked Sendable {
                 monitor.broadcast()
                 continue
             }
+            // While not running another thread owns the active buffer: not even looked at.
+            if power != .running {
+                if closing { break }
+                monitor.wait()
+                continue
+            }
             let hasWork = !active.isEmpty || !drops.isEmpty || !active.pendingEvidence.isEmpty
             let aged = hasWork && Monitor.monotonicNs() - activeSince >= options.maxAgeNs
             if power == .running && hasWork && (closing || flushWaiters > 0 || aged) {
@@ -450,7 +537,7 @@ public final class CommitPipeline: @unchecked Sendable {
                 continue
             }
             if closing { break }
-            if !hasWork || power != .running {
+            if !hasWork {
                 monitor.wait()
             } else {
                 monitor.wait(ns: activeSince + options.maxAgeNs - Monitor.monotonicNs())
@@ -460,4 +547,12 @@ public final class CommitPipeline: @unchecked Sendable {
         monitor.broadcast()
         monitor.unlock()
     }
+}
+
+/// A record captured while frozen or holding, kept for the resume.
+struct DeferredRecord {
+    var source: String
+    var type: RecordType
+    var payload: [UInt8]
+    var time: CaptureTime
 }

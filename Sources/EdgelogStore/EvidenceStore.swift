@@ -15,6 +15,8 @@ public struct CommitReceipt: Sendable, Equatable {
     public var segmentID: UInt64
     public var slot: Int
     public var recordCount: Int
+    /// records_total after this commit (data records over the life of the store).
+    public var recordsTotal: UInt64 = 0
     /// mono_ctr of the segment's last record.
     public var lastMono: UInt64 = 0
     public var sources: [SourceRange]
@@ -41,8 +43,13 @@ public final class EvidenceStore {
     private var engineSeq: UInt64
     /// Drop notes that did not fit in the segment of their commit; written by the next one.
     private var carriedDrops: [DropNote] = []
-    /// Engine evidence (brownout, resume) that did not fit its segment; written by the next one.
+    /// Engine evidence (resume, budget) that did not fit its segment; written by the next one.
     private var carriedEvidence: [(type: RecordType, json: EvidenceJSON)] = []
+    /// A closing record (brownout) that did not fit: the next commit ends with it.
+    private var carriedClosing: (type: RecordType, json: EvidenceJSON)?
+    /// Evidence records that could not fit even an empty segment (never with the engine's own
+    /// records; a bound, not a path): counted, not carried forever.
+    public private(set) var oversizedEvidence = 0
     /// Set when writes kept failing: nothing more is acknowledged.
     public private(set) var failure: StoreError?
     /// Write and flush errors met (each also remapped a slot or was retried).
@@ -262,7 +269,7 @@ public final class EvidenceStore {
     }
 
     /// True while drop notes wait for room in a segment; close() must not end before they are written.
-    public var hasCarriedEvidence: Bool { !carriedDrops.isEmpty || !carriedEvidence.isEmpty }
+    public var hasCarriedEvidence: Bool { !carriedDrops.isEmpty || !carriedEvidence.isEmpty || carriedClosing != nil }
 
     /// The starts recorded in the newest segments this writer can show are its own (BootHistory).
     public func recentBoots(maxSegments: Int, maxBoots: Int) -> [BootEntry] {
@@ -370,9 +377,17 @@ public final class EvidenceStore {
         evidence += builder.pendingEvidence
         builder.pendingEvidence.removeAll()
         for item in evidence where !appendEvidence(item.type, item.json, mono: evidenceMono(builder), time: time, to: builder) {
-            carriedEvidence.append(item)
+            if builder.isEmpty { oversizedEvidence += 1 } else { carriedEvidence.append(item) }
         }
-        guard !builder.isEmpty else { return nil }
+        // The closing record goes last, after any gap record the reclaim below adds.
+        var closing = carriedClosing ?? builder.closingEvidence
+        if carriedClosing != nil, let mine = builder.closingEvidence {
+            // An older closing record still waits: this one follows it in the next commit.
+            carriedEvidence.append(mine)
+        }
+        carriedClosing = nil
+        builder.closingEvidence = nil
+        guard !builder.isEmpty || closing != nil else { return nil }
 
         var attempts = 0
         var lastError: DeviceError?
@@ -396,6 +411,18 @@ public final class EvidenceStore {
                 // The old tail is given up even if this attempt fails: the write may have damaged it.
                 metadata.tailSlot = next.tailSlot
                 metadata.tailSegmentID = next.tailSegmentID
+            }
+            if let record = closing {
+                if appendEvidence(record.type, record.json, mono: evidenceMono(builder), time: time, to: builder) {
+                    closing = nil
+                } else if builder.isEmpty {
+                    oversizedEvidence += 1
+                    closing = nil
+                    return nil
+                } else {
+                    carriedClosing = record
+                    closing = nil
+                }
             }
             if !next.ringIsEmpty && slot <= next.headSlot { next.wrapCount &+= 1 }
             let segmentID = next.headSegmentID + 1
@@ -425,7 +452,10 @@ public final class EvidenceStore {
             next.lostTotal &+= UInt64(builder.lostRecords)
             for source in builder.sourceLastSeq { next.noteSeq(source: source.name, seq: source.last) }
             if let stats = builder.timeStats { next.time = stats }
-            next.clean = markClean
+            // Clean only when this commit leaves nothing behind: a commit still to come (carried
+            // evidence) must find the store not clean, or recovery would take a cut of it for a
+            // torn segment after a clean close.
+            next.clean = markClean && carriedDrops.isEmpty && carriedEvidence.isEmpty && carriedClosing == nil
             next.generation = metadata.generation + 1
             // The seal signs the state this metadata write carries (FORMAT.md 3.5), so it is sealed
             // after everything above and before the two fields that come from the seal itself.
@@ -475,7 +505,7 @@ public final class EvidenceStore {
                          signature: Array(image[(sealAt + Statement.size)..<(sealAt + Statement.size + Int(statement.sigLen))]))
             }
             return CommitReceipt(
-                commitID: next.commitID, segmentID: segmentID, slot: slot, recordCount: builder.recordCount, lastMono: builder.lastMono,
+                commitID: next.commitID, segmentID: segmentID, slot: slot, recordCount: builder.recordCount, recordsTotal: next.recordsTotal, lastMono: builder.lastMono,
                 sources: builder.sourceLastSeq.map { .init(name: $0.name, firstSeq: $0.first, lastSeq: $0.last, count: $0.count) },
                 seal: sealView)
         }

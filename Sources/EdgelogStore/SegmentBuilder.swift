@@ -37,8 +37,11 @@ public final class SegmentBuilder: @unchecked Sendable {
     public var evidenceMonoLimit: UInt64 = 0
     /// Drops noted by the producer, written as drop records by the commit of this buffer.
     public var pendingDrops: [DropNote] = []
-    /// Engine evidence the commit of this buffer writes after its records (a brownout, a resume).
+    /// Engine evidence the commit of this buffer writes after its records (a resume, a budget).
     public var pendingEvidence: [(type: RecordType, json: EvidenceJSON)] = []
+    /// Engine evidence that must be the segment's last record (the window's brownout record): it is
+    /// written after every other record, gap records of a reclaimed tail included.
+    public var closingEvidence: (type: RecordType, json: EvidenceJSON)?
     /// Payload bytes data records may fill before the buffer counts as full: below the capacity
     /// when the hold-up budget cannot cover writing a whole segment (docs/DESIGN.md, power fail).
     /// A record alone in an empty buffer is always taken if it fits the capacity.
@@ -230,6 +233,7 @@ public final class SegmentBuilder: @unchecked Sendable {
         evidenceMonoLimit = 0
         pendingDrops.removeAll(keepingCapacity: true)
         pendingEvidence.removeAll()
+        closingEvidence = nil
         notedLostSegment = 0
         timeStats = nil
         sourceLastSeq.removeAll(keepingCapacity: true)

@@ -46,6 +46,8 @@ struct RecordedRun {
     var submitted: [RecordKey: [UInt8]]
     var marks: [(ops: Int, generation: UInt64, acked: [(RecordKey, UInt64)])]
     var ringFullSeen: Bool
+    var brownouts = 0
+    var brownoutsCarried = 0
 
     func expectation(at cut: Int) -> CrashExpectation {
         var acked: [RecordKey: UInt64] = [:]
@@ -96,7 +98,7 @@ enum CrashHarness {
         CrashWorkload(name: "signed", sectorSize: 512, segmentSize: 4096, slots: 8, policy: .overwriteOldest,
                       records: 300 * scale, payloadSizes: 20...200, commitEvery: 1...6, signed: true),
         CrashWorkload(name: "power-windows", sectorSize: 512, segmentSize: 4096, slots: 12, policy: .overwriteOldest,
-                      records: 300 * scale, payloadSizes: 20...200, commitEvery: 1...6, signed: true, powerWindows: true),
+                      records: 300 * scale, payloadSizes: 100...700, commitEvery: 2...8, signed: true, powerWindows: true),
     ]
     static let seeds: [UInt64] = [1, 2, 3]
 
@@ -112,6 +114,8 @@ enum CrashHarness {
         let (store, _) = try EvidenceStore.open(device: device, policy: w.policy, identity: identity(w), clock: CrashOracle.fixedClock)
         if w.powerWindows { try CrashHarness.measureCost(store) }
         let driver = StoreDriver(store: store, clock: ManualClock())
+        // Brownout records that often do not fit beside a full buffer: the window's extra commit.
+        driver.brownoutPadding = 900
         var run = RecordedRun(device: device, submitted: [:], marks: [], ringFullSeen: false)
         var pending: [RecordKey] = []
         driver.afterCommit = { receipt in
@@ -148,6 +152,8 @@ enum CrashHarness {
             run.ringFullSeen = true
         }
         run.submitted = driver.submitted
+        run.brownouts = driver.brownouts
+        run.brownoutsCarried = driver.brownoutsCarried
         return run
     }
 
@@ -194,6 +200,11 @@ struct CrashEnumerationTests {
             }
         }
         print("crash states checked: \(states) (workload \(w.name), run seed \(seed), \(run.device.log.count) operations, \(run.marks.count) commits; \(verified) also through the verifier)")
+        if w.powerWindows {
+            // The path under test: brownout records that needed a commit of their own.
+            print("power-windows: \(run.brownouts) brownout commits, \(run.brownoutsCarried) with the record carried to a commit of its own")
+            #expect(run.brownoutsCarried > 0, "no brownout record was carried: the workload does not reach that path")
+        }
         let failureCount = failures.count
         #expect(failureCount == 0, "\(failures.count) failing crash states; first: \(failures.prefix(5).joined(separator: " | ")); replay with EDGELOG_CRASH_REPLAY=\"workload cut variant run-seed\"")
     }

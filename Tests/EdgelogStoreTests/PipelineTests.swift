@@ -52,7 +52,7 @@ struct PipelineTests {
             case .accepted(let seq): accepted[source, default: []].append(seq)
             case .dropped: dropped += 1
             case .refused(let error): Issue.record("refused: \(error)")
-            case .frozen: Issue.record("frozen without a power failure")
+            case .frozen, .deferred: Issue.record("frozen without a power failure")
             }
         }
         try pipeline.close()

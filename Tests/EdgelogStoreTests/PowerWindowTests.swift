@@ -218,4 +218,113 @@ struct PowerWindowTests {
         #expect(counts.dropLast().allSatisfy { $0 <= 13 }, "\(counts)")
         try pipeline.close()
     }
+
+    /// A brownout record the size of a real one (about 400 bytes).
+    func bigBrownout(_ w: CommitPipeline.PowerWindow) -> EvidenceJSON {
+        var j = brownout(w)
+        j.add("input", text: String(repeating: "i", count: 300))
+        return j
+    }
+
+    @Test("a brownout record that does not fit beside the buffer goes in one more commit, and only that one marks the store clean")
+    func brownoutCarried() throws {
+        let memory = MemoryBlockDevice(image: try formattedImage(slots: 16, segment: 8192))
+        let device = GatedBlockDevice(wrapping: memory)
+        let (store, _) = try EvidenceStore.open(device: device, clock: CrashOracle.fixedClock)
+        let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000, blockNs: 5_000_000_000)) { _ in }
+        // Fill the active buffer to its data limit: its evidence room (512 bytes) cannot also hold
+        // a pending budget record and a 400-byte brownout record.
+        var budget = EvidenceJSON()
+        budget.add("note", text: String(repeating: "b", count: 200))
+        pipeline.addEvidence(.powerBudget, budget)
+        var accepted = 0
+        while accepted < 45, case .accepted = append(pipeline, accepted) { accepted += 1 }
+        // The first of the window's two commits must not say clean: hold it after its metadata write.
+        device.arm(.afterWrite(2))
+        let window = Outcome<CommitPipeline.PowerWindow?>()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            window.set(try? pipeline.powerFail(record: self.bigBrownout))
+            done.signal()
+        }
+        #expect(device.waitHeld(timeoutMs: 5000))
+        let during = try EvidenceStore.analyze(device: memory)
+        #expect(!during.state.clean, "the first commit of the window said clean while the brownout record was still to come")
+        device.release()
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        let w = try #require(window.get ?? nil)
+        #expect(w.commits == 2)
+        try pipeline.close()
+        let out = try WindowOutcome(memory)
+        #expect(out.clean)
+        #expect(out.types.last == .brownout)
+        #expect(out.dataSeqs == Array(1...UInt64(accepted)))
+    }
+
+    @Test("a full ring under overwrite-oldest: the gap record of the reclaimed tail comes before the brownout record")
+    func brownoutAfterGap() throws {
+        let memory = MemoryBlockDevice(image: try formattedImage(slots: 5, segment: 4096))
+        let (store, _) = try EvidenceStore.open(device: memory, policy: .overwriteOldest, clock: CrashOracle.fixedClock)
+        let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000, blockNs: 5_000_000_000)) { _ in }
+        for n in 0..<120 { _ = append(pipeline, n) }
+        try pipeline.flush()
+        for n in 120..<125 { _ = append(pipeline, n) }
+        #expect(try pipeline.powerFail(record: bigBrownout) != nil)
+        try pipeline.close()
+        let out = try WindowOutcome(memory)
+        #expect(out.clean)
+        #expect(out.types.last == .brownout, "\(out.types.suffix(4))")
+        #expect(out.types.contains(.gap))
+    }
+
+    @Test("evidence captured during the hold (a time record) is kept and committed at the resume, before power_restored")
+    func evidenceDuringHold() throws {
+        let memory = MemoryBlockDevice(image: try formattedImage(slots: 16, segment: 8192))
+        let (store, _) = try EvidenceStore.open(device: memory, clock: CrashOracle.fixedClock)
+        let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000, blockNs: 5_000_000_000)) { _ in }
+        _ = append(pipeline, 0)
+        #expect(try pipeline.powerFail(record: brownout) != nil)
+        let step = Array("{\"direction\":\"forward\"}".utf8)
+        let kept = step.withUnsafeBytes { pipeline.append(source: "edgelog.time", type: .clockStep, payload: $0, time: CrashOracle.fixedClock()) }
+        #expect(kept == .deferred)
+        #expect(append(pipeline, 1) == .frozen)
+        #expect(try pipeline.resume(record: EvidenceJSON()))
+        try pipeline.close()
+        let out = try WindowOutcome(memory)
+        let steps = out.types.indices.filter { out.types[$0] == .clockStep }
+        let restored = try #require(out.types.firstIndex(of: .powerRestored))
+        let brownout = try #require(out.types.firstIndex(of: .brownout))
+        #expect(steps.count == 1)
+        #expect(steps.allSatisfy { $0 > brownout && $0 < restored })
+    }
+
+    @Test("close during a resume waits for it: the store ends clean")
+    func closeDuringResume() throws {
+        let memory = MemoryBlockDevice(image: try formattedImage(slots: 16, segment: 8192))
+        let device = GatedBlockDevice(wrapping: memory)
+        let (store, _) = try EvidenceStore.open(device: device, clock: CrashOracle.fixedClock)
+        let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000, blockNs: 5_000_000_000)) { _ in }
+        _ = append(pipeline, 0)
+        #expect(try pipeline.powerFail(record: brownout) != nil)
+        // The resume's markOpen is write 1, its commit writes 2 and 3: hold it before its flush.
+        device.arm(.beforeFlush(2))
+        let resumed = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            _ = try? pipeline.resume(record: EvidenceJSON())
+            resumed.signal()
+        }
+        #expect(device.waitHeld(timeoutMs: 5000))
+        let closed = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            try? pipeline.close()
+            closed.signal()
+        }
+        #expect(closed.wait(timeout: .now() + 0.3) == .timedOut, "close returned while the resume was writing")
+        device.release()
+        #expect(resumed.wait(timeout: .now() + 10) == .success)
+        #expect(closed.wait(timeout: .now() + 10) == .success)
+        let out = try WindowOutcome(memory)
+        #expect(out.clean)
+        #expect(out.types.last == .powerRestored)
+    }
 }

@@ -48,19 +48,28 @@ public struct PowerFailSpec: Sendable, Equatable {
     /// start-up check of a board without a power-fail section.
     public init(holdUpMs: Int) { self.holdUpMs = holdUpMs }
 
+    /// Names go into brownout records: bounded, so a record always fits a segment.
+    static let maxName = 128
+
+    static func name(_ f: inout YAMLFields, _ key: String) throws(BoardError) -> String {
+        let v = try f.requiredString(key)
+        guard v.utf8.count <= maxName else { throw f.fail(key, "at most \(maxName) bytes") }
+        return v
+    }
+
     static func parse(_ p: inout YAMLFields) throws(BoardError) -> PowerFailSpec {
         var spec = PowerFailSpec(holdUpMs: Int(try p.requiredInteger("hold_up_ms", in: 1...600_000)))
         if let v = try p.integer("margin_pct", in: 0...1000) { spec.marginPct = Int(v) }
         if let v = try p.integer("resume_after_ms", in: 0...3_600_000) { spec.resumeAfterMs = Int(v) }
         if var g = try p.mapping("gpio") {
             let active = try g.choice("active", ["low", "high"]) ?? "low"
-            spec.gpio = GPIOLine(chip: try g.requiredString("chip"), line: try g.requiredString("line"), activeHigh: active == "high",
+            spec.gpio = GPIOLine(chip: try name(&g, "chip"), line: try name(&g, "line"), activeHigh: active == "high",
                                  debounceMs: Int(try g.integer("debounce_ms", in: 0...1000) ?? 0))
             try g.rejectUnknown(known: ["chip", "line", "active", "debounce_ms"])
         }
         if var k = try p.mapping("input_key") {
-            let name = try k.choice("key", Array(keyCodes.keys).sorted()) ?? "KEY_POWER"
-            spec.inputKey = InputKey(device: try k.requiredString("device"), code: keyCodes[name] ?? 116, keyName: name)
+            let key = try k.choice("key", Array(keyCodes.keys).sorted()) ?? "KEY_POWER"
+            spec.inputKey = InputKey(device: try name(&k, "device"), code: keyCodes[key] ?? 116, keyName: key)
             try k.rejectUnknown(known: ["device", "key"])
         }
         if let v = try p.bool("sigpwr") { spec.sigpwr = v }

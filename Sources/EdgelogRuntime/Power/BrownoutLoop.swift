@@ -38,8 +38,12 @@ public struct BrownoutLoop: Sendable, Equatable {
         var oldest: Int64 = 0
         for entry in previous {
             // Time from this entry's start to now: its own session and every later one, at least.
-            let span = entry.lastBootNs - entry.bootNs
-            spans = spans.addingReportingOverflow(max(span, 0)).partialValue
+            // Numbers from the card: checked, saturating (a forged chain in an unsigned store
+            // must not trap the writer at every start).
+            let span = entry.lastBootNs.subtractingReportingOverflow(entry.bootNs)
+            let add = span.overflow ? Int64.max : max(span.partialValue, 0)
+            let sum = spans.addingReportingOverflow(add)
+            spans = sum.overflow ? Int64.max : sum.partialValue
             let wallGap = nowWallNs.subtractingReportingOverflow(entry.wallNs)
             byWall = byWall && entry.wallTrusted && !wallGap.overflow && wallGap.partialValue >= spans
             let distance = byWall ? wallGap.partialValue : spans

@@ -32,11 +32,16 @@ public struct HoldUpPlan: Sendable, Equatable {
     public var worstWindowNs: Int64
     /// "start" (measured before logging) or "commit" (a commit took longer than the model).
     public var reason: String
+    /// "segment_writes": the cost per byte was measured; "metadata_writes": only the fixed cost
+    /// was (no free slot to write a whole segment into: a full ring), the rest is learned from
+    /// the commits and the verdict may still fall.
+    public var basis = "segment_writes"
 
     public var json: EvidenceJSON {
         var j = EvidenceJSON()
         j.add("reason", .word(reason))
         j.add("verdict", .word(verdict.rawValue))
+        j.add("basis", .word(basis))
         j.add("hold_up_ms", UInt64(holdUpNs / 1_000_000))
         j.add("margin_pct", UInt64(marginPct))
         j.add("worst_window_us", UInt64(max(worstWindowNs, 0) / 1000))
@@ -58,6 +63,9 @@ public final class HoldUpBudget: Sendable {
     private let marginPct: Int
     private let capacity: Int
     private let state: Mutex<(fixedNs: Int64, perBytePs: Int64, plan: HoldUpPlan?)>
+    /// Whether the per-byte cost has been measured (whole segments written at start, or a large
+    /// commit observed).
+    private let perByteMeasured: Mutex<Bool>
 
     /// `flushNs`: metadata write + flush samples; `segmentNs`: whole-segment write + flush samples
     /// of `segmentBytes` (may be empty: then the per-byte cost is learned from commits).
@@ -73,8 +81,13 @@ public final class HoldUpBudget: Sendable {
             perByte = (segment - flush) * 1000 / Int64(segmentBytes - 4096)
         }
         state = Mutex((fixed, perByte, nil))
-        state.withLock { $0.plan = Self.makePlan(fixedNs: fixed, perBytePs: perByte, holdUpNs: holdUpNs, marginPct: marginPct,
-                                             capacity: capacity, reason: "start") }
+        let measured = !segmentNs.isEmpty
+        perByteMeasured = Mutex(measured)
+        state.withLock {
+            var plan = Self.makePlan(fixedNs: fixed, perBytePs: perByte, holdUpNs: holdUpNs, marginPct: marginPct, capacity: capacity, reason: "start")
+            plan.basis = measured ? "segment_writes" : "metadata_writes"
+            $0.plan = plan
+        }
     }
 
     public var plan: HoldUpPlan? { state.withLock { $0.plan } }
@@ -95,9 +108,11 @@ public final class HoldUpBudget: Sendable {
                 s.fixedNs = max(s.fixedNs, ns - s.perBytePs * Int64(bytes + Self.overhead) / 1000)
             } else {
                 s.perBytePs = max(s.perBytePs, (ns - s.fixedNs) * 1000 / Int64(bytes + Self.overhead))
+                perByteMeasured.withLock { $0 = true }
             }
-            let next = Self.makePlan(fixedNs: s.fixedNs, perBytePs: s.perBytePs, holdUpNs: holdUpNs, marginPct: marginPct,
-                                 capacity: capacity, reason: "commit")
+            var next = Self.makePlan(fixedNs: s.fixedNs, perBytePs: s.perBytePs, holdUpNs: holdUpNs, marginPct: marginPct,
+                                     capacity: capacity, reason: "commit")
+            next.basis = perByteMeasured.withLock { $0 } ? "segment_writes" : "metadata_writes"
             let old = s.plan
             s.plan = next
             // Recorded only when it matters: a new verdict or a limit at least a tenth lower.

@@ -97,7 +97,8 @@ public final class GPIOPowerInput: PowerInput, @unchecked Sendable {
                         }
                         path.failing(trigger: .gpio, input: label, detectedNs: Int64(clamping: edge.timestampNs))
                     } else {
-                        path.good()
+                        let level = LevelReader(input: input, activeHigh: activeHigh)
+                        path.good { level.inactive() }
                     }
                 } catch {
                     fault(label, error)
@@ -115,6 +116,18 @@ public final class GPIOPowerInput: PowerInput, @unchecked Sendable {
     }
 
     public func stop() { thread.stop() }
+}
+
+/// Reads a line's level for the resume check (on the resume queue, while the input's own thread
+/// waits for edges: a libgpiod line may be read from two threads).
+final class LevelReader: @unchecked Sendable {
+    let input: GPIOInput
+    let activeHigh: Bool
+    init(input: GPIOInput, activeHigh: Bool) {
+        self.input = input
+        self.activeHigh = activeHigh
+    }
+    func inactive() -> Bool { (try? input.value()).map { $0 != activeHigh } ?? false }
 }
 
 /// An input-event key (KEY_POWER from an ACPI power button or gpio-shutdown): a press is a failure.
@@ -178,7 +191,8 @@ public final class SignalPowerInput: PowerInput, @unchecked Sendable {
             return
         }
         if ok {
-            path.good()
+            let file = statusFile
+            path.good { Self.powerOK(file) }
         } else {
             path.failing(trigger: .sigpwr, input: "SIGPWR", detectedNs: nil)
         }
@@ -194,8 +208,10 @@ public final class SignalPowerInput: PowerInput, @unchecked Sendable {
         }
     }
 
+    /// The first byte of the status file is "O". A FIFO, a device or anything but a regular file
+    /// is not read (it could block the signal's queue or never end).
     static func powerOK(_ file: String) -> Bool {
-        guard let bytes = try? LocalFile.read(file, limit: 64).bytes else { return false }
+        guard let bytes = LocalFile.readRegularPrefix(file, count: 1) else { return false }
         return bytes.first == UInt8(ascii: "O")
     }
 

@@ -53,6 +53,10 @@ public final class PowerPath: @unchecked Sendable {
     private var last: PowerWindowReport?
     private var allReports: [PowerWindowReport] = []
     private var ignoredSignals: UInt64 = 0
+    /// Set by `stop`: no resume starts after it (the job is closing).
+    private var stopped = false
+    /// Asked again just before a resume: is power still good (the line's level, the status file)?
+    private var stillGood: (@Sendable () -> Bool)?
     private let resumeQueue = DispatchQueue(label: "edgelog.power.resume")
 
     public init(pipeline: CommitPipeline, spec: PowerFailSpec, budget: HoldUpBudget?, events: Events) {
@@ -91,13 +95,14 @@ public final class PowerPath: @unchecked Sendable {
         let readNs = Monitor.monotonicNs()
         stateLock.lock()
         goodSince = nil
+        stillGood = nil
         generation &+= 1
         stateLock.unlock()
         // A kernel time more than 5 s away from the clock is not on CLOCK_MONOTONIC (an old kernel
         // stamping GPIO events with the wall clock): the read time is the honest one.
         var detected = readNs
         var detectedBy = "read"
-        if let stamp = detectedNs, stamp <= readNs, readNs - stamp < 5_000_000_000 {
+        if let stamp = detectedNs, stamp >= 0, stamp <= readNs, readNs - stamp < 5_000_000_000 {
             detected = stamp
             detectedBy = "kernel"
         }
@@ -146,11 +151,20 @@ public final class PowerPath: @unchecked Sendable {
         return report
     }
 
-    /// Power is good again: resume once it has stayed good for resume_after_ms with no new failure.
-    public func good() {
+    /// No resume after this returns (one under way finishes first): the job is closing.
+    public func stop() {
+        pathLock.lock()
+        stopped = true
+        pathLock.unlock()
+    }
+
+    /// Power is good again: resume once it has stayed good for resume_after_ms with no new failure
+    /// and `check` (the input's own reading: the line's level, the status file) still says so.
+    public func good(check: (@Sendable () -> Bool)? = nil) {
         stateLock.lock()
         if goodSince == nil { goodSince = Monitor.monotonicNs() }
         generation &+= 1
+        stillGood = check
         let mine = generation
         stateLock.unlock()
         let delay = spec.resumeAfterMs
@@ -164,10 +178,11 @@ public final class PowerPath: @unchecked Sendable {
         defer { pathLock.unlock() }
         stateLock.lock()
         let still = generation == mine && goodSince != nil
+        let check = stillGood
         let window = last
         let refusedBefore = refusedAtFreeze
         stateLock.unlock()
-        guard still, pipeline.powerState == .holding else { return }
+        guard still, !stopped, pipeline.powerState == .holding, check?() ?? true else { return }
         let now = Monitor.monotonicNs()
         var j = EvidenceJSON()
         if let window {

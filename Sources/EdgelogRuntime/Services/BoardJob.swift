@@ -3,6 +3,7 @@
 // SIGTERM: the ingress service (sources -> queue -> pipeline, then a clean close) and the status
 // service (a live line on a terminal, structured log lines otherwise).
 
+import Dispatch
 import EdgelogCore
 import EdgelogHAL
 import EdgelogIngress
@@ -105,20 +106,17 @@ public enum BoardJob {
         do { try built.claimSerialPorts() } catch { throw .hardware("\(error)") }
 
         let status = JobStatus()
-        let committed = CommittedStore()
         let ack = options.onCommit
         let job = try WriterJob(settings: settings, say: { logger.notice("\($0)") }) { receipt in
             status.committed(receipt.commitID)
             ack?(receipt)
-            // On the thread that just committed: the only one using the store now.
-            if let meta = committed.store?.metadata {
-                statusBoard.update {
-                    $0.store?.headSegmentID = meta.headSegmentID
-                    $0.store?.recordsTotal = meta.recordsTotal
-                }
+            // From the receipt only: a window's commit and the one before it may be acknowledged
+            // on two threads at once, and the store belongs to the thread that commits.
+            statusBoard.update {
+                $0.store?.headSegmentID = receipt.segmentID
+                $0.store?.recordsTotal = receipt.recordsTotal
             }
         }
-        committed.store = job.store
         let queue = IngressQueue(timebase: job.timebase)
         let engine = IngressEngine(pipeline: job.pipeline, queue: queue, onFailure: { error in
             logger.error("the store stopped accepting records: \(error)")
@@ -129,7 +127,7 @@ public enum BoardJob {
         engine.scheduler.onEvent = { source, event, detail in
             logger.log(level: event == .sourceRecovered ? .notice : .warning, "\(event.name): \(detail)", metadata: ["source": "\(source)"])
         }
-        let meta = job.store.metadata
+        let meta = job.openedState
         statusBoard.update {
             $0.boEvent = meta.boEvent
             $0.unexpRst = meta.unexpRst
@@ -169,6 +167,10 @@ public enum BoardJob {
         let power = PowerService(job: job, board: board, stateDir: options.stateDir, logger: logger, events: powerEvents, sigpwr: sigpwr)
         if let loop = power.loop {
             statusBoard.set(.brownoutLoop, active: true, detail: "\(loop.resets) unexpected resets within \(loop.withinS) s (\(loop.measuredBy))")
+            // Shown until this run has lasted the loop's window without a reset.
+            DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(loop.withinS)) {
+                statusBoard.set(.brownoutLoop, active: false)
+            }
         }
         if let plan = power.budget?.plan {
             statusBoard.update {
@@ -204,25 +206,6 @@ final class JobStatus: Sendable {
     private let state = Mutex<(commitID: UInt64, atNs: Int64)>((0, 0))
     func committed(_ id: UInt64) { state.withLock { $0 = (id, Monitor.monotonicNs()) } }
     var lastCommit: (commitID: UInt64, atNs: Int64) { state.withLock { $0 } }
-}
-
-/// The job's store, for the status facts its commits update (set once, before the first commit
-/// can be handed to the committer).
-final class CommittedStore: @unchecked Sendable {
-    private let monitor = Monitor()
-    private var value: EvidenceStore?
-    var store: EvidenceStore? {
-        get {
-            monitor.lock()
-            defer { monitor.unlock() }
-            return value
-        }
-        set {
-            monitor.lock()
-            value = newValue
-            monitor.unlock()
-        }
-    }
 }
 
 /// Set once by the ingress service when the job fails.

@@ -97,8 +97,11 @@ public final class PowerService: @unchecked Sendable {
         }
     }
 
+    /// Stops the inputs, then the path: no window or resume starts after this returns (one under
+    /// way finishes first).
     public func stop() {
         for input in inputs { input.stop() }
+        path.stop()
     }
 
     /// Input faults by input label.

@@ -54,7 +54,7 @@ extension WriterJob {
                     case .refused(.recordTooLarge(let size, let capacity)):
                         summary.rejected += 1
                         say("line \(lineNumber): rejected: record of \(size) bytes exceeds the segment's \(capacity)")
-                    case .frozen:
+                    case .frozen, .deferred:
                         // Ingress is frozen for a power failure: counted by the pipeline and in the
                         // window's records; the line is not taken.
                         summary.rejected += 1

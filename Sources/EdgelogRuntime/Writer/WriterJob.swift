@@ -67,6 +67,9 @@ public final class WriterJob: @unchecked Sendable {
     public private(set) var previousBoots: [BootEntry] = []
     /// The capture time of this start's boot record.
     public private(set) var startTime: CaptureTime?
+    /// The metadata as opened (after recovery), read before the committer thread exists: the
+    /// store itself belongs to the committing thread from then on.
+    public private(set) var openedState: Metadata
     let target: FileBlockDevice
     let say: @Sendable (String) -> Void
     /// Set by the first refusal of the store: nothing is appended after it.
@@ -107,6 +110,7 @@ public final class WriterJob: @unchecked Sendable {
         // Said once per start, never per record: the boot record has rtc_offset_ns null.
         if timebase.stats.rtcState == .absent { say("note: no RTC on this system (/sys/class/rtc/rtc0): rtc_offset is not recorded") }
         session.writeAnchor(after: nil, device: target, force: true)
+        openedState = store.metadata
         // Before the committer thread exists: the store is single-threaded.
         if settings.bootHistory > 0 { previousBoots = store.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory) }
         if settings.commitCostSamples > 0 {

@@ -60,9 +60,11 @@ public final class WriterSession: @unchecked Sendable {
 
     /// Mirrors the signed head to the anchor file: always when `force`, else at most once per interval.
     public func writeAnchor(after receipt: CommitReceipt?, device: BlockDevice?, force: Bool) {
-        if let seal = receipt?.seal { lastSeal = seal }
-        // A safe-commit window writes nothing but its commits: the anchor catches up later.
+        // A safe-commit window writes nothing but its commits, and its acknowledgement may run
+        // beside the committer's: nothing here is touched (the anchor catches up later, from an
+        // older head, which the anchor check accepts).
         if receipt?.inPowerWindow == true { return }
+        if let seal = receipt?.seal { lastSeal = seal }
         guard let anchor else { return }
         let now = SystemClock.now().bootNs
         guard force || now - lastAnchorWrite >= anchorIntervalNs else { return }
