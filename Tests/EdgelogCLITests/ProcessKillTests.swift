@@ -156,7 +156,7 @@ struct ProcessKillPowerTests {
             // handler exists (SIGPWR's default action ends the process: an unclean stop too).
             usleep(UInt32.random(in: 0...120_000, using: &rng))
             kill(process.processIdentifier, SIGPWR)
-            if let point {
+            if point != nil {
                 // The process kills itself at the point; a point it never reaches (no commit in
                 // flight at the freeze) ends with a SIGKILL after the window.
                 let deadline = Date().addingTimeInterval(1)
