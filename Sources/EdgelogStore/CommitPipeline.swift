@@ -325,12 +325,7 @@ public final class CommitPipeline: @unchecked Sendable {
             window.commits += held.commits
             window.cleanNs = held.durableNs
         } catch {
-            monitor.lock()
-            failure = error
-            power = .holding
-            monitor.broadcast()
-            monitor.unlock()
-            throw error
+            throw failHeld(error)
         }
         KillPoint.reach("window.clean")
         monitor.lock()
@@ -390,18 +385,24 @@ public final class CommitPipeline: @unchecked Sendable {
                 _ = try commitHeld(builder, markClean: false)
             } while !kept.isEmpty
         } catch {
-            monitor.lock()
-            failure = error
-            power = .holding
-            monitor.broadcast()
-            monitor.unlock()
-            throw error
+            throw failHeld(error)
         }
         monitor.lock()
         power = .running
         monitor.broadcast()
         monitor.unlock()
         return true
+    }
+
+    /// The store refused a window's or a resume's commit: the writer stops, holding (nothing more
+    /// is written; close reports the failure).
+    private func failHeld(_ error: StoreError) -> StoreError {
+        monitor.lock()
+        failure = error
+        power = .holding
+        monitor.broadcast()
+        monitor.unlock()
+        return error
     }
 
     /// Commits `builder` (and any evidence the store still carries, at most three more commits)
