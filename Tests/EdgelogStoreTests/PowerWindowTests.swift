@@ -238,7 +238,8 @@ struct PowerWindowTests {
         budget.add("note", text: String(repeating: "b", count: 200))
         pipeline.addEvidence(.powerBudget, budget)
         var accepted = 0
-        while accepted < 45, case .accepted = append(pipeline, accepted) { accepted += 1 }
+        // 42 records of 169 bytes fill the 7120-byte data limit without a hand-off (a 43rd would start one).
+        while accepted < 42, case .accepted = append(pipeline, accepted) { accepted += 1 }
         // The first of the window's two commits must not say clean: hold it after its metadata write.
         device.arm(.afterWrite(2))
         let window = Outcome<CommitPipeline.PowerWindow?>()
@@ -253,6 +254,7 @@ struct PowerWindowTests {
         device.release()
         #expect(done.wait(timeout: .now() + 10) == .success)
         let w = try #require(window.get ?? nil)
+        #expect(w.inFlightDoneNs == nil, "no commit was in flight: both commits are the window's own")
         #expect(w.commits == 2)
         try pipeline.close()
         let out = try WindowOutcome(memory)
