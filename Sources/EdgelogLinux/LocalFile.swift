@@ -117,14 +117,11 @@ public enum LocalFile {
     /// The first `count` bytes (at most 4096) of a regular file, opened without blocking; nil for a
     /// missing file, a FIFO, a device, a directory, or a read error.
     public static func readRegularPrefix(_ path: String, count: Int) -> [UInt8]? {
-        let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { Glibc.close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard case .success(let fd) = Sys.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) else { return nil }
+        defer { Sys.close(fd) }
+        guard case .success(let info) = Sys.fstat(fd), (info.st_mode & S_IFMT) == S_IFREG else { return nil }
         var buffer = [UInt8](repeating: 0, count: min(max(count, 0), 4096))
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        guard n >= 0 else { return nil }
+        guard case .success(let n) = buffer.withUnsafeMutableBytes({ Sys.read(fd, $0) }) else { return nil }
         return Array(buffer.prefix(n))
     }
 

@@ -95,8 +95,6 @@ public final class CommitPipeline: @unchecked Sendable {
     /// At most this many records wait for the resume; later ones are refused (counted).
     public static let maxDeferred = 256
     private var fillLimit = Int.max
-    /// Nanoseconds and bytes of the slowest commit so far (the hold-up budget's evidence).
-    private var slowestCommit: (ns: Int64, bytes: Int) = (0, 0)
     private var commitObserver: (@Sendable (Int64, Int) -> Void)?
     public private(set) var counters = Counters()
 
@@ -255,13 +253,6 @@ public final class CommitPipeline: @unchecked Sendable {
         monitor.lock()
         defer { monitor.unlock() }
         return power
-    }
-
-    /// Duration and size of the slowest commit so far.
-    public var slowestCommitObserved: (ns: Int64, bytes: Int) {
-        monitor.lock()
-        defer { monitor.unlock() }
-        return slowestCommit
     }
 
     /// Caps the payload bytes a buffer gathers before it is committed (the hold-up budget's
@@ -444,7 +435,6 @@ public final class CommitPipeline: @unchecked Sendable {
 
     private func noteCommit(ns: Int64, bytes: Int) {
         monitor.lock()
-        if ns > slowestCommit.ns { slowestCommit = (ns, bytes) }
         let observer = commitObserver
         monitor.unlock()
         observer?(ns, bytes)

@@ -42,13 +42,13 @@ public struct HoldUpPlan: Sendable, Equatable {
         j.add("reason", .word(reason))
         j.add("verdict", .word(verdict.rawValue))
         j.add("basis", .word(basis))
-        j.add("hold_up_ms", UInt64(holdUpNs / 1_000_000))
-        j.add("margin_pct", UInt64(marginPct))
+        j.add("hold_up_ms", UInt64(clamping: holdUpNs / 1_000_000))
+        j.add("margin_pct", UInt64(clamping: marginPct))
         j.add("worst_window_us", UInt64(max(worstWindowNs, 0) / 1000))
         j.add("commit_fixed_us", UInt64(max(fixedNs, 0) / 1000))
         j.add("write_ns_per_kib", UInt64(max(perBytePs, 0) * 1024 / 1000))
-        j.add("fill_limit_bytes", UInt64(fillLimit))
-        j.add("capacity_bytes", UInt64(capacity))
+        j.add("fill_limit_bytes", UInt64(clamping: fillLimit))
+        j.add("capacity_bytes", UInt64(clamping: capacity))
         return j
     }
 }
@@ -70,8 +70,10 @@ public final class HoldUpBudget: Sendable {
     /// `flushNs`: metadata write + flush samples; `segmentNs`: whole-segment write + flush samples
     /// of `segmentBytes` (may be empty: then the per-byte cost is learned from commits).
     public init(holdUpMs: Int, marginPct: Int, capacity: Int, segmentBytes: Int, flushNs: [Int64], segmentNs: [Int64]) {
-        self.holdUpNs = Int64(holdUpMs) * 1_000_000
-        self.marginPct = marginPct
+        // Checked: the parser bounds them, but a caller of this public type may not have.
+        let ns = Int64(clamping: holdUpMs).multipliedReportingOverflow(by: 1_000_000)
+        self.holdUpNs = ns.overflow ? Int64.max : max(ns.partialValue, 0)
+        self.marginPct = min(max(marginPct, 0), 1000)
         self.capacity = capacity
         // The fixed part at its slowest; the part per byte from the medians (the difference of two
         // maxima is mostly the noise of one flush).
@@ -84,7 +86,8 @@ public final class HoldUpBudget: Sendable {
         let measured = !segmentNs.isEmpty
         perByteMeasured = Mutex(measured)
         state.withLock {
-            var plan = Self.makePlan(fixedNs: fixed, perBytePs: perByte, holdUpNs: holdUpNs, marginPct: marginPct, capacity: capacity, reason: "start")
+            var plan = Self.makePlan(fixedNs: fixed, perBytePs: perByte, holdUpNs: self.holdUpNs, marginPct: self.marginPct, capacity: capacity,
+                                     reason: "start")
             plan.basis = measured ? "segment_writes" : "metadata_writes"
             $0.plan = plan
         }
@@ -128,7 +131,9 @@ public final class HoldUpBudget: Sendable {
     /// The plan for these costs (tests call it with chosen numbers).
     public static func makePlan(fixedNs: Int64, perBytePs: Int64, holdUpNs: Int64, marginPct: Int, capacity: Int, reason: String) -> HoldUpPlan {
         // The window times (1 + margin) must fit: the window may use holdUp * 100 / (100 + margin).
-        let allowed = holdUpNs * 100 / Int64(100 + marginPct)
+        let margin = Int64(min(max(marginPct, 0), 1000))
+        let scaled = holdUpNs.multipliedReportingOverflow(by: 100)
+        let allowed = (scaled.overflow ? Int64.max : scaled.partialValue) / (100 + margin)
         var fill = capacity
         var verdict = HoldUpPlan.Verdict.fits
         if window(fixedNs: fixedNs, perBytePs: perBytePs, fill: capacity) > allowed {

@@ -52,7 +52,6 @@ public final class PowerPath: @unchecked Sendable {
     private var refusedAtFreeze: UInt64 = 0
     private var last: PowerWindowReport?
     private var allReports: [PowerWindowReport] = []
-    private var ignoredSignals: UInt64 = 0
     /// Set by `stop`: no resume starts after it (the job is closing).
     private var stopped = false
     /// Asked again just before a resume: is power still good (the line's level, the status file)?
@@ -73,18 +72,6 @@ public final class PowerPath: @unchecked Sendable {
         stateLock.lock()
         defer { stateLock.unlock() }
         return allReports
-    }
-
-    public var lastWindow: PowerWindowReport? {
-        stateLock.lock()
-        defer { stateLock.unlock() }
-        return last
-    }
-
-    public var ignoredCount: UInt64 {
-        stateLock.lock()
-        defer { stateLock.unlock() }
-        return ignoredSignals
     }
 
     /// Power is failing: run the window now, on this thread. `detectedNs` is the input's own
@@ -125,7 +112,7 @@ public final class PowerPath: @unchecked Sendable {
                 j.add("buffered_records", UInt64(max(w.committedRecords, 0)))
                 j.add("refused", w.refusedTotal &- refusedBefore)
                 j.add("bo_event", UInt64(w.boEvent))
-                j.add("hold_up_ms", UInt64(holdUpMs))
+                j.add("hold_up_ms", UInt64(clamping: holdUpMs))
                 j.add("budget_verdict", .word(plan?.verdict.rawValue ?? "unmeasured"))
                 return j
             }
@@ -134,9 +121,6 @@ public final class PowerPath: @unchecked Sendable {
             return nil
         }
         guard let window else {
-            stateLock.lock()
-            ignoredSignals &+= 1
-            stateLock.unlock()
             events.ignored(trigger, input)
             return nil
         }
@@ -192,7 +176,7 @@ public final class PowerPath: @unchecked Sendable {
             j.add("window_us", int: max(window.edgeToCleanNs, 0) / 1000)
             j.add("held_ms", int: max(now - window.window.cleanNs, 0) / 1_000_000)
         }
-        j.add("stable_ms", UInt64(spec.resumeAfterMs))
+        j.add("stable_ms", UInt64(clamping: spec.resumeAfterMs))
         j.add("refused", pipeline.refusedCount &- refusedBefore)
         do {
             if try pipeline.resume(record: j) { events.resumed(window.map { now - $0.window.cleanNs } ?? 0) }

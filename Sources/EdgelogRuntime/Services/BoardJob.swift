@@ -164,7 +164,8 @@ public enum BoardJob {
             statusBoard.set(.storageFault, active: true, detail: "the safe commit failed: \(error)")
         }
         powerEvents.ignored = { trigger, input in logger.info("power fail signal (\(trigger.rawValue) \(input)) while already holding: nothing more to commit") }
-        let power = PowerService(job: job, board: board, stateDir: options.stateDir, logger: logger, events: powerEvents, sigpwr: sigpwr)
+        let power = PowerService(job: job, spec: powerSpec, budgeted: board.powerFail != nil, segmentBytes: Int(clamping: board.store.segmentSize),
+                                 logger: logger, events: powerEvents, sigpwr: sigpwr)
         if let loop = power.loop {
             statusBoard.set(.brownoutLoop, active: true, detail: "\(loop.resets) unexpected resets within \(loop.withinS) s (\(loop.measuredBy))")
             // Shown until this run has lasted the loop's window without a reset.

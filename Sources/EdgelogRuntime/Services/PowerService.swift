@@ -32,14 +32,6 @@ public final class PowerService: @unchecked Sendable {
         settings.bootHistory = spec.loopResets * 2
     }
 
-    /// `run --board`: the board's section (budget, inputs, loop rule); `sigpwr`, when given, is the
-    /// SIGPWR input created at the start of the process.
-    public convenience init(job: WriterJob, board: Board, stateDir: String, logger: Logger, events: PowerPath.Events,
-                            sigpwr: SignalPowerInput? = nil) {
-        self.init(job: job, spec: Self.spec(for: board, stateDir: stateDir), budgeted: board.powerFail != nil,
-                  segmentBytes: Int(clamping: board.store.segmentSize), logger: logger, events: events, sigpwr: sigpwr)
-    }
-
     /// Any writer: the budget only when `budgeted` (the board declares hold_up_ms).
     public init(job: WriterJob, spec: PowerFailSpec, budgeted: Bool, segmentBytes: Int, logger: Logger, events: PowerPath.Events,
                 sigpwr: SignalPowerInput? = nil) {

@@ -48,7 +48,8 @@ public struct WriterSettings: Sendable {
     public var time: TimebaseConfig = WriterJob.defaultTimeConfig()
     /// Samples of the commit cost to take before logging starts (the hold-up budget); 0: none.
     public var commitCostSamples = 0
-    /// Starts to read back from the newest segments (the brownout-loop check); 0: none.
+    /// Starts to read back from the newest segments after an unclean stop (the brownout-loop
+    /// check); 0: none.
     public var bootHistory = 0
 
     public init(device: String) { self.device = device }
@@ -112,7 +113,10 @@ public final class WriterJob: @unchecked Sendable {
         session.writeAnchor(after: nil, device: target, force: true)
         openedState = store.metadata
         // Before the committer thread exists: the store is single-threaded.
-        if settings.bootHistory > 0 { previousBoots = store.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory) }
+        // Only an unclean start can be part of a brownout loop: a clean one reads nothing.
+        if settings.bootHistory > 0 && analysis.uncleanShutdown {
+            previousBoots = store.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory)
+        }
         if settings.commitCostSamples > 0 {
             do { commitCost = try store.measureCommitCost(samples: settings.commitCostSamples, clock: Monitor.monotonicNs) } catch {
                 throw .store(error)
