@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CI2C", providers: [.apt(["libi2c-dev"])]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // Format 6 deflates each frame's records (raw deflate reads back in any language).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Kernel macros Swift cannot import (ioctl request numbers, O_DIRECT).
         .target(name: "CLinuxShims"),
 
@@ -33,7 +35,7 @@ let package = Package(
         .target(name: "EdgelogCore", dependencies: ["CEdgelogCRC"]),
         // Format, ring, buffers, commit, recovery. Talks to BlockDevice only.
         // The seal's SHA-256 is part of every commit and of recovery's adoption check.
-        .target(name: "EdgelogStore", dependencies: ["EdgelogCore", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "EdgelogStore", dependencies: ["EdgelogCore", "CZlib", .product(name: "Crypto", package: "swift-crypto")]),
         // Time path: capture times with their quality, clock steps, sync state, RTC offset.
         .target(name: "EdgelogTimebase", dependencies: ["EdgelogCore", "EdgelogStore"]),
         // Trust path: keys and signers, the verifier, signed heads and the anchor file.
@@ -68,7 +70,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "edgelog-bench",
-            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux", "CSQLite"]
+            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux", "EdgelogTestKit", "CSQLite"]
         ),
 
         // Fuzz targets for every decoder of untrusted bytes (make fuzz). Built normally it replays

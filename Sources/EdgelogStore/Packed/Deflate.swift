@@ -1,0 +1,119 @@
+// Raw deflate (RFC 1951) of a frame's record block with the previous frame's block as preset
+// dictionary (docs/FORMAT.md appendix A.4), through the system zlib. Inflating is bounded by the
+// length the frame states and must end exactly at the last stored byte: stored bytes are hostile.
+
+import CZlib
+
+/// Why stored bytes do not inflate to the frame's record block.
+public enum InflateProblem: Error, Equatable, CustomStringConvertible, Sendable {
+    /// zlib rejected the stream (its message).
+    case corrupt(String)
+    /// The stream would produce more than the frame's block_len.
+    case tooLong(limit: Int)
+    /// The stream ended before block_len bytes.
+    case tooShort(got: Int, want: Int)
+    /// The stored bytes go on after the deflate stream's final block.
+    case trailingBytes(Int)
+    /// The stream is not complete at the last stored byte.
+    case unterminated
+    /// zlib could not start (memory).
+    case zlib(Int32)
+
+    public var description: String {
+        switch self {
+        case .corrupt(let m): "deflate stream corrupt (\(m))"
+        case .tooLong(let n): "deflate stream inflates past the stated \(n) bytes"
+        case .tooShort(let got, let want): "deflate stream inflates to \(got) bytes, the frame states \(want)"
+        case .trailingBytes(let n): "\(n) bytes after the end of the deflate stream"
+        case .unterminated: "deflate stream ends before its final block"
+        case .zlib(let code): "zlib error \(code)"
+        }
+    }
+}
+
+public enum Deflate {
+    /// Compression level: 6 is zlib's default; the bench measures what 9 would add.
+    public static let defaultLevel: Int32 = 6
+    /// Window bits for a raw stream (no zlib header), 32 KiB window.
+    static let rawWindowBits: Int32 = -15
+
+    /// Compresses `block` as one raw deflate stream with `dictionary` preset; nil when zlib fails
+    /// (memory), in which case the writer stores the block as it is.
+    public static func compress(_ block: [UInt8], dictionary: [UInt8], level: Int32 = defaultLevel) -> [UInt8]? {
+        var s = z_stream()
+        guard deflateInit2_(&s, level, Z_DEFLATED, rawWindowBits, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            return nil
+        }
+        defer { deflateEnd(&s) }
+        if !dictionary.isEmpty {
+            // zlib uses the last 32 KiB; passing only those keeps the call cheap.
+            let tail = dictionary.suffix(32 * 1024)
+            let ok = tail.withUnsafeBufferPointer { d in
+                deflateSetDictionary(&s, d.baseAddress, UInt32(d.count)) == Z_OK
+            }
+            guard ok else { return nil }
+        }
+        let bound = Int(deflateBound(&s, UInt(block.count)))
+        var out = [UInt8](repeating: 0, count: bound)
+        var input = block
+        let produced: Int? = input.withUnsafeMutableBufferPointer { inp in
+            out.withUnsafeMutableBufferPointer { o in
+                s.next_in = inp.baseAddress
+                s.avail_in = UInt32(inp.count)
+                s.next_out = o.baseAddress
+                s.avail_out = UInt32(o.count)
+                guard deflate(&s, Z_FINISH) == Z_STREAM_END else { return nil }
+                return o.count - Int(s.avail_out)
+            }
+        }
+        guard let produced else { return nil }
+        out.removeSubrange(produced...)
+        return out
+    }
+
+    /// Inflates `stored` with `dictionary` preset to exactly `length` bytes.
+    public static func inflate(_ stored: UnsafeRawBufferPointer, dictionary: [UInt8], length: Int) throws(InflateProblem) -> [UInt8] {
+        var s = z_stream()
+        let initCode = inflateInit2_(&s, rawWindowBits, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        guard initCode == Z_OK else { throw .zlib(initCode) }
+        defer { inflateEnd(&s) }
+        if !dictionary.isEmpty {
+            let tail = dictionary.suffix(32 * 1024)
+            let code = tail.withUnsafeBufferPointer { d in inflateSetDictionary(&s, d.baseAddress, UInt32(d.count)) }
+            guard code == Z_OK else { throw .zlib(code) }
+        }
+        // One byte more than stated, so that a stream that goes on is caught rather than cut.
+        var out = [UInt8](repeating: 0, count: length + 1)
+        var result: Result<Int, InflateProblem> = .success(0)
+        out.withUnsafeMutableBufferPointer { o in
+            s.next_in = UnsafeMutablePointer(mutating: stored.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            s.avail_in = UInt32(clamping: stored.count)
+            s.next_out = o.baseAddress
+            s.avail_out = UInt32(o.count)
+            let code = CZlib.inflate(&s, Z_FINISH)
+            let produced = o.count - Int(s.avail_out)
+            switch code {
+            case Z_STREAM_END:
+                if produced > length { result = .failure(.tooLong(limit: length)) }
+                else if produced < length { result = .failure(.tooShort(got: produced, want: length)) }
+                else if s.avail_in != 0 { result = .failure(.trailingBytes(Int(s.avail_in))) }
+                else { result = .success(produced) }
+            case Z_BUF_ERROR, Z_OK:
+                // Out of room (more than stated) or out of input (not terminated).
+                result = .failure(s.avail_out == 0 ? .tooLong(limit: length) : .unterminated)
+            case Z_NEED_DICT:
+                result = .failure(.corrupt("asks for a dictionary"))
+            default:
+                let msg = s.msg.map { String(cString: $0) } ?? "code \(code)"
+                result = .failure(.corrupt(msg))
+            }
+        }
+        switch result {
+        case .success(let n):
+            out.removeSubrange(n...)
+            return out
+        case .failure(let p):
+            throw p
+        }
+    }
+}
