@@ -7,6 +7,7 @@ that it can catch disagreements between the spec and the engine.
 Usage:
     edgelog_decode.py STORE_PATH [--format jsonl|csv] [--since-commit N]
                       [--wall raw|corrected] [--inspect]
+    edgelog_decode.py --frames FILE        (test only: format 6 frames)
 
 Default output is what FORMAT.md section 7 says `edgelog export` prints, for
 the committed records of section 5.  `--inspect` prints the chosen metadata
@@ -81,6 +82,19 @@ interpreted here: a gap record's lost_records, first_mono and last_mono may
 be null (section 4: the writer states counts only of segments it can show
 are its own), and that is printed like any other printable payload.
 
+Test only: `edgelog_decode.py --frames FILE` decodes a container of
+consecutive frames of one format 6 segment (FORMAT.md appendix A, the
+record block and its deflate encoding; no store holds it yet).  FILE is
+ASCII `EDGEFRM1`, then frames back to back, each u8 encoding, 3 reserved
+zero bytes, u32 record_count, u32 block_len, u32 stored_len, then
+stored_len stored bytes.  It prints one JSON line per record,
+{"frame":I,"type":T,"source":"S","seq":N,"mono_ctr":N,"wall_ns":N,
+"boot_ns":N,"time_flags":N,"boot_seq":N,"maxerror_us":N,"esterror_us":N,
+"last_sync_ns":N,"payload_hex":"HEX"} (raw numbers, i64 fields signed),
+and exits 0; at the first frame that is not valid (or a malformed
+container) it prints {"frame":I,"error":"..."} instead of that frame's
+records and exits 1.  A FILE that cannot be read exits 2.
+
 Exit codes:
     0  success
     2  not a store / no valid metadata slot (also argparse usage errors);
@@ -119,6 +133,7 @@ import os
 import re
 import struct
 import sys
+import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -217,6 +232,7 @@ EXIT_OK = 0
 EXIT_NOT_A_STORE = 2
 EXIT_BAD_SEGMENT = 3
 EXIT_NEWER_FORMAT = 5
+EXIT_FRAME_FAILED = 1   # --frames only: a frame (or the container) is not valid
 
 
 # ---------------------------------------------------------------------------
@@ -1629,6 +1645,363 @@ def inspect(result: ScanResult) -> dict:
 
 
 # ---------------------------------------------------------------------------
+# Format 6, in progress: the record block (FORMAT.md appendix A)
+#
+# No store holds it yet; these functions decode one segment's frames (their
+# record blocks and the deflate encoding) so that the writer can be checked
+# against the text.  Only `--frames FILE` (a test-vector container, not a
+# store format) reaches them from the command line.
+# ---------------------------------------------------------------------------
+
+U16_MAX = 0xFFFF
+U32_MAX = 0xFFFFFFFF
+U64_MAX = 2**64 - 1
+VARINT_MAX_BYTES = 10
+BLOCK_SOURCES_MAX = 1024          # A.2: at most 1024 sources in a segment
+HEAD_HAS_TYPE = 1 << 0            # A.3 head bits
+HEAD_NEW_SOURCE = 1 << 1
+HEAD_HAS_TIME_QUALITY = 1 << 2
+HEAD_RESERVED = 0xF8              # bits 3 to 7: 0, else the block is invalid
+ENCODING_STORED = 0               # A.4
+ENCODING_DEFLATE = 1
+FRAMES_MAGIC = b"EDGEFRM1"        # --frames test-vector container
+_FRAME_HEADER = struct.Struct("<B3sIII")
+
+
+class BlockError(Exception):
+    """A record block or a frame's stored bytes failed validation (appendix A).
+
+    `record` is the index of the record in the block (0 for the first),
+    `offset` the byte offset in the block of the field that failed; either
+    is None where it does not apply (a frame that does not inflate has no
+    block yet).
+    """
+
+    def __init__(self, reason: str, record: int | None = None, offset: int | None = None):
+        where = []
+        if record is not None:
+            where.append(f"record {record}")
+        if offset is not None:
+            where.append(f"block offset {offset}")
+        super().__init__(f"{reason} ({', '.join(where)})" if where else reason)
+        self.reason = reason
+        self.record = record
+        self.offset = offset
+
+
+def read_varint(data: bytes | bytearray | memoryview, pos: int,
+                limit: int = U64_MAX) -> tuple[int, int]:
+    """Read the varint (A.1) at `data[pos:]`; return (value, position after it).
+
+    Unsigned LEB128, at most 10 bytes, the 10th 0 or 1, the shortest
+    encoding only (a last byte of 0 only as the sole byte); `limit` is the
+    largest value the field holds (u16, u32: A.1's last sentence).  Raises
+    BlockError(offset=pos) otherwise; the caller adds the record index.
+    """
+    value = 0
+    for i in range(VARINT_MAX_BYTES):
+        if pos + i >= len(data):
+            raise BlockError("varint runs past the end of the block", offset=pos)
+        byte = data[pos + i]
+        if i == VARINT_MAX_BYTES - 1 and byte > 1:
+            raise BlockError(f"varint's 10th byte is {byte:#04x} (only 0 or 1)", offset=pos)
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if byte == 0 and i > 0:
+                raise BlockError("varint not in its shortest encoding", offset=pos)
+            if value > limit:
+                raise BlockError(f"varint {value} does not fit its field (max {limit})",
+                                 offset=pos)
+            return value, pos + i + 1
+    raise BlockError("varint longer than 10 bytes", offset=pos)
+
+
+def zigzag_decode(u: int) -> int:
+    """A.1: the i64 `d = (u >> 1) xor -(u and 1)` of a u64 zigzag value."""
+    return (u >> 1) ^ -(u & 1)
+
+
+def apply_zigzag_delta(base: int, u: int) -> int:
+    """A.1: `v = (b + d) mod 2^64` as a u64, for the zigzag value `u`
+    against base `b` (either signedness: only b mod 2^64 matters)."""
+    return (base + zigzag_decode(u)) % 2**64
+
+
+@dataclass
+class BlockContext:
+    """The decoding context of A.2, carried from frame to frame of a segment.
+
+    i64 fields (prev_wall, prev_boot, last_sync_ns) hold signed values;
+    the zigzag arithmetic is mod 2^64 so that makes no difference.
+    """
+    sources: list[bytes] = field(default_factory=list)
+    last_seq: list[int] = field(default_factory=list)
+    prev_mono: int = 0
+    prev_wall: int = 0
+    prev_boot: int = 0
+    time_flags: int = 0
+    boot_seq: int = 0
+    maxerror_us: int = NO_SAMPLE_US
+    esterror_us: int = NO_SAMPLE_US
+    last_sync_ns: int = 0
+
+    def copy(self) -> BlockContext:
+        return dataclasses.replace(self, sources=list(self.sources),
+                                   last_seq=list(self.last_seq))
+
+
+@dataclass
+class BlockRecord:
+    """One record decoded from a record block: the fields of section 3.2."""
+    type: int
+    source: bytes
+    seq: int
+    mono_ctr: int
+    wall_ns: int            # i64
+    boot_ns: int            # i64
+    time_flags: int
+    boot_seq: int
+    maxerror_us: int        # raw u32 (0xFFFFFFFF: no sample)
+    esterror_us: int        # raw u32
+    last_sync_ns: int       # i64 (0: none known)
+    payload: bytes
+
+
+def _decode_block_record(block: bytes, pos: int, index: int,
+                         ctx: BlockContext) -> tuple[BlockRecord, int]:
+    """Decode record `index` at `block[pos:]` against `ctx`, moving `ctx` on
+    (the caller hands a copy).  Returns the record and the position after it."""
+
+    def varint(limit: int = U64_MAX) -> int:
+        nonlocal pos
+        try:
+            value, pos = read_varint(block, pos, limit)
+        except BlockError as exc:
+            raise BlockError(exc.reason, index, exc.offset) from None
+        return value
+
+    if pos >= len(block):
+        raise BlockError("block ends before the record's head", index, pos)
+    head = block[pos]
+    if head & HEAD_RESERVED:
+        raise BlockError(f"head {head:#04x} has reserved bits 3..7 set", index, pos)
+    pos += 1
+
+    rtype = varint(U16_MAX) if head & HEAD_HAS_TYPE else 1
+
+    if head & HEAD_NEW_SOURCE:
+        if pos >= len(block):
+            raise BlockError("block ends before the source's name_len", index, pos)
+        name_len = block[pos]
+        if not 1 <= name_len <= SOURCE_NAME_MAX:
+            raise BlockError(f"source name_len {name_len} (1..{SOURCE_NAME_MAX})", index, pos)
+        if pos + 1 + name_len > len(block):
+            raise BlockError("source name runs past the end of the block", index, pos)
+        name = bytes(block[pos + 1:pos + 1 + name_len])
+        if not is_valid_source(name):
+            raise BlockError(f"invalid source name {name!r}", index, pos + 1)
+        if name in ctx.sources:
+            raise BlockError(f"source {name.decode()!r} already defined as index "
+                             f"{ctx.sources.index(name)}", index, pos + 1)
+        if len(ctx.sources) >= BLOCK_SOURCES_MAX:
+            raise BlockError(f"more than {BLOCK_SOURCES_MAX} sources in the segment", index, pos)
+        ctx.sources.append(name)
+        ctx.last_seq.append(0)
+        src = len(ctx.sources) - 1
+        pos += 1 + name_len
+    else:
+        at = pos
+        src = varint()
+        if src >= len(ctx.sources):
+            raise BlockError(f"source index {src} not below {len(ctx.sources)} "
+                             f"sources defined", index, at)
+
+    at = pos
+    seq = apply_zigzag_delta(ctx.last_seq[src], varint())
+    if seq >= ID_LIMIT:
+        raise BlockError(f"seq {seq} is 2^62 or more", index, at)
+
+    at = pos
+    mono = ctx.prev_mono + 1 + varint()
+    if mono > U64_MAX:
+        raise BlockError(f"mono_ctr {ctx.prev_mono} + 1 + delta passes 2^64-1", index, at)
+    if mono >= ID_LIMIT:
+        raise BlockError(f"mono_ctr {mono} is 2^62 or more", index, at)
+
+    wall = wrap_i64(apply_zigzag_delta(ctx.prev_wall, varint()))
+    # A.3: boot_ns against prev_boot moved by as much as wall_ns moved.
+    boot = wrap_i64(apply_zigzag_delta(ctx.prev_boot + wall - ctx.prev_wall, varint()))
+
+    if head & HEAD_HAS_TIME_QUALITY:
+        time_flags = varint(U16_MAX)
+        boot_seq = varint(U16_MAX)
+        maxerror = varint(U32_MAX)
+        esterror = varint(U32_MAX)
+        last_sync = wrap_i64(apply_zigzag_delta(ctx.last_sync_ns, varint()))
+    else:
+        time_flags, boot_seq = ctx.time_flags, ctx.boot_seq
+        maxerror, esterror, last_sync = ctx.maxerror_us, ctx.esterror_us, ctx.last_sync_ns
+
+    at = pos
+    payload_len = varint()
+    if payload_len > len(block) - pos:
+        raise BlockError(f"payload_len {payload_len} runs past the end of the block "
+                         f"({len(block) - pos} bytes left)", index, at)
+    payload = bytes(block[pos:pos + payload_len])
+    pos += payload_len
+
+    ctx.last_seq[src] = seq
+    ctx.prev_mono, ctx.prev_wall, ctx.prev_boot = mono, wall, boot
+    ctx.time_flags, ctx.boot_seq = time_flags, boot_seq
+    ctx.maxerror_us, ctx.esterror_us, ctx.last_sync_ns = maxerror, esterror, last_sync
+    return BlockRecord(type=rtype, source=ctx.sources[src], seq=seq, mono_ctr=mono,
+                       wall_ns=wall, boot_ns=boot, time_flags=time_flags, boot_seq=boot_seq,
+                       maxerror_us=maxerror, esterror_us=esterror, last_sync_ns=last_sync,
+                       payload=payload), pos
+
+
+def decode_record_block(block: bytes | bytearray | memoryview, record_count: int,
+                        ctx: BlockContext) -> list[BlockRecord]:
+    """Decode a frame's record block (A.3) against the segment's context.
+
+    Valid when exactly `record_count` records decode from exactly the
+    block's bytes.  `ctx` moves on only when the whole block is valid: on a
+    BlockError it is left as it was.
+    """
+    block = bytes(block)
+    work = ctx.copy()
+    records = []
+    pos = 0
+    for index in range(record_count):
+        if pos == len(block):
+            raise BlockError(f"block ends after {index} records, record_count is "
+                             f"{record_count}", index, pos)
+        rec, pos = _decode_block_record(block, pos, index, work)
+        records.append(rec)
+    if pos != len(block):
+        raise BlockError(f"{len(block) - pos} bytes after the last of {record_count} "
+                         f"records", None, pos)
+    for f in dataclasses.fields(BlockContext):
+        setattr(ctx, f.name, getattr(work, f.name))
+    return records
+
+
+def inflate_frame(encoding: int, stored: bytes | bytearray | memoryview, block_len: int,
+                  dictionary: bytes = b"") -> bytes:
+    """The record block of a frame from its stored bytes (A.4).
+
+    encoding 0 (stored): the stored bytes are the block, `block_len` of them.
+    encoding 1 (deflate): one raw deflate stream, `dictionary` (the previous
+    frame's record block of the segment, empty for the first) set before the
+    first byte, inflating to exactly `block_len` bytes, complete, with
+    nothing after it; inflating stops at the first byte beyond block_len.
+    """
+    stored = bytes(stored)
+    if encoding == ENCODING_STORED:
+        if len(stored) != block_len:
+            raise BlockError(f"stored frame has {len(stored)} bytes, block_len is {block_len}")
+        return stored
+    if encoding != ENCODING_DEFLATE:
+        raise BlockError(f"unknown frame encoding {encoding}")
+    try:
+        if dictionary:
+            inflater = zlib.decompressobj(wbits=-15, zdict=bytes(dictionary))
+        else:
+            inflater = zlib.decompressobj(wbits=-15)
+        # max_length 0 would mean "no limit", so an empty block feeds
+        # nothing here and goes straight to the one-byte probe below.
+        if block_len > 0:
+            out = inflater.decompress(stored, block_len)
+            tail = inflater.unconsumed_tail
+        else:
+            out, tail = b"", stored
+        if not inflater.eof and tail:
+            # block_len bytes out and input left: one more byte at most
+            # tells whether the stream goes on past block_len.
+            if inflater.decompress(tail, 1):
+                raise BlockError(f"deflate stream inflates to more than block_len "
+                                 f"{block_len} bytes")
+    except zlib.error as exc:
+        raise BlockError(f"deflate stream is not valid: {exc}") from None
+    if not inflater.eof:
+        raise BlockError(f"deflate stream is incomplete (ends without its final block, "
+                         f"{len(out)} bytes inflated)")
+    if len(out) != block_len:
+        raise BlockError(f"deflate stream inflates to {len(out)} bytes, block_len is "
+                         f"{block_len}")
+    if inflater.unused_data:
+        raise BlockError(f"{len(inflater.unused_data)} stored bytes after the end of the "
+                         f"deflate stream")
+    return out
+
+
+class SegmentFrames:
+    """One segment's frames, decoded in order (A.2, A.4): the context and
+    the dictionary (the previous frame's record block) move on only when a
+    frame is valid, stored bytes and record block both."""
+
+    def __init__(self) -> None:
+        self.context = BlockContext()
+        self.prev_block = b""
+
+    def decode_frame(self, encoding: int, record_count: int, block_len: int,
+                     stored: bytes | bytearray | memoryview) -> list[BlockRecord]:
+        block = inflate_frame(encoding, stored, block_len, self.prev_block)
+        records = decode_record_block(block, record_count, self.context)
+        self.prev_block = block
+        return records
+
+
+def read_frame_container(data: bytes):
+    """Yield (encoding, record_count, block_len, stored) for each frame of a
+    `--frames` test-vector container: ASCII `EDGEFRM1`, then frames back to
+    back, each u8 encoding, 3 reserved zero bytes, u32 record_count, u32
+    block_len, u32 stored_len, then stored_len bytes.  Raises BlockError
+    where the container is malformed (at the frame it reached)."""
+    if data[:len(FRAMES_MAGIC)] != FRAMES_MAGIC:
+        raise BlockError("not a frame container (magic is not EDGEFRM1)")
+    pos = len(FRAMES_MAGIC)
+    while pos < len(data):
+        if len(data) - pos < _FRAME_HEADER.size:
+            raise BlockError(f"frame header truncated at file offset {pos}")
+        encoding, reserved, record_count, block_len, stored_len = \
+            _FRAME_HEADER.unpack_from(data, pos)
+        if reserved != bytes(3):
+            raise BlockError(f"frame header reserved bytes not zero at file offset {pos + 1}")
+        pos += _FRAME_HEADER.size
+        if len(data) - pos < stored_len:
+            raise BlockError(f"stored bytes truncated: stored_len {stored_len}, "
+                             f"{len(data) - pos} bytes left at file offset {pos}")
+        yield encoding, record_count, block_len, data[pos:pos + stored_len]
+        pos += stored_len
+
+
+def block_record_json(frame: int, rec: BlockRecord) -> bytes:
+    obj = {"frame": frame, "type": rec.type, "source": rec.source.decode("ascii"),
+           "seq": rec.seq, "mono_ctr": rec.mono_ctr, "wall_ns": rec.wall_ns,
+           "boot_ns": rec.boot_ns, "time_flags": rec.time_flags, "boot_seq": rec.boot_seq,
+           "maxerror_us": rec.maxerror_us, "esterror_us": rec.esterror_us,
+           "last_sync_ns": rec.last_sync_ns, "payload_hex": rec.payload.hex()}
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def decode_frames_file(data: bytes, out: BinaryIO) -> int:
+    """`--frames`: print each frame's records, or the first failure; 0 or 1."""
+    frames = SegmentFrames()
+    index = 0
+    try:
+        for encoding, record_count, block_len, stored in read_frame_container(data):
+            records = frames.decode_frame(encoding, record_count, block_len, stored)
+            out.write(b"".join(block_record_json(index, rec) for rec in records))
+            index += 1
+    except BlockError as exc:
+        out.write(json.dumps({"frame": index, "error": str(exc)},
+                             separators=(",", ":")).encode() + b"\n")
+        return EXIT_FRAME_FAILED
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
@@ -1641,14 +2014,33 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
     out = out if out is not None else sys.stdout.buffer
     err = err if err is not None else sys.stderr.buffer
     parser = argparse.ArgumentParser(description="Decode an edgelog store (format version 5).")
-    parser.add_argument("store", metavar="STORE_PATH")
+    parser.add_argument("store", metavar="STORE_PATH", nargs="?")
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     parser.add_argument("--since-commit", type=int, default=None, metavar="N")
     parser.add_argument("--wall", choices=("raw", "corrected"), default="raw",
                         help="corrected: add wall_corrected_ns after wall_ns (FORMAT.md "
                              "section 7)")
     parser.add_argument("--inspect", action="store_true")
+    parser.add_argument("--frames", metavar="FILE", default=None,
+                        help="test only: decode a container of format 6 frames (FORMAT.md "
+                             "appendix A) instead of a store; exit 1 at the first bad frame")
     args = parser.parse_args(argv)
+
+    if args.frames is not None:
+        if (args.store is not None or args.inspect or args.since_commit is not None
+                or args.format != "jsonl" or args.wall != "raw"):
+            parser.error("--frames takes no STORE_PATH and no other option")
+        try:
+            with open(args.frames, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            report(err, f"cannot open {args.frames}: {exc.strerror}")
+            return EXIT_NOT_A_STORE
+        code = decode_frames_file(data, out)
+        out.flush()
+        return code
+    if args.store is None:
+        parser.error("the following arguments are required: STORE_PATH")
 
     try:
         fh = open(args.store, "rb")

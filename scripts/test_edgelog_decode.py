@@ -21,6 +21,7 @@ import json
 import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -2206,3 +2207,714 @@ def test_adoption_keeps_the_committed_range_in_consecutive_good_slots(tmp_path):
     assert result.adopted == 2 and result.committed == [(2, 2), (3, 3), (0, 4)]
     code, out, _ = run(p)
     assert code == 0 and out.count(b"\n") == 3
+
+
+# ===========================================================================
+# Format 6, in progress: the record block (FORMAT.md appendix A)
+#
+# The encoder below is written from appendix A only, with the writer's
+# choices of A.3 (has_type only for a type other than 1, new_source only on
+# a source's first record in the segment, has_time_quality only when one of
+# the five fields differs from the context).  It shares nothing with the
+# decoder.
+# ===========================================================================
+
+M64 = 2**64
+
+
+def enc_varint(value):
+    """A.1: unsigned LEB128, shortest form."""
+    assert 0 <= value < M64
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def enc_zigzag(v, b):
+    """A.1: zigzag delta of v against b, both taken mod 2^64."""
+    d = (v - b) % M64
+    if d >= 2**63:
+        d -= M64                       # read as an i64
+    u = ((d << 1) ^ (d >> 63)) % M64   # arithmetic shift (Python's >> on a negative int)
+    return enc_varint(u)
+
+
+class Rec:
+    def __init__(self, source, seq, mono, wall, boot, payload=b"{}", rtype=1, time_flags=0,
+                 boot_seq=0, maxerror_us=0xFFFFFFFF, esterror_us=0xFFFFFFFF, last_sync_ns=0):
+        self.source, self.seq, self.mono, self.wall, self.boot = source, seq, mono, wall, boot
+        self.payload, self.rtype = payload, rtype
+        self.tq = (time_flags, boot_seq, maxerror_us, esterror_us, last_sync_ns)
+
+    def json(self, frame):
+        tf, bs, me, ee, ls = self.tq
+        return {"frame": frame, "type": self.rtype, "source": self.source.decode(),
+                "seq": self.seq, "mono_ctr": self.mono, "wall_ns": self.wall,
+                "boot_ns": self.boot, "time_flags": tf, "boot_seq": bs, "maxerror_us": me,
+                "esterror_us": ee, "last_sync_ns": ls, "payload_hex": self.payload.hex()}
+
+
+class Enc:
+    """The A.2 context, writer side."""
+
+    def __init__(self):
+        self.sources = []
+        self.last_seq = {}
+        self.mono = self.wall = self.boot = 0
+        self.tq = (0, 0, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+
+    def record(self, r):
+        head = 0
+        out = bytearray()
+        if r.rtype != 1:
+            head |= 1
+            out += enc_varint(r.rtype)
+        if r.source not in self.sources:
+            head |= 2
+            out += bytes([len(r.source)]) + r.source
+            self.sources.append(r.source)
+            self.last_seq[r.source] = 0
+        else:
+            out += enc_varint(self.sources.index(r.source))
+        out += enc_zigzag(r.seq, self.last_seq[r.source])
+        self.last_seq[r.source] = r.seq
+        out += enc_varint(r.mono - self.mono - 1)
+        out += enc_zigzag(r.wall, self.wall)
+        out += enc_zigzag(r.boot, self.boot + r.wall - self.wall)
+        if r.tq != self.tq:
+            head |= 4
+            tf, bs, me, ee, ls = r.tq
+            out += enc_varint(tf) + enc_varint(bs) + enc_varint(me) + enc_varint(ee)
+            out += enc_zigzag(ls, self.tq[4])
+        out += enc_varint(len(r.payload)) + r.payload
+        self.mono, self.wall, self.boot, self.tq = r.mono, r.wall, r.boot, r.tq
+        return bytes([head]) + bytes(out)
+
+    def block(self, recs):
+        return b"".join(self.record(r) for r in recs)
+
+
+def deflate(block, dictionary=b"", flush=zlib.Z_FINISH):
+    c = (zlib.compressobj(9, zlib.DEFLATED, -15, zdict=dictionary) if dictionary
+         else zlib.compressobj(9, zlib.DEFLATED, -15))
+    return c.compress(block) + c.flush(flush)
+
+
+def frames_file(*frames):
+    """The --frames container: (encoding, record_count, block_len, stored)."""
+    out = bytearray(b"EDGEFRM1")
+    for encoding, count, block_len, stored in frames:
+        out += struct.pack("<B3xIII", encoding, count, block_len, len(stored)) + stored
+    return bytes(out)
+
+
+# Hand-built vector (worked out by hand from A.1 and A.3, checked against the
+# encoder above): record 0 is the segment's first, data type, new source
+# "temp", seq 1, mono 1, wall 1000, boot 500, the initial time quality, payload
+# "{}"; record 1 is type 6, the same source, seq 2, mono 2, wall 990 (delta
+# -10), boot 501, time_flags 1, boot_seq 1, maxerror 16000, esterror 500,
+# last_sync 5, empty payload.
+HAND_BLOCK = bytes([
+    0x02, 0x04]) + b"temp" + bytes([
+    0x02,               # seq: zigzag(+1) = 2
+    0x00,               # mono: 1 - 0 - 1
+    0xD0, 0x0F,         # wall: zigzag(1000) = 2000
+    0xE7, 0x07,         # boot: against 0 + 1000 - 0, delta -500: zigzag 999
+    0x02]) + b"{}" + bytes([
+    0x05, 0x06,         # head has_type | has_time_quality, type 6
+    0x00,               # source index 0
+    0x02,               # seq +1
+    0x00,               # mono +1
+    0x13,               # wall: zigzag(-10) = 19
+    0x16,               # boot: against 500 + 990 - 1000 = 490, delta +11: zigzag 22
+    0x01, 0x01,         # time_flags 1, boot_seq 1
+    0x80, 0x7D,         # maxerror 16000
+    0xF4, 0x03,         # esterror 500
+    0x0A,               # last_sync: zigzag(5 - 0) = 10
+    0x00])              # payload_len 0
+HAND_RECS = [Rec(b"temp", 1, 1, 1000, 500),
+             Rec(b"temp", 2, 2, 990, 501, payload=b"", rtype=6, time_flags=1, boot_seq=1,
+                 maxerror_us=16000, esterror_us=500, last_sync_ns=5)]
+
+
+def as_json(rec, frame=0):
+    return json.loads(dec.block_record_json(frame, rec))
+
+
+def decode(block, count, ctx=None):
+    return dec.decode_record_block(block, count, ctx if ctx is not None else dec.BlockContext())
+
+
+def block_error(block, count, ctx=None):
+    with pytest.raises(dec.BlockError) as info:
+        decode(block, count, ctx)
+    return info.value
+
+
+# --- A.1 varints -----------------------------------------------------------
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16383, 16384, 2**32 - 1, 2**63,
+                                   2**64 - 1])
+def test_varint_round_trip(value):
+    data = enc_varint(value) + b"\xAA"
+    assert dec.read_varint(data, 0) == (value, len(data) - 1)
+
+
+def test_varint_known_bytes():
+    assert dec.read_varint(bytes([0x00]), 0) == (0, 1)
+    assert dec.read_varint(bytes([0xAC, 0x02]), 0) == (300, 2)
+    assert dec.read_varint(bytes([0xFF] * 9 + [0x01]), 0) == (2**64 - 1, 10)
+    assert dec.read_varint(bytes([0x80] * 9 + [0x01]), 0) == (2**63, 10)
+    assert dec.read_varint(bytes([0x99, 0x05, 0x01]), 1) == (5, 2)
+
+
+@pytest.mark.parametrize("data, what", [
+    ([0x80, 0x00], "shortest"),                       # overlong 0
+    ([0x81, 0x80, 0x00], "shortest"),                 # overlong 1
+    ([0xFF] * 9 + [0x00], "shortest"),                # 10th byte 0: a last 0 that is not alone
+    ([0x80] * 10 + [0x01], "10th byte"),              # 11 bytes (10th has bit 7)
+    ([0x80] * 11, "10th byte"),
+    ([0xFF] * 9 + [0x02], "10th byte"),               # 10th byte 2: past 64 bits
+    ([0xFF] * 9 + [0x7F], "10th byte"),
+    ([0x80], "past the end"),                         # truncated
+    ([0xFF, 0xFF], "past the end"),
+    ([], "past the end"),
+])
+def test_varint_invalid(data, what):
+    with pytest.raises(dec.BlockError) as info:
+        dec.read_varint(bytes(data), 0)
+    assert what in str(info.value)
+    assert info.value.offset == 0
+
+
+def test_varint_narrow_field_limit():
+    assert dec.read_varint(enc_varint(0xFFFF), 0, 0xFFFF) == (0xFFFF, 3)
+    with pytest.raises(dec.BlockError, match="does not fit"):
+        dec.read_varint(enc_varint(0x10000), 0, 0xFFFF)
+
+
+# --- A.1 zigzag deltas -----------------------------------------------------
+
+I64_MIN, I64_MAX = -2**63, 2**63 - 1
+
+
+@pytest.mark.parametrize("u, d", [(0, 0), (1, -1), (2, 1), (3, -2), (4, 2),
+                                  (2**64 - 2, I64_MAX), (2**64 - 1, I64_MIN)])
+def test_zigzag_decode(u, d):
+    assert dec.zigzag_decode(u) == d
+
+
+@pytest.mark.parametrize("v, b", [
+    (0, 0), (1, 0), (0, 1), (I64_MIN, 0), (I64_MAX, 0), (0, I64_MIN), (0, I64_MAX),
+    (I64_MAX, I64_MIN), (I64_MIN, I64_MAX), (-1, 0), (0, -1),
+    (2**64 - 1, 0), (0, 2**64 - 1), (2**64 - 1, 1), (1, 2**64 - 1), (2**63, 2**63 - 1),
+])
+def test_zigzag_round_trip_any_pair(v, b):
+    u, end = dec.read_varint(enc_zigzag(v, b), 0)
+    assert dec.apply_zigzag_delta(b, u) == v % M64
+
+
+def test_zigzag_extremes_and_wrap_bytes():
+    # d = Int64.min stores the largest varint, d = Int64.max one below it.
+    assert enc_zigzag(I64_MIN, 0) == bytes([0xFF] * 9 + [0x01])
+    assert enc_zigzag(I64_MAX, 0) == bytes([0xFE] + [0xFF] * 8 + [0x01])
+    # From Int64.min to Int64.max is 2^64 - 1 = -1 mod 2^64: one byte.
+    assert enc_zigzag(I64_MAX, I64_MIN) == bytes([0x01])
+    assert dec.apply_zigzag_delta(I64_MIN, 1) == I64_MAX
+    # u64 wrap: 2^64 - 1 + 1 is 0.
+    assert enc_zigzag(0, 2**64 - 1) == bytes([0x02])
+    assert dec.apply_zigzag_delta(2**64 - 1, 2) == 0
+
+
+def test_i64_fields_wrap_through_the_block():
+    recs = [Rec(b"a", 1, 1, I64_MIN, I64_MAX, last_sync_ns=I64_MIN),
+            Rec(b"a", 2, 2, I64_MAX, I64_MIN, last_sync_ns=I64_MAX),
+            Rec(b"a", 3, 3, -1, 0, last_sync_ns=-1)]
+    block = Enc().block(recs)
+    got = decode(block, 3)
+    assert [as_json(r) for r in got] == [r.json(0) for r in recs]
+
+
+# --- A.2 / A.3 good blocks ---------------------------------------------------
+
+def test_hand_vector_matches_encoder_and_decodes():
+    assert Enc().block(HAND_RECS) == HAND_BLOCK
+    ctx = dec.BlockContext()
+    got = decode(HAND_BLOCK, 2, ctx)
+    assert [as_json(r) for r in got] == [r.json(0) for r in HAND_RECS]
+    assert got[0].payload == b"{}" and got[1].payload == b""
+    # The context took the last record's fields.
+    assert ctx.sources == [b"temp"] and ctx.last_seq == [2]
+    assert (ctx.prev_mono, ctx.prev_wall, ctx.prev_boot) == (2, 990, 501)
+    assert (ctx.time_flags, ctx.boot_seq, ctx.maxerror_us, ctx.esterror_us,
+            ctx.last_sync_ns) == (1, 1, 16000, 500, 5)
+
+
+def test_initial_context_is_the_table():
+    ctx = dec.BlockContext()
+    assert (ctx.sources, ctx.last_seq, ctx.prev_mono, ctx.prev_wall, ctx.prev_boot,
+            ctx.time_flags, ctx.boot_seq, ctx.maxerror_us, ctx.esterror_us,
+            ctx.last_sync_ns) == ([], [], 0, 0, 0, 0, 0, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+
+
+def test_empty_block_zero_records():
+    ctx = dec.BlockContext()
+    assert decode(b"", 0, ctx) == []
+    assert ctx == dec.BlockContext()
+
+
+def test_several_sources_and_per_source_seq():
+    recs = [Rec(b"a", 10, 5, 100, 50), Rec(b"b", 1, 6, 101, 51),
+            Rec(b"a", 11, 7, 102, 52), Rec(b"c.x_y-9", 3, 100, 99, 53),
+            Rec(b"b", 2, 101, 104, 54), Rec(b"a", 5, 102, 105, 55)]   # seq may go back
+    got = decode(Enc().block(recs), len(recs))
+    assert [as_json(r) for r in got] == [r.json(0) for r in recs]
+
+
+def test_reader_accepts_non_writer_choices():
+    # has_type with type 1, has_time_quality repeating the context.
+    block = bytes([0x07, 0x01, 0x01]) + b"s" + bytes([0x02, 0x00, 0x00, 0x00,
+                                                     0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F,
+                                                     0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00, 0x00])
+    (r,) = decode(block, 1)
+    assert as_json(r) == Rec(b"s", 1, 1, 0, 0, payload=b"").json(0)
+
+
+def test_u16_u32_edges_accepted():
+    rec = Rec(b"s", 2**62 - 1, 2**62 - 1, 0, 0, rtype=0xFFFF, time_flags=0xFFFF,
+              boot_seq=0xFFFF, maxerror_us=0, esterror_us=0xFFFFFFFE)
+    (r,) = decode(Enc().block([rec]), 1)
+    assert as_json(r) == rec.json(0)
+
+
+def test_1024_sources_accepted_1025th_refused():
+    names = [b"s%d" % i for i in range(1025)]
+    enc = Enc()
+    block = enc.block([Rec(n, 1, i + 1, 0, 0) for i, n in enumerate(names[:1024])])
+    ctx = dec.BlockContext()
+    assert len(decode(block, 1024, ctx)) == 1024 and len(ctx.sources) == 1024
+    # The index of the last one is 2 bytes.
+    assert len(decode(enc.block([Rec(names[1023], 2, 2000, 0, 0)]), 1,
+                      ctx)) == 1
+    err = block_error(enc.block([Rec(names[1024], 1, 2001, 0, 0)]), 1, ctx)
+    assert "1024" in err.reason and err.record == 0
+
+
+# --- A.3 invalid blocks ------------------------------------------------------
+
+def one(**kw):
+    return Rec(**{"source": b"temp", "seq": 1, "mono": 1, "wall": 0, "boot": 0, **kw})
+
+
+def good_two():
+    return Enc().block([one(), one(seq=2, mono=2)])
+
+
+def test_reserved_head_bits_refused():
+    for bit in range(3, 8):
+        block = bytearray(good_two())
+        second = len(Enc().block([one()]))
+        block[second] |= 1 << bit
+        err = block_error(bytes(block), 2)
+        assert "reserved" in err.reason and err.record == 1 and err.offset == second
+        assert str(err).endswith("(record 1, block offset %d)" % second)
+
+
+@pytest.mark.parametrize("name_len, name, what", [
+    (0, b"", "name_len 0"),
+    (40, b"a" * 40, "name_len 40"),
+    (4, b"-abc", "invalid source name"),
+    (4, b"_abc", "invalid source name"),
+    (4, b"ab c", "invalid source name"),
+    (4, b"ab=c", "invalid source name"),
+    (4, b"ab\xC3\xA9"[:4], "invalid source name"),
+    (4, b"ab", "past the end"),
+])
+def test_bad_source_name_refused(name_len, name, what):
+    rest = bytes([0x02, 0x00, 0x00, 0x00, 0x00]) if len(name) == name_len else b""
+    block = bytes([0x02, name_len]) + name + rest
+    err = block_error(block, 1)
+    assert what in err.reason and err.record == 0
+
+
+def test_longest_source_name_accepted():
+    rec = one(source=b"A" * 39)
+    (r,) = decode(Enc().block([rec]), 1)
+    assert r.source == b"A" * 39
+
+
+def test_redefined_source_refused():
+    block = Enc().block([one()])
+    again = Enc().block([one(seq=2, mono=2)])      # a fresh writer defines "temp" again
+    err = block_error(block + again, 2)
+    assert "already defined" in err.reason and err.record == 1
+    # Also across frames of the segment.
+    ctx = dec.BlockContext()
+    decode(block, 1, ctx)
+    err = block_error(again, 1, ctx)
+    assert "already defined" in err.reason and err.record == 0
+
+
+def test_unknown_source_index_refused():
+    block = Enc().block([one()]) + bytes([0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00])
+    err = block_error(block, 2)
+    assert "source index 1" in err.reason and err.record == 1
+    err = block_error(bytes([0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00]), 1)
+    assert "source index 0" in err.reason and err.record == 0 and err.offset == 1
+
+
+def test_mono_must_increase_and_not_pass_2_64():
+    # The encoding cannot say "not above": the delta is mono - prev - 1, so a
+    # first record has mono >= 1 and every next one is above the previous.
+    (r,) = decode(bytes([0x02, 0x01]) + b"s" + bytes([0x02, 0x00, 0x00, 0x00, 0x00]), 1)
+    assert r.mono_ctr == 1
+    ctx = dec.BlockContext(prev_mono=2**64 - 2)
+    ctx.sources, ctx.last_seq = [b"s"], [0]
+    # prev + 1 + 0 is 2^64 - 1: past the 2^62 bound, not past 2^64 - 1.
+    err = block_error(bytes([0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00]), 1, ctx)
+    assert "2^62" in err.reason
+    # prev + 1 + 1 passes 2^64 - 1.
+    err = block_error(bytes([0x00, 0x00, 0x02, 0x01, 0x00, 0x00, 0x00]), 1, ctx)
+    assert "passes 2^64-1" in err.reason and err.offset == 3
+    ctx.prev_mono = 0
+    huge = enc_varint(2**64 - 1)
+    err = block_error(bytes([0x00, 0x00, 0x02]) + huge + bytes([0x00, 0x00, 0x00]), 1, ctx)
+    assert "passes 2^64-1" in err.reason
+
+
+def test_mono_increases_across_frames():
+    enc = Enc()
+    ctx = dec.BlockContext()
+    decode(enc.block([one(mono=10)]), 1, ctx)
+    (r,) = decode(enc.block([one(seq=2, mono=11)]), 1, ctx)
+    assert r.mono_ctr == 11 and ctx.prev_mono == 11
+
+
+@pytest.mark.parametrize("field, value, ok", [
+    ("seq", 2**62 - 1, True), ("seq", 2**62, False), ("seq", 2**64 - 1, False),
+    ("mono", 2**62 - 1, True), ("mono", 2**62, False), ("mono", 2**64 - 1, False),
+])
+def test_seq_and_mono_below_2_62(field, value, ok):
+    block = Enc().block([one(**{field: value})])
+    if ok:
+        (r,) = decode(block, 1)
+        assert (r.seq if field == "seq" else r.mono_ctr) == value
+    else:
+        err = block_error(block, 1)
+        assert "2^62" in err.reason and err.record == 0
+
+
+def test_seq_wraps_below_zero_is_out_of_bound():
+    # seq delta -1 from last_seq 0 gives 2^64 - 1: refused by the bound.
+    err = block_error(bytes([0x02, 0x01]) + b"s" + bytes([0x01, 0x00, 0x00, 0x00, 0x00]), 1)
+    assert "seq" in err.reason and "2^62" in err.reason
+
+
+@pytest.mark.parametrize("head, fields, what", [
+    (0x03, [enc_varint(0x10000)], "does not fit"),                     # type u16
+    (0x06, [b"", enc_varint(0x10000)], "does not fit"),                # time_flags
+    (0x06, [b"", b"\x00", enc_varint(0x10000)], "does not fit"),      # boot_seq
+    (0x06, [b"", b"\x00\x00", enc_varint(2**32)], "does not fit"),    # maxerror
+    (0x06, [b"", b"\x00\x00\x00", enc_varint(2**32)], "does not fit"),  # esterror
+])
+def test_narrow_fields_out_of_range(head, fields, what):
+    # Lay out: head, [type], new source "s", seq, mono, wall, boot, [time q].
+    type_part = fields[0] if head & 1 else b""
+    tq = b"".join(fields[1:]) if head & 4 else b""
+    block = (bytes([head]) + type_part + b"\x01s" + b"\x02\x00\x00\x00" + tq
+             + b"\x00" * 8)
+    err = block_error(block, 1)
+    assert what in err.reason and err.record == 0
+
+
+def test_payload_len_within_the_block():
+    block = Enc().block([one(payload=b"{}")])
+    assert block[-3] == 2
+    err = block_error(block[:-1], 1)
+    assert "payload_len 2" in err.reason and err.offset == len(block) - 3
+    err = block_error(block[:-3] + enc_varint(2**64 - 1) + b"{}", 1)
+    assert "payload_len" in err.reason
+
+
+def test_count_mismatch_and_trailing_bytes():
+    block = good_two()
+    assert len(decode(block, 2)) == 2
+    err = block_error(block, 3)                # fewer records than record_count
+    assert "record_count is 3" in err.reason and err.record == 2 and err.offset == len(block)
+    err = block_error(block, 1)                # bytes after the last record
+    assert "bytes after" in err.reason and err.offset == len(Enc().block([one()]))
+    err = block_error(block + b"\x00", 2)      # trailing byte
+    assert "1 bytes after" in err.reason and err.offset == len(block)
+    err = block_error(block[:-1], 2)           # block ends inside the last record
+    assert err.record == 1
+    err = block_error(b"", 1)
+    assert err.record == 0 and err.offset == 0
+
+
+def test_truncated_everywhere_is_an_error_never_a_crash():
+    block = Enc().block(HAND_RECS)
+    for cut in range(len(block)):
+        with pytest.raises(dec.BlockError):
+            decode(block[:cut], 2)
+
+
+def test_context_does_not_move_on_a_failed_block():
+    enc = Enc()
+    ctx = dec.BlockContext()
+    decode(enc.block([one()]), 1, ctx)
+    before = ctx.copy()
+    # New source, new time quality and a good first record; the second one fails.
+    bad = Enc()
+    bad.sources, bad.last_seq = [b"temp"], {b"temp": 1}
+    bad.mono = 1
+    good_part = bad.block([one(source=b"other", seq=7, mono=5, wall=9, boot=9,
+                               time_flags=3, maxerror_us=1)])
+    err = block_error(good_part + b"\x00\x05", 2, ctx)    # unknown index 5
+    assert err.record == 1
+    assert ctx == before
+    assert ctx.sources == [b"temp"] and ctx.last_seq == [1]
+    # The same ctx still decodes the segment's next good block.
+    (r,) = decode(enc.block([one(seq=2, mono=2)]), 1, ctx)
+    assert (r.seq, r.mono_ctr) == (2, 2)
+
+
+# --- A.4 stored and deflate frames -------------------------------------------
+
+def test_stored_frame_is_the_block():
+    assert dec.inflate_frame(0, HAND_BLOCK, len(HAND_BLOCK)) == HAND_BLOCK
+    with pytest.raises(dec.BlockError, match="block_len"):
+        dec.inflate_frame(0, HAND_BLOCK, len(HAND_BLOCK) + 1)
+    with pytest.raises(dec.BlockError, match="block_len"):
+        dec.inflate_frame(0, HAND_BLOCK, len(HAND_BLOCK) - 1)
+
+
+@pytest.mark.parametrize("encoding", [2, 3, 255])
+def test_unknown_encoding_refused(encoding):
+    with pytest.raises(dec.BlockError, match="unknown frame encoding"):
+        dec.inflate_frame(encoding, HAND_BLOCK, len(HAND_BLOCK))
+
+
+def test_deflate_frame_round_trip_with_and_without_dictionary():
+    assert dec.inflate_frame(1, deflate(HAND_BLOCK), len(HAND_BLOCK)) == HAND_BLOCK
+    prev = bytes(range(256)) * 200          # over 32 KiB: only its end is used
+    stored = deflate(HAND_BLOCK, prev)
+    assert dec.inflate_frame(1, stored, len(HAND_BLOCK), prev) == HAND_BLOCK
+    assert dec.inflate_frame(1, deflate(b""), 0) == b""
+    assert dec.inflate_frame(1, deflate(b"", prev), 0, prev) == b""
+
+
+def test_deflate_too_long_refused():
+    big = bytes(100_000)
+    stored = deflate(big)
+    for block_len in (0, 1, 99_999):
+        with pytest.raises(dec.BlockError, match="more than block_len"):
+            dec.inflate_frame(1, stored, block_len)
+
+
+def test_deflate_too_long_stops_at_block_len(monkeypatch):
+    # Inflating never produces more than block_len + 1 bytes (the first byte
+    # beyond is where it stops), however much the stream holds.
+    produced = []
+    real = zlib.decompressobj
+
+    class Spy:
+        def __init__(self, *a, **kw):
+            self.d = real(*a, **kw)
+
+        def decompress(self, data, max_length=0):
+            assert max_length > 0
+            out = self.d.decompress(data, max_length)
+            produced.append(len(out))
+            return out
+
+        def __getattr__(self, name):
+            return getattr(self.d, name)
+
+    monkeypatch.setattr(dec.zlib, "decompressobj", Spy)
+    with pytest.raises(dec.BlockError):
+        dec.inflate_frame(1, deflate(bytes(10_000_000)), 10)
+    assert sum(produced) <= 11
+
+
+def test_deflate_too_short_refused():
+    with pytest.raises(dec.BlockError, match="inflates to %d bytes" % len(HAND_BLOCK)):
+        dec.inflate_frame(1, deflate(HAND_BLOCK), len(HAND_BLOCK) + 1)
+
+
+def test_deflate_trailing_bytes_refused():
+    stored = deflate(HAND_BLOCK)
+    for extra in (b"\x00", b"\x03\x00", deflate(b"x")):
+        with pytest.raises(dec.BlockError, match="after the end of the deflate stream"):
+            dec.inflate_frame(1, stored + extra, len(HAND_BLOCK))
+
+
+def test_deflate_incomplete_stream_refused():
+    # A sync-flushed stream: every byte is there but no final block.
+    stored = deflate(HAND_BLOCK, flush=zlib.Z_SYNC_FLUSH)
+    with pytest.raises(dec.BlockError, match="incomplete"):
+        dec.inflate_frame(1, stored, len(HAND_BLOCK))
+    # A stream cut short.
+    full = deflate(HAND_BLOCK)
+    for cut in range(len(full)):
+        with pytest.raises(dec.BlockError):
+            dec.inflate_frame(1, full[:cut], len(HAND_BLOCK))
+
+
+def test_deflate_garbage_refused():
+    with pytest.raises(dec.BlockError, match="not valid"):
+        dec.inflate_frame(1, b"\xff\xff\xff\xff", 4)
+
+
+def test_deflate_wrong_dictionary_refused():
+    prev = Enc().block([one(payload=b'{"temperature":21.5,"humidity":40}')])
+    block = prev * 3
+    stored = deflate(block, prev)
+    assert dec.inflate_frame(1, stored, len(block), prev) == block
+    # No dictionary: the back-references reach before the stream.
+    with pytest.raises(dec.BlockError):
+        dec.inflate_frame(1, stored, len(block))
+    # Another dictionary of the same length: other bytes, not this block.
+    other = bytes(len(prev))
+    try:
+        got = dec.inflate_frame(1, stored, len(block), other)
+    except dec.BlockError:
+        got = None
+    assert got != block
+
+
+# --- Frames of a segment ------------------------------------------------------
+
+def segment_frames():
+    """Three frames of one segment (stored, deflate with the dictionary,
+    deflate), the records and the container entries."""
+    enc = Enc()
+    f0 = [Rec(b"temp", 1, 1, 1_700_000_000_000_000_000, 5_000_000_000,
+              payload=b'{"t":21.5}'),
+          Rec(b"edgelog", 1, 2, 1_700_000_000_000_100_000, 5_000_100_000, rtype=6,
+              payload=b'{"boot_id":"x"}', time_flags=1, boot_seq=1, maxerror_us=16000,
+              esterror_us=500, last_sync_ns=1_699_999_999_000_000_000)]
+    f1 = [Rec(b"temp", 2, 3, 1_700_000_001_000_000_000, 5_001_000_000, payload=b'{"t":21.5}',
+              time_flags=1, boot_seq=1, maxerror_us=16000, esterror_us=500,
+              last_sync_ns=1_699_999_999_000_000_000),
+          Rec(b"hum", 1, 4, 1_700_000_000_999_000_000, 5_001_000_001, payload=b"\x00\xff",
+              time_flags=1, boot_seq=1, maxerror_us=16000, esterror_us=500,
+              last_sync_ns=1_699_999_999_000_000_000)]
+    f2 = [Rec(b"temp", 3, 10, -5, -6, payload=b"")]
+    b0, b1, b2 = enc.block(f0), enc.block(f1), enc.block(f2)
+    frames = [(0, 2, len(b0), b0), (1, 2, len(b1), deflate(b1, b0)),
+              (1, 1, len(b2), deflate(b2, b1))]
+    return [f0, f1, f2], [b0, b1, b2], frames
+
+
+def test_segment_frames_decode_in_order():
+    recs, blocks, frames = segment_frames()
+    sf = dec.SegmentFrames()
+    for i, (encoding, count, block_len, stored) in enumerate(frames):
+        got = sf.decode_frame(encoding, count, block_len, stored)
+        assert [as_json(r, i) for r in got] == [r.json(i) for r in recs[i]]
+        assert sf.prev_block == blocks[i]
+
+
+def test_segment_frames_failed_frame_moves_nothing_on():
+    recs, blocks, frames = segment_frames()
+    sf = dec.SegmentFrames()
+    sf.decode_frame(*frames[0])
+    ctx, prev = sf.context.copy(), sf.prev_block
+    encoding, count, block_len, stored = frames[1]
+    with pytest.raises(dec.BlockError):
+        sf.decode_frame(encoding, count + 1, block_len, stored)   # block invalid
+    with pytest.raises(dec.BlockError):
+        sf.decode_frame(encoding, count, block_len + 1, stored)   # does not inflate right
+    assert sf.context == ctx and sf.prev_block == prev
+    got = sf.decode_frame(*frames[1])
+    assert [as_json(r, 1) for r in got] == [r.json(1) for r in recs[1]]
+
+
+def run_frames(tmp_path, data, name="frames.bin"):
+    p = tmp_path / name
+    p.write_bytes(data)
+    out, err = io.BytesIO(), io.BytesIO()
+    code = dec.main(["--frames", str(p)], out=out, err=err)
+    return code, [json.loads(x) for x in out.getvalue().splitlines()], out.getvalue()
+
+
+def test_frames_cli_good_file(tmp_path):
+    recs, _, frames = segment_frames()
+    code, lines, raw = run_frames(tmp_path, frames_file(*frames))
+    assert code == 0
+    assert lines == [r.json(i) for i, f in enumerate(recs) for r in f]
+    # Key order and compact separators, as the brief fixes them.
+    first = raw.splitlines()[0].decode()
+    assert first.startswith('{"frame":0,"type":1,"source":"temp","seq":1,"mono_ctr":1,'
+                            '"wall_ns":1700000000000000000,"boot_ns":5000000000,'
+                            '"time_flags":0,"boot_seq":0,"maxerror_us":4294967295,'
+                            '"esterror_us":4294967295,"last_sync_ns":0,"payload_hex":"7b2274'
+                            '223a32312e357d"}')
+    assert any('"payload_hex":"00ff"' in x for x in raw.decode().splitlines())
+    assert lines[-1]["wall_ns"] == -5 and lines[-1]["boot_ns"] == -6
+
+
+def test_frames_cli_empty_container(tmp_path):
+    assert run_frames(tmp_path, b"EDGEFRM1")[:2] == (0, [])
+
+
+def test_frames_cli_failing_frame(tmp_path):
+    recs, blocks, frames = segment_frames()
+    bad = list(frames)
+    encoding, count, block_len, stored = bad[2]
+    bad[2] = (encoding, count, block_len, stored + b"\x00")     # byte after the stream
+    code, lines, _ = run_frames(tmp_path, frames_file(*bad))
+    assert code == 1
+    assert lines[:-1] == [r.json(i) for i, f in enumerate(recs[:2]) for r in f]
+    assert list(lines[-1]) == ["frame", "error"] and lines[-1]["frame"] == 2
+    assert "after the end of the deflate stream" in lines[-1]["error"]
+    # A frame whose block is invalid: none of its records is printed.
+    bad = list(frames)
+    encoding, count, block_len, stored = bad[1]
+    bad[1] = (encoding, count + 1, block_len, stored)
+    code, lines, _ = run_frames(tmp_path, frames_file(*bad))
+    assert code == 1 and len(lines) == 3 and lines[-1]["frame"] == 1
+    assert "record 2" in lines[-1]["error"] and "block offset" in lines[-1]["error"]
+    # Frame 1 decoded without frame 0 (no dictionary, no context) fails.
+    code, lines, _ = run_frames(tmp_path, frames_file(frames[1]))
+    assert code == 1 and lines == [lines[0]] and lines[0]["frame"] == 0
+
+
+@pytest.mark.parametrize("data, frame, what", [
+    (b"EDGEFRM2", 0, "magic"),
+    (b"", 0, "magic"),
+    (b"EDGEFRM1\x00\x00\x00\x00", 0, "header truncated"),
+    (b"EDGEFRM1" + struct.pack("<B3sIII", 0, b"\x00\x01\x00", 0, 0, 0), 0, "reserved"),
+    (b"EDGEFRM1" + struct.pack("<B3xIII", 0, 0, 0, 0)
+     + struct.pack("<B3xIII", 0, 0, 5, 5) + b"abc", 1, "truncated"),
+    (b"EDGEFRM1" + struct.pack("<B3xIII", 0, 0, 0, 0) + b"\x00", 1, "header truncated"),
+])
+def test_frames_cli_malformed_container(tmp_path, data, frame, what):
+    code, lines, _ = run_frames(tmp_path, data)
+    assert code == 1
+    assert lines[-1]["frame"] == frame and what in lines[-1]["error"]
+
+
+def test_frames_cli_subprocess_and_usage(tmp_path):
+    _, _, frames = segment_frames()
+    p = tmp_path / "f.bin"
+    p.write_bytes(frames_file(*frames))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--frames", str(p)],
+                          capture_output=True)
+    assert proc.returncode == 0 and proc.stdout.count(b"\n") == 5 and proc.stderr == b""
+    # STORE_PATH is still required without --frames (usage error, exit 2).
+    proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True)
+    assert proc.returncode == 2 and b"STORE_PATH" in proc.stderr
+    # --frames is used alone.
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--frames", str(p), str(p)],
+                          capture_output=True)
+    assert proc.returncode == 2
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--frames", str(tmp_path / "none")],
+                          capture_output=True)
+    assert proc.returncode == 2 and b"cannot open" in proc.stderr
