@@ -15,6 +15,8 @@ struct Options {
     var ingressOnly = false
     /// Only section 6 (the safe-commit window).
     var powerOnly = false
+    /// Only section 7 (format 6's record block and deflate, the codec alone).
+    var packingOnly = false
 
     static func parse(_ args: [String]) -> Options {
         var o = Options()
@@ -33,6 +35,8 @@ struct Options {
                 o.ingressOnly = true
             case "--power-only":
                 o.powerOnly = true
+            case "--packing-only":
+                o.packingOnly = true
             case "-h", "--help":
                 usage(nil)
             default:
@@ -46,11 +50,12 @@ struct Options {
 
     static func usage(_ problem: String?) -> Never {
         if let problem { eprint("edgelog-bench: \(problem)") }
-        eprint("usage: edgelog-bench [--records N] [--quick] [--ingress-only] [--power-only]")
+        eprint("usage: edgelog-bench [--records N] [--quick] [--ingress-only] [--power-only] [--packing-only]")
         eprint("  --records N  records per throughput contender (default 1000000)")
         eprint("  --quick      20000 records, skip the 1 GiB recovery store")
         eprint("  --ingress-only  only the ingress section (run --board with 20 simulated sources vs ingest)")
         eprint("  --power-only    only the safe-commit window section (edge to freeze and to clean, vs fdatasync)")
+        eprint("  --packing-only  only format 6's record codec (bytes per record against format 5, encode and decode cost)")
         exit(problem == nil ? 0 : 2)
     }
 }
@@ -215,6 +220,12 @@ struct Latencies {
     }
 
     /// "p50_us=… p99_us=… max_us=… (n=…)"
+    /// The same in nanoseconds, for per-record costs far below a microsecond.
+    func summaryNs() -> String {
+        let s = samples.sorted()
+        return "p50_ns=\(percentile(50, sorted: s)) p99_ns=\(percentile(99, sorted: s)) n=\(s.count)"
+    }
+
     func summary() -> String {
         let s = samples.sorted()
         let p50 = percentile(50, sorted: s), p99 = percentile(99, sorted: s)

@@ -85,6 +85,22 @@ print("# edgelog-bench: arch=\(arch) kernel=\(kernel) cpus=\(Machine.cpus()) loa
     print("edge_to_freeze: \(r.edgeToFreezeNs.summary())  # goal: p99 < 1000 us; edge = a pipe written with its CLOCK_MONOTONIC time, read by a thread in poll(2)")
 }
 
+/// Section 7: format 6's record block and deflate, the codec alone (PackingBench.swift).
+func packingSection() {
+    progress("packing: format 6 record blocks of 20 BME280-like sources at 1 Hz")
+    print("")
+    print("## packing: format 6 record block + raw deflate with the previous frame as dictionary (codec only; the store writes format 5)")
+    print("# workload a: 20 BME280-like sources, one frame a second (20 records); workload b: frames of about 32 KiB of format 5 records")
+    for line in PackingBench.lines(PackingBench.run(name: "a", seconds: options.quick ? 600 : 3600, frameRecords: 20)) { print(line) }
+    for line in PackingBench.lines(PackingBench.run(name: "b", seconds: options.quick ? 600 : 3600, frameRecords: 0)) { print(line) }
+}
+
+if options.packingOnly {
+    packingSection()
+    dir.cleanUp()
+    exit(0)
+}
+
 if options.powerOnly {
     powerSection()
     dir.cleanUp()
@@ -219,6 +235,9 @@ ingressSection()
 
 // MARK: 6: the safe-commit window
 powerSection()
+
+// MARK: 7: format 6's record codec
+packingSection()
 
 // MARK: 4: footprint
 

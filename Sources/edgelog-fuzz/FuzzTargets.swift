@@ -11,7 +11,7 @@ import EdgelogRuntime
 import EdgelogTestKit
 
 enum FuzzTarget: String, CaseIterable {
-    case json, metadata, segment, image, head, verify, fields, devices, board, status
+    case json, metadata, segment, image, head, verify, fields, devices, board, status, frames
 
     /// The key the seed stores are signed with, trusted by the verify target.
     static let seedKey = PrivateSigningKey.hmacSHA256(Array(repeating: 0x5A, count: 32))
@@ -40,6 +40,54 @@ enum FuzzTarget: String, CaseIterable {
             BoardFuzz.run(data)
         case .status:
             FuzzTarget.status(data)
+        case .frames:
+            FuzzTarget.frames(data)
+        }
+    }
+
+    /// Format 6 frames (FORMAT.md appendix A): per frame u8 encoding, u16 record_count, u16 block_len,
+    /// u16 stored_len (little-endian) and the stored bytes, all frames of one segment. Each frame is
+    /// inflated and decoded as a reader would; what decodes must encode again to a block that decodes
+    /// to the same records.
+    static func frames(_ data: UnsafeRawBufferPointer) {
+        var at = 0
+        var ctx = RecordBlockContext()
+        var previous: [UInt8] = []
+        var reencoded = RecordBlockContext()
+        while at + 7 <= data.count {
+            let encoding = data[at]
+            let count = Int(data.le(at + 1, as: UInt16.self))
+            let blockLength = Int(data.le(at + 3, as: UInt16.self))
+            let storedLength = Int(data.le(at + 5, as: UInt16.self))
+            at += 7
+            guard storedLength <= data.count - at else { return }
+            let stored = UnsafeRawBufferPointer(rebasing: data[at..<(at + storedLength)])
+            at += storedLength
+            let block: [UInt8]
+            switch encoding {
+            case 0:
+                guard storedLength == blockLength else { return }
+                block = Array(stored)
+            case 1:
+                guard let b = try? Deflate.inflate(stored, dictionary: previous, length: blockLength) else { return }
+                if b.count != blockLength { FuzzReport.fail("inflate gave \(b.count) bytes for \(blockLength)") }
+                block = b
+            default:
+                return
+            }
+            var records: [PackedRecord] = []
+            let decoded: Void? = block.withUnsafeBytes { b in try? RecordBlock.decode(b, count: count, context: &ctx) { records.append($0) } }
+            guard decoded != nil else { return }
+            previous = block
+            let before = reencoded
+            var again: [UInt8] = []
+            for r in records {
+                do { try RecordBlock.append(r, to: &again, context: &reencoded) } catch { FuzzReport.fail("a decoded record does not encode: \(error)") }
+            }
+            var back: [PackedRecord] = []
+            var c = before
+            let ok: Void? = again.withUnsafeBytes { b in try? RecordBlock.decode(b, count: records.count, context: &c) { back.append($0) } }
+            if ok == nil || back != records { FuzzReport.fail("decoded records do not survive encoding again") }
         }
     }
 

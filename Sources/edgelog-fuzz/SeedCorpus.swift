@@ -124,6 +124,23 @@ enum SeedCorpus {
             $0.timeSynced = false
         }
         try FileBytes.write("\(root)/status/seed0", Array((StatusJSON.encode(statusBoard.snapshot()) + "\n").utf8))
+        // Format 6 frames: the usual load, stored and deflated against the previous frame.
+        var workload = SensorWorkload(sources: 4, seed: 3)
+        var frameContext = RecordBlockContext()
+        var previousBlock: [UInt8] = []
+        var frames: [UInt8] = []
+        for i in 0..<4 {
+            let records = workload.nextSecond()
+            var block: [UInt8] = []
+            for r in records { try RecordBlock.append(r, to: &block, context: &frameContext) }
+            let packed = i % 2 == 1 ? Deflate.compress(block, dictionary: previousBlock) : nil
+            let stored = packed ?? block
+            frames.append(packed == nil ? 0 : 1)
+            for v in [UInt16(records.count), UInt16(block.count), UInt16(stored.count)] { withUnsafeBytes(of: v.littleEndian) { frames.append(contentsOf: $0) } }
+            frames.append(contentsOf: stored)
+            previousBlock = block
+        }
+        try FileBytes.write("\(root)/frames/seed0", frames)
         FuzzOutput.line("seed corpus: \(lines.count) lines, \(written) images and metadata slots, 6 segments, \(devices.count) device answers under \(root)")
     }
 
