@@ -32,8 +32,10 @@ public enum InflateProblem: Error, Equatable, CustomStringConvertible, Sendable 
 }
 
 public enum Deflate {
-    /// Compression level: 6 is zlib's default; the bench measures what 9 would add.
-    public static let defaultLevel: Int32 = 6
+    /// Compression level 9: on frames of the usual load it keeps most frames inside one 512-byte
+    /// sector where level 6 needs two (DESIGN.md 13, PackedSegmentTests), for about the same time
+    /// on blocks this small (bench section 7).
+    public static let defaultLevel: Int32 = 9
     /// Window bits for a raw stream (no zlib header), 32 KiB window.
     static let rawWindowBits: Int32 = -15
 

@@ -1,0 +1,360 @@
+// Format 6's frames (docs/FORMAT.md appendix A.6, A.7): one commit appended to the open segment,
+// starting on a fresh sector, sealed by a signature over a statement that is rebuilt rather than
+// stored. The writer side builds a frame's bytes; the reader side walks a slot's frames from hostile
+// bytes and stops at the first position that does not hold one (the end of what was committed).
+
+import Crypto
+import EdgelogCore
+
+/// The sealed numbers a frame's state list may set (A.6).
+public enum FrameStateField: UInt8, CaseIterable, Sendable {
+    case lostTotal = 1, droppedTotal = 2, uplinkCursor = 3, boEvent = 4, eccErrCnt = 5, clockSteps = 6
+
+    func value(_ s: PackedState) -> UInt64 {
+        switch self {
+        case .lostTotal: s.lostTotal
+        case .droppedTotal: s.droppedTotal
+        case .uplinkCursor: s.uplinkCursor
+        case .boEvent: UInt64(s.boEvent)
+        case .eccErrCnt: UInt64(s.eccErrCnt)
+        case .clockSteps: UInt64(s.clockSteps)
+        }
+    }
+
+    /// Sets the field; false when the value does not fit it.
+    func set(_ v: UInt64, in s: inout PackedState) -> Bool {
+        switch self {
+        case .lostTotal: s.lostTotal = v
+        case .droppedTotal: s.droppedTotal = v
+        case .uplinkCursor: s.uplinkCursor = v
+        case .boEvent, .eccErrCnt, .clockSteps:
+            guard let n = UInt32(exactly: v) else { return false }
+            switch self {
+            case .boEvent: s.boEvent = n
+            case .eccErrCnt: s.eccErrCnt = n
+            default: s.clockSteps = n
+            }
+        }
+        return true
+    }
+}
+
+/// A.7: the 352 bytes a frame's signature covers.
+public enum FrameStatement {
+    public static let size = 352
+    public static let magic = magic64("EDGESIG3")
+
+    public static func bytes(header h: PackedSegmentHeader, headerHash: [UInt8], frameID: UInt64, firstMono: UInt64, lastMono: UInt64,
+                             recordCount: Int, prevHash: [UInt8], frameHash: [UInt8], state s: PackedState) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: size)
+        out.withUnsafeMutableBytes { b in
+            b.setLE(magic, at: 0)
+            h.deviceID.prefix(16).withUnsafeBytes { b.setBytes($0, at: 8) }
+            b.setLE(h.segmentID, at: 24)
+            b.setLE(frameID, at: 32)
+            b.setLE(firstMono, at: 40)
+            b.setLE(lastMono, at: 48)
+            b.setLE(UInt32(truncatingIfNeeded: recordCount), at: 56)
+            b.setLE(h.keyEpoch, at: 60)
+            h.keyID.prefix(16).withUnsafeBytes { b.setBytes($0, at: 64) }
+            b.setLE(h.rollbackCtr, at: 80)
+            h.fwVerHash.prefix(32).withUnsafeBytes { b.setBytes($0, at: 88) }
+            prevHash.prefix(32).withUnsafeBytes { b.setBytes($0, at: 120) }
+            frameHash.prefix(32).withUnsafeBytes { b.setBytes($0, at: 152) }
+            b.setLE(h.sigAlg.rawValue, at: 184)
+            b.setLE(h.keySrc, at: 185)
+            b.setLE(UInt16(h.sigLen), at: 186)
+            h.storeUUID.prefix(16).withUnsafeBytes { b.setBytes($0, at: 192) }
+            b.setLE(h.tailSegmentID, at: 208)
+            b.setLE(s.monoHWM, at: 216)
+            b.setLE(s.recordsTotal, at: 224)
+            b.setLE(s.lostTotal, at: 232)
+            b.setLE(s.droppedTotal, at: 240)
+            b.setLE(s.uplinkCursor, at: 248)
+            b.setLE(h.wrapCount, at: 256)
+            b.setLE(h.unexpRst, at: 260)
+            b.setLE(s.boEvent, at: 264)
+            b.setLE(s.eccErrCnt, at: 268)
+            b.setLE(s.clockSteps, at: 272)
+            b.setLE(h.bootSeq, at: 276)
+            s.tables.hash.withUnsafeBytes { b.setBytes($0, at: 280) }
+            b.setLE(h.tailSlot, at: 312)
+            b.setLE(h.ringSlots, at: 316)
+            headerHash.prefix(32).withUnsafeBytes { b.setBytes($0, at: 320) }
+        }
+        return out
+    }
+}
+
+/// One frame as read back.
+public struct PackedFrameInfo: Sendable {
+    public var frameID: UInt64
+    public var offset: Int
+    public var frameLength: Int
+    public var deflate: Bool
+    public var recordCount: Int
+    public var blockLength: Int
+    public var stateChanges: [(FrameStateField, UInt64)]
+    public var frameHash: [UInt8]
+    public var statement: [UInt8]
+    public var signature: [UInt8]
+    public var records: [PackedRecord]
+    public var stateAfter: PackedState
+}
+
+enum FrameLayout {
+    static let magic: [UInt8] = Array("EF".utf8)
+    static let deflateFlag: UInt8 = 1
+    static let stateFlag: UInt8 = 2
+    static let maxBlockLength = 16 << 20
+    static let minRecordLength = 7
+    static let maxStateEntries = 16
+
+    /// frame_crc's seed: the store and the segment (A.6).
+    static func crcSeed(storeUUID: [UInt8], segmentID: UInt64) -> UInt32 {
+        var seed = Array(storeUUID.prefix(16))
+        withUnsafeBytes(of: segmentID.littleEndian) { seed.append(contentsOf: $0) }
+        return CRC32C.checksum(seed)
+    }
+
+    /// Moves `state` on by the frame's records and state list (A.6).
+    static func advance(_ state: inout PackedState, records: [PackedRecord]) -> Bool {
+        for r in records {
+            if r.rawType == RecordType.data.rawValue { state.recordsTotal &+= 1 }
+            guard state.tables.setLastSeq(r.source, r.seq) else { return false }
+        }
+        if let last = records.last { state.monoHWM = last.mono }
+        return true
+    }
+}
+
+/// Why a frame cannot be written into the open segment.
+public enum PackedWriteProblem: Error, Equatable, Sendable {
+    /// The frame does not fit in what is left of the slot: open a new segment.
+    case segmentFull(need: Int, left: Int)
+    case encode(RecordBlock.EncodeProblem)
+    case stateGoesBack(FrameStateField)
+    case tooManySources
+    case signing(String)
+}
+
+/// Builds one segment's bytes frame by frame (the writer side of A.5 to A.7).
+public struct PackedSegmentWriter {
+    public let header: PackedSegmentHeader
+    public let headerBytes: [UInt8]
+    public let headerHash: [UInt8]
+    public let sectorSize: Int
+    public let segmentSize: Int
+    public private(set) var nextOffset: Int
+    public private(set) var frames = 0
+    public private(set) var state: PackedState
+    public private(set) var prevHash: [UInt8]
+    private var context = RecordBlockContext()
+    private var previousBlock: [UInt8] = []
+    private let crcSeed: UInt32
+    public var level = Deflate.defaultLevel
+
+    public init(header: PackedSegmentHeader, sectorSize: Int, segmentSize: Int) {
+        self.header = header
+        self.sectorSize = sectorSize
+        self.segmentSize = segmentSize
+        headerBytes = header.encoded(sectorSize: sectorSize)
+        headerHash = headerBytes.withUnsafeBytes { PackedSegmentHeader.hash($0) }
+        nextOffset = headerBytes.count
+        state = header.state
+        prevHash = header.prevHash
+        crcSeed = FrameLayout.crcSeed(storeUUID: header.storeUUID, segmentID: header.segmentID)
+    }
+
+    public var nextFrameID: UInt64 { header.firstFrameID &+ UInt64(frames) }
+
+    /// Encodes a frame of `records` (and the state changes) and moves the writer past it. Returns
+    /// where to write and what: the header and the frame for the segment's first frame, else the
+    /// frame, padded to whole sectors. Nothing moves when it throws.
+    public mutating func append(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = [],
+                                sign: (([UInt8]) throws -> [UInt8])? = nil) throws(PackedWriteProblem) -> (offset: Int, bytes: [UInt8]) {
+        var ctx = context
+        var block: [UInt8] = []
+        for r in records {
+            do { try RecordBlock.append(r, to: &block, context: &ctx) } catch { throw .encode(error) }
+        }
+        var after = state
+        guard FrameLayout.advance(&after, records: records) else { throw .tooManySources }
+        let sorted = changes.sorted { $0.0.rawValue < $1.0.rawValue }
+        for (field, value) in sorted {
+            guard value >= field.value(after), field.set(value, in: &after) else { throw .stateGoesBack(field) }
+        }
+        var stored = block
+        var flags: UInt8 = 0
+        if !block.isEmpty, let packed = Deflate.compress(block, dictionary: previousBlock, level: level), packed.count < block.count {
+            stored = packed
+            flags |= FrameLayout.deflateFlag
+        }
+        var middle: [UInt8] = []
+        Varint.append(UInt64(records.count), to: &middle)
+        Varint.append(UInt64(block.count), to: &middle)
+        if !sorted.isEmpty {
+            flags |= FrameLayout.stateFlag
+            Varint.append(UInt64(sorted.count), to: &middle)
+            for (field, value) in sorted {
+                middle.append(field.rawValue)
+                Varint.append(value, to: &middle)
+            }
+        }
+        // frame_len counts its own varint: the smallest length that holds it.
+        let rest = middle.count + stored.count + header.sigLen + 4
+        var frameLength = 3 + 1 + rest
+        while 3 + Varint.length(UInt64(frameLength)) + rest != frameLength { frameLength = 3 + Varint.length(UInt64(frameLength)) + rest }
+        let left = segmentSize - nextOffset
+        guard frameLength <= left else { throw .segmentFull(need: frameLength, left: left) }
+
+        var frame: [UInt8] = FrameLayout.magic + [flags]
+        frame.reserveCapacity((frameLength + sectorSize - 1) / sectorSize * sectorSize)
+        Varint.append(UInt64(frameLength), to: &frame)
+        frame.append(contentsOf: middle)
+        frame.append(contentsOf: stored)
+        let frameHash = Array(SHA256.hash(data: frame))
+        let statement = FrameStatement.bytes(header: header, headerHash: headerHash, frameID: nextFrameID, firstMono: records.first?.mono ?? 0,
+                                             lastMono: records.last?.mono ?? 0, recordCount: records.count, prevHash: prevHash,
+                                             frameHash: frameHash, state: after)
+        if header.sigLen > 0 {
+            guard let sign else { throw .signing("the segment names a key but no signer was given") }
+            let signature: [UInt8]
+            do { signature = try sign(statement) } catch { throw .signing("\(error)") }
+            guard signature.count == header.sigLen else { throw .signing("signature of \(signature.count) bytes") }
+            frame.append(contentsOf: signature)
+        }
+        let crc = CRC32C.checksum(frame, seed: crcSeed)
+        withUnsafeBytes(of: crc.littleEndian) { frame.append(contentsOf: $0) }
+        let padded = (frame.count + sectorSize - 1) / sectorSize * sectorSize
+        frame.append(contentsOf: [UInt8](repeating: 0, count: padded - frame.count))
+
+        let offset = nextOffset
+        context = ctx
+        previousBlock = block
+        prevHash = frameHash
+        state = after
+        frames += 1
+        nextOffset = offset + padded
+        return frames == 1 ? (0, headerBytes + frame) : (offset, frame)
+    }
+}
+
+/// Reads a slot's segment (the reader side of A.5 to A.7).
+public enum PackedSegmentReader {
+    public struct Walk: Sendable {
+        public var header: PackedSegmentHeader
+        public var headerLength: Int
+        public var headerHash: [UInt8]
+        public var frames: [PackedFrameInfo]
+        /// Where the walk stopped and why (the end of what is committed in the slot).
+        public var endOffset: Int
+        public var end: PackedProblem
+    }
+
+    public static func walk(_ slot: UnsafeRawBufferPointer, sectorSize: Int, storeUUID: [UInt8]? = nil) throws(PackedProblem) -> Walk {
+        let (header, headerLength) = try PackedSegmentHeader.decode(slot, sectorSize: sectorSize, storeUUID: storeUUID)
+        let headerHash = PackedSegmentHeader.hash(UnsafeRawBufferPointer(rebasing: slot[0..<headerLength]))
+        var walk = Walk(header: header, headerLength: headerLength, headerHash: headerHash, frames: [], endOffset: headerLength, end: .slotEnd)
+        let seed = FrameLayout.crcSeed(storeUUID: header.storeUUID, segmentID: header.segmentID)
+        var offset = headerLength
+        var ctx = RecordBlockContext()
+        var previousBlock: [UInt8] = []
+        var prevHash = header.prevHash
+        var state = header.state
+        while true {
+            walk.endOffset = offset
+            do {
+                let info = try frame(slot, at: offset, sectorSize: sectorSize, header: header, headerHash: headerHash, seed: seed,
+                                     frameID: header.firstFrameID &+ UInt64(walk.frames.count), context: &ctx, previousBlock: &previousBlock,
+                                     prevHash: prevHash, state: state)
+                walk.frames.append(info)
+                prevHash = info.frameHash
+                state = info.stateAfter
+                offset += (info.frameLength + sectorSize - 1) / sectorSize * sectorSize
+            } catch {
+                walk.end = error
+                return walk
+            }
+        }
+    }
+
+    static func frame(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader, headerHash: [UInt8], seed: UInt32,
+                      frameID: UInt64, context: inout RecordBlockContext, previousBlock: inout [UInt8], prevHash: [UInt8],
+                      state: PackedState) throws(PackedProblem) -> PackedFrameInfo {
+        guard o + sectorSize <= slot.count else { throw .slotEnd }
+        guard slot[o] == FrameLayout.magic[0], slot[o + 1] == FrameLayout.magic[1] else {
+            throw UnsafeRawBufferPointer(rebasing: slot[o..<(o + sectorSize)]).allSatisfy({ $0 == 0 }) ? .blank : .badMagic
+        }
+        let flags = slot[o + 2]
+        guard flags & ~(FrameLayout.deflateFlag | FrameLayout.stateFlag) == 0 else { throw .badField("flags 0x\(String(flags, radix: 16))") }
+        var c = ByteCursor(UnsafeRawBufferPointer(rebasing: slot[o..<slot.count]), offset: 3)
+        let frameLength: Int
+        do {
+            let v = try c.varint()
+            guard v <= UInt64(slot.count - o), Int(v) >= c.offset + 4 + header.sigLen else { throw PackedProblem.badLength("frame_len \(v)") }
+            frameLength = Int(v)
+        } catch let p as PackedProblem { throw p } catch { throw .badLength("frame_len: \(error)") }
+        let frame = UnsafeRawBufferPointer(rebasing: slot[o..<(o + frameLength)])
+        let crcAt = frameLength - 4
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[0..<crcAt]), seed: seed) == frame.le(crcAt, as: UInt32.self) else {
+            throw .crcMismatch
+        }
+        c = ByteCursor(UnsafeRawBufferPointer(rebasing: frame[0..<crcAt]), offset: c.offset)
+        var after = state
+        var changes: [(FrameStateField, UInt64)] = []
+        let recordCount: Int, blockLength: Int
+        do {
+            let rc = try c.varint()
+            let bl = try c.varint()
+            guard bl <= UInt64(FrameLayout.maxBlockLength), rc <= bl / UInt64(FrameLayout.minRecordLength) else {
+                throw PackedProblem.badLength("record_count \(rc), block_len \(bl)")
+            }
+            recordCount = Int(rc)
+            blockLength = Int(bl)
+            if flags & FrameLayout.stateFlag != 0 {
+                let n = try c.varint()
+                guard n >= 1, n <= UInt64(FrameLayout.maxStateEntries) else { throw PackedProblem.state("\(n) entries") }
+                var last: UInt8 = 0
+                for _ in 0..<Int(n) {
+                    let id = try c.byte()
+                    guard id > last, let field = FrameStateField(rawValue: id) else { throw PackedProblem.state("field id \(id)") }
+                    last = id
+                    let value = try c.varint()
+                    changes.append((field, value))
+                }
+            }
+        } catch let p as PackedProblem { throw p } catch { throw .badLength("\(error)") }
+        let storedStart = c.offset
+        let storedLength = crcAt - header.sigLen - storedStart
+        guard storedLength >= 0 else { throw .badLength("no room for the stored bytes") }
+        let stored = UnsafeRawBufferPointer(rebasing: frame[storedStart..<(storedStart + storedLength)])
+        let block: [UInt8]
+        if flags & FrameLayout.deflateFlag != 0 {
+            do { block = try Deflate.inflate(stored, dictionary: previousBlock, length: blockLength) } catch { throw .block("\(error)") }
+        } else {
+            guard storedLength == blockLength else { throw .badLength("stored \(storedLength) bytes, block_len \(blockLength)") }
+            block = Array(stored)
+        }
+        var ctx = context
+        var records: [PackedRecord] = []
+        records.reserveCapacity(recordCount)
+        do {
+            try block.withUnsafeBytes { try RecordBlock.decode($0, count: recordCount, context: &ctx) { records.append($0) } }
+        } catch { throw .block("\(error)") }
+        guard FrameLayout.advance(&after, records: records) else { throw .block("more than \(PackedTables.maxSources) sources") }
+        for (field, value) in changes {
+            guard value >= field.value(after), field.set(value, in: &after) else { throw .state("\(field) goes back or does not fit") }
+        }
+        let frameHash = Array(SHA256.hash(data: UnsafeRawBufferPointer(rebasing: frame[0..<(storedStart + storedLength)])))
+        let statement = FrameStatement.bytes(header: header, headerHash: headerHash, frameID: frameID, firstMono: records.first?.mono ?? 0,
+                                             lastMono: records.last?.mono ?? 0, recordCount: recordCount, prevHash: prevHash,
+                                             frameHash: frameHash, state: after)
+        let signature = Array(frame[(storedStart + storedLength)..<crcAt])
+        context = ctx
+        previousBlock = block
+        return PackedFrameInfo(frameID: frameID, offset: o, frameLength: frameLength, deflate: flags & FrameLayout.deflateFlag != 0,
+                               recordCount: recordCount, blockLength: blockLength, stateChanges: changes, frameHash: frameHash,
+                               statement: statement, signature: signature, records: records, stateAfter: after)
+    }
+}
