@@ -11,7 +11,7 @@ import EdgelogRuntime
 import EdgelogTestKit
 
 enum FuzzTarget: String, CaseIterable {
-    case json, metadata, segment, image, head, verify, fields, devices, board, status, frames
+    case json, metadata, segment, image, head, verify, fields, devices, board, status, frames, packed
 
     /// The key the seed stores are signed with, trusted by the verify target.
     static let seedKey = PrivateSigningKey.hmacSHA256(Array(repeating: 0x5A, count: 32))
@@ -42,6 +42,26 @@ enum FuzzTarget: String, CaseIterable {
             FuzzTarget.status(data)
         case .frames:
             FuzzTarget.frames(data)
+        case .packed:
+            FuzzTarget.packed(data)
+        }
+    }
+
+    /// A format 6 slot (FORMAT.md A.5 to A.7) walked frame by frame: the header, each frame's CRC,
+    /// state list, inflate and records, the rebuilt statement. What the walk returns must be
+    /// consistent: frames at increasing sector offsets inside the slot, ids counting up.
+    static func packed(_ data: UnsafeRawBufferPointer) {
+        let size = (data.count + 511) / 512 * 512
+        guard size >= 512, size <= 1 << 20 else { return }
+        var bytes = [UInt8](data)
+        bytes.append(contentsOf: [UInt8](repeating: 0, count: size - data.count))
+        guard let walk = try? bytes.withUnsafeBytes({ try PackedSegmentReader.walk($0, sectorSize: 512) }) else { return }
+        var next = walk.headerLength
+        for (i, f) in walk.frames.enumerated() {
+            if f.offset != next || f.offset % 512 != 0 || f.offset + f.frameLength > size { FuzzReport.fail("frame \(i) at \(f.offset), expected \(next)") }
+            if f.frameID != walk.header.firstFrameID &+ UInt64(i) { FuzzReport.fail("frame id out of order") }
+            if f.records.count != f.recordCount || f.statement.count != FrameStatement.size { FuzzReport.fail("frame \(i) inconsistent") }
+            next = f.offset + (f.frameLength + 511) / 512 * 512
         }
     }
 

@@ -141,6 +141,20 @@ enum SeedCorpus {
             previousBlock = block
         }
         try FileBytes.write("\(root)/frames/seed0", frames)
+        // A format 6 slot: a header and frames of the usual load, one with a state list.
+        var header = PackedSegmentHeader()
+        header.storeUUID = Array(1...16)
+        header.segmentID = 3
+        header.firstFrameID = 10
+        header.ringSlots = 8
+        header.state.tables = PackedTables(sources: [(name: "env.bme280-1", lastSeq: 4)])
+        var packedWriter = PackedSegmentWriter(header: header, sectorSize: 512, segmentSize: 8192)
+        var slot = [UInt8](repeating: 0, count: 8192)
+        for i in 0..<4 {
+            let (offset, bytes) = try packedWriter.append(workload.nextSecond(), changes: i == 2 ? [(.uplinkCursor, 2)] : [])
+            slot.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
+        }
+        try FileBytes.write("\(root)/packed/seed0", Array(slot[0..<packedWriter.nextOffset]))
         FuzzOutput.line("seed corpus: \(lines.count) lines, \(written) images and metadata slots, 6 segments, \(devices.count) device answers under \(root)")
     }
 
