@@ -8,6 +8,8 @@ Usage:
     edgelog_decode.py STORE_PATH [--format jsonl|csv] [--since-commit N]
                       [--wall raw|corrected] [--inspect]
     edgelog_decode.py --frames FILE        (test only: format 6 frames)
+    edgelog_decode.py --segment FILE --sector-size 512|4096
+                                           (test only: one format 6 segment)
 
 Default output is what FORMAT.md section 7 says `edgelog export` prints, for
 the committed records of section 5.  `--inspect` prints the chosen metadata
@@ -94,6 +96,30 @@ stored_len stored bytes.  It prints one JSON line per record,
 and exits 0; at the first frame that is not valid (or a malformed
 container) it prints {"frame":I,"error":"..."} instead of that frame's
 records and exits 1.  A FILE that cannot be read exits 2.
+
+Test only: `edgelog_decode.py --segment FILE --sector-size N` decodes one
+ring slot's bytes (FILE) as a format 6 segment (FORMAT.md appendix A.5 to
+A.7): the header, then the frames from header_len on, each on a sector
+boundary, until the first position that does not hold a valid frame (the
+end of what is committed in the slot, not an error).  It prints JSON lines:
+{"kind":"header",...} (the header's fields and its tables before the first
+frame, header_hash), then per frame {"kind":"frame","frame_id":N,
+"offset":N,"frame_len":N,"deflate":B,"record_count":N,"block_len":N,
+"state":[[id,value],...],"frame_hash":"hex","statement":"hex",
+"signature":"hex"} (statement: the 352 EDGESIG3 bytes rebuilt as A.7 says;
+signatures are printed, not checked) followed by its records as --frames
+prints them with "frame" set to the frame id, and last {"kind":"end",
+"offset":N,"frames":N,"reason":"..."}: "blank" (an all-zero sector),
+"slot_end" (no sector left) or what failed at that offset ("bad_magic",
+"flags", "frame_len", "crc_mismatch", "record_count", "block_len",
+"state", "block", "records_total", "tables", "frame_id"); exit 0.  A header
+that is not valid, or a FILE that is not a whole number of sectors, prints
+{"kind":"error","reason":"..."} (reasons "bad_magic", "format_version",
+"header_len", "crc_mismatch", "tables_len", "tables", "sig_alg",
+"sig_len", "slot_size"; the detail on stderr) and exits 1.  The slot
+alone does not name the store, so store_uuid is printed, not checked
+(walk_segment() checks it when given the store's).  A FILE that cannot
+be read exits 2.
 
 Exit codes:
     0  success
@@ -232,7 +258,8 @@ EXIT_OK = 0
 EXIT_NOT_A_STORE = 2
 EXIT_BAD_SEGMENT = 3
 EXIT_NEWER_FORMAT = 5
-EXIT_FRAME_FAILED = 1   # --frames only: a frame (or the container) is not valid
+EXIT_FRAME_FAILED = 1   # --frames: a frame (or the container) is not valid;
+                        # --segment: the segment header is not valid
 
 
 # ---------------------------------------------------------------------------
@@ -1911,7 +1938,9 @@ def inflate_frame(encoding: int, stored: bytes | bytearray | memoryview, block_l
         # max_length 0 would mean "no limit", so an empty block feeds
         # nothing here and goes straight to the one-byte probe below.
         if block_len > 0:
-            out = inflater.decompress(stored, block_len)
+            # zlib takes a C ssize_t: a format 6 frame's block_len is a u64
+            # varint (A.6), and no stream inflates to sys.maxsize bytes anyway.
+            out = inflater.decompress(stored, min(block_len, sys.maxsize))
             tail = inflater.unconsumed_tail
         else:
             out, tail = b"", stored
@@ -2002,6 +2031,567 @@ def decode_frames_file(data: bytes, out: BinaryIO) -> int:
 
 
 # ---------------------------------------------------------------------------
+# Format 6, in progress: one segment (FORMAT.md appendix A.5 to A.7)
+#
+# A ring slot's bytes: the segment header (A.5), then frames (A.6) from
+# header_len, each on a sector boundary, each with the statement (A.7) its
+# signature is over rebuilt from the header, the frames before it and the
+# frame itself.  Signatures are not checked here (the verifier's job); the
+# walk stops at the first position that does not hold a valid frame, which
+# is the end of what is committed in the slot, not an error of the segment.
+# Only `--segment FILE --sector-size N` (test only) reaches this from the
+# command line.
+# ---------------------------------------------------------------------------
+
+SEG6_FORMAT_VERSION = 6
+SEG6_FIXED = 248                  # bytes of the header before the tables
+SEG6_CRC_SIZE = 4                 # header_crc, the last 4 bytes of the header
+TABLES_BAD_SLOTS_MAX = 64         # A.5 tables: at most 64 bad slots
+TABLES_SOURCES_MAX = 258          # 256 user sources + edgelog + edgelog.time
+FRAME_MAGIC = b"EF"               # A.6
+FRAME_FLAG_DEFLATE = 1 << 0
+FRAME_FLAG_STATE = 1 << 1
+FRAME_FLAGS_RESERVED = 0xFC       # bits 2 to 7: zero
+FRAME_CRC_SIZE = 4
+STATE_LIST_MAX = 16               # A.6: varint n (1..16)
+# A.6 state list field ids, the sealed field each sets and its width (the
+# statement's field, A.7: u64 for 1 to 3, u32 for 4 to 6).
+STATE_FIELDS = {1: ("lost_total", U64_MAX), 2: ("dropped_total", U64_MAX),
+                3: ("uplink_cursor", U64_MAX), 4: ("bo_event", U32_MAX),
+                5: ("ecc_err_cnt", U32_MAX), 6: ("clock_steps", U32_MAX)}
+STATEMENT3_MAGIC = b"EDGESIG3"    # A.7
+STATEMENT3_SIZE = 352
+
+_SEG6_HEADER = struct.Struct("<8sHHI16sQQII32s16s16sIBBH32sQQIIQQQQQIIIIII")
+assert _SEG6_HEADER.size == SEG6_FIXED
+_STATEMENT3 = struct.Struct("<8s16sQQQQII16sQ32s32s32sBBH4s16sQQQQQQIIIIII32sII32s")
+assert _STATEMENT3.size == STATEMENT3_SIZE
+
+
+class SegmentError(Exception):
+    """A format 6 segment header (A.5) is not valid, or a slot is not one.
+
+    `reason` is a short token printed by --segment ("bad_magic",
+    "format_version", "header_len", "crc_mismatch", "tables_len", "tables",
+    "sig_alg", "sig_len", "store_uuid", "slot_size"); the message says more.
+    """
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class FrameStop(Exception):
+    """The position the walk reached does not hold a valid frame (A.6).
+
+    `reason` is "blank" (an all-zero sector), "slot_end" (no sector left),
+    or what failed: "bad_magic", "flags", "frame_len", "crc_mismatch",
+    "record_count", "block_len", "state", "block", "records_total",
+    "tables", "frame_id".
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class SegmentTables:
+    """The tables of A.5: the bad-slot list and the source table."""
+    bad_slots: list[tuple[int, int, int]] = field(default_factory=list)  # slot, reason, segment_id
+    sources: list[list] = field(default_factory=list)                    # [name bytes, last_seq]
+
+    def copy(self) -> SegmentTables:
+        return SegmentTables(list(self.bad_slots), [list(s) for s in self.sources])
+
+
+def decode_tables(data: bytes | bytearray | memoryview) -> SegmentTables:
+    """Decode A.5's tables encoding from exactly `data`; SegmentError("tables")
+    when it is not valid (a bad varint, a count above its limit, a bad-slot
+    reason other than 1, 2 or 3, a bad name or a name twice, a last_seq of
+    2^62 or more, or bytes left over)."""
+    data = bytes(data)
+    pos = 0
+
+    def varint(what: str, limit: int = U64_MAX) -> int:
+        nonlocal pos
+        try:
+            value, pos = read_varint(data, pos, limit)
+        except BlockError as exc:
+            raise SegmentError("tables", f"{what}: {exc.reason} (tables offset "
+                                         f"{exc.offset})") from None
+        return value
+
+    tables = SegmentTables()
+    count = varint("bad_slot_count")
+    if count > TABLES_BAD_SLOTS_MAX:
+        raise SegmentError("tables", f"bad_slot_count {count} (at most {TABLES_BAD_SLOTS_MAX})")
+    for i in range(count):
+        slot = varint(f"bad slot {i}'s slot", U32_MAX)
+        if pos >= len(data):
+            raise SegmentError("tables", f"bad slot {i}'s reason runs past the tables")
+        reason = data[pos]
+        if reason not in BAD_BLOCK_REASONS:
+            raise SegmentError("tables", f"bad slot {i}'s reason {reason} (1, 2 or 3)")
+        pos += 1
+        seg_id = varint(f"bad slot {i}'s segment_id")
+        tables.bad_slots.append((slot, reason, seg_id))
+    count = varint("source_count")
+    if count > TABLES_SOURCES_MAX:
+        raise SegmentError("tables", f"source_count {count} (at most {TABLES_SOURCES_MAX})")
+    names = set()
+    for i in range(count):
+        if pos >= len(data):
+            raise SegmentError("tables", f"source {i}'s name_len runs past the tables")
+        name_len = data[pos]
+        if not 1 <= name_len <= SOURCE_NAME_MAX or pos + 1 + name_len > len(data):
+            raise SegmentError("tables", f"source {i}'s name_len {name_len} (1..39, "
+                                         f"within the tables)")
+        name = data[pos + 1:pos + 1 + name_len]
+        if not is_valid_source(name):
+            raise SegmentError("tables", f"source {i}'s name {name!r} is not a valid name")
+        if name in names:
+            raise SegmentError("tables", f"source name {name.decode()!r} twice")
+        names.add(name)
+        pos += 1 + name_len
+        last_seq = varint(f"source {name.decode()!r}'s last_seq")
+        if last_seq >= ID_LIMIT:
+            raise SegmentError("tables", f"source {name.decode()!r}'s last_seq {last_seq} "
+                                         f"is 2^62 or more")
+        tables.sources.append([name, last_seq])
+    if pos != len(data):
+        raise SegmentError("tables", f"the tables decode to {pos} bytes, tables_len is "
+                                     f"{len(data)}")
+    return tables
+
+
+def _enc_varint(value: int) -> bytes:
+    """A.1's varint of `value` (0..2^64-1), shortest form."""
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def encode_tables(tables: SegmentTables) -> bytes:
+    """A.5's tables encoding (what tables_hash of A.7 is over)."""
+    out = bytearray(_enc_varint(len(tables.bad_slots)))
+    for slot, reason, seg_id in tables.bad_slots:
+        out += _enc_varint(slot) + bytes([reason]) + _enc_varint(seg_id)
+    out += _enc_varint(len(tables.sources))
+    for name, last_seq in tables.sources:
+        out += bytes([len(name)]) + name + _enc_varint(last_seq)
+    return bytes(out)
+
+
+@dataclass
+class SegmentState:
+    """The sealed numbers that frames move on (A.6): before the first frame
+    from the header, after each frame as A.6 says."""
+    mono_hwm: int
+    records_total: int
+    lost_total: int
+    dropped_total: int
+    uplink_cursor: int
+    bo_event: int
+    ecc_err_cnt: int
+    clock_steps: int
+    tables: SegmentTables
+
+    def copy(self) -> SegmentState:
+        return dataclasses.replace(self, tables=self.tables.copy())
+
+
+@dataclass
+class SegmentHeader:
+    """A format 6 segment header (A.5) that passed every validity rule."""
+    header_len: int
+    store_uuid: bytes
+    segment_id: int
+    first_frame_id: int
+    slot_index: int
+    wrap_count: int
+    prev_hash: bytes
+    device_id: bytes
+    key_id: bytes
+    key_epoch: int
+    sig_alg: int
+    key_src: int
+    sig_len: int
+    fw_ver_hash: bytes
+    rollback_ctr: int
+    tail_segment_id: int
+    tail_slot: int
+    ring_slots: int
+    mono_hwm: int
+    records_total: int
+    lost_total: int
+    dropped_total: int
+    uplink_cursor: int
+    unexp_rst: int
+    bo_event: int
+    ecc_err_cnt: int
+    clock_steps: int
+    boot_seq: int
+    tables_len: int
+    tables: SegmentTables
+    tables_bytes: bytes
+    header_crc: int
+    header_hash: bytes
+
+    def initial_state(self) -> SegmentState:
+        return SegmentState(mono_hwm=self.mono_hwm, records_total=self.records_total,
+                            lost_total=self.lost_total, dropped_total=self.dropped_total,
+                            uplink_cursor=self.uplink_cursor, bo_event=self.bo_event,
+                            ecc_err_cnt=self.ecc_err_cnt, clock_steps=self.clock_steps,
+                            tables=self.tables.copy())
+
+
+def parse_segment_header(slot: bytes | bytearray | memoryview, sector_size: int,
+                         store_uuid: bytes | None = None) -> SegmentHeader:
+    """Parse and check the segment header at the start of a ring slot's bytes.
+
+    A.5's rules, in this order: magic, format_version 6, header_len a
+    non-zero multiple of the sector size no larger than the slot, header_crc,
+    `248 + tables_len <= header_len - 4`, the tables decode to exactly
+    tables_len bytes, sig_alg 0..3 and sig_len its length, and (when
+    `store_uuid` is given: the slot alone does not say it) store_uuid is
+    the store's.  Raises SegmentError.
+    """
+    slot = memoryview(bytes(slot))
+    if sector_size not in SECTOR_SIZES:
+        raise ValueError(f"sector size {sector_size} (512 or 4096)")
+    if bytes(slot[:8]) != SEG_MAGIC:
+        raise SegmentError("bad_magic", f"magic {bytes(slot[:8])!r} is not {SEG_MAGIC!r}")
+    if len(slot) < 10:
+        raise SegmentError("format_version", "the slot ends inside format_version")
+    version = struct.unpack_from("<H", slot, 8)[0]
+    if version != SEG6_FORMAT_VERSION:
+        raise SegmentError("format_version", f"format_version {version} (6)")
+    if len(slot) < 16:
+        raise SegmentError("header_len", "the slot ends inside header_len")
+    header_len = struct.unpack_from("<I", slot, 12)[0]
+    if header_len == 0 or header_len % sector_size or header_len > len(slot):
+        raise SegmentError("header_len", f"header_len {header_len} is not a multiple of the "
+                                         f"sector size {sector_size} no larger than the "
+                                         f"slot ({len(slot)} bytes)")
+    # A non-zero multiple of 512 holds the 248 fixed bytes and the CRC.
+    body = bytes(slot[:header_len - SEG6_CRC_SIZE])
+    header_crc = struct.unpack_from("<I", slot, header_len - SEG6_CRC_SIZE)[0]
+    if crc32c(body) != header_crc:
+        raise SegmentError("crc_mismatch", f"header_crc {header_crc:#010x}, the CRC of bytes "
+                                           f"0..{header_len - 5} is {crc32c(body):#010x}")
+    (_magic, _version, _reserved, _hlen, uuid, segment_id, first_frame_id, slot_index,
+     wrap_count, prev_hash, device_id, key_id, key_epoch, sig_alg, key_src, sig_len,
+     fw_ver_hash, rollback_ctr, tail_segment_id, tail_slot, ring_slots, mono_hwm,
+     records_total, lost_total, dropped_total, uplink_cursor, unexp_rst, bo_event,
+     ecc_err_cnt, clock_steps, boot_seq, tables_len) = _SEG6_HEADER.unpack_from(body, 0)
+    if SEG6_FIXED + tables_len > header_len - SEG6_CRC_SIZE:
+        raise SegmentError("tables_len", f"248 + tables_len {tables_len} is more than "
+                                         f"header_len - 4 = {header_len - 4}")
+    tables_bytes = body[SEG6_FIXED:SEG6_FIXED + tables_len]
+    tables = decode_tables(tables_bytes)
+    if sig_alg not in SIG_LEN_FOR_ALG:
+        raise SegmentError("sig_alg", f"sig_alg {sig_alg} (0..3)")
+    if sig_len != SIG_LEN_FOR_ALG[sig_alg]:
+        raise SegmentError("sig_len", f"sig_len {sig_len}, sig_alg {sig_alg} "
+                                      f"({SIG_ALG_NAMES[sig_alg]}) signs with "
+                                      f"{SIG_LEN_FOR_ALG[sig_alg]}")
+    if store_uuid is not None and uuid != store_uuid:
+        raise SegmentError("store_uuid", f"store_uuid {uuid.hex()} is not the store's "
+                                         f"{bytes(store_uuid).hex()}")
+    return SegmentHeader(
+        header_len=header_len, store_uuid=uuid, segment_id=segment_id,
+        first_frame_id=first_frame_id, slot_index=slot_index, wrap_count=wrap_count,
+        prev_hash=prev_hash, device_id=device_id, key_id=key_id, key_epoch=key_epoch,
+        sig_alg=sig_alg, key_src=key_src, sig_len=sig_len, fw_ver_hash=fw_ver_hash,
+        rollback_ctr=rollback_ctr, tail_segment_id=tail_segment_id, tail_slot=tail_slot,
+        ring_slots=ring_slots, mono_hwm=mono_hwm, records_total=records_total,
+        lost_total=lost_total, dropped_total=dropped_total, uplink_cursor=uplink_cursor,
+        unexp_rst=unexp_rst, bo_event=bo_event, ecc_err_cnt=ecc_err_cnt,
+        clock_steps=clock_steps, boot_seq=boot_seq, tables_len=tables_len, tables=tables,
+        tables_bytes=tables_bytes, header_crc=header_crc,
+        header_hash=hashlib.sha256(body).digest())
+
+
+def build_statement(header: SegmentHeader, frame_id: int, first_mono: int, last_mono: int,
+                    record_count: int, prev_hash: bytes, frame_hash: bytes,
+                    state: SegmentState) -> bytes:
+    """The 352-byte EDGESIG3 statement of a frame (A.7); `state` is the
+    sealed state after the frame."""
+    return _STATEMENT3.pack(
+        STATEMENT3_MAGIC, header.device_id, header.segment_id, frame_id, first_mono,
+        last_mono, record_count, header.key_epoch, header.key_id, header.rollback_ctr,
+        header.fw_ver_hash, prev_hash, frame_hash, header.sig_alg, header.key_src,
+        header.sig_len, bytes(4), header.store_uuid, header.tail_segment_id, state.mono_hwm,
+        state.records_total, state.lost_total, state.dropped_total, state.uplink_cursor,
+        header.wrap_count, header.unexp_rst, state.bo_event, state.ecc_err_cnt,
+        state.clock_steps, header.boot_seq,
+        hashlib.sha256(encode_tables(state.tables)).digest(), header.tail_slot,
+        header.ring_slots, header.header_hash)
+
+
+@dataclass
+class SegmentFrame:
+    """One valid frame of a segment (A.6) and what follows from it."""
+    frame_id: int
+    offset: int                 # slot offset of its magic
+    frame_len: int
+    deflate: bool
+    record_count: int
+    block_len: int
+    state_list: list[tuple[int, int]]
+    stored: bytes
+    signature: bytes
+    frame_crc: int
+    frame_hash: bytes
+    records: list[BlockRecord]
+    state: SegmentState         # the sealed state after the frame
+    statement: bytes            # A.7, 352 bytes: what `signature` is over
+
+
+@dataclass
+class SegmentWalk:
+    """A segment's valid frames in order, and where and why the walk stopped."""
+    header: SegmentHeader
+    frames: list[SegmentFrame]
+    end_offset: int
+    end_reason: str
+    end_detail: str = ""
+
+
+class _SegmentWalker:
+    """Walks one slot's frames (A.6) after a valid header, carrying the
+    record block context and dictionary (A.2, A.4), the sealed state (A.6)
+    and the prev_hash chain (A.7) from each frame to the next."""
+
+    def __init__(self, slot: bytes, header: SegmentHeader, sector_size: int):
+        self.slot = slot
+        self.header = header
+        self.sector_size = sector_size
+        self.frames = SegmentFrames()
+        self.state = header.initial_state()
+        self.prev_hash = header.prev_hash
+        self.index = 0
+
+    def read_frame(self, pos: int) -> SegmentFrame:
+        """The frame at slot offset `pos` (a sector boundary at or after
+        header_len), moving the walk on; FrameStop when there is none."""
+        slot, header = self.slot, self.header
+        if pos + self.sector_size > len(slot):
+            raise FrameStop("slot_end", f"no sector left at slot offset {pos}")
+        if slot[pos:pos + self.sector_size] == bytes(self.sector_size):
+            raise FrameStop("blank", f"the sector at slot offset {pos} is all zero")
+        if slot[pos:pos + 2] != FRAME_MAGIC:
+            raise FrameStop("bad_magic", f"magic {slot[pos:pos + 2]!r} is not {FRAME_MAGIC!r}")
+        flags = slot[pos + 2]
+        if flags & FRAME_FLAGS_RESERVED:
+            raise FrameStop("flags", f"flags {flags:#04x} has reserved bits 2..7 set")
+        try:
+            frame_len, cur = read_varint(slot, pos + 3)
+        except BlockError as exc:
+            raise FrameStop("frame_len", f"frame_len: {exc.reason}") from None
+        trailer = header.sig_len + FRAME_CRC_SIZE
+        if frame_len < cur - pos + trailer or frame_len > len(slot) - pos:
+            raise FrameStop("frame_len", f"frame_len {frame_len} (at least {cur - pos + trailer}"
+                                         f", and the frame must end inside the slot: "
+                                         f"{len(slot) - pos} bytes left)")
+        end = pos + frame_len
+        sig_at, crc_at = end - trailer, end - FRAME_CRC_SIZE
+        frame_crc = struct.unpack_from("<I", slot, crc_at)[0]
+        # A.6: seeded with the store and the segment, so that a frame of an
+        # older lap of the ring in this slot does not check.
+        computed = crc32c(header.store_uuid + struct.pack("<Q", header.segment_id)
+                          + slot[pos:crc_at])
+        if computed != frame_crc:
+            raise FrameStop("crc_mismatch", f"frame_crc {frame_crc:#010x}, computed "
+                                            f"{computed:#010x}")
+
+        fields = memoryview(slot)[:sig_at]   # the varints and state list end before stored
+
+        def varint(reason: str, what: str, limit: int = U64_MAX) -> int:
+            nonlocal cur
+            try:
+                value, cur = read_varint(fields, cur, limit)
+            except BlockError as exc:
+                raise FrameStop(reason, f"{what}: {exc.reason}") from None
+            return value
+
+        record_count = varint("record_count", "record_count", U32_MAX)
+        block_len = varint("block_len", "block_len")
+        # A.6: block_len at most 16 MiB and at least 7 bytes a record.
+        if block_len > FRAME_BLOCK_LEN_MAX or block_len < FRAME_MIN_RECORD_LEN * record_count:
+            raise FrameStop("block_len", f"block_len {block_len} for {record_count} records "
+                                         f"(at most {FRAME_BLOCK_LEN_MAX}, at least "
+                                         f"{FRAME_MIN_RECORD_LEN} a record)")
+        state_list: list[tuple[int, int]] = []
+        new_state = self.state.copy()
+        if flags & FRAME_FLAG_STATE:
+            n = varint("state", "the state list's n")
+            if not 1 <= n <= STATE_LIST_MAX:
+                raise FrameStop("state", f"state list n {n} (1..{STATE_LIST_MAX})")
+            last_id = 0
+            for i in range(n):
+                if cur >= len(fields):
+                    raise FrameStop("state", f"state pair {i}'s field id runs past the "
+                                             f"stored bytes' start")
+                fid = fields[cur]
+                cur += 1
+                if fid not in STATE_FIELDS:
+                    raise FrameStop("state", f"unknown state field id {fid} (1..6)")
+                if fid <= last_id:
+                    raise FrameStop("state", f"state field ids not strictly increasing "
+                                             f"({last_id} then {fid})")
+                last_id = fid
+                name, limit = STATE_FIELDS[fid]
+                value = varint("state", f"state field {fid} ({name})", limit)
+                before = getattr(new_state, name)
+                if value < before:
+                    raise FrameStop("state", f"state field {fid} ({name}) {value} is below "
+                                             f"{before}")
+                setattr(new_state, name, value)
+                state_list.append((fid, value))
+        stored = bytes(fields[cur:])
+        signature = slot[sig_at:crc_at]
+        frame_hash = hashlib.sha256(slot[pos:sig_at]).digest()
+
+        if not flags & FRAME_FLAG_DEFLATE and len(stored) != block_len:
+            raise FrameStop("block_len", f"a stored frame of {len(stored)} bytes with block_len "
+                                         f"{block_len}")
+        if header.first_frame_id + self.index > U64_MAX:
+            raise FrameStop("frame_id", f"first_frame_id {header.first_frame_id} + "
+                                        f"{self.index} passes 2^64 - 1")
+        encoding = ENCODING_DEFLATE if flags & FRAME_FLAG_DEFLATE else ENCODING_STORED
+        context, prev_block = self.frames.context.copy(), self.frames.prev_block
+        try:
+            records = self.frames.decode_frame(encoding, record_count, block_len, stored)
+        except BlockError as exc:
+            raise FrameStop("block", str(exc)) from None
+        try:
+            self._apply_records(new_state, records)
+        except FrameStop:
+            self.frames.context, self.frames.prev_block = context, prev_block
+            raise
+        statement = build_statement(
+            header, header.first_frame_id + self.index,
+            records[0].mono_ctr if records else 0, records[-1].mono_ctr if records else 0,
+            record_count, self.prev_hash, frame_hash, new_state)
+        frame = SegmentFrame(
+            frame_id=header.first_frame_id + self.index, offset=pos, frame_len=frame_len,
+            deflate=encoding == ENCODING_DEFLATE, record_count=record_count,
+            block_len=block_len, state_list=state_list, stored=stored, signature=signature,
+            frame_crc=frame_crc, frame_hash=frame_hash, records=records, state=new_state,
+            statement=statement)
+        self.state, self.prev_hash = new_state, frame_hash
+        self.index += 1
+        return frame
+
+    @staticmethod
+    def _apply_records(state: SegmentState, records: list[BlockRecord]) -> None:
+        """A.6: records_total grows by the type 1 records, mono_hwm becomes the
+        last mono_ctr, each source's last_seq its last seq in the frame (a
+        source not in the table added at its end, in order of first use)."""
+        total = state.records_total + sum(1 for r in records if r.type == 1)
+        if total > U64_MAX:
+            raise FrameStop("records_total", f"records_total {total} passes 2^64 - 1")
+        state.records_total = total
+        if records:
+            state.mono_hwm = records[-1].mono_ctr
+        index = {name: i for i, (name, _) in enumerate(state.tables.sources)}
+        for rec in records:
+            if rec.source not in index:
+                index[rec.source] = len(state.tables.sources)
+                state.tables.sources.append([rec.source, 0])
+            state.tables.sources[index[rec.source]][1] = rec.seq
+        if len(state.tables.sources) > TABLES_SOURCES_MAX:
+            raise FrameStop("tables", f"{len(state.tables.sources)} sources after the frame "
+                                      f"(the tables hold at most {TABLES_SOURCES_MAX})")
+
+
+FRAME_BLOCK_LEN_MAX = 16 << 20   # A.6
+FRAME_MIN_RECORD_LEN = 7
+
+
+def walk_segment(slot: bytes | bytearray | memoryview, sector_size: int,
+                 store_uuid: bytes | None = None) -> SegmentWalk:
+    """Decode one ring slot's bytes as a format 6 segment: the header (A.5,
+    SegmentError when it is not valid, or when the slot is not a whole
+    number of sectors), then every frame from header_len on until the first
+    position that does not hold a valid frame."""
+    slot = bytes(slot)
+    if sector_size not in SECTOR_SIZES:
+        raise ValueError(f"sector size {sector_size} (512 or 4096)")
+    if not slot or len(slot) % sector_size:
+        raise SegmentError("slot_size", f"a slot of {len(slot)} bytes is not a whole "
+                                        f"number of {sector_size}-byte sectors")
+    header = parse_segment_header(slot, sector_size, store_uuid)
+    walker = _SegmentWalker(slot, header, sector_size)
+    frames = []
+    pos = header.header_len
+    while True:
+        try:
+            frame = walker.read_frame(pos)
+        except FrameStop as stop:
+            return SegmentWalk(header, frames, pos, stop.reason, stop.detail)
+        frames.append(frame)
+        end = pos + frame.frame_len
+        pos = -(-end // sector_size) * sector_size
+
+
+def _jline(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def segment_header_json(h: SegmentHeader) -> bytes:
+    return _jline({
+        "kind": "header", "segment_id": h.segment_id, "first_frame_id": h.first_frame_id,
+        "slot_index": h.slot_index, "wrap_count": h.wrap_count, "header_len": h.header_len,
+        "store_uuid": h.store_uuid.hex(), "device_id": h.device_id.hex(),
+        "key_id": h.key_id.hex(), "key_epoch": h.key_epoch, "sig_alg": h.sig_alg,
+        "key_src": h.key_src, "sig_len": h.sig_len, "rollback_ctr": h.rollback_ctr,
+        "tail_segment_id": h.tail_segment_id, "tail_slot": h.tail_slot,
+        "ring_slots": h.ring_slots, "mono_hwm": h.mono_hwm, "records_total": h.records_total,
+        "lost_total": h.lost_total, "dropped_total": h.dropped_total,
+        "uplink_cursor": h.uplink_cursor, "unexp_rst": h.unexp_rst, "bo_event": h.bo_event,
+        "ecc_err_cnt": h.ecc_err_cnt, "clock_steps": h.clock_steps, "boot_seq": h.boot_seq,
+        "bad_slots": [list(b) for b in h.tables.bad_slots],
+        "sources": [[name.decode("ascii"), seq] for name, seq in h.tables.sources],
+        "prev_hash": h.prev_hash.hex(), "header_hash": h.header_hash.hex()})
+
+
+def segment_frame_json(f: SegmentFrame) -> bytes:
+    return _jline({
+        "kind": "frame", "frame_id": f.frame_id, "offset": f.offset, "frame_len": f.frame_len,
+        "deflate": f.deflate, "record_count": f.record_count, "block_len": f.block_len,
+        "state": [list(p) for p in f.state_list], "frame_hash": f.frame_hash.hex(),
+        "statement": f.statement.hex(), "signature": f.signature.hex()})
+
+
+def decode_segment_file(data: bytes, sector_size: int, out: BinaryIO, err: BinaryIO) -> int:
+    """`--segment`: print the header, each frame and its records, and where
+    the walk ended; exit 1 (after an error line) when the header is not
+    valid, else 0 (a torn or blank end is the normal end of a slot)."""
+    try:
+        walk = walk_segment(data, sector_size)
+    except SegmentError as exc:
+        out.write(_jline({"kind": "error", "reason": exc.reason}))
+        report(err, f"segment header not valid: {exc}")
+        return EXIT_FRAME_FAILED
+    out.write(segment_header_json(walk.header))
+    for frame in walk.frames:
+        out.write(segment_frame_json(frame))
+        out.write(b"".join(block_record_json(frame.frame_id, rec) for rec in frame.records))
+    out.write(_jline({"kind": "end", "offset": walk.end_offset, "frames": len(walk.frames),
+                      "reason": walk.end_reason}))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
@@ -2024,7 +2614,31 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
     parser.add_argument("--frames", metavar="FILE", default=None,
                         help="test only: decode a container of format 6 frames (FORMAT.md "
                              "appendix A) instead of a store; exit 1 at the first bad frame")
+    parser.add_argument("--segment", metavar="FILE", default=None,
+                        help="test only: decode one ring slot's bytes as a format 6 segment "
+                             "(FORMAT.md appendix A.5 to A.7); needs --sector-size")
+    parser.add_argument("--sector-size", type=int, choices=SECTOR_SIZES, default=None,
+                        metavar="N", help="with --segment: the store's sector size, 512 or 4096")
     args = parser.parse_args(argv)
+
+    if args.segment is not None or args.sector_size is not None:
+        if args.segment is None:
+            parser.error("--sector-size goes with --segment")
+        if args.sector_size is None:
+            parser.error("--segment needs --sector-size N (512 or 4096)")
+        if (args.store is not None or args.frames is not None or args.inspect
+                or args.since_commit is not None or args.format != "jsonl"
+                or args.wall != "raw"):
+            parser.error("--segment takes --sector-size only: no STORE_PATH, no other option")
+        try:
+            with open(args.segment, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            report(err, f"cannot open {args.segment}: {exc.strerror}")
+            return EXIT_NOT_A_STORE
+        code = decode_segment_file(data, args.sector_size, out, err)
+        out.flush()
+        return code
 
     if args.frames is not None:
         if (args.store is not None or args.inspect or args.since_commit is not None

@@ -2918,3 +2918,819 @@ def test_frames_cli_subprocess_and_usage(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--frames", str(tmp_path / "none")],
                           capture_output=True)
     assert proc.returncode == 2 and b"cannot open" in proc.stderr
+
+
+# ===========================================================================
+# Format 6, in progress: one segment (FORMAT.md appendix A.5 to A.7)
+#
+# A test-only encoder of the segment header, its tables, the frame and the
+# EDGESIG3 statement, written from A.5 to A.7 with every field put at its
+# documented offset (no shared struct layout with the decoder); the record
+# blocks come from Enc above and the CRC from crc() above.
+# ===========================================================================
+
+S6_UUID = bytes(range(0x10, 0x20))
+S6_KEY_ID = bytes(range(0x30, 0x40))
+S6_PREV = bytes([0x11]) * 32
+S6_FW = hashlib.sha256(b"edgelog format 6 test build").digest()
+
+# (offset, struct format, name) of A.5's fixed header fields.
+S6_HEADER_FIELDS = [
+    (0, "8s", "magic"), (8, "<H", "format_version"), (10, "<H", "reserved"),
+    (12, "<I", "header_len"), (16, "16s", "store_uuid"), (32, "<Q", "segment_id"),
+    (40, "<Q", "first_frame_id"), (48, "<I", "slot_index"), (52, "<I", "wrap_count"),
+    (56, "32s", "prev_hash"), (88, "16s", "device_id"), (104, "16s", "key_id"),
+    (120, "<I", "key_epoch"), (124, "<B", "sig_alg"), (125, "<B", "key_src"),
+    (126, "<H", "sig_len"), (128, "32s", "fw_ver_hash"), (160, "<Q", "rollback_ctr"),
+    (168, "<Q", "tail_segment_id"), (176, "<I", "tail_slot"), (180, "<I", "ring_slots"),
+    (184, "<Q", "mono_hwm"), (192, "<Q", "records_total"), (200, "<Q", "lost_total"),
+    (208, "<Q", "dropped_total"), (216, "<Q", "uplink_cursor"), (224, "<I", "unexp_rst"),
+    (228, "<I", "bo_event"), (232, "<I", "ecc_err_cnt"), (236, "<I", "clock_steps"),
+    (240, "<I", "boot_seq"), (244, "<I", "tables_len"),
+]
+
+
+def s6_hdr(**kw):
+    """The header fields of a test segment (all different, so a field read at
+    the wrong offset shows), with `kw` replacing any of them."""
+    h = dict(magic=b"EDGELOGS", format_version=6, reserved=0, header_len=512,
+             store_uuid=S6_UUID, segment_id=7, first_frame_id=40, slot_index=2,
+             wrap_count=3, prev_hash=S6_PREV, device_id=DEVICE_ID, key_id=bytes(16),
+             key_epoch=0, sig_alg=0, key_src=0, sig_len=0, fw_ver_hash=S6_FW,
+             rollback_ctr=9, tail_segment_id=5, tail_slot=1, ring_slots=6, mono_hwm=0,
+             records_total=50, lost_total=4, dropped_total=11, uplink_cursor=6, unexp_rst=12,
+             bo_event=13, ecc_err_cnt=14, clock_steps=15, boot_seq=16,
+             bad_slots=[(3, 1, 4)], sources=[(b"edgelog", 10)], tables=None,
+             tables_len=None, pad=b"", crc=None)
+    h.update(kw)
+    return h
+
+
+def s6_tables(bad_slots, sources):
+    """A.5's tables: varint count, (varint slot, u8 reason, varint segment_id)
+    each; varint count, (u8 name_len, name, varint last_seq) each."""
+    out = enc_varint(len(bad_slots))
+    for slot, reason, seg in bad_slots:
+        out += enc_varint(slot) + bytes([reason]) + enc_varint(seg)
+    out += enc_varint(len(sources))
+    for name, seq in sources:
+        out += bytes([len(name)]) + name + enc_varint(seq)
+    return out
+
+
+def s6_header(h):
+    """The header bytes (header_len of them) for the fields `h`."""
+    tables = h["tables"] if h["tables"] is not None else s6_tables(h["bad_slots"], h["sources"])
+    out = bytearray(h["header_len"])
+    vals = dict(h, tables_len=len(tables) if h["tables_len"] is None else h["tables_len"])
+    for off, fmt, name in S6_HEADER_FIELDS:
+        struct.pack_into(fmt, out, off, vals[name])
+    out[248:248 + len(tables)] = tables
+    out[248 + len(tables):248 + len(tables) + len(h["pad"])] = h["pad"]
+    c = crc(bytes(out[:-4])) if h["crc"] is None else h["crc"]
+    struct.pack_into("<I", out, len(out) - 4, c)
+    return bytes(out)
+
+
+def s6_frame(stored, record_count, block_len, *, deflate_=False, state=None, sig=b"",
+             uuid=S6_UUID, seg_id=7, magic=b"EF", flags=None, frame_len=None,
+             raw_state=None, raw_frame_len=None, raw_counts=None, bad_crc=False):
+    """One frame (A.6): magic, flags, varint frame_len, record_count,
+    block_len, the state list, stored, signature, frame_crc (over uuid,
+    segment_id u64 and magic..signature).  The raw_* arguments put bytes in
+    place of an encoded field, to build frames that are not valid."""
+    if flags is None:
+        flags = (1 if deflate_ else 0) | (2 if state is not None or raw_state is not None else 0)
+    if raw_state is not None:
+        state_bytes = raw_state
+    elif state is not None:
+        state_bytes = enc_varint(len(state)) + b"".join(
+            bytes([i]) + enc_varint(v) for i, v in state)
+    else:
+        state_bytes = b""
+    counts = (enc_varint(record_count) + enc_varint(block_len)
+              if raw_counts is None else raw_counts)
+    rest = counts + state_bytes + stored + sig
+    if frame_len is None:
+        n = 3 + len(rest) + 4 + 1
+        while 3 + len(enc_varint(n)) + len(rest) + 4 != n:
+            n = 3 + len(enc_varint(n)) + len(rest) + 4
+        frame_len = n
+    flen = enc_varint(frame_len) if raw_frame_len is None else raw_frame_len
+    body = magic + bytes([flags]) + flen + rest
+    c = crc(uuid + struct.pack("<Q", seg_id) + body)
+    if bad_crc:
+        c ^= 1
+    return body + struct.pack("<I", c)
+
+
+def s6_slot(header, frames, sector=512, size=4096, start=None, base=None):
+    """A slot's bytes: `header` at 0, the frames from header_len (or
+    `start`), each at the first sector boundary at or after the end of the
+    one before; `base` is what the slot held before (an older lap)."""
+    out = bytearray(size) if base is None else bytearray(base)
+    out[:len(header)] = header
+    pos = len(header) if start is None else start
+    offsets = []
+    for f in frames:
+        offsets.append(pos)
+        out[pos:pos + len(f)] = f
+        pos = -(-(pos + len(f)) // sector) * sector
+    return bytes(out), offsets
+
+
+def s6_statement(h, frame_id, first, last, count, prev_hash, frame_hash, after,
+                 header_bytes):
+    """A.7's 352 bytes, each field at its documented offset; `after` is the
+    sealed state after the frame (the counters and the tables)."""
+    st = bytearray(352)
+    for off, fmt, val in [
+            (0, "8s", b"EDGESIG3"), (8, "16s", h["device_id"]), (24, "<Q", h["segment_id"]),
+            (32, "<Q", frame_id), (40, "<Q", first), (48, "<Q", last), (56, "<I", count),
+            (60, "<I", h["key_epoch"]), (64, "16s", h["key_id"]),
+            (80, "<Q", h["rollback_ctr"]), (88, "32s", h["fw_ver_hash"]),
+            (120, "32s", prev_hash), (152, "32s", frame_hash), (184, "<B", h["sig_alg"]),
+            (185, "<B", h["key_src"]), (186, "<H", h["sig_len"]), (188, "4s", bytes(4)),
+            (192, "16s", h["store_uuid"]), (208, "<Q", h["tail_segment_id"]),
+            (216, "<Q", after["mono_hwm"]), (224, "<Q", after["records_total"]),
+            (232, "<Q", after["lost_total"]), (240, "<Q", after["dropped_total"]),
+            (248, "<Q", after["uplink_cursor"]), (256, "<I", h["wrap_count"]),
+            (260, "<I", h["unexp_rst"]), (264, "<I", after["bo_event"]),
+            (268, "<I", after["ecc_err_cnt"]), (272, "<I", after["clock_steps"]),
+            (276, "<I", h["boot_seq"]),
+            (280, "32s", hashlib.sha256(s6_tables(after["bad_slots"],
+                                                  after["sources"])).digest()),
+            (312, "<I", h["tail_slot"]), (316, "<I", h["ring_slots"]),
+            (320, "32s", hashlib.sha256(header_bytes[:-4]).digest())]:
+        struct.pack_into(fmt, st, off, val)
+    return bytes(st)
+
+
+def s6_walk(slot, sector=512, uuid=None):
+    return dec.walk_segment(slot, sector, uuid)
+
+
+def s6_ends(slot, sector=512):
+    w = s6_walk(slot, sector)
+    return len(w.frames), w.end_offset, w.end_reason
+
+
+# The hand-computable segment: frame 0 is HAND_BLOCK stored with a state
+# list (lost_total 5), frame 1 two more records (temp seq 3, a new source
+# "hum") deflated against HAND_BLOCK with a state list (dropped_total 20,
+# clock_steps 15: equal to the value before is allowed), frame 2 an empty
+# stored frame without a state list.
+HAND_F1 = [Rec(b"temp", 3, 3, 2000, 1501, payload=b'{"t":1}'),
+           Rec(b"hum", 1, 5, 2500, 2001, payload=b'{"h":2}')]
+
+
+def hand_segment(**kw):
+    h = s6_hdr(**kw)
+    header = s6_header(h)
+    enc = Enc()
+    assert enc.block(HAND_RECS) == HAND_BLOCK
+    b1 = enc.block(HAND_F1)
+    sig = bytes(range(h["sig_len"]))
+    f0 = s6_frame(HAND_BLOCK, 2, len(HAND_BLOCK), state=[(1, 5)], sig=sig,
+                  seg_id=h["segment_id"])
+    f1 = s6_frame(deflate(b1, HAND_BLOCK), 2, len(b1), deflate_=True,
+                  state=[(2, 20), (6, 15)], sig=sig, seg_id=h["segment_id"])
+    f2 = s6_frame(b"", 0, 0, sig=sig, seg_id=h["segment_id"])
+    slot, offsets = s6_slot(header, [f0, f1, f2])
+    return h, header, [f0, f1, f2], b1, slot, offsets
+
+
+def test_segment_hand_vector_frame_bytes():
+    """Frame 0 of the hand segment, worked out by hand from A.6."""
+    h, header, (f0, _, _), _, _, _ = hand_segment()
+    assert len(HAND_BLOCK) == 30
+    expect = (b"EF" + bytes([0x02,           # flags: state
+                             0x2B,           # frame_len 43 = 2+1+1+1+1+3+30+4
+                             0x02,           # record_count 2
+                             0x1E,           # block_len 30
+                             0x01, 0x01, 0x05])  # n 1: lost_total (id 1) = 5
+              + HAND_BLOCK)
+    assert f0[:-4] == expect and len(f0) == 43
+    assert f0[-4:] == struct.pack("<I", crc(S6_UUID + struct.pack("<Q", 7) + expect))
+    # The header's tables: one bad slot (3, write error, segment 4), one
+    # source ("edgelog", last_seq 10); tables_len 14, then zero padding.
+    tables = bytes([0x01, 0x03, 0x01, 0x04, 0x01, 0x07]) + b"edgelog" + bytes([0x0A])
+    assert header[244:248] == struct.pack("<I", 14)
+    assert header[248:262] == tables and header[262:508] == bytes(246)
+
+
+def test_segment_header_fields():
+    h, header, frames, _, slot, _ = hand_segment()
+    hd = dec.parse_segment_header(slot, 512)
+    for _, _, name in S6_HEADER_FIELDS:
+        if name in ("magic", "format_version", "reserved", "tables_len"):
+            continue
+        assert getattr(hd, name) == h[name], name
+    assert hd.tables_len == 14
+    assert hd.tables.bad_slots == [(3, 1, 4)]
+    assert hd.tables.sources == [[b"edgelog", 10]]
+    assert hd.header_hash == hashlib.sha256(header[:508]).digest()
+    assert hd.header_crc == crc(header[:508])
+
+
+def test_segment_hand_vector_walk_and_statements():
+    h, header, frames, b1, slot, offsets = hand_segment()
+    w = s6_walk(slot)
+    assert offsets == [512, 1024, 1536]
+    assert (len(w.frames), w.end_offset, w.end_reason) == (3, 2048, "blank")
+    f0, f1, f2 = w.frames
+    assert [f.frame_id for f in w.frames] == [40, 41, 42]
+    assert [f.offset for f in w.frames] == offsets
+    assert [f.frame_len for f in w.frames] == [len(f) for f in frames]
+    assert [f.deflate for f in w.frames] == [False, True, False]
+    assert [f.state_list for f in w.frames] == [[(1, 5)], [(2, 20), (6, 15)], []]
+    assert [f.block_len for f in w.frames] == [30, len(b1), 0]
+    assert [as_json(r, 40) for r in f0.records] == [r.json(40) for r in HAND_RECS]
+    assert [as_json(r, 41) for r in f1.records] == [r.json(41) for r in HAND_F1]
+    assert f2.records == []
+    hashes = [hashlib.sha256(f[:-4]).digest() for f in frames]
+    assert [f.frame_hash for f in w.frames] == hashes
+
+    # Frame 0: by hand.  records_total + 1 (record 1 is type 6), mono_hwm 2,
+    # lost_total 5, "temp" appended to the tables with last_seq 2.
+    st = f0.statement
+    assert len(st) == 352 and st[0:8] == b"EDGESIG3"
+    assert st[8:24] == DEVICE_ID
+    assert struct.unpack_from("<QQQQI", st, 24) == (7, 40, 1, 2, 2)
+    assert st[120:152] == S6_PREV and st[152:184] == hashes[0]
+    assert struct.unpack_from("<QQQQQ", st, 216) == (2, 51, 5, 11, 6)
+    assert struct.unpack_from("<IIIIII", st, 256) == (3, 12, 13, 14, 15, 16)
+    tables_after_f0 = bytes([1, 3, 1, 4, 2, 7]) + b"edgelog" + bytes([10, 4]) + b"temp" \
+        + bytes([2])
+    assert st[280:312] == hashlib.sha256(tables_after_f0).digest()
+    assert struct.unpack_from("<II", st, 312) == (1, 6)
+    assert st[320:352] == hashlib.sha256(header[:508]).digest()
+    assert st[188:192] == bytes(4)
+
+    # Frame 1: "hum" is new (appended after "temp"), temp's last_seq 3.
+    st = f1.statement
+    assert struct.unpack_from("<QQQQI", st, 24) == (7, 41, 3, 5, 2)
+    assert st[120:152] == hashes[0] and st[152:184] == hashes[1]
+    assert struct.unpack_from("<QQQQQ", st, 216) == (5, 53, 5, 20, 6)
+    assert struct.unpack_from("<III", st, 264) == (13, 14, 15)
+    tables_after_f1 = bytes([1, 3, 1, 4, 3, 7]) + b"edgelog" + bytes([10, 4]) + b"temp" \
+        + bytes([3, 3]) + b"hum" + bytes([1])
+    assert st[280:312] == hashlib.sha256(tables_after_f1).digest()
+
+    # Frame 2: no records (first and last mono 0), the state carried.
+    st = f2.statement
+    assert struct.unpack_from("<QQQQI", st, 24) == (7, 42, 0, 0, 0)
+    assert st[120:152] == hashes[1] and st[152:184] == hashes[2]
+    assert struct.unpack_from("<QQQQQ", st, 216) == (5, 53, 5, 20, 6)
+    assert st[280:312] == hashlib.sha256(tables_after_f1).digest()
+
+    # Every byte, against the statement built field by field.
+    after0 = dict(mono_hwm=2, records_total=51, lost_total=5, dropped_total=11,
+                  uplink_cursor=6, bo_event=13, ecc_err_cnt=14, clock_steps=15,
+                  bad_slots=[(3, 1, 4)], sources=[(b"edgelog", 10), (b"temp", 2)])
+    after1 = dict(after0, mono_hwm=5, records_total=53, dropped_total=20,
+                  sources=[(b"edgelog", 10), (b"temp", 3), (b"hum", 1)])
+    assert f0.statement == s6_statement(h, 40, 1, 2, 2, S6_PREV, hashes[0], after0, header)
+    assert f1.statement == s6_statement(h, 41, 3, 5, 2, hashes[0], hashes[1], after1, header)
+    assert f2.statement == s6_statement(h, 42, 0, 0, 0, hashes[1], hashes[2], after1, header)
+
+
+def test_segment_tables_unchanged_hash_the_header_tables():
+    """A frame that names no new source and moves no last_seq: tables_hash
+    is the SHA-256 of the header's own tables bytes (the re-encoding is the
+    same shortest-form encoding)."""
+    h = s6_hdr(sources=[(b"edgelog", 10), (b"temp", 0x1234)], bad_slots=[(300, 2, 2**40)])
+    header = s6_header(h)
+    slot, _ = s6_slot(header, [s6_frame(b"", 0, 0)])
+    w = s6_walk(slot)
+    assert len(w.frames) == 1
+    tables = header[248:248 + struct.unpack_from("<I", header, 244)[0]]
+    assert w.frames[0].statement[280:312] == hashlib.sha256(tables).digest()
+    assert dec.encode_tables(w.header.tables) == tables
+
+
+def test_segment_known_source_last_seq_moves_in_place_and_is_the_last_seq():
+    h = s6_hdr(sources=[(b"edgelog", 10), (b"temp", 7), (b"x", 1)])
+    header = s6_header(h)
+    recs = [Rec(b"temp", 9, 1, 0, 0), Rec(b"new", 4, 2, 0, 0), Rec(b"temp", 8, 3, 0, 0)]
+    block = Enc().block(recs)
+    slot, _ = s6_slot(header, [s6_frame(block, 3, len(block))])
+    w = s6_walk(slot)
+    assert w.frames[0].state.tables.sources == [[b"edgelog", 10], [b"temp", 8], [b"x", 1],
+                                                [b"new", 4]]
+    assert w.frames[0].state.records_total == 53
+
+
+def test_segment_signed_frames_print_their_signature():
+    h, header, frames, _, slot, offsets = hand_segment(sig_alg=1, key_src=1, sig_len=64,
+                                                       key_id=S6_KEY_ID, key_epoch=2)
+    w = s6_walk(slot)
+    assert len(w.frames) == 3 and w.end_reason == "blank"
+    for f, raw in zip(w.frames, frames):
+        assert f.signature == bytes(range(64))
+        assert f.frame_hash == hashlib.sha256(raw[:-68]).digest()   # signature excluded
+        assert f.statement[60:64] == struct.pack("<I", 2)
+        assert f.statement[64:80] == S6_KEY_ID
+        assert f.statement[184:188] == bytes([1, 1, 64, 0])
+    # The CRC covers the signature.
+    bad = bytearray(slot)
+    bad[offsets[1] + len(frames[1]) - 5] ^= 1
+    assert s6_ends(bytes(bad)) == (1, offsets[1], "crc_mismatch")
+
+
+def test_segment_4096_byte_sectors():
+    h = s6_hdr(header_len=4096)
+    header = s6_header(h)
+    f0, f1 = s6_frame(HAND_BLOCK, 2, 30), s6_frame(b"", 0, 0)
+    slot, offsets = s6_slot(header, [f0, f1], sector=4096, size=16384)
+    assert offsets == [4096, 8192]
+    assert s6_ends(slot, 4096) == (2, 12288, "blank")
+    # The same frames 512 bytes apart are not on 4096-byte sector boundaries.
+    slot, _ = s6_slot(header, [f0, f1], sector=512, size=16384)
+    assert s6_ends(slot, 4096) == (1, 8192, "blank")
+
+
+def test_segment_frame_ending_on_a_boundary_and_slot_end():
+    header = s6_header(s6_hdr())
+    # A frame of exactly 512 bytes: the next starts right after it.
+    for n in range(400, 512):
+        block = Enc().block([Rec(b"temp", 1, 1, 0, 0, payload=b"x" * n)])
+        f = s6_frame(block, 1, len(block))
+        if len(f) == 512:
+            break
+    assert len(f) == 512
+    slot, offsets = s6_slot(header, [f, s6_frame(b"", 0, 0)], size=2048)
+    assert offsets == [512, 1024]
+    assert s6_ends(slot) == (2, 1536, "blank")
+    # Frames up to the last sector: the walk ends at "slot_end".
+    slot, offsets = s6_slot(header, [s6_frame(b"", 0, 0)] * 3, size=2048)
+    assert s6_ends(slot) == (3, 2048, "slot_end")
+    # A header filling the slot: no sector for a frame.
+    header = s6_header(s6_hdr(header_len=2048))
+    assert s6_ends(s6_slot(header, [], size=2048)[0]) == (0, 2048, "slot_end")
+
+
+def test_segment_header_with_no_frame():
+    slot, _ = s6_slot(s6_header(s6_hdr()), [])
+    w = s6_walk(slot)
+    assert (w.frames, w.end_offset, w.end_reason) == ([], 512, "blank")
+
+
+# --- A.5 header validity -----------------------------------------------------
+
+def header_error(slot, sector=512, uuid=None):
+    with pytest.raises(dec.SegmentError) as info:
+        dec.walk_segment(slot, sector, uuid)
+    return info.value.reason
+
+
+def with_frame(header, size=4096):
+    return s6_slot(header, [s6_frame(HAND_BLOCK, 2, 30)], size=size)[0][:size]
+
+
+@pytest.mark.parametrize("kw, reason", [
+    (dict(magic=b"EDGELOGM"), "bad_magic"),
+    (dict(magic=b"edgelogs"), "bad_magic"),
+    (dict(format_version=5), "format_version"),
+    (dict(format_version=7), "format_version"),
+    (dict(header_len=768), "header_len"),              # not a multiple of 512
+    (dict(header_len=8192), "header_len"),             # past a 4096-byte slot
+    (dict(crc=0), "crc_mismatch"),
+    (dict(pad=b"\x01", crc=None), None),               # padding is covered by the CRC only
+    (dict(tables_len=512 - 252 + 1), "tables_len"),
+    (dict(tables_len=10), "tables"),                   # one byte short of the tables
+    (dict(tables_len=12), "tables"),                   # a byte after them
+    (dict(sig_alg=4), "sig_alg"),
+    (dict(sig_alg=255, sig_len=0), "sig_alg"),
+    (dict(sig_alg=1, sig_len=32), "sig_len"),
+    (dict(sig_alg=2, sig_len=0), "sig_len"),
+    (dict(sig_alg=3, sig_len=64), "sig_len"),
+    (dict(sig_alg=0, sig_len=32), "sig_len"),
+])
+def test_segment_header_validity_rules(kw, reason):
+    header = s6_header(s6_hdr(**kw))
+    if reason is None:
+        assert len(dec.walk_segment(with_frame(header), 512).frames) == 1
+    else:
+        assert header_error(with_frame(header)) == reason
+
+
+def test_segment_header_len_zero_and_sector_size():
+    header = bytearray(s6_header(s6_hdr()))
+    struct.pack_into("<I", header, 12, 0)
+    assert header_error(with_frame(bytes(header))) == "header_len"
+    # 512 is a multiple of 512, not of 4096.
+    assert header_error(with_frame(s6_header(s6_hdr())), 4096) == "header_len"
+    # The header may fill the slot exactly.
+    header = s6_header(s6_hdr(header_len=4096))
+    assert dec.walk_segment(header, 512).end_reason == "slot_end"
+    assert dec.walk_segment(header, 4096).end_reason == "slot_end"
+
+
+def test_segment_header_crc_covers_every_byte_up_to_it():
+    header = s6_header(s6_hdr())
+    for off in (0x0B, 100, 247, 250, 300, 507):      # reserved, fields, tables, padding
+        bad = bytearray(header)
+        bad[off] ^= 0x40
+        assert header_error(with_frame(bytes(bad))) == "crc_mismatch", off
+    bad = bytearray(header)
+    bad[508] ^= 1                                      # header_crc itself
+    assert header_error(with_frame(bytes(bad))) == "crc_mismatch"
+
+
+def test_segment_header_reserved_and_key_src_not_checked():
+    header = s6_header(s6_hdr(reserved=0xFFFF, key_src=200))
+    w = dec.walk_segment(with_frame(header), 512)
+    assert w.header.key_src == 200 and len(w.frames) == 1
+
+
+def test_segment_tables_may_fill_the_header_exactly():
+    # 248 + tables_len == header_len - 4: 260 bytes of tables in a 512-byte header.
+    sources = [(bytes([0x61 + i]) * 39, 1) for i in range(6)] + [(b"k" * 10, 1)]
+    tables = s6_tables([], sources)
+    assert len(tables) == 260
+    header = s6_header(s6_hdr(sources=sources, bad_slots=[]))
+    assert len(dec.walk_segment(with_frame(header), 512).frames) == 1
+
+
+@pytest.mark.parametrize("tables, ok", [
+    (s6_tables([(i, 1, i) for i in range(64)], []), True),
+    (s6_tables([(i, 1, i) for i in range(65)], []), False),      # 65 bad slots
+    (s6_tables([(0, 2, 1), (1, 3, 1)], []), True),
+    (s6_tables([(0, 0, 1)], []), False),                          # reason 0
+    (s6_tables([(0, 4, 1)], []), False),                          # reason 4
+    (s6_tables([(2**32 - 1, 1, 2**64 - 1)], []), True),
+    (s6_tables([(2**32, 1, 1)], []), False),                      # slot past u32
+    (bytes([0x80, 0x00, 0x00]), False),                           # count not shortest
+    (bytes([0x00, 0x80]), False),                                 # count runs past the end
+    (s6_tables([], [(b"a", 2**62 - 1)]), True),
+    (s6_tables([], [(b"a", 2**62)]), False),                      # last_seq bound
+    (s6_tables([], [(b"-a", 1)]), False),                         # name starts with '-'
+    (s6_tables([], [(b"a b", 1)]), False),                        # a space
+    (s6_tables([], [(b"a" * 39, 1)]), True),
+    (s6_tables([], [(b"a" * 40, 1)]), False),                     # name_len 40
+    (bytes([0x00, 0x01, 0x00, 0x00]), False),                     # name_len 0
+    (s6_tables([], [(b"a", 1), (b"a", 2)]), False),               # a name twice
+    (s6_tables([], [(b"a", 1)])[:-1], False),                     # last_seq missing
+    (s6_tables([], [(b"abc", 1)])[:4], False),                    # name cut
+])
+def test_segment_tables_encoding_and_limits(tables, ok):
+    header = s6_header(s6_hdr(header_len=1024, tables=tables))
+    slot = with_frame(header)
+    if ok:
+        assert len(dec.walk_segment(slot, 512).frames) == 1
+    else:
+        assert header_error(slot) == "tables"
+
+
+def test_segment_tables_258_sources_accepted_259_refused():
+    srcs = [(b"s%d" % i, i) for i in range(259)]
+    header = s6_header(s6_hdr(header_len=2048, sources=srcs[:258]))
+    w = dec.walk_segment(with_frame(header), 512)
+    assert len(w.header.tables.sources) == 258
+    header = s6_header(s6_hdr(header_len=2048, sources=srcs))
+    assert header_error(with_frame(header)) == "tables"
+
+
+def test_segment_store_uuid_is_the_stores_when_given():
+    slot = with_frame(s6_header(s6_hdr()))
+    assert len(dec.walk_segment(slot, 512, S6_UUID).frames) == 1
+    assert header_error(slot, 512, UUID) == "store_uuid"
+
+
+def test_segment_slot_not_whole_sectors():
+    slot = with_frame(s6_header(s6_hdr()))
+    assert header_error(slot[:-1]) == "slot_size"
+    assert header_error(b"") == "slot_size"
+    assert header_error(slot[:2048], 4096) == "slot_size"
+
+
+def test_segment_hostile_headers_never_crash():
+    header = s6_header(s6_hdr())
+    for cut in (0, 7, 8, 9, 12, 15, 16, 100, 248):
+        with pytest.raises(dec.SegmentError):
+            dec.parse_segment_header(header[:cut], 512)
+    for off in range(0, 512, 3):
+        bad = bytearray(with_frame(header))
+        bad[off] ^= 0xFF
+        try:
+            dec.walk_segment(bytes(bad), 512)
+        except dec.SegmentError:
+            pass
+
+
+# --- A.6 frames: each reason ends the walk at that frame --------------------
+
+def two_frames(second, first=None, **hkw):
+    """A slot with a good frame 0 and `second` after it; returns the slot and
+    frame 1's offset."""
+    header = s6_header(s6_hdr(**hkw))
+    first = first if first is not None else s6_frame(HAND_BLOCK, 2, 30)
+    slot, offsets = s6_slot(header, [first, second])
+    return slot, offsets[1]
+
+
+B1 = Enc()
+B1.block(HAND_RECS)
+F1_BLOCK = B1.block(HAND_F1)
+
+
+@pytest.mark.parametrize("second, reason", [
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK), magic=b"EG"), "bad_magic"),
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK), magic=b"FE"), "bad_magic"),
+    (b"\x00" * 100 + b"\x01", "bad_magic"),                        # not blank, not a frame
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK), flags=0x04), "flags"),
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK), flags=0x80), "flags"),
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK), raw_frame_len=b"\xc0\x80\x00"), "frame_len"),
+    (s6_frame(b"", 0, 0, frame_len=6), "frame_len"),               # shorter than its fields + CRC
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK), frame_len=4096), "frame_len"),   # past the slot
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK), bad_crc=True), "crc_mismatch"),
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK), uuid=UUID), "crc_mismatch"),     # another store
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK), seg_id=6), "crc_mismatch"),      # an older lap
+    (s6_frame(b"", 0, 0, raw_counts=enc_varint(2**32) + b"\x00"), "record_count"),
+    (s6_frame(b"", 0, 0, raw_counts=b"\x80\x00\x00"), "record_count"),
+    (s6_frame(b"", 0, 0, raw_counts=b"\x00\x80\x00"), "block_len"),
+    (s6_frame(b"", 0, 0, raw_counts=b"\x00"), "block_len"),         # runs into the CRC
+    (s6_frame(b"", 0, 0, state=[]), "state"),                       # n 0
+    (s6_frame(b"", 0, 0, raw_state=enc_varint(17) + b"".join(
+        bytes([i]) + b"\x7f" for i in range(1, 18))), "state"),     # n 17
+    (s6_frame(b"", 0, 0, state=[(2, 20), (1, 5)]), "state"),        # ids decreasing
+    (s6_frame(b"", 0, 0, state=[(2, 20), (2, 20)]), "state"),       # an id twice
+    (s6_frame(b"", 0, 0, state=[(0, 5)]), "state"),                 # id 0
+    (s6_frame(b"", 0, 0, state=[(7, 5)]), "state"),                 # id 7
+    (s6_frame(b"", 0, 0, state=[(1, 3)]), "state"),                 # lost_total 4 -> 3
+    (s6_frame(b"", 0, 0, state=[(3, 5)]), "state"),                 # uplink_cursor 6 -> 5
+    (s6_frame(b"", 0, 0, state=[(4, 2**32)]), "state"),             # bo_event past u32
+    (s6_frame(b"", 0, 0, raw_state=b"\x02\x01\x05\x02"), "state"),  # pair 2 has no value
+    (s6_frame(b"", 0, 0, raw_state=b"\x01\x01\x80\x00"), "state"),  # value not shortest
+    (s6_frame(F1_BLOCK, 2, len(F1_BLOCK) - 1), "block_len"),        # stored, block_len wrong
+    (s6_frame(deflate(F1_BLOCK, F1_BLOCK * 2), 2, len(F1_BLOCK), deflate_=True),
+     "block"),                                                      # another dictionary
+    (s6_frame(deflate(F1_BLOCK, HAND_BLOCK), 3, len(F1_BLOCK), deflate_=True), "block"),
+    (s6_frame(deflate(F1_BLOCK, HAND_BLOCK), 2, len(F1_BLOCK) + 1, deflate_=True), "block"),
+    (s6_frame(deflate(F1_BLOCK, HAND_BLOCK) + b"\x00", 2, len(F1_BLOCK), deflate_=True),
+     "block"),
+    (s6_frame(HAND_BLOCK, 2, 30), "block"),         # redefines "temp": not valid after frame 0
+    (s6_frame(deflate(F1_BLOCK, HAND_BLOCK), 2, 2**64 - 1, deflate_=True), "block_len"),
+    (s6_frame(F1_BLOCK, 2, 2**64 - 1), "block_len"),
+    (s6_frame(F1_BLOCK, 2, 16 << 20 | 1), "block_len"),                # above 16 MiB
+    (s6_frame(F1_BLOCK, 40, len(F1_BLOCK)), "block_len"),             # under 7 bytes a record
+])
+def test_segment_frame_failure_ends_the_walk_there(second, reason):
+    slot, at = two_frames(second)
+    assert s6_ends(slot) == (1, at, reason)
+    # The same bytes as the first frame end the walk at the header.
+    if reason not in ("block",):
+        header = s6_header(s6_hdr())
+        slot, offsets = s6_slot(header, [second])
+        assert s6_ends(slot)[1:] == (512, reason)
+
+
+def test_segment_good_second_frame_of_the_failure_table_passes():
+    """The good frame each failing case above was made from."""
+    slot, at = two_frames(s6_frame(deflate(F1_BLOCK, HAND_BLOCK), 2, len(F1_BLOCK),
+                                   deflate_=True, state=[(1, 4), (3, 6), (4, 2**32 - 1)]))
+    w = s6_walk(slot)
+    assert len(w.frames) == 2 and w.end_reason == "blank"
+    assert w.frames[1].state.bo_event == 2**32 - 1
+
+
+def test_segment_no_frame_after_a_failed_one_is_taken():
+    """Frame 1 is not valid (its block does not decode); frame 2 after it
+    is a good frame but the walk has stopped."""
+    header = s6_header(s6_hdr())
+    f0 = s6_frame(HAND_BLOCK, 2, 30)
+    f1 = s6_frame(F1_BLOCK, 3, len(F1_BLOCK))
+    f2 = s6_frame(b"", 0, 0)
+    slot, offsets = s6_slot(header, [f0, f1, f2])
+    assert s6_ends(slot) == (1, offsets[1], "block")
+
+
+def test_segment_frame_from_an_older_lap_is_not_taken():
+    """The slot held segment 3 (3 frames); segment 7 was written over its
+    first sectors with one frame.  The old frame 1 after it has every field
+    right but its CRC is seeded with segment 3."""
+    old_h = s6_hdr(segment_id=3, first_frame_id=10)
+    frames = [s6_frame(b"", 0, 0, seg_id=3)] * 3
+    old, old_offsets = s6_slot(s6_header(old_h), frames)
+    assert s6_ends(old) == (3, 2048, "blank")
+    new, offsets = s6_slot(s6_header(s6_hdr()), [s6_frame(b"", 0, 0)], base=old)
+    assert offsets == [512] and new[1024:1536] == old[1024:1536]
+    w = s6_walk(new)
+    assert (len(w.frames), w.end_offset, w.end_reason) == (1, 1024, "crc_mismatch")
+    assert w.frames[0].frame_id == 40
+
+
+def test_segment_torn_last_frame_is_a_normal_end(tmp_path):
+    header = s6_header(s6_hdr())
+    recs = [Rec(b"temp", 3, 3, 2000, 1501, payload=bytes(range(256)) * 3)]
+    enc = Enc()
+    enc.block(HAND_RECS)
+    big = enc.block(recs)
+    f0 = s6_frame(HAND_BLOCK, 2, 30)
+    f1 = s6_frame(big, 1, len(big))
+    slot, offsets = s6_slot(header, [f0, f1])
+    assert len(f1) > 512
+    assert s6_ends(slot) == (2, 2048, "blank")
+    # Only the first sector of frame 1 reached the medium.
+    torn = slot[:1536] + bytes(len(slot) - 1536)
+    assert s6_ends(torn) == (1, 1024, "crc_mismatch")
+    # Only its last sector did (its first still holds zeros).
+    torn = slot[:1024] + bytes(512) + slot[1536:]
+    assert s6_ends(torn) == (1, 1024, "blank")
+    code, lines, _ = run_segment(tmp_path, torn)
+    assert code == 0 and lines[-1] == {"kind": "end", "offset": 1024, "frames": 1,
+                                       "reason": "blank"}
+
+
+def test_segment_state_values_carry_from_frame_to_frame():
+    header = s6_header(s6_hdr())
+    f0 = s6_frame(b"", 0, 0, state=[(1, 8), (5, 20)])
+    f1 = s6_frame(b"", 0, 0, state=[(1, 8), (5, 19)])       # ecc_err_cnt 20 -> 19
+    slot, offsets = s6_slot(header, [f0, f1])
+    assert s6_ends(slot) == (1, offsets[1], "state")
+    f1 = s6_frame(b"", 0, 0, state=[(1, 8), (5, 20)])
+    slot, offsets = s6_slot(header, [f0, f1])
+    w = s6_walk(slot)
+    assert len(w.frames) == 2
+    assert struct.unpack_from("<Q", w.frames[1].statement, 232)[0] == 8
+    assert struct.unpack_from("<I", w.frames[1].statement, 268)[0] == 20
+
+
+def test_segment_records_total_tables_and_frame_id_bounds():
+    # records_total cannot pass 2^64 - 1 (HAND_BLOCK holds one type 1 record).
+    slot, at = two_frames(s6_frame(b"", 0, 0), records_total=2**64 - 1)
+    assert s6_ends(slot) == (0, 512, "records_total")
+    slot, at = two_frames(s6_frame(b"", 0, 0), records_total=2**64 - 2)
+    assert s6_ends(slot) == (2, 1536, "blank")
+    # 258 sources in the tables: HAND_BLOCK's "temp" would be the 259th.
+    srcs = [(b"s%d" % i, i) for i in range(258)]
+    header = s6_header(s6_hdr(header_len=2048, sources=srcs))
+    slot, offsets = s6_slot(header, [s6_frame(b"", 0, 0), s6_frame(HAND_BLOCK, 2, 30)])
+    assert s6_ends(slot) == (1, 2560, "tables")
+    # 257: "temp" is the 258th.
+    header = s6_header(s6_hdr(header_len=2048, sources=srcs[:257]))
+    slot, offsets = s6_slot(header, [s6_frame(b"", 0, 0), s6_frame(HAND_BLOCK, 2, 30)])
+    w = s6_walk(slot)
+    assert len(w.frames) == 2 and len(w.frames[1].state.tables.sources) == 258
+    # The frame id is a u64: first_frame_id 2^64 - 1 has room for one frame.
+    slot, at = two_frames(s6_frame(b"", 0, 0), first_frame_id=2**64 - 1)
+    w = s6_walk(slot)
+    assert (len(w.frames), w.end_offset, w.end_reason) == (1, at, "frame_id")
+    assert w.frames[0].frame_id == 2**64 - 1
+
+
+# --- CLI: --segment FILE --sector-size N -------------------------------------
+
+HEADER_KEYS = ["kind", "segment_id", "first_frame_id", "slot_index", "wrap_count",
+               "header_len", "store_uuid", "device_id", "key_id", "key_epoch", "sig_alg",
+               "key_src", "sig_len", "rollback_ctr", "tail_segment_id", "tail_slot",
+               "ring_slots", "mono_hwm", "records_total", "lost_total", "dropped_total",
+               "uplink_cursor", "unexp_rst", "bo_event", "ecc_err_cnt", "clock_steps",
+               "boot_seq", "bad_slots", "sources", "prev_hash", "header_hash"]
+FRAME_KEYS = ["kind", "frame_id", "offset", "frame_len", "deflate", "record_count",
+              "block_len", "state", "frame_hash", "statement", "signature"]
+
+
+def run_segment(tmp_path, data, sector=512, name="slot.bin"):
+    p = tmp_path / name
+    p.write_bytes(data)
+    out, err = io.BytesIO(), io.BytesIO()
+    code = dec.main(["--segment", str(p), "--sector-size", str(sector)], out=out, err=err)
+    return code, [json.loads(x) for x in out.getvalue().splitlines()], out.getvalue()
+
+
+def test_segment_cli_hand_segment(tmp_path):
+    h, header, frames, b1, slot, offsets = hand_segment(sig_alg=3, sig_len=32, key_src=1,
+                                                       key_id=S6_KEY_ID, key_epoch=1)
+    code, lines, raw = run_segment(tmp_path, slot)
+    assert code == 0
+    raw_lines = raw.decode().splitlines()
+    assert all(", " not in x and '": ' not in x for x in raw_lines[:1])
+    assert list(lines[0]) == HEADER_KEYS
+    assert lines[0] == {
+        "kind": "header", "segment_id": 7, "first_frame_id": 40, "slot_index": 2,
+        "wrap_count": 3, "header_len": 512, "store_uuid": S6_UUID.hex(),
+        "device_id": DEVICE_ID.hex(), "key_id": S6_KEY_ID.hex(), "key_epoch": 1,
+        "sig_alg": 3, "key_src": 1, "sig_len": 32, "rollback_ctr": 9, "tail_segment_id": 5,
+        "tail_slot": 1, "ring_slots": 6, "mono_hwm": 0, "records_total": 50, "lost_total": 4,
+        "dropped_total": 11, "uplink_cursor": 6, "unexp_rst": 12, "bo_event": 13,
+        "ecc_err_cnt": 14, "clock_steps": 15, "boot_seq": 16, "bad_slots": [[3, 1, 4]],
+        "sources": [["edgelog", 10]], "prev_hash": S6_PREV.hex(),
+        "header_hash": hashlib.sha256(header[:508]).digest().hex()}
+    assert raw_lines[0].startswith('{"kind":"header","segment_id":7,"first_frame_id":40,')
+    w = s6_walk(slot)
+    expect = [lines[0]]
+    for f, recs in zip(w.frames, [HAND_RECS, HAND_F1, []]):
+        expect.append({"kind": "frame", "frame_id": f.frame_id, "offset": f.offset,
+                       "frame_len": f.frame_len, "deflate": f.deflate,
+                       "record_count": len(recs), "block_len": f.block_len,
+                       "state": [list(p) for p in f.state_list],
+                       "frame_hash": f.frame_hash.hex(), "statement": f.statement.hex(),
+                       "signature": bytes(range(32)).hex()})
+        expect += [r.json(f.frame_id) for r in recs]
+    expect.append({"kind": "end", "offset": 2048, "frames": 3, "reason": "blank"})
+    assert lines == expect
+    assert [list(x) for x in lines if x.get("kind") == "frame"] == [FRAME_KEYS] * 3
+    assert lines[1]["state"] == [[1, 5]] and lines[4]["state"] == [[2, 20], [6, 15]]
+    assert lines[1]["deflate"] is False and lines[4]["deflate"] is True
+    assert list(lines[-1]) == ["kind", "offset", "frames", "reason"]
+    assert raw_lines[-1] == '{"kind":"end","offset":2048,"frames":3,"reason":"blank"}'
+    # The records print as --frames prints them, "frame" being the frame id.
+    assert raw_lines[2].startswith('{"frame":40,"type":1,"source":"temp","seq":1,')
+
+
+def test_segment_cli_frame_failure_and_slot_end(tmp_path):
+    slot, at = two_frames(s6_frame(b"", 0, 0, state=[(7, 1)]))
+    code, lines, _ = run_segment(tmp_path, slot)
+    assert code == 0
+    assert [x.get("kind", "record") for x in lines] == ["header", "frame", "record",
+                                                         "record", "end"]
+    assert lines[-1] == {"kind": "end", "offset": at, "frames": 1, "reason": "state"}
+    header = s6_header(s6_hdr(header_len=2048))
+    code, lines, _ = run_segment(tmp_path, header, sector=512)
+    assert code == 0 and lines[-1] == {"kind": "end", "offset": 2048, "frames": 0,
+                                       "reason": "slot_end"}
+
+
+@pytest.mark.parametrize("kw, reason", [
+    (dict(magic=b"EDGELOGX"), "bad_magic"),
+    (dict(format_version=5), "format_version"),
+    (dict(header_len=1536), "header_len"),          # a multiple of 512, not of 4096
+    (dict(crc=1), "crc_mismatch"),
+    (dict(sig_alg=1, sig_len=0), "sig_len"),
+])
+def test_segment_cli_header_error_exit_1(tmp_path, kw, reason):
+    slot = s6_slot(s6_header(s6_hdr(**dict(dict(header_len=4096), **kw))), [], sector=4096,
+                   size=8192)[0]
+    code, lines, raw = run_segment(tmp_path, slot, sector=4096)
+    assert code == 1
+    assert lines == [{"kind": "error", "reason": reason}]
+    assert raw == b'{"kind":"error","reason":"%s"}\n' % reason.encode()
+
+
+def test_segment_cli_store_uuid_is_not_checked(tmp_path):
+    # Frames are seeded with the header's own store_uuid.
+    header = s6_header(s6_hdr(store_uuid=UUID))
+    slot, _ = s6_slot(header, [s6_frame(HAND_BLOCK, 2, 30, uuid=UUID)])
+    code, lines, _ = run_segment(tmp_path, slot)
+    assert code == 0 and lines[0]["store_uuid"] == UUID.hex() and lines[-1]["frames"] == 1
+
+
+def test_segment_cli_subprocess_and_usage(tmp_path):
+    _, _, _, _, slot, _ = hand_segment()
+    p = tmp_path / "slot.bin"
+    p.write_bytes(slot)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--segment", str(p),
+                           "--sector-size", "512"], capture_output=True)
+    assert proc.returncode == 0 and proc.stderr == b""
+    assert proc.stdout.count(b"\n") == 1 + 3 + 4 + 1
+    # A header that is not valid: exit 1, the detail on stderr.
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x00" * 4096)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--segment", str(bad),
+                           "--sector-size", "4096"], capture_output=True)
+    assert proc.returncode == 1 and proc.stdout == b'{"kind":"error","reason":"bad_magic"}\n'
+    assert b"bad_magic" in proc.stderr
+    for args in (["--segment", str(p)],                        # no --sector-size
+                 ["--sector-size", "512"],                     # no --segment
+                 ["--segment", str(p), "--sector-size", "1024"],
+                 ["--segment", str(p), "--sector-size", "512", str(p)],
+                 ["--segment", str(p), "--sector-size", "512", "--frames", str(p)],
+                 ["--segment", str(p), "--sector-size", "512", "--inspect"]):
+        proc = subprocess.run([sys.executable, str(SCRIPT)] + args, capture_output=True)
+        assert proc.returncode == 2, args
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--segment", str(tmp_path / "none"),
+                           "--sector-size", "512"], capture_output=True)
+    assert proc.returncode == 2 and b"cannot open" in proc.stderr
+
+
+def test_segment_hostile_frames_never_crash():
+    """Every byte of the hand segment's frame 1 changed, its CRC made right
+    again: the walk ends with a reason or takes the frame, never raises."""
+    h, header, frames, _, slot, offsets = hand_segment()
+    at, n = offsets[1], len(frames[1])
+    reasons = set()
+    for i in range(n - 4):
+        for x in (0x01, 0x80, 0xFF):
+            bad = bytearray(slot)
+            bad[at + i] ^= x
+            c = crc(S6_UUID + struct.pack("<Q", 7) + bytes(bad[at:at + n - 4]))
+            struct.pack_into("<I", bad, at + n - 4, c)
+            w = dec.walk_segment(bytes(bad), 512)
+            assert len(w.frames) >= 1
+            reasons.add(w.end_reason)
+    assert {"bad_magic", "flags", "state", "block"} <= reasons
+
+
+def test_segment_hostile_tables_never_crash():
+    tables = s6_tables([(3, 1, 4)], [(b"edgelog", 10), (b"temp", 300)])
+    for i in range(len(tables)):
+        for x in (0x01, 0x80, 0xFF):
+            bad = bytearray(tables)
+            bad[i] ^= x
+            header = s6_header(s6_hdr(tables=bytes(bad)))
+            try:
+                dec.walk_segment(with_frame(header), 512)
+            except dec.SegmentError as exc:
+                assert exc.reason == "tables"

@@ -108,7 +108,7 @@ enum FrameLayout {
     static let stateFlag: UInt8 = 2
     static let maxBlockLength = 16 << 20
     static let minRecordLength = 7
-    static let maxStateEntries = 16
+    static let maxStateEntries = 6
 
     /// frame_crc's seed: the store and the segment (A.6).
     static func crcSeed(storeUUID: [UInt8], segmentID: UInt64) -> UInt32 {
@@ -117,14 +117,18 @@ enum FrameLayout {
         return CRC32C.checksum(seed)
     }
 
-    /// Moves `state` on by the frame's records and state list (A.6).
-    static func advance(_ state: inout PackedState, records: [PackedRecord]) -> Bool {
+    /// Moves `state` on by the frame's records (A.6); the overflow's reason word when a number
+    /// would pass its bound.
+    static func advance(_ state: inout PackedState, records: [PackedRecord]) -> String? {
         for r in records {
-            if r.rawType == RecordType.data.rawValue { state.recordsTotal &+= 1 }
-            guard state.tables.setLastSeq(r.source, r.seq) else { return false }
+            if r.rawType == RecordType.data.rawValue {
+                guard state.recordsTotal < UInt64.max else { return "records_total" }
+                state.recordsTotal += 1
+            }
+            guard state.tables.setLastSeq(r.source, r.seq) else { return "tables" }
         }
         if let last = records.last { state.monoHWM = last.mono }
-        return true
+        return nil
     }
 }
 
@@ -134,7 +138,8 @@ public enum PackedWriteProblem: Error, Equatable, Sendable {
     case segmentFull(need: Int, left: Int)
     case encode(RecordBlock.EncodeProblem)
     case stateGoesBack(FrameStateField)
-    case tooManySources
+    /// records_total or the source table would pass its bound.
+    case overflow(String)
     case signing(String)
 }
 
@@ -179,7 +184,7 @@ public struct PackedSegmentWriter {
             do { try RecordBlock.append(r, to: &block, context: &ctx) } catch { throw .encode(error) }
         }
         var after = state
-        guard FrameLayout.advance(&after, records: records) else { throw .tooManySources }
+        if let what = FrameLayout.advance(&after, records: records) { throw .overflow(what) }
         let sorted = changes.sorted { $0.0.rawValue < $1.0.rawValue }
         for (field, value) in sorted {
             guard value >= field.value(after), field.set(value, in: &after) else { throw .stateGoesBack(field) }
@@ -266,7 +271,7 @@ public enum PackedSegmentReader {
             walk.endOffset = offset
             do {
                 let info = try frame(slot, at: offset, sectorSize: sectorSize, header: header, headerHash: headerHash, seed: seed,
-                                     frameID: header.firstFrameID &+ UInt64(walk.frames.count), context: &ctx, previousBlock: &previousBlock,
+                                     index: walk.frames.count, context: &ctx, previousBlock: &previousBlock,
                                      prevHash: prevHash, state: state)
                 walk.frames.append(info)
                 prevHash = info.frameHash
@@ -280,14 +285,14 @@ public enum PackedSegmentReader {
     }
 
     static func frame(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader, headerHash: [UInt8], seed: UInt32,
-                      frameID: UInt64, context: inout RecordBlockContext, previousBlock: inout [UInt8], prevHash: [UInt8],
+                      index: Int, context: inout RecordBlockContext, previousBlock: inout [UInt8], prevHash: [UInt8],
                       state: PackedState) throws(PackedProblem) -> PackedFrameInfo {
         guard o + sectorSize <= slot.count else { throw .slotEnd }
         guard slot[o] == FrameLayout.magic[0], slot[o + 1] == FrameLayout.magic[1] else {
             throw UnsafeRawBufferPointer(rebasing: slot[o..<(o + sectorSize)]).allSatisfy({ $0 == 0 }) ? .blank : .badMagic
         }
         let flags = slot[o + 2]
-        guard flags & ~(FrameLayout.deflateFlag | FrameLayout.stateFlag) == 0 else { throw .badField("flags 0x\(String(flags, radix: 16))") }
+        guard flags & ~(FrameLayout.deflateFlag | FrameLayout.stateFlag) == 0 else { throw .badFlags(flags) }
         var c = ByteCursor(UnsafeRawBufferPointer(rebasing: slot[o..<slot.count]), offset: 3)
         let frameLength: Int
         do {
@@ -300,40 +305,51 @@ public enum PackedSegmentReader {
         guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[0..<crcAt]), seed: seed) == frame.le(crcAt, as: UInt32.self) else {
             throw .crcMismatch
         }
-        c = ByteCursor(UnsafeRawBufferPointer(rebasing: frame[0..<crcAt]), offset: c.offset)
+        // The fields and the stored bytes end where the signature starts.
+        let sigAt = crcAt - header.sigLen
+        c = ByteCursor(UnsafeRawBufferPointer(rebasing: frame[0..<sigAt]), offset: c.offset)
         var after = state
         var changes: [(FrameStateField, UInt64)] = []
         let recordCount: Int, blockLength: Int
         do {
-            let rc = try c.varint()
-            let bl = try c.varint()
+            let rc: UInt64
+            do { rc = try c.varint(max: UInt64(UInt32.max)) } catch { throw PackedProblem.badRecordCount("\(error)") }
+            let bl: UInt64
+            do { bl = try c.varint() } catch { throw PackedProblem.badBlockLength("\(error)") }
             guard bl <= UInt64(FrameLayout.maxBlockLength), rc <= bl / UInt64(FrameLayout.minRecordLength) else {
-                throw PackedProblem.badLength("record_count \(rc), block_len \(bl)")
+                throw PackedProblem.badBlockLength("record_count \(rc), block_len \(bl)")
             }
             recordCount = Int(rc)
             blockLength = Int(bl)
             if flags & FrameLayout.stateFlag != 0 {
-                let n = try c.varint()
-                guard n >= 1, n <= UInt64(FrameLayout.maxStateEntries) else { throw PackedProblem.state("\(n) entries") }
-                var last: UInt8 = 0
-                for _ in 0..<Int(n) {
-                    let id = try c.byte()
-                    guard id > last, let field = FrameStateField(rawValue: id) else { throw PackedProblem.state("field id \(id)") }
-                    last = id
-                    let value = try c.varint()
-                    changes.append((field, value))
-                }
+                do {
+                    let n = try c.varint()
+                    guard n >= 1, n <= UInt64(FrameLayout.maxStateEntries) else { throw PackedProblem.state("\(n) entries") }
+                    var last: UInt8 = 0
+                    for _ in 0..<Int(n) {
+                        let id = try c.byte()
+                        guard id > last, let field = FrameStateField(rawValue: id) else { throw PackedProblem.state("field id \(id)") }
+                        last = id
+                        let value = try c.varint()
+                        guard value >= field.value(after), field.set(value, in: &after) else {
+                            throw PackedProblem.state("\(field) \(value) goes back or does not fit")
+                        }
+                        changes.append((field, value))
+                    }
+                } catch let p as PackedProblem { throw p } catch { throw PackedProblem.state("\(error)") }
             }
         } catch let p as PackedProblem { throw p } catch { throw .badLength("\(error)") }
         let storedStart = c.offset
-        let storedLength = crcAt - header.sigLen - storedStart
-        guard storedLength >= 0 else { throw .badLength("no room for the stored bytes") }
-        let stored = UnsafeRawBufferPointer(rebasing: frame[storedStart..<(storedStart + storedLength)])
+        let storedLength = sigAt - storedStart
+        let stored = UnsafeRawBufferPointer(rebasing: frame[storedStart..<sigAt])
+        let deflated = flags & FrameLayout.deflateFlag != 0
+        guard deflated || storedLength == blockLength else { throw .badBlockLength("stored \(storedLength) bytes, block_len \(blockLength)") }
+        let (frameID, overflow) = header.firstFrameID.addingReportingOverflow(UInt64(index))
+        guard !overflow else { throw .overflow("frame_id") }
         let block: [UInt8]
-        if flags & FrameLayout.deflateFlag != 0 {
+        if deflated {
             do { block = try Deflate.inflate(stored, dictionary: previousBlock, length: blockLength) } catch { throw .block("\(error)") }
         } else {
-            guard storedLength == blockLength else { throw .badLength("stored \(storedLength) bytes, block_len \(blockLength)") }
             block = Array(stored)
         }
         var ctx = context
@@ -342,15 +358,12 @@ public enum PackedSegmentReader {
         do {
             try block.withUnsafeBytes { try RecordBlock.decode($0, count: recordCount, context: &ctx) { records.append($0) } }
         } catch { throw .block("\(error)") }
-        guard FrameLayout.advance(&after, records: records) else { throw .block("more than \(PackedTables.maxSources) sources") }
-        for (field, value) in changes {
-            guard value >= field.value(after), field.set(value, in: &after) else { throw .state("\(field) goes back or does not fit") }
-        }
+        if let what = FrameLayout.advance(&after, records: records) { throw .overflow(what) }
         let frameHash = Array(SHA256.hash(data: UnsafeRawBufferPointer(rebasing: frame[0..<(storedStart + storedLength)])))
         let statement = FrameStatement.bytes(header: header, headerHash: headerHash, frameID: frameID, firstMono: records.first?.mono ?? 0,
                                              lastMono: records.last?.mono ?? 0, recordCount: recordCount, prevHash: prevHash,
                                              frameHash: frameHash, state: after)
-        let signature = Array(frame[(storedStart + storedLength)..<crcAt])
+        let signature = Array(frame[sigAt..<crcAt])
         context = ctx
         previousBlock = block
         return PackedFrameInfo(frameID: frameID, offset: o, frameLength: frameLength, deflate: flags & FrameLayout.deflateFlag != 0,

@@ -14,8 +14,13 @@ public enum PackedProblem: Error, Equatable, CustomStringConvertible, Sendable {
     case badTables(String)
     case badField(String)
     case foreignStore
+    case badFlags(UInt8)
+    case badRecordCount(String)
+    case badBlockLength(String)
     case block(String)
     case state(String)
+    /// A derived number that would pass its bound: "records_total", "tables", "frame_id".
+    case overflow(String)
     case slotEnd
 
     /// The reason word of FORMAT.md's walk (and the Python decoder's `end` line).
@@ -29,8 +34,12 @@ public enum PackedProblem: Error, Equatable, CustomStringConvertible, Sendable {
         case .badTables: "tables"
         case .badField: "field"
         case .foreignStore: "foreign_store"
+        case .badFlags: "flags"
+        case .badRecordCount: "record_count"
+        case .badBlockLength: "block_len"
         case .block: "block"
         case .state: "state"
+        case .overflow(let what): what
         case .slotEnd: "slot_end"
         }
     }
@@ -45,8 +54,12 @@ public enum PackedProblem: Error, Equatable, CustomStringConvertible, Sendable {
         case .badTables(let why): "bad tables (\(why))"
         case .badField(let why): "bad field (\(why))"
         case .foreignStore: "another store's segment"
+        case .badFlags(let f): "reserved flag bits set (0x\(String(f, radix: 16)))"
+        case .badRecordCount(let why): "bad record_count (\(why))"
+        case .badBlockLength(let why): "bad block_len (\(why))"
         case .block(let why): "records do not decode (\(why))"
         case .state(let why): "bad state list (\(why))"
+        case .overflow(let what): "\(what) passes its bound"
         case .slotEnd: "end of the slot"
         }
     }
