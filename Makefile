@@ -36,13 +36,17 @@ test: bootstrap test-python test-swift
 # kernel's own drivers; the records are checked against the datasheet formulas, the I2C adapter is
 # removed mid-run. run-power adds gpio-sim and uleds (built out of tree from Debian's kernel source):
 # the power-fail line, the status LEDs and the ACPI power button. power-cuts kills qemu with the
-# store on a virtio disk (cache=directsync), HIL_CUTS times. scripts/hil/provision installs qemu,
-# fetches the kernel and builds the drivers on first use.
+# store on a virtio disk (cache=directsync), HIL_CUTS times. log-writes puts the store on a
+# device-mapper log-writes target, records every write and flush the guest's kernel issued, and
+# replays the log up to every flush (and partly beyond) to check each state recovers with every
+# acknowledged commit. scripts/hil/provision installs qemu, fetches the kernel and builds the drivers
+# on first use.
 HIL_CUTS ?= 20
 hil: build
 	scripts/hil/run-board
 	scripts/hil/run-power
 	HIL_CUTS=$(HIL_CUTS) scripts/hil/power-cuts
+	scripts/hil/log-writes
 
 test-python:
 	python3 -m pytest -q scripts/test_edgelog_decode.py scripts/test_edgelog_verify.py
