@@ -96,6 +96,7 @@ public struct PackedFrameInfo: Sendable {
     public var blockLength: Int
     public var stateChanges: [(FrameStateField, UInt64)]
     public var frameHash: [UInt8]
+    public var frameCRC: UInt32
     public var statement: [UInt8]
     public var signature: [UInt8]
     public var records: [PackedRecord]
@@ -154,6 +155,9 @@ public struct PackedSegmentWriter {
     public private(set) var frames = 0
     public private(set) var state: PackedState
     public private(set) var prevHash: [UInt8]
+    /// The last frame appended: where it starts in the slot and its CRC (its hash is prevHash).
+    public private(set) var lastFrameOffset = 0
+    public private(set) var lastFrameCRC: UInt32 = 0
     private var context = RecordBlockContext()
     private var previousBlock: [UInt8] = []
     private let crcSeed: UInt32
@@ -235,6 +239,8 @@ public struct PackedSegmentWriter {
         frame.append(contentsOf: [UInt8](repeating: 0, count: padded - frame.count))
 
         let offset = nextOffset
+        lastFrameOffset = offset
+        lastFrameCRC = crc
         context = ctx
         previousBlock = block
         prevHash = frameHash
@@ -368,6 +374,7 @@ public enum PackedSegmentReader {
         previousBlock = block
         return PackedFrameInfo(frameID: frameID, offset: o, frameLength: frameLength, deflate: flags & FrameLayout.deflateFlag != 0,
                                recordCount: recordCount, blockLength: blockLength, stateChanges: changes, frameHash: frameHash,
+                               frameCRC: frame.le(crcAt, as: UInt32.self),
                                statement: statement, signature: signature, records: records, stateAfter: after)
     }
 }

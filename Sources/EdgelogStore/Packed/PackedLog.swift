@@ -1,0 +1,365 @@
+// Format 6's ring of segments over a block device (docs/FORMAT.md appendix A.8, A.9): frames
+// appended to the open segment, one write and one flush per commit, the metadata written only at
+// open, at each new segment, every N commits or T seconds, and at close; recovery from the newest
+// metadata whose head frame checks, then forward along the chain. This is the engine under the
+// packed store; the evidence records (gap, incomplete, recovery), signing policy and power window
+// of the format 5 store are not wired to it yet (DESIGN.md 13).
+
+import EdgelogCore
+
+public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable {
+    case notAStore(String)
+    case device(DeviceError)
+    case alreadyFormatted
+    case badGeometry(String)
+    /// A frame larger than an empty segment holds.
+    case frameTooLarge(Int)
+    case write(PackedWriteProblem)
+    case closed
+
+    public var description: String {
+        switch self {
+        case .notAStore(let why): "not a format 6 store: \(why)"
+        case .device(let e): "\(e)"
+        case .alreadyFormatted: "the device already holds a store"
+        case .badGeometry(let why): "bad geometry: \(why)"
+        case .frameTooLarge(let n): "a commit of \(n) bytes does not fit in a segment"
+        case .write(let p): "frame not written: \(p)"
+        case .closed: "the log is closed"
+        }
+    }
+}
+
+/// What recovery found (A.9).
+public struct PackedRecovery: Equatable, Sendable {
+    /// "A" or "B", and the generation of the slot chosen.
+    public var metadataSlot: Int
+    public var generation: UInt64
+    public var cleanBefore: Bool
+    /// Frames adopted past the metadata's head by the forward scan.
+    public var framesAdopted: Int
+    public var segmentsAdopted: Int
+    /// A commit torn by a power cut after the last committed frame (never acknowledged).
+    public var torn: Bool
+    /// Neither slot's head frame checked.
+    public var headMissing: Bool
+    /// Oldest segments that no longer read (a reclaim cut short), given up.
+    public var tailsGivenUp = 0
+}
+
+/// The committed history of a store, read without writing (A.9).
+public struct PackedHistory: Sendable {
+    public var metadata: PackedMetadata
+    public var recovery: PackedRecovery
+    /// The head after the forward scan.
+    public var headFrameID: UInt64
+    public var headSegmentID: UInt64
+    public var headSlot: Int
+    public var headOffset: Int
+    public var headHash: [UInt8]
+    public var headCRC: UInt32
+    /// The sealed state after the head frame (from the frames, not the metadata).
+    public var state: PackedState
+    public var tailSegmentID: UInt64
+    public var tailSlot: Int
+    public var wrapCount: UInt32
+
+    /// Reads both metadata slots, chooses one and scans forward.
+    public static func analyze(device: BlockDevice) throws(PackedLogError) -> PackedHistory {
+        let size = device.byteCount
+        guard size >= UInt64(PackedGeometry.ringOffset) else { throw .notAStore("device smaller than the metadata") }
+        var slots: [(index: Int, meta: PackedMetadata)] = []
+        let buffer = AlignedBuffer(count: PackedGeometry.metadataSlotSize)
+        for i in 0..<2 {
+            do { try device.read(at: UInt64(i * PackedGeometry.metadataSlotSize), into: buffer.bytes) } catch { throw .device(error) }
+            if let m = PackedMetadata.decode(UnsafeRawBufferPointer(buffer.bytes), deviceSize: size) { slots.append((i, m)) }
+        }
+        guard !slots.isEmpty else { throw .notAStore("no valid format 6 metadata slot") }
+        slots.sort { $0.meta.generation > $1.meta.generation }
+        var chosen: (index: Int, meta: PackedMetadata, walk: PackedSegmentReader.Walk?, frame: Int)?
+        for (i, m) in slots {
+            if m.headFrameID == 0 { chosen = (i, m, nil, -1); break }
+            guard let walk = try? readWalk(device, m, slot: m.headSlot), walk.header.segmentID == m.headSegmentID,
+                  let k = walk.frames.firstIndex(where: { $0.frameID == m.headFrameID }) else { continue }
+            let f = walk.frames[k]
+            if f.offset == m.headOffset, f.frameCRC == m.headCRC, f.frameHash == m.hashHead { chosen = (i, m, walk, k); break }
+        }
+        let headMissing = chosen == nil
+        let pick = chosen ?? (slots[0].index, slots[0].meta, nil, -1)
+        let m = pick.meta
+        var h = PackedHistory(metadata: m, recovery: PackedRecovery(metadataSlot: pick.index, generation: m.generation, cleanBefore: m.clean,
+                                                                    framesAdopted: 0, segmentsAdopted: 0, torn: false, headMissing: headMissing),
+                              headFrameID: m.headFrameID, headSegmentID: m.headSegmentID, headSlot: m.headSlot, headOffset: m.headOffset,
+                              headHash: m.hashHead, headCRC: m.headCRC, state: m.state, tailSegmentID: m.tailSegmentID, tailSlot: m.tailSlot,
+                              wrapCount: m.wrapCount)
+        var lastSlot: Int
+        if let walk = pick.walk {
+            h.state = walk.frames[pick.frame].stateAfter
+            for f in walk.frames[(pick.frame + 1)...] { h.adopt(f) }
+            if walk.end != .blank && walk.end != .slotEnd { h.recovery.torn = true }
+            lastSlot = m.headSlot
+        } else if !headMissing {
+            // An empty store: the scan starts at the tail slot with segment tail_segment_id.
+            h.headSegmentID = m.tailSegmentID - 1
+            lastSlot = (m.tailSlot + m.geometry.ringSlots - 1) % m.geometry.ringSlots
+        } else {
+            return h
+        }
+        // Forward, slot by slot (at most around the ring once).
+        for _ in 0..<m.geometry.ringSlots {
+            guard let s = m.nextSlot(after: lastSlot) else { break }
+            guard let walk = try? readWalk(device, m, slot: s) else { break }
+            let hd = walk.header
+            guard hd.segmentID == h.headSegmentID + 1, hd.firstFrameID == h.headFrameID + 1, hd.prevHash == h.headHash,
+                  hd.slotIndex == UInt32(s) else { break }
+            guard !walk.frames.isEmpty else {
+                h.recovery.torn = true
+                break
+            }
+            h.recovery.segmentsAdopted += 1
+            h.headSegmentID = hd.segmentID
+            h.headSlot = s
+            h.tailSegmentID = hd.tailSegmentID
+            h.tailSlot = Int(hd.tailSlot)
+            h.wrapCount = hd.wrapCount
+            h.recovery.torn = walk.end != .blank && walk.end != .slotEnd
+            for f in walk.frames { h.adopt(f) }
+            lastSlot = s
+        }
+        // A tail that a cut reclaim damaged is given up: the oldest segment is the next one that reads.
+        while h.tailSegmentID < h.headSegmentID {
+            if let walk = try? readWalk(device, m, slot: h.tailSlot), walk.header.segmentID == h.tailSegmentID, !walk.frames.isEmpty { break }
+            guard let next = m.nextSlot(after: h.tailSlot) else { break }
+            h.tailSegmentID += 1
+            h.tailSlot = next
+            h.recovery.tailsGivenUp += 1
+        }
+        return h
+    }
+
+    private mutating func adopt(_ f: PackedFrameInfo) {
+        headFrameID = f.frameID
+        headOffset = f.offset
+        headHash = f.frameHash
+        headCRC = f.frameCRC
+        state = f.stateAfter
+        recovery.framesAdopted += 1
+    }
+
+    static func readWalk(_ device: BlockDevice, _ m: PackedMetadata, slot: Int) throws -> PackedSegmentReader.Walk {
+        let buffer = AlignedBuffer(count: m.geometry.segmentSize)
+        try device.read(at: m.geometry.slotOffset(slot), into: buffer.bytes)
+        return try PackedSegmentReader.walk(UnsafeRawBufferPointer(buffer.bytes), sectorSize: m.geometry.sectorSize, storeUUID: m.storeUUID)
+    }
+
+    /// Every committed frame from the tail segment to the head, in order (A.9 step 3).
+    public func frames(device: BlockDevice) -> [PackedFrameInfo] {
+        let m = metadata
+        guard headFrameID > 0, tailSegmentID <= headSegmentID else { return [] }
+        var out: [PackedFrameInfo] = []
+        var slot = tailSlot
+        var expected = tailSegmentID
+        for _ in 0..<m.geometry.ringSlots {
+            guard let walk = try? Self.readWalk(device, m, slot: slot), walk.header.segmentID == expected else { break }
+            for f in walk.frames where f.frameID <= headFrameID { out.append(f) }
+            if expected == headSegmentID { break }
+            expected += 1
+            guard let next = m.nextSlot(after: slot) else { break }
+            slot = next
+        }
+        return out
+    }
+}
+
+/// A writer session over a format 6 store.
+public final class PackedLog {
+    public let device: BlockDevice
+    public private(set) var metadata: PackedMetadata
+    public let recovery: PackedRecovery
+    /// Commits between two metadata writes (N) and seconds (T), FORMAT.md A.9.
+    public var metadataEvery = 256
+    public var metadataSeconds: Double = 300
+    public var identity: PackedIdentity
+    private var writer: PackedSegmentWriter?
+    private var openSlot = 0
+    private var commitsSinceMetadata = 0
+    private var metadataDue = false
+    private var lastMetadataNs: UInt64
+    private let clock: () -> UInt64
+    private var closed = false
+
+    /// Who signs and what every header repeats.
+    public struct PackedIdentity: Sendable {
+        public var deviceID: [UInt8]
+        public var fwVerHash: [UInt8]
+        public var keyID = [UInt8](repeating: 0, count: 16)
+        public var keyEpoch: UInt32 = 0
+        public var sigAlg: SignatureAlgorithm = .unsigned
+        public var keySrc: UInt8 = 0
+        public var sign: (@Sendable ([UInt8]) throws -> [UInt8])?
+
+        public init(deviceID: [UInt8], fwVerHash: [UInt8] = [UInt8](repeating: 0, count: 32)) {
+            self.deviceID = deviceID
+            self.fwVerHash = fwVerHash
+        }
+    }
+
+    public static func format(device: BlockDevice, segmentSize: Int, storeUUID: [UInt8], deviceID: [UInt8], wallNs: Int64) throws(PackedLogError) {
+        let geometry = PackedGeometry(storeSize: device.byteCount, sectorSize: device.sectorSize, segmentSize: segmentSize)
+        guard geometry.isValid else { throw .badGeometry("segment size \(segmentSize) on \(device.byteCount) bytes with \(device.sectorSize)-byte sectors") }
+        var m = PackedMetadata(geometry: geometry)
+        m.storeUUID = storeUUID
+        m.deviceID = deviceID
+        m.formatWallNs = wallNs
+        let bytes = m.encoded()
+        let zero = AlignedBuffer(count: PackedGeometry.metadataSlotSize)
+        do {
+            // Slot B cleared first, then A: a store is the moment A lands.
+            try device.write(at: UInt64(PackedGeometry.metadataSlotSize), from: UnsafeRawBufferPointer(zero.bytes))
+            let a = AlignedBuffer(count: bytes.count)
+            bytes.withUnsafeBytes { a.bytes.copyMemory(from: $0) }
+            try device.write(at: 0, from: UnsafeRawBufferPointer(a.bytes))
+            try device.flush()
+        } catch { throw .device(error) }
+    }
+
+    /// Recovers (A.9) and opens a writer session: the metadata is written with clean_flag 0 and
+    /// rollback_ctr + 1 before anything else.
+    public init(device: BlockDevice, identity: PackedIdentity, clock: @escaping () -> UInt64) throws(PackedLogError) {
+        self.device = device
+        self.identity = identity
+        self.clock = clock
+        let h = try PackedHistory.analyze(device: device)
+        var m = h.metadata
+        m.headFrameID = h.headFrameID
+        m.headSegmentID = h.headSegmentID
+        m.headSlot = h.headSlot
+        m.headOffset = h.headOffset
+        m.hashHead = h.headHash
+        m.headCRC = h.headCRC
+        m.state = h.state
+        m.tailSegmentID = h.tailSegmentID
+        m.tailSlot = h.tailSlot
+        m.wrapCount = h.wrapCount
+        if !m.clean { m.unexpRst += 1 }
+        m.clean = false
+        m.rollbackCtr += 1
+        // Above every generation on the device, and never onto the slot chosen.
+        var g = max(h.metadata.generation, h.recovery.generation) + 1
+        if Int(g & 1) == h.recovery.metadataSlot { g += 1 }
+        m.generation = g - 1
+        metadata = m
+        recovery = h.recovery
+        lastMetadataNs = clock()
+        try writeMetadata(clean: false)
+    }
+
+    private func writeMetadata(clean: Bool) throws(PackedLogError) {
+        metadata.generation += 1
+        metadata.clean = clean
+        let bytes = metadata.encoded()
+        let buffer = AlignedBuffer(count: bytes.count)
+        bytes.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
+        do {
+            try device.write(at: UInt64(metadata.slotIndex * PackedGeometry.metadataSlotSize), from: UnsafeRawBufferPointer(buffer.bytes))
+            try device.flush()
+        } catch { throw .device(error) }
+        commitsSinceMetadata = 0
+        metadataDue = false
+        lastMetadataNs = clock()
+    }
+
+    /// Opens the next segment in the ring, reclaiming the tail when the ring is full.
+    private func openSegment() throws(PackedLogError) {
+        var m = metadata
+        let slot: Int
+        if m.ringIsEmpty || m.headFrameID == 0 {
+            slot = m.tailSlot
+        } else {
+            guard let s = m.nextSlot(after: m.headSlot) else { throw .badGeometry("no good slot") }
+            slot = s
+        }
+        var state = m.state
+        if !m.ringIsEmpty, m.headFrameID > 0, slot == m.tailSlot {
+            // Reclaim the oldest segment: its data records are lost (counted when it can be read).
+            if let walk = try? PackedHistory.readWalk(device, m, slot: slot), walk.header.segmentID == m.tailSegmentID {
+                let lost = walk.frames.reduce(UInt64(0)) { $0 + UInt64($1.records.filter { $0.rawType == RecordType.data.rawValue }.count) }
+                state.lostTotal &+= lost
+            }
+            m.tailSegmentID += 1
+            m.tailSlot = m.nextSlot(after: slot) ?? slot
+        }
+        if m.headFrameID > 0 && slot <= m.headSlot { m.wrapCount &+= 1 }
+        var h = PackedSegmentHeader()
+        h.storeUUID = m.storeUUID
+        h.segmentID = m.headSegmentID + 1
+        h.firstFrameID = m.headFrameID + 1
+        h.slotIndex = UInt32(slot)
+        h.wrapCount = m.wrapCount
+        h.prevHash = m.hashHead
+        h.deviceID = identity.deviceID
+        h.keyID = identity.keyID
+        h.keyEpoch = identity.keyEpoch
+        h.sigAlg = identity.sigAlg
+        h.keySrc = identity.keySrc
+        h.fwVerHash = identity.fwVerHash
+        h.rollbackCtr = m.rollbackCtr
+        h.tailSegmentID = m.tailSegmentID
+        h.tailSlot = UInt32(m.tailSlot)
+        h.ringSlots = UInt32(m.geometry.ringSlots)
+        h.unexpRst = m.unexpRst
+        h.bootSeq = m.bootSeq
+        h.state = state
+        m.state = state
+        metadata = m
+        writer = PackedSegmentWriter(header: h, sectorSize: m.geometry.sectorSize, segmentSize: m.geometry.segmentSize)
+        openSlot = slot
+        metadataDue = true
+    }
+
+    /// Commits one frame: durable when this returns (one write, one flush; the metadata when due).
+    @discardableResult
+    public func append(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) throws(PackedLogError) -> UInt64 {
+        guard !closed else { throw .closed }
+        if writer == nil { try openSegment() }
+        var result: (offset: Int, bytes: [UInt8])
+        do {
+            result = try writer!.append(records, changes: changes, sign: identity.sign)
+        } catch PackedWriteProblem.segmentFull(let need, _) {
+            guard writer!.frames > 0 else { throw .frameTooLarge(need) }
+            try openSegment()
+            do { result = try writer!.append(records, changes: changes, sign: identity.sign) } catch {
+                if case .segmentFull(let n, _) = error { throw .frameTooLarge(n) }
+                throw .write(error)
+            }
+        } catch {
+            throw .write(error)
+        }
+        let buffer = AlignedBuffer(count: result.bytes.count)
+        result.bytes.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
+        do {
+            try device.write(at: metadata.geometry.slotOffset(openSlot) + UInt64(result.offset), from: UnsafeRawBufferPointer(buffer.bytes))
+            try device.flush()
+        } catch { throw .device(error) }
+        let w = writer!
+        metadata.headFrameID = w.nextFrameID - 1
+        metadata.headSegmentID = w.header.segmentID
+        metadata.headSlot = openSlot
+        metadata.headOffset = w.lastFrameOffset
+        metadata.hashHead = w.prevHash
+        metadata.headCRC = w.lastFrameCRC
+        metadata.state = w.state
+        commitsSinceMetadata += 1
+        if metadataDue || commitsSinceMetadata >= metadataEvery || Double(clock() &- lastMetadataNs) / 1e9 >= metadataSeconds {
+            try writeMetadata(clean: false)
+        }
+        return metadata.headFrameID
+    }
+
+    /// Writes the metadata with clean_flag 1; nothing more may be written.
+    public func close() throws(PackedLogError) {
+        guard !closed else { return }
+        try writeMetadata(clean: true)
+        closed = true
+    }
+}

@@ -1,0 +1,170 @@
+// Format 6's partition layout and metadata slot (docs/FORMAT.md appendix A.8): two 16 KiB slots of
+// which a write covers only the used sectors, then the ring of segment slots.
+
+import EdgelogCore
+
+public struct PackedGeometry: Equatable, Sendable {
+    public static let metadataSlotSize = 16384
+    public static let ringOffset = 32768
+    public static let minSegmentSize = 8192
+    public static let maxSegmentSize = 16 << 20
+    public static let minRingSlots = 4
+
+    public var storeSize: UInt64
+    public var sectorSize: Int
+    public var segmentSize: Int
+    public var ringSlots: Int
+
+    public init(storeSize: UInt64, sectorSize: Int, segmentSize: Int) {
+        self.storeSize = storeSize
+        self.sectorSize = sectorSize
+        self.segmentSize = segmentSize
+        ringSlots = storeSize > UInt64(Self.ringOffset) && segmentSize > 0 ? Int((storeSize - UInt64(Self.ringOffset)) / UInt64(segmentSize)) : 0
+    }
+
+    public var isValid: Bool {
+        (sectorSize == 512 || sectorSize == 4096) && segmentSize % 4096 == 0 && segmentSize >= Self.minSegmentSize
+            && segmentSize <= Self.maxSegmentSize && ringSlots >= Self.minRingSlots
+            && UInt64(Self.ringOffset) + UInt64(ringSlots) * UInt64(segmentSize) <= storeSize
+    }
+
+    public func slotOffset(_ slot: Int) -> UInt64 { UInt64(Self.ringOffset) + UInt64(slot) * UInt64(segmentSize) }
+}
+
+public struct PackedMetadata: Equatable, Sendable {
+    public static let magic = magic64("EDGELOGM")
+    public static let formatVersion: UInt16 = 6
+    static let tablesOffset = 512
+
+    public var storeUUID = [UInt8](repeating: 0, count: 16)
+    public var generation: UInt64 = 0
+    public var geometry: PackedGeometry
+    public var clean = true
+    public var headFrameID: UInt64 = 0
+    public var headSegmentID: UInt64 = 0
+    public var headSlot = 0
+    public var headOffset = 0
+    public var hashHead = [UInt8](repeating: 0, count: 32)
+    public var headCRC: UInt32 = 0
+    public var wrapCount: UInt32 = 0
+    public var tailSegmentID: UInt64 = 1
+    public var tailSlot = 0
+    public var unexpRst: UInt32 = 0
+    public var rollbackCtr: UInt64 = 0
+    public var bootSeq: UInt32 = 0
+    public var deviceID = [UInt8](repeating: 0, count: 16)
+    public var formatWallNs: Int64 = 0
+    /// The sealed numbers and tables as of the head frame.
+    public var state = PackedState()
+
+    public init(geometry: PackedGeometry) { self.geometry = geometry }
+
+    public var ringIsEmpty: Bool { tailSegmentID > headSegmentID }
+    /// Slot the generation is written to: even in A, odd in B.
+    public var slotIndex: Int { Int(generation & 1) }
+
+    public func isBad(_ slot: Int) -> Bool { state.tables.badSlots.contains { Int($0.slot) == slot } }
+
+    /// The slot after `slot`, wrapping, skipping bad ones; nil when no other is good.
+    public func nextSlot(after slot: Int) -> Int? {
+        var s = slot
+        for _ in 0..<geometry.ringSlots {
+            s = (s + 1) % geometry.ringSlots
+            if !isBad(s) { return s }
+        }
+        return nil
+    }
+
+    public func encoded() -> [UInt8] {
+        let tables = state.tables.encoded()
+        let sector = geometry.sectorSize
+        let length = min(PackedGeometry.metadataSlotSize, (Self.tablesOffset + tables.count + 4 + sector - 1) / sector * sector)
+        var out = [UInt8](repeating: 0, count: length)
+        out.withUnsafeMutableBytes { b in
+            b.setLE(Self.magic, at: 0)
+            b.setLE(Self.formatVersion, at: 8)
+            b.setLE(UInt32(length), at: 12)
+            storeUUID.prefix(16).withUnsafeBytes { b.setBytes($0, at: 16) }
+            b.setLE(generation, at: 32)
+            b.setLE(geometry.storeSize, at: 40)
+            b.setLE(UInt32(geometry.sectorSize), at: 48)
+            b.setLE(UInt32(geometry.segmentSize), at: 52)
+            b.setLE(UInt32(geometry.ringSlots), at: 56)
+            b.setLE(UInt32(clean ? 1 : 0), at: 60)
+            b.setLE(headFrameID, at: 64)
+            b.setLE(headSegmentID, at: 72)
+            b.setLE(UInt32(headSlot), at: 80)
+            b.setLE(UInt32(headOffset), at: 84)
+            hashHead.prefix(32).withUnsafeBytes { b.setBytes($0, at: 88) }
+            b.setLE(headCRC, at: 120)
+            b.setLE(wrapCount, at: 124)
+            b.setLE(tailSegmentID, at: 128)
+            b.setLE(UInt32(tailSlot), at: 136)
+            b.setLE(unexpRst, at: 140)
+            b.setLE(rollbackCtr, at: 144)
+            b.setLE(state.monoHWM, at: 152)
+            b.setLE(state.recordsTotal, at: 160)
+            b.setLE(state.lostTotal, at: 168)
+            b.setLE(state.droppedTotal, at: 176)
+            b.setLE(state.uplinkCursor, at: 184)
+            b.setLE(state.boEvent, at: 192)
+            b.setLE(state.eccErrCnt, at: 196)
+            b.setLE(state.clockSteps, at: 200)
+            b.setLE(bootSeq, at: 204)
+            deviceID.prefix(16).withUnsafeBytes { b.setBytes($0, at: 208) }
+            b.setLE(formatWallNs, at: 224)
+            b.setLE(UInt32(tables.count), at: 508)
+            tables.withUnsafeBytes { b.setBytes($0, at: Self.tablesOffset) }
+            b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<(length - 4)])), at: length - 4)
+        }
+        return out
+    }
+
+    /// Decodes a slot read whole (16 KiB); nil when it is not a valid format 6 slot for a device of `deviceSize` bytes.
+    public static func decode(_ b: UnsafeRawBufferPointer, deviceSize: UInt64) -> PackedMetadata? {
+        guard b.count >= PackedGeometry.metadataSlotSize, b.le(0, as: UInt64.self) == magic, b.le(8, as: UInt16.self) == formatVersion else { return nil }
+        let sector = Int(b.le(48, as: UInt32.self))
+        let length = Int(b.le(12, as: UInt32.self))
+        guard sector == 512 || sector == 4096, length >= 512, length <= PackedGeometry.metadataSlotSize, length % sector == 0 else { return nil }
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<(length - 4)])) == b.le(length - 4, as: UInt32.self) else { return nil }
+        let storeSize: UInt64 = b.le(40)
+        let geometry = PackedGeometry(storeSize: storeSize, sectorSize: sector, segmentSize: Int(b.le(52, as: UInt32.self)))
+        guard geometry.isValid, geometry.ringSlots == Int(b.le(56, as: UInt32.self)), storeSize <= deviceSize else { return nil }
+        var m = PackedMetadata(geometry: geometry)
+        m.storeUUID = Array(b[16..<32])
+        m.generation = b.le(32)
+        let clean: UInt32 = b.le(60)
+        guard clean <= 1 else { return nil }
+        m.clean = clean == 1
+        m.headFrameID = b.le(64)
+        m.headSegmentID = b.le(72)
+        m.headSlot = Int(b.le(80, as: UInt32.self))
+        m.headOffset = Int(b.le(84, as: UInt32.self))
+        m.hashHead = Array(b[88..<120])
+        m.headCRC = b.le(120)
+        m.wrapCount = b.le(124)
+        m.tailSegmentID = b.le(128)
+        m.tailSlot = Int(b.le(136, as: UInt32.self))
+        m.unexpRst = b.le(140)
+        m.rollbackCtr = b.le(144)
+        m.state.monoHWM = b.le(152)
+        m.state.recordsTotal = b.le(160)
+        m.state.lostTotal = b.le(168)
+        m.state.droppedTotal = b.le(176)
+        m.state.uplinkCursor = b.le(184)
+        m.state.boEvent = b.le(192)
+        m.state.eccErrCnt = b.le(196)
+        m.state.clockSteps = b.le(200)
+        m.bootSeq = b.le(204)
+        m.deviceID = Array(b[208..<224])
+        m.formatWallNs = b.le(224)
+        let bound: UInt64 = 1 << 62
+        guard m.headSlot < geometry.ringSlots, m.tailSlot < geometry.ringSlots, m.headOffset < geometry.segmentSize,
+              m.headFrameID < bound, m.headSegmentID < bound, m.tailSegmentID < bound, m.rollbackCtr < bound, m.state.monoHWM < bound else { return nil }
+        let tablesLength = Int(b.le(508, as: UInt32.self))
+        guard tablesLength <= length - 4 - tablesOffset,
+              let tables = try? PackedTables.decode(UnsafeRawBufferPointer(rebasing: b[tablesOffset..<(tablesOffset + tablesLength)])) else { return nil }
+        m.state.tables = tables
+        return m
+    }
+}

@@ -1,0 +1,185 @@
+// Format 6's ring engine (docs/FORMAT.md A.8, A.9): commits survive closing and reopening, the ring
+// wraps and reclaims whole segments, and every power cut at every operation, torn, reordered or
+// scrambled, recovers to a history that holds every acknowledged commit, before and after a second
+// cut inside recovery.
+
+import EdgelogCore
+import EdgelogStore
+import EdgelogTestKit
+import Testing
+
+private let uuid6: [UInt8] = Array(11...26)
+
+private func identity() -> PackedLog.PackedIdentity { PackedLog.PackedIdentity(deviceID: Array(repeating: 4, count: 16)) }
+
+private func formatted(slots: Int, segment: Int, sector: Int = 512) throws -> [UInt8] {
+    let device = MemoryBlockDevice(size: PackedGeometry.ringOffset + slots * segment, sectorSize: sector)
+    try PackedLog.format(device: device, segmentSize: segment, storeUUID: uuid6, deviceID: Array(repeating: 4, count: 16), wallNs: 0)
+    return device.bytes
+}
+
+/// Small frames of a few records of a few sources, mono_ctr increasing across everything.
+private struct FrameSource {
+    var w: SensorWorkload
+    var pending: [PackedRecord] = []
+    init(seed: UInt64) { w = SensorWorkload(sources: 5, seed: seed) }
+    mutating func next(_ n: Int) -> [PackedRecord] {
+        while pending.count < n { pending += w.nextSecond() }
+        defer { pending.removeFirst(n) }
+        return Array(pending.prefix(n))
+    }
+}
+
+private func committed(_ device: BlockDevice) throws -> [PackedFrameInfo] {
+    let h = try PackedHistory.analyze(device: device)
+    return h.frames(device: device)
+}
+
+/// What a run wrote: each frame's records, the operation index of its write and of its
+/// acknowledgement, and when each frame's segment began to be overwritten.
+private struct Run {
+    var frames: [[PackedRecord]] = []          // by frame id - 1
+    var writeOp: [Int] = []
+    var ackOp: [Int] = []
+    var segmentOf: [UInt64] = []
+    var overwrittenAt: [UInt64: Int] = [:]     // segment id -> op index of the write that started reusing its slot
+}
+
+private func record(_ device: FaultBlockDevice, sessions: [(frames: Int, close: Bool)], metadataEvery: Int, seed: UInt64) throws -> Run {
+    var run = Run()
+    var source = FrameSource(seed: seed)
+    var slotHolds: [Int: UInt64] = [:]
+    var rng = SplitMix64(seed: seed)
+    for session in sessions {
+        let log = try PackedLog(device: device, identity: identity(), clock: { 0 })
+        log.metadataEvery = metadataEvery
+        for _ in 0..<session.frames {
+            let records = source.next(1 + Int(rng.next() % 6))
+            let before = device.log.count
+            let id = try log.append(records)
+            let m = log.metadata
+            if let previous = slotHolds[m.headSlot], previous != m.headSegmentID, run.overwrittenAt[previous] == nil {
+                run.overwrittenAt[previous] = before
+            }
+            slotHolds[m.headSlot] = m.headSegmentID
+            #expect(Int(id) == run.frames.count + 1)
+            run.frames.append(records)
+            run.writeOp.append(before)
+            run.ackOp.append(device.log.count)
+            run.segmentOf.append(m.headSegmentID)
+        }
+        if session.close { try log.close() }
+    }
+    return run
+}
+
+/// The oracle: the history is a run of consecutive frames, each exactly as written, ending at or
+/// after the last acknowledged one, and holding every acknowledged frame whose segment was not
+/// being overwritten by then.
+private func check(_ frames: [PackedFrameInfo], run: Run, cut: Int) -> String? {
+    for (i, f) in frames.enumerated() {
+        let id = Int(f.frameID)
+        guard id >= 1, id <= run.frames.count else { return "frame \(id) was never written" }
+        if i > 0, f.frameID != frames[i - 1].frameID + 1 { return "frame \(id) after \(frames[i - 1].frameID)" }
+        if f.records != run.frames[id - 1] { return "frame \(id) differs from what was written" }
+        // The write at the cut itself was in progress: it may have landed whole.
+        if run.writeOp[id - 1] > cut { return "frame \(id) was not yet written at the cut" }
+    }
+    let present = Set(frames.map { Int($0.frameID) })
+    for id in 1...max(1, run.frames.count) where id <= run.frames.count && run.ackOp[id - 1] <= cut {
+        let segment = run.segmentOf[id - 1]
+        if let at = run.overwrittenAt[segment], at <= cut { continue }
+        if !present.contains(id) { return "acknowledged frame \(id) (segment \(segment)) missing" }
+    }
+    return nil
+}
+
+@Suite("Format 6 ring engine")
+struct PackedLogTests {
+    @Test("commits survive close and reopen; the metadata is written at open, per segment, every N commits and at close")
+    func reopen() throws {
+        let device = FaultBlockDevice(image: try formatted(slots: 8, segment: 64 * 1024))
+        let run = try record(device, sessions: [(40, true), (20, true)], metadataEvery: 16, seed: 1)
+        let frames = try committed(device)
+        #expect(frames.count == 60)
+        #expect(check(frames, run: run, cut: device.log.count) == nil)
+        let h = try PackedHistory.analyze(device: device)
+        #expect(h.metadata.clean)
+        #expect(h.metadata.unexpRst == 0 && h.metadata.rollbackCtr == 2)
+        #expect(h.recovery.framesAdopted == 0)
+        #expect(h.state.recordsTotal == UInt64(run.frames.joined().count))
+        let metadataWrites = device.log.filter { if case .write(let o, _) = $0 { o < UInt64(PackedGeometry.ringOffset) } else { false } }.count
+        // Two opens, two closes, a new segment per session, and every 16 commits.
+        #expect(metadataWrites >= 6 && metadataWrites <= 12, "\(metadataWrites) metadata writes for 60 commits")
+    }
+
+    @Test("a ring that wraps reclaims whole segments, counts their records lost, and keeps the newest")
+    func wraps() throws {
+        let device = FaultBlockDevice(image: try formatted(slots: 5, segment: 8192))
+        let run = try record(device, sessions: [(120, true)], metadataEvery: 8, seed: 2)
+        let frames = try committed(device)
+        let h = try PackedHistory.analyze(device: device)
+        #expect(h.wrapCount >= 1)
+        #expect(h.tailSegmentID > 1)
+        #expect(frames.last?.frameID == 120)
+        #expect(check(frames, run: run, cut: device.log.count) == nil)
+        let kept = frames.reduce(0) { $0 + $1.records.count }
+        #expect(h.state.lostTotal + UInt64(kept) == UInt64(run.frames.joined().count))
+    }
+
+    @Test("every cut of every operation recovers with every acknowledged commit; then a second cut inside recovery", arguments: [512, 4096])
+    func crashEnumeration(sector: Int) throws {
+        let device = FaultBlockDevice(image: try formatted(slots: sector == 4096 ? 6 : 4, segment: sector == 4096 ? 32768 : 8192, sector: sector), sectorSize: sector)
+        let run = try record(device, sessions: [(30, true), (60, false)], metadataEvery: 4, seed: UInt64(sector))
+        // The ring wrapped: cuts fall inside reclaims of the oldest segment too.
+        #expect(run.overwrittenAt.count >= 2)
+        let images = CrashImageBuilder(device: device)
+        var states = 0, pairs = 0, torn = 0, adopted = 0, givenUp = 0
+        var failures: [String] = []
+        for cut in images.cuts {
+            for (v, variant) in CrashVariant.allCases.enumerated() {
+                let point = CrashPoint(cut: cut, variant: variant, seed: UInt64(cut * 31 + v))
+                let image = images.image(at: point, sectorSize: sector)
+                let recovered = FaultBlockDevice(image: image, sectorSize: sector)
+                states += 1
+                let log: PackedLog
+                do { log = try PackedLog(device: recovered, identity: identity(), clock: { 0 }) } catch {
+                    failures.append("\(point): recovery failed: \(error)")
+                    continue
+                }
+                if log.recovery.torn { torn += 1 }
+                adopted += log.recovery.framesAdopted
+                givenUp += log.recovery.tailsGivenUp
+                let frames = try committed(recovered)
+                if let problem = check(frames, run: run, cut: cut) { failures.append("\(point): \(problem)") }
+                // A second cut inside recovery's own writes (and the commit after it).
+                guard cut % 3 == 0 else { continue }
+                let headBefore = frames.last?.frameID ?? 0
+                var source = FrameSource(seed: 999)
+                _ = try? log.append(source.next(2))
+                let second = CrashImageBuilder(device: recovered)
+                for cut2 in second.cuts {
+                    let image2 = second.image(at: CrashPoint(cut: cut2, variant: variant, seed: UInt64(cut2 + 7)), sectorSize: sector)
+                    let again = MemoryBlockDevice(image: image2, sectorSize: sector)
+                    pairs += 1
+                    do {
+                        _ = try PackedLog(device: again, identity: identity(), clock: { 0 })
+                        let frames2 = try committed(again)
+                        // Everything the first recovery found stays, unless the new commit is the one kept past it.
+                        let ids = Set(frames2.map(\.frameID))
+                        for f in frames where !ids.contains(f.frameID) && f.frameID > (frames2.first?.frameID ?? 0) {
+                            failures.append("\(point) then cut \(cut2): frame \(f.frameID) lost")
+                        }
+                        if (frames2.last?.frameID ?? 0) < headBefore { failures.append("\(point) then cut \(cut2): head went back") }
+                    } catch {
+                        failures.append("\(point) then cut \(cut2): recovery failed: \(error)")
+                    }
+                }
+            }
+        }
+        print("packed crash states (\(sector)): \(states) states, \(pairs) pairs through recovery, \(torn) torn, \(adopted) frames adopted, \(givenUp) tails given up, \(failures.count) failures")
+        #expect(states > 1000)
+        #expect(torn > 0 && adopted > 0)
+        #expect(failures.isEmpty, "\(failures.prefix(5).joined(separator: " | "))")
+    }
+}
