@@ -95,8 +95,16 @@ func packingSection() {
     for line in PackingBench.lines(PackingBench.run(name: "b", seconds: options.quick ? 600 : 3600, frameRecords: 0)) { print(line) }
 }
 
+/// Section 8: issue 12's figures on format 6's ring engine (PackedStoreBench.swift).
+@MainActor func packedStoreSection() {
+    print("")
+    print("## packed store: format 6 ring engine (1 MiB segments, Ed25519 frames, O_DIRECT file) vs SQLite vs raw, workloads a and b (edgelog run still writes format 5)")
+    PackedStoreBench.section(dir: dir, quick: options.quick)
+}
+
 if options.packingOnly {
     packingSection()
+    packedStoreSection()
     dir.cleanUp()
     exit(0)
 }
@@ -236,8 +244,9 @@ ingressSection()
 // MARK: 6: the safe-commit window
 powerSection()
 
-// MARK: 7: format 6's record codec
+// MARK: 7, 8: format 6's record codec and ring engine
 packingSection()
+packedStoreSection()
 
 // MARK: 4: footprint
 

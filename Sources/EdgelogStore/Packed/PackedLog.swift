@@ -187,6 +187,13 @@ public final class PackedLog {
     private var lastMetadataNs: UInt64
     private let clock: () -> UInt64
     private var closed = false
+    /// Bytes of segment headers and frames written (what the commits occupy, sector padding included).
+    public private(set) var committedBytes: UInt64 = 0
+    /// Bytes of metadata written (the write-amplification overhead on top of committedBytes).
+    public private(set) var metadataBytes: UInt64 = 0
+    /// Segments this session opened, and the bytes used in the open one.
+    public private(set) var segmentsOpened = 0
+    public var openSegmentBytes: Int { writer?.nextOffset ?? 0 }
 
     /// Who signs and what every header repeats.
     public struct PackedIdentity: Sendable {
@@ -264,6 +271,7 @@ public final class PackedLog {
             try device.write(at: UInt64(metadata.slotIndex * PackedGeometry.metadataSlotSize), from: UnsafeRawBufferPointer(buffer.bytes))
             try device.flush()
         } catch { throw .device(error) }
+        metadataBytes += UInt64(bytes.count)
         commitsSinceMetadata = 0
         metadataDue = false
         lastMetadataNs = clock()
@@ -314,6 +322,7 @@ public final class PackedLog {
         metadata = m
         writer = PackedSegmentWriter(header: h, sectorSize: m.geometry.sectorSize, segmentSize: m.geometry.segmentSize)
         openSlot = slot
+        segmentsOpened += 1
         metadataDue = true
     }
 
@@ -341,6 +350,7 @@ public final class PackedLog {
             try device.write(at: metadata.geometry.slotOffset(openSlot) + UInt64(result.offset), from: UnsafeRawBufferPointer(buffer.bytes))
             try device.flush()
         } catch { throw .device(error) }
+        committedBytes += UInt64(result.bytes.count)
         let w = writer!
         metadata.headFrameID = w.nextFrameID - 1
         metadata.headSegmentID = w.header.segmentID
