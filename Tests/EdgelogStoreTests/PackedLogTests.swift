@@ -4,6 +4,7 @@
 // cut inside recovery.
 
 import EdgelogCore
+import EdgelogSeal
 import EdgelogStore
 import EdgelogTestKit
 import Testing
@@ -181,5 +182,49 @@ struct PackedLogTests {
         #expect(states > 1000)
         #expect(torn > 0 && adopted > 0)
         #expect(failures.isEmpty, "\(failures.prefix(5).joined(separator: " | "))")
+    }
+}
+
+@Suite("Format 6 recovery and keys")
+struct PackedLogKeyTests {
+    private func signed(_ signer: FileSigner) -> PackedLog.PackedIdentity {
+        var id = PackedLog.PackedIdentity(deviceID: Array(repeating: 4, count: 16))
+        id.keyID = signer.keyID
+        id.keyEpoch = signer.keyEpoch
+        id.sigAlg = signer.algorithm
+        id.keySrc = 1
+        id.sign = { m in try m.withUnsafeBytes { try signer.sign($0) } }
+        id.verify = { sig, msg in signer.verifies(sig, of: msg) }
+        return id
+    }
+
+    @Test("a signing writer adopts past the metadata's head only frames its own key signed")
+    func adoptsOwnFramesOnly() throws {
+        let key = FileSigner(key: .ed25519(.init()), epoch: 1)
+        let other = FileSigner(key: .ed25519(.init()), epoch: 1)
+        let image: [UInt8]
+        do {
+            let device = MemoryBlockDevice(image: try formatted(slots: 6, segment: 64 * 1024))
+            let log = try PackedLog(device: device, identity: signed(key), clock: { 0 })
+            var source = FrameSource(seed: 4)
+            for _ in 0..<5 { try log.append(source.next(3)) }
+            // No close: the metadata names frame 1 (written with the segment's first frame); 2 to 5 follow it.
+            image = device.bytes
+        }
+        let h = try PackedHistory.analyze(device: MemoryBlockDevice(image: image))
+        #expect(h.metadata.headFrameID == 1 && h.headFrameID == 5)
+
+        let own = try PackedLog(device: MemoryBlockDevice(image: image), identity: signed(key), clock: { 0 })
+        #expect(own.recovery.framesAdopted == 4 && own.recovery.refusedFrameID == nil)
+        #expect(own.metadata.headFrameID == 5)
+
+        let stranger = try PackedLog(device: MemoryBlockDevice(image: image), identity: signed(other), clock: { 0 })
+        #expect(stranger.recovery.framesAdopted == 0)
+        #expect(stranger.recovery.refusedFrameID == 2)
+        #expect(stranger.metadata.headFrameID == 1)
+
+        // Without a key there is nothing to check with: frames are adopted by CRC, hash and chain.
+        let unsigned = try PackedLog(device: MemoryBlockDevice(image: image), identity: identity(), clock: { 0 })
+        #expect(unsigned.recovery.framesAdopted == 4)
     }
 }

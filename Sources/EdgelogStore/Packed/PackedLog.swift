@@ -45,6 +45,9 @@ public struct PackedRecovery: Equatable, Sendable {
     public var headMissing: Bool
     /// Oldest segments that no longer read (a reclaim cut short), given up.
     public var tailsGivenUp = 0
+    /// A valid, chained frame past the head that the writer did not adopt because its key did not
+    /// sign it (nil: none).
+    public var refusedFrameID: UInt64?
 }
 
 /// The committed history of a store, read without writing (A.9).
@@ -64,8 +67,11 @@ public struct PackedHistory: Sendable {
     public var tailSlot: Int
     public var wrapCount: UInt32
 
-    /// Reads both metadata slots, chooses one and scans forward.
-    public static func analyze(device: BlockDevice) throws(PackedLogError) -> PackedHistory {
+    /// Reads both metadata slots, chooses one and scans forward. `adopts` decides whether a frame
+    /// found past the metadata's head is taken into the history: a signing writer passes a check of
+    /// its own key's signature (a cut commit of its own), so that bytes someone wrote to the card
+    /// without the key never become history the writer continues and signs after.
+    public static func analyze(device: BlockDevice, adopts: ((PackedFrameInfo, PackedSegmentHeader) -> Bool)? = nil) throws(PackedLogError) -> PackedHistory {
         let size = device.byteCount
         guard size >= UInt64(PackedGeometry.ringOffset) else { throw .notAStore("device smaller than the metadata") }
         var slots: [(index: Int, meta: PackedMetadata)] = []
@@ -95,9 +101,18 @@ public struct PackedHistory: Sendable {
         var lastSlot: Int
         if let walk = pick.walk {
             h.state = walk.frames[pick.frame].stateAfter
-            for f in walk.frames[(pick.frame + 1)...] { h.adopt(f) }
+            var refused = false
+            for f in walk.frames[(pick.frame + 1)...] {
+                guard adopts?(f, walk.header) ?? true else {
+                    h.recovery.refusedFrameID = f.frameID
+                    refused = true
+                    break
+                }
+                h.adopt(f)
+            }
             if walk.end != .blank && walk.end != .slotEnd { h.recovery.torn = true }
             lastSlot = m.headSlot
+            if refused { return h.givingUpTail(device, m) }
         } else if !headMissing {
             // An empty store: the scan starts at the tail slot with segment tail_segment_id.
             h.headSegmentID = m.tailSegmentID - 1
@@ -116,6 +131,10 @@ public struct PackedHistory: Sendable {
                 h.recovery.torn = true
                 break
             }
+            if let adopts, let first = walk.frames.first, !adopts(first, hd) {
+                h.recovery.refusedFrameID = first.frameID
+                break
+            }
             h.recovery.segmentsAdopted += 1
             h.headSegmentID = hd.segmentID
             h.headSlot = s
@@ -123,12 +142,26 @@ public struct PackedHistory: Sendable {
             h.tailSlot = Int(hd.tailSlot)
             h.wrapCount = hd.wrapCount
             h.recovery.torn = walk.end != .blank && walk.end != .slotEnd
-            for f in walk.frames { h.adopt(f) }
+            var refused = false
+            for f in walk.frames {
+                guard adopts?(f, hd) ?? true else {
+                    h.recovery.refusedFrameID = f.frameID
+                    refused = true
+                    break
+                }
+                h.adopt(f)
+            }
             lastSlot = s
+            if refused { break }
         }
-        // A tail that a cut reclaim damaged is given up: the oldest segment is the next one that reads.
+        return h.givingUpTail(device, m)
+    }
+
+    /// A tail that a cut reclaim damaged is given up: the oldest segment is the next one that reads.
+    private func givingUpTail(_ device: BlockDevice, _ m: PackedMetadata) -> PackedHistory {
+        var h = self
         while h.tailSegmentID < h.headSegmentID {
-            if let walk = try? readWalk(device, m, slot: h.tailSlot), walk.header.segmentID == h.tailSegmentID, !walk.frames.isEmpty { break }
+            if let walk = try? Self.readWalk(device, m, slot: h.tailSlot), walk.header.segmentID == h.tailSegmentID, !walk.frames.isEmpty { break }
             guard let next = m.nextSlot(after: h.tailSlot) else { break }
             h.tailSegmentID += 1
             h.tailSlot = next
@@ -204,6 +237,8 @@ public final class PackedLog {
         public var sigAlg: SignatureAlgorithm = .unsigned
         public var keySrc: UInt8 = 0
         public var sign: (@Sendable ([UInt8]) throws -> [UInt8])?
+        /// The writer key's check of a signature over a statement: recovery adopts only frames it signed.
+        public var verify: (@Sendable ([UInt8], [UInt8]) -> Bool)?
 
         public init(deviceID: [UInt8], fwVerHash: [UInt8] = [UInt8](repeating: 0, count: 32)) {
             self.deviceID = deviceID
@@ -236,7 +271,12 @@ public final class PackedLog {
         self.device = device
         self.identity = identity
         self.clock = clock
-        let h = try PackedHistory.analyze(device: device)
+        let h = try PackedHistory.analyze(device: device, adopts: identity.verify.map { verify in
+            { frame, header in
+                header.keyID == identity.keyID && header.keyEpoch == identity.keyEpoch && header.sigAlg == identity.sigAlg
+                    && verify(frame.signature, frame.statement)
+            }
+        })
         var m = h.metadata
         m.headFrameID = h.headFrameID
         m.headSegmentID = h.headSegmentID
