@@ -100,7 +100,15 @@ public struct PackedHistory: Sendable {
                               wrapCount: m.wrapCount)
         var lastSlot: Int
         if let walk = pick.walk {
+            // The head segment's header is signed with every frame: the tail, the wrap count and the
+            // floors of the counters come from it, not from the unsigned slot.
             h.state = walk.frames[pick.frame].stateAfter
+            h.tailSegmentID = walk.header.tailSegmentID
+            h.tailSlot = Int(walk.header.tailSlot)
+            h.wrapCount = walk.header.wrapCount
+            h.metadata.unexpRst = max(m.unexpRst, walk.header.unexpRst)
+            h.metadata.rollbackCtr = max(m.rollbackCtr, walk.header.rollbackCtr)
+            h.metadata.bootSeq = max(m.bootSeq, walk.header.bootSeq)
             var refused = false
             for f in walk.frames[(pick.frame + 1)...] {
                 guard adopts?(f, walk.header) ?? true else {
@@ -141,6 +149,9 @@ public struct PackedHistory: Sendable {
             h.tailSegmentID = hd.tailSegmentID
             h.tailSlot = Int(hd.tailSlot)
             h.wrapCount = hd.wrapCount
+            h.metadata.unexpRst = max(h.metadata.unexpRst, hd.unexpRst)
+            h.metadata.rollbackCtr = max(h.metadata.rollbackCtr, hd.rollbackCtr)
+            h.metadata.bootSeq = max(h.metadata.bootSeq, hd.bootSeq)
             h.recovery.torn = walk.end != .blank && walk.end != .slotEnd
             var refused = false
             for f in walk.frames {
@@ -179,10 +190,18 @@ public struct PackedHistory: Sendable {
         recovery.framesAdopted += 1
     }
 
+    /// The walk of a slot whose header belongs to this store and this geometry: it names the slot it
+    /// is in, the ring's size, and a tail slot inside the ring (the writer takes the tail from it).
     static func readWalk(_ device: BlockDevice, _ m: PackedMetadata, slot: Int) throws -> PackedSegmentReader.Walk {
         let buffer = AlignedBuffer(count: m.geometry.segmentSize)
         try device.read(at: m.geometry.slotOffset(slot), into: buffer.bytes)
-        return try PackedSegmentReader.walk(UnsafeRawBufferPointer(buffer.bytes), sectorSize: m.geometry.sectorSize, storeUUID: m.storeUUID)
+        let walk = try PackedSegmentReader.walk(UnsafeRawBufferPointer(buffer.bytes), sectorSize: m.geometry.sectorSize, storeUUID: m.storeUUID)
+        let h = walk.header
+        guard Int(h.slotIndex) == slot, Int(h.ringSlots) == m.geometry.ringSlots, Int(h.tailSlot) < m.geometry.ringSlots,
+              h.segmentID < RecordBlock.bound, h.firstFrameID < RecordBlock.bound, h.tailSegmentID <= h.segmentID else {
+            throw PackedProblem.badField("segment header does not fit the store's geometry")
+        }
+        return walk
     }
 
     /// Every committed frame from the tail segment to the head, in order (A.9 step 3).
