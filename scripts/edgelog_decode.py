@@ -10,6 +10,7 @@ Usage:
     edgelog_decode.py --frames FILE        (test only: format 6 frames)
     edgelog_decode.py --segment FILE --sector-size 512|4096
                                            (test only: one format 6 segment)
+    edgelog_decode.py --packed-store IMAGE (test only: a format 6 store)
 
 Default output is what FORMAT.md section 7 says `edgelog export` prints, for
 the committed records of section 5.  `--inspect` prints the chosen metadata
@@ -120,6 +121,25 @@ that is not valid, or a FILE that is not a whole number of sectors, prints
 alone does not name the store, so store_uuid is printed, not checked
 (walk_segment() checks it when given the store's).  A FILE that cannot
 be read exits 2.
+
+Test only: `edgelog_decode.py --packed-store IMAGE` reads IMAGE as a whole
+format 6 store (FORMAT.md appendix A.8 and A.9): both 16 KiB metadata
+slots, the slot choice (the newest valid slot whose head frame checks, or
+names none; else the newest valid one, its head "missing"), the forward
+scan from the head along the chain, the torn-commit rule and the committed
+history from the oldest retained segment.  It prints JSON lines: first
+{"kind":"metadata","slot":"A"|"B","generation":N,"clean_flag":N,
+"head_missing":B,"frames_adopted":N,"segments_adopted":N,"torn":B,
+"head_frame_id":N,"head_segment_id":N,"tail_segment_id":N,"tail_slot":N,
+"records_total":N,"lost_total":N} (head_* after the forward scan, tail_*
+the oldest retained segment, records_total and lost_total the sealed
+numbers after the last frame found: its derived state, or the slot's when
+no frame was found), then per committed frame in order
+{"kind":"frame","segment_id":N,"frame_id":N,"records":N} followed by its
+records as --frames prints them ("frame" is the frame id); exit 0.  No
+valid metadata slot: {"kind":"error","reason":"not_a_store"}, exit 2.  The
+choices made where A.8 and A.9 are silent are listed at the start of the
+format 6 store section below.
 
 Exit codes:
     0  success
@@ -2592,6 +2612,523 @@ def decode_segment_file(data: bytes, sector_size: int, out: BinaryIO, err: Binar
 
 
 # ---------------------------------------------------------------------------
+# Format 6, in progress: a whole store (FORMAT.md appendix A.8 and A.9)
+#
+# Two 16 KiB metadata slots, then the ring of segments (A.5 to A.7).  The
+# reader chooses a slot (A.9 step 1), follows the chain forward from its
+# head frame (step 2), tells a torn commit (step 4) and gives the committed
+# history from the oldest retained segment to the last frame found (step 3).
+# Only `--packed-store IMAGE` (test only) reaches this from the command line.
+#
+# Choices where A.8 and A.9 leave room (each has a test in
+# scripts/test_edgelog_decode.py, "--packed-store"):
+# - meta_len 512 is in A.8's range, but tables_len (offset 508) is then
+#   where the CRC is and `512 + tables_len <= meta_len - 4` cannot hold:
+#   tables_len is read from offset 508 whatever meta_len is, so such a slot
+#   is never valid;
+# - ring_slots is checked with `32768 + ring_slots * segment_size <=
+#   store_size` (the validity rule's own words), not as the exact quotient;
+# - format_version other than 6 (older or newer) makes a slot not valid;
+#   generation parity and the tables' bad-slot entries are not checked (no
+#   validity rule names them); equal generations: slot A first;
+# - next() skips the bad slots of the chosen slot's tables and of the
+#   headers of the segments adopted so far (a bad slot is never written
+#   again, so the union only grows);
+# - a chosen slot with head_frame_id 0 scans from tail_slot for segment
+#   tail_segment_id (1 in every store the writer makes), frame 1, zero
+#   prev_hash;
+# - head missing: the scan continues from the slot's head as it states it
+#   (head_segment_id in head_slot, head_frame_id, hash_head), the head
+#   segment contributes the frames of its walk up to head_frame_id, and the
+#   sealed numbers are the slot's until a later frame is adopted; the head
+#   segment's own walk end is not a torn commit (nothing after the head was
+#   found);
+# - step 4 is read literally: any walk end of the last segment other than
+#   blank or slot_end is torn, an older lap's frame left after the last
+#   frame of a reused slot (crc_mismatch, A.6) included; a header with the
+#   next segment id and no valid frame is torn whatever its first_frame_id
+#   and prev_hash say;
+# - tail after the scan: the last adopted segment's header (tail_segment_id,
+#   tail_slot, wrap_count), else the chosen slot's; then the oldest retained
+#   segment is the first from that tail on (slot by slot) whose slot holds a
+#   valid header of this store with the expected segment_id and at least one
+#   valid frame; when none does, the tail is left as it was;
+# - step 3 takes, in each slot from the oldest on, the segment with the
+#   expected id and every frame of its walk (in the last segment, up to the
+#   last frame found); a slot that holds another id or no valid header adds
+#   nothing; the chain between those segments is not checked again (step 3
+#   does not ask for it);
+# - a segment header's slot_index, tail and ring_slots are not compared with
+#   the slot it is read from or with the metadata (A.5's validity rule and
+#   A.9's tests do not name them).
+# ---------------------------------------------------------------------------
+
+META6_FORMAT_VERSION = 6
+META6_SLOT_SIZE = 16384
+META6_OFFSETS = {"A": 0, "B": 16384}
+RING6_OFFSET = 32768
+META6_FIXED = 512                 # bytes before the tables
+META6_TABLES_LEN_OFFSET = 508
+META6_MIN_LEN = 512
+META6_MIN_SEGMENT = 8192
+META6_MAX_SEGMENT = 16 * 1024 * 1024
+META6_MIN_RING_SLOTS = 4
+
+_META6 = struct.Struct("<8sHHI16sQQIIIIQQII32sIIQIIQQQQQQIIII16sq")
+assert _META6.size == 232
+
+
+class MetaError(Exception):
+    """A format 6 metadata slot (A.8) is not valid.  `reason` is a short
+    token ("truncated", "bad_magic", "format_version", "meta_len",
+    "crc_mismatch", "sector_size", "segment_size", "ring_slots", "ring_size",
+    "store_size", "clean_flag", "head_slot", "tail_slot", "tables_len",
+    "tables", "bounds")."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Metadata6:
+    """A format 6 metadata slot (A.8) that passed every validity rule."""
+    slot_name: str
+    meta_len: int
+    store_uuid: bytes
+    generation: int
+    store_size: int
+    sector_size: int
+    segment_size: int
+    ring_slots: int
+    clean_flag: int
+    head_frame_id: int
+    head_segment_id: int
+    head_slot: int
+    head_offset: int
+    hash_head: bytes
+    head_crc: int
+    wrap_count: int
+    tail_segment_id: int
+    tail_slot: int
+    unexp_rst: int
+    rollback_ctr: int
+    mono_hwm: int
+    records_total: int
+    lost_total: int
+    dropped_total: int
+    uplink_cursor: int
+    bo_event: int
+    ecc_err_cnt: int
+    clock_steps: int
+    boot_seq: int
+    device_id: bytes
+    format_wall_ns: int
+    tables_len: int
+    tables: SegmentTables
+
+    def slot_offset(self, slot: int) -> int:
+        return RING6_OFFSET + slot * self.segment_size
+
+
+def parse_metadata6(buf: bytes | bytearray | memoryview, slot_name: str = "A",
+                    image_size: int | None = None) -> Metadata6:
+    """Parse and check one format 6 metadata slot (A.8) from the bytes at its
+    offset (up to 16384 of them; fewer when the image ends inside the slot).
+
+    In this order: magic, format_version 6, meta_len (512 to 16384, a
+    multiple of 512, within the bytes read), the CRC of bytes 0..meta_len-5,
+    sector_size 512 or 4096 and meta_len a multiple of it, segment_size a
+    multiple of 4096 from 8192 to 16 MiB, ring_slots at least 4,
+    `32768 + ring_slots * segment_size <= store_size`, store_size not more
+    than `image_size` (when given: the image's bytes), clean_flag 0 or 1,
+    head_slot and tail_slot below ring_slots, `512 + tables_len <= meta_len
+    - 4`, the tables decode to exactly tables_len bytes (decode_tables), and
+    head_frame_id, head_segment_id, tail_segment_id, rollback_ctr and
+    mono_hwm below 2^62.  Raises MetaError.
+    """
+    buf = bytes(buf[:META6_SLOT_SIZE])
+    if len(buf) < 16:
+        raise MetaError("truncated", f"the image ends {len(buf)} bytes into slot {slot_name}")
+    if buf[:8] != META_MAGIC:
+        raise MetaError("bad_magic", f"magic {buf[:8]!r} is not {META_MAGIC!r}")
+    version = struct.unpack_from("<H", buf, 8)[0]
+    if version != META6_FORMAT_VERSION:
+        raise MetaError("format_version", f"format_version {version} (6)")
+    meta_len = struct.unpack_from("<I", buf, 12)[0]
+    if not META6_MIN_LEN <= meta_len <= META6_SLOT_SIZE or meta_len % 512:
+        raise MetaError("meta_len", f"meta_len {meta_len} (a multiple of the sector size, "
+                                    f"512 to 16384)")
+    if meta_len > len(buf):
+        raise MetaError("truncated", f"meta_len {meta_len}, the image holds {len(buf)} "
+                                     f"bytes of slot {slot_name}")
+    body = buf[:meta_len - 4]
+    stored_crc = struct.unpack_from("<I", buf, meta_len - 4)[0]
+    if crc32c(body) != stored_crc:
+        raise MetaError("crc_mismatch", f"crc {stored_crc:#010x}, the CRC of bytes "
+                                        f"0..{meta_len - 5} is {crc32c(body):#010x}")
+    (_magic, _version, _reserved, _meta_len, store_uuid, generation, store_size, sector_size,
+     segment_size, ring_slots, clean_flag, head_frame_id, head_segment_id, head_slot,
+     head_offset, hash_head, head_crc, wrap_count, tail_segment_id, tail_slot, unexp_rst,
+     rollback_ctr, mono_hwm, records_total, lost_total, dropped_total, uplink_cursor,
+     bo_event, ecc_err_cnt, clock_steps, boot_seq, device_id,
+     format_wall_ns) = _META6.unpack_from(body, 0)
+    # tables_len (offset 508) is inside the CRC's range only from meta_len
+    # 1024 on; at 512 those bytes are the CRC and no tables_len passes the
+    # `512 + tables_len <= meta_len - 4` rule below.
+    tables_len = struct.unpack_from("<I", buf, META6_TABLES_LEN_OFFSET)[0]
+    if sector_size not in SECTOR_SIZES:
+        raise MetaError("sector_size", f"sector_size {sector_size} (512 or 4096)")
+    if meta_len % sector_size:
+        raise MetaError("meta_len", f"meta_len {meta_len} is not a multiple of the sector "
+                                    f"size {sector_size}")
+    if (segment_size % 4096 or segment_size < META6_MIN_SEGMENT
+            or segment_size > META6_MAX_SEGMENT):
+        raise MetaError("segment_size", f"segment_size {segment_size} (a multiple of 4096 "
+                                        f"from 8192 to 16 MiB)")
+    if ring_slots < META6_MIN_RING_SLOTS:
+        raise MetaError("ring_slots", f"ring_slots {ring_slots} (at least 4)")
+    if store_size < RING6_OFFSET or ring_slots != (store_size - RING6_OFFSET) // segment_size:
+        raise MetaError("ring_size", f"ring_slots {ring_slots} is not (store_size {store_size} "
+                                     f"- 32768) / {segment_size}")
+    if image_size is not None and store_size > image_size:
+        raise MetaError("store_size", f"store_size {store_size} is more than the image's "
+                                      f"{image_size} bytes")
+    if clean_flag not in (0, 1):
+        raise MetaError("clean_flag", f"clean_flag {clean_flag} (0 or 1)")
+    if head_slot >= ring_slots:
+        raise MetaError("head_slot", f"head_slot {head_slot} (below {ring_slots})")
+    if tail_slot >= ring_slots:
+        raise MetaError("tail_slot", f"tail_slot {tail_slot} (below {ring_slots})")
+    if META6_FIXED + tables_len > meta_len - 4:
+        raise MetaError("tables_len", f"512 + tables_len {tables_len} is more than "
+                                      f"meta_len - 4 = {meta_len - 4}")
+    try:
+        tables = decode_tables(body[META6_FIXED:META6_FIXED + tables_len])
+    except SegmentError as exc:
+        raise MetaError("tables", exc.detail) from None
+    for name, value in (("generation", generation), ("head_frame_id", head_frame_id),
+                        ("head_segment_id", head_segment_id),
+                        ("tail_segment_id", tail_segment_id), ("rollback_ctr", rollback_ctr),
+                        ("mono_hwm", mono_hwm)):
+        if value >= ID_LIMIT:
+            raise MetaError("bounds", f"{name} {value} is not below 2^62")
+    # A.8: the counters a writer increments, the tail's range, the head inside a segment, and a
+    # slot that names no frame describing an empty store.
+    if unexp_rst >= 2**31 or boot_seq >= 2**31:
+        raise MetaError("bounds", f"unexp_rst {unexp_rst} or boot_seq {boot_seq} not below 2^31")
+    if not 1 <= tail_segment_id <= head_segment_id + 1:
+        raise MetaError("bounds", f"tail_segment_id {tail_segment_id} outside 1 .. "
+                                  f"head_segment_id + 1 ({head_segment_id + 1})")
+    if head_offset >= segment_size:
+        raise MetaError("bounds", f"head_offset {head_offset} not below segment_size")
+    if head_frame_id == 0 and (head_segment_id != 0 or tail_segment_id != 1
+                               or hash_head != bytes(32) or head_crc != 0):
+        raise MetaError("bounds", "a slot with head_frame_id 0 must describe an empty store")
+    return Metadata6(
+        slot_name=slot_name, meta_len=meta_len, store_uuid=store_uuid, generation=generation,
+        store_size=store_size, sector_size=sector_size, segment_size=segment_size,
+        ring_slots=ring_slots, clean_flag=clean_flag, head_frame_id=head_frame_id,
+        head_segment_id=head_segment_id, head_slot=head_slot, head_offset=head_offset,
+        hash_head=hash_head, head_crc=head_crc, wrap_count=wrap_count,
+        tail_segment_id=tail_segment_id, tail_slot=tail_slot, unexp_rst=unexp_rst,
+        rollback_ctr=rollback_ctr, mono_hwm=mono_hwm, records_total=records_total,
+        lost_total=lost_total, dropped_total=dropped_total, uplink_cursor=uplink_cursor,
+        bo_event=bo_event, ecc_err_cnt=ecc_err_cnt, clock_steps=clock_steps,
+        boot_seq=boot_seq, device_id=device_id, format_wall_ns=format_wall_ns,
+        tables_len=tables_len, tables=tables)
+
+
+def read_metadata6(store: Store) -> tuple[list[Metadata6], dict[str, MetaError]]:
+    """A.9 step 1's first half: both slots read; (the valid ones, newest
+    generation first (A before B on a tie), {rejected slot: why})."""
+    size = store.size()
+    valid: list[Metadata6] = []
+    rejected: dict[str, MetaError] = {}
+    for name, off in META6_OFFSETS.items():
+        try:
+            valid.append(parse_metadata6(store.read_upto(off, META6_SLOT_SIZE), name, size))
+        except MetaError as exc:
+            rejected[name] = exc
+    valid.sort(key=lambda m: m.generation, reverse=True)   # stable: A first on a tie
+    return valid, rejected
+
+
+class PackedRing:
+    """The ring of one store as a chosen metadata slot describes it: each
+    slot's walk (A.5, A.6, with the slot's sector size and store_uuid),
+    read once; None for a slot whose header is not valid (or not this
+    store's)."""
+
+    def __init__(self, store: Store, meta: Metadata6):
+        self.store = store
+        self.meta = meta
+        self._walks: dict[int, SegmentWalk | None] = {}
+        self.header_errors: dict[int, SegmentError] = {}
+
+    def walk(self, slot: int) -> SegmentWalk | None:
+        if slot not in self._walks:
+            m = self.meta
+            data = self.store.read_upto(m.slot_offset(slot), m.segment_size)
+            try:
+                walk = walk_segment(data, m.sector_size, m.store_uuid)
+                h = walk.header
+                # A.9: a header fits the store when it names this slot, the ring's size, a tail
+                # inside the ring, ids below 2^62 and a tail not above its own id.
+                if (h.slot_index != slot or h.ring_slots != m.ring_slots
+                        or h.tail_slot >= m.ring_slots or h.segment_id >= ID_LIMIT
+                        or h.first_frame_id >= ID_LIMIT or h.tail_segment_id > h.segment_id
+                        or h.tail_segment_id < 1 or h.segment_id - h.tail_segment_id >= m.ring_slots
+                        or h.rollback_ctr >= ID_LIMIT or h.unexp_rst >= 2**31
+                        or h.boot_seq >= 2**31):
+                    raise SegmentError("fits", "segment header does not fit the store")
+                self._walks[slot] = walk
+            except SegmentError as exc:
+                self._walks[slot] = None
+                self.header_errors[slot] = exc
+        return self._walks[slot]
+
+
+def packed_next_slot(ring_slots: int, bad: set[int], s: int) -> int | None:
+    """`next(s)`: the next ring slot, wrapping, skipping `bad`; None when
+    every other slot is bad."""
+    for _ in range(ring_slots):
+        s = (s + 1) % ring_slots
+        if s not in bad:
+            return s
+    return None
+
+
+def head_frame_index(ring: PackedRing) -> int | None:
+    """A.9 step 1's test for the ring's slot: the index in the walk of the
+    segment in head_slot of the frame the slot names, when that segment is
+    valid, this store's, with head_segment_id, and its walk holds a frame
+    with frame_id head_frame_id at head_offset whose frame_crc and frame_hash
+    are head_crc and hash_head; else None."""
+    m = ring.meta
+    walk = ring.walk(m.head_slot)
+    if walk is None or walk.header.segment_id != m.head_segment_id:
+        return None
+    for i, f in enumerate(walk.frames):
+        if (f.offset == m.head_offset and f.frame_id == m.head_frame_id
+                and f.frame_crc == m.head_crc and f.frame_hash == m.hash_head):
+            return i
+    return None
+
+
+@dataclass
+class CommittedFrame:
+    segment_id: int
+    slot: int
+    frame: SegmentFrame
+
+
+@dataclass
+class PackedScan:
+    """What A.9 finds in a store image."""
+    meta: Metadata6                 # the chosen slot, as read
+    rejected: dict[str, MetaError]
+    head_missing: bool
+    frames_adopted: int             # frames found by the forward scan after the head
+    segments_adopted: int           # segments it added after the head's
+    torn: bool                      # step 4
+    head_frame_id: int              # after the forward scan
+    head_segment_id: int
+    head_slot: int
+    hash_head: bytes
+    tail_segment_id: int            # the oldest retained segment, after the tail rule
+    tail_slot: int
+    wrap_count: int
+    state: SegmentState | None      # sealed state after the last frame found (None: none)
+    records_total: int
+    lost_total: int
+    committed: list[CommittedFrame]
+    stop_slot: int | None           # where the forward scan stopped
+    stop_reason: str
+
+
+def scan_packed(store: Store) -> PackedScan:
+    """A.9 steps 1 to 4 over a store image.  Raises MetaError("not_a_store")
+    when neither metadata slot is valid."""
+    valid, rejected = read_metadata6(store)
+    if not valid:
+        why = "; ".join(f"{name}: {exc}" for name, exc in rejected.items())
+        raise MetaError("not_a_store", f"no valid metadata slot ({why})")
+
+    # Step 1: the newest valid slot whose head checks (or names no frame).
+    # A slot naming no frame is chosen only when no slot's head checks (A.9 step 1).
+    chosen = None
+    empty = None
+    for meta in valid:
+        ring = PackedRing(store, meta)
+        if meta.head_frame_id == 0:
+            if empty is None:
+                empty = ring
+            continue
+        index = head_frame_index(ring)
+        if index is not None:
+            chosen, head_index = ring, index
+            break
+    if chosen is None and empty is not None:
+        chosen, head_index = empty, None
+    head_missing = chosen is None
+    if head_missing:
+        chosen, head_index = PackedRing(store, valid[0]), None
+    ring, meta = chosen, chosen.meta
+
+    bad = {slot for slot, _, _ in meta.tables.bad_slots}
+    frames_adopted = segments_adopted = 0
+    state: SegmentState | None = None
+    last_walk: SegmentWalk | None = None
+    tail_id, tail_slot, wrap_count = meta.tail_segment_id, meta.tail_slot, meta.wrap_count
+
+    # Step 2's starting point: the last segment and frame before the scan.
+    if meta.head_frame_id == 0:
+        last_seg, last_slot = meta.tail_segment_id - 1, None
+        last_frame, last_hash = 0, ZERO_HASH
+        s: int | None = meta.tail_slot
+    elif head_missing:
+        # A.9 step 1: no forward scan; the history runs to the slot's head as it states it.
+        last_seg, last_slot = meta.head_segment_id, meta.head_slot
+        last_frame, last_hash = meta.head_frame_id, meta.hash_head
+        s = None
+    else:
+        # Step 2: the frames after the head in its segment's walk.
+        last_walk = ring.walk(meta.head_slot)
+        # The tail and wrap count are the head segment's header's (signed), not the slot's.
+        tail_id, tail_slot = last_walk.header.tail_segment_id, last_walk.header.tail_slot
+        wrap_count = last_walk.header.wrap_count
+        frames_adopted = len(last_walk.frames) - 1 - head_index
+        last_seg, last_slot = meta.head_segment_id, meta.head_slot
+        last_frame, last_hash = last_walk.frames[-1].frame_id, last_walk.frames[-1].frame_hash
+        state = last_walk.frames[-1].state
+        s = packed_next_slot(meta.ring_slots, bad, meta.head_slot)
+
+    # Step 2, slot by slot; step 4's torn segment start on the way.
+    torn_start = False
+    stop_reason = "no_slot"
+    stop_slot = s
+    for _ in range(meta.ring_slots):
+        stop_slot = s
+        if s is None:
+            stop_reason = "no_slot"
+            break
+        walk = ring.walk(s)
+        if walk is None:
+            stop_reason = "header"
+            break
+        h = walk.header
+        if h.segment_id != last_seg + 1:
+            stop_reason = "segment_id"
+            break
+        if not walk.frames:
+            # A header valid for the next segment id, no valid first frame.
+            torn_start = True
+            stop_reason = "no_frame"
+            break
+        if h.first_frame_id != last_frame + 1:
+            stop_reason = "first_frame_id"
+            break
+        if h.prev_hash != last_hash:
+            stop_reason = "prev_hash"
+            break
+        segments_adopted += 1
+        frames_adopted += len(walk.frames)
+        last_walk = walk
+        last_seg, last_slot = h.segment_id, s
+        last_frame, last_hash = walk.frames[-1].frame_id, walk.frames[-1].frame_hash
+        state = walk.frames[-1].state
+        tail_id, tail_slot, wrap_count = h.tail_segment_id, h.tail_slot, h.wrap_count
+        s = packed_next_slot(meta.ring_slots, bad, s)
+    else:
+        stop_reason = "ring_end"
+
+    # Step 4: the last segment's walk ends torn, or the next slot starts a
+    # segment whose first frame never made it.
+    torn = meta.clean_flag == 0 and (torn_start or (
+        last_walk is not None and last_walk.end_reason not in ("blank", "slot_end")))
+
+    # Step 3 and the tail rule: from the tail, slot by slot, to the last
+    # frame found; the oldest retained segment is the first that reads.
+    committed: list[CommittedFrame] = []
+    found_frame = state is not None
+    if last_slot is not None and last_seg >= tail_id:
+        good = sum(1 for i in range(meta.ring_slots) if i not in bad) or 1
+        count = min(last_seg - tail_id + 1, good)
+        oldest: tuple[int, int] | None = None
+        slot: int | None = tail_slot
+        for k in range(count):
+            if slot is None:
+                break
+            e = tail_id + k
+            walk = ring.walk(slot)
+            if walk is not None and walk.header.segment_id == e and walk.frames:
+                if oldest is None:
+                    oldest = (e, slot)
+                for f in walk.frames:
+                    if e == last_seg and f.frame_id > last_frame:
+                        break
+                    committed.append(CommittedFrame(e, slot, f))
+            elif oldest is not None:
+                break   # A.9: step 3 stops at the first slot without the next segment
+            slot = packed_next_slot(meta.ring_slots, bad, slot)
+        if oldest is not None:
+            tail_id, tail_slot = oldest
+
+    if found_frame:
+        head_frame_id, head_segment_id, head_slot = last_frame, last_seg, last_slot
+        records_total, lost_total = state.records_total, state.lost_total
+    else:
+        head_frame_id, head_segment_id, head_slot = (meta.head_frame_id, meta.head_segment_id,
+                                                     meta.head_slot)
+        records_total, lost_total = meta.records_total, meta.lost_total
+    return PackedScan(
+        meta=meta, rejected=rejected, head_missing=head_missing,
+        frames_adopted=frames_adopted, segments_adopted=segments_adopted, torn=torn,
+        head_frame_id=head_frame_id, head_segment_id=head_segment_id, head_slot=head_slot,
+        hash_head=last_hash if found_frame else meta.hash_head, tail_segment_id=tail_id,
+        tail_slot=tail_slot, wrap_count=wrap_count, state=state,
+        records_total=records_total, lost_total=lost_total, committed=committed,
+        stop_slot=stop_slot, stop_reason=stop_reason)
+
+
+def packed_metadata_json(result: PackedScan) -> bytes:
+    m = result.meta
+    return _jline({
+        "kind": "metadata", "slot": m.slot_name, "generation": m.generation,
+        "clean_flag": m.clean_flag, "head_missing": result.head_missing,
+        "frames_adopted": result.frames_adopted, "segments_adopted": result.segments_adopted,
+        "torn": result.torn, "head_frame_id": result.head_frame_id,
+        "head_segment_id": result.head_segment_id, "tail_segment_id": result.tail_segment_id,
+        "tail_slot": result.tail_slot, "records_total": result.records_total,
+        "lost_total": result.lost_total})
+
+
+def decode_packed_store(store: Store, out: BinaryIO, err: BinaryIO) -> int:
+    """`--packed-store`: the metadata line, then each committed frame and its
+    records; exit 2 (after an error line) when no metadata slot is valid."""
+    try:
+        result = scan_packed(store)
+    except MetaError as exc:
+        out.write(_jline({"kind": "error", "reason": exc.reason}))
+        report(err, f"not a format 6 store: {exc.detail}")
+        return EXIT_NOT_A_STORE
+    if result.head_missing:
+        m = result.meta
+        report(err, f"no valid slot's head frame checks; using slot {m.slot_name}, head frame "
+                    f"{m.head_frame_id} of segment {m.head_segment_id} in ring slot "
+                    f"{m.head_slot} at offset {m.head_offset} (missing)")
+    out.write(packed_metadata_json(result))
+    for c in result.committed:
+        f = c.frame
+        out.write(_jline({"kind": "frame", "segment_id": c.segment_id, "frame_id": f.frame_id,
+                          "records": f.record_count}))
+        out.write(b"".join(block_record_json(f.frame_id, rec) for rec in f.records))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
@@ -2619,7 +3156,26 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
                              "(FORMAT.md appendix A.5 to A.7); needs --sector-size")
     parser.add_argument("--sector-size", type=int, choices=SECTOR_SIZES, default=None,
                         metavar="N", help="with --segment: the store's sector size, 512 or 4096")
+    parser.add_argument("--packed-store", metavar="IMAGE", default=None,
+                        help="test only: read a whole format 6 store image (FORMAT.md "
+                             "appendix A.8, A.9) and print its committed frames")
     args = parser.parse_args(argv)
+
+    if args.packed_store is not None:
+        if (args.store is not None or args.frames is not None or args.segment is not None
+                or args.sector_size is not None or args.inspect
+                or args.since_commit is not None or args.format != "jsonl"
+                or args.wall != "raw"):
+            parser.error("--packed-store takes no STORE_PATH and no other option")
+        try:
+            fh = open(args.packed_store, "rb")
+        except OSError as exc:
+            report(err, f"cannot open {args.packed_store}: {exc.strerror}")
+            return EXIT_NOT_A_STORE
+        with fh:
+            code = decode_packed_store(Store(fh), out, err)
+        out.flush()
+        return code
 
     if args.segment is not None or args.sector_size is not None:
         if args.segment is None:

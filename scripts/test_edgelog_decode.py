@@ -3734,3 +3734,1032 @@ def test_segment_hostile_tables_never_crash():
                 dec.walk_segment(with_frame(header), 512)
             except dec.SegmentError as exc:
                 assert exc.reason == "tables"
+
+
+# ===========================================================================
+# Format 6: a whole store (FORMAT.md A.8, A.9): --packed-store
+#
+# The builder below is written from A.8 (the partition and the metadata
+# slot, each field packed at its documented offset) and reuses the A.5/A.6
+# segment encoder above: segments are written whole into ring slots, each
+# chained onto the frame before it (first_frame_id, prev_hash), and metadata
+# slots name a head frame by id, segment, slot, offset, frame_crc and
+# frame_hash (SHA-256 of the frame's bytes from magic to the end of stored:
+# the frames here are unsigned, so all but the last 4 bytes).
+# ===========================================================================
+
+P_SECTOR = 512
+P_SEG = 8192
+P_SLOTS = 5
+P_RING = 32768
+P_W = 1_700_000_000_000_000_000
+
+# (offset, struct format, name) of A.8's metadata fields.
+P_META_FIELDS = [
+    (0, "8s", "magic"), (8, "<H", "format_version"), (10, "<H", "reserved"),
+    (12, "<I", "meta_len"), (16, "16s", "store_uuid"), (32, "<Q", "generation"),
+    (40, "<Q", "store_size"), (48, "<I", "sector_size"), (52, "<I", "segment_size"),
+    (56, "<I", "ring_slots"), (60, "<I", "clean_flag"), (64, "<Q", "head_frame_id"),
+    (72, "<Q", "head_segment_id"), (80, "<I", "head_slot"), (84, "<I", "head_offset"),
+    (88, "32s", "hash_head"), (120, "<I", "head_crc"), (124, "<I", "wrap_count"),
+    (128, "<Q", "tail_segment_id"), (136, "<I", "tail_slot"), (140, "<I", "unexp_rst"),
+    (144, "<Q", "rollback_ctr"), (152, "<Q", "mono_hwm"), (160, "<Q", "records_total"),
+    (168, "<Q", "lost_total"), (176, "<Q", "dropped_total"), (184, "<Q", "uplink_cursor"),
+    (192, "<I", "bo_event"), (196, "<I", "ecc_err_cnt"), (200, "<I", "clock_steps"),
+    (204, "<I", "boot_seq"), (208, "16s", "device_id"), (224, "<q", "format_wall_ns"),
+    (508, "<I", "tables_len"),
+]
+
+
+def p_meta(**kw):
+    """A metadata slot's fields (A.8), every one distinct where it can be."""
+    m = dict(magic=b"EDGELOGM", format_version=6, reserved=0, meta_len=1024,
+             store_uuid=S6_UUID, generation=2, store_size=P_RING + P_SLOTS * P_SEG,
+             sector_size=P_SECTOR, segment_size=P_SEG, ring_slots=P_SLOTS, clean_flag=0,
+             head_frame_id=0, head_segment_id=0, head_slot=0, head_offset=0,
+             hash_head=bytes(32), head_crc=0, wrap_count=0, tail_segment_id=1, tail_slot=0,
+             unexp_rst=3, rollback_ctr=4, mono_hwm=0, records_total=0, lost_total=0,
+             dropped_total=5, uplink_cursor=1, bo_event=6, ecc_err_cnt=7, clock_steps=8,
+             boot_seq=9, device_id=DEVICE_ID, format_wall_ns=-5, bad_slots=[],
+             sources=[], tables=None, tables_len=None, crc=None)
+    m.update(kw)
+    return m
+
+
+def p_meta_bytes(m):
+    """The slot's first meta_len bytes: the fields, the tables at 512, the CRC
+    of bytes 0 .. meta_len - 5 in the last 4."""
+    tables = m["tables"] if m["tables"] is not None else s6_tables(m["bad_slots"], m["sources"])
+    out = bytearray(m["meta_len"])
+    vals = dict(m, tables_len=len(tables) if m["tables_len"] is None else m["tables_len"])
+    for off, fmt, name in P_META_FIELDS:
+        struct.pack_into(fmt, out, off, vals[name])
+    out[512:512 + len(tables)] = tables
+    c = crc(bytes(out[:-4])) if m["crc"] is None else m["crc"]
+    struct.pack_into("<I", out, len(out) - 4, c)
+    return bytes(out)
+
+
+class PStore:
+    """A format 6 store image (A.8) built segment by segment."""
+
+    def __init__(self, slots=P_SLOTS, seg=P_SEG, sector=P_SECTOR):
+        self.slots, self.seg, self.sector = slots, seg, sector
+        self.img = bytearray(P_RING + slots * seg)
+        self.frames = {}            # frame_id -> what a metadata slot names it by
+        self.last_hash = bytes(32)
+        self.next_frame = self.next_seg = 1
+        self.mono = self.seq = self.records_total = self.lost_total = 0
+        self.tail = (1, 0)
+        self.wrap = 0
+
+    def slot_off(self, slot):
+        return P_RING + slot * self.seg
+
+    def segment(self, slot, counts, *, tail=None, wrap=None, bad_slots=(), keep=False,
+                **hkw):
+        """Write the next segment into `slot`: one frame per entry of `counts`
+        (its record count, or (count, lost_total) to set lost_total with a
+        state list); odd frames deflated against the frame before.  `keep`:
+        written over what the slot holds (an older lap), else over zeros.
+        `hkw` replaces header fields (then the chain is what they say)."""
+        if tail is not None:
+            self.tail = tail
+        if wrap is not None:
+            self.wrap = wrap
+        seg_id = hkw.pop("segment_id", self.next_seg)
+        h = s6_hdr(store_uuid=S6_UUID, segment_id=seg_id, first_frame_id=self.next_frame,
+                   slot_index=slot, wrap_count=self.wrap, prev_hash=self.last_hash,
+                   tail_segment_id=self.tail[0], tail_slot=self.tail[1],
+                   ring_slots=self.slots, mono_hwm=self.mono,
+                   records_total=self.records_total, lost_total=self.lost_total,
+                   dropped_total=0, uplink_cursor=1, bo_event=0, ecc_err_cnt=0,
+                   clock_steps=0, bad_slots=list(bad_slots), sources=[],
+                   header_len=self.sector)
+        h.update(hkw)
+        frame_id = h["first_frame_id"]
+        enc, prev_block, frames, infos = Enc(), b"", [], []
+        for i, c in enumerate(counts):
+            n, lost = c if isinstance(c, tuple) else (c, None)
+            recs = []
+            for _ in range(n):
+                self.seq += 1
+                self.mono += 1
+                recs.append(Rec(b"temp", self.seq, self.mono, P_W + self.mono * 1000,
+                                self.mono * 1000, payload=b'{"n":%d}' % self.seq))
+            block = enc.block(recs)
+            state = [(1, lost)] if lost is not None else None
+            if i % 2:
+                f = s6_frame(deflate(block, prev_block), n, len(block), deflate_=True,
+                             state=state, seg_id=seg_id, uuid=h["store_uuid"])
+            else:
+                f = s6_frame(block, n, len(block), state=state, seg_id=seg_id,
+                             uuid=h["store_uuid"])
+            prev_block = block
+            frames.append(f)
+            self.records_total += n
+            if lost is not None:
+                self.lost_total = lost
+            infos.append(dict(frame_id=frame_id, segment_id=seg_id, slot=slot,
+                              hash=hashlib.sha256(f[:-4]).digest(),
+                              crc=struct.unpack("<I", f[-4:])[0], recs=recs,
+                              records_total=self.records_total,
+                              lost_total=self.lost_total, mono=self.mono))
+            self.last_hash = infos[-1]["hash"]
+            frame_id += 1
+        off = self.slot_off(slot)
+        base = bytes(self.img[off:off + self.seg]) if keep else None
+        data, offsets = s6_slot(s6_header(h), frames, sector=self.sector, size=self.seg,
+                                base=base)
+        for info, o in zip(infos, offsets):
+            info["offset"] = o
+            self.frames[info["frame_id"]] = info
+        self.img[off:off + self.seg] = data
+        self.next_frame = frame_id
+        self.next_seg = seg_id + 1
+        return infos
+
+    def meta(self, generation, head=0, slot=None, **kw):
+        """Write a metadata slot (even generations in A, odd in B) naming
+        frame `head` (0: none) and the builder's tail and wrap_count."""
+        f = self.frames.get(head)
+        fields = dict(generation=generation, store_size=len(self.img), ring_slots=self.slots,
+                      segment_size=self.seg, sector_size=self.sector,
+                      meta_len=max(1024, self.sector), head_frame_id=head,
+                      tail_segment_id=self.tail[0], tail_slot=self.tail[1],
+                      wrap_count=self.wrap)
+        if f is not None:
+            fields.update(head_segment_id=f["segment_id"], head_slot=f["slot"],
+                          head_offset=f["offset"], hash_head=f["hash"], head_crc=f["crc"],
+                          records_total=f["records_total"], lost_total=f["lost_total"],
+                          mono_hwm=f["mono"])
+        fields.update(kw)
+        m = p_meta(**fields)
+        name = slot if slot is not None else "AB"[generation % 2]
+        off = {"A": 0, "B": 16384}[name]
+        self.img[off:off + m["meta_len"]] = p_meta_bytes(m)
+        return m
+
+    def tear(self, frame_id, keep=1):
+        """Leave only the first `keep` sectors of a frame on the medium (the
+        rest zero): a commit cut by a power cut."""
+        f = self.frames[frame_id]
+        start = self.slot_off(f["slot"]) + f["offset"] + keep * self.sector
+        end = self.slot_off(f["slot"]) + self.seg
+        self.img[start:end] = bytes(end - start)
+
+    def flip(self, slot, offset):
+        self.img[self.slot_off(slot) + offset] ^= 0x40
+
+
+def p_scan(ps):
+    data = ps if isinstance(ps, (bytes, bytearray)) else ps.img
+    return dec.scan_packed(dec.Store(io.BytesIO(bytes(data))))
+
+
+def p_summary(r):
+    return dict(slot=r.meta.slot_name, head_missing=r.head_missing,
+                frames_adopted=r.frames_adopted, segments_adopted=r.segments_adopted,
+                torn=r.torn, head_frame_id=r.head_frame_id, head_segment_id=r.head_segment_id,
+                tail_segment_id=r.tail_segment_id, tail_slot=r.tail_slot)
+
+
+def p_ids(r):
+    return [(c.segment_id, c.frame.frame_id) for c in r.committed]
+
+
+def p_run(tmp_path, ps, name="store.img"):
+    p = tmp_path / name
+    p.write_bytes(bytes(ps.img if isinstance(ps, PStore) else ps))
+    out, err = io.BytesIO(), io.BytesIO()
+    code = dec.main(["--packed-store", str(p)], out=out, err=err)
+    return code, [json.loads(x) for x in out.getvalue().splitlines()], out.getvalue()
+
+
+def p_expected_frames(ps, ids):
+    lines = []
+    for i in ids:
+        f = ps.frames[i]
+        lines.append({"kind": "frame", "segment_id": f["segment_id"], "frame_id": i,
+                      "records": len(f["recs"])})
+        lines += [r.json(i) for r in f["recs"]]
+    return lines
+
+
+# --- A.8 the metadata slot ----------------------------------------------------
+
+def p_parse(m, image_size=None):
+    return dec.parse_metadata6(p_meta_bytes(m), "A", image_size)
+
+
+def p_meta_error(m, image_size=None):
+    with pytest.raises(dec.MetaError) as info:
+        p_parse(m, image_size)
+    return info.value.reason
+
+
+def test_packed_metadata_fields_each_from_their_own_offset():
+    m = p_meta(meta_len=1536, generation=0x0102030405, store_size=P_RING + 7 * P_SEG + 100,
+               ring_slots=7, clean_flag=1, head_frame_id=0x1112131415,
+               head_segment_id=0x212223, head_slot=5, head_offset=0x1132,
+               hash_head=bytes(range(0x40, 0x60)), head_crc=0x41424344, wrap_count=0x5152,
+               tail_segment_id=0x2122, tail_slot=6, unexp_rst=0x7172, rollback_ctr=0x8182,
+               mono_hwm=0x9192, records_total=0xA1A2, lost_total=0xB1B2,
+               dropped_total=0xC1C2, uplink_cursor=0xD1D2, bo_event=0xE1E2,
+               ecc_err_cnt=0xF1F2, clock_steps=0x0A0B, boot_seq=0x0C0D,
+               format_wall_ns=-123456789, bad_slots=[(2, 3, 9)],
+               sources=[(b"edgelog", 4), (b"temp", 300)])
+    got = p_parse(m, m["store_size"])
+    for name in ("meta_len", "store_uuid", "generation", "store_size", "sector_size",
+                 "segment_size", "ring_slots", "clean_flag", "head_frame_id",
+                 "head_segment_id", "head_slot", "head_offset", "hash_head", "head_crc",
+                 "wrap_count", "tail_segment_id", "tail_slot", "unexp_rst", "rollback_ctr",
+                 "mono_hwm", "records_total", "lost_total", "dropped_total", "uplink_cursor",
+                 "bo_event", "ecc_err_cnt", "clock_steps", "boot_seq", "device_id",
+                 "format_wall_ns"):
+        assert getattr(got, name) == m[name], name
+    assert got.slot_name == "A"
+    assert got.tables.bad_slots == [(2, 3, 9)]
+    assert got.tables.sources == [[b"edgelog", 4], [b"temp", 300]]
+    assert got.tables_len == len(s6_tables(m["bad_slots"], m["sources"]))
+
+
+@pytest.mark.parametrize("kw, reason", [
+    (dict(magic=b"EDGELOGS"), "bad_magic"),
+    (dict(format_version=5), "format_version"),
+    (dict(format_version=7), "format_version"),
+    (dict(crc=1), "crc_mismatch"),
+    (dict(meta_len=1024, sector_size=4096), "meta_len"),    # not a multiple of the sector
+    (dict(sector_size=1024), "sector_size"),
+    (dict(sector_size=0), "sector_size"),
+    (dict(segment_size=4096, store_size=P_RING + 5 * 4096), "segment_size"),  # below 8192
+    (dict(segment_size=8192 + 512), "segment_size"),       # not a multiple of 4096
+    (dict(segment_size=(16 << 20) + 4096, store_size=P_RING + 4 * ((16 << 20) + 4096)),
+     "segment_size"),
+    (dict(ring_slots=3), "ring_slots"),
+    (dict(ring_slots=0), "ring_slots"),
+    (dict(store_size=P_RING + P_SLOTS * P_SEG - 1), "ring_size"),
+    (dict(store_size=P_RING + 4 * P_SEG, ring_slots=5), "ring_size"),
+    (dict(ring_slots=4), "ring_size"),                     # fewer slots than the store holds
+    (dict(clean_flag=2), "clean_flag"),
+    (dict(clean_flag=0xFFFFFFFF), "clean_flag"),
+    (dict(head_slot=P_SLOTS), "head_slot"),
+    (dict(tail_slot=P_SLOTS), "tail_slot"),
+    (dict(tables_len=1024 - 4 - 512 + 1), "tables_len"),   # 512 + tables_len > meta_len - 4
+    (dict(tables_len=2**32 - 1), "tables_len"),
+    (dict(tables=b"\x00\x00\x00", tables_len=3), "tables"),     # a byte left over
+    (dict(tables=b"\x00", tables_len=1), "tables"),             # no source_count
+    (dict(tables=b"\x00\x00", tables_len=1), "tables"),         # tables_len short of them
+    (dict(bad_slots=[(1, 4, 1)]), "tables"),                    # reason 4
+    (dict(sources=[(b"a", 1), (b"a", 2)]), "tables"),           # a name twice
+    (dict(sources=[(b"-a", 1)]), "tables"),                     # not a valid name
+    (dict(sources=[(b"a", 2**62)]), "tables"),                  # last_seq bound
+    (dict(head_frame_id=2**62), "bounds"),
+    (dict(head_segment_id=2**62), "bounds"),
+    (dict(tail_segment_id=2**62), "bounds"),
+    (dict(rollback_ctr=2**62), "bounds"),
+    (dict(mono_hwm=2**62), "bounds"),
+    (dict(generation=2**62), "bounds"),
+    (dict(unexp_rst=2**31), "bounds"),
+    (dict(boot_seq=2**31), "bounds"),
+    (dict(tail_segment_id=0), "bounds"),
+    (dict(head_frame_id=0, head_segment_id=3), "bounds"),        # an empty store names no segment
+])
+def test_packed_metadata_validity_rules(kw, reason):
+    assert p_meta_error(p_meta(**kw)) == reason
+    assert p_parse(p_meta())  # the slot they were made from is valid
+
+
+@pytest.mark.parametrize("meta_len", [0, 256, 511, 513, 1000, 16384 + 512, 2**32 - 512])
+def test_packed_metadata_meta_len_bounds(meta_len):
+    buf = bytearray(p_meta_bytes(p_meta(meta_len=1024)))
+    struct.pack_into("<I", buf, 12, meta_len)
+    with pytest.raises(dec.MetaError) as info:
+        dec.parse_metadata6(bytes(buf) + bytes(16384 - len(buf)), "A")
+    assert info.value.reason == "meta_len"
+
+
+def test_packed_metadata_meta_len_512_has_no_room_for_the_tables():
+    """A.8 allows meta_len 512, but tables_len (offset 508) and the CRC
+    (meta_len - 4) then share bytes and `512 + tables_len <= meta_len - 4`
+    cannot hold: such a slot is never valid."""
+    out = bytearray(p_meta_bytes(p_meta())[:512])
+    struct.pack_into("<I", out, 12, 512)
+    struct.pack_into("<I", out, 508, crc(bytes(out[:508])))
+    with pytest.raises(dec.MetaError) as info:
+        dec.parse_metadata6(bytes(out), "A")
+    assert info.value.reason == "tables_len"
+
+
+@pytest.mark.parametrize("kw", [
+    dict(meta_len=1024),
+    dict(meta_len=16384),
+    dict(meta_len=4096, sector_size=4096),
+    dict(meta_len=16384, sector_size=4096),
+    dict(segment_size=16 << 20, store_size=P_RING + 4 * (16 << 20), ring_slots=4),
+    dict(segment_size=12288, store_size=P_RING + 4 * 12288, ring_slots=4),
+    dict(store_size=P_RING + P_SLOTS * P_SEG + 8191),           # unused bytes after the ring
+    dict(head_frame_id=2**62 - 1, head_segment_id=2**62 - 1, tail_segment_id=2**62 - 1,
+         rollback_ctr=2**62 - 1, mono_hwm=2**62 - 1),
+    dict(head_slot=P_SLOTS - 1, tail_slot=P_SLOTS - 1),
+    dict(generation=2**62 - 1, records_total=2**64 - 1),        # generation's bound, none on records_total
+    dict(generation=3),                                         # parity is not a rule
+    dict(bad_slots=[(99, 1, 1)]),                               # nor the bad slots' range
+    "tables_fill_the_slot",
+])
+def test_packed_metadata_edges_accepted(kw):
+    if kw == "tables_fill_the_slot":
+        # The tables may fill the slot up to the CRC exactly.
+        names = []
+        n = 0
+        while len(s6_tables([], names)) < 1024 - 4 - 512 - 41:
+            names.append((b"s%03d" % n + b"x" * 30, n))
+            n += 1
+        t = s6_tables([], names)
+        last = 1024 - 4 - 512 - len(t) - 2
+        names.append((b"z" * last, 1))
+        t = s6_tables([], names)
+        assert len(t) == 1024 - 4 - 512
+        kw = dict(tables=t, tables_len=len(t))
+    m = p_meta(**kw)
+    got = p_parse(m, m["store_size"])
+    assert got.meta_len == m["meta_len"]
+
+
+def test_packed_metadata_store_size_bounded_by_the_image():
+    m = p_meta()
+    assert p_parse(m, m["store_size"])
+    assert p_meta_error(m, m["store_size"] - 1) == "store_size"
+    # A slot cut short by the end of the image is not valid either.
+    buf = p_meta_bytes(m)
+    with pytest.raises(dec.MetaError) as info:
+        dec.parse_metadata6(buf[:1023], "B")
+    assert info.value.reason == "truncated"
+
+
+def test_packed_truncated_image_has_no_valid_slot(tmp_path):
+    ps = PStore()
+    ps.segment(0, [1])
+    ps.meta(2, head=1)
+    ps.meta(3, head=1)
+    assert p_scan(ps).meta.slot_name == "B"
+    code, lines, _ = p_run(tmp_path, ps.img[:-1])
+    assert code == 2 and lines == [{"kind": "error", "reason": "not_a_store"}]
+
+
+# --- A.9 step 1: which slot ---------------------------------------------------
+
+def two_slot_store():
+    """Segment 1 in slot 0 with frames 1 and 2, segment 2 in slot 1 with
+    frame 3: slot A (generation 2) names frame 2, slot B (generation 3)
+    frame 3."""
+    ps = PStore()
+    ps.segment(0, [2, 1])
+    ps.segment(1, [1])
+    return ps
+
+
+def test_packed_newest_slot_whose_head_checks_is_chosen():
+    ps = two_slot_store()
+    ps.meta(2, head=2)
+    ps.meta(3, head=3)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="B", head_missing=False, frames_adopted=0,
+                                segments_adopted=0, torn=False, head_frame_id=3,
+                                head_segment_id=2, tail_segment_id=1, tail_slot=0)
+    assert p_ids(r) == [(1, 1), (1, 2), (2, 3)]
+    # Generations decide, not the slot's name: A newer than B.
+    ps.meta(4, head=3)
+    ps.meta(3, head=2)
+    assert p_scan(ps).meta.slot_name == "A" and p_scan(ps).meta.generation == 4
+
+
+@pytest.mark.parametrize("bad", [
+    dict(head_crc=1),
+    dict(hash_head=bytes(32)),
+    dict(head_offset=1024),             # frame 3 is at 512
+    dict(head_frame_id=4),              # no such frame in the walk
+    dict(head_segment_id=3),            # the segment in head_slot is segment 2
+    dict(head_slot=0),                  # slot 0 holds segment 1
+    dict(head_slot=2),                  # slot 2 holds nothing
+    dict(store_uuid=UUID),              # the segment is not this (other) store's
+])
+def test_packed_newer_slot_whose_head_does_not_check_falls_back(bad):
+    ps = two_slot_store()
+    ps.meta(2, head=2)
+    ps.meta(3, head=3, **bad)
+    r = p_scan(ps)
+    # Slot A's head (frame 2) checks; the forward scan then finds segment 2.
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=1,
+                                segments_adopted=1, torn=False, head_frame_id=3,
+                                head_segment_id=2, tail_segment_id=1, tail_slot=0)
+    assert r.meta.generation == 2
+
+
+def test_packed_head_frame_in_the_middle_of_its_segment_checks():
+    ps = PStore()
+    ps.segment(0, [1, 2, 1])
+    ps.meta(3, head=2)
+    r = p_scan(ps)
+    assert not r.head_missing and r.meta.slot_name == "B"
+    assert (r.frames_adopted, r.head_frame_id) == (1, 3)
+
+
+def test_packed_head_frame_that_the_walk_does_not_reach_does_not_check():
+    """Frame 1 is damaged: the walk stops before frame 2, the head."""
+    ps = PStore()
+    ps.segment(0, [1, 1])
+    ps.meta(2, head=1)
+    ps.meta(3, head=2)
+    ps.flip(0, ps.frames[1]["offset"] + 10)
+    r = p_scan(ps)
+    assert r.head_missing and r.meta.slot_name == "B"
+
+
+def test_packed_both_heads_bad_newest_is_chosen_head_missing():
+    ps = two_slot_store()
+    ps.meta(2, head=2, head_crc=5, records_total=777, lost_total=55)
+    ps.meta(3, head=3, hash_head=bytes([9]) * 32, records_total=999, lost_total=66)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="B", head_missing=True, frames_adopted=0,
+                                segments_adopted=0, torn=False, head_frame_id=3,
+                                head_segment_id=2, tail_segment_id=1, tail_slot=0)
+    # The sealed numbers of a head that was not found are the slot's.
+    assert (r.records_total, r.lost_total) == (999, 66)
+    # The history runs from the tail to the slot's head frame.
+    assert p_ids(r) == [(1, 1), (1, 2), (2, 3)]
+
+
+def test_packed_head_missing_history_stops_at_the_slots_head_frame():
+    """Slot A's head (frame 2) does not check and slot B is not valid;
+    frame 3 after it in the same segment is not taken: nothing vouches for
+    it (the forward scan starts after a head that was found)."""
+    ps = PStore()
+    ps.segment(0, [1, 1, 1])
+    ps.meta(2, head=2, head_crc=0)
+    r = p_scan(ps)
+    assert r.head_missing and r.head_frame_id == 2 and r.frames_adopted == 0
+    assert p_ids(r) == [(1, 1), (1, 2)]
+
+
+def test_packed_head_missing_no_forward_scan():
+    """Slot A names frame 2 with a wrong head_crc (B is not valid): the head
+    is missing, and A.9 step 1 does no forward scan: segment 2 is not
+    adopted, the history runs to the slot's head as it states it."""
+    ps = two_slot_store()
+    ps.meta(2, head=2, head_crc=1, records_total=5000)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=True, frames_adopted=0,
+                                segments_adopted=0, torn=False, head_frame_id=2,
+                                head_segment_id=1, tail_segment_id=1, tail_slot=0)
+    assert r.records_total == 5000
+
+
+def test_packed_older_slot_with_no_head_frame_is_chosen_as_it_is():
+    ps = PStore()
+    ps.meta(2)                                  # formatted: head_frame_id 0
+    ps.segment(0, [2])
+    ps.meta(3, head=1, head_crc=0)             # its head does not check
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=1,
+                                segments_adopted=1, torn=False, head_frame_id=1,
+                                head_segment_id=1, tail_segment_id=1, tail_slot=0)
+
+
+def test_packed_equal_generations_take_slot_a_first():
+    """Generation parity is not a validity rule of A.8, so two valid slots
+    may carry the same generation: A is tried first."""
+    ps = two_slot_store()
+    ps.meta(3, head=2, slot="A")
+    ps.meta(3, head=3, slot="B")
+    assert p_scan(ps).meta.slot_name == "A"
+    ps.meta(3, head=2, slot="A", head_crc=1)
+    assert p_scan(ps).meta.slot_name == "B"
+
+
+def test_packed_invalid_newer_slot_is_passed_over():
+    ps = two_slot_store()
+    ps.meta(2, head=3)
+    ps.meta(3, head=3, crc=1)
+    assert p_scan(ps).meta.slot_name == "A"
+    ps.meta(3, head=3, store_size=len(ps.img) + 512)        # more than the image
+    r = p_scan(ps)
+    assert r.meta.slot_name == "A" and r.rejected["B"].reason == "store_size"
+
+
+# --- A.9 step 2: forward ------------------------------------------------------
+
+def test_packed_forward_inside_the_head_segment():
+    ps = PStore()
+    ps.segment(0, [2, 1, (3, 4), 0])
+    ps.meta(2, head=1, records_total=1234)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=3,
+                                segments_adopted=0, torn=False, head_frame_id=4,
+                                head_segment_id=1, tail_segment_id=1, tail_slot=0)
+    # The sealed numbers come from the frames, not the slot.
+    assert (r.records_total, r.lost_total) == (6, 4)
+    assert p_ids(r) == [(1, 1), (1, 2), (1, 3), (1, 4)]
+
+
+def test_packed_forward_across_segments():
+    ps = PStore()
+    ps.segment(0, [1, 1])
+    ps.meta(2, head=2)
+    ps.segment(1, [2])
+    ps.segment(2, [1, (1, 9)])
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=3,
+                                segments_adopted=2, torn=False, head_frame_id=5,
+                                head_segment_id=3, tail_segment_id=1, tail_slot=0)
+    assert (r.records_total, r.lost_total) == (6, 9)
+    assert p_ids(r) == [(1, 1), (1, 2), (2, 3), (3, 4), (3, 5)]
+
+
+def full_ring():
+    """Segments 1..5 in slots 0..4 (one frame each, two in segment 5);
+    slot A names frame 6, the last of segment 5; the tail is segment 1."""
+    ps = PStore()
+    for s in range(5):
+        ps.segment(s, [1, 1] if s == 4 else [1])
+    ps.meta(2, head=6)
+    return ps
+
+
+def test_packed_forward_wraps_from_the_last_slot_to_slot_0():
+    ps = full_ring()
+    # Segment 6 reclaims segment 1's slot: its header names the new tail.
+    ps.segment(0, [1, 2], tail=(2, 1), wrap=1)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=2,
+                                segments_adopted=1, torn=False, head_frame_id=8,
+                                head_segment_id=6, tail_segment_id=2, tail_slot=1)
+    assert r.wrap_count == 1
+    assert p_ids(r) == [(2, 2), (3, 3), (4, 4), (5, 5), (5, 6), (6, 7), (6, 8)]
+
+
+def test_packed_forward_skips_the_tables_bad_slots():
+    ps = PStore()
+    ps.segment(0, [1])
+    ps.meta(2, head=1, bad_slots=[(1, 1, 2)])
+    ps.img[ps.slot_off(1):ps.slot_off(1) + 600] = b"\xAA" * 600   # a failed write
+    ps.segment(2, [1], bad_slots=[(1, 1, 2)])
+    ps.segment(3, [1], bad_slots=[(1, 1, 2)])
+    r = p_scan(ps)
+    assert (r.segments_adopted, r.head_frame_id, r.head_segment_id, r.torn) == (2, 3, 3, False)
+    assert [(c.segment_id, c.slot) for c in r.committed] == [(1, 0), (2, 2), (3, 3)]
+    # Without the bad slot in the tables, slot 1 stops the scan.
+    ps.meta(2, head=1)
+    r = p_scan(ps)
+    assert (r.segments_adopted, r.head_frame_id) == (0, 1)
+
+
+def test_packed_forward_wraps_past_a_bad_last_slot():
+    ps = PStore()
+    for s in range(4):
+        ps.segment(s, [1])
+    ps.meta(2, head=4, bad_slots=[(4, 2, 5)])
+    ps.segment(0, [1], tail=(2, 1), wrap=1, bad_slots=[(4, 2, 5)])
+    r = p_scan(ps)
+    assert (r.segments_adopted, r.head_segment_id, r.tail_segment_id, r.tail_slot) == \
+        (1, 5, 2, 1)
+    assert p_ids(r) == [(2, 2), (3, 3), (4, 4), (5, 5)]
+
+
+def stop_case(kind):
+    """Segment 1 (frames 1, 2) in slot 0 named by slot A; slot 1 holds a
+    segment that does not continue the history."""
+    ps = PStore()
+    ps.segment(0, [1, 1])
+    ps.meta(2, head=2)
+    if kind == "segment_id":
+        ps.segment(1, [1], segment_id=3)
+    elif kind == "first_frame_id":
+        ps.segment(1, [1], first_frame_id=4)
+    elif kind == "first_frame_id_back":
+        ps.segment(1, [1], first_frame_id=2)
+    elif kind == "prev_hash":
+        ps.segment(1, [1], prev_hash=bytes(32))
+    elif kind == "other_store":
+        ps.segment(1, [1], store_uuid=UUID)
+    elif kind == "header_crc":
+        ps.segment(1, [1])
+        ps.flip(1, 300)
+    elif kind == "blank":
+        pass
+    return ps
+
+
+@pytest.mark.parametrize("kind", ["segment_id", "first_frame_id", "first_frame_id_back",
+                                  "prev_hash", "other_store", "header_crc", "blank"])
+def test_packed_forward_stops_at_a_slot_that_does_not_continue(kind):
+    r = p_scan(stop_case(kind))
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=0,
+                                segments_adopted=0, torn=False, head_frame_id=2,
+                                head_segment_id=1, tail_segment_id=1, tail_slot=0)
+    assert p_ids(r) == [(1, 1), (1, 2)]
+
+
+def test_packed_forward_stops_at_an_older_lap():
+    """Segment 6 in slot 0 is the head; slot 1 still holds segment 2 from the
+    lap before: the scan stops there, nothing of it is taken again."""
+    ps = full_ring()
+    ps.segment(0, [1], tail=(2, 1), wrap=1)
+    ps.meta(4, head=7)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=0,
+                                segments_adopted=0, torn=False, head_frame_id=7,
+                                head_segment_id=6, tail_segment_id=2, tail_slot=1)
+    assert r.stop_slot == 1 and r.stop_reason == "segment_id"
+    assert p_ids(r) == [(2, 2), (3, 3), (4, 4), (5, 5), (5, 6), (6, 7)]
+
+
+def test_packed_forward_stops_after_a_whole_lap():
+    """Every slot continues the chain only once: the scan never walks a
+    second lap (here the slot after the last adopted one is the head's)."""
+    ps = PStore(slots=4)
+    ps.segment(0, [1])
+    ps.meta(2, head=1)
+    ps.segment(1, [1])
+    ps.segment(2, [1])
+    ps.segment(3, [1])
+    r = p_scan(ps)
+    assert (r.segments_adopted, r.head_frame_id, r.stop_slot) == (3, 4, 0)
+
+
+# --- A.9 step 4: torn ---------------------------------------------------------
+
+def test_packed_torn_last_frame_of_the_head_segment():
+    ps = PStore()
+    ps.segment(0, [1, 1, 60])
+    ps.meta(2, head=1)
+    assert len(ps.frames[3]["recs"]) == 60
+    ps.tear(3)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=1,
+                                segments_adopted=0, torn=True, head_frame_id=2,
+                                head_segment_id=1, tail_segment_id=1, tail_slot=0)
+    assert p_ids(r) == [(1, 1), (1, 2)]
+    assert r.records_total == 2
+
+
+def test_packed_torn_last_frame_of_an_adopted_segment():
+    ps = PStore()
+    ps.segment(0, [1])
+    ps.meta(2, head=1)
+    ps.segment(1, [1, 1, 60])           # frame 4 (stored, 60 records) spans sectors
+    ps.tear(4)
+    walk = dec.walk_segment(ps.img[ps.slot_off(1):ps.slot_off(2)], 512, S6_UUID)
+    assert (len(walk.frames), walk.end_reason) == (2, "crc_mismatch")
+    r = p_scan(ps)
+    assert (r.segments_adopted, r.frames_adopted, r.head_frame_id, r.torn) == (1, 2, 3, True)
+    assert r.records_total == 3
+    # A later session's segment after the torn one: its walk is the last one.
+    ps.segment(2, [1], first_frame_id=4, prev_hash=ps.frames[3]["hash"], segment_id=3)
+    r = p_scan(ps)
+    assert (r.segments_adopted, r.head_frame_id, r.torn) == (2, 4, False)
+    assert p_ids(r) == [(1, 1), (2, 2), (2, 3), (3, 4)]
+
+
+def test_packed_torn_segment_start():
+    """The next slot holds a header valid for the next segment id whose first
+    frame did not make it."""
+    ps = PStore()
+    ps.segment(0, [1, 1])
+    ps.meta(2, head=2)
+    ps.segment(1, [60])
+    ps.tear(3)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=0,
+                                segments_adopted=0, torn=True, head_frame_id=2,
+                                head_segment_id=1, tail_segment_id=1, tail_slot=0)
+    assert r.stop_reason == "no_frame"
+    assert p_ids(r) == [(1, 1), (1, 2)]
+
+
+def test_packed_header_of_another_id_without_a_frame_is_not_torn():
+    ps = PStore()
+    ps.segment(0, [1])
+    ps.meta(2, head=1)
+    ps.segment(1, [60], segment_id=5)
+    ps.tear(2)
+    r = p_scan(ps)
+    assert (r.torn, r.stop_reason) == (False, "segment_id")
+
+
+def test_packed_clean_ends_are_not_torn():
+    ps = PStore()
+    ps.segment(0, [1, 1])
+    ps.meta(2, head=2)
+    assert not p_scan(ps).torn                       # blank after the last frame
+    # Frames filling the slot to its end (the header and 15 one-sector
+    # frames in 16 sectors): the walk ends with slot_end.
+    ps = PStore()
+    ps.segment(0, [1] * 15)
+    ps.meta(2, head=1)
+    walk = dec.walk_segment(ps.img[P_RING:P_RING + P_SEG], 512, S6_UUID)
+    assert (len(walk.frames), walk.end_reason) == (15, "slot_end")
+    r = p_scan(ps)
+    assert (r.torn, r.frames_adopted, r.head_frame_id) == (False, 14, 15)
+
+
+def test_packed_older_lap_left_after_the_last_frame_reads_as_torn():
+    """Read literally, step 4 calls any walk end other than blank or
+    slot_end torn: an older lap's frame left after the last frame of a
+    segment written over it ends the walk with crc_mismatch (A.6), so it
+    reads as torn.  (Written down so that a change of the rule shows.)"""
+    ps = PStore()
+    ps.segment(0, [1])
+    ps.segment(1, [1, 1, 1])            # segment 2: frames 2, 3, 4
+    for s in (2, 3, 4):
+        ps.segment(s, [1])              # frames 5, 6, 7
+    ps.segment(0, [1], tail=(2, 1), wrap=1, keep=True)     # segment 6, frame 8
+    ps.meta(2, head=8)
+    r = p_scan(ps)
+    assert r.head_frame_id == 8 and r.torn is False    # segment 1 had one frame: blank
+    # Segment 7 reclaims segment 2's slot, written over it: one frame.
+    ps.segment(1, [1], tail=(3, 2), keep=True)
+    r = p_scan(ps)
+    assert (r.segments_adopted, r.head_frame_id) == (1, 9)
+    walk = dec.walk_segment(ps.img[ps.slot_off(1):ps.slot_off(2)], 512, S6_UUID)
+    assert (len(walk.frames), walk.end_offset, walk.end_reason) == (1, 1024, "crc_mismatch")
+    assert r.torn is True
+    assert p_ids(r) == [(3, 5), (4, 6), (5, 7), (6, 8), (7, 9)]
+
+
+# --- A.9 step 3: the committed history from the tail ---------------------------
+
+def test_packed_history_runs_from_the_tail_slot_by_slot():
+    ps = PStore()
+    for s in range(5):
+        ps.segment(s, [1])
+    ps.segment(0, [1, 1], tail=(2, 1), wrap=1)
+    ps.segment(1, [1], tail=(3, 2))
+    ps.meta(2, head=8)
+    r = p_scan(ps)
+    assert (r.tail_segment_id, r.tail_slot) == (3, 2)
+    assert [(c.segment_id, c.slot, c.frame.frame_id) for c in r.committed] == [
+        (3, 2, 3), (4, 3, 4), (5, 4, 5), (6, 0, 6), (6, 0, 7), (7, 1, 8)]
+
+
+def test_packed_damaged_segment_inside_the_history_stops_step_3():
+    """A.9: step 3 stops at the first slot that does not hold the next
+    segment id (a damaged header inside the history is tampering, not a cut)."""
+    ps = PStore()
+    for s in range(4):
+        ps.segment(s, [1, 1])
+    ps.meta(2, head=8)
+    ps.flip(1, 100)                      # segment 2's header
+    r = p_scan(ps)
+    assert (r.tail_segment_id, r.tail_slot) == (1, 0)
+    assert p_ids(r) == [(1, 1), (1, 2)]
+
+
+@pytest.mark.parametrize("how", ["torn_header", "torn_frame", "garbage", "blank"])
+def test_packed_reclaim_cut_short_gives_the_tail_up(how):
+    """The ring is full; the writer was reclaiming segment 1's slot for
+    segment 6 when the power went.  The slot no longer holds segment 1: the
+    oldest retained segment is the first from tail_segment_id on that reads
+    with a valid frame, segment 2."""
+    ps = full_ring()
+    if how in ("torn_header", "torn_frame"):
+        ps.segment(0, [60], tail=(2, 1), wrap=1)
+        ps.tear(7, keep=0 if how == "torn_header" else 1)
+        if how == "torn_header":
+            # Only part of the header's sector made it.
+            ps.img[ps.slot_off(0) + 100:ps.slot_off(0) + 512] = bytes(412)
+    elif how == "garbage":
+        ps.img[ps.slot_off(0):ps.slot_off(0) + 1024] = b"\x5A" * 1024
+    else:
+        ps.img[ps.slot_off(0):ps.slot_off(0) + P_SEG] = bytes(P_SEG)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=0,
+                                segments_adopted=0, torn=how == "torn_frame",
+                                head_frame_id=6, head_segment_id=5, tail_segment_id=2,
+                                tail_slot=1)
+    assert p_ids(r) == [(2, 2), (3, 3), (4, 4), (5, 5), (5, 6)]
+
+
+def test_packed_tail_segment_with_a_header_but_no_frame_is_given_up_too():
+    """The tail slot holds segment 1's header but its first frame is damaged:
+    it holds nothing committed (A.6), so segment 2 is the oldest."""
+    ps = full_ring()
+    ps.flip(0, ps.frames[1]["offset"] + 6)
+    r = p_scan(ps)
+    assert (r.tail_segment_id, r.tail_slot) == (2, 1)
+    assert p_ids(r)[0] == (2, 2)
+
+
+def test_packed_tail_after_the_scan_is_the_last_adopted_headers():
+    ps = full_ring()
+    ps.segment(0, [1], tail=(2, 1), wrap=1)
+    ps.segment(1, [1], tail=(3, 2))
+    r = p_scan(ps)
+    assert (r.segments_adopted, r.tail_segment_id, r.tail_slot, r.wrap_count) == (2, 3, 2, 1)
+    assert p_ids(r) == [(3, 3), (4, 4), (5, 5), (5, 6), (6, 7), (7, 8)]
+
+
+# --- the empty store ------------------------------------------------------------
+
+def test_packed_empty_store():
+    ps = PStore()
+    ps.meta(0, clean_flag=1, records_total=0, lost_total=0)
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=0,
+                                segments_adopted=0, torn=False, head_frame_id=0,
+                                head_segment_id=0, tail_segment_id=1, tail_slot=0)
+    assert r.committed == [] and r.state is None
+
+
+def test_packed_empty_store_scan_starts_at_the_tail_slot():
+    ps = PStore()
+    ps.tail = (1, 2)
+    ps.meta(0, records_total=7, lost_total=8)
+    assert (p_scan(ps).records_total, p_scan(ps).lost_total) == (7, 8)   # no frame: the slot's
+    ps.segment(2, [2, (1, 3)])
+    ps.segment(3, [1])
+    r = p_scan(ps)
+    assert p_summary(r) == dict(slot="A", head_missing=False, frames_adopted=3,
+                                segments_adopted=2, torn=False, head_frame_id=3,
+                                head_segment_id=2, tail_segment_id=1, tail_slot=2)
+    assert (r.records_total, r.lost_total) == (4, 3)
+    assert p_ids(r) == [(1, 1), (1, 2), (2, 3)]
+
+
+def test_packed_empty_store_needs_frame_1_and_a_zero_prev_hash():
+    for kw in (dict(first_frame_id=2), dict(prev_hash=bytes([1]) * 32), dict(segment_id=2)):
+        ps = PStore()
+        ps.meta(0)
+        ps.segment(0, [1], **kw)
+        r = p_scan(ps)
+        assert (r.segments_adopted, r.head_frame_id, r.committed) == (0, 0, []), kw
+    # Not at the tail slot: not found either.
+    ps = PStore()
+    ps.meta(0)
+    ps.segment(1, [1])
+    assert p_scan(ps).segments_adopted == 0
+
+
+def test_packed_empty_store_slot_must_say_tail_1():
+    """A.8: a slot with head_frame_id 0 describes an empty store: tail_segment_id 1."""
+    ps = PStore()
+    ps.tail = (3, 1)
+    ps.meta(0)
+    with pytest.raises(dec.MetaError):
+        p_scan(ps)
+
+
+def test_packed_empty_store_scans_from_tail_slot():
+    """A chosen slot with head_frame_id 0 starts at tail_slot with segment 1,
+    frame 1, zero prev_hash."""
+    ps = PStore()
+    ps.tail = (1, 1)
+    ps.meta(0)
+    ps.segment(1, [2], segment_id=1)
+    r = p_scan(ps)
+    assert (r.segments_adopted, r.head_frame_id, r.head_segment_id) == (1, 1, 1)
+    assert (r.tail_segment_id, r.tail_slot) == (1, 1)
+    assert p_ids(r) == [(1, 1)]
+
+
+def test_packed_empty_store_with_a_torn_first_segment():
+    ps = PStore()
+    ps.meta(0)
+    ps.segment(0, [60])
+    ps.tear(1)
+    r = p_scan(ps)
+    assert (r.torn, r.segments_adopted, r.head_frame_id, r.committed) == (True, 0, 0, [])
+
+
+def test_packed_store_with_4096_byte_sectors():
+    ps = PStore(slots=4, seg=16384, sector=4096)
+    ps.segment(0, [1, 2, 1])            # header and three frames: the slot is full
+    ps.meta(2, head=1)
+    ps.segment(1, [1], tail=(1, 0))
+    r = p_scan(ps)
+    assert r.meta.meta_len == 4096 and r.meta.sector_size == 4096
+    assert (r.frames_adopted, r.segments_adopted, r.head_frame_id, r.torn) == (3, 1, 4, False)
+    assert [c.frame.offset for c in r.committed] == [4096, 8192, 12288, 4096]
+
+
+# --- CLI: --packed-store IMAGE ----------------------------------------------------
+
+PACKED_META_KEYS = ["kind", "slot", "generation", "clean_flag", "head_missing",
+                    "frames_adopted", "segments_adopted", "torn", "head_frame_id",
+                    "head_segment_id", "tail_segment_id", "tail_slot", "records_total",
+                    "lost_total"]
+
+
+def test_packed_cli_prints_the_metadata_line_and_the_committed_frames(tmp_path):
+    ps = full_ring()
+    ps.segment(0, [2, (1, 12)], tail=(2, 1), wrap=1)
+    # Slot B, newer, names frame 5 but its head_crc is not frame 5's.
+    ps.meta(3, head=5, clean_flag=1, head_crc=ps.frames[5]["crc"] ^ 1)
+    code, lines, raw = p_run(tmp_path, ps)
+    assert code == 0
+    first = raw.splitlines()[0].decode()
+    assert first == ('{"kind":"metadata","slot":"A","generation":2,"clean_flag":0,'
+                     '"head_missing":false,"frames_adopted":2,"segments_adopted":1,'
+                     '"torn":false,"head_frame_id":8,"head_segment_id":6,'
+                     '"tail_segment_id":2,"tail_slot":1,"records_total":9,"lost_total":12}')
+    assert list(lines[0]) == PACKED_META_KEYS
+    assert lines[1:] == p_expected_frames(ps, range(2, 9))
+    assert all(", " not in x and '": ' not in x for x in raw.decode().splitlines())
+    # Slot B (generation 3) names frame 5: newest, its head checks.
+    ps.meta(3, head=5, clean_flag=1)
+    code, lines, _ = p_run(tmp_path, ps)
+    assert lines[0]["slot"] == "B" and lines[0]["clean_flag"] == 1
+    assert (lines[0]["frames_adopted"], lines[0]["segments_adopted"]) == (3, 1)
+    assert lines[0]["head_frame_id"] == 8
+
+
+def test_packed_cli_records_print_as_frames_prints_them(tmp_path):
+    ps = PStore()
+    ps.segment(0, [2, 3])
+    ps.meta(2, head=2)
+    code, lines, raw = p_run(tmp_path, ps)
+    assert code == 0
+    text = raw.decode().splitlines()
+    assert text[1] == '{"kind":"frame","segment_id":1,"frame_id":1,"records":2}'
+    assert text[2].startswith('{"frame":1,"type":1,"source":"temp","seq":1,"mono_ctr":1,')
+    assert [x["kind"] if "kind" in x else "record" for x in lines] == \
+        ["metadata", "frame", "record", "record", "frame", "record", "record", "record"]
+    # The same records --segment prints for the slot.
+    p = tmp_path / "slot.bin"
+    p.write_bytes(bytes(ps.img[P_RING:P_RING + P_SEG]))
+    out = io.BytesIO()
+    assert dec.main(["--segment", str(p), "--sector-size", "512"], out=out,
+                    err=io.BytesIO()) == 0
+    seg_records = [x for x in out.getvalue().splitlines() if x.startswith(b'{"frame"')]
+    assert seg_records == [x for x in raw.splitlines() if x.startswith(b'{"frame"')]
+
+
+def test_packed_cli_empty_store_and_head_missing(tmp_path):
+    ps = PStore()
+    ps.meta(0, clean_flag=1)
+    code, lines, _ = p_run(tmp_path, ps)
+    assert code == 0 and lines == [{
+        "kind": "metadata", "slot": "A", "generation": 0, "clean_flag": 1,
+        "head_missing": False, "frames_adopted": 0, "segments_adopted": 0, "torn": False,
+        "head_frame_id": 0, "head_segment_id": 0, "tail_segment_id": 1, "tail_slot": 0,
+        "records_total": 0, "lost_total": 0}]
+    ps = two_slot_store()
+    ps.meta(2, head=2, head_crc=5)
+    ps.meta(3, head=3, head_crc=5)
+    p = tmp_path / "missing.img"
+    p.write_bytes(bytes(ps.img))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--packed-store", str(p)],
+                          capture_output=True)
+    assert proc.returncode == 0 and b"missing" in proc.stderr
+    assert json.loads(proc.stdout.splitlines()[0])["head_missing"] is True
+
+
+def test_packed_cli_not_a_store_and_usage(tmp_path):
+    code, lines, raw = p_run(tmp_path, bytes(P_RING + 4 * P_SEG))
+    assert code == 2 and raw == b'{"kind":"error","reason":"not_a_store"}\n'
+    # A format 5 store is not a format 6 store (nor the other way round).
+    code, lines, _ = p_run(tmp_path, bytes(two_segment_image().buf))
+    assert code == 2 and lines == [{"kind": "error", "reason": "not_a_store"}]
+    code, lines, _ = p_run(tmp_path, bytes(100))
+    assert code == 2 and lines == [{"kind": "error", "reason": "not_a_store"}]
+    ps = PStore()
+    ps.segment(0, [1])
+    ps.meta(2, head=1)
+    p = tmp_path / "store.img"
+    p.write_bytes(bytes(ps.img))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--packed-store", str(p)],
+                          capture_output=True)
+    assert proc.returncode == 0 and proc.stderr == b""
+    assert proc.stdout.count(b"\n") == 3
+    for args in (["--packed-store", str(p), str(p)],
+                 ["--packed-store", str(p), "--sector-size", "512"],
+                 ["--packed-store", str(p), "--segment", str(p)],
+                 ["--packed-store", str(p), "--frames", str(p)],
+                 ["--packed-store", str(p), "--inspect"],
+                 ["--packed-store", str(p), "--format", "csv"]):
+        proc = subprocess.run([sys.executable, str(SCRIPT)] + args, capture_output=True)
+        assert proc.returncode == 2, args
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--packed-store",
+                           str(tmp_path / "none")], capture_output=True)
+    assert proc.returncode == 2 and b"cannot open" in proc.stderr
+
+
+def test_packed_hostile_metadata_never_crashes():
+    """Every byte of a slot changed, its CRC made right again: the slot is
+    refused with a reason, or read, and the scan never raises otherwise."""
+    ps = PStore()
+    ps.segment(0, [1, 1])
+    ps.segment(1, [1])
+    ps.meta(2, head=2, bad_slots=[(3, 1, 4)], sources=[(b"temp", 2)])
+    reasons = set()
+    for i in range(0, 540):
+        for x in (0x01, 0x80, 0xFF):
+            img = bytearray(ps.img)
+            img[i] ^= x
+            struct.pack_into("<I", img, 1020, crc(bytes(img[:1020])))
+            try:
+                r = p_scan(img)
+                assert r.meta.slot_name == "A"
+            except dec.MetaError as exc:
+                reasons.add(exc.reason)
+    assert "not_a_store" in reasons

@@ -228,3 +228,99 @@ struct PackedLogKeyTests {
         #expect(unsigned.recovery.framesAdopted == 4)
     }
 }
+
+@Suite("Format 6 recovery against a card writer")
+struct PackedLogHostileTests {
+    private func signed(_ signer: FileSigner, verify: Bool = true) -> PackedLog.PackedIdentity {
+        var id = PackedLog.PackedIdentity(deviceID: Array(repeating: 4, count: 16))
+        id.keyID = signer.keyID
+        id.keyEpoch = signer.keyEpoch
+        id.sigAlg = signer.algorithm
+        id.keySrc = 1
+        id.sign = { m in try m.withUnsafeBytes { try signer.sign($0) } }
+        if verify { id.verify = { sig, msg in signer.verifies(sig, of: msg) } }
+        return id
+    }
+
+    @Test("a head frame that names the writer's key without its signature is refused, nothing written")
+    func forgedHead() throws {
+        let key = FileSigner(key: .ed25519(.init()), epoch: 1)
+        let forger = FileSigner(key: .ed25519(.init()), epoch: 1)
+        let device = MemoryBlockDevice(image: try formatted(slots: 6, segment: 64 * 1024))
+        // A segment that claims the writer's key, signed by someone else, and a slot that names it.
+        var h = PackedSegmentHeader()
+        h.storeUUID = uuid6
+        h.segmentID = 1
+        h.firstFrameID = 1
+        h.ringSlots = 6
+        h.tailSegmentID = 1
+        h.keyID = key.keyID
+        h.keyEpoch = 1
+        h.sigAlg = .ed25519
+        var writer = PackedSegmentWriter(header: h, sectorSize: 512, segmentSize: 64 * 1024)
+        var source = FrameSource(seed: 8)
+        let (offset, bytes) = try writer.append(source.next(4), sign: { m in try m.withUnsafeBytes { try forger.sign($0) } })
+        try bytes.withUnsafeBytes { try device.write(at: UInt64(PackedGeometry.ringOffset + offset), from: $0) }
+        let analyzed = try PackedHistory.analyze(device: device)
+        var m = analyzed.metadata
+        m.generation = 5
+        m.headFrameID = 1
+        m.headSegmentID = 1
+        m.headSlot = 0
+        m.headOffset = writer.lastFrameOffset
+        m.hashHead = writer.prevHash
+        m.headCRC = writer.lastFrameCRC
+        let slot = m.encoded()
+        try slot.withUnsafeBytes { try device.write(at: UInt64(PackedGeometry.metadataSlotSize), from: $0) }
+        let before = device.bytes
+        #expect(throws: PackedLogError.headUnverified(1)) { try PackedLog(device: device, identity: signed(key), clock: { 0 }) }
+        #expect(device.bytes == before)
+        // A signing identity without its check is a configuration error, also before anything is written.
+        #expect(throws: PackedLogError.badIdentity("a signing writer needs its key's check too")) {
+            try PackedLog(device: device, identity: signed(key, verify: false), clock: { 0 })
+        }
+        #expect(device.bytes == before)
+    }
+
+    @Test("a newer slot that names no frame does not hide the history the other slot points at")
+    func emptySlotNotPreferred() throws {
+        let device = MemoryBlockDevice(image: try formatted(slots: 6, segment: 64 * 1024))
+        let log = try PackedLog(device: device, identity: identity(), clock: { 0 })
+        var source = FrameSource(seed: 9)
+        for _ in 0..<3 { try log.append(source.next(2)) }
+        try log.close()
+        var m = try PackedHistory.analyze(device: device).metadata
+        let newest = m.generation
+        // A card writer's slot: a higher generation naming nothing.
+        var forged = PackedMetadata(geometry: m.geometry)
+        forged.storeUUID = m.storeUUID
+        forged.generation = newest + 1
+        try forged.encoded().withUnsafeBytes { try device.write(at: UInt64(Int(forged.slotIndex) * PackedGeometry.metadataSlotSize), from: $0) }
+        m = try PackedHistory.analyze(device: device).metadata
+        #expect(m.generation == newest)
+        #expect(try committed(device).count == 3)
+    }
+
+    @Test("hostile numbers in a metadata slot make it not valid, never a trap")
+    func hostileMetadata() throws {
+        let device = MemoryBlockDevice(image: try formatted(slots: 6, segment: 64 * 1024))
+        let good = try PackedHistory.analyze(device: device).metadata
+        func slot(_ edit: (inout [UInt8]) -> Void) -> PackedMetadata? {
+            var b = good.encoded()
+            edit(&b)
+            let crc = CRC32C.checksum(b[0..<(b.count - 4)])
+            b.replaceSubrange((b.count - 4)..<b.count, with: withUnsafeBytes(of: crc.littleEndian) { Array($0) })
+            b += [UInt8](repeating: 0, count: PackedGeometry.metadataSlotSize - b.count)
+            return b.withUnsafeBytes { PackedMetadata.decode($0, deviceSize: UInt64.max) }
+        }
+        func set<T: FixedWidthInteger>(_ v: T, _ o: Int) -> (inout [UInt8]) -> Void {
+            { b in withUnsafeBytes(of: v.littleEndian) { b.replaceSubrange(o..<(o + MemoryLayout<T>.size), with: $0) } }
+        }
+        #expect(slot { _ in } != nil)
+        #expect(slot { set(UInt32(1), 52)(&$0); set(UInt64.max, 40)(&$0) } == nil)       // segment_size 1, store_size 2^64-1
+        #expect(slot { set(UInt64.max, 32)(&$0) } == nil)                                 // generation
+        #expect(slot { set(UInt64(0), 128)(&$0) } == nil)                                 // tail_segment_id 0
+        #expect(slot { set(UInt32.max, 140)(&$0) } == nil)                                // unexp_rst
+        #expect(slot { set(UInt64(7), 72)(&$0) } == nil)                                  // head segment without a head frame
+    }
+}

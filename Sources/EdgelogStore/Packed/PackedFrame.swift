@@ -89,6 +89,7 @@ public enum FrameStatement {
 /// One frame as read back.
 public struct PackedFrameInfo: Sendable {
     public var frameID: UInt64
+    public var segmentID: UInt64
     public var offset: Int
     public var frameLength: Int
     public var deflate: Bool
@@ -189,6 +190,10 @@ public struct PackedSegmentWriter {
         var block: [UInt8] = []
         for r in records {
             do { try RecordBlock.append(r, to: &block, context: &ctx) } catch { throw .encode(error) }
+        }
+        // What a reader accepts (FORMAT.md A.6): a frame beyond it would be acknowledged and never read.
+        guard block.count <= FrameLayout.maxBlockLength, records.count <= Int(UInt32.max) else {
+            throw .overflow("block_len")
         }
         var after = state
         if let what = FrameLayout.advance(&after, records: records) { throw .overflow(what) }
@@ -376,7 +381,7 @@ public enum PackedSegmentReader {
         let signature = Array(frame[sigAt..<crcAt])
         context = ctx
         previousBlock = block
-        return PackedFrameInfo(frameID: frameID, offset: o, frameLength: frameLength, deflate: flags & FrameLayout.deflateFlag != 0,
+        return PackedFrameInfo(frameID: frameID, segmentID: header.segmentID, offset: o, frameLength: frameLength, deflate: flags & FrameLayout.deflateFlag != 0,
                                recordCount: recordCount, blockLength: blockLength, stateChanges: changes, frameHash: frameHash,
                                frameCRC: frame.le(crcAt, as: UInt32.self),
                                statement: statement, signature: signature, records: records, stateAfter: after)

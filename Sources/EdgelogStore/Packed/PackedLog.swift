@@ -16,6 +16,11 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
     case frameTooLarge(Int)
     case write(PackedWriteProblem)
     case closed
+    /// Neither metadata slot's head frame is in the ring: the newest history is missing.
+    case headMissing(UInt64)
+    /// The head frame names the writer's key but its signature does not verify with it.
+    case headUnverified(UInt64)
+    case badIdentity(String)
 
     public var description: String {
         switch self {
@@ -26,6 +31,9 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
         case .frameTooLarge(let n): "a commit of \(n) bytes does not fit in a segment"
         case .write(let p): "frame not written: \(p)"
         case .closed: "the log is closed"
+        case .headUnverified(let id): "the newest committed frame (\(id)) names this writer's key but its signature does not verify: the store is left as it is"
+        case .badIdentity(let why): "bad signing identity: \(why)"
+        case .headMissing(let id): "the newest committed frame (\(id)) the metadata names is not in the ring: copy the image and verify it; the store is left as it is"
         }
     }
 }
@@ -66,6 +74,8 @@ public struct PackedHistory: Sendable {
     public var tailSegmentID: UInt64
     public var tailSlot: Int
     public var wrapCount: UInt32
+    /// The head frame after the scan and its segment's header (nil: no frame, or the head is missing).
+    public var headFrame: (frame: PackedFrameInfo, header: PackedSegmentHeader)?
 
     /// Reads both metadata slots, chooses one and scans forward. `adopts` decides whether a frame
     /// found past the metadata's head is taken into the history: a signing writer passes a check of
@@ -83,13 +93,21 @@ public struct PackedHistory: Sendable {
         guard !slots.isEmpty else { throw .notAStore("no valid format 6 metadata slot") }
         slots.sort { $0.meta.generation > $1.meta.generation }
         var chosen: (index: Int, meta: PackedMetadata, walk: PackedSegmentReader.Walk?, frame: Int)?
+        var empty: (index: Int, meta: PackedMetadata)?
         for (i, m) in slots {
-            if m.headFrameID == 0 { chosen = (i, m, nil, -1); break }
-            guard let walk = try? readWalk(device, m, slot: m.headSlot), walk.header.segmentID == m.headSegmentID,
-                  let k = walk.frames.firstIndex(where: { $0.frameID == m.headFrameID }) else { continue }
+            // A slot that names no frame is taken only when no slot's head checks: a newer generation
+            // alone must not make a reader or writer forget a history another slot points at.
+            if m.headFrameID == 0 {
+                if empty == nil { empty = (i, m) }
+                continue
+            }
+            let walk: PackedSegmentReader.Walk
+            do { walk = try readWalk(device, m, slot: m.headSlot) } catch let e as DeviceError { throw .device(e) } catch { continue }
+            guard walk.header.segmentID == m.headSegmentID, let k = walk.frames.firstIndex(where: { $0.frameID == m.headFrameID }) else { continue }
             let f = walk.frames[k]
             if f.offset == m.headOffset, f.frameCRC == m.headCRC, f.frameHash == m.hashHead { chosen = (i, m, walk, k); break }
         }
+        if chosen == nil, let empty { chosen = (empty.index, empty.meta, nil, -1) }
         let headMissing = chosen == nil
         let pick = chosen ?? (slots[0].index, slots[0].meta, nil, -1)
         let m = pick.meta
@@ -103,6 +121,7 @@ public struct PackedHistory: Sendable {
             // The head segment's header is signed with every frame: the tail, the wrap count and the
             // floors of the counters come from it, not from the unsigned slot.
             h.state = walk.frames[pick.frame].stateAfter
+            h.headFrame = (walk.frames[pick.frame], walk.header)
             h.tailSegmentID = walk.header.tailSegmentID
             h.tailSlot = Int(walk.header.tailSlot)
             h.wrapCount = walk.header.wrapCount
@@ -116,29 +135,31 @@ public struct PackedHistory: Sendable {
                     refused = true
                     break
                 }
-                h.adopt(f)
+                h.adopt(f, walk.header)
             }
             if walk.end != .blank && walk.end != .slotEnd { h.recovery.torn = true }
             lastSlot = m.headSlot
-            if refused { return h.givingUpTail(device, m) }
+            if refused { return try h.givingUpTail(device, m) }
         } else if !headMissing {
             // An empty store: the scan starts at the tail slot with segment tail_segment_id.
             h.headSegmentID = m.tailSegmentID - 1
             lastSlot = (m.tailSlot + m.geometry.ringSlots - 1) % m.geometry.ringSlots
         } else {
-            return h
+            // FORMAT.md A.9 step 1: no forward scan without the head the chain would continue.
+            return try h.givingUpTail(device, m)
         }
         // Forward, slot by slot (at most around the ring once).
         for _ in 0..<m.geometry.ringSlots {
             guard let s = m.nextSlot(after: lastSlot) else { break }
-            guard let walk = try? readWalk(device, m, slot: s) else { break }
+            let walk: PackedSegmentReader.Walk
+            do { walk = try readWalk(device, m, slot: s) } catch let e as DeviceError { throw .device(e) } catch { break }
             let hd = walk.header
-            guard hd.segmentID == h.headSegmentID + 1, hd.firstFrameID == h.headFrameID + 1, hd.prevHash == h.headHash,
-                  hd.slotIndex == UInt32(s) else { break }
+            guard hd.segmentID == h.headSegmentID + 1 else { break }
             guard !walk.frames.isEmpty else {
                 h.recovery.torn = true
                 break
             }
+            guard hd.firstFrameID == h.headFrameID + 1, hd.prevHash == h.headHash else { break }
             if let adopts, let first = walk.frames.first, !adopts(first, hd) {
                 h.recovery.refusedFrameID = first.frameID
                 break
@@ -160,19 +181,24 @@ public struct PackedHistory: Sendable {
                     refused = true
                     break
                 }
-                h.adopt(f)
+                h.adopt(f, hd)
             }
             lastSlot = s
             if refused { break }
         }
-        return h.givingUpTail(device, m)
+        return try h.givingUpTail(device, m)
     }
 
     /// A tail that a cut reclaim damaged is given up: the oldest segment is the next one that reads.
-    private func givingUpTail(_ device: BlockDevice, _ m: PackedMetadata) -> PackedHistory {
+    private func givingUpTail(_ device: BlockDevice, _ m: PackedMetadata) throws(PackedLogError) -> PackedHistory {
         var h = self
-        while h.tailSegmentID < h.headSegmentID {
-            if let walk = try? Self.readWalk(device, m, slot: h.tailSlot), walk.header.segmentID == h.tailSegmentID, !walk.frames.isEmpty { break }
+        // A torn flag is a cut only in a store a writer had open.
+        if m.clean { h.recovery.torn = false }
+        for _ in 0..<m.geometry.ringSlots where h.tailSegmentID < h.headSegmentID {
+            do {
+                let walk = try Self.readWalk(device, m, slot: h.tailSlot)
+                if walk.header.segmentID == h.tailSegmentID, !walk.frames.isEmpty { break }
+            } catch let e as DeviceError { throw .device(e) } catch {}
             guard let next = m.nextSlot(after: h.tailSlot) else { break }
             h.tailSegmentID += 1
             h.tailSlot = next
@@ -181,7 +207,8 @@ public struct PackedHistory: Sendable {
         return h
     }
 
-    private mutating func adopt(_ f: PackedFrameInfo) {
+    private mutating func adopt(_ f: PackedFrameInfo, _ header: PackedSegmentHeader) {
+        headFrame = (f, header)
         headFrameID = f.frameID
         headOffset = f.offset
         headHash = f.frameHash
@@ -198,7 +225,9 @@ public struct PackedHistory: Sendable {
         let walk = try PackedSegmentReader.walk(UnsafeRawBufferPointer(buffer.bytes), sectorSize: m.geometry.sectorSize, storeUUID: m.storeUUID)
         let h = walk.header
         guard Int(h.slotIndex) == slot, Int(h.ringSlots) == m.geometry.ringSlots, Int(h.tailSlot) < m.geometry.ringSlots,
-              h.segmentID < RecordBlock.bound, h.firstFrameID < RecordBlock.bound, h.tailSegmentID <= h.segmentID else {
+              h.segmentID < RecordBlock.bound, h.firstFrameID < RecordBlock.bound, h.tailSegmentID <= h.segmentID,
+              h.tailSegmentID >= 1, h.segmentID - h.tailSegmentID < UInt64(m.geometry.ringSlots),
+              h.rollbackCtr < RecordBlock.bound, h.unexpRst < 1 << 31, h.bootSeq < 1 << 31 else {
             throw PackedProblem.badField("segment header does not fit the store's geometry")
         }
         return walk
@@ -239,6 +268,9 @@ public final class PackedLog {
     private var lastMetadataNs: UInt64
     private let clock: () -> UInt64
     private var closed = false
+    /// Set by a device error: the segment writer has moved past a frame that may not be on the
+    /// device, so nothing more is written in this session (a new session recovers).
+    private var failed: DeviceError?
     /// Bytes of segment headers and frames written (what the commits occupy, sector padding included).
     public private(set) var committedBytes: UInt64 = 0
     /// Bytes of metadata written (the write-amplification overhead on top of committedBytes).
@@ -296,6 +328,16 @@ public final class PackedLog {
                     && verify(frame.signature, frame.statement)
             }
         })
+        guard h.metadata.geometry.sectorSize >= device.sectorSize else {
+            throw .badGeometry("the store's \(h.metadata.geometry.sectorSize)-byte sectors on a device of \(device.sectorSize)-byte sectors")
+        }
+        guard !h.recovery.headMissing else { throw .headMissing(h.metadata.headFrameID) }
+        if identity.sign != nil, identity.verify == nil { throw .badIdentity("a signing writer needs its key's check too") }
+        if let verify = identity.verify, let head = h.headFrame, head.header.keyID == identity.keyID,
+           !verify(head.frame.signature, head.frame.statement) {
+            // The head carries the writer's key id but not its signature: bytes written without the key.
+            throw .headUnverified(h.headFrameID)
+        }
         var m = h.metadata
         m.headFrameID = h.headFrameID
         m.headSegmentID = h.headSegmentID
@@ -329,7 +371,10 @@ public final class PackedLog {
         do {
             try device.write(at: UInt64(metadata.slotIndex * PackedGeometry.metadataSlotSize), from: UnsafeRawBufferPointer(buffer.bytes))
             try device.flush()
-        } catch { throw .device(error) }
+        } catch {
+            failed = error
+            throw .device(error)
+        }
         metadataBytes += UInt64(bytes.count)
         commitsSinceMetadata = 0
         metadataDue = false
@@ -349,9 +394,16 @@ public final class PackedLog {
         var state = m.state
         if !m.ringIsEmpty, m.headFrameID > 0, slot == m.tailSlot {
             // Reclaim the oldest segment: its data records are lost (counted when it can be read).
-            if let walk = try? PackedHistory.readWalk(device, m, slot: slot), walk.header.segmentID == m.tailSegmentID {
-                let lost = walk.frames.reduce(UInt64(0)) { $0 + UInt64($1.records.filter { $0.rawType == RecordType.data.rawValue }.count) }
-                state.lostTotal &+= lost
+            // Counted only from frames the writer can show are its own (its key's signature, or no key).
+            var walk: PackedSegmentReader.Walk?
+            do { walk = try PackedHistory.readWalk(device, m, slot: slot) } catch let e as DeviceError { throw .device(e) } catch {}
+            if let walk, walk.header.segmentID == m.tailSegmentID {
+                var lost: UInt64 = 0
+                for f in walk.frames {
+                    if let verify = identity.verify, walk.header.keyID == identity.keyID, !verify(f.signature, f.statement) { break }
+                    lost += UInt64(f.records.reduce(0) { $0 + ($1.rawType == RecordType.data.rawValue ? 1 : 0) })
+                }
+                state.lostTotal = state.lostTotal <= UInt64.max - lost ? state.lostTotal + lost : UInt64.max
             }
             m.tailSegmentID += 1
             m.tailSlot = m.nextSlot(after: slot) ?? slot
@@ -389,6 +441,7 @@ public final class PackedLog {
     @discardableResult
     public func append(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) throws(PackedLogError) -> UInt64 {
         guard !closed else { throw .closed }
+        if let failed { throw .device(failed) }
         if writer == nil { try openSegment() }
         var result: (offset: Int, bytes: [UInt8])
         do {
@@ -408,7 +461,10 @@ public final class PackedLog {
         do {
             try device.write(at: metadata.geometry.slotOffset(openSlot) + UInt64(result.offset), from: UnsafeRawBufferPointer(buffer.bytes))
             try device.flush()
-        } catch { throw .device(error) }
+        } catch {
+            failed = error
+            throw .device(error)
+        }
         committedBytes += UInt64(result.bytes.count)
         let w = writer!
         metadata.headFrameID = w.nextFrameID - 1

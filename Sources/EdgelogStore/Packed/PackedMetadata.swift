@@ -19,7 +19,13 @@ public struct PackedGeometry: Equatable, Sendable {
         self.storeSize = storeSize
         self.sectorSize = sectorSize
         self.segmentSize = segmentSize
-        ringSlots = storeSize > UInt64(Self.ringOffset) && segmentSize > 0 ? Int((storeSize - UInt64(Self.ringOffset)) / UInt64(segmentSize)) : 0
+        // Hostile numbers: a segment size out of range or a ring count past Int gives 0 slots (not valid).
+        if segmentSize >= Self.minSegmentSize, segmentSize <= Self.maxSegmentSize, storeSize > UInt64(Self.ringOffset),
+           let n = Int(exactly: (storeSize - UInt64(Self.ringOffset)) / UInt64(segmentSize)), n <= 1 << 31 {
+            ringSlots = n
+        } else {
+            ringSlots = 0
+        }
     }
 
     public var isValid: Bool {
@@ -128,6 +134,7 @@ public struct PackedMetadata: Equatable, Sendable {
         guard sector == 512 || sector == 4096, length >= 512, length <= PackedGeometry.metadataSlotSize, length % sector == 0 else { return nil }
         guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<(length - 4)])) == b.le(length - 4, as: UInt32.self) else { return nil }
         let storeSize: UInt64 = b.le(40)
+        guard storeSize <= deviceSize else { return nil }
         let geometry = PackedGeometry(storeSize: storeSize, sectorSize: sector, segmentSize: Int(b.le(52, as: UInt32.self)))
         guard geometry.isValid, geometry.ringSlots == Int(b.le(56, as: UInt32.self)), storeSize <= deviceSize else { return nil }
         var m = PackedMetadata(geometry: geometry)
@@ -160,7 +167,13 @@ public struct PackedMetadata: Equatable, Sendable {
         m.formatWallNs = b.le(224)
         let bound: UInt64 = 1 << 62
         guard m.headSlot < geometry.ringSlots, m.tailSlot < geometry.ringSlots, m.headOffset < geometry.segmentSize,
-              m.headFrameID < bound, m.headSegmentID < bound, m.tailSegmentID < bound, m.rollbackCtr < bound, m.state.monoHWM < bound else { return nil }
+              m.generation < bound, m.headFrameID < bound, m.headSegmentID < bound, m.tailSegmentID < bound, m.rollbackCtr < bound,
+              m.state.monoHWM < bound, m.tailSegmentID >= 1, m.tailSegmentID <= m.headSegmentID + 1,
+              m.unexpRst < 1 << 31, m.bootSeq < 1 << 31 else { return nil }
+        // A slot that names no frame is a store nothing was committed to yet: head segment 0, tail 1.
+        if m.headFrameID == 0 {
+            guard m.headSegmentID == 0, m.tailSegmentID == 1, m.hashHead.allSatisfy({ $0 == 0 }), m.headCRC == 0 else { return nil }
+        }
         let tablesLength = Int(b.le(508, as: UInt32.self))
         guard tablesLength <= length - 4 - tablesOffset,
               let tables = try? PackedTables.decode(UnsafeRawBufferPointer(rebasing: b[tablesOffset..<(tablesOffset + tablesLength)])) else { return nil }
