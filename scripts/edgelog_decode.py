@@ -3058,6 +3058,7 @@ def scan_packed(store: Store) -> PackedScan:
         count = min(last_seg - tail_id + 1, good)
         oldest: tuple[int, int] | None = None
         slot: int | None = tail_slot
+        segs: list[tuple[int, int, SegmentWalk]] = []
         for k in range(count):
             if slot is None:
                 break
@@ -3066,13 +3067,24 @@ def scan_packed(store: Store) -> PackedScan:
             if walk is not None and walk.header.segment_id == e and walk.frames:
                 if oldest is None:
                     oldest = (e, slot)
-                for f in walk.frames:
-                    if e == last_seg and f.frame_id > last_frame:
-                        break
-                    committed.append(CommittedFrame(e, slot, f))
+                segs.append((e, slot, walk))
             elif oldest is not None:
                 break   # A.9: step 3 stops at the first slot without the next segment
             slot = packed_next_slot(meta.ring_slots, bad, slot)
+        # A.9 step 3: a segment's frames end where the next segment chains on.
+        for i, (e, sl, walk) in enumerate(segs):
+            if i + 1 < len(segs):
+                nxt = segs[i + 1][2].header
+                kept = [f for f in walk.frames if f.frame_id < nxt.first_frame_id]
+                committed.extend(CommittedFrame(e, sl, f) for f in kept)
+                if not kept or kept[-1].frame_id + 1 != nxt.first_frame_id \
+                        or kept[-1].frame_hash != nxt.prev_hash:
+                    break
+            else:
+                for f in walk.frames:
+                    if e == last_seg and f.frame_id > last_frame:
+                        break
+                    committed.append(CommittedFrame(e, sl, f))
         if oldest is not None:
             tail_id, tail_slot = oldest
 

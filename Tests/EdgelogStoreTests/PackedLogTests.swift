@@ -7,6 +7,7 @@ import EdgelogCore
 import EdgelogSeal
 import EdgelogStore
 import EdgelogTestKit
+import Foundation
 import Testing
 
 private let uuid6: [UInt8] = Array(11...26)
@@ -222,6 +223,23 @@ struct PackedLogKeyTests {
         #expect(stranger.recovery.framesAdopted == 0)
         #expect(stranger.recovery.refusedFrameID == 2)
         #expect(stranger.metadata.headFrameID == 1)
+
+        // The stranger continues from frame 1 in a new segment: frames 2 to 5 of the first segment are
+        // past the point the history chains on, so no reader shows them (FORMAT.md A.9 step 3).
+        let forkDevice = MemoryBlockDevice(image: image)
+        let fork = try PackedLog(device: forkDevice, identity: signed(other), clock: { 0 })
+        var more = FrameSource(seed: 40)
+        for _ in 0..<2 { try fork.append(more.next(2)) }
+        let shown = try committed(forkDevice)
+        #expect(shown.map(\.frameID) == [1, 2, 3])
+        #expect(shown.map(\.segmentID) == [1, 2, 2])
+        let decoder = PackageRoot.url.appendingPathComponent("scripts/edgelog_decode.py").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("edgelog-fork-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        FileManager.default.createFile(atPath: path, contents: Data(forkDevice.bytes))
+        let py = try run("/usr/bin/env", ["python3", decoder, "--packed-store", path])
+        let frameLines = String(decoding: py.out, as: UTF8.self).split(separator: "\n").filter { $0.contains("\"kind\":\"frame\"") }
+        #expect(frameLines.count == 3, "\(frameLines)")
 
         // Without a key there is nothing to check with: frames are adopted by CRC, hash and chain.
         let unsigned = try PackedLog(device: MemoryBlockDevice(image: image), identity: identity(), clock: { 0 })

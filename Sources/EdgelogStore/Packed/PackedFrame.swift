@@ -121,7 +121,7 @@ enum FrameLayout {
 
     /// Moves `state` on by the frame's records (A.6); the overflow's reason word when a number
     /// would pass its bound.
-    static func advance(_ state: inout PackedState, records: [PackedRecord]) -> String? {
+    static func advance(_ state: inout PackedState, records: some Collection<PackedRecord>) -> String? {
         for r in records {
             if r.rawType == RecordType.data.rawValue {
                 guard state.recordsTotal < UInt64.max else { return "records_total" }
@@ -129,7 +129,7 @@ enum FrameLayout {
             }
             guard state.tables.setLastSeq(r.source, r.seq) else { return "tables" }
         }
-        if let last = records.last { state.monoHWM = last.mono }
+        for r in records { state.monoHWM = r.mono }
         return nil
     }
 }
@@ -272,7 +272,8 @@ public enum PackedSegmentReader {
         public var end: PackedProblem
     }
 
-    public static func walk(_ slot: UnsafeRawBufferPointer, sectorSize: Int, storeUUID: [UInt8]? = nil) throws(PackedProblem) -> Walk {
+    /// `keepRecords` false: each frame's records are decoded and checked but not kept (recovery).
+    public static func walk(_ slot: UnsafeRawBufferPointer, sectorSize: Int, storeUUID: [UInt8]? = nil, keepRecords: Bool = true) throws(PackedProblem) -> Walk {
         let (header, headerLength) = try PackedSegmentHeader.decode(slot, sectorSize: sectorSize, storeUUID: storeUUID)
         let headerHash = PackedSegmentHeader.hash(UnsafeRawBufferPointer(rebasing: slot[0..<headerLength]))
         var walk = Walk(header: header, headerLength: headerLength, headerHash: headerHash, frames: [], endOffset: headerLength, end: .slotEnd)
@@ -287,7 +288,7 @@ public enum PackedSegmentReader {
             do {
                 let info = try frame(slot, at: offset, sectorSize: sectorSize, header: header, headerHash: headerHash, seed: seed,
                                      index: walk.frames.count, context: &ctx, previousBlock: &previousBlock,
-                                     prevHash: prevHash, state: state)
+                                     prevHash: prevHash, state: state, keepRecords: keepRecords)
                 walk.frames.append(info)
                 prevHash = info.frameHash
                 state = info.stateAfter
@@ -301,7 +302,7 @@ public enum PackedSegmentReader {
 
     static func frame(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader, headerHash: [UInt8], seed: UInt32,
                       index: Int, context: inout RecordBlockContext, previousBlock: inout [UInt8], prevHash: [UInt8],
-                      state: PackedState) throws(PackedProblem) -> PackedFrameInfo {
+                      state: PackedState, keepRecords: Bool) throws(PackedProblem) -> PackedFrameInfo {
         guard o + sectorSize <= slot.count else { throw .slotEnd }
         guard slot[o] == FrameLayout.magic[0], slot[o + 1] == FrameLayout.magic[1] else {
             throw UnsafeRawBufferPointer(rebasing: slot[o..<(o + sectorSize)]).allSatisfy({ $0 == 0 }) ? .blank : .badMagic
@@ -369,14 +370,24 @@ public enum PackedSegmentReader {
         }
         var ctx = context
         var records: [PackedRecord] = []
-        records.reserveCapacity(recordCount)
+        var firstMono: UInt64 = 0, lastMono: UInt64 = 0
+        var overflowed: String?
+        // The state moves record by record; the records are kept only when the caller asked (a
+        // recovery walk needs the state, not a slot's worth of records in memory).
         do {
-            try block.withUnsafeBytes { try RecordBlock.decode($0, count: recordCount, context: &ctx) { records.append($0) } }
+            try block.withUnsafeBytes {
+                try RecordBlock.decode($0, count: recordCount, context: &ctx) { r in
+                    if firstMono == 0 { firstMono = r.mono }
+                    lastMono = r.mono
+                    if overflowed == nil { overflowed = FrameLayout.advance(&after, records: CollectionOfOne(r)) }
+                    if keepRecords { records.append(r) }
+                }
+            }
         } catch { throw .block("\(error)") }
-        if let what = FrameLayout.advance(&after, records: records) { throw .overflow(what) }
+        if let overflowed { throw .overflow(overflowed) }
         let frameHash = Array(SHA256.hash(data: UnsafeRawBufferPointer(rebasing: frame[0..<(storedStart + storedLength)])))
-        let statement = FrameStatement.bytes(header: header, headerHash: headerHash, frameID: frameID, firstMono: records.first?.mono ?? 0,
-                                             lastMono: records.last?.mono ?? 0, recordCount: recordCount, prevHash: prevHash,
+        let statement = FrameStatement.bytes(header: header, headerHash: headerHash, frameID: frameID, firstMono: firstMono,
+                                             lastMono: lastMono, recordCount: recordCount, prevHash: prevHash,
                                              frameHash: frameHash, state: after)
         let signature = Array(frame[sigAt..<crcAt])
         context = ctx

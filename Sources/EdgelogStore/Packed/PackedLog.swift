@@ -219,10 +219,11 @@ public struct PackedHistory: Sendable {
 
     /// The walk of a slot whose header belongs to this store and this geometry: it names the slot it
     /// is in, the ring's size, and a tail slot inside the ring (the writer takes the tail from it).
-    static func readWalk(_ device: BlockDevice, _ m: PackedMetadata, slot: Int) throws -> PackedSegmentReader.Walk {
+    static func readWalk(_ device: BlockDevice, _ m: PackedMetadata, slot: Int, keepRecords: Bool = false) throws -> PackedSegmentReader.Walk {
         let buffer = AlignedBuffer(count: m.geometry.segmentSize)
         try device.read(at: m.geometry.slotOffset(slot), into: buffer.bytes)
-        let walk = try PackedSegmentReader.walk(UnsafeRawBufferPointer(buffer.bytes), sectorSize: m.geometry.sectorSize, storeUUID: m.storeUUID)
+        let walk = try PackedSegmentReader.walk(UnsafeRawBufferPointer(buffer.bytes), sectorSize: m.geometry.sectorSize, storeUUID: m.storeUUID,
+                                                keepRecords: keepRecords)
         let h = walk.header
         guard Int(h.slotIndex) == slot, Int(h.ringSlots) == m.geometry.ringSlots, Int(h.tailSlot) < m.geometry.ringSlots,
               h.segmentID < RecordBlock.bound, h.firstFrameID < RecordBlock.bound, h.tailSegmentID <= h.segmentID,
@@ -237,16 +238,34 @@ public struct PackedHistory: Sendable {
     public func frames(device: BlockDevice) -> [PackedFrameInfo] {
         let m = metadata
         guard headFrameID > 0, tailSegmentID <= headSegmentID else { return [] }
-        var out: [PackedFrameInfo] = []
+        // Each segment's walk, tail to head; a segment's frames end where the next one chains on
+        // (its first_frame_id and prev_hash), so frames past that point, which no later segment
+        // continues, are not history (FORMAT.md A.9 step 3).
+        var walks: [PackedSegmentReader.Walk] = []
         var slot = tailSlot
         var expected = tailSegmentID
         for _ in 0..<m.geometry.ringSlots {
-            guard let walk = try? Self.readWalk(device, m, slot: slot), walk.header.segmentID == expected else { break }
-            for f in walk.frames where f.frameID <= headFrameID { out.append(f) }
+            guard let walk = try? Self.readWalk(device, m, slot: slot, keepRecords: true), walk.header.segmentID == expected else { break }
+            walks.append(walk)
             if expected == headSegmentID { break }
             expected += 1
             guard let next = m.nextSlot(after: slot) else { break }
             slot = next
+        }
+        var out: [PackedFrameInfo] = []
+        for (i, walk) in walks.enumerated() {
+            if i + 1 < walks.count {
+                let next = walks[i + 1].header
+                let kept = walk.frames.filter { $0.frameID < next.firstFrameID }
+                guard let last = kept.last, last.frameID + 1 == next.firstFrameID, last.frameHash == next.prevHash else {
+                    // The chain breaks here: what follows cannot be shown as continuing this history.
+                    out += kept
+                    return out
+                }
+                out += kept
+            } else {
+                out += walk.frames.filter { $0.frameID <= headFrameID }
+            }
         }
         return out
     }
@@ -401,7 +420,7 @@ public final class PackedLog {
                 var lost: UInt64 = 0
                 for f in walk.frames {
                     if let verify = identity.verify, walk.header.keyID == identity.keyID, !verify(f.signature, f.statement) { break }
-                    lost += UInt64(f.records.reduce(0) { $0 + ($1.rawType == RecordType.data.rawValue ? 1 : 0) })
+                    lost = f.stateAfter.recordsTotal &- walk.header.state.recordsTotal
                 }
                 state.lostTotal = state.lostTotal <= UInt64.max - lost ? state.lostTotal + lost : UInt64.max
             }
