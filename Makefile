@@ -65,7 +65,7 @@ soak: build
 # FUZZ_SECONDS, seeded from the crash workloads. A crash leaves its input in fuzz-artifacts/; copy it
 # to fuzz/regressions/TARGET-NAME and the ordinary tests replay it from then on.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := json metadata segment image head verify fields devices board status frames packed
+FUZZ_TARGETS := json metadata segment image head verify fields devices board status frames packed packedstore
 FUZZ_BIN := .build-fuzz/debug/edgelog-fuzz
 
 fuzz-build: build

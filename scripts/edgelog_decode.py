@@ -2826,6 +2826,10 @@ def parse_metadata6(buf: bytes | bytearray | memoryview, slot_name: str = "A",
     if head_frame_id == 0 and (head_segment_id != 0 or tail_segment_id != 1
                                or hash_head != bytes(32) or head_crc != 0):
         raise MetaError("bounds", "a slot with head_frame_id 0 must describe an empty store")
+    if not bad_slots_fit(tables.bad_slots, ring_slots):
+        raise MetaError("tables", "bad slots outside the ring, twice, or fewer than two good left")
+    if head_slot in {b[0] for b in tables.bad_slots} or tail_slot in {b[0] for b in tables.bad_slots}:
+        raise MetaError("tables", "head_slot or tail_slot is a bad slot")
     return Metadata6(
         slot_name=slot_name, meta_len=meta_len, store_uuid=store_uuid, generation=generation,
         store_size=store_size, sector_size=sector_size, segment_size=segment_size,
@@ -2855,6 +2859,13 @@ def read_metadata6(store: Store) -> tuple[list[Metadata6], dict[str, MetaError]]
     return valid, rejected
 
 
+def bad_slots_fit(bad_slots, ring_slots: int) -> bool:
+    """A.8 / A.9: bad slots inside the ring, none twice, at least two good slots left."""
+    slots = [b[0] for b in bad_slots]
+    return (len(set(slots)) == len(slots) and all(s < ring_slots for s in slots)
+            and ring_slots - len(slots) >= 2)
+
+
 class PackedRing:
     """The ring of one store as a chosen metadata slot describes it: each
     slot's walk (A.5, A.6, with the slot's sector size and store_uuid),
@@ -2881,7 +2892,8 @@ class PackedRing:
                         or h.first_frame_id >= ID_LIMIT or h.tail_segment_id > h.segment_id
                         or h.tail_segment_id < 1 or h.segment_id - h.tail_segment_id >= m.ring_slots
                         or h.rollback_ctr >= ID_LIMIT or h.unexp_rst >= 2**31
-                        or h.boot_seq >= 2**31):
+                        or h.boot_seq >= 2**31
+                        or not bad_slots_fit(h.tables.bad_slots, m.ring_slots)):
                     raise SegmentError("fits", "segment header does not fit the store")
                 self._walks[slot] = walk
             except SegmentError as exc:

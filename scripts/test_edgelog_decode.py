@@ -4020,6 +4020,8 @@ def test_packed_metadata_fields_each_from_their_own_offset():
     (dict(rollback_ctr=2**62), "bounds"),
     (dict(mono_hwm=2**62), "bounds"),
     (dict(generation=2**62), "bounds"),
+    (dict(bad_slots=[(99, 1, 1)]), "tables"),                   # outside the ring
+    (dict(bad_slots=[(1, 1, 1), (1, 2, 2)]), "tables"),         # a slot twice
     (dict(unexp_rst=2**31), "bounds"),
     (dict(boot_seq=2**31), "bounds"),
     (dict(tail_segment_id=0), "bounds"),
@@ -4064,7 +4066,7 @@ def test_packed_metadata_meta_len_512_has_no_room_for_the_tables():
     dict(head_slot=P_SLOTS - 1, tail_slot=P_SLOTS - 1),
     dict(generation=2**62 - 1, records_total=2**64 - 1),        # generation's bound, none on records_total
     dict(generation=3),                                         # parity is not a rule
-    dict(bad_slots=[(99, 1, 1)]),                               # nor the bad slots' range
+    dict(bad_slots=[(1, 1, 1)]),                                # a bad slot that is neither head nor tail
     "tables_fill_the_slot",
 ])
 def test_packed_metadata_edges_accepted(kw):

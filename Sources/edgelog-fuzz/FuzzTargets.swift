@@ -11,7 +11,7 @@ import EdgelogRuntime
 import EdgelogTestKit
 
 enum FuzzTarget: String, CaseIterable {
-    case json, metadata, segment, image, head, verify, fields, devices, board, status, frames, packed
+    case json, metadata, segment, image, head, verify, fields, devices, board, status, frames, packed, packedstore
 
     /// The key the seed stores are signed with, trusted by the verify target.
     static let seedKey = PrivateSigningKey.hmacSHA256(Array(repeating: 0x5A, count: 32))
@@ -44,7 +44,29 @@ enum FuzzTarget: String, CaseIterable {
             FuzzTarget.frames(data)
         case .packed:
             FuzzTarget.packed(data)
+        case .packedstore:
+            FuzzTarget.packedStore(data)
         }
+    }
+
+    /// A whole format 6 image (FORMAT.md A.8, A.9): the metadata slots, the choice, the forward scan,
+    /// the committed history, then a writer session on a copy (recovery, one commit, close) and the
+    /// analysis again. Typed errors only; a writer that opened must leave a store that still opens.
+    static func packedStore(_ data: UnsafeRawBufferPointer) {
+        // The input is the image's head (metadata and the first slots); the rest of 4 slots of 8 KiB is zero.
+        let size = PackedGeometry.ringOffset + 4 * 8192
+        guard data.count <= size else { return }
+        var bytes = [UInt8](data)
+        bytes.append(contentsOf: [UInt8](repeating: 0, count: size - data.count))
+        let device = MemoryBlockDevice(image: bytes, sectorSize: 512)
+        guard let history = try? PackedHistory.analyze(device: device) else { return }
+        _ = history.frames(device: device)
+        let copy = MemoryBlockDevice(image: bytes, sectorSize: 512)
+        guard let log = try? PackedLog(device: copy, identity: PackedLog.PackedIdentity(deviceID: Array(repeating: 1, count: 16)), clock: { 0 }) else { return }
+        var workload = SensorWorkload(sources: 2, seed: 1, firstMono: history.state.monoHWM &+ 1)
+        if history.state.monoHWM < RecordBlock.bound - 100 { _ = try? log.append(workload.nextSecond()) }
+        _ = try? log.close()
+        if (try? PackedHistory.analyze(device: copy)) == nil { FuzzReport.fail("a store the writer opened and closed no longer opens") }
     }
 
     /// A format 6 slot (FORMAT.md A.5 to A.7) walked frame by frame: the header, each frame's CRC,

@@ -155,6 +155,17 @@ enum SeedCorpus {
             slot.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
         }
         try FileBytes.write("\(root)/packed/seed0", Array(slot[0..<packedWriter.nextOffset]))
+        // A format 6 store: formatted, three commits, closed; and one left open after two more.
+        let packedStore = MemoryBlockDevice(size: PackedGeometry.ringOffset + 4 * 8192, sectorSize: 512)
+        try PackedLog.format(device: packedStore, segmentSize: 8192, storeUUID: Array(1...16), deviceID: Array(repeating: 1, count: 16), wallNs: 0)
+        let packedLog = try PackedLog(device: packedStore, identity: PackedLog.PackedIdentity(deviceID: Array(repeating: 1, count: 16)), clock: { 0 })
+        packedLog.metadataEvery = 2
+        for _ in 0..<3 { try packedLog.append(workload.nextSecond()) }
+        try packedLog.close()
+        try FileBytes.write("\(root)/packedstore/seed0", packedStore.bytes)
+        let reopened = try PackedLog(device: packedStore, identity: PackedLog.PackedIdentity(deviceID: Array(repeating: 1, count: 16)), clock: { 0 })
+        for _ in 0..<2 { try reopened.append(workload.nextSecond()) }
+        try FileBytes.write("\(root)/packedstore/seed1", packedStore.bytes)
         FuzzOutput.line("seed corpus: \(lines.count) lines, \(written) images and metadata slots, 6 segments, \(devices.count) device answers under \(root)")
     }
 

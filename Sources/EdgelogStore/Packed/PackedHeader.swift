@@ -97,6 +97,13 @@ public struct PackedTables: Equatable, Sendable {
 
     public func lastSeq(_ name: String) -> UInt64? { index[name].map { sources[$0].lastSeq } }
 
+    /// Bad slots inside a ring of `ringSlots`, none twice, and at least two good slots left
+    /// (FORMAT.md A.8): a table that marks every slot but one bad would make the next slot the head's.
+    public func badSlotsFit(ringSlots: Int) -> Bool {
+        let slots = Set(badSlots.map { Int($0.slot) })
+        return slots.count == badSlots.count && slots.allSatisfy { $0 < ringSlots } && ringSlots - slots.count >= 2
+    }
+
     /// Sets a source's last_seq, adding it at the end when new; false when the table is full.
     @discardableResult
     public mutating func setLastSeq(_ name: String, _ seq: UInt64) -> Bool {

@@ -228,7 +228,8 @@ public struct PackedHistory: Sendable {
         guard Int(h.slotIndex) == slot, Int(h.ringSlots) == m.geometry.ringSlots, Int(h.tailSlot) < m.geometry.ringSlots,
               h.segmentID < RecordBlock.bound, h.firstFrameID < RecordBlock.bound, h.tailSegmentID <= h.segmentID,
               h.tailSegmentID >= 1, h.segmentID - h.tailSegmentID < UInt64(m.geometry.ringSlots),
-              h.rollbackCtr < RecordBlock.bound, h.unexpRst < 1 << 31, h.bootSeq < 1 << 31 else {
+              h.rollbackCtr < RecordBlock.bound, h.unexpRst < 1 << 31, h.bootSeq < 1 << 31,
+              h.state.tables.badSlotsFit(ringSlots: m.geometry.ringSlots) else {
             throw PackedProblem.badField("segment header does not fit the store's geometry")
         }
         return walk

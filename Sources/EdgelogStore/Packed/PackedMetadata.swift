@@ -178,6 +178,7 @@ public struct PackedMetadata: Equatable, Sendable {
         guard tablesLength <= length - 4 - tablesOffset,
               let tables = try? PackedTables.decode(UnsafeRawBufferPointer(rebasing: b[tablesOffset..<(tablesOffset + tablesLength)])) else { return nil }
         m.state.tables = tables
+        guard tables.badSlotsFit(ringSlots: geometry.ringSlots), !m.isBad(m.headSlot), !m.isBad(m.tailSlot) else { return nil }
         return m
     }
 }
