@@ -67,6 +67,7 @@ enum PackedStoreBench {
         id.sigAlg = signer.algorithm
         id.keySrc = 1
         id.sign = { m in try m.withUnsafeBytes { try signer.sign($0) } }
+        id.verify = { sig, m in signer.verifies(sig, of: m) }
         return id
     }
 
