@@ -47,7 +47,10 @@ private struct Run {
     var overwrittenAt: [UInt64: Int] = [:]     // segment id -> op index of the write that started reusing its slot
 }
 
-private func record(_ device: FaultBlockDevice, sessions: [(frames: Int, close: Bool)], metadataEvery: Int, seed: UInt64) throws -> Run {
+/// `pipelined`: each frame is prepared before the one before it is written, as a commit pipeline
+/// does (the operations on the device must be those of the plain sequence).
+private func record(_ device: FaultBlockDevice, sessions: [(frames: Int, close: Bool)], metadataEvery: Int, seed: UInt64,
+                    pipelined: Bool = false) throws -> Run {
     var run = Run()
     var source = FrameSource(seed: seed)
     var slotHolds: [Int: UInt64] = [:]
@@ -55,10 +58,29 @@ private func record(_ device: FaultBlockDevice, sessions: [(frames: Int, close: 
     for session in sessions {
         let log = try PackedLog(device: device, identity: identity(), clock: { 0 })
         log.metadataEvery = metadataEvery
-        for _ in 0..<session.frames {
-            let records = source.next(1 + Int(rng.next() % 6))
+        var ahead: (PackedLog.PreparedFrame, [PackedRecord])?
+        for k in 0..<session.frames {
+            let records: [PackedRecord]
+            let prepared: PackedLog.PreparedFrame
+            if pipelined {
+                if ahead == nil {
+                    let r = source.next(1 + Int(rng.next() % 6))
+                    ahead = (try log.prepare(r), r)
+                }
+                (prepared, records) = ahead!
+                // The next frame is built before this one is written.
+                if k + 1 < session.frames {
+                    let r = source.next(1 + Int(rng.next() % 6))
+                    ahead = (try log.prepare(r), r)
+                } else {
+                    ahead = nil
+                }
+            } else {
+                records = source.next(1 + Int(rng.next() % 6))
+                prepared = try log.prepare(records)
+            }
             let before = device.log.count
-            let id = try log.append(records)
+            let id = try log.write(prepared)
             let m = log.metadata
             if let previous = slotHolds[m.headSlot], previous != m.headSegmentID, run.overwrittenAt[previous] == nil {
                 run.overwrittenAt[previous] = before
@@ -129,10 +151,11 @@ struct PackedLogTests {
         #expect(h.state.lostTotal + UInt64(kept) == UInt64(run.frames.joined().count))
     }
 
-    @Test("every cut of every operation recovers with every acknowledged commit; then a second cut inside recovery", arguments: [512, 4096])
-    func crashEnumeration(sector: Int) throws {
+    @Test("every cut of every operation recovers with every acknowledged commit; then a second cut inside recovery",
+          arguments: [(512, false), (4096, false), (512, true)])
+    func crashEnumeration(sector: Int, pipelined: Bool) throws {
         let device = FaultBlockDevice(image: try formatted(slots: sector == 4096 ? 6 : 4, segment: sector == 4096 ? 32768 : 8192, sector: sector), sectorSize: sector)
-        let run = try record(device, sessions: [(30, true), (60, false)], metadataEvery: 4, seed: UInt64(sector))
+        let run = try record(device, sessions: [(30, true), (60, false)], metadataEvery: 4, seed: UInt64(sector), pipelined: pipelined)
         // The ring wrapped: cuts fall inside reclaims of the oldest segment too.
         #expect(run.overwrittenAt.count >= 2)
         let images = CrashImageBuilder(device: device)
@@ -179,7 +202,7 @@ struct PackedLogTests {
                 }
             }
         }
-        print("packed crash states (\(sector)): \(states) states, \(pairs) pairs through recovery, \(torn) torn, \(adopted) frames adopted, \(givenUp) tails given up, \(failures.count) failures")
+        print("packed crash states (\(sector)\(pipelined ? ", pipelined" : "")): \(states) states, \(pairs) pairs through recovery, \(torn) torn, \(adopted) frames adopted, \(givenUp) tails given up, \(failures.count) failures")
         #expect(states > 1000)
         #expect(torn > 0 && adopted > 0)
         #expect(failures.isEmpty, "\(failures.prefix(5).joined(separator: " | "))")

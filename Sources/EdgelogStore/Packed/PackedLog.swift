@@ -20,6 +20,8 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
     case headMissing(UInt64)
     /// The head frame names the writer's key but its signature does not verify with it.
     case headUnverified(UInt64)
+    /// A prepared frame written out of the order frames were prepared in.
+    case outOfOrder(UInt64, expected: UInt64)
     case badIdentity(String)
 
     public var description: String {
@@ -33,6 +35,7 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
         case .closed: "the log is closed"
         case .headUnverified(let id): "the newest committed frame (\(id)) names this writer's key but its signature does not verify: the store is left as it is"
         case .badIdentity(let why): "bad signing identity: \(why)"
+        case .outOfOrder(let id, let expected): "frame \(id) written before frame \(expected)"
         case .headMissing(let id): "the newest committed frame (\(id)) the metadata names is not in the ring: copy the image and verify it; the store is left as it is"
         }
     }
@@ -275,7 +278,11 @@ public struct PackedHistory: Sendable {
 /// A writer session over a format 6 store.
 public final class PackedLog {
     public let device: BlockDevice
+    /// The metadata as of the last durable commit (what a metadata write writes).
     public private(set) var metadata: PackedMetadata
+    /// The metadata as of the last prepared commit: the open segment, the tail it reclaimed and the
+    /// head the next frame chains on. Ahead of `metadata` by the frames prepared and not yet written.
+    private var planned: PackedMetadata
     public let recovery: PackedRecovery
     /// Commits between two metadata writes (N) and seconds (T), FORMAT.md A.9.
     public var metadataEvery = 256
@@ -284,13 +291,26 @@ public final class PackedLog {
     private var writer: PackedSegmentWriter?
     private var openSlot = 0
     private var commitsSinceMetadata = 0
-    private var metadataDue = false
     private var lastMetadataNs: UInt64
     private let clock: () -> UInt64
     private var closed = false
     /// Set by a device error: the segment writer has moved past a frame that may not be on the
     /// device, so nothing more is written in this session (a new session recovers).
-    private var failed: DeviceError?
+    private var failedStorage: DeviceError?
+    private let failureLock = Monitor()
+    /// Read by prepare and set by write, which a pipeline runs on different threads.
+    private var failure: DeviceError? {
+        get {
+            failureLock.lock()
+            defer { failureLock.unlock() }
+            return failedStorage
+        }
+        set {
+            failureLock.lock()
+            failedStorage = newValue
+            failureLock.unlock()
+        }
+    }
     /// Bytes of segment headers and frames written (what the commits occupy, sector padding included).
     public private(set) var committedBytes: UInt64 = 0
     /// Bytes of metadata written (the write-amplification overhead on top of committedBytes).
@@ -377,6 +397,7 @@ public final class PackedLog {
         if Int(g & 1) == h.recovery.metadataSlot { g += 1 }
         m.generation = g - 1
         metadata = m
+        planned = m
         recovery = h.recovery
         lastMetadataNs = clock()
         try writeMetadata(clean: false)
@@ -392,18 +413,17 @@ public final class PackedLog {
             try device.write(at: UInt64(metadata.slotIndex * PackedGeometry.metadataSlotSize), from: UnsafeRawBufferPointer(buffer.bytes))
             try device.flush()
         } catch {
-            failed = error
+            failure = error
             throw .device(error)
         }
         metadataBytes += UInt64(bytes.count)
         commitsSinceMetadata = 0
-        metadataDue = false
         lastMetadataNs = clock()
     }
 
     /// Opens the next segment in the ring, reclaiming the tail when the ring is full.
     private func openSegment() throws(PackedLogError) {
-        var m = metadata
+        var m = planned
         let slot: Int
         if m.ringIsEmpty || m.headFrameID == 0 {
             slot = m.tailSlot
@@ -450,25 +470,43 @@ public final class PackedLog {
         h.bootSeq = m.bootSeq
         h.state = state
         m.state = state
-        metadata = m
+        planned = m
         writer = PackedSegmentWriter(header: h, sectorSize: m.geometry.sectorSize, segmentSize: m.geometry.segmentSize)
         openSlot = slot
         segmentsOpened += 1
-        metadataDue = true
     }
 
-    /// Commits one frame: durable when this returns (one write, one flush; the metadata when due).
-    @discardableResult
-    public func append(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) throws(PackedLogError) -> UInt64 {
+    /// A frame encoded, sealed and placed, not yet written: `prepare` does the CPU work and `write`
+    /// the I/O, so that a pipeline can build the next frame while the previous one is written.
+    /// Frames must be written in the order they were prepared.
+    public struct PreparedFrame: @unchecked Sendable {
+        public let frameID: UInt64
+        let offset: UInt64
+        let bytes: AlignedBuffer
+        /// The metadata as it stands once this frame is durable (generation set when written).
+        let metadataAfter: PackedMetadata
+        /// The frame opens a segment: the metadata is written after it (the tail it reclaimed).
+        let opensSegment: Bool
+    }
+
+    /// Encodes, deflates, hashes and signs the next frame and places it in the open segment (opening
+    /// a new one, and reclaiming the tail, when it does not fit). Nothing is written to the device
+    /// except the read of a reclaimed tail.
+    public func prepare(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) throws(PackedLogError) -> PreparedFrame {
         guard !closed else { throw .closed }
-        if let failed { throw .device(failed) }
-        if writer == nil { try openSegment() }
+        if let failed = failure { throw .device(failed) }
+        var opened = false
+        if writer == nil {
+            try openSegment()
+            opened = true
+        }
         var result: (offset: Int, bytes: [UInt8])
         do {
             result = try writer!.append(records, changes: changes, sign: identity.sign)
         } catch PackedWriteProblem.segmentFull(let need, _) {
             guard writer!.frames > 0 else { throw .frameTooLarge(need) }
             try openSegment()
+            opened = true
             do { result = try writer!.append(records, changes: changes, sign: identity.sign) } catch {
                 if case .segmentFull(let n, _) = error { throw .frameTooLarge(n) }
                 throw .write(error)
@@ -478,27 +516,46 @@ public final class PackedLog {
         }
         let buffer = AlignedBuffer(count: result.bytes.count)
         result.bytes.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
+        let w = writer!
+        planned.headFrameID = w.nextFrameID - 1
+        planned.headSegmentID = w.header.segmentID
+        planned.headSlot = openSlot
+        planned.headOffset = w.lastFrameOffset
+        planned.hashHead = w.prevHash
+        planned.headCRC = w.lastFrameCRC
+        planned.state = w.state
+        return PreparedFrame(frameID: planned.headFrameID, offset: planned.geometry.slotOffset(openSlot) + UInt64(result.offset),
+                             bytes: buffer, metadataAfter: planned, opensSegment: opened)
+    }
+
+    /// Writes a prepared frame and flushes: durable when this returns; then the metadata when due.
+    @discardableResult
+    public func write(_ frame: PreparedFrame) throws(PackedLogError) -> UInt64 {
+        guard !closed else { throw .closed }
+        if let failed = failure { throw .device(failed) }
+        guard frame.frameID == metadata.headFrameID + 1 else { throw .outOfOrder(frame.frameID, expected: metadata.headFrameID + 1) }
         do {
-            try device.write(at: metadata.geometry.slotOffset(openSlot) + UInt64(result.offset), from: UnsafeRawBufferPointer(buffer.bytes))
+            try device.write(at: frame.offset, from: UnsafeRawBufferPointer(frame.bytes.bytes))
             try device.flush()
         } catch {
-            failed = error
+            failure = error
             throw .device(error)
         }
-        committedBytes += UInt64(result.bytes.count)
-        let w = writer!
-        metadata.headFrameID = w.nextFrameID - 1
-        metadata.headSegmentID = w.header.segmentID
-        metadata.headSlot = openSlot
-        metadata.headOffset = w.lastFrameOffset
-        metadata.hashHead = w.prevHash
-        metadata.headCRC = w.lastFrameCRC
-        metadata.state = w.state
+        committedBytes += UInt64(frame.bytes.count)
+        let generation = metadata.generation
+        metadata = frame.metadataAfter
+        metadata.generation = generation
         commitsSinceMetadata += 1
-        if metadataDue || commitsSinceMetadata >= metadataEvery || Double(clock() &- lastMetadataNs) / 1e9 >= metadataSeconds {
+        if frame.opensSegment || commitsSinceMetadata >= metadataEvery || Double(clock() &- lastMetadataNs) / 1e9 >= metadataSeconds {
             try writeMetadata(clean: false)
         }
-        return metadata.headFrameID
+        return frame.frameID
+    }
+
+    /// Commits one frame: durable when this returns (one write, one flush; the metadata when due).
+    @discardableResult
+    public func append(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) throws(PackedLogError) -> UInt64 {
+        try write(prepare(records, changes: changes))
     }
 
     /// Writes the metadata with clean_flag 1; nothing more may be written.
