@@ -62,14 +62,7 @@ enum PackedStoreBench {
     }
 
     static func identity(_ signer: FileSigner) -> PackedLog.PackedIdentity {
-        var id = PackedLog.PackedIdentity(deviceID: Array(repeating: 1, count: 16), fwVerHash: Array(repeating: 2, count: 32))
-        id.keyID = signer.keyID
-        id.keyEpoch = signer.keyEpoch
-        id.sigAlg = signer.algorithm
-        id.keySrc = 1
-        id.sign = { m in try m.withUnsafeBytes { try signer.sign($0) } }
-        id.verify = { sig, m in signer.verifies(sig, of: m) }
-        return id
+        PackedLog.PackedIdentity(deviceID: Array(repeating: 1, count: 16), fwVerHash: Array(repeating: 2, count: 32), signer: signer)
     }
 
     static func openStore(path: String, size: UInt64) -> CountingDevice {

@@ -14,6 +14,13 @@ private let uuid6: [UInt8] = Array(11...26)
 
 private func identity() -> PackedLog.PackedIdentity { PackedLog.PackedIdentity(deviceID: Array(repeating: 4, count: 16)) }
 
+/// A signing writer's identity; `verify` false leaves out its check (a configuration error).
+private func signed(_ signer: FileSigner, verify: Bool = true) -> PackedLog.PackedIdentity {
+    var id = PackedLog.PackedIdentity(deviceID: Array(repeating: 4, count: 16), signer: signer)
+    if !verify { id.verify = nil }
+    return id
+}
+
 private func formatted(slots: Int, segment: Int, sector: Int = 512) throws -> [UInt8] {
     let device = MemoryBlockDevice(size: PackedGeometry.ringOffset + slots * segment, sectorSize: sector)
     try PackedLog.format(device: device, segmentSize: segment, storeUUID: uuid6, deviceID: Array(repeating: 4, count: 16), wallNs: 0)
@@ -211,16 +218,6 @@ struct PackedLogTests {
 
 @Suite("Format 6 recovery and keys")
 struct PackedLogKeyTests {
-    private func signed(_ signer: FileSigner) -> PackedLog.PackedIdentity {
-        var id = PackedLog.PackedIdentity(deviceID: Array(repeating: 4, count: 16))
-        id.keyID = signer.keyID
-        id.keyEpoch = signer.keyEpoch
-        id.sigAlg = signer.algorithm
-        id.keySrc = 1
-        id.sign = { m in try m.withUnsafeBytes { try signer.sign($0) } }
-        id.verify = { sig, msg in signer.verifies(sig, of: msg) }
-        return id
-    }
 
     @Test("a signing writer adopts past the metadata's head only frames its own key signed")
     func adoptsOwnFramesOnly() throws {
@@ -272,16 +269,6 @@ struct PackedLogKeyTests {
 
 @Suite("Format 6 recovery against a card writer")
 struct PackedLogHostileTests {
-    private func signed(_ signer: FileSigner, verify: Bool = true) -> PackedLog.PackedIdentity {
-        var id = PackedLog.PackedIdentity(deviceID: Array(repeating: 4, count: 16))
-        id.keyID = signer.keyID
-        id.keyEpoch = signer.keyEpoch
-        id.sigAlg = signer.algorithm
-        id.keySrc = 1
-        id.sign = { m in try m.withUnsafeBytes { try signer.sign($0) } }
-        if verify { id.verify = { sig, msg in signer.verifies(sig, of: msg) } }
-        return id
-    }
 
     @Test("a head frame that names the writer's key without its signature is refused, nothing written")
     func forgedHead() throws {

@@ -28,13 +28,7 @@ private func expectedLines(_ walk: PackedSegmentReader.Walk) -> [String] {
         lines.append("{\"kind\":\"frame\",\"frame_id\":\(f.frameID),\"offset\":\(f.offset),\"frame_len\":\(f.frameLength),\"deflate\":\(f.deflate),"
             + "\"record_count\":\(f.recordCount),\"block_len\":\(f.blockLength),\"state\":[\(state)],\"frame_hash\":\"\(hex(f.frameHash))\","
             + "\"statement\":\"\(hex(f.statement))\",\"signature\":\"\(hex(f.signature))\"}")
-        for r in f.records {
-            let t = r.time
-            lines.append("{\"frame\":\(f.frameID),\"type\":\(r.rawType),\"source\":\"\(r.source)\",\"seq\":\(r.seq),\"mono_ctr\":\(r.mono),"
-                + "\"wall_ns\":\(t.wallNs),\"boot_ns\":\(t.bootNs),\"time_flags\":\(t.flags.rawValue),\"boot_seq\":\(r.bootSeq),"
-                + "\"maxerror_us\":\(t.maxErrorUs),\"esterror_us\":\(t.estErrorUs),\"last_sync_ns\":\(t.lastSyncNs),"
-                + "\"payload_hex\":\"\(hex(r.payload))\"}")
-        }
+        for r in f.records { lines.append(packedRecordLine(frame: f.frameID, r)) }
     }
     lines.append("{\"kind\":\"end\",\"offset\":\(walk.endOffset),\"frames\":\(walk.frames.count),\"reason\":\"\(walk.end.reason)\"}")
     return lines

@@ -17,13 +17,7 @@ private func expectedLines(_ h: PackedHistory, _ frames: [PackedFrameInfo]) -> [
         + "\"records_total\":\(h.state.recordsTotal),\"lost_total\":\(h.state.lostTotal)}"]
     for f in frames {
         lines.append("{\"kind\":\"frame\",\"segment_id\":\(f.segmentID),\"frame_id\":\(f.frameID),\"records\":\(f.records.count)}")
-        for r in f.records {
-            let t = r.time
-            lines.append("{\"frame\":\(f.frameID),\"type\":\(r.rawType),\"source\":\"\(r.source)\",\"seq\":\(r.seq),\"mono_ctr\":\(r.mono),"
-                + "\"wall_ns\":\(t.wallNs),\"boot_ns\":\(t.bootNs),\"time_flags\":\(t.flags.rawValue),\"boot_seq\":\(r.bootSeq),"
-                + "\"maxerror_us\":\(t.maxErrorUs),\"esterror_us\":\(t.estErrorUs),\"last_sync_ns\":\(t.lastSyncNs),"
-                + "\"payload_hex\":\"\(Hex.encode(r.payload))\"}")
-        }
+        for r in f.records { lines.append(packedRecordLine(frame: f.frameID, r)) }
     }
     return lines
 }

@@ -29,13 +29,7 @@ private struct FrameFile {
             withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) }
         }
         bytes.append(contentsOf: stored)
-        for r in records {
-            let t = r.time
-            expected.append("{\"frame\":\(frames),\"type\":\(r.rawType),\"source\":\"\(r.source)\",\"seq\":\(r.seq),\"mono_ctr\":\(r.mono),"
-                + "\"wall_ns\":\(t.wallNs),\"boot_ns\":\(t.bootNs),\"time_flags\":\(t.flags.rawValue),\"boot_seq\":\(r.bootSeq),"
-                + "\"maxerror_us\":\(t.maxErrorUs),\"esterror_us\":\(t.estErrorUs),\"last_sync_ns\":\(t.lastSyncNs),"
-                + "\"payload_hex\":\"\(Hex.encode(r.payload))\"}")
-        }
+        for r in records { expected.append(packedRecordLine(frame: UInt64(frames), r)) }
         frames += 1
     }
 }

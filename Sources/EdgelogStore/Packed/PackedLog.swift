@@ -335,6 +335,17 @@ public final class PackedLog {
             self.deviceID = deviceID
             self.fwVerHash = fwVerHash
         }
+
+        /// A writer that signs with `signer` and adopts only what it signed.
+        public init(deviceID: [UInt8], fwVerHash: [UInt8] = [UInt8](repeating: 0, count: 32), signer: any SegmentSigner) {
+            self.init(deviceID: deviceID, fwVerHash: fwVerHash)
+            keyID = signer.keyID
+            keyEpoch = signer.keyEpoch
+            sigAlg = signer.algorithm
+            keySrc = signer.keySource.rawValue
+            sign = { message in try message.withUnsafeBytes { try signer.sign($0) } }
+            verify = { signature, message in signer.verifies(signature, of: message) }
+        }
     }
 
     public static func format(device: BlockDevice, segmentSize: Int, storeUUID: [UInt8], deviceID: [UInt8], wallNs: Int64) throws(PackedLogError) {
