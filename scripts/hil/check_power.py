@@ -265,7 +265,10 @@ def main():
         if want["trigger"] == "gpio" and "pwr_fail" in timeline:
             edge = timeline["pwr_fail"][0]
         elif want["trigger"] == "input_key" and key_presses:
-            edge = key_presses[-1]["event_ns"]
+            # The press the window acted on: the last one at or before its detection (ACPI may report a
+            # second press some ms later, during the hold), else the first.
+            before = [e["event_ns"] for e in key_presses if isinstance(det, int) and e["event_ns"] <= det + 1_000_000]
+            edge = before[-1] if before else key_presses[0]["event_ns"]
         elif want["step"] in timeline:
             edge = timeline[want["step"]][0]
         m = {"trigger": b.get("trigger"), "edge_ns": edge, "detected_mono_ns": det, "frozen_mono_ns": frz, "clean_mono_ns": com,
