@@ -157,12 +157,13 @@ public struct PackedHistory: Sendable {
             let walk: PackedSegmentReader.Walk
             do { walk = try readWalk(device, m, slot: s) } catch let e as DeviceError { throw .device(e) } catch { break }
             let hd = walk.header
-            guard hd.segmentID == h.headSegmentID + 1 else { break }
+            // Ids are below 2^62 (the metadata's bounds, and headers that fit the store): no overflow.
+            guard hd.segmentID == h.headSegmentID &+ 1 else { break }
             guard !walk.frames.isEmpty else {
                 h.recovery.torn = true
                 break
             }
-            guard hd.firstFrameID == h.headFrameID + 1, hd.prevHash == h.headHash else { break }
+            guard hd.firstFrameID == h.headFrameID &+ 1, hd.prevHash == h.headHash else { break }
             if let adopts, let first = walk.frames.first, !adopts(first, hd) {
                 h.recovery.refusedFrameID = first.frameID
                 break
@@ -433,7 +434,7 @@ public final class PackedLog {
     }
 
     /// Opens the next segment in the ring, reclaiming the tail when the ring is full.
-    private func openSegment() throws(PackedLogError) {
+    private func openSegment() throws(PackedLogError) -> PackedSegmentWriter {
         var m = planned
         let slot: Int
         if m.ringIsEmpty || m.headFrameID == 0 {
@@ -482,9 +483,9 @@ public final class PackedLog {
         h.state = state
         m.state = state
         planned = m
-        writer = PackedSegmentWriter(header: h, sectorSize: m.geometry.sectorSize, segmentSize: m.geometry.segmentSize)
         openSlot = slot
         segmentsOpened += 1
+        return PackedSegmentWriter(header: h, sectorSize: m.geometry.sectorSize, segmentSize: m.geometry.segmentSize)
     }
 
     /// A frame encoded, sealed and placed, not yet written: `prepare` does the CPU work and `write`
@@ -507,27 +508,30 @@ public final class PackedLog {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
         var opened = false
-        if writer == nil {
-            try openSegment()
+        var w: PackedSegmentWriter
+        if let open = writer {
+            w = open
+        } else {
+            w = try openSegment()
             opened = true
         }
         var result: (offset: Int, bytes: [UInt8])
         do {
-            result = try writer!.append(records, changes: changes, sign: identity.sign)
+            result = try w.append(records, changes: changes, sign: identity.sign)
         } catch PackedWriteProblem.segmentFull(let need, _) {
-            guard writer!.frames > 0 else { throw .frameTooLarge(need) }
-            try openSegment()
+            guard w.frames > 0 else { throw .frameTooLarge(need) }
+            w = try openSegment()
             opened = true
-            do { result = try writer!.append(records, changes: changes, sign: identity.sign) } catch {
+            do { result = try w.append(records, changes: changes, sign: identity.sign) } catch {
                 if case .segmentFull(let n, _) = error { throw .frameTooLarge(n) }
                 throw .write(error)
             }
         } catch {
             throw .write(error)
         }
+        writer = w
         let buffer = AlignedBuffer(count: result.bytes.count)
         result.bytes.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
-        let w = writer!
         planned.headFrameID = w.nextFrameID - 1
         planned.headSegmentID = w.header.segmentID
         planned.headSlot = openSlot
