@@ -22,6 +22,8 @@ public struct CommitReceipt: Sendable, Equatable {
     public var sources: [SourceRange]
     /// The commit's seal (statement and signature): the signed head after this commit.
     public var seal: SealView?
+    /// Format 6: the frame's statement and signature.
+    public var frameSeal: FrameSeal?
     /// Made by a safe-commit window (or the resume after it): nothing else may write meanwhile.
     public var inPowerWindow = false
 

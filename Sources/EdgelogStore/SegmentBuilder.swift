@@ -9,6 +9,13 @@ public struct DropNote: Equatable, Sendable {
     public var firstSeq: UInt64
     public var lastSeq: UInt64
     public var count: UInt64
+
+    public init(source: String, firstSeq: UInt64, lastSeq: UInt64, count: UInt64) {
+        self.source = source
+        self.firstSeq = firstSeq
+        self.lastSeq = lastSeq
+        self.count = count
+    }
 }
 
 public final class SegmentBuilder: @unchecked Sendable {

@@ -38,6 +38,11 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
     /// Neither metadata slot's head segment checks, so no signed state vouches for the metadata a
     /// signing writer would continue from. Nothing was written.
     case headUnverified(device: String, segmentID: UInt64)
+    /// Format 6: the head frame the metadata names is missing, or names this writer's key without
+    /// its signature. Nothing was written.
+    case headFrameUnverified(device: String, frameID: UInt64, detail: String)
+    /// The store is of an older format this edgelog no longer writes. Nothing was written.
+    case olderFormat(device: String, found: UInt16, supported: UInt16)
 
     public var description: String {
         switch self {
@@ -67,6 +72,11 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
             return "\(device): the head segment \(id) the metadata names is missing, damaged or does not match the metadata, so no signed "
                 + "state vouches for it and the writer will not continue from it; the store was not changed (run edgelog verify; keep "
                 + "the card as evidence and log to a freshly formatted one)"
+        case .headFrameUnverified(let device, _, let detail):
+            return "\(device): \(detail) (run edgelog verify; keep the card as evidence and log to a freshly formatted one)"
+        case .olderFormat(let device, let found, let supported):
+            return "\(device) holds format version \(found); this edgelog writes version \(supported) only. Read it (export, verify) with the "
+                + "edgelog that wrote it, then format the card; the store was not changed."
         case .implausibleMetadata(let device, let fields):
             return "\(device): the metadata holds values no writer reaches (\(fields.joined(separator: ", "))): it was edited, so the writer "
                 + "will not continue from it; the store was not changed (run edgelog verify for the whole report)"

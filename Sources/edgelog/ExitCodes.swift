@@ -37,13 +37,13 @@ enum Exit {
         switch error {
         case .invalidArgument, .recordTooLarge, .sourceTableFull: usage
         case .device, .deviceFailing, .sectorMismatch: deviceError
-        case .notAStore, .truncated: notAStore
+        case .notAStore, .truncated, .olderFormat: notAStore
         case .newerFormat: newerFormat
         case .alreadyFormatted: alreadyFormatted
         case .ringFull: ringFull
         case .closed: internalError
         case .signing: keyProblem
-        case .anchorRefused, .metadataContradictsSeal, .implausibleMetadata, .headUnverified: anchorRefused
+        case .anchorRefused, .metadataContradictsSeal, .implausibleMetadata, .headUnverified, .headFrameUnverified: anchorRefused
         }
     }
 

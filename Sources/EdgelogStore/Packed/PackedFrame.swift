@@ -84,6 +84,15 @@ public enum FrameStatement {
         }
         return out
     }
+
+    /// The first and last mono_ctr a statement names (0 without records).
+    public static func firstMono(_ statement: [UInt8]) -> UInt64 { field(statement, at: 40) }
+    public static func lastMono(_ statement: [UInt8]) -> UInt64 { field(statement, at: 48) }
+
+    private static func field(_ statement: [UInt8], at offset: Int) -> UInt64 {
+        guard statement.count == size else { return 0 }
+        return statement.withUnsafeBytes { $0.le(offset) }
+    }
 }
 
 /// One frame as read back.
@@ -159,6 +168,9 @@ public struct PackedSegmentWriter {
     /// The last frame appended: where it starts in the slot and its CRC (its hash is prevHash).
     public private(set) var lastFrameOffset = 0
     public private(set) var lastFrameCRC: UInt32 = 0
+    /// The last frame's statement (A.7) and signature: its seal, for acknowledgements and anchors.
+    public private(set) var lastStatement: [UInt8] = []
+    public private(set) var lastSignature: [UInt8] = []
     private var context = RecordBlockContext()
     private var previousBlock: [UInt8] = []
     private let crcSeed: UInt32
@@ -235,9 +247,9 @@ public struct PackedSegmentWriter {
         let statement = FrameStatement.bytes(header: header, headerHash: headerHash, frameID: nextFrameID, firstMono: records.first?.mono ?? 0,
                                              lastMono: records.last?.mono ?? 0, recordCount: records.count, prevHash: prevHash,
                                              frameHash: frameHash, state: after)
+        var signature: [UInt8] = []
         if header.sigLen > 0 {
             guard let sign else { throw .signing("the segment names a key but no signer was given") }
-            let signature: [UInt8]
             do { signature = try sign(statement) } catch { throw .signing("\(error)") }
             guard signature.count == header.sigLen else { throw .signing("signature of \(signature.count) bytes") }
             frame.append(contentsOf: signature)
@@ -250,6 +262,8 @@ public struct PackedSegmentWriter {
         let offset = nextOffset
         lastFrameOffset = offset
         lastFrameCRC = crc
+        lastStatement = statement
+        lastSignature = signature
         context = ctx
         previousBlock = block
         prevHash = frameHash

@@ -23,6 +23,8 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
     /// A prepared frame written out of the order frames were prepared in.
     case outOfOrder(UInt64, expected: UInt64)
     case badIdentity(String)
+    /// The ring is full and the reclaim hook did not allow its oldest segment to be reused.
+    case ringFull(tailSegmentID: UInt64)
 
     public var description: String {
         switch self {
@@ -36,6 +38,7 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
         case .headUnverified(let id): "the newest committed frame (\(id)) names this writer's key but its signature does not verify: the store is left as it is"
         case .badIdentity(let why): "bad signing identity: \(why)"
         case .outOfOrder(let id, let expected): "frame \(id) written before frame \(expected)"
+        case .ringFull(let id): "the ring is full: its oldest segment (\(id)) may not be reused"
         case .headMissing(let id): "the newest committed frame (\(id)) the metadata names is not in the ring: copy the image and verify it; the store is left as it is"
         }
     }
@@ -276,6 +279,30 @@ public struct PackedHistory: Sendable {
     }
 }
 
+/// The oldest segment, about to be reused by the segment being opened (FORMAT.md A.9).
+public struct PackedReclaim: Sendable, Equatable {
+    public var segmentID: UInt64
+    public var slot: Int
+    /// Its data records, its first and last mono_ctr and its last frame id, from the frames the
+    /// writer can show are its own (nil: the slot did not read, or none of its frames is).
+    public var records: UInt64?
+    public var firstMono: UInt64?
+    public var lastMono: UInt64?
+    public var lastFrameID: UInt64?
+    /// The read of the slot failed on the device.
+    public var readError: Bool
+}
+
+/// What the reclaim hook decides.
+public enum ReclaimVerdict: Sendable {
+    /// The segment may not be reused: the frame is refused (`PackedLogError.ringFull`).
+    case refuse
+    /// Reused; its records count in lost_total.
+    case lost
+    /// Reused; its records were acknowledged upstream and are not lost.
+    case acknowledged
+}
+
 /// A writer session over a format 6 store.
 public final class PackedLog {
     public let device: BlockDevice
@@ -319,6 +346,11 @@ public final class PackedLog {
     /// Segments this session opened, and the bytes used in the open one.
     public private(set) var segmentsOpened = 0
     public var openSegmentBytes: Int { writer?.nextOffset ?? 0 }
+    /// Decides on every reclaim of the oldest segment and may add records (a gap record) at the end
+    /// of the frame that opens the new segment. nil: every reclaim is allowed and counted as lost.
+    public var reclaim: ((PackedReclaim, inout [PackedRecord]) -> ReclaimVerdict)?
+    /// Reads of a reclaimed tail that failed on the device (each also counted in ecc_err_cnt).
+    public private(set) var tailReadErrors = 0
 
     /// Who signs and what every header repeats.
     public struct PackedIdentity: Sendable {
@@ -370,16 +402,30 @@ public final class PackedLog {
 
     /// Recovers (A.9) and opens a writer session: the metadata is written with clean_flag 0 and
     /// rollback_ctr + 1 before anything else.
-    public init(device: BlockDevice, identity: PackedIdentity, clock: @escaping () -> UInt64) throws(PackedLogError) {
-        self.device = device
-        self.identity = identity
-        self.clock = clock
-        let h = try PackedHistory.analyze(device: device, adopts: identity.verify.map { verify in
+    /// `bootID` is the kernel's boot id: a session under another boot id than the last one's starts
+    /// a new boot_seq, which its segments carry.
+    public convenience init(device: BlockDevice, identity: PackedIdentity, bootID: [UInt8]? = nil, clock: @escaping () -> UInt64) throws(PackedLogError) {
+        try self.init(device: device, identity: identity, history: PackedHistory.analyze(device: device, adopts: Self.adoption(identity)),
+                      bootID: bootID, clock: clock)
+    }
+
+    /// What a writer of `identity` adopts past the metadata's head (A.9): frames its own key signed.
+    public static func adoption(_ identity: PackedIdentity) -> ((PackedFrameInfo, PackedSegmentHeader) -> Bool)? {
+        identity.verify.map { verify in
             { frame, header in
                 header.keyID == identity.keyID && header.keyEpoch == identity.keyEpoch && header.sigAlg == identity.sigAlg
                     && verify(frame.signature, frame.statement)
             }
-        })
+        }
+    }
+
+    /// Opens a session on `history`, which `analyze` found with `adoption(identity)` and nothing has
+    /// written since.
+    public init(device: BlockDevice, identity: PackedIdentity, history h: PackedHistory, bootID: [UInt8]? = nil,
+                clock: @escaping () -> UInt64) throws(PackedLogError) {
+        self.device = device
+        self.identity = identity
+        self.clock = clock
         guard h.metadata.geometry.sectorSize >= device.sectorSize else {
             throw .badGeometry("the store's \(h.metadata.geometry.sectorSize)-byte sectors on a device of \(device.sectorSize)-byte sectors")
         }
@@ -404,6 +450,11 @@ public final class PackedLog {
         if !m.clean { m.unexpRst += 1 }
         m.clean = false
         m.rollbackCtr += 1
+        // Below 2^31 by the metadata's and the headers' bounds: no overflow.
+        if let bootID, bootID.count == 16, bootID != m.bootID || m.bootSeq == 0 {
+            m.bootID = bootID
+            m.bootSeq += 1
+        }
         // Above every generation on the device, and never onto the slot chosen.
         var g = max(h.metadata.generation, h.recovery.generation) + 1
         if Int(g & 1) == h.recovery.metadataSlot { g += 1 }
@@ -433,8 +484,28 @@ public final class PackedLog {
         lastMetadataNs = clock()
     }
 
-    /// Opens the next segment in the ring, reclaiming the tail when the ring is full.
-    private func openSegment() throws(PackedLogError) -> PackedSegmentWriter {
+    /// The unsealed fields (boot id, verify_stat, time bookkeeping) the next metadata write carries.
+    public func noteUnsealed(_ change: (inout PackedMetadata) -> Void) {
+        change(&metadata)
+        change(&planned)
+    }
+
+    /// Writes the metadata now: `clean` true marks the store cleanly closed without ending the session
+    /// (the safe-commit window: nothing more is written until `checkpoint(clean: false)`).
+    public func checkpoint(clean: Bool) throws(PackedLogError) {
+        guard !closed else { throw .closed }
+        if let failed = failure { throw .device(failed) }
+        try writeMetadata(clean: clean)
+    }
+
+    /// Ends the open segment: the next frame opens a new one (a new key signs from there on).
+    public func endSegment() {
+        writer = nil
+    }
+
+    /// Opens the next segment in the ring, reclaiming the tail when the ring is full (`records` is
+    /// the frame that opens it: the reclaim hook may add to it).
+    private func openSegment(_ records: inout [PackedRecord]) throws(PackedLogError) -> PackedSegmentWriter {
         var m = planned
         let slot: Int
         if m.ringIsEmpty || m.headFrameID == 0 {
@@ -445,17 +516,39 @@ public final class PackedLog {
         }
         var state = m.state
         if !m.ringIsEmpty, m.headFrameID > 0, slot == m.tailSlot {
-            // Reclaim the oldest segment: its data records are lost (counted when it can be read).
-            // Counted only from frames the writer can show are its own (its key's signature, or no key).
+            // Reclaim the oldest segment. What it held is counted only from frames the writer can show
+            // are its own (its key's signature, or no key): anyone can write the card.
+            var info = PackedReclaim(segmentID: m.tailSegmentID, slot: slot, readError: false)
             var walk: PackedSegmentReader.Walk?
-            do { walk = try PackedHistory.readWalk(device, m, slot: slot) } catch let e as DeviceError { throw .device(e) } catch {}
+            do { walk = try PackedHistory.readWalk(device, m, slot: slot) } catch let e as DeviceError {
+                _ = e
+                info.readError = true
+                tailReadErrors += 1
+                state.eccErrCnt = state.eccErrCnt == UInt32.max ? state.eccErrCnt : state.eccErrCnt + 1
+            } catch {}
             if let walk, walk.header.segmentID == m.tailSegmentID {
-                var lost: UInt64 = 0
+                let ownKey = identity.verify != nil && walk.header.keyID == identity.keyID
                 for f in walk.frames {
-                    if let verify = identity.verify, walk.header.keyID == identity.keyID, !verify(f.signature, f.statement) { break }
-                    lost = f.stateAfter.recordsTotal &- walk.header.state.recordsTotal
+                    if ownKey, let verify = identity.verify, !verify(f.signature, f.statement) { break }
+                    if identity.verify != nil && !ownKey { break }
+                    info.records = f.stateAfter.recordsTotal &- walk.header.state.recordsTotal
+                    info.lastFrameID = f.frameID
+                    if f.recordCount > 0 {
+                        let first = FrameStatement.firstMono(f.statement), last = FrameStatement.lastMono(f.statement)
+                        if info.firstMono == nil { info.firstMono = first }
+                        info.lastMono = last
+                    }
                 }
+            }
+            let verdict = reclaim?(info, &records) ?? .lost
+            switch verdict {
+            case .refuse:
+                throw .ringFull(tailSegmentID: m.tailSegmentID)
+            case .lost:
+                let lost = info.records ?? 0
                 state.lostTotal = state.lostTotal <= UInt64.max - lost ? state.lostTotal + lost : UInt64.max
+            case .acknowledged:
+                break
             }
             m.tailSegmentID += 1
             m.tailSlot = m.nextSlot(after: slot) ?? slot
@@ -493,6 +586,13 @@ public final class PackedLog {
     /// Frames must be written in the order they were prepared.
     public struct PreparedFrame: @unchecked Sendable {
         public let frameID: UInt64
+        public let segmentID: UInt64
+        public let slot: Int
+        /// The frame's statement (A.7) and signature.
+        public let statement: [UInt8]
+        public let signature: [UInt8]
+        /// The records as sealed (the reclaim hook may have added a gap record).
+        public let records: [PackedRecord]
         let offset: UInt64
         let bytes: AlignedBuffer
         /// The metadata as it stands once this frame is durable (generation set when written).
@@ -507,12 +607,24 @@ public final class PackedLog {
     public func prepare(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) throws(PackedLogError) -> PreparedFrame {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
+        // Nothing moves when it throws: a refused reclaim or a frame too large leaves the plan as it was.
+        let saved = (planned, openSlot, segmentsOpened, tailReadErrors)
+        do {
+            return try prepareMoving(records, changes: changes)
+        } catch {
+            (planned, openSlot, segmentsOpened, tailReadErrors) = saved
+            throw error
+        }
+    }
+
+    private func prepareMoving(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)]) throws(PackedLogError) -> PreparedFrame {
+        var records = records
         var opened = false
         var w: PackedSegmentWriter
         if let open = writer {
             w = open
         } else {
-            w = try openSegment()
+            w = try openSegment(&records)
             opened = true
         }
         var result: (offset: Int, bytes: [UInt8])
@@ -520,7 +632,7 @@ public final class PackedLog {
             result = try w.append(records, changes: changes, sign: identity.sign)
         } catch PackedWriteProblem.segmentFull(let need, _) {
             guard w.frames > 0 else { throw .frameTooLarge(need) }
-            w = try openSegment()
+            w = try openSegment(&records)
             opened = true
             do { result = try w.append(records, changes: changes, sign: identity.sign) } catch {
                 if case .segmentFull(let n, _) = error { throw .frameTooLarge(n) }
@@ -539,7 +651,8 @@ public final class PackedLog {
         planned.hashHead = w.prevHash
         planned.headCRC = w.lastFrameCRC
         planned.state = w.state
-        return PreparedFrame(frameID: planned.headFrameID, offset: planned.geometry.slotOffset(openSlot) + UInt64(result.offset),
+        return PreparedFrame(frameID: planned.headFrameID, segmentID: w.header.segmentID, slot: openSlot, statement: w.lastStatement,
+                             signature: w.lastSignature, records: records, offset: planned.geometry.slotOffset(openSlot) + UInt64(result.offset),
                              bytes: buffer, metadataAfter: planned, opensSegment: opened)
     }
 

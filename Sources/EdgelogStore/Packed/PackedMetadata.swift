@@ -60,6 +60,14 @@ public struct PackedMetadata: Equatable, Sendable {
     public var bootSeq: UInt32 = 0
     public var deviceID = [UInt8](repeating: 0, count: 16)
     public var formatWallNs: Int64 = 0
+    // Fields no frame seals (FORMAT.md A.8, offsets 232..295): the writer's own bookkeeping, which
+    // tools print as not verified and which never steers a verdict.
+    /// The kernel boot id of the last writer session (a new one starts a new boot_seq).
+    public var bootID = [UInt8](repeating: 0, count: 16)
+    /// What the last recovery found (FORMAT.md section 6's bits).
+    public var verifyStat: UInt32 = 0
+    /// The time path's bookkeeping; its clock_steps is `state.clockSteps` (sealed).
+    public var time = TimeStats()
     /// The sealed numbers and tables as of the head frame.
     public var state = PackedState()
 
@@ -119,6 +127,14 @@ public struct PackedMetadata: Equatable, Sendable {
             b.setLE(bootSeq, at: 204)
             deviceID.prefix(16).withUnsafeBytes { b.setBytes($0, at: 208) }
             b.setLE(formatWallNs, at: 224)
+            bootID.prefix(16).withUnsafeBytes { b.setBytes($0, at: 232) }
+            b.setLE(verifyStat, at: 248)
+            b.setLE(time.rtcState.rawValue, at: 252)
+            b.setLE(time.largestStepNs, at: 256)
+            b.setLE(time.unsyncNs, at: 264)
+            b.setLE(time.lastSyncWallNs, at: 272)
+            b.setLE(time.rtcOffsetNs, at: 280)
+            b.setLE(time.lastOffsetNs, at: 288)
             b.setLE(UInt32(tables.count), at: 508)
             tables.withUnsafeBytes { b.setBytes($0, at: Self.tablesOffset) }
             b.setLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<(length - 4)])), at: length - 4)
@@ -165,6 +181,16 @@ public struct PackedMetadata: Equatable, Sendable {
         m.bootSeq = b.le(204)
         m.deviceID = Array(b[208..<224])
         m.formatWallNs = b.le(224)
+        m.bootID = Array(b[232..<248])
+        m.verifyStat = b.le(248)
+        guard let rtc = TimeStats.RTCState(rawValue: b.le(252)) else { return nil }
+        m.time.rtcState = rtc
+        m.time.largestStepNs = b.le(256)
+        m.time.unsyncNs = b.le(264)
+        m.time.lastSyncWallNs = b.le(272)
+        m.time.rtcOffsetNs = b.le(280)
+        m.time.lastOffsetNs = b.le(288)
+        m.time.clockSteps = m.state.clockSteps
         let bound: UInt64 = 1 << 62
         guard m.headSlot < geometry.ringSlots, m.tailSlot < geometry.ringSlots, m.headOffset < geometry.segmentSize,
               m.generation < bound, m.headFrameID < bound, m.headSegmentID < bound, m.tailSegmentID < bound, m.rollbackCtr < bound,
