@@ -2674,15 +2674,16 @@ META6_MIN_SEGMENT = 8192
 META6_MAX_SEGMENT = 16 * 1024 * 1024
 META6_MIN_RING_SLOTS = 4
 
-_META6 = struct.Struct("<8sHHI16sQQIIIIQQII32sIIQIIQQQQQQIIII16sq")
-assert _META6.size == 232
+_META6 = struct.Struct("<8sHHI16sQQIIIIQQII32sIIQIIQQQQQQIIII16sq16sIB3sQQqqq")
+assert _META6.size == 296
+RTC_STATES = (0, 1, 2)
 
 
 class MetaError(Exception):
     """A format 6 metadata slot (A.8) is not valid.  `reason` is a short
     token ("truncated", "bad_magic", "format_version", "meta_len",
     "crc_mismatch", "sector_size", "segment_size", "ring_slots", "ring_size",
-    "store_size", "clean_flag", "head_slot", "tail_slot", "tables_len",
+    "store_size", "clean_flag", "rtc_state", "head_slot", "tail_slot", "tables_len",
     "tables", "bounds")."""
 
     def __init__(self, reason: str, detail: str):
@@ -2727,6 +2728,15 @@ class Metadata6:
     format_wall_ns: int
     tables_len: int
     tables: SegmentTables
+    # A.8 offsets 232..295: sealed by no frame (the writer's bookkeeping).
+    boot_id: bytes = bytes(16)
+    verify_stat: int = 0
+    rtc_state: int = 0
+    largest_step_ns: int = 0
+    unsync_ns: int = 0
+    last_sync_wall_ns: int = 0
+    rtc_offset_ns: int = 0
+    last_offset_ns: int = 0
 
     def slot_offset(self, slot: int) -> int:
         return RING6_OFFSET + slot * self.segment_size
@@ -2773,7 +2783,8 @@ def parse_metadata6(buf: bytes | bytearray | memoryview, slot_name: str = "A",
      head_offset, hash_head, head_crc, wrap_count, tail_segment_id, tail_slot, unexp_rst,
      rollback_ctr, mono_hwm, records_total, lost_total, dropped_total, uplink_cursor,
      bo_event, ecc_err_cnt, clock_steps, boot_seq, device_id,
-     format_wall_ns) = _META6.unpack_from(body, 0)
+     format_wall_ns, boot_id, verify_stat, rtc_state, _reserved2, largest_step_ns, unsync_ns,
+     last_sync_wall_ns, rtc_offset_ns, last_offset_ns) = _META6.unpack_from(body, 0)
     # tables_len (offset 508) is inside the CRC's range only from meta_len
     # 1024 on; at 512 those bytes are the CRC and no tables_len passes the
     # `512 + tables_len <= meta_len - 4` rule below.
@@ -2797,6 +2808,8 @@ def parse_metadata6(buf: bytes | bytearray | memoryview, slot_name: str = "A",
                                       f"{image_size} bytes")
     if clean_flag not in (0, 1):
         raise MetaError("clean_flag", f"clean_flag {clean_flag} (0 or 1)")
+    if rtc_state not in RTC_STATES:
+        raise MetaError("rtc_state", f"rtc_state {rtc_state} (0, 1 or 2)")
     if head_slot >= ring_slots:
         raise MetaError("head_slot", f"head_slot {head_slot} (below {ring_slots})")
     if tail_slot >= ring_slots:
@@ -2841,7 +2854,10 @@ def parse_metadata6(buf: bytes | bytearray | memoryview, slot_name: str = "A",
         lost_total=lost_total, dropped_total=dropped_total, uplink_cursor=uplink_cursor,
         bo_event=bo_event, ecc_err_cnt=ecc_err_cnt, clock_steps=clock_steps,
         boot_seq=boot_seq, device_id=device_id, format_wall_ns=format_wall_ns,
-        tables_len=tables_len, tables=tables)
+        tables_len=tables_len, tables=tables, boot_id=boot_id, verify_stat=verify_stat,
+        rtc_state=rtc_state, largest_step_ns=largest_step_ns, unsync_ns=unsync_ns,
+        last_sync_wall_ns=last_sync_wall_ns, rtc_offset_ns=rtc_offset_ns,
+        last_offset_ns=last_offset_ns)
 
 
 def read_metadata6(store: Store) -> tuple[list[Metadata6], dict[str, MetaError]]:

@@ -3767,6 +3767,9 @@ P_META_FIELDS = [
     (168, "<Q", "lost_total"), (176, "<Q", "dropped_total"), (184, "<Q", "uplink_cursor"),
     (192, "<I", "bo_event"), (196, "<I", "ecc_err_cnt"), (200, "<I", "clock_steps"),
     (204, "<I", "boot_seq"), (208, "16s", "device_id"), (224, "<q", "format_wall_ns"),
+    (232, "16s", "boot_id"), (248, "<I", "verify_stat"), (252, "<B", "rtc_state"),
+    (256, "<Q", "largest_step_ns"), (264, "<Q", "unsync_ns"), (272, "<q", "last_sync_wall_ns"),
+    (280, "<q", "rtc_offset_ns"), (288, "<q", "last_offset_ns"),
     (508, "<I", "tables_len"),
 ]
 
@@ -3780,7 +3783,9 @@ def p_meta(**kw):
              hash_head=bytes(32), head_crc=0, wrap_count=0, tail_segment_id=1, tail_slot=0,
              unexp_rst=3, rollback_ctr=4, mono_hwm=0, records_total=0, lost_total=0,
              dropped_total=5, uplink_cursor=1, bo_event=6, ecc_err_cnt=7, clock_steps=8,
-             boot_seq=9, device_id=DEVICE_ID, format_wall_ns=-5, bad_slots=[],
+             boot_seq=9, device_id=DEVICE_ID, format_wall_ns=-5, boot_id=bytes(range(16)),
+             verify_stat=10, rtc_state=1, largest_step_ns=11, unsync_ns=12,
+             last_sync_wall_ns=-13, rtc_offset_ns=-14, last_offset_ns=15, bad_slots=[],
              sources=[], tables=None, tables_len=None, crc=None)
     m.update(kw)
     return m
@@ -3976,7 +3981,8 @@ def test_packed_metadata_fields_each_from_their_own_offset():
                  "wrap_count", "tail_segment_id", "tail_slot", "unexp_rst", "rollback_ctr",
                  "mono_hwm", "records_total", "lost_total", "dropped_total", "uplink_cursor",
                  "bo_event", "ecc_err_cnt", "clock_steps", "boot_seq", "device_id",
-                 "format_wall_ns"):
+                 "format_wall_ns", "boot_id", "verify_stat", "rtc_state", "largest_step_ns",
+                 "unsync_ns", "last_sync_wall_ns", "rtc_offset_ns", "last_offset_ns"):
         assert getattr(got, name) == m[name], name
     assert got.slot_name == "A"
     assert got.tables.bad_slots == [(2, 3, 9)]
@@ -4003,6 +4009,7 @@ def test_packed_metadata_fields_each_from_their_own_offset():
     (dict(ring_slots=4), "ring_size"),                     # fewer slots than the store holds
     (dict(clean_flag=2), "clean_flag"),
     (dict(clean_flag=0xFFFFFFFF), "clean_flag"),
+    (dict(rtc_state=3), "rtc_state"),
     (dict(head_slot=P_SLOTS), "head_slot"),
     (dict(tail_slot=P_SLOTS), "tail_slot"),
     (dict(tables_len=1024 - 4 - 512 + 1), "tables_len"),   # 512 + tables_len > meta_len - 4

@@ -350,5 +350,19 @@ struct PackedLogHostileTests {
         #expect(slot { set(UInt64(0), 128)(&$0) } == nil)                                 // tail_segment_id 0
         #expect(slot { set(UInt32.max, 140)(&$0) } == nil)                                // unexp_rst
         #expect(slot { set(UInt64(7), 72)(&$0) } == nil)                                  // head segment without a head frame
+        #expect(slot { set(UInt8(3), 252)(&$0) } == nil)                                  // rtc_state
+        // The unsealed fields (A.8, 232..295) come back as written.
+        var m = good
+        m.bootID = Array(1...16)
+        m.verifyStat = 0x44
+        m.time.rtcState = .absent
+        m.time.largestStepNs = 7
+        m.time.unsyncNs = 8
+        m.time.lastSyncWallNs = -9
+        m.time.rtcOffsetNs = -10
+        m.time.lastOffsetNs = 11
+        var bytes = m.encoded()
+        bytes += [UInt8](repeating: 0, count: PackedGeometry.metadataSlotSize - bytes.count)
+        #expect(bytes.withUnsafeBytes { PackedMetadata.decode($0, deviceSize: UInt64.max) } == m)
     }
 }
