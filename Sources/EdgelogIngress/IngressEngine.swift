@@ -11,7 +11,7 @@ import Synchronization
 public final class IngressEngine: @unchecked Sendable {
     public let queue: IngressQueue
     public let scheduler: Scheduler
-    private let pipeline: CommitPipeline
+    private let pipeline: any RecordPipeline
     private let monitor = Monitor()
     private var feederDone = false
     private var failure: StoreError?
@@ -21,7 +21,7 @@ public final class IngressEngine: @unchecked Sendable {
     private let onFailure: @Sendable (StoreError) -> Void
     private let onOversized: @Sendable (String, StoreError) -> Void
 
-    public init(pipeline: CommitPipeline, queue: IngressQueue, clock: IngressClock = MonotonicClock(),
+    public init(pipeline: any RecordPipeline, queue: IngressQueue, clock: IngressClock = MonotonicClock(),
                 onFailure: @escaping @Sendable (StoreError) -> Void = { _ in },
                 onOversized: @escaping @Sendable (String, StoreError) -> Void = { _, _ in }) {
         self.pipeline = pipeline

@@ -7,7 +7,11 @@
 import Dispatch
 import EdgelogCore
 
-public final class CommitPipeline: @unchecked Sendable {
+/// The commit pipeline's types, shared by every store it drives.
+public enum Pipeline {
+    /// At most this many records wait for the resume; later ones are refused (counted).
+    public static let maxDeferred = 256
+
     public struct Options: Sendable {
         /// A buffer whose oldest record is this old is committed even if not full.
         public var maxAgeNs: Int64 = 1_000_000_000
@@ -68,15 +72,25 @@ public final class CommitPipeline: @unchecked Sendable {
         /// Records refused while ingress was frozen or holding for a power failure.
         public var refused: UInt64 = 0
     }
+}
 
-    private let store: EvidenceStore
+public final class CommitPipeline<Store: CommitStore>: @unchecked Sendable {
+    public typealias Options = Pipeline.Options
+    public typealias AppendResult = Pipeline.AppendResult
+    public typealias PowerState = Pipeline.PowerState
+    public typealias PowerWindow = Pipeline.PowerWindow
+    public typealias Counters = Pipeline.Counters
+    /// At most this many records wait for the resume; later ones are refused (counted).
+    public static var maxDeferred: Int { Pipeline.maxDeferred }
+
+    private let store: Store
     private let options: Options
     private let onCommit: @Sendable (CommitReceipt) -> Void
     private let monitor = Monitor()
     private var sequencer: Sequencer
-    private var active: SegmentBuilder
-    private var spare: SegmentBuilder?
-    private var handed: SegmentBuilder?
+    private var active: Store.Buffer
+    private var spare: Store.Buffer?
+    private var handed: Store.Buffer?
     private var drops: [String: DropNote] = [:]
     private var dropping = false
     private var flushWaiters = 0
@@ -92,26 +106,24 @@ public final class CommitPipeline: @unchecked Sendable {
     /// Evidence captured while frozen or holding, numbered and committed at the resume.
     private var deferred: [DeferredRecord] = []
     private var deferredEvidence: [(type: RecordType, json: EvidenceJSON)] = []
-    /// At most this many records wait for the resume; later ones are refused (counted).
-    public static let maxDeferred = 256
     private var fillLimit = Int.max
     private var commitObserver: (@Sendable (Int64, Int) -> Void)?
     public private(set) var counters = Counters()
 
     /// Starts the committer thread. `onCommit` runs on it, in commit order, after each durable commit.
-    public init(store: EvidenceStore, options: Options = Options(), onCommit: @escaping @Sendable (CommitReceipt) -> Void) {
+    public init(store: Store, options: Options = Options(), onCommit: @escaping @Sendable (CommitReceipt) -> Void) {
         self.store = store
         self.options = options
         self.onCommit = onCommit
-        self.sequencer = Sequencer(from: store.metadata)
-        self.active = store.makeBuilder()
-        self.spare = store.makeBuilder()
+        self.sequencer = store.makeSequencer()
+        self.active = store.makeCommitBuffer()
+        self.spare = store.makeCommitBuffer()
         DispatchQueue(label: "edgelog.committer").async { self.runCommitter() }
     }
 
     /// The largest record payload a source name of this length can have.
     public func maxPayload(sourceLength: Int) -> Int {
-        active.dataCapacity - SegmentBuilder.encodedLength(sourceLength: sourceLength, payloadLength: 0)
+        active.dataCapacity - Store.Buffer.encodedLength(sourceLength: sourceLength, payloadLength: 0)
     }
 
     /// Appends a record (a data record, or a time record the writer captures inline).
@@ -130,7 +142,7 @@ public final class CommitPipeline: @unchecked Sendable {
         }
         if closing { return .refused(.closed("the writer is closing")) }
         guard payload.count <= maxPayload(sourceLength: sourceLength) else {
-            return .refused(.recordTooLarge(bytes: SegmentBuilder.encodedLength(sourceLength: sourceLength, payloadLength: payload.count),
+            return .refused(.recordTooLarge(bytes: Store.Buffer.encodedLength(sourceLength: sourceLength, payloadLength: payload.count),
                                             capacity: active.dataCapacity))
         }
         if !active.fits(sourceLength: sourceLength, payloadLength: payload.count) {
@@ -207,9 +219,9 @@ public final class CommitPipeline: @unchecked Sendable {
         // Drop records that found no room in their segment are written before the store closes.
         while failure == nil && store.hasCarriedEvidence {
             let builder = active
-            sequencer.reserveEvidence(for: builder, count: Layout.maxSources + 4)
+            sequencer.reserveEvidence(for: builder, count: store.evidenceBound)
             do {
-                if let receipt = try store.commit(builder) { onCommit(receipt) }
+                if let receipt = try store.commit(builder, markClean: false) { onCommit(receipt) }
             } catch {
                 failure = error
             }
@@ -306,7 +318,7 @@ public final class CommitPipeline: @unchecked Sendable {
         dropping = false
         window.committedRecords += builder.recordCount
         window.refusedTotal = counters.refused
-        window.boEvent = store.metadata.boEvent &+ 1
+        window.boEvent = store.committedBoEvent &+ 1
         builder.closingEvidence = (.brownout, record(window))
         sequencer.reserveEvidence(for: builder, count: 5 + builder.pendingDrops.count + builder.pendingEvidence.count)
         store.noteBrownout()
@@ -398,7 +410,7 @@ public final class CommitPipeline: @unchecked Sendable {
 
     /// Commits `builder` (and any evidence the store still carries, at most three more commits)
     /// while the committer is idle. Returns the commits made and when the last became durable.
-    private func commitHeld(_ builder: SegmentBuilder, markClean: Bool) throws(StoreError) -> (commits: Int, durableNs: Int64) {
+    private func commitHeld(_ builder: Store.Buffer, markClean: Bool) throws(StoreError) -> (commits: Int, durableNs: Int64) {
         var commits = 0
         var durableNs = Monitor.monotonicNs()
         var passes = 0
@@ -412,7 +424,7 @@ public final class CommitPipeline: @unchecked Sendable {
             monitor.lock()
             builder.reset()
             if receipt != nil { counters.commits += 1 }
-            if carried { sequencer.reserveEvidence(for: builder, count: Layout.maxSources + 4) }
+            if carried { sequencer.reserveEvidence(for: builder, count: store.evidenceBound) }
             monitor.unlock()
             if var receipt {
                 commits += 1
@@ -487,7 +499,7 @@ public final class CommitPipeline: @unchecked Sendable {
                 var error: StoreError?
                 let start = Monitor.monotonicNs()
                 let bytes = buffer.payloadLength
-                do { receipt = try store.commit(buffer) } catch let e { error = e }
+                do { receipt = try store.commit(buffer, markClean: false) } catch let e { error = e }
                 let ns = Monitor.monotonicNs() - start
                 monitor.lock()
                 if error == nil {

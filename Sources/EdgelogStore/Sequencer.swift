@@ -7,15 +7,22 @@ public struct Sequencer: Sendable {
     public private(set) var mono: UInt64
     private var lastSeq: [String: UInt64]
     private var sourceCount: Int
+    /// Entries the store's source table holds, the engine's included.
+    private let maxSources: Int
     /// The source of the previous call and its last seq: most records come from the same source
     /// as the one before, and this skips the dictionary's hashing for them.
     private var recentSource = ""
     private var recentSeq: UInt64 = 0
 
     public init(from metadata: Metadata) {
-        mono = metadata.monoHWM
-        lastSeq = Dictionary(metadata.sources.map { ($0.name, $0.lastSeq) }, uniquingKeysWith: max)
-        sourceCount = metadata.sources.count
+        self.init(mono: metadata.monoHWM, lastSeq: metadata.sources.map { ($0.name, $0.lastSeq) }, maxSources: Layout.maxSources)
+    }
+
+    public init(mono: UInt64, lastSeq: [(String, UInt64)], maxSources: Int) {
+        self.mono = mono
+        self.lastSeq = Dictionary(lastSeq, uniquingKeysWith: max)
+        sourceCount = self.lastSeq.count
+        self.maxSources = maxSources
     }
 
     /// The next (seq, mono) for `source`, or why the source cannot be added.
@@ -31,8 +38,8 @@ public struct Sequencer: Sendable {
             seq = last + 1
         } else {
             // One entry stays free for the engine's own source.
-            guard sourceCount < Layout.maxSources - (lastSeq[SourceName.engine] == nil ? 1 : 0) else {
-                throw .sourceTableFull(source: source, limit: Layout.maxSources - 1)
+            guard sourceCount < maxSources - (lastSeq[SourceName.engine] == nil ? 1 : 0) else {
+                throw .sourceTableFull(source: source, limit: maxSources - 1)
             }
             sourceCount += 1
             seq = 1
@@ -46,7 +53,7 @@ public struct Sequencer: Sendable {
 
     /// Reserves mono values after a buffer handed to the committer, for the evidence records the
     /// commit may add (gap, drop). Records appended later get higher values, so order holds.
-    public mutating func reserveEvidence(for builder: SegmentBuilder, count: Int) {
+    public mutating func reserveEvidence(for builder: some CommitBuffer, count: Int) {
         builder.evidenceMono = mono + 1
         builder.evidenceMonoLimit = mono + UInt64(count)
         mono += UInt64(count)

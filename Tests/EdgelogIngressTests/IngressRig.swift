@@ -13,7 +13,7 @@ import Glibc
 final class IngressRig {
     let device: MemoryBlockDevice
     let store: EvidenceStore
-    let pipeline: CommitPipeline
+    let pipeline: any RecordPipeline
     let timebase: Timebase
     let queue: IngressQueue
     let engine: IngressEngine

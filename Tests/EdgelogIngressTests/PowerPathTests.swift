@@ -186,7 +186,7 @@ struct PowerPathTests {
     /// Keeps both buffers full (a producer appending as fast as it can), holds the next commit
     /// before its segment write, signals a power failure and lets the commit go: the window then
     /// has a whole commit in flight and a full buffer behind it, the worst case.
-    private func windowUnderLoad(_ pipeline: CommitPipeline, device: GatedBlockDevice, path: PowerPath) -> PowerWindowReport? {
+    private func windowUnderLoad(_ pipeline: any RecordPipeline, device: GatedBlockDevice, path: PowerPath) -> PowerWindowReport? {
         let stop = Atomic<Bool>(false)
         let done = DispatchSemaphore(value: 0)
         let payload = Array(("{\"v\":\"" + String(repeating: "x", count: 180) + "\"}").utf8)

@@ -53,7 +53,7 @@ final class Outcome<T>: @unchecked Sendable {
 struct PowerWindowTests {
     static let recordSize = 100
 
-    func brownout(_ w: CommitPipeline.PowerWindow) -> EvidenceJSON {
+    func brownout(_ w: Pipeline.PowerWindow) -> EvidenceJSON {
         var j = EvidenceJSON()
         j.add("trigger", .word("test"))
         j.add("buffered_records", UInt64(w.committedRecords))
@@ -62,7 +62,7 @@ struct PowerWindowTests {
         return j
     }
 
-    func append(_ pipeline: CommitPipeline, _ n: Int) -> CommitPipeline.AppendResult {
+    func append(_ pipeline: any RecordPipeline, _ n: Int) -> Pipeline.AppendResult {
         payload(n, size: Self.recordSize).withUnsafeBytes { pipeline.append(source: "a", payload: $0, time: CrashOracle.fixedClock()) }
     }
 
@@ -91,7 +91,7 @@ struct PowerWindowTests {
         } else {
             for _ in 0..<20 { if case .accepted = append(pipeline, accepted) { accepted += 1 } }
         }
-        let window = Outcome<CommitPipeline.PowerWindow?>()
+        let window = Outcome<Pipeline.PowerWindow?>()
         let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
             window.set(try? pipeline.powerFail(record: self.brownout))
@@ -145,11 +145,11 @@ struct PowerWindowTests {
             if case .accepted = append(pipeline, accepted) { accepted += 1 }
         }
         #expect(device.waitHeld(timeoutMs: 2000))
-        let blocked = Outcome<(CommitPipeline.AppendResult, Int64)>()
+        let blocked = Outcome<(Pipeline.AppendResult, Int64)>()
         let producerDone = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
             // Fills the second buffer, then waits for the first to be committed.
-            var last = CommitPipeline.AppendResult.frozen
+            var last = Pipeline.AppendResult.frozen
             var n = 0
             while n < 500 {
                 last = self.append(pipeline, 100_000 + n)
@@ -220,7 +220,7 @@ struct PowerWindowTests {
     }
 
     /// A brownout record the size of a real one (about 400 bytes).
-    func bigBrownout(_ w: CommitPipeline.PowerWindow) -> EvidenceJSON {
+    func bigBrownout(_ w: Pipeline.PowerWindow) -> EvidenceJSON {
         var j = brownout(w)
         j.add("input", text: String(repeating: "i", count: 300))
         return j
@@ -242,7 +242,7 @@ struct PowerWindowTests {
         while accepted < 42, case .accepted = append(pipeline, accepted) { accepted += 1 }
         // The first of the window's two commits must not say clean: hold it after its metadata write.
         device.arm(.afterWrite(2))
-        let window = Outcome<CommitPipeline.PowerWindow?>()
+        let window = Outcome<Pipeline.PowerWindow?>()
         let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
             window.set(try? pipeline.powerFail(record: self.bigBrownout))

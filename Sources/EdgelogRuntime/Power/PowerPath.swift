@@ -22,7 +22,7 @@ public struct PowerWindowReport: Sendable, Equatable {
     /// "kernel": the event's own timestamp; "read": when this process read it (SIGPWR, or a
     /// timestamp too far from the clock to be on it).
     public var detectedBy: String
-    public var window: CommitPipeline.PowerWindow
+    public var window: Pipeline.PowerWindow
     public var edgeToFreezeNs: Int64 { window.frozenNs - detectedNs }
     public var edgeToCleanNs: Int64 { window.cleanNs - detectedNs }
 }
@@ -41,7 +41,7 @@ public final class PowerPath: @unchecked Sendable {
     }
 
     public let spec: PowerFailSpec
-    private let pipeline: CommitPipeline
+    private let pipeline: any RecordPipeline
     private let budget: HoldUpBudget?
     private let events: Events
     /// Serializes windows and resumes: a failure signal during a resume runs its window after it.
@@ -58,14 +58,14 @@ public final class PowerPath: @unchecked Sendable {
     private var stillGood: (@Sendable () -> Bool)?
     private let resumeQueue = DispatchQueue(label: "edgelog.power.resume")
 
-    public init(pipeline: CommitPipeline, spec: PowerFailSpec, budget: HoldUpBudget?, events: Events) {
+    public init(pipeline: any RecordPipeline, spec: PowerFailSpec, budget: HoldUpBudget?, events: Events) {
         self.pipeline = pipeline
         self.spec = spec
         self.budget = budget
         self.events = events
     }
 
-    public var state: CommitPipeline.PowerState { pipeline.powerState }
+    public var state: Pipeline.PowerState { pipeline.powerState }
 
     /// The windows so far (the newest 256), oldest first.
     public var reports: [PowerWindowReport] {
@@ -98,7 +98,7 @@ public final class PowerPath: @unchecked Sendable {
         let refusedBefore = pipeline.refusedCount
         let holdUpMs = spec.holdUpMs
         let plan = budget?.plan
-        let window: CommitPipeline.PowerWindow?
+        let window: Pipeline.PowerWindow?
         do {
             window = try pipeline.powerFail { w in
                 var j = EvidenceJSON()

@@ -72,7 +72,7 @@ public final class PowerService: @unchecked Sendable {
         self.inputs = inputs
     }
 
-    private static func apply(_ plan: HoldUpPlan, to pipeline: CommitPipeline, logger: Logger) {
+    private static func apply(_ plan: HoldUpPlan, to pipeline: any RecordPipeline, logger: Logger) {
         pipeline.setFillLimit(plan.fillLimit < plan.capacity ? plan.fillLimit : Int.max)
         pipeline.addEvidence(.powerBudget, plan.json)
         let text = "hold-up budget \(plan.holdUpNs / 1_000_000) ms, worst window \(plan.worstWindowNs / 1000) us + \(plan.marginPct)% margin"

@@ -61,7 +61,7 @@ public final class WriterJob: @unchecked Sendable {
     public let analysis: StoreAnalysis
     public let session: WriterSession
     public let timebase: Timebase
-    public let pipeline: CommitPipeline
+    public let pipeline: any RecordPipeline
     /// Measured before the pipeline started (settings.commitCostSamples).
     public private(set) var commitCost: (flushNs: [Int64], segmentNs: [Int64]) = ([], [])
     /// The previous starts, newest first (settings.bootHistory), read before this start's records.
@@ -150,7 +150,7 @@ public final class WriterJob: @unchecked Sendable {
     /// Commits what is buffered, closes the store cleanly and mirrors the last head to the anchor.
     /// Returns the pipeline's counters; throws the first refusal or close failure.
     @discardableResult
-    public func close(after failure: StoreError? = nil) throws(JobError) -> CommitPipeline.Counters {
+    public func close(after failure: StoreError? = nil) throws(JobError) -> Pipeline.Counters {
         var closeError: StoreError?
         do { try pipeline.close() } catch { closeError = error }
         // After a safe-commit window nothing more is written (power may be going): the anchor
