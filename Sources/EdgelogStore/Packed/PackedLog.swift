@@ -242,39 +242,11 @@ public struct PackedHistory: Sendable {
         return walk
     }
 
-    /// Every committed frame from the tail segment to the head, in order (A.9 step 3).
+    /// Every committed frame from the tail segment to the head, in order (A.9 step 3), held in
+    /// memory: for tests and small stores; readers stream with `forEachFrame`.
     public func frames(device: BlockDevice) -> [PackedFrameInfo] {
-        let m = metadata
-        guard headFrameID > 0, tailSegmentID <= headSegmentID else { return [] }
-        // Each segment's walk, tail to head; a segment's frames end where the next one chains on
-        // (its first_frame_id and prev_hash), so frames past that point, which no later segment
-        // continues, are not history (FORMAT.md A.9 step 3).
-        var walks: [PackedSegmentReader.Walk] = []
-        var slot = tailSlot
-        var expected = tailSegmentID
-        for _ in 0..<m.geometry.ringSlots {
-            guard let walk = try? Self.readWalk(device, m, slot: slot, keepRecords: true), walk.header.segmentID == expected else { break }
-            walks.append(walk)
-            if expected == headSegmentID { break }
-            expected += 1
-            guard let next = m.nextSlot(after: slot) else { break }
-            slot = next
-        }
         var out: [PackedFrameInfo] = []
-        for (i, walk) in walks.enumerated() {
-            if i + 1 < walks.count {
-                let next = walks[i + 1].header
-                let kept = walk.frames.filter { $0.frameID < next.firstFrameID }
-                guard let last = kept.last, last.frameID + 1 == next.firstFrameID, last.frameHash == next.prevHash else {
-                    // The chain breaks here: what follows cannot be shown as continuing this history.
-                    out += kept
-                    return out
-                }
-                out += kept
-            } else {
-                out += walk.frames.filter { $0.frameID <= headFrameID }
-            }
-        }
+        forEachFrame(device: device) { _, frame in out.append(frame) }
         return out
     }
 }
