@@ -129,6 +129,12 @@ public final class CommitPipeline<Store: CommitStore>: @unchecked Sendable {
     /// Appends a record (a data record, or a time record the writer captures inline).
     public func append(source: String, type: RecordType = .data, payload: UnsafeRawBufferPointer, time: CaptureTime) -> AppendResult {
         let sourceLength = source.utf8.count
+        // A name no reader accepts would fail the commit that carries it, and every record in it.
+        var name = source
+        guard name.withUTF8({ SourceName.isValid(UnsafeRawBufferPointer($0)) }) else {
+            return .refused(.invalidArgument("source name '\(source)' is not valid (1 to \(SourceName.maxLength) of A-Z a-z 0-9 . _ -, "
+                + "the first a letter or a digit)"))
+        }
         monitor.lock()
         defer { monitor.unlock() }
         if let failure { return .refused(failure) }

@@ -11,17 +11,23 @@ public struct WallCorrection: Sendable {
     public init() {}
 
     /// First pass: every committed record, in order.
-    public mutating func note(_ record: RecordView) {
-        let offset = record.time.wallNs &- record.time.bootNs
-        lastAny[record.bootSeq] = offset
-        if record.time.flags.contains(.synced) && !record.time.flags.contains(.wallUntrusted) {
-            lastGood[record.bootSeq] = offset
+    public mutating func note(_ record: RecordView) { note(record.time, bootSeq: record.bootSeq) }
+    public mutating func note(_ record: PackedRecord) { note(record.time, bootSeq: record.bootSeq) }
+
+    private mutating func note(_ time: CaptureTime, bootSeq: UInt16) {
+        let offset = time.wallNs &- time.bootNs
+        lastAny[bootSeq] = offset
+        if time.flags.contains(.synced) && !time.flags.contains(.wallUntrusted) {
+            lastGood[bootSeq] = offset
         }
     }
 
     /// Second pass: the corrected wall time of a record.
-    public func corrected(_ record: RecordView) -> Int64 {
-        let reference = lastGood[record.bootSeq] ?? lastAny[record.bootSeq] ?? (record.time.wallNs &- record.time.bootNs)
-        return record.time.bootNs &+ reference
+    public func corrected(_ record: RecordView) -> Int64 { corrected(record.time, bootSeq: record.bootSeq) }
+    public func corrected(_ record: PackedRecord) -> Int64 { corrected(record.time, bootSeq: record.bootSeq) }
+
+    private func corrected(_ time: CaptureTime, bootSeq: UInt16) -> Int64 {
+        let reference = lastGood[bootSeq] ?? lastAny[bootSeq] ?? (time.wallNs &- time.bootNs)
+        return time.bootNs &+ reference
     }
 }

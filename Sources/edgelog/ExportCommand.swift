@@ -34,6 +34,17 @@ struct ExportCommand: ParsableCommand {
     enum WallMode: String, ExpressibleByArgument { case raw, corrected }
 
     func run() throws {
+        if let (target, history) = try openPackedReadOnly(device) {
+            let out = FDOutput(fd: 1)
+            let damage = PackedExport.run(device: target, history: history, format: format, sinceFrame: sinceCommit,
+                                          correctedWall: wall == .corrected) { out.write($0) }
+            out.flush()
+            Exit.say("note: frame CRCs and the chain between segments checked, signatures not checked: edgelog verify with the "
+                + "trusted keys says who wrote these records")
+            for d in damage { Exit.say("damaged: \(d)") }
+            if !damage.isEmpty { throw ExitCode(Exit.damaged) }
+            return
+        }
         let (target, analysis) = try openReadOnly(device)
         let out = FDOutput(fd: 1)
         // The correction needs every record of a boot before it prints the first: two passes.
@@ -55,6 +66,20 @@ struct ExportCommand: ParsableCommand {
         Exit.say("note: hash chain checked, signatures not checked: edgelog verify with the trusted keys says who wrote these records")
         for d in damage { Exit.say("damaged: \(d)") }
         if !damage.isEmpty { throw ExitCode(Exit.damaged) }
+    }
+}
+
+/// Opens a format 6 store without writing to it and reads its history (A.9); nil when the device
+/// holds no format 6 metadata slot (a format 5 store is read by `openReadOnly`).
+func openPackedReadOnly(_ path: String) throws -> (FileBlockDevice, PackedHistory)? {
+    let target: FileBlockDevice
+    do { target = try FileBlockDevice(path: path, readOnly: true) } catch { throw Exit.fail(error) }
+    do {
+        return (target, try PackedHistory.analyze(device: target))
+    } catch .notAStore {
+        return nil
+    } catch {
+        throw Exit.fail(PackedEvidenceStore.storeError(error, device: target))
     }
 }
 

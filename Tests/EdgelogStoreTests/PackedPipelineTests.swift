@@ -59,6 +59,11 @@ struct PackedPipelineTests {
         let receipts = Receipts()
         let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 50_000_000, blockNs: 1_000_000_000)) { receipts.add($0) }
         for n in 0..<3 { _ = append(pipeline, n) }
+        // A name no reader accepts is refused at once, not carried into a commit it would fail.
+        guard case .refused(.invalidArgument) = append(pipeline, 99, source: "=cmd") else {
+            Issue.record("an invalid source name was accepted")
+            return
+        }
         var waited = 0
         while receipts.all.isEmpty && waited < 200 {
             usleep(10_000)

@@ -70,3 +70,66 @@ struct PackedStoreComparisonTests {
         #expect(mismatches.isEmpty, "\(mismatches.prefix(3).joined(separator: " | "))")
     }
 }
+
+@Suite("edgelog export on format 6", .serialized)
+struct PackedExportTests {
+    @Test("export of a wrapped, recovered format 6 store prints every committed record as the independent decoder reads it")
+    func exportAgreesWithDecoder() throws {
+        let root = PackageRoot.url
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("edgelog-packed-export-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let memory = MemoryBlockDevice(size: PackedGeometry.ringOffset + 5 * 8192, sectorSize: 512)
+        try PackedEvidenceStore.format(device: memory, segmentSize: 8192, storeUUID: Array(1...16), wallNs: 0, force: false)
+        var n = 0
+        for session in 0..<3 {
+            let store = try PackedEvidenceStore.open(device: memory, policy: .overwriteOldest, clock: CrashOracle.fixedClock)
+            let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000)) { _ in }
+            for _ in 0..<40 {
+                for source in ["t1", "cmd.x", "hum"] {
+                    _ = payload(n, size: 30 + n % 50).withUnsafeBytes { pipeline.append(source: source, payload: $0, time: CrashOracle.fixedClock()) }
+                    n += 1
+                }
+                try pipeline.flush()
+            }
+            // The second session stops without closing: the third writes recovery records.
+            if session != 1 { try pipeline.close() }
+        }
+        FileManager.default.createFile(atPath: path, contents: Data(memory.bytes))
+        let export = try run(root.appendingPathComponent(".build/debug/edgelog").path, ["export", "--device", path])
+        #expect(export.code == 0, "\(String(decoding: export.err, as: UTF8.self))")
+        let decoded = try run("/usr/bin/env", ["python3", root.appendingPathComponent("scripts/edgelog_decode.py").path, "--packed-store", path])
+        #expect(decoded.code == 0)
+        func objects(_ d: Data) -> [[String: Any]] {
+            String(decoding: d, as: UTF8.self).split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        }
+        let ours = objects(export.out)
+        let theirs = objects(decoded.out).filter { $0["kind"] == nil }
+        #expect(ours.count == theirs.count && ours.count > 100)
+        #expect(ours.contains { $0["type"] as? String == "gap" } && ours.contains { $0["type"] as? String == "recovery" })
+        var mismatches = 0
+        for (a, b) in zip(ours, theirs) {
+            let payload = (try? JSONSerialization.data(withJSONObject: a["payload"] ?? NSNull(), options: [.fragmentsAllowed, .withoutEscapingSlashes])) ?? Data()
+            let same = (a["commit_id"] as? NSNumber) == (b["frame"] as? NSNumber) && (a["seq"] as? NSNumber) == (b["seq"] as? NSNumber)
+                && (a["mono_ctr"] as? NSNumber) == (b["mono_ctr"] as? NSNumber) && (a["source"] as? String) == (b["source"] as? String)
+                && (a["wall_ns"] as? NSNumber) == (b["wall_ns"] as? NSNumber) && (a["boot_seq"] as? NSNumber) == (b["boot_seq"] as? NSNumber)
+                && RecordType(rawValue: (b["type"] as? NSNumber)?.uint16Value ?? 0)?.name == a["type"] as? String
+                && (try? JSONSerialization.jsonObject(with: Data(hexString: b["payload_hex"] as? String ?? "") ?? Data(), options: .fragmentsAllowed) as? NSObject)
+                    == (try? JSONSerialization.jsonObject(with: payload, options: .fragmentsAllowed) as? NSObject)
+            if !same { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+        print("format 6 export vs decoder: \(ours.count) records, \(mismatches) mismatches")
+    }
+}
+
+private extension Data {
+    init?(hexString: String) {
+        var bytes: [UInt8] = []
+        var it = hexString.utf8.makeIterator()
+        while let h = it.next() {
+            guard let l = it.next(), let v = UInt8(String(decoding: [h, l], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(v)
+        }
+        self.init(bytes)
+    }
+}

@@ -66,8 +66,7 @@ public final class FrameBuilder: @unchecked Sendable {
                        time: CaptureTime, payload: UnsafeRawBufferPointer, evidence: Bool = false) -> Bool {
         let length = Self.encodedLength(sourceLength: source.count, payloadLength: payload.count)
         let limit = evidence ? capacity : dataCapacity
-        guard payloadLength + length <= limit, source.count >= 1, source.count <= SourceName.maxLength,
-              mono > (records.last?.mono ?? 0) else { return false }
+        guard payloadLength + length <= limit, SourceName.isValid(source), mono > (records.last?.mono ?? 0) else { return false }
         let name = String(decoding: source, as: UTF8.self)
         records.append(PackedRecord(rawType: rawType ?? type.rawValue, source: name, seq: seq, mono: mono, time: time, bootSeq: bootSeq,
                                     payload: Array(payload)))

@@ -375,7 +375,7 @@ public final class PackedEvidenceStore {
 
     // MARK: errors
 
-    static func storeError(_ error: PackedLogError, device: BlockDevice, policy: RingFullPolicy = .pause) -> StoreError {
+    public static func storeError(_ error: PackedLogError, device: BlockDevice, policy: RingFullPolicy = .pause) -> StoreError {
         switch error {
         case .notAStore(let why):
             return formatFive(device) ? .olderFormat(device: device.name, found: Layout.formatVersion, supported: PackedMetadata.formatVersion)
