@@ -3078,12 +3078,16 @@ def scan_packed(store: Store) -> PackedScan:
         last_walk is not None and last_walk.end_reason not in ("blank", "slot_end")))
 
     # Step 3 and the tail rule: from the tail, slot by slot, to the last
-    # frame found; the oldest retained segment is the first that reads.
+    # frame found.  The tail is given up (at most one segment) only when the
+    # store was left open with a full ring, the tail's slot being the one
+    # after the last segment's, and it does not read: a cut reclaim.
     committed: list[CommittedFrame] = []
     found_frame = state is not None
     if last_slot is not None and last_seg >= tail_id:
         good = sum(1 for i in range(meta.ring_slots) if i not in bad) or 1
         count = min(last_seg - tail_id + 1, good)
+        may_give_up = (meta.clean_flag == 0 and tail_id < last_seg
+                       and packed_next_slot(meta.ring_slots, bad, last_slot) == tail_slot)
         oldest: tuple[int, int] | None = None
         slot: int | None = tail_slot
         segs: list[tuple[int, int, SegmentWalk]] = []
@@ -3096,7 +3100,12 @@ def scan_packed(store: Store) -> PackedScan:
                 if oldest is None:
                     oldest = (e, slot)
                 segs.append((e, slot, walk))
-            elif oldest is not None:
+            elif k == 0 and may_give_up:
+                nxt_slot = packed_next_slot(meta.ring_slots, bad, slot)
+                if nxt_slot is None:
+                    break
+                oldest = (e + 1, nxt_slot)   # given up: the history starts after it
+            else:
                 break   # A.9: step 3 stops at the first slot without the next segment
             slot = packed_next_slot(meta.ring_slots, bad, slot)
         # A.9 step 3: a segment's frames end where the next segment chains on.

@@ -4559,6 +4559,35 @@ def test_packed_tail_segment_with_a_header_but_no_frame_is_given_up_too():
     assert p_ids(r)[0] == (2, 2)
 
 
+def test_packed_at_most_one_tail_segment_is_given_up():
+    """A.9: a writer reclaims one segment at a time, so a cut gives up at most
+    one; two erased oldest segments are not explained away as a cut: the
+    history stops at the first one (nothing shown, the tail stays)."""
+    ps = full_ring()
+    for slot in (0, 1):
+        ps.img[ps.slot_off(slot):ps.slot_off(slot) + P_SEG] = bytes(P_SEG)
+    r = p_scan(ps)
+    assert (r.tail_segment_id, r.tail_slot) == (2, 1)
+    assert p_ids(r) == []
+
+
+def test_packed_tail_is_not_given_up_in_a_clean_store_or_a_ring_not_full():
+    """A cleanly closed store had no reclaim in flight; a ring that is not
+    full has no reclaim to cut: an unreadable tail is damage, not a cut."""
+    ps = full_ring()
+    ps.meta(2, head=6, clean_flag=1)
+    ps.img[ps.slot_off(0):ps.slot_off(0) + P_SEG] = bytes(P_SEG)
+    r = p_scan(ps)
+    assert (r.tail_segment_id, r.tail_slot, p_ids(r)) == (1, 0, [])
+    ps = PStore()
+    for s in range(4):
+        ps.segment(s, [1])
+    ps.meta(2, head=4)
+    ps.img[ps.slot_off(0):ps.slot_off(0) + P_SEG] = bytes(P_SEG)
+    r = p_scan(ps)
+    assert (r.tail_segment_id, r.tail_slot, p_ids(r)) == (1, 0, [])
+
+
 def test_packed_tail_after_the_scan_is_the_last_adopted_headers():
     ps = full_ring()
     ps.segment(0, [1], tail=(2, 1), wrap=1)

@@ -329,6 +329,39 @@ struct PackedLogHostileTests {
         #expect(try committed(device).count == 3)
     }
 
+    @Test("at most one oldest segment is given up, and only in a store left open with a full ring: erasure is not a cut")
+    func tailGiveUpBounded() throws {
+        let segment = 8192
+        let device = MemoryBlockDevice(image: try formatted(slots: 4, segment: segment))
+        var source = FrameSource(seed: 5)
+        var ids: [UInt64] = []
+        do {
+            let log = try PackedLog(device: device, identity: identity(), clock: { 0 })
+            // Until the ring wraps and is full: the next segment would reclaim the tail.
+            while log.metadata.tailSegmentID == 1 || log.openSegmentBytes < segment - 512 {
+                ids.append(try log.append(source.next(4)))
+            }
+            // Left open: no close.
+        }
+        let h = try PackedHistory.analyze(device: device)
+        #expect(h.metadata.geometry.ringSlots == 4 && !h.metadata.clean)
+        func erase(_ image: [UInt8], _ slots: [Int]) -> MemoryBlockDevice {
+            var b = image
+            for s in slots { let o = PackedGeometry.ringOffset + s * segment; b.replaceSubrange(o..<(o + segment), with: [UInt8](repeating: 0, count: segment)) }
+            return MemoryBlockDevice(image: b, sectorSize: 512)
+        }
+        let one = erase(device.bytes, [h.tailSlot])
+        let h1 = try PackedHistory.analyze(device: one)
+        #expect(h1.recovery.tailsGivenUp == 1 && h1.tailSegmentID == h.tailSegmentID + 1)
+        #expect(h1.frames(device: one).first.map { $0.segmentID } == h.tailSegmentID + 1)
+        let next = h.metadata.nextSlot(after: h.tailSlot)!
+        let two = erase(device.bytes, [h.tailSlot, next])
+        let h2 = try PackedHistory.analyze(device: two)
+        #expect(h2.recovery.tailsGivenUp == 1)
+        #expect(h2.frames(device: two).isEmpty, "a second erased segment is shown as damage, not given up")
+        #expect(!h2.forEachFrame(device: two) { _, _ in }.isEmpty)
+    }
+
     @Test("hostile numbers in a metadata slot make it not valid, never a trap")
     func hostileMetadata() throws {
         let device = MemoryBlockDevice(image: try formatted(slots: 6, segment: 64 * 1024))

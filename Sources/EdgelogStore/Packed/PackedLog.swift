@@ -123,6 +123,9 @@ public struct PackedHistory: Sendable {
                               headHash: m.hashHead, headCRC: m.headCRC, state: m.state, tailSegmentID: m.tailSegmentID, tailSlot: m.tailSlot,
                               wrapCount: m.wrapCount)
         var lastSlot: Int
+        // Slots are stepped with the chosen slot's bad slots (A.9; the verifier holds them to the
+        // sealed ones).
+        let ring = m
         if let walk = pick.walk {
             // The head segment's header is signed with every frame: the tail, the wrap count and the
             // floors of the counters come from it, not from the unsigned slot.
@@ -145,18 +148,18 @@ public struct PackedHistory: Sendable {
             }
             if walk.end != .blank && walk.end != .slotEnd { h.recovery.torn = true }
             lastSlot = m.headSlot
-            if refused { return try h.givingUpTail(device, m) }
+            if refused { return try h.givingUpTail(device, ring) }
         } else if !headMissing {
             // An empty store: the scan starts at the tail slot with segment tail_segment_id.
             h.headSegmentID = m.tailSegmentID - 1
             lastSlot = (m.tailSlot + m.geometry.ringSlots - 1) % m.geometry.ringSlots
         } else {
             // FORMAT.md A.9 step 1: no forward scan without the head the chain would continue.
-            return try h.givingUpTail(device, m)
+            return try h.givingUpTail(device, ring)
         }
         // Forward, slot by slot (at most around the ring once).
         for _ in 0..<m.geometry.ringSlots {
-            guard let s = m.nextSlot(after: lastSlot) else { break }
+            guard let s = ring.nextSlot(after: lastSlot) else { break }
             let walk: PackedSegmentReader.Walk
             do { walk = try readWalk(device, m, slot: s) } catch let e as DeviceError { throw .device(e) } catch { break }
             let hd = walk.header
@@ -193,24 +196,26 @@ public struct PackedHistory: Sendable {
             lastSlot = s
             if refused { break }
         }
-        return try h.givingUpTail(device, m)
+        return try h.givingUpTail(device, ring)
     }
 
-    /// A tail that a cut reclaim damaged is given up: the oldest segment is the next one that reads.
+    /// A tail that a cut reclaim damaged is given up: the oldest segment is then the next one. A
+    /// reclaim is cut only in a store a writer had open whose ring is full (the tail's slot is the
+    /// one after the head's), and a writer reclaims one segment at a time: at most one is given up,
+    /// so a card whose oldest segments were erased does not have them explained away as a cut.
     private func givingUpTail(_ device: BlockDevice, _ m: PackedMetadata) throws(PackedLogError) -> PackedHistory {
         var h = self
         // A torn flag is a cut only in a store a writer had open.
         if m.clean { h.recovery.torn = false }
-        for _ in 0..<m.geometry.ringSlots where h.tailSegmentID < h.headSegmentID {
-            do {
-                let walk = try Self.readWalk(device, m, slot: h.tailSlot)
-                if walk.header.segmentID == h.tailSegmentID, !walk.frames.isEmpty { break }
-            } catch let e as DeviceError { throw .device(e) } catch {}
-            guard let next = m.nextSlot(after: h.tailSlot) else { break }
-            h.tailSegmentID += 1
-            h.tailSlot = next
-            h.recovery.tailsGivenUp += 1
-        }
+        guard !m.clean, h.tailSegmentID < h.headSegmentID, m.nextSlot(after: h.headSlot) == h.tailSlot else { return h }
+        do {
+            let walk = try Self.readWalk(device, m, slot: h.tailSlot)
+            if walk.header.segmentID == h.tailSegmentID, !walk.frames.isEmpty { return h }
+        } catch let e as DeviceError { throw .device(e) } catch {}
+        guard let next = m.nextSlot(after: h.tailSlot) else { return h }
+        h.tailSegmentID += 1
+        h.tailSlot = next
+        h.recovery.tailsGivenUp = 1
         return h
     }
 
