@@ -497,15 +497,23 @@ public enum Verifier {
     /// but unknown to it) and retires the old one; the reason it does not, if it does not.
     private static func applyRotation(_ record: RecordView, statement: Statement, state: Metadata, options: VerifyOptions,
                                       active: inout [(key: TrustedKey, epoch: UInt32)]) -> Result<(key: TrustedKey, epoch: UInt32)?, RotationProblem> {
+        applyRotation(payload: Array(record.payload), keyID: statement.keyID, keyEpoch: statement.keyEpoch, deviceID: state.deviceID,
+                      options: options, active: &active)
+    }
+
+    /// The rotation record `payload` in a frame or segment signed by key `keyID` at `keyEpoch`
+    /// (FORMAT.md section 4, type 8): the key it endorses, `active` updated (the old key retired).
+    static func applyRotation(payload: [UInt8], keyID: [UInt8], keyEpoch: UInt32, deviceID: [UInt8], options: VerifyOptions,
+                              active: inout [(key: TrustedKey, epoch: UInt32)]) -> Result<(key: TrustedKey, epoch: UInt32)?, RotationProblem> {
         let members: [(key: String, value: FlatJSON.Value)]
-        do { members = try FlatJSON.parse(Array(record.payload)) } catch { return .failure(RotationProblem(text: "key rotation record is malformed: \(error)")) }
+        do { members = try FlatJSON.parse(payload) } catch { return .failure(RotationProblem(text: "key rotation record is malformed: \(error)")) }
         guard let oldID = members.string("old_key_id").flatMap(Hex.decode), let oldEpoch = members.integer("old_epoch"),
               let newID = members.string("new_key_id").flatMap(Hex.decode), let newEpoch = members.integer("new_epoch"),
               let algName = members.string("new_alg"), let newAlg = SignatureAlgorithm(name: algName), newAlg != .unsigned,
               let publicHex = members.string("new_public_key"), let endorsement = members.string("endorsement").flatMap(Hex.decode),
               oldEpoch <= UInt64(UInt32.max), newEpoch <= UInt64(UInt32.max)
         else { return .failure(RotationProblem(text: "key rotation record lacks a field")) }
-        guard oldID == statement.keyID, UInt32(oldEpoch) == statement.keyEpoch, newEpoch == oldEpoch + 1 else {
+        guard oldID == keyID, UInt32(oldEpoch) == keyEpoch, newEpoch == oldEpoch + 1 else {
             return .failure(RotationProblem(text: "key rotation record is not from the key that signed its segment"))
         }
         guard let signer = active.first(where: { $0.key.keyID == oldID })?.key else { return .failure(RotationProblem(text: "key rotation from an unknown key")) }
@@ -520,7 +528,7 @@ public enum Verifier {
                   parsed.algorithm == newAlg, parsed.keyID == newID else { return .failure(RotationProblem(text: "key rotation names a public key that does not match its key id")) }
             newKey = parsed
         }
-        let message = Endorsement.bytes(deviceID: state.deviceID, oldKeyID: oldID, oldEpoch: UInt32(oldEpoch),
+        let message = Endorsement.bytes(deviceID: deviceID, oldKeyID: oldID, oldEpoch: UInt32(oldEpoch),
                                         newEpoch: UInt32(newEpoch), newAlgorithm: newAlg, newKeyID: newID,
                                         newPublicKeyDER: newAlg == .hmacSHA256 ? [] : newKey?.spkiDER ?? [])
         guard signer.verifies(endorsement, of: message) else { return .failure(RotationProblem(text: "key rotation endorsement does not verify")) }

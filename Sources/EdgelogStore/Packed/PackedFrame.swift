@@ -314,6 +314,21 @@ public enum PackedSegmentReader {
         }
     }
 
+    /// The length of a frame at `o` whose magic, flags, frame_len and frame_crc check under
+    /// `header` (A.6), whatever its contents; nil otherwise. What a verifier looks for past the end
+    /// of a walk: a frame written whole where the history says nothing was.
+    public static func crcChecks(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader) -> Int? {
+        guard o >= 0, o + sectorSize <= slot.count, slot[o] == FrameLayout.magic[0], slot[o + 1] == FrameLayout.magic[1],
+              slot[o + 2] & ~(FrameLayout.deflateFlag | FrameLayout.stateFlag) == 0 else { return nil }
+        var c = ByteCursor(UnsafeRawBufferPointer(rebasing: slot[o..<slot.count]), offset: 3)
+        guard let v = try? c.varint(), v <= UInt64(slot.count - o), Int(v) >= c.offset + 4 + header.sigLen else { return nil }
+        let length = Int(v)
+        let seed = FrameLayout.crcSeed(storeUUID: header.storeUUID, segmentID: header.segmentID)
+        let frame = UnsafeRawBufferPointer(rebasing: slot[o..<(o + length)])
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[0..<(length - 4)]), seed: seed) == frame.le(length - 4, as: UInt32.self) else { return nil }
+        return length
+    }
+
     static func frame(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader, headerHash: [UInt8], seed: UInt32,
                       index: Int, context: inout RecordBlockContext, previousBlock: inout [UInt8], prevHash: [UInt8],
                       state: PackedState, keepRecords: Bool) throws(PackedProblem) -> PackedFrameInfo {
@@ -361,9 +376,8 @@ public enum PackedSegmentReader {
                         guard id > last, let field = FrameStateField(rawValue: id) else { throw PackedProblem.state("field id \(id)") }
                         last = id
                         let value = try c.varint()
-                        guard value >= field.value(after), field.set(value, in: &after) else {
-                            throw PackedProblem.state("\(field) \(value) goes back or does not fit")
-                        }
+                        guard value >= field.value(after) else { throw PackedProblem.state("\(field) \(value) goes back") }
+                        guard field.set(value, in: &after) else { throw PackedProblem.state("\(field) \(value) does not fit") }
                         changes.append((field, value))
                     }
                 } catch let p as PackedProblem { throw p } catch { throw PackedProblem.state("\(error)") }

@@ -1,0 +1,206 @@
+// The format 6 verifier (docs/FORMAT.md A.11) on stores the format 6 evidence store wrote: honest
+// ones pass, signed; what an attacker with the card but no key can do to them fails with the
+// reason A.11 names; power cuts are notes.
+
+import EdgelogCore
+import EdgelogSeal
+import EdgelogStore
+import EdgelogTestKit
+import Foundation
+import Testing
+
+private let segment6 = 16384
+
+/// A signed format 6 store built in memory through the evidence store, with snapshots after each session.
+private struct Signed6 {
+    var device: MemoryBlockDevice
+    var signer: FileSigner
+    var snapshots: [[UInt8]] = []
+    var trusted: TrustedKey { signer.key.trusted }
+    var n = 0
+
+    init(key: PrivateSigningKey = .hmacSHA256(Array(repeating: 0x42, count: 32)), slots: Int = 6) throws {
+        device = MemoryBlockDevice(size: PackedGeometry.ringOffset + slots * segment6, sectorSize: 512)
+        try PackedEvidenceStore.format(device: device, segmentSize: segment6, storeUUID: storeUUID, deviceID: deviceID, wallNs: 0, force: false)
+        signer = FileSigner(key: key, epoch: 1)
+    }
+
+    var identity: SealIdentity { SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: signer) }
+
+    /// One session of `commits` commits of `per` records; closed unless `close` is false.
+    mutating func session(commits: Int, per: Int = 6, close: Bool = true, policy: RingFullPolicy = .overwriteOldest,
+                          identity: SealIdentity? = nil, extra: ((PackedEvidenceStore) throws -> Void)? = nil) throws {
+        let store = try PackedEvidenceStore.open(device: device, policy: policy, identity: identity ?? self.identity, clock: CrashOracle.fixedClock)
+        let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000)) { _ in }
+        for _ in 0..<commits {
+            for _ in 0..<per {
+                _ = Array("{\"n\":\(n),\"t\":\(20 + n % 5)}".utf8).withUnsafeBytes { pipeline.append(source: "sensor", payload: $0, time: CrashOracle.fixedClock()) }
+                n += 1
+            }
+            try pipeline.flush()
+        }
+        try extra?(store)
+        if close { try pipeline.close() }
+        snapshots.append(device.bytes)
+    }
+
+    func verify(_ device: BlockDevice? = nil, trusted: [TrustedKey]? = nil, anchor: [UInt8]? = nil, allowUnsigned: Bool = false) -> PackedVerifyReport {
+        PackedVerifier.verify(device: device ?? self.device, options: VerifyOptions(trusted: trusted ?? [self.trusted], anchor: anchor, allowUnsigned: allowUnsigned))
+    }
+}
+
+private func reasons(_ r: PackedVerifyReport) -> [String] { r.reasons }
+
+/// The chosen metadata slot rewritten by `edit`, its CRC fixed (what anyone can do).
+private func editMetadata(_ device: MemoryBlockDevice, _ edit: (inout PackedMetadata) -> Void) throws {
+    let h = try PackedHistory.analyze(device: device)
+    let offset = h.recovery.metadataSlot * PackedGeometry.metadataSlotSize
+    var m = try #require(Array(device.bytes[offset..<(offset + PackedGeometry.metadataSlotSize)]).withUnsafeBytes {
+        PackedMetadata.decode($0, deviceSize: device.byteCount)
+    })
+    edit(&m)
+    let bytes = m.encoded()
+    try bytes.withUnsafeBytes { try device.write(at: UInt64(offset), from: $0) }
+}
+
+@Suite("Format 6 verifier")
+struct PackedVerifierTests {
+    @Test("an honest signed store that wrapped, with an unclean stop in between, passes signed; its power cut is explained")
+    func honest() throws {
+        var s = try Signed6()
+        try s.session(commits: 30)
+        try s.session(commits: 20, close: false)
+        try s.session(commits: 150)
+        let r = s.verify()
+        #expect(r.passed, "\(r.reasons) \(r.findings.map(\.detail)) \(r.segments.filter { !$0.passed }.map(\.detail))")
+        #expect(r.signed && r.sigAlg == .hmacSHA256)
+        #expect(r.framesPassed == r.frames && r.frames > 50)
+        #expect(r.notes.contains { $0.note == "power_cut_explained" })
+        #expect(r.notes.contains { $0.note == "ring_overwrite" })
+        #expect(r.notes.contains { $0.note == "not_retained" })
+        #expect(r.notes.last?.note == "truncation_not_excluded")
+    }
+
+    @Test("ed25519 and ECDSA P-256 stores pass; another key is unknown_key; no key at all fails")
+    func algorithms() throws {
+        for alg in [SignatureAlgorithm.ed25519, .ecdsaP256] {
+            var s = try Signed6(key: try PrivateSigningKey.generate(alg))
+            try s.session(commits: 5)
+            #expect(s.verify().passed)
+            let other = try PrivateSigningKey.generate(alg).trusted
+            #expect(reasons(s.verify(trusted: [other])) == ["unknown_key"])
+        }
+    }
+
+    @Test("an unsigned store passes only with --allow-unsigned")
+    func unsigned() throws {
+        var s = try Signed6()
+        try s.session(commits: 5, identity: .unsigned(deviceID: deviceID))
+        #expect(reasons(s.verify(trusted: [])) == ["unsigned"])
+        let r = s.verify(trusted: [], allowUnsigned: true)
+        #expect(r.passed && !r.signed)
+    }
+
+    @Test("a record edited and its frame CRC fixed fails the frame, and only from there")
+    func editedRecord() throws {
+        var s = try Signed6()
+        try s.session(commits: 10)
+        let h = try PackedHistory.analyze(device: s.device)
+        let frames = h.frames(device: s.device)
+        let target = frames[4]
+        // The frame's stored bytes: flip one, then fix frame_crc as anyone can.
+        let slotOffset = PackedGeometry.ringOffset + h.headSlot * segment6
+        let at = slotOffset + target.offset
+        var image = s.device.bytes
+        let length = target.frameLength
+        image[at + length - 4 - 32 - 2] ^= 0x01
+        let seedHeader = try PackedSegmentReader.walk(UnsafeRawBufferPointer(start: image.withUnsafeBytes { $0.baseAddress! + slotOffset }, count: segment6), sectorSize: 512).header
+        _ = seedHeader
+        var crcInput = storeUUID
+        withUnsafeBytes(of: target.segmentID.littleEndian) { crcInput += $0 }
+        let seed = CRC32C.checksum(crcInput)
+        let crc = CRC32C.checksum(Array(image[at..<(at + length - 4)]), seed: seed)
+        withUnsafeBytes(of: crc.littleEndian) { image.replaceSubrange((at + length - 4)..<(at + length), with: $0) }
+        let r = s.verify(MemoryBlockDevice(image: image, sectorSize: 512))
+        #expect(!r.passed)
+        #expect(r.frameFailures.first?.frameID == target.frameID, "\(r.frameFailures)")
+        #expect(["bad_signature", "crc_mismatch"].contains(r.frameFailures.first?.reason.rawValue ?? ""))
+    }
+
+    @Test("edited metadata numbers are metadata_mismatch at their offsets")
+    func editedMetadata() throws {
+        var s = try Signed6()
+        try s.session(commits: 8)
+        try editMetadata(s.device) { $0.state.recordsTotal -= 3; $0.state.droppedTotal += 1 }
+        let r = s.verify()
+        #expect(reasons(r) == ["metadata_mismatch"])
+        #expect(r.findings.map { $0.offset % UInt64(PackedGeometry.metadataSlotSize) } == [160, 176])
+    }
+
+    @Test("an older image against a later anchor is truncated_tail or rollback; the same image passes with its own head; another store's head is foreign")
+    func anchors() throws {
+        var s = try Signed6()
+        try s.session(commits: 6)
+        let older = s.device.bytes
+        try s.session(commits: 6)
+        let head = try #require(try FrameHead.of(device: s.device))
+        #expect(s.verify(anchor: head.fileBytes).passed)
+        let r = s.verify(MemoryBlockDevice(image: older, sectorSize: 512), anchor: head.fileBytes)
+        #expect(!r.passed && (reasons(r) == ["rollback"] || reasons(r) == ["truncated_tail"]), "\(reasons(r))")
+        var bytes = head.fileBytes
+        bytes[bytes.count - 3] = bytes[bytes.count - 3] == 0x30 ? 0x31 : 0x30
+        #expect(reasons(s.verify(anchor: bytes)).contains { $0 == "anchor_malformed" || $0 == "anchor_bad_signature" })
+        var t = try Signed6()
+        try t.session(commits: 2)
+        let foreign = try #require(try FrameHead.of(device: t.device))
+        // Same key, same device id, another store uuid? Both use storeUUID: make the other device id differ instead.
+        _ = foreign
+        #expect(try FrameHead.parse(head.fileBytes) == head)
+    }
+
+    @Test("frames erased from the end of the head segment with the metadata rolled back show only against an anchor")
+    func erasedFrames() throws {
+        var s = try Signed6()
+        try s.session(commits: 6)
+        let anchorEarly = try #require(try FrameHead.of(device: s.device))
+        try s.session(commits: 3, close: false)
+        let head = try #require(try FrameHead.of(device: s.device))
+        // Erase the last frame of the head segment: a torn-looking end with clean_flag 0.
+        let h = try PackedHistory.analyze(device: s.device)
+        let last = try #require(h.frames(device: s.device).last)
+        let at = PackedGeometry.ringOffset + h.headSlot * segment6 + last.offset
+        var image = s.device.bytes
+        image.replaceSubrange(at..<(at + 512), with: [UInt8](repeating: 0, count: 512))
+        let cut = MemoryBlockDevice(image: image, sectorSize: 512)
+        #expect(s.verify(cut, anchor: anchorEarly.fileBytes).passed, "older anchor: nothing to show")
+        #expect(reasons(s.verify(cut, anchor: head.fileBytes)).contains("truncated_tail"))
+    }
+
+    @Test("a committed segment beyond the head the metadata names is truncated_tail")
+    func beyondHead() throws {
+        var s = try Signed6()
+        try s.session(commits: 100, policy: .pause)
+        let h = try PackedHistory.analyze(device: s.device)
+        #expect(h.headSegmentID >= 4)
+        // Roll the metadata back to a frame of segment 2 and erase segment 3: segment 4 and later
+        // lie beyond the head the store now shows.
+        let frames = h.frames(device: s.device)
+        let early = try #require(frames.first { $0.segmentID == 2 })
+        var image = s.device.bytes
+        let slot3 = PackedGeometry.ringOffset + 2 * segment6
+        image.replaceSubrange(slot3..<(slot3 + segment6), with: [UInt8](repeating: 0, count: segment6))
+        let device = MemoryBlockDevice(image: image, sectorSize: 512)
+        try editMetadata(device) { m in
+            m.headFrameID = early.frameID
+            m.headSegmentID = early.segmentID
+            m.headSlot = 1
+            m.headOffset = early.offset
+            m.hashHead = early.frameHash
+            m.headCRC = early.frameCRC
+            m.state = early.stateAfter
+        }
+        let r = s.verify(device)
+        #expect(r.reasons == ["truncated_tail"], "\(r.reasons)")
+        #expect(r.findings.contains { $0.reason == .truncatedTail && $0.offset == UInt64(PackedGeometry.ringOffset + 3 * segment6) })
+    }
+}
