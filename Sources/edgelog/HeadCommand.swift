@@ -27,6 +27,24 @@ struct HeadCommand: ParsableCommand {
     func run() throws {
         let target: FileBlockDevice
         do { target = try FileBlockDevice(path: device, readOnly: true, direct: false) } catch { throw Exit.fail(error) }
+        if PackedStoreProbe.isPacked(target) {
+            // Format 6: the head frame's rebuilt statement and stored signature (FORMAT.md A.11.1).
+            let head: FrameHead?
+            do { head = try FrameHead.of(device: target) } catch { throw Exit.fail(PackedEvidenceStore.storeError(error, device: target)) }
+            guard let head else {
+                Exit.say("error: \(device) has no committed frame to take a head from")
+                throw ExitCode(Exit.damaged)
+            }
+            if json {
+                print(head.json)
+            } else {
+                let s = head.statement
+                print("device \(Hex.encode(s.deviceID)) segment \(s.segmentID) frame \(s.frameID) rollback_ctr \(s.rollbackCtr)")
+                print("hash_head \(Hex.encode(s.frameHash))")
+                print("signed \(s.algorithm?.name ?? "unknown") by key \(Hex.encode(s.keyID)) epoch \(s.keyEpoch)")
+            }
+            return
+        }
         let seal: SealView?
         do { seal = try StoreHead.seal(device: target) } catch { throw Exit.fail(error) }
         guard let seal else {

@@ -99,6 +99,20 @@ struct VerifyCommand: ParsableCommand {
             throw ExitCode(Self.usageExit)
         }
         let showProgress = isatty(2) != 0 && !json
+        var options = VerifyOptions(trusted: trusted, anchor: anchorBytes, allowedFirmware: firmware, allowUnsigned: allowUnsigned)
+        options.epochs = epochs
+        if PackedStoreProbe.isPacked(target) {
+            // Format 6 (docs/FORMAT.md A.11).
+            let report = PackedVerifier.verify(device: target, options: options) { done, total in
+                if showProgress && total >= 100 && (done % 50 == 0 || done == total) {
+                    FDOutput.write(2, "\rverifying: \(done) of \(total) segments")
+                    if done == total { FDOutput.write(2, "\n") }
+                }
+            }
+            print(json ? PackedVerifyText.jsonLines(report) : PackedVerifyText.table(report), terminator: "")
+            if !report.passed { throw ExitCode(1) }
+            return
+        }
         let report = Verifier.verify(
             device: target,
             options: {
@@ -156,3 +170,55 @@ enum VerifyText {
         return out
     }
 }
+
+enum PackedVerifyText {
+    static func jsonLines(_ r: PackedVerifyReport) -> String {
+        var out = ""
+        for s in r.segments {
+            out += "{\"kind\":\"segment\",\"segment_id\":\(s.segmentID),\"slot\":\(s.slot),\"offset\":\(s.offset),"
+                + "\"first_frame_id\":\(s.firstFrameID.map(String.init) ?? "null"),\"frames\":\(s.frames.map(String.init) ?? "null"),"
+                + "\"passed\":\(s.passedFrames),\"sig_verify\":\"\(s.passed ? "PASS" : "FAIL")\","
+                + "\"reason\":\(s.reason.map { "\"\($0.rawValue)\"" } ?? "null"),\"key_epoch\":\(s.keyEpoch)}\n"
+            for f in r.frameFailures where f.segmentID == s.segmentID {
+                out += "{\"kind\":\"frame\",\"segment_id\":\(f.segmentID),\"frame_id\":\(f.frameID),\"frames\":\(f.frames),"
+                    + "\"offset\":\(f.offset),\"reason\":\"\(f.reason.rawValue)\",\"key_epoch\":\(f.keyEpoch)}\n"
+            }
+        }
+        for f in r.findings {
+            out += "{\"kind\":\"finding\",\"reason\":\"\(f.reason.rawValue)\",\"offset\":\(f.offset),\"detail\":\"\(jsonEscaped(f.detail))\"}\n"
+        }
+        for n in r.notes {
+            out += "{\"kind\":\"note\",\"note\":\"\(n.note)\",\"segment_id\":\(n.segmentID),\"frame_id\":\(n.frameID),"
+                + "\"detail\":\"\(jsonEscaped(n.detail))\"}\n"
+        }
+        out += "{\"kind\":\"summary\",\"verdict\":\"\(r.passed ? "PASS" : "FAIL")\",\"segments\":\(r.segments.count),"
+            + "\"passed\":\(r.segments.count - r.failedSegments),\"failed\":\(r.failedSegments),\"frames\":\(r.frames),"
+            + "\"frames_passed\":\(r.framesPassed),\"frames_failed\":\(r.frames - r.framesPassed),"
+            + "\"signed\":\(r.signed),\"sig_alg\":\"\(r.sigAlg.name)\","
+            + "\"reasons\":[\(r.reasons.map { "\"\($0)\"" }.joined(separator: ","))]}\n"
+        return out
+    }
+
+    static func table(_ r: PackedVerifyReport) -> String {
+        var out = ""
+        // Passing segments are summarized; every failure is listed with its offset. Details quote
+        // bytes from the card: printed escaped, they cannot draw on the terminal.
+        for s in r.segments where !s.passed {
+            out += "segment \(s.segmentID) (slot \(s.slot), offset \(s.offset)): sig_verify=FAIL \(s.reason?.rawValue ?? "") - \(terminalSafe(s.detail))\n"
+        }
+        for f in r.frameFailures {
+            out += "frame \(f.frameID)\(f.frames > 1 ? " and \(f.frames - 1) after it" : "") of segment \(f.segmentID) (offset \(f.offset)): "
+                + "FAIL \(f.reason.rawValue) - \(terminalSafe(f.detail))\n"
+        }
+        for f in r.findings { out += "FAIL \(f.reason.rawValue) at offset \(f.offset): \(terminalSafe(f.detail))\n" }
+        for n in r.notes { out += "note \(n.note) (segment \(n.segmentID), frame \(n.frameID)): \(terminalSafe(n.detail))\n" }
+        let first = r.segments.first?.segmentID, last = r.segments.last?.segmentID
+        let range = first.map { "segments \($0)..\(last ?? $0)" } ?? "no segments"
+        out += "\(r.passed ? "PASS" : "FAIL"): \(range), \(r.frames) frames, \(r.framesPassed) passed, \(r.frames - r.framesPassed) failed; "
+            + (r.signed ? "signed \(r.sigAlg.name)" : r.sigAlg == .unsigned ? "unsigned (hash chain only)"
+                : "NOT all signed (last signature \(r.sigAlg.name))")
+            + (r.reasons.isEmpty ? "" : "; reasons: " + r.reasons.joined(separator: ", ")) + "\n"
+        return out
+    }
+}
+

@@ -133,3 +133,38 @@ private extension Data {
         self.init(bytes)
     }
 }
+
+@Suite("edgelog verify and head on format 6", .serialized)
+struct PackedVerifyCLITests {
+    @Test("verify --json passes an honest unsigned store with --allow-unsigned and fails it without; head prints a version 3 head the verifier accepts as anchor")
+    func verifyAndHead() throws {
+        let root = PackageRoot.url
+        let binary = root.appendingPathComponent(".build/debug/edgelog").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgelog-packed-verify-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("store.img").path, anchor = dir.appendingPathComponent("head.json").path
+        let memory = MemoryBlockDevice(size: PackedGeometry.ringOffset + 6 * 16384, sectorSize: 512)
+        try PackedEvidenceStore.format(device: memory, segmentSize: 16384, storeUUID: Array(1...16), wallNs: 0, force: false)
+        let store = try PackedEvidenceStore.open(device: memory, clock: CrashOracle.fixedClock)
+        let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000)) { _ in }
+        for n in 0..<30 {
+            _ = payload(n).withUnsafeBytes { pipeline.append(source: "probe", payload: $0, time: CrashOracle.fixedClock()) }
+            if n % 3 == 2 { try pipeline.flush() }
+        }
+        try pipeline.close()
+        FileManager.default.createFile(atPath: path, contents: Data(memory.bytes))
+        let passed = try run(binary, ["verify", "--device", path, "--allow-unsigned", "--json"])
+        let lines = String(decoding: passed.out, as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(passed.code == 0, "\(lines.suffix(3))")
+        #expect(lines.first?.hasPrefix("{\"kind\":\"segment\",\"segment_id\":1,\"slot\":0,\"offset\":32768,\"first_frame_id\":1,") == true)
+        #expect(lines.last?.hasPrefix("{\"kind\":\"summary\",\"verdict\":\"PASS\",\"segments\":1,\"passed\":1,\"failed\":0,\"frames\":10,\"frames_passed\":10,") == true,
+                "\(lines.last ?? "")")
+        #expect(try run(binary, ["verify", "--device", path]).code == 1)
+        let head = try run(binary, ["head", "--device", path, "--json"])
+        #expect(head.code == 0)
+        #expect(String(decoding: head.out, as: UTF8.self).hasPrefix("{\"format\":\"edgelog-head\",\"version\":3,"))
+        FileManager.default.createFile(atPath: anchor, contents: head.out)
+        #expect(try run(binary, ["verify", "--device", path, "--allow-unsigned", "--anchor", anchor]).code == 0)
+    }
+}

@@ -208,3 +208,17 @@ public struct PackedMetadata: Equatable, Sendable {
         return m
     }
 }
+
+/// Which format a device holds, without judging it: the tools read format 6 when either metadata
+/// slot carries its magic and version, and format 5 otherwise.
+public enum PackedStoreProbe {
+    public static func isPacked(_ device: BlockDevice) -> Bool {
+        let buffer = AlignedBuffer(count: 4096)
+        for offset in [UInt64(0), UInt64(PackedGeometry.metadataSlotSize)] where offset + 4096 <= device.byteCount {
+            guard (try? device.read(at: offset, into: buffer.bytes)) != nil else { continue }
+            let b = UnsafeRawBufferPointer(buffer.bytes)
+            if b.le(0, as: UInt64.self) == PackedMetadata.magic && b.le(8, as: UInt16.self) == PackedMetadata.formatVersion { return true }
+        }
+        return false
+    }
+}
