@@ -120,3 +120,36 @@ public struct FrameHead: Equatable, Sendable {
         }
     }
 }
+
+extension FrameHead {
+    /// True when the store's head frame holds a key_rotation record endorsing `keyID` (how an
+    /// interrupted `keys rotate` tells whether its record was committed, FORMAT.md A.11).
+    public static func endorses(keyID: [UInt8], device: BlockDevice) -> Bool {
+        guard let history = try? PackedHistory.analyze(device: device), history.headFrameID > 0,
+              let head = history.frame(device: device, id: history.headFrameID) else { return false }
+        return head.frame.records.contains { record in
+            record.type == .keyRotation && record.source == SourceName.engine
+                && (try? FlatJSON.parse(record.payload))?.string("new_key_id").flatMap(Hex.decode) == keyID
+        }
+    }
+}
+
+/// A format 6 writer's comparison of a store with its anchor, before it writes anything (A.11.1).
+public enum FrameAnchorCheck {
+    /// Why the store must not be opened (reason code, detail), or nil when it continues the anchor's history.
+    public static func refusal(anchor: FrameHead, history: PackedHistory, device: BlockDevice) -> (reason: String, detail: String)? {
+        let a = anchor.statement
+        let m = history.metadata
+        if a.deviceID != m.deviceID || a.storeUUID != m.storeUUID {
+            return ("anchor_mismatch", "the anchor is for device \(Hex.encode(a.deviceID)) store \(Hex.encode(a.storeUUID)), this is device \(Hex.encode(m.deviceID)) store \(Hex.encode(m.storeUUID))")
+        }
+        let rollbackCtr = max(m.rollbackCtr, history.headFrame?.header.rollbackCtr ?? 0)
+        if history.headFrameID < a.frameID || rollbackCtr < a.rollbackCtr {
+            return ("rollback", "the store ends at frame \(history.headFrameID) with rollback_ctr \(rollbackCtr); the anchor saw frame \(a.frameID) with rollback_ctr \(a.rollbackCtr): this is an older history")
+        }
+        if let held = history.frame(device: device, id: a.frameID), held.header.segmentID != a.segmentID || held.frame.statement != a.bytes {
+            return ("fork", "frame \(a.frameID) is not the one the anchor saw: the history was rewritten")
+        }
+        return nil
+    }
+}

@@ -204,3 +204,50 @@ struct PackedVerifierTests {
         #expect(r.findings.contains { $0.reason == .truncatedTail && $0.offset == UInt64(PackedGeometry.ringOffset + 3 * segment6) })
     }
 }
+
+@Suite("Format 6 trust path")
+struct PackedTrustPathTests {
+    @Test("the writer's anchor check: the same history passes, an older image is rollback, another history is fork, another store is a mismatch")
+    func anchorCheck() throws {
+        var s = try Signed6()
+        try s.session(commits: 6)
+        let older = s.device.bytes
+        let early = try #require(try FrameHead.of(device: s.device))
+        try s.session(commits: 6)
+        let late = try #require(try FrameHead.of(device: s.device))
+        let now = try PackedHistory.analyze(device: s.device)
+        #expect(FrameAnchorCheck.refusal(anchor: early, history: now, device: s.device) == nil)
+        #expect(FrameAnchorCheck.refusal(anchor: late, history: now, device: s.device) == nil)
+        let old = MemoryBlockDevice(image: older, sectorSize: 512)
+        #expect(FrameAnchorCheck.refusal(anchor: late, history: try PackedHistory.analyze(device: old), device: old)?.reason == "rollback")
+        // Another history of the same store and device, as long: the anchored frame differs.
+        var t = try Signed6()
+        t.n = 1000    // other readings
+        try t.session(commits: 6)
+        try t.session(commits: 9)
+        let other = try PackedHistory.analyze(device: t.device)
+        #expect(FrameAnchorCheck.refusal(anchor: late, history: other, device: t.device)?.reason == "fork")
+    }
+
+    @Test("a key rotation: the old key's frame endorses the new key, which signs from the next segment; the verifier trusting only the old key passes")
+    func rotation() throws {
+        var s = try Signed6(key: try PrivateSigningKey.generate(.ed25519))
+        try s.session(commits: 5)
+        let next = try PrivateSigningKey.generate(.ed25519)
+        let record = try rotationRecord(old: s.signer, next: next)
+        try s.session(commits: 2) { store in
+            _ = try store.commitEvidence(.keyRotation, record)
+        }
+        #expect(FrameHead.endorses(keyID: next.trusted.keyID, device: s.device))
+        let newSigner = FileSigner(key: next, epoch: 2)
+        let newIdentity = SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: newSigner)
+        try s.session(commits: 4, identity: newIdentity)
+        let r = s.verify()
+        #expect(r.passed, "\(r.reasons) \(r.segments.filter { !$0.passed }.map(\.detail)) \(r.frameFailures.map(\.detail))")
+        #expect(r.signed)
+        // Without the rotation record the new key is unknown.
+        let head = try #require(try FrameHead.of(device: s.device))
+        #expect(head.statement.keyEpoch == 2)
+        #expect(reasons(s.verify(trusted: [next.trusted])).contains("unknown_key"))
+    }
+}

@@ -137,6 +137,27 @@ public struct AnchorFile {
         }
     }
 
+    /// The version 3 signed head in the file (a format 6 store's anchor), or nil when there is no file yet.
+    public func readFrameHead() throws(TrustError) -> FrameHead? {
+        let bytes: [UInt8]
+        do { bytes = try LocalFile.read(path, limit: 64 << 10).bytes } catch {
+            if error.isMissing { return nil }
+            throw .file(error)
+        }
+        do { return try FrameHead.parse(bytes) } catch {
+            throw .anchor("anchor file \(path) is not a valid format 6 signed head (\(error)); it is left as it is: compare it with the collector's copy")
+        }
+    }
+
+    public func write(_ head: FrameHead) throws(TrustError) {
+        do {
+            try LocalFile.makeDirectory(LocalFile.parent(of: path))
+            try LocalFile.writeAtomically(path, head.fileBytes)
+        } catch {
+            throw .file(error)
+        }
+    }
+
     public func write(_ seal: SealView) throws(TrustError) {
         do {
             try LocalFile.makeDirectory(LocalFile.parent(of: path))

@@ -18,6 +18,7 @@ public final class WriterSession: @unchecked Sendable {
     /// Where warnings go (the CLI: stderr; the daemon: its log).
     private let warn: @Sendable (String) -> Void
     private var lastSeal: SealView?
+    private var lastFrameHead: FrameHead?
     private var lastAnchorWrite: Int64 = 0
     /// Anchor write failures are reported once, then counted.
     public private(set) var anchorFailures = 0
@@ -58,6 +59,24 @@ public final class WriterSession: @unchecked Sendable {
         }, clock: { Timebase.oneShot(source: clockSource, config: time) })
     }
 
+    /// Opens a format 6 store for writing after comparing it with the anchor (FORMAT.md A.11.1) and
+    /// the key directory; nothing is written when either refuses it.
+    public func openPacked(_ device: FileBlockDevice, policy: RingFullPolicy, bootID: [UInt8]? = nil,
+                           time: TimebaseConfig) throws(StoreError) -> PackedEvidenceStore {
+        let anchorHead: FrameHead?
+        do { anchorHead = try anchor?.readFrameHead() } catch { throw .anchorRefused(reason: "anchor_malformed", detail: error.description) }
+        let signer = self.signer
+        let clockSource = LinuxTimeSource()
+        return try PackedEvidenceStore.open(device: device, policy: policy, identity: identity, bootID: bootID, check: { history throws(StoreError) in
+            if let anchorHead, let refusal = FrameAnchorCheck.refusal(anchor: anchorHead, history: history, device: device) {
+                throw .anchorRefused(reason: refusal.reason, detail: refusal.detail)
+            }
+            if let signer, let head = history.headFrame?.header, head.sigAlg != .unsigned, head.keyID != signer.keyID, head.keyEpoch >= signer.keyEpoch {
+                throw .signing("the store was last signed by key \(Hex.encode(head.keyID)) (epoch \(head.keyEpoch)) but the key directory holds key \(Hex.encode(signer.keyID)) (epoch \(signer.keyEpoch)): a verifier would reject it as unknown_key. Use this store's key directory, or change keys with `edgelog keys rotate`")
+            }
+        }, clock: { Timebase.oneShot(source: clockSource, config: time) })
+    }
+
     /// Mirrors the signed head to the anchor file: always when `force`, else at most once per interval.
     public func writeAnchor(after receipt: CommitReceipt?, device: BlockDevice?, force: Bool) {
         // A safe-commit window writes nothing but its commits, and its acknowledgement may run
@@ -65,9 +84,20 @@ public final class WriterSession: @unchecked Sendable {
         // older head, which the anchor check accepts).
         if receipt?.inPowerWindow == true { return }
         if let seal = receipt?.seal { lastSeal = seal }
+        if let frame = receipt?.frameSeal { lastFrameHead = FrameHead(statement: frame.statement, signature: frame.signature) }
         guard let anchor else { return }
         let now = SystemClock.now().bootNs
         guard force || now - lastAnchorWrite >= anchorIntervalNs else { return }
+        // A format 6 store: its head frame.
+        if let head = lastFrameHead ?? device.flatMap({ PackedStoreProbe.isPacked($0) ? (try? FrameHead.of(device: $0)) ?? nil : nil }) {
+            lastFrameHead = head
+            lastAnchorWrite = now
+            do { try anchor.write(head) } catch {
+                anchorFailures += 1
+                if anchorFailures == 1 { warn("warning: cannot update the anchor file: \(error) (further failures are counted)") }
+            }
+            return
+        }
         guard let seal = lastSeal ?? device.flatMap({ try? StoreHead.seal(device: $0) }) else { return }
         lastSeal = seal
         lastAnchorWrite = now

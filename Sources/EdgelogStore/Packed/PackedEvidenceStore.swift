@@ -179,11 +179,19 @@ public final class PackedEvidenceStore {
 
     /// Commits one frame holding a single engine evidence record, for tools that hold the store open
     /// without a pipeline.
+    /// A key rotation's frame is followed at once by a metadata write naming it, and ends its
+    /// segment: the new key signs from the next segment on (its key is in the header), and recovery
+    /// under the new key never has to adopt a frame the old key signed (FORMAT.md A.11).
     public func commitEvidence(_ type: RecordType, _ json: EvidenceJSON) throws(StoreError) -> CommitReceipt? {
         let builder = makeBuilder()
         builder.pendingEvidence = [(type, json)]
         reserveEvidence(builder, count: 3)
-        return try commit(builder)
+        let receipt = try commit(builder)
+        if type == .keyRotation {
+            do { try log.checkpoint(clean: false) } catch { throw Self.storeError(error, device: device) }
+            log.endSegment()
+        }
+        return receipt
     }
 
     /// The brownout the next commit records (bo_event + 1, sealed with it).

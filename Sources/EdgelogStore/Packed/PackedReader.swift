@@ -71,3 +71,39 @@ extension PackedHistory {
         return []
     }
 }
+
+extension PackedHistory {
+    /// Committed frame `id` with its records and its segment's header, or nil when the history does
+    /// not hold it. Reads the segments from the head back to the one that holds it (their headers,
+    /// then that segment whole), never the ring.
+    public func frame(device: BlockDevice, id: UInt64) -> (header: PackedSegmentHeader, frame: PackedFrameInfo)? {
+        guard id >= 1, id <= headFrameID, tailSegmentID <= headSegmentID else { return nil }
+        let m = metadata
+        var slot = headSlot
+        var segment = headSegmentID
+        var upper = headFrameID &+ 1    // frames of this segment in the history lie below this id
+        for _ in 0..<m.geometry.ringSlots {
+            guard let walk = try? Self.readWalk(device, m, slot: slot, keepRecords: true), walk.header.segmentID == segment else { return nil }
+            if walk.header.firstFrameID <= id {
+                guard id < upper, let f = walk.frames.first(where: { $0.frameID == id }) else { return nil }
+                return (walk.header, f)
+            }
+            guard segment > tailSegmentID, let previous = previousSlot(before: slot) else { return nil }
+            upper = walk.header.firstFrameID
+            slot = previous
+            segment -= 1
+        }
+        return nil
+    }
+
+    /// The good slot before `slot` (the chosen slot's bad slots skipped).
+    func previousSlot(before slot: Int) -> Int? {
+        let n = metadata.geometry.ringSlots
+        var s = slot
+        for _ in 0..<n {
+            s = (s + n - 1) % n
+            if !metadata.isBad(s) { return s }
+        }
+        return nil
+    }
+}
