@@ -76,6 +76,48 @@ public enum BootHistory {
         return entries
     }
 
+    /// Format 6: the same, from the newest frames back, segment by segment, each segment's frames
+    /// below the next one's chain point and chained to it, and only frames `adopts` takes (a
+    /// writer that signs: its own key's); the walk stops at the first that is not.
+    public static func recent(device: BlockDevice, history h: PackedHistory, adopts: ((PackedFrameInfo, PackedSegmentHeader) -> Bool)?,
+                              maxSegments: Int, maxBoots: Int) -> [BootEntry] {
+        guard h.headFrameID > 0, h.tailSegmentID <= h.headSegmentID else { return [] }
+        var entries: [BootEntry] = []
+        var sessionEnd: [UInt16: Int64] = [:]
+        var slot = h.headSlot
+        var id = h.headSegmentID
+        var upper = h.headFrameID &+ 1
+        var chainHash: [UInt8]? = nil
+        for _ in 0..<max(maxSegments, 0) {
+            guard id >= h.tailSegmentID,
+                  let walk = try? PackedHistory.readWalk(device, h.metadata, slot: slot, keepRecords: true), walk.header.segmentID == id else { break }
+            let frames = walk.frames.filter { $0.frameID < upper }
+            // The later segment continues this one's last frame here, or nothing of it is read.
+            if let chainHash, frames.last?.frameHash != chainHash { break }
+            for f in frames.reversed() {
+                guard adopts?(f, walk.header) ?? true else { return entries }
+                for r in f.records.reversed() where r.type != .recovery && r.type != .incomplete {
+                    if r.type == .boot && r.source == SourceName.time {
+                        let end = max(sessionEnd[r.bootSeq] ?? r.time.bootNs, r.time.bootNs)
+                        let unexpected = r.payload.withUnsafeBytes { contains($0, unexpectedTrue) }
+                        entries.append(BootEntry(unexpectedReset: unexpected, wallNs: r.time.wallNs, wallTrusted: !r.time.flags.contains(.wallUntrusted),
+                                                 bootNs: r.time.bootNs, lastBootNs: end, segmentID: id))
+                        sessionEnd.removeAll()
+                        if entries.count >= maxBoots { return entries }
+                    } else if sessionEnd[r.bootSeq] == nil {
+                        sessionEnd[r.bootSeq] = r.time.bootNs
+                    }
+                }
+            }
+            guard id > h.tailSegmentID, let previous = h.previousSlot(before: slot) else { break }
+            upper = walk.header.firstFrameID
+            chainHash = walk.header.prevHash
+            slot = previous
+            id -= 1
+        }
+        return entries
+    }
+
     /// The writer writes the boot record's keys in a fixed order without spaces (FORMAT.md
     /// section 4); the segment holding it has been checked before this is read.
     private static let unexpectedTrue = Array("\"unexpected_reset\":true".utf8)

@@ -268,6 +268,39 @@ struct PackedEvidenceStoreTests {
         #expect(old.bytes == before)
     }
 
+    @Test("the starts recorded in the newest frames come back newest first, with whether each found the store unclean; commit cost is measured without changing what the store holds")
+    func recentBoots() throws {
+        let device = try formatted(slots: 8)
+        var feed = Feeder()
+        var timeSeq: UInt64 = 0
+        for (i, unexpected) in [false, false, true].enumerated() {
+            let store = try open(device)
+            if i == 2 {
+                let before = try history(device)
+                let cost = try store.measureCommitCost(samples: 2, clock: { Int64(DispatchTime.now().uptimeNanoseconds) })
+                #expect(cost.flushNs.count == 2 && cost.segmentNs.count == 2)
+                #expect(try history(device) == before)
+            }
+            let b = feed.fill(store, records: 0)
+            timeSeq += 1
+            let payload = Array("{\"boot_id\":\"00\",\"boot_seq\":1,\"unexpected_reset\":\(unexpected)}".utf8)
+            feed.mono += 1
+            #expect(b.append(type: .boot, source: SourceName.time, seq: timeSeq, mono: feed.mono,
+                             time: CaptureTime(wallNs: 1_700_000_000_000_000_000 + Int64(i), bootNs: Int64(i + 1) * 1_000_000_000), payload: payload, evidence: false))
+            b.evidenceMono = feed.mono + 1
+            b.evidenceMonoLimit = feed.mono + 8
+            feed.mono += 8
+            _ = try store.commit(b)
+            for _ in 0..<3 { _ = try store.commit(feed.fill(store, records: 4)) }
+            if i != 1 { try store.close() }
+            if i == 2 {
+                let boots = try open(device).recentBoots(maxSegments: 64, maxBoots: 5)
+                #expect(boots.map(\.unexpectedReset) == [true, false, false])
+                #expect(boots.map(\.bootNs) == [3_000_000_000, 2_000_000_000, 1_000_000_000])
+            }
+        }
+    }
+
     @Test("every cut of a session with reclaims, drops and a window recovers with every acknowledged data record, and says so")
     func crashEnumeration() throws {
         let device = try formatted(slots: 4)

@@ -194,6 +194,40 @@ public final class PackedEvidenceStore {
         return receipt
     }
 
+    /// The starts recorded in the newest frames this writer can show are its own (BootHistory).
+    public func recentBoots(maxSegments: Int, maxBoots: Int) -> [BootEntry] {
+        BootHistory.recent(device: device, history: history, adopts: PackedLog.adoption(log.identity), maxSegments: maxSegments, maxBoots: maxBoots)
+    }
+
+    /// Times `samples` metadata writes, each followed by a flush (the fixed cost of a commit that
+    /// writes the metadata), then, when the slot the next segment will use holds nothing the store
+    /// keeps (the ring is not full), `samples` writes of a commit buffer's size of zeros there with
+    /// a flush each (the cost that grows with the bytes committed). Nothing the store holds changes.
+    public func measureCommitCost(samples: Int, clock: () -> Int64) throws(StoreError) -> (flushNs: [Int64], segmentNs: [Int64]) {
+        var flushNs: [Int64] = []
+        var segmentNs: [Int64] = []
+        for _ in 0..<max(samples, 1) {
+            let start = clock()
+            do { try log.checkpoint(clean: false) } catch { throw Self.storeError(error, device: device) }
+            flushNs.append(clock() - start)
+        }
+        let m = log.metadata
+        let slot = m.headFrameID == 0 ? m.tailSlot : m.nextSlot(after: m.headSlot)
+        guard let slot, m.headFrameID == 0 || slot != m.tailSlot else { return (flushNs, []) }
+        let zeros = AlignedBuffer(count: min(makeBuilder().capacity, m.geometry.segmentSize))
+        for _ in 0..<max(samples, 1) {
+            let start = clock()
+            do {
+                try device.write(at: m.geometry.slotOffset(slot), from: UnsafeRawBufferPointer(zeros.bytes))
+                try device.flush()
+            } catch {
+                throw .device(error)
+            }
+            segmentNs.append(clock() - start)
+        }
+        return (flushNs, segmentNs)
+    }
+
     /// The brownout the next commit records (bo_event + 1, sealed with it).
     public func noteBrownout() {
         boEvent = boEvent == UInt32.max ? boEvent : boEvent + 1

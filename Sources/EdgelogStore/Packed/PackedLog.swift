@@ -231,7 +231,7 @@ public struct PackedHistory: Sendable {
 
     /// The walk of a slot whose header belongs to this store and this geometry: it names the slot it
     /// is in, the ring's size, and a tail slot inside the ring (the writer takes the tail from it).
-    static func readWalk(_ device: BlockDevice, _ m: PackedMetadata, slot: Int, keepRecords: Bool = false) throws -> PackedSegmentReader.Walk {
+    public static func readWalk(_ device: BlockDevice, _ m: PackedMetadata, slot: Int, keepRecords: Bool = false) throws -> PackedSegmentReader.Walk {
         let buffer = AlignedBuffer(count: m.geometry.segmentSize)
         try device.read(at: m.geometry.slotOffset(slot), into: buffer.bytes)
         let walk = try PackedSegmentReader.walk(UnsafeRawBufferPointer(buffer.bytes), sectorSize: m.geometry.sectorSize, storeUUID: m.storeUUID,

@@ -97,7 +97,7 @@ extension PackedHistory {
     }
 
     /// The good slot before `slot` (the chosen slot's bad slots skipped).
-    func previousSlot(before slot: Int) -> Int? {
+    public func previousSlot(before slot: Int) -> Int? {
         let n = metadata.geometry.ringSlots
         var s = slot
         for _ in 0..<n {
