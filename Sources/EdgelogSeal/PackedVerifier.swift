@@ -216,34 +216,11 @@ public enum PackedVerifier {
                                       detail: "metadata slot \(Layout.slotName(1 - chosenIndex)) is newer but names a head frame (\(other.headFrameID)) the ring does not hold"))
         }
         if let named = context.named {
-            let tailSlotExpected = givenUp ? (context.next(Int(named.header.tailSlot)) ?? Int(named.header.tailSlot)) : Int(named.header.tailSlot)
-            let s = named.state
-            var checks: [(Int, String, UInt64, UInt64, Bool)] = [   // offset, field, slot, sealed, equal (else not below)
-                (124, "wrap_count", UInt64(m.wrapCount), UInt64(named.header.wrapCount), true),
-                (128, "tail_segment_id", m.tailSegmentID, named.header.tailSegmentID &+ (givenUp ? 1 : 0), true),
-                (136, "tail_slot", UInt64(m.tailSlot), UInt64(tailSlotExpected), true),
-                (140, "unexp_rst", UInt64(m.unexpRst), UInt64(named.header.unexpRst), false),
-                (144, "rollback_ctr", m.rollbackCtr, named.header.rollbackCtr, false),
-                (152, "mono_hwm", m.state.monoHWM, s.monoHWM, true),
-                (160, "records_total", m.state.recordsTotal, s.recordsTotal, true),
-                (168, "lost_total", m.state.lostTotal, s.lostTotal, true),
-                (176, "dropped_total", m.state.droppedTotal, s.droppedTotal, true),
-                (184, "uplink_cursor", m.state.uplinkCursor, s.uplinkCursor, false),
-                (192, "bo_event", UInt64(m.state.boEvent), UInt64(s.boEvent), true),
-                (196, "ecc_err_cnt", UInt64(m.state.eccErrCnt), UInt64(s.eccErrCnt), false),
-                (200, "clock_steps", UInt64(m.state.clockSteps), UInt64(s.clockSteps), true),
-                (204, "boot_seq", UInt64(m.bootSeq), UInt64(named.header.bootSeq), false),
-            ]
-            if m.geometry.ringSlots != Int(named.header.ringSlots) {
-                checks.insert((56, "ring_slots", UInt64(m.geometry.ringSlots), UInt64(named.header.ringSlots), true), at: 0)
-            }
-            for (offset, name, value, sealed, equal) in checks where equal ? value != sealed : value < sealed {
-                r.findings.append(Finding(reason: .metadataMismatch, offset: chosenOffset + UInt64(offset),
-                                          detail: "metadata slot \(Layout.slotName(chosenIndex)): \(name) is \(value), frame \(m.headFrameID) sealed \(sealed)"))
-            }
-            if m.state.tables.hash != s.tables.hash {
-                r.findings.append(Finding(reason: .metadataMismatch, offset: chosenOffset + 512,
-                                          detail: "metadata slot \(Layout.slotName(chosenIndex)): the tables differ from those frame \(m.headFrameID) sealed"))
+            let ctx = context
+            for mm in m.mismatches(against: named.state, header: named.header, tailGivenUp: givenUp, nextSlot: { ctx.next($0) }) {
+                r.findings.append(Finding(reason: .metadataMismatch, offset: chosenOffset + UInt64(mm.offset),
+                                          detail: "metadata slot \(Layout.slotName(chosenIndex)): " + (mm.field == "tables"
+                                            ? "the tables differ from those frame \(m.headFrameID) sealed" : "\(mm.field) is \(mm.value), frame \(m.headFrameID) sealed \(mm.sealed)")))
             }
         }
 

@@ -27,6 +27,10 @@ struct InspectCommand: ParsableCommand {
     var verify = false
 
     func run() throws {
+        if let (target, _) = try openPackedReadOnly(device) {
+            try inspectPacked(target)
+            return
+        }
         let (target, a) = try openReadOnly(device)
         var damage: [SegmentDamage] = []
         var checkedRecords = 0
@@ -183,3 +187,117 @@ enum TimeText {
         return parts.joined(separator: "; ")
     }
 }
+
+extension InspectCommand {
+    /// Format 6 (docs/FORMAT.md appendix A).
+    func inspectPacked(_ target: FileBlockDevice) throws {
+        let i: PackedInspection
+        do { i = try PackedInspection.read(device: target) } catch { throw Exit.fail(PackedEvidenceStore.storeError(error, device: target)) }
+        var damage: [FrameDamage] = []
+        var checkedRecords = 0
+        if verify { damage = i.history.forEachFrame(device: target) { _, f in checkedRecords += f.records.count } }
+        let h = i.history, m = i.chosen, g = m.geometry
+        let slotStatus: [String] = (0..<2).map { slot in
+            if slot == h.recovery.metadataSlot { return "chosen" }
+            guard let s = i.slots[slot] else { return "invalid" }
+            return s.generation > m.generation ? "passed over: its head frame is not in the ring" : "valid, older"
+        }
+        let sealCheck = m.headFrameID == 0 ? "nothing committed yet"
+            : i.mismatches == nil ? "NOT CHECKED: the frame the metadata names is not in the ring, so no sealed state vouches for these numbers"
+            : i.mismatches!.isEmpty ? "agrees with the sealed state of frame \(m.headFrameID) (its signature is checked by edgelog verify)"
+            : "CONTRADICTS the sealed state of frame \(m.headFrameID): " + i.mismatches!.map(\.description).joined(separator: "; ")
+        let key = i.headHeader
+        let signing = key == nil ? "nothing committed yet"
+            : key!.sigAlg == .unsigned ? "UNSIGNED (chain only; the writer ran with --unsigned)"
+            : "signed \(key!.sigAlg.name) by key \(hex(key!.keyID)) epoch \(key!.keyEpoch), key in \(KeySource(rawValue: key!.keySrc)?.name ?? "?")"
+        let segments = h.headFrameID == 0 || h.tailSegmentID > h.headSegmentID ? 0 : h.headSegmentID - h.tailSegmentID + 1
+        if json {
+            var o = JSONObject()
+            o.add("device", .string(device))
+            o.add("format_version", .uint(UInt64(PackedMetadata.formatVersion)))
+            o.add("store_uuid", .string(hex(m.storeUUID)))
+            o.add("store_size", .uint(g.storeSize))
+            o.add("sector_size", .uint(UInt64(clamping: g.sectorSize)))
+            o.add("segment_size", .uint(UInt64(clamping: g.segmentSize)))
+            o.add("ring_slots", .uint(UInt64(clamping: g.ringSlots)))
+            o.add("chosen_slot", .string(Layout.slotName(h.recovery.metadataSlot)))
+            o.add("generation", .uint(m.generation))
+            o.add("slot_a", .string(slotStatus[0]))
+            o.add("slot_b", .string(slotStatus[1]))
+            o.add("head_frame_id", .uint(h.headFrameID))
+            o.add("head_segment_id", .uint(h.headSegmentID))
+            o.add("head_slot", .uint(UInt64(clamping: h.headSlot)))
+            o.add("tail_segment_id", .uint(h.tailSegmentID))
+            o.add("tail_slot", .uint(UInt64(clamping: h.tailSlot)))
+            o.add("segments", .uint(segments))
+            o.add("wrap_count", .uint(UInt64(h.wrapCount)))
+            o.add("clean_flag", .bool(m.clean))
+            o.add("unexp_rst", .uint(UInt64(m.unexpRst)))
+            o.add("bo_event", .uint(UInt64(h.state.boEvent)))
+            o.add("ecc_err_cnt", .uint(UInt64(h.state.eccErrCnt)))
+            o.add("verify_stat", .uint(UInt64(m.verifyStat)))
+            o.add("mono_hwm", .uint(h.state.monoHWM))
+            o.add("uplink_cursor", .uint(h.state.uplinkCursor))
+            o.add("records_total", .uint(h.state.recordsTotal))
+            o.add("dropped_total", .uint(h.state.droppedTotal))
+            o.add("lost_total", .uint(h.state.lostTotal))
+            o.add("bad_slots", .raw("[" + h.state.tables.badSlots.map { "{\"slot\":\($0.slot),\"reason\":\($0.reason),\"segment_id\":\($0.segmentID)}" }.joined(separator: ",") + "]"))
+            o.add("device_id", .string(hex(m.deviceID)))
+            o.add("signed", .bool(key.map { $0.sigAlg != .unsigned } ?? false))
+            o.add("sig_alg", .string(key?.sigAlg.name ?? "unsigned"))
+            o.add("key_id", .string(hex(key?.keyID ?? [UInt8](repeating: 0, count: 16))))
+            o.add("key_epoch", .uint(UInt64(key?.keyEpoch ?? 0)))
+            o.add("hash_head", .string(hex(h.headHash)))
+            o.add("rollback_ctr", .uint(m.rollbackCtr))
+            o.add("fw_ver_hash", .string(hex(key?.fwVerHash ?? [UInt8](repeating: 0, count: 32))))
+            o.add("boot_seq", .uint(UInt64(m.bootSeq)))
+            o.add("boot_id", .string(hex(m.bootID)))
+            o.add("clock_steps", .uint(UInt64(h.state.clockSteps)))
+            o.add("largest_step_ns", .uint(m.time.largestStepNs))
+            o.add("unsync_ns", .uint(m.time.unsyncNs))
+            o.add("last_sync_wall_ns", m.time.lastSyncWallNs == 0 ? .null : .int(m.time.lastSyncWallNs))
+            o.add("rtc_offset_ns", m.time.rtcState == .read ? .int(m.time.rtcOffsetNs) : .null)
+            o.add("rtc", .string(TimeText.rtc(m.time.rtcState)))
+            o.add("metadata_check", .string(sealCheck))
+            o.add("contradicted_fields", .raw("[" + (i.mismatches ?? []).map { "\"\($0.field)\"" }.joined(separator: ",") + "]"))
+            o.add("unsealed_fields", .raw("[\"generation\",\"clean_flag\",\"verify_stat\",\"boot_id\",\"largest_step_ns\",\"unsync_ns\",\"last_sync_wall_ns\",\"rtc_offset_ns\",\"last_offset_ns\",\"format_wall_ns\"]"))
+            o.add("sources", .raw("[" + h.state.tables.sources.map { "{\"name\":\"\($0.name)\",\"last_seq\":\($0.lastSeq)}" }.joined(separator: ",") + "]"))
+            var r = JSONObject()
+            r.add("needed", .bool(i.needsRecovery))
+            r.add("unclean_shutdown", .bool(!h.recovery.cleanBefore))
+            r.add("frames_adopted", .uint(UInt64(clamping: h.recovery.framesAdopted)))
+            r.add("segments_adopted", .uint(UInt64(clamping: h.recovery.segmentsAdopted)))
+            r.add("torn", .bool(h.recovery.torn))
+            r.add("tail_lost", .uint(UInt64(clamping: h.recovery.tailsGivenUp)))
+            r.add("refused_frame_id", h.recovery.refusedFrameID.map { .uint($0) } ?? .null)
+            r.add("summary", .string(i.recoverySummary))
+            o.add("recovery", .raw(r.text))
+            if verify {
+                o.add("verified_records", .uint(UInt64(clamping: checkedRecords)))
+                o.add("damaged_segments", .raw("[" + damage.map { "{\"segment_id\":\($0.segmentID),\"slot\":\($0.slot),\"byte_offset\":\($0.byteOffset),\"reason\":\"\(jsonEscaped($0.reason))\"}" }.joined(separator: ",") + "]"))
+            }
+            print(o.text)
+        } else {
+            print("store        \(device): format 6, \(g.storeSize) bytes, \(g.ringSlots) segments of \(g.segmentSize) bytes, \(g.sectorSize)-byte sectors")
+            print("identity     store \(hex(m.storeUUID)); device \(hex(m.deviceID))")
+            print("trust        \(signing)")
+            print("             hash_head \(hex(h.headHash)); rollback_ctr \(m.rollbackCtr); head segment's firmware \(hex(key?.fwVerHash ?? []))")
+            print("checked      metadata \(sealCheck); not in any seal: generation, clean_flag, verify_stat, boot_id, the time fields but clock_steps")
+            print("metadata     slot A \(slotStatus[0]); slot B \(slotStatus[1]); generation \(m.generation)")
+            print(h.headFrameID == 0 ? "commits      none yet"
+                : "commits      last frame \(h.headFrameID); segments \(h.tailSegmentID)...\(h.headSegmentID) in slots \(h.tailSlot)...\(h.headSlot); ring wrapped \(h.wrapCount) time(s)")
+            print("records      \(h.state.recordsTotal) committed; \(h.state.droppedTotal) dropped before commit; \(h.state.lostTotal) lost to ring overwrite")
+            print("shutdown     \(m.clean ? "clean" : "NOT clean (a writer has it open, or it lost power)") (clean_flag: not sealed); unexpected resets so far: \(m.unexpRst)")
+            print("health       read errors \(h.state.eccErrCnt); bad slots \(h.state.tables.badSlots.count); brownouts \(h.state.boEvent); verify_stat 0x\(String(m.verifyStat, radix: 16)) (not sealed)")
+            print("uplink       first frame not acknowledged upstream: \(h.state.uplinkCursor)")
+            print("sources      " + (h.state.tables.sources.isEmpty ? "none" : h.state.tables.sources.map { "\($0.name) (last seq \($0.lastSeq))" }.joined(separator: ", ")))
+            print("recovery     " + (i.needsRecovery ? "on next open: " : "") + i.recoverySummary)
+            if verify {
+                print("verify       \(checkedRecords) records read; " + (damage.isEmpty ? "the history reads to its head" : "the history stops short:"))
+                for d in damage { print("             \(terminalSafe(d.description))") }
+            }
+        }
+        if !damage.isEmpty { throw ExitCode(Exit.damaged) }
+    }
+}
+

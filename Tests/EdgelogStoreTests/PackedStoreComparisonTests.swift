@@ -166,5 +166,12 @@ struct PackedVerifyCLITests {
         #expect(String(decoding: head.out, as: UTF8.self).hasPrefix("{\"format\":\"edgelog-head\",\"version\":3,"))
         FileManager.default.createFile(atPath: anchor, contents: head.out)
         #expect(try run(binary, ["verify", "--device", path, "--allow-unsigned", "--anchor", anchor]).code == 0)
+        let inspect = try run(binary, ["inspect", "--device", path, "--json", "--verify"])
+        #expect(inspect.code == 0)
+        let o = try #require(try JSONSerialization.jsonObject(with: inspect.out) as? [String: Any])
+        #expect(o["format_version"] as? Int == 6 && o["records_total"] as? Int == 30 && o["clean_flag"] as? Bool == true)
+        #expect((o["metadata_check"] as? String)?.hasPrefix("agrees") == true, "\(o["metadata_check"] ?? "")")
+        #expect((o["recovery"] as? [String: Any])?["needed"] as? Bool == false)
+        #expect(o["verified_records"] as? Int == 30 + 0)
     }
 }

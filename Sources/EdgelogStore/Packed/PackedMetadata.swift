@@ -222,3 +222,43 @@ public enum PackedStoreProbe {
         return false
     }
 }
+
+extension PackedMetadata {
+    /// A metadata field that disagrees with the sealed state of the frame the slot names (FORMAT.md
+    /// A.11.2 item 4).
+    public struct Mismatch: Equatable, Sendable, CustomStringConvertible {
+        public var offset: Int
+        public var field: String
+        public var value: UInt64
+        public var sealed: UInt64
+        public var description: String { "\(field) is \(value), sealed \(sealed)" }
+    }
+
+    /// Where this slot disagrees with `state` and `header`, the sealed state after the frame it names
+    /// and that frame's segment header: equal fields, or not below for those a writer raises between
+    /// commits; the tables by their hash (value and sealed 0 and 1 there). `tailGivenUp`: recovery
+    /// gave the sealed tail up (it moves on by one segment and one good slot).
+    public func mismatches(against state: PackedState, header: PackedSegmentHeader, tailGivenUp: Bool, nextSlot: (Int) -> Int?) -> [Mismatch] {
+        let tailSlotExpected = tailGivenUp ? (nextSlot(Int(header.tailSlot)) ?? Int(header.tailSlot)) : Int(header.tailSlot)
+        let rows: [(Int, String, UInt64, UInt64, Bool)] = [
+            (56, "ring_slots", UInt64(geometry.ringSlots), UInt64(header.ringSlots), true),
+            (124, "wrap_count", UInt64(wrapCount), UInt64(header.wrapCount), true),
+            (128, "tail_segment_id", tailSegmentID, header.tailSegmentID &+ (tailGivenUp ? 1 : 0), true),
+            (136, "tail_slot", UInt64(tailSlot), UInt64(tailSlotExpected), true),
+            (140, "unexp_rst", UInt64(unexpRst), UInt64(header.unexpRst), false),
+            (144, "rollback_ctr", rollbackCtr, header.rollbackCtr, false),
+            (152, "mono_hwm", self.state.monoHWM, state.monoHWM, true),
+            (160, "records_total", self.state.recordsTotal, state.recordsTotal, true),
+            (168, "lost_total", self.state.lostTotal, state.lostTotal, true),
+            (176, "dropped_total", self.state.droppedTotal, state.droppedTotal, true),
+            (184, "uplink_cursor", self.state.uplinkCursor, state.uplinkCursor, false),
+            (192, "bo_event", UInt64(self.state.boEvent), UInt64(state.boEvent), true),
+            (196, "ecc_err_cnt", UInt64(self.state.eccErrCnt), UInt64(state.eccErrCnt), false),
+            (200, "clock_steps", UInt64(self.state.clockSteps), UInt64(state.clockSteps), true),
+            (204, "boot_seq", UInt64(bootSeq), UInt64(header.bootSeq), false),
+        ]
+        var out = rows.filter { $0.4 ? $0.2 != $0.3 : $0.2 < $0.3 }.map { Mismatch(offset: $0.0, field: $0.1, value: $0.2, sealed: $0.3) }
+        if self.state.tables.hash != state.tables.hash { out.append(Mismatch(offset: 512, field: "tables", value: 1, sealed: 0)) }
+        return out
+    }
+}
