@@ -59,6 +59,7 @@ public enum StatusQuery {
         let path = BoardJob.settings(for: board, stateDir: stateDir).device
         let device: FileBlockDevice
         do { device = try FileBlockDevice(path: path, readOnly: true) } catch { throw .device(error) }
+        if PackedStoreProbe.isPacked(device) { return try fromPackedStore(device, board: board, path: path) }
         let a: StoreAnalysis
         do { a = try EvidenceStore.analyze(device: device) } catch { throw .store(error) }
         let m = a.state
@@ -97,6 +98,44 @@ public enum StatusQuery {
         store.unverified = unverified
         s.store = store
         s.note = "no edgelog job answers on this state directory: these numbers are read from the store's metadata, not from a running job"
+        return s
+    }
+}
+
+extension StatusQuery {
+    /// A format 6 store's own account of the last run (FORMAT.md A.8, A.9): the sealed numbers are
+    /// the head frame's; the slot's are shown where they agree with the frame it names.
+    static func fromPackedStore(_ device: FileBlockDevice, board: Board, path: String) throws(JobError) -> StatusSnapshot {
+        let i: PackedInspection
+        do { i = try PackedInspection.read(device: device) } catch { throw .store(PackedEvidenceStore.storeError(error, device: device)) }
+        let h = i.history
+        var s = StatusSnapshot(origin: .store, state: .notRunning)
+        s.board = board.name
+        var store = StoreReport(path: path)
+        store.headSegmentID = h.headSegmentID
+        store.recordsTotal = h.state.recordsTotal
+        store.clean = h.recovery.cleanBefore
+        var power = PowerReport(boEvent: h.state.boEvent, unexpRst: h.metadata.unexpRst)
+        power.state = nil
+        s.power = power
+        var unverified = ["clean_flag"]
+        if h.headFrameID == 0 {
+            store.metadataCheck = "nothing committed yet: no sealed state to check the metadata against"
+            unverified += ["unexp_rst", "bo_event", "records_total"]
+        } else if let mismatches = i.mismatches {
+            store.metadataCheck = mismatches.isEmpty
+                ? "agrees with the sealed state of frame \(i.chosen.headFrameID) (its signature is checked by edgelog verify)"
+                : "CONTRADICTS the sealed state of frame \(i.chosen.headFrameID): " + mismatches.map(\.description).joined(separator: "; ")
+            if let sealed = i.headHeader?.unexpRst, h.metadata.unexpRst > sealed {
+                unverified.append("unexp_rst (the head segment vouches for \(sealed))")
+            }
+        } else {
+            store.metadataCheck = "NOT CHECKED: the frame the metadata names is not in the ring, so no sealed state vouches for these numbers"
+            unverified += ["head_segment_id", "unexp_rst"]
+        }
+        store.unverified = unverified
+        s.store = store
+        s.note = "no edgelog job answers on this state directory: these numbers are read from the store, not from a running job"
         return s
     }
 }
