@@ -30,6 +30,11 @@ enum FuzzTarget: String, CaseIterable {
         case .head:
             // The signed head / anchor file parser (and the flat JSON reader under it).
             if let head = try? SignedHead.parse(Array(data)) { _ = head.verifies(with: [FuzzTarget.seedKey.trusted]) }
+            // The format 6 head (version 3) from the same bytes.
+            if let head = try? FrameHead.parse(Array(data)) {
+                if head.fileBytes != Array(data) { FuzzReport.fail("a version 3 head parsed from bytes it does not print") }
+                _ = head.verifies(with: [(FuzzTarget.seedKey.trusted, 1)])
+            }
         case .verify:
             FuzzTarget.verify(data)
         case .fields:
@@ -59,8 +64,19 @@ enum FuzzTarget: String, CaseIterable {
         var bytes = [UInt8](data)
         bytes.append(contentsOf: [UInt8](repeating: 0, count: size - data.count))
         let device = MemoryBlockDevice(image: bytes, sectorSize: 512)
+        // The verifier and inspect read any image without writing or trapping.
+        let report = PackedVerifier.verify(device: device, options: VerifyOptions(trusted: [seedKey.trusted], anchor: Array(bytes.suffix(512))))
+        _ = report.reasons
+        _ = try? PackedInspection.read(device: device)
+        if device.writes != 0 { FuzzReport.fail("the format 6 verifier or inspect wrote to the device") }
         guard let history = try? PackedHistory.analyze(device: device) else { return }
         _ = history.frames(device: device)
+        // The evidence store's open (recovery records, a session) on another copy.
+        let evidenceCopy = MemoryBlockDevice(image: bytes, sectorSize: 512)
+        if let store = try? PackedEvidenceStore.open(device: evidenceCopy, policy: .overwriteOldest, clock: { CaptureTime(wallNs: 1, bootNs: 1) }) {
+            _ = try? store.close()
+            if (try? PackedHistory.analyze(device: evidenceCopy)) == nil { FuzzReport.fail("a store the evidence store opened and closed no longer opens") }
+        }
         let copy = MemoryBlockDevice(image: bytes, sectorSize: 512)
         guard let log = try? PackedLog(device: copy, identity: PackedLog.PackedIdentity(deviceID: Array(repeating: 1, count: 16)), clock: { 0 }) else { return }
         var workload = SensorWorkload(sources: 2, seed: 1, firstMono: history.state.monoHWM &+ 1)

@@ -166,6 +166,27 @@ enum SeedCorpus {
         let reopened = try PackedLog(device: packedStore, identity: PackedLog.PackedIdentity(deviceID: Array(repeating: 1, count: 16)), clock: { 0 })
         for _ in 0..<2 { try reopened.append(workload.nextSecond()) }
         try FileBytes.write("\(root)/packedstore/seed1", packedStore.bytes)
+        // Signed by the seed key through the evidence store, with its head as a version 3 anchor.
+        let signedStore = MemoryBlockDevice(size: PackedGeometry.ringOffset + 4 * 8192, sectorSize: 512)
+        try PackedEvidenceStore.format(device: signedStore, segmentSize: 8192, storeUUID: Array(1...16), wallNs: 0, force: false)
+        let evidence = try PackedEvidenceStore.open(device: signedStore, identity: SealIdentity(deviceID: Array(1...16), fwVerHash: Array(repeating: 2, count: 32),
+                                                                                             signer: FileSigner(key: FuzzTarget.seedKey, epoch: 1)),
+                                                    clock: { CaptureTime(wallNs: 1, bootNs: 1) })
+        for _ in 0..<3 {
+            let b = evidence.makeBuilder()
+            var mono = evidence.metadata.state.monoHWM
+            for r in workload.nextSecond() {
+                mono += 1
+                b.append(type: .data, source: r.source, seq: (evidence.metadata.state.tables.lastSeq(r.source) ?? 0) + UInt64(b.recordCount) + 1,
+                         mono: mono, time: r.time, payload: r.payload, evidence: false)
+            }
+            b.evidenceMono = mono + 1
+            b.evidenceMonoLimit = mono + 8
+            _ = try evidence.commit(b)
+        }
+        try evidence.close()
+        try FileBytes.write("\(root)/packedstore/seed2", signedStore.bytes)
+        if let head = try FrameHead.of(device: signedStore) { try FileBytes.write("\(root)/head/seed-v3", head.fileBytes) }
         FuzzOutput.line("seed corpus: \(lines.count) lines, \(written) images and metadata slots, 6 segments, \(devices.count) device answers under \(root)")
     }
 
