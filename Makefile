@@ -49,7 +49,7 @@ hil: build
 	scripts/hil/log-writes
 
 test-python:
-	python3 -m pytest -q scripts/test_edgelog_decode.py scripts/test_edgelog_verify.py
+	python3 -m pytest -q scripts/test_edgelog_decode.py scripts/test_edgelog_verify.py scripts/test_edgelog_verify6.py
 
 test-swift:
 	$(SWIFT) build --build-tests

@@ -16,6 +16,9 @@ Usage:
                       [--anchor HEADFILE] [--allow-fw HEX64 ...]
                       [--allow-unsigned] [--json]
 
+A format 6 image (a valid A.8 metadata slot at offset 0 or 16384) is handed
+to edgelog_verify6.py (FORMAT.md appendix A.11), with the same options.
+
 A trust KEY is a key file or a key directory (section 9).  A key file is a
 `PUBLIC KEY` PEM (Ed25519 or ECDSA P-256) or an HMAC secret file
 (`hmac-key.hex`, section 3.5): the 32-byte secret as 64 hex digits and a
@@ -1240,7 +1243,13 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
         return EXIT_USAGE
     with fh:
         try:
-            report = verify(dec.Store(fh), keys, anchor, allow_fw, args.allow_unsigned)
+            store = dec.Store(fh)
+            # A format 6 store (FORMAT.md appendix A.11) is edgelog_verify6's.
+            import edgelog_verify6
+            if edgelog_verify6.is_format6(store):
+                return edgelog_verify6.run(store, keys, anchor, allow_fw, args.allow_unsigned,
+                                           args.json, args.device, out)
+            report = verify(store, keys, anchor, allow_fw, args.allow_unsigned)
         except OSError as exc:
             err.write(f"edgelog_verify: cannot read {args.device}: {exc.strerror}\n")
             return EXIT_USAGE

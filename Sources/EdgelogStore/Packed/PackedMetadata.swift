@@ -239,11 +239,15 @@ extension PackedMetadata {
     /// commits; the tables by their hash (value and sealed 0 and 1 there). `tailGivenUp`: recovery
     /// gave the sealed tail up (it moves on by one segment and one good slot).
     public func mismatches(against state: PackedState, header: PackedSegmentHeader, tailGivenUp: Bool, nextSlot: (Int) -> Int?) -> [Mismatch] {
-        let tailSlotExpected = tailGivenUp ? (nextSlot(Int(header.tailSlot)) ?? Int(header.tailSlot)) : Int(header.tailSlot)
+        // A tail given up is in the slot either as sealed (written before the cut reclaim) or moved
+        // on by one segment and one good slot (written by the recovery that gave it up).
+        let movedSlot = nextSlot(Int(header.tailSlot)) ?? Int(header.tailSlot)
+        let moved = tailGivenUp && tailSegmentID == header.tailSegmentID &+ 1 && tailSlot == movedSlot
+        let tailSlotExpected = moved ? movedSlot : Int(header.tailSlot)
         let rows: [(Int, String, UInt64, UInt64, Bool)] = [
             (56, "ring_slots", UInt64(geometry.ringSlots), UInt64(header.ringSlots), true),
             (124, "wrap_count", UInt64(wrapCount), UInt64(header.wrapCount), true),
-            (128, "tail_segment_id", tailSegmentID, header.tailSegmentID &+ (tailGivenUp ? 1 : 0), true),
+            (128, "tail_segment_id", tailSegmentID, header.tailSegmentID &+ (moved ? 1 : 0), true),
             (136, "tail_slot", UInt64(tailSlot), UInt64(tailSlotExpected), true),
             (140, "unexp_rst", UInt64(unexpRst), UInt64(header.unexpRst), false),
             (144, "rollback_ctr", rollbackCtr, header.rollbackCtr, false),
