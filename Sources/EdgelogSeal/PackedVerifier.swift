@@ -182,13 +182,10 @@ public enum PackedVerifier {
                 id -= 1
             }
             ids.reverse()
-            if start > 1 {
-                r.notes.append(PackedNote(note: "not_retained", segmentID: start - 1, frameID: 0,
-                                          detail: "the head segment's header says segments 1 to \(start - 1) are no longer retained; the gap records of the retained frames name those reclaimed since"))
-            }
         }
 
         // 3. Each segment of the range, with the next one's header read ahead.
+        context.startSegment = start
         var reads: [Read] = ids.isEmpty ? [] : [context.read(ids[0].id, slot: ids[0].slot)]
         var previous: Read?
         var chainPoint: (passed: Bool, hash: [UInt8], state: PackedState)?
@@ -205,6 +202,11 @@ public enum PackedVerifier {
             reads[k] = Read()    // the walk is no longer needed: memory follows two segments
             if let slot = entry.slot { walked.insert(slot) }
             progress?(UInt64(k + 1), UInt64(ids.count))
+        }
+
+        if H > 0 && start > 1 {
+            r.notes.append(PackedNote(note: "not_retained", segmentID: start - 1, frameID: context.startFirstFrameID.map { $0 &- 1 } ?? 0,
+                                      detail: "the head segment's header says segments 1 to \(start - 1) are no longer retained; the gap records of the retained frames name those reclaimed since"))
         }
 
         // 4. The head and the metadata.
@@ -268,7 +270,8 @@ public enum PackedVerifier {
         // 7. The anchor.
         if let anchor {
             context.checkAnchor(anchor, head: H, headFrame: FH, start: start, report: &r)
-        } else if H > 0 {
+        } else {
+            // An empty history too: a store wiped back to nothing looks the same (A.11.2 item 2).
             r.notes.append(PackedNote(note: "truncation_not_excluded", segmentID: H, frameID: FH,
                                       detail: "no anchor given: a shorter copy of this history (an older image, or one whose newest frames were erased and the metadata rewritten) cannot be excluded; verify with --anchor and a signed head kept off the device"))
         }
@@ -311,7 +314,10 @@ public enum PackedVerifier {
         var firstPassedAbove: [(frameID: UInt64, passed: Passed, firstMono: UInt64?)] = []
         var startPrevHash: [UInt8]?
         var startFirstPassed = false
+        /// first_frame_id and prev_hash of the range's first segment, when its header was read.
         var startFirstFrameID: UInt64?
+        var rangeStarted = false
+        var startSegment: UInt64 = 0
         var recordNotes: [PackedNote] = []
         var outsideFindings: [Finding] = []
         let buffer: AlignedBuffer
@@ -420,6 +426,7 @@ public enum PackedVerifier {
                             isHead: Bool, headFrame FH: UInt64, namedFrame: UInt64, report r: inout PackedVerifyReport) -> Outcome {
             var v = PackedSegmentVerdict(segmentID: e, slot: cur.slot ?? 0, offset: cur.slot.map { geometry.slotOffset($0) } ?? 0)
             var outcome = Outcome()
+            defer { rangeStarted = true }
             guard let w = cur.walk, cur.reason == nil else {
                 v.reason = cur.reason
                 v.detail = cur.detail
@@ -431,6 +438,8 @@ public enum PackedVerifier {
             let h = w.header
             v.firstFrameID = h.firstFrameID
             v.keyEpoch = h.keyEpoch
+            if !rangeStarted { startFirstFrameID = h.firstFrameID; startPrevHash = h.prevHash }
+            rangeStarted = true
             // The history frames: up to the next segment's chain point, or the walk's (the head's up to FH).
             var endID: UInt64    // one past the last history frame id
             if isHead {
@@ -535,7 +544,7 @@ public enum PackedVerifier {
                 statements[f.frameID] = (e, f.statement)
                 firstPassedAbove.append((f.frameID, Passed(state: f.stateAfter, header: h), f.records.first?.mono))
                 if f.frameID == namedFrame { named = (f.stateAfter, h) }
-                if f.frameID == h.firstFrameID && startFirstFrameID == nil { startFirstPassed = true }
+                if f.frameID == h.firstFrameID && startFirstFrameID == h.firstFrameID && e == startSegment { startFirstPassed = true }
                 noteRecords(f, e: e)
                 if f.records.contains(where: { $0.type == .keyRotation && $0.source == SourceName.engine }) {
                     // The old key signs nothing after its rotation (a later frame of this segment
@@ -546,7 +555,6 @@ public enum PackedVerifier {
                 }
                 tip = (true, f.frameHash, f.stateAfter)
             }
-            if startFirstFrameID == nil { startFirstFrameID = h.firstFrameID; startPrevHash = h.prevHash }
             // F1: history frames the walk does not hold.
             let held = w.frames.filter { $0.frameID < endID }.count
             if held < historyCount && segmentFailed == nil && !isHead {
@@ -675,6 +683,12 @@ public enum PackedVerifier {
                                                   detail: "frames past the frame the next segment continues, not signed by the segment's key; nothing in them is taken"))
                 }
             }
+            // Frames written whole after where the walk stopped: the same search as in the head
+            // segment, a note here (a stale sector passes a 32-bit CRC by chance; A.11 item 5).
+            if frameAfterWalk(w, header: w.header) != nil {
+                recordNotes.append(PackedNote(note: "not_continued", segmentID: e, frameID: w.header.firstFrameID &+ UInt64(w.frames.count),
+                                              detail: "a frame whose CRC checks lies after where segment \(e)'s frames stop; nothing in it is taken"))
+            }
             if endedAfterCRC(w.end), w.frames.last.map({ $0.frameID >= endID - 1 }) ?? true {
                 let regression: Bool
                 if case .state(let why) = w.end { regression = why.hasSuffix("goes back") } else { regression = false }
@@ -768,4 +782,35 @@ public enum PackedVerifier {
             }
         }
     }
+}
+
+/// The --json lines of a format 6 verification (FORMAT.md A.11.3), without their newlines.
+public enum PackedVerifyJSON {
+    public static func lines(_ r: PackedVerifyReport) -> [String] {
+        var out: [String] = []
+        for s in r.segments {
+            out.append("{\"kind\":\"segment\",\"segment_id\":\(s.segmentID),\"slot\":\(s.slot),\"offset\":\(s.offset),"
+                + "\"first_frame_id\":\(s.firstFrameID.map(String.init) ?? "null"),\"frames\":\(s.frames.map(String.init) ?? "null"),"
+                + "\"passed\":\(s.passedFrames),\"sig_verify\":\"\(s.passed ? "PASS" : "FAIL")\","
+                + "\"reason\":\(s.reason.map { "\"\($0.rawValue)\"" } ?? "null"),\"key_epoch\":\(s.keyEpoch)}")
+            for f in r.frameFailures where f.segmentID == s.segmentID {
+                out.append("{\"kind\":\"frame\",\"segment_id\":\(f.segmentID),\"frame_id\":\(f.frameID),\"frames\":\(f.frames),"
+                    + "\"offset\":\(f.offset),\"reason\":\"\(f.reason.rawValue)\",\"key_epoch\":\(f.keyEpoch)}")
+            }
+        }
+        for f in r.findings {
+            out.append("{\"kind\":\"finding\",\"reason\":\"\(f.reason.rawValue)\",\"offset\":\(f.offset),\"detail\":\"\(jsonEscaped(f.detail))\"}")
+        }
+        for n in r.notes {
+            out.append("{\"kind\":\"note\",\"note\":\"\(n.note)\",\"segment_id\":\(n.segmentID),\"frame_id\":\(n.frameID),"
+                + "\"detail\":\"\(jsonEscaped(n.detail))\"}")
+        }
+        out.append("{\"kind\":\"summary\",\"verdict\":\"\(r.passed ? "PASS" : "FAIL")\",\"segments\":\(r.segments.count),"
+            + "\"passed\":\(r.segments.count - r.failedSegments),\"failed\":\(r.failedSegments),\"frames\":\(r.frames),"
+            + "\"frames_passed\":\(r.framesPassed),\"frames_failed\":\(r.frames - r.framesPassed),"
+            + "\"signed\":\(r.signed),\"sig_alg\":\"\(r.sigAlg.name)\","
+            + "\"reasons\":[\(r.reasons.map { "\"\($0)\"" }.joined(separator: ","))]}")
+        return out
+    }
+
 }

@@ -172,32 +172,7 @@ enum VerifyText {
 }
 
 enum PackedVerifyText {
-    static func jsonLines(_ r: PackedVerifyReport) -> String {
-        var out = ""
-        for s in r.segments {
-            out += "{\"kind\":\"segment\",\"segment_id\":\(s.segmentID),\"slot\":\(s.slot),\"offset\":\(s.offset),"
-                + "\"first_frame_id\":\(s.firstFrameID.map(String.init) ?? "null"),\"frames\":\(s.frames.map(String.init) ?? "null"),"
-                + "\"passed\":\(s.passedFrames),\"sig_verify\":\"\(s.passed ? "PASS" : "FAIL")\","
-                + "\"reason\":\(s.reason.map { "\"\($0.rawValue)\"" } ?? "null"),\"key_epoch\":\(s.keyEpoch)}\n"
-            for f in r.frameFailures where f.segmentID == s.segmentID {
-                out += "{\"kind\":\"frame\",\"segment_id\":\(f.segmentID),\"frame_id\":\(f.frameID),\"frames\":\(f.frames),"
-                    + "\"offset\":\(f.offset),\"reason\":\"\(f.reason.rawValue)\",\"key_epoch\":\(f.keyEpoch)}\n"
-            }
-        }
-        for f in r.findings {
-            out += "{\"kind\":\"finding\",\"reason\":\"\(f.reason.rawValue)\",\"offset\":\(f.offset),\"detail\":\"\(jsonEscaped(f.detail))\"}\n"
-        }
-        for n in r.notes {
-            out += "{\"kind\":\"note\",\"note\":\"\(n.note)\",\"segment_id\":\(n.segmentID),\"frame_id\":\(n.frameID),"
-                + "\"detail\":\"\(jsonEscaped(n.detail))\"}\n"
-        }
-        out += "{\"kind\":\"summary\",\"verdict\":\"\(r.passed ? "PASS" : "FAIL")\",\"segments\":\(r.segments.count),"
-            + "\"passed\":\(r.segments.count - r.failedSegments),\"failed\":\(r.failedSegments),\"frames\":\(r.frames),"
-            + "\"frames_passed\":\(r.framesPassed),\"frames_failed\":\(r.frames - r.framesPassed),"
-            + "\"signed\":\(r.signed),\"sig_alg\":\"\(r.sigAlg.name)\","
-            + "\"reasons\":[\(r.reasons.map { "\"\($0)\"" }.joined(separator: ","))]}\n"
-        return out
-    }
+    static func jsonLines(_ r: PackedVerifyReport) -> String { PackedVerifyJSON.lines(r).map { $0 + "\n" }.joined() }
 
     static func table(_ r: PackedVerifyReport) -> String {
         var out = ""

@@ -251,3 +251,122 @@ struct PackedTrustPathTests {
         #expect(reasons(s.verify(trusted: [next.trusted])).contains("unknown_key"))
     }
 }
+
+/// Both verifiers' --json lines on one image, each without its free-text detail.
+private func compareVerifiers(_ image: [UInt8], key: TrustedKey?, anchor: [UInt8]? = nil, allowUnsigned: Bool = false) throws -> (swift: [String], python: [String]) {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgelog-v6cmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let imagePath = dir.appendingPathComponent("store.img").path
+    FileManager.default.createFile(atPath: imagePath, contents: Data(image))
+    var args = ["python3", root.appendingPathComponent("scripts/edgelog_verify.py").path, "--device", imagePath, "--json"]
+    var options = VerifyOptions(trusted: key.map { [$0] } ?? [], anchor: anchor, allowUnsigned: allowUnsigned)
+    options.epochs = [:]
+    if let key {
+        let keyPath = dir.appendingPathComponent("key").path
+        FileManager.default.createFile(atPath: keyPath, contents: Data(key.fileText.utf8))
+        args += ["--trust", keyPath]
+    }
+    if let anchor {
+        let anchorPath = dir.appendingPathComponent("anchor.json").path
+        FileManager.default.createFile(atPath: anchorPath, contents: Data(anchor))
+        args += ["--anchor", anchorPath]
+    }
+    if allowUnsigned { args.append("--allow-unsigned") }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = args
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    func strip(_ lines: [String]) -> [String] {
+        lines.map { line in
+            guard let r = line.range(of: ",\"detail\":\"") else { return line }
+            // detail is the last key of finding and note lines.
+            return String(line[..<r.lowerBound]) + "}"
+        }
+    }
+    let report = PackedVerifier.verify(device: MemoryBlockDevice(image: image, sectorSize: 512), options: options)
+    let swift = strip(PackedVerifyJSON.lines(report))
+    var python = strip(String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init))
+    if python.isEmpty { python = ["python verifier: exit \(process.terminationStatus): \(errText)"] }
+    return (swift, python)
+}
+
+@Suite("Format 6 verifiers agree", .serialized)
+struct PackedVerifierComparisonTests {
+    @Test("the Swift and the independent Python verifier print the same lines on honest and attacked format 6 images")
+    func agree() throws {
+        let key = try PrivateSigningKey.generate(.ed25519)
+        var s = try Signed6(key: key)
+        try s.session(commits: 30)
+        try s.session(commits: 20, close: false)
+        try s.session(commits: 150)
+        var cases: [(String, [UInt8], TrustedKey?, [UInt8]?, Bool)] = []
+        let honest = s.device.bytes
+        let head = try #require(try FrameHead.of(device: s.device))
+        cases.append(("honest", honest, s.trusted, nil, false))
+        cases.append(("honest with its anchor", honest, s.trusted, head.fileBytes, false))
+        cases.append(("another key", honest, try PrivateSigningKey.generate(.ed25519).trusted, nil, false))
+        cases.append(("an older image against the anchor", s.snapshots[0], s.trusted, head.fileBytes, false))
+        // Attacks on bytes: one byte of each frame area in turn, of the metadata, of a header.
+        var rng = SplitMix64(seed: 77)
+        for n in 0..<48 {
+            var image = honest
+            let at = n < 4 ? Int(rng.next() % UInt64(2 * PackedGeometry.metadataSlotSize))
+                : PackedGeometry.ringOffset + Int(rng.next() % UInt64(image.count - PackedGeometry.ringOffset))
+            image[at] ^= UInt8(1 << (n % 8))
+            cases.append(("flip \(at)", image, s.trusted, nil, false))
+        }
+        var zeroed = honest
+        let slot = PackedGeometry.ringOffset + 2 * segment6
+        zeroed.replaceSubrange(slot..<(slot + segment6), with: [UInt8](repeating: 0, count: segment6))
+        cases.append(("a segment erased", zeroed, s.trusted, nil, false))
+        var u = try Signed6()
+        try u.session(commits: 6, identity: .unsigned(deviceID: deviceID))
+        // A rotated store, verified from the old key.
+        var rot = try Signed6(key: key)
+        try rot.session(commits: 5)
+        let next = try PrivateSigningKey.generate(.ed25519)
+        let record = try rotationRecord(old: rot.signer, next: next)
+        try rot.session(commits: 2) { store in _ = try store.commitEvidence(.keyRotation, record) }
+        try rot.session(commits: 4, identity: SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: FileSigner(key: next, epoch: 2)))
+        cases.append(("rotated", rot.device.bytes, rot.trusted, nil, false))
+        // Images a power cut leaves in a signed session that wraps (before recovery).
+        let cutDevice = FaultBlockDevice(image: try Signed6(key: key, slots: 4).device.bytes, sectorSize: 512)
+        var c = try Signed6(key: key, slots: 4)
+        c.device = MemoryBlockDevice(image: cutDevice.current, sectorSize: 512)
+        let store = try PackedEvidenceStore.open(device: cutDevice, policy: .overwriteOldest, identity: c.identity, clock: CrashOracle.fixedClock)
+        let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000)) { _ in }
+        for n in 0..<90 {
+            _ = Array("{\"n\":\(n)}".utf8).withUnsafeBytes { pipeline.append(source: "sensor", payload: $0, time: CrashOracle.fixedClock()) }
+            if n % 2 == 1 { try pipeline.flush() }
+        }
+        try pipeline.close()
+        let images = CrashImageBuilder(device: cutDevice)
+        for cut in stride(from: 1, to: images.cuts.upperBound, by: 9) {
+            for variant in [CrashVariant.torn512, .garbage] {
+                cases.append(("cut \(cut) \(variant)", images.image(at: CrashPoint(cut: cut, variant: variant, seed: UInt64(cut)), sectorSize: 512), s.trusted, nil, false))
+            }
+        }
+        // Both command lines want a --trust key: one that signed nothing here.
+        cases.append(("unsigned", u.device.bytes, s.trusted, nil, true))
+        cases.append(("unsigned, not allowed", u.device.bytes, s.trusted, nil, false))
+        var disagreements: [String] = []
+        for (name, image, trusted, anchor, allow) in cases {
+            let (a, b) = try compareVerifiers(image, key: trusted, anchor: anchor, allowUnsigned: allow)
+            if a != b {
+                let firstDiff = zip(a, b).first { $0 != $1 }.map { "swift \($0.0) | python \($0.1)" } ?? "line counts \(a.count) and \(b.count)"
+                disagreements.append("\(name): \(firstDiff)")
+            }
+        }
+        print("format 6 verifiers: \(cases.count) images, \(disagreements.count) disagreements")
+        for d in disagreements { print("DISAGREE " + d) }
+        #expect(disagreements.count == 0, "\(disagreements.prefix(6).joined(separator: "\n"))")
+    }
+}
