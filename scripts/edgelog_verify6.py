@@ -1396,6 +1396,13 @@ class Verifier:
             notes_first.append(Note("not_retained", last, f0,
                                     ("segment 1 is" if last == 1 else
                                      f"segments 1 to {last} are") + " no longer in the ring"))
+        if self.given_up:
+            # Item 2: a reclaim cut short, or an erasure (nothing signed tells them apart).
+            notes_first.append(Note("tail_given_up", self.T, 0,
+                                    f"segment {self.T} is given up: its slot no longer holds it in a "
+                                    "store left open with a full ring, as a reclaim cut by a power "
+                                    "cut leaves it; an erasure of the oldest segment looks the same "
+                                    "(not verified)"))
         # Item 4.
         self.check_metadata()
         # Item 5.

@@ -2073,10 +2073,11 @@ def test_hmac_text_output_names_what_it_proves(tmp_path):
 
 
 def test_oldest_segment_erased_under_a_forged_clean_flag_is_given_up(tmp_path):
-    # A.11 item 2 read literally: the tail give-up rests on clean_flag
-    # (unsigned) and on what the tail's slot does not hold, so someone
-    # without the key who sets clean_flag 0 and erases the oldest segment
-    # of a full ring gets a PASS (reported as a weakness of A.11).
+    # A.11 item 2: the tail give-up rests on clean_flag (unsigned) and on
+    # what the tail's slot does not hold, so someone without the key who sets
+    # clean_flag 0 and erases the oldest segment of a full ring gets a PASS;
+    # the note tail_given_up says so, as nothing signed can tell it from a
+    # reclaim a power cut stopped.
     w = wrapped()
     w.set_both("clean_flag", 0)
     s = w.segs[4]["slot"]
@@ -2084,6 +2085,9 @@ def test_oldest_segment_erased_under_a_forged_clean_flag_is_given_up(tmp_path):
     r = run(tmp_path, w, anchor=w.head_line())
     passes(r)
     assert [x["segment_id"] for x in r.segs] == [5, 6, 7, 8]
+    assert [n for n in r.notes if n["note"] == "tail_given_up"] == [
+        {"kind": "note", "note": "tail_given_up", "segment_id": 4, "frame_id": 0,
+         "detail": [n for n in r.notes if n["note"] == "tail_given_up"][0]["detail"]}]
     # With clean_flag 1 the same erasure is a gap.
     w.set_both("clean_flag", 1)
     assert run(tmp_path, w).seg(4)["reason"] == "gap"

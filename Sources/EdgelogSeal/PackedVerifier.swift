@@ -208,6 +208,11 @@ public enum PackedVerifier {
             r.notes.append(PackedNote(note: "not_retained", segmentID: start - 1, frameID: context.startFirstFrameID.map { $0 &- 1 } ?? 0,
                                       detail: "the head segment's header says segments 1 to \(start - 1) are no longer retained; the gap records of the retained frames name those reclaimed since"))
         }
+        if H > 0 && givenUp {
+            // A reclaim a power cut stopped, or an erasure: nothing signed tells them apart.
+            r.notes.append(PackedNote(note: "tail_given_up", segmentID: T, frameID: 0,
+                                      detail: "segment \(T) is given up: its slot no longer holds it in a store left open with a full ring, as a reclaim cut by a power cut leaves it; an erasure of the oldest segment looks the same (not verified)"))
+        }
 
         // 4. The head and the metadata.
         if history.recovery.headMissing && m.headFrameID != 0 {

@@ -370,3 +370,29 @@ struct PackedVerifierComparisonTests {
         #expect(disagreements.count == 0, "\(disagreements.prefix(6).joined(separator: "\n"))")
     }
 }
+
+@Suite("Format 6 verifier: what it cannot tell apart")
+struct PackedVerifierLimitsTests {
+    @Test("the oldest segment of a full ring erased under a forged clean_flag 0 looks like a reclaim cut short: PASS, with the tail_given_up note saying so")
+    func tailGivenUpIsLabelled() throws {
+        var s = try Signed6()
+        var h = try PackedHistory.analyze(device: s.device)
+        // Until the ring is full: the segment after the head's is the oldest.
+        for _ in 0..<40 where h.headFrameID == 0 || h.tailSegmentID == 1 || h.metadata.nextSlot(after: h.headSlot) != h.tailSlot {
+            try s.session(commits: 10, policy: .overwriteOldest)
+            h = try PackedHistory.analyze(device: s.device)
+        }
+        #expect(h.metadata.nextSlot(after: h.headSlot) == h.tailSlot, "the ring is full")
+        var image = s.device.bytes
+        let tail = PackedGeometry.ringOffset + h.tailSlot * segment6
+        image.replaceSubrange(tail..<(tail + segment6), with: [UInt8](repeating: 0, count: segment6))
+        let device = MemoryBlockDevice(image: image, sectorSize: 512)
+        try editMetadata(device) { $0.clean = false }
+        let r = s.verify(device)
+        #expect(r.passed)
+        #expect(r.notes.contains { $0.note == "tail_given_up" && $0.segmentID == h.tailSegmentID })
+        // Left clean, the same erasure is a gap.
+        let clean = MemoryBlockDevice(image: image, sectorSize: 512)
+        #expect(s.verify(clean).reasons == ["gap"])
+    }
+}
