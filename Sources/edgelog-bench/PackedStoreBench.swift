@@ -100,6 +100,38 @@ enum PackedStoreBench {
         return run
     }
 
+    /// The same records through the product's path: the commit pipeline (double buffering, a flush
+    /// per commit) over the format 6 evidence store (evidence records, policy, time fields), signing.
+    static func runEvidenceStore(path: String, commits: [[PackedRecord]], signer: FileSigner) -> StoreRun {
+        let device = openStore(path: path, size: 256 << 20)
+        var run = StoreRun()
+        let box = LatencyBox(count: 0)
+        do {
+            let identity = SealIdentity(deviceID: Array(repeating: 1, count: 16), fwVerHash: Array(repeating: 2, count: 32), signer: signer)
+            let store = try PackedEvidenceStore.open(device: device, policy: .overwriteOldest, identity: identity,
+                                                     clock: { CaptureTime(wallNs: 1_700_000_000_000_000_000, bootNs: Int64(monoNs())) })
+            let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000, blockNs: 60_000_000_000)) { _ in }
+            pipeline.observeCommits { ns, _ in box.append(UInt64(ns)) }
+            let startBytes = device.bytesWritten, startCommitted = store.log.committedBytes
+            let t0 = monoNs()
+            for c in commits {
+                for r in c {
+                    _ = r.payload.withUnsafeBytes { pipeline.append(source: r.source, payload: $0, time: r.time) }
+                }
+                try pipeline.flush()
+                run.records += c.count
+                run.commits += 1
+            }
+            run.elapsedNs = monoNs() &- t0
+            try pipeline.close()
+            run.consumed = UInt64(max(0, store.log.segmentsOpened - 1)) * UInt64(segmentSize) + UInt64(store.log.openSegmentBytes)
+            run.committed = store.log.committedBytes - startCommitted
+            run.deviceBytes = device.bytesWritten - startBytes
+        } catch { die("evidence store: \(error)") }
+        for ns in box.values { run.latency.add(ns) }
+        return run
+    }
+
     /// The log shared by the pipeline's two threads: the caller prepares frame n+1 while the I/O
     /// queue writes frame n (PackedLog's prepare and write touch separate state).
     final class SharedLog: @unchecked Sendable {
@@ -140,8 +172,14 @@ enum PackedStoreBench {
 
     final class LatencyBox: @unchecked Sendable {
         var values: [UInt64]
+        private let lock = Monitor()
         init(count: Int) { values = Array(repeating: 0, count: count) }
         func set(_ i: Int, _ v: UInt64) { values[i] = v }
+        func append(_ v: UInt64) {
+            lock.lock()
+            values.append(v)
+            lock.unlock()
+        }
     }
 
     /// pwrite + fdatasync of the same sizes at consecutive offsets (O_DIRECT when the file takes it).
@@ -267,6 +305,15 @@ enum PackedStoreBench {
             print("packed_\(workload)_pipelined: store_records_per_s=\(fixed(pipedRate, 0)) store_vs_raw=\(fixed(pipedRate / rawRate, 2)) "
                 + "commit_\(piped.latency.summary())  # prepare (encode, deflate, sign) of the next commit overlaps the write and flush of this one")
             print("packed_\(workload)_commit: \(store.latency.summary())")
+            if workload == "a" {
+                // The product's path: pipeline and evidence store (a flush per commit of 20 readings).
+                let evidence = runEvidenceStore(path: dir.file("packed-evidence-\(workload).img"), commits: cs, signer: signer)
+                let rate = Double(evidence.records) / (Double(evidence.elapsedNs) / 1e9)
+                print("packed_\(workload)_evidence_store: bytes_per_record=\(fixed(Double(evidence.consumed) / Double(max(evidence.records, 1)), 1)) "
+                    + "write_amplification=\(fixed(Double(evidence.deviceBytes) / Double(max(evidence.committed, 1)), 3)) "
+                    + "store_records_per_s=\(fixed(rate, 0)) store_vs_raw=\(fixed(rate / rawRate, 2)) commit_\(evidence.latency.summary())  "
+                    + "# CommitPipeline over PackedEvidenceStore, signed: what edgelog run will write")
+            }
             print("packed_\(workload)_raw_commit: \(raw.latency.summary())")
             print("packed_\(workload)_sqlite_commit: \(sqlite.latency.summary())")
         }
