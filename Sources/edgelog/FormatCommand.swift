@@ -33,6 +33,9 @@ struct FormatCommand: ParsableCommand {
     @Option(help: "The gateway's 128-bit id in hex, repeated in every seal (default: /etc/machine-id).")
     var deviceID: String?
 
+    @Option(name: .customLong("format-version"), help: "5 (the default for now) or 6, the packed format (docs/FORMAT.md appendix A; segments of 8K to 16M, 4 at least).")
+    var formatVersion = 5
+
     @Flag(help: "Erase an existing store.")
     var force = false
 
@@ -77,6 +80,26 @@ struct FormatCommand: ParsableCommand {
                 throw ExitCode(Exit.usage)
             }
             id = parsed
+        }
+        guard formatVersion == 5 || formatVersion == 6 else {
+            Exit.say("error: --format-version must be 5 or 6")
+            throw ExitCode(Exit.usage)
+        }
+        if formatVersion == 6 {
+            let uuid = SystemClock.randomBytes(16)
+            do {
+                try PackedEvidenceStore.format(device: target, segmentSize: Int(segmentSize.bytes), storeUUID: uuid, deviceID: id,
+                                               wallNs: SystemClock.now().wallNs, force: force)
+            } catch {
+                throw Exit.fail(error)
+            }
+            let g = PackedGeometry(storeSize: target.byteCount, sectorSize: target.sectorSize, segmentSize: Int(segmentSize.bytes))
+            if json {
+                print("{\"device\":\"\(jsonEscaped(device))\",\"store_size\":\(g.storeSize),\"sector_size\":\(g.sectorSize),\"segment_size\":\(g.segmentSize),\"ring_slots\":\(g.ringSlots),\"store_uuid\":\"\(hex(uuid))\",\"device_id\":\"\(hex(id ?? uuid))\",\"format_version\":6}")
+            } else {
+                print("formatted \(device): format 6, \(g.ringSlots) segments of \(g.segmentSize) bytes, \(g.sectorSize)-byte sectors, store \(hex(uuid))")
+            }
+            return
         }
         let meta: Metadata
         do {

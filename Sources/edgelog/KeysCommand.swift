@@ -116,7 +116,9 @@ struct KeysRotate: ParsableCommand {
                 let info = try pending.readInfo()
                 let target: FileBlockDevice
                 do { target = try FileBlockDevice(path: device, readOnly: true, direct: false) } catch { throw Exit.fail(error) }
-                if StoreHead.endorses(keyID: info.keyID, device: target) {
+                let endorsed = PackedStoreProbe.isPacked(target) ? FrameHead.endorses(keyID: info.keyID, device: target)
+                    : StoreHead.endorses(keyID: info.keyID, device: target)
+                if endorsed {
                     try finish(dir: dir, pendingInfo: info, note: "finished an interrupted rotation")
                     return
                 }
@@ -135,10 +137,18 @@ struct KeysRotate: ParsableCommand {
             let target: FileBlockDevice
             do { target = try FileBlockDevice(path: device) } catch { throw Exit.fail(error) }
             let session = try WriterSession.start(keyDir: nil, anchorPath: anchor, signer: current, warn: { Exit.say($0) })
-            let store: EvidenceStore
             // The rotation record's time quality uses the default bounds (as ingest without options).
-            do { (store, _) = try session.open(target, policy: .pause, time: WriterJob.defaultTimeConfig()) } catch { throw Exit.fail(error) }
-            let deviceID = store.metadata.deviceID
+            enum Opened { case five(EvidenceStore), six(PackedEvidenceStore) }
+            let store: Opened
+            do {
+                store = PackedStoreProbe.isPacked(target) ? .six(try session.openPacked(target, policy: .pause, time: WriterJob.defaultTimeConfig()))
+                    : .five(try session.open(target, policy: .pause, time: WriterJob.defaultTimeConfig()).0)
+            } catch { throw Exit.fail(error) }
+            let deviceID: [UInt8]
+            switch store {
+            case .five(let five): deviceID = five.metadata.deviceID
+            case .six(let six): deviceID = six.metadata.deviceID
+            }
             let newDER = newAlg == .hmacSHA256 ? [] : next.trusted.spkiDER
             let message = Endorsement.bytes(deviceID: deviceID, oldKeyID: current.keyID, oldEpoch: current.keyEpoch,
                                             newEpoch: newEpoch, newAlgorithm: newAlg, newKeyID: next.trusted.keyID,
@@ -160,9 +170,17 @@ struct KeysRotate: ParsableCommand {
             payload.add("new_public_key", .word(Hex.encode(newDER)))
             payload.add("endorsement", .word(Hex.encode(endorsement)))
             do {
-                let receipt = try store.commitEvidence(.keyRotation, payload)
-                session.writeAnchor(after: receipt, device: nil, force: true)
-                try store.close()
+                switch store {
+                case .five(let five):
+                    let receipt = try five.commitEvidence(.keyRotation, payload)
+                    session.writeAnchor(after: receipt, device: nil, force: true)
+                    try five.close()
+                case .six(let six):
+                    // The frame is followed by a metadata write and ends its segment (FORMAT.md A.9).
+                    let receipt = try six.commitEvidence(.keyRotation, payload)
+                    session.writeAnchor(after: receipt, device: nil, force: true)
+                    try six.close()
+                }
             } catch {
                 throw Exit.fail(error)
             }

@@ -127,7 +127,7 @@ public enum BoardJob {
         engine.scheduler.onEvent = { source, event, detail in
             logger.log(level: event == .sourceRecovered ? .notice : .warning, "\(event.name): \(detail)", metadata: ["source": "\(source)"])
         }
-        let meta = job.openedState
+        let meta = job.opened
         statusBoard.update {
             $0.boEvent = meta.boEvent
             $0.unexpRst = meta.unexpRst

@@ -49,7 +49,7 @@ public final class PowerService: @unchecked Sendable {
             budget = nil
         }
         let start = job.startTime
-        loop = BrownoutLoop.detect(thisStartUnexpected: job.analysis.uncleanShutdown, previous: job.previousBoots,
+        loop = BrownoutLoop.detect(thisStartUnexpected: job.opened.uncleanShutdown, previous: job.previousBoots,
                                    nowWallNs: start?.wallNs ?? 0, nowWallTrusted: start.map { !$0.flags.contains(.wallUntrusted) } ?? false,
                                    resets: spec.loopResets, withinS: spec.loopWithinS)
         if let loop {

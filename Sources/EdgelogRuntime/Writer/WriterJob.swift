@@ -55,10 +55,30 @@ public struct WriterSettings: Sendable {
     public init(device: String) { self.device = device }
 }
 
+/// The store a job writes: format 5, or format 6 while the product moves to it (DESIGN.md 13).
+public enum WriterStore {
+    case five(EvidenceStore, StoreAnalysis)
+    case six(PackedEvidenceStore)
+}
+
+/// What opening found, in either format: read before the committer thread exists.
+public struct OpenedFacts: Sendable {
+    public var uncleanShutdown: Bool
+    public var needsRecovery: Bool
+    public var recoverySummary: String
+    public var headSegmentID: UInt64
+    public var recordsTotal: UInt64
+    public var boEvent: UInt32
+    public var unexpRst: UInt32
+    public var bootSeq: UInt32
+    public var bootID: [UInt8]
+    public var monoHWM: UInt64
+    public var time: TimeStats
+}
+
 public final class WriterJob: @unchecked Sendable {
     public let settings: WriterSettings
-    public let store: EvidenceStore
-    public let analysis: StoreAnalysis
+    public let store: WriterStore
     public let session: WriterSession
     public let timebase: Timebase
     public let pipeline: any RecordPipeline
@@ -68,9 +88,9 @@ public final class WriterJob: @unchecked Sendable {
     public private(set) var previousBoots: [BootEntry] = []
     /// The capture time of this start's boot record.
     public private(set) var startTime: CaptureTime?
-    /// The metadata as opened (after recovery), read before the committer thread exists: the
-    /// store itself belongs to the committing thread from then on.
-    public private(set) var openedState: Metadata
+    /// The store as opened (after recovery), read before the committer thread exists: the store
+    /// itself belongs to the committing thread from then on.
+    public let opened: OpenedFacts
     let target: FileBlockDevice
     let say: @Sendable (String) -> Void
     /// Set by the first refusal of the store: nothing is appended after it.
@@ -102,36 +122,62 @@ public final class WriterJob: @unchecked Sendable {
             throw .trust(error)
         }
         let bootID = LinuxTimeSource.bootID()
-        do { (store, analysis) = try session.open(target, policy: settings.ringFull, bootID: bootID, time: settings.time) } catch { throw .store(error) }
-        if analysis.needsRepair { say("recovered: " + RecoverySummary.text(analysis)) }
+        do {
+            if PackedStoreProbe.isPacked(target) {
+                let six = try session.openPacked(target, policy: settings.ringFull, bootID: bootID, time: settings.time)
+                store = .six(six)
+                let r = six.recovery, m = six.metadata
+                opened = OpenedFacts(uncleanShutdown: !r.cleanBefore, needsRecovery: six.history.needsRecovery, recoverySummary: six.history.recoverySummary,
+                                     headSegmentID: m.headSegmentID, recordsTotal: m.state.recordsTotal, boEvent: m.state.boEvent,
+                                     unexpRst: m.unexpRst, bootSeq: m.bootSeq, bootID: six.history.metadata.bootID, monoHWM: m.state.monoHWM, time: m.time)
+            } else {
+                let (five, analysis) = try session.open(target, policy: settings.ringFull, bootID: bootID, time: settings.time)
+                store = .five(five, analysis)
+                let m = five.metadata
+                opened = OpenedFacts(uncleanShutdown: analysis.uncleanShutdown, needsRecovery: analysis.needsRepair,
+                                     recoverySummary: RecoverySummary.text(analysis), headSegmentID: m.ringIsEmpty ? 0 : m.headSegmentID,
+                                     recordsTotal: m.recordsTotal, boEvent: m.boEvent, unexpRst: m.unexpRst, bootSeq: m.bootSeq,
+                                     bootID: analysis.state.bootID, monoHWM: m.monoHWM, time: m.time)
+            }
+        } catch { throw .store(error) }
+        if opened.needsRecovery { say("recovered: " + opened.recoverySummary) }
         // A restart in the same kernel boot compares the clocks with the last writer's capture.
-        let sameBoot = bootID != nil && analysis.state.bootID == bootID && store.metadata.time.lastOffsetNs != 0
-        timebase = Timebase(source: LinuxTimeSource(), config: settings.time, stats: store.metadata.time,
-                            resumeOffsetNs: sameBoot ? store.metadata.time.lastOffsetNs : nil)
+        let sameBoot = bootID != nil && opened.bootID == bootID && opened.time.lastOffsetNs != 0
+        timebase = Timebase(source: LinuxTimeSource(), config: settings.time, stats: opened.time,
+                            resumeOffsetNs: sameBoot ? opened.time.lastOffsetNs : nil)
         // Said once per start, never per record: the boot record has rtc_offset_ns null.
         if timebase.stats.rtcState == .absent { say("note: no RTC on this system (/sys/class/rtc/rtc0): rtc_offset is not recorded") }
         session.writeAnchor(after: nil, device: target, force: true)
-        openedState = store.metadata
         // Before the committer thread exists: the store is single-threaded.
         // Only an unclean start can be part of a brownout loop: a clean one reads nothing.
-        if settings.bootHistory > 0 && analysis.uncleanShutdown {
-            previousBoots = store.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory)
+        if settings.bootHistory > 0 && opened.uncleanShutdown {
+            switch store {
+            case .five(let five, _): previousBoots = five.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory)
+            case .six(let six): previousBoots = six.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory)
+            }
         }
         if settings.commitCostSamples > 0 {
-            do { commitCost = try store.measureCommitCost(samples: settings.commitCostSamples, clock: Monitor.monotonicNs) } catch {
+            do {
+                switch store {
+                case .five(let five, _): commitCost = try five.measureCommitCost(samples: settings.commitCostSamples, clock: Monitor.monotonicNs)
+                case .six(let six): commitCost = try six.measureCommitCost(samples: settings.commitCostSamples, clock: Monitor.monotonicNs)
+                }
+            } catch {
                 throw .store(error)
             }
         }
         let session = self.session
-        pipeline = CommitPipeline(
-            store: store,
-            options: .init(maxAgeNs: Int64(settings.maxAgeMs) * 1_000_000, blockNs: Int64(settings.blockMs) * 1_000_000)
-        ) { receipt in
+        let options = CommitPipeline<EvidenceStore>.Options(maxAgeNs: Int64(settings.maxAgeMs) * 1_000_000, blockNs: Int64(settings.blockMs) * 1_000_000)
+        let acknowledge: @Sendable (CommitReceipt) -> Void = { receipt in
             session.writeAnchor(after: receipt, device: nil, force: false)
             onCommit(receipt)
         }
-        let startRecords = timebase.start(bootID: bootID ?? [UInt8](repeating: 0, count: 16), bootSeq: store.metadata.bootSeq,
-                                          unexpectedReset: analysis.uncleanShutdown, monoResume: store.metadata.monoHWM)
+        switch store {
+        case .five(let five, _): pipeline = CommitPipeline(store: five, options: options, onCommit: acknowledge)
+        case .six(let six): pipeline = CommitPipeline(store: six, options: options, onCommit: acknowledge)
+        }
+        let startRecords = timebase.start(bootID: bootID ?? [UInt8](repeating: 0, count: 16), bootSeq: opened.bootSeq,
+                                          unexpectedReset: opened.uncleanShutdown, monoResume: opened.monoHWM)
         startTime = startRecords.first?.time
         appendTime(startRecords)
     }

@@ -387,6 +387,7 @@ public final class PackedEvidenceStore {
             frame = try log.prepare(builder.records, changes: changes)
             try log.write(frame)
             engineSeq = pendingSeq
+            if markClean { KillPoint.reach("clean_commit.written") }
             if markClean && !hasCarriedEvidence { try log.checkpoint(clean: true) }
         } catch {
             let e = Self.storeError(error, device: device, policy: policy)

@@ -34,15 +34,20 @@ public struct PackedInspection: Sendable {
         return PackedInspection(history: history, slots: slots, chosen: chosen, headHeader: history.headFrame?.header, mismatches: mismatches)
     }
 
+    public var recoverySummary: String { history.recoverySummary }
+    public var needsRecovery: Bool { history.needsRecovery }
+}
+
+extension PackedHistory {
     /// What recovery found, for a person.
     public var recoverySummary: String {
-        let r = history.recovery
+        let r = recovery
         var parts: [String] = []
         if !r.cleanBefore { parts.append("last shutdown was not clean") }
         if r.framesAdopted > 0 {
             parts.append("adopted \(r.framesAdopted) frame(s) in \(r.segmentsAdopted + 1) segment(s) committed after the last metadata write (read by chain; a writer that signs adopts only frames its own key signed, and edgelog verify checks the signatures)")
         }
-        if r.torn { parts.append("a commit after frame \(history.headFrameID) was torn by a power cut: never acknowledged, nothing of it kept") }
+        if r.torn { parts.append("a commit after frame \(headFrameID) was torn by a power cut: never acknowledged, nothing of it kept") }
         if r.tailsGivenUp > 0 { parts.append("the oldest segment was lost to a reclaim cut short") }
         if let refused = r.refusedFrameID { parts.append("frame \(refused) chains on but was not signed by this writer's key: not adopted") }
         if r.headMissing { parts.append("neither metadata slot's head frame is in the ring: a writer refuses this store (copy the image and verify it)") }
@@ -50,7 +55,7 @@ public struct PackedInspection: Sendable {
     }
 
     public var needsRecovery: Bool {
-        let r = history.recovery
+        let r = recovery
         return !r.cleanBefore || r.torn || r.framesAdopted > 0 || r.tailsGivenUp > 0 || r.refusedFrameID != nil || r.headMissing
     }
 }

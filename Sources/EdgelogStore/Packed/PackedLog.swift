@@ -424,7 +424,7 @@ public final class PackedLog {
         m.tailSegmentID = h.tailSegmentID
         m.tailSlot = h.tailSlot
         m.wrapCount = h.wrapCount
-        if !m.clean { m.unexpRst += 1 }
+        let unclean = !m.clean
         m.clean = false
         m.rollbackCtr += 1
         // Below 2^31 by the metadata's and the headers' bounds: no overflow.
@@ -438,12 +438,25 @@ public final class PackedLog {
         m.generation = g - 1
         metadata = m
         planned = m
+        // The unexpected reset is counted with the session's first frame (its segment header seals
+        // it, and the metadata written with that frame carries it), so that it is never counted
+        // without the recovery record that frame holds, however the start is cut; a session that
+        // writes no frame counts it when it marks the store clean.
+        if unclean { planned.unexpRst += 1 }
+        unexpPending = unclean
         recovery = h.recovery
         lastMetadataNs = clock()
         try writeMetadata(clean: false)
     }
 
+    /// An unexpected reset counted in `planned` and not yet in a metadata write.
+    private var unexpPending = false
+
     private func writeMetadata(clean: Bool) throws(PackedLogError) {
+        if clean && unexpPending {
+            metadata.unexpRst = max(metadata.unexpRst, planned.unexpRst)
+            unexpPending = false
+        }
         metadata.generation += 1
         metadata.clean = clean
         let bytes = metadata.encoded()
@@ -650,6 +663,7 @@ public final class PackedLog {
         let generation = metadata.generation
         metadata = frame.metadataAfter
         metadata.generation = generation
+        unexpPending = false
         commitsSinceMetadata += 1
         if frame.opensSegment || commitsSinceMetadata >= metadataEvery || Double(clock() &- lastMetadataNs) / 1e9 >= metadataSeconds {
             try writeMetadata(clean: false)
