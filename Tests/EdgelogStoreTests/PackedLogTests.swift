@@ -362,6 +362,40 @@ struct PackedLogHostileTests {
         #expect(!h2.forEachFrame(device: two) { _, _ in }.isEmpty)
     }
 
+    @Test("a failed write or flush is retried in place; one that keeps failing stops the session with the device's error, and the store still opens with every frame acknowledged before")
+    func deviceErrors() throws {
+        let device = FaultBlockDevice(image: try formatted(slots: 8, segment: 64 * 1024))
+        var source = FrameSource(seed: 9)
+        let log = try PackedLog(device: device, identity: identity(), clock: { 0 })
+        try log.append(source.next(3))
+        // The next frame's write fails once, then its flush fails once: both retried.
+        var writesSeen = 0
+        device.failWrite = { index, _ in
+            writesSeen += 1
+            return writesSeen == 1
+        }
+        var flushesSeen = 0
+        device.failFlush = { _ in
+            flushesSeen += 1
+            return flushesSeen == 1
+        }
+        let second = try log.append(source.next(3))
+        #expect(second == 2 && log.writeErrors == 2)
+        #expect(try committed(device).map(\.frameID) == [1, 2])
+        // A device that fails every flush: the session stops, typed.
+        device.failFlush = { _ in true }
+        do {
+            try log.append(source.next(3))
+            Issue.record("a commit was acknowledged on a device whose flushes all fail")
+        } catch {
+            guard case .device = error else { throw error }
+        }
+        #expect(throws: PackedLogError.self) { try log.append(source.next(1)) }
+        device.failFlush = { _ in false }
+        let frames = try committed(MemoryBlockDevice(image: device.current, sectorSize: 512))
+        #expect(frames.map(\.frameID).prefix(2) == [1, 2])
+    }
+
     @Test("hostile numbers in a metadata slot make it not valid, never a trap")
     func hostileMetadata() throws {
         let device = MemoryBlockDevice(image: try formatted(slots: 6, segment: 64 * 1024))

@@ -452,6 +452,33 @@ public final class PackedLog {
     /// An unexpected reset counted in `planned` and not yet in a metadata write.
     private var unexpPending = false
 
+    /// Write and flush attempts per frame or metadata write before the session stops.
+    public static let maxWriteAttempts = 4
+    /// Write and flush errors met (each retried in place).
+    public private(set) var writeErrors = 0
+
+    /// Writes `bytes` at `offset` and flushes, the same bytes at the same place again after a
+    /// failed write or flush (a retry rewrites exactly what the first attempt meant, so whatever
+    /// part of it landed is overwritten with itself); after `maxWriteAttempts` failures the session
+    /// stops: the segment writer has moved past bytes that may not be on the device.
+    private func durably(at offset: UInt64, _ bytes: AlignedBuffer) throws(PackedLogError) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try device.write(at: offset, from: UnsafeRawBufferPointer(bytes.bytes))
+                try device.flush()
+                return
+            } catch {
+                writeErrors += 1
+                if attempt >= Self.maxWriteAttempts {
+                    failure = error
+                    throw .device(error)
+                }
+            }
+        }
+    }
+
     private func writeMetadata(clean: Bool) throws(PackedLogError) {
         if clean && unexpPending {
             metadata.unexpRst = max(metadata.unexpRst, planned.unexpRst)
@@ -462,13 +489,7 @@ public final class PackedLog {
         let bytes = metadata.encoded()
         let buffer = AlignedBuffer(count: bytes.count)
         bytes.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
-        do {
-            try device.write(at: UInt64(metadata.slotIndex * PackedGeometry.metadataSlotSize), from: UnsafeRawBufferPointer(buffer.bytes))
-            try device.flush()
-        } catch {
-            failure = error
-            throw .device(error)
-        }
+        try durably(at: UInt64(metadata.slotIndex * PackedGeometry.metadataSlotSize), buffer)
         metadataBytes += UInt64(bytes.count)
         commitsSinceMetadata = 0
         lastMetadataNs = clock()
@@ -652,13 +673,7 @@ public final class PackedLog {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
         guard frame.frameID == metadata.headFrameID + 1 else { throw .outOfOrder(frame.frameID, expected: metadata.headFrameID + 1) }
-        do {
-            try device.write(at: frame.offset, from: UnsafeRawBufferPointer(frame.bytes.bytes))
-            try device.flush()
-        } catch {
-            failure = error
-            throw .device(error)
-        }
+        try durably(at: frame.offset, frame.bytes)
         committedBytes += UInt64(frame.bytes.count)
         let generation = metadata.generation
         metadata = frame.metadataAfter
