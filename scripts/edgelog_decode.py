@@ -2907,7 +2907,7 @@ class PackedRing:
                         or h.tail_slot >= m.ring_slots or h.segment_id >= ID_LIMIT
                         or h.first_frame_id >= ID_LIMIT or h.tail_segment_id > h.segment_id
                         or h.tail_segment_id < 1 or h.segment_id - h.tail_segment_id >= m.ring_slots
-                        or h.rollback_ctr >= ID_LIMIT or h.unexp_rst >= 2**31
+                        or h.rollback_ctr >= ID_LIMIT or h.mono_hwm >= ID_LIMIT or h.unexp_rst >= 2**31
                         or h.boot_seq >= 2**31
                         or not bad_slots_fit(h.tables.bad_slots, m.ring_slots)):
                     raise SegmentError("fits", "segment header does not fit the store")

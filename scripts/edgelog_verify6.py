@@ -452,7 +452,7 @@ def _raw_header(data: bytes) -> SimpleNamespace:
 
 def _bounds_problem(h, ring_slots: int) -> str | None:
     """S2's bounds (A.9's fit, the parts S3 to S9 do not check)."""
-    for name in ("segment_id", "first_frame_id", "rollback_ctr"):
+    for name in ("segment_id", "first_frame_id", "rollback_ctr", "mono_hwm"):
         if getattr(h, name) >= ID_LIMIT:
             return f"{name} {getattr(h, name)} is 2^62 or more"
     for name in ("unexp_rst", "boot_seq"):
@@ -1375,12 +1375,14 @@ class Verifier:
             if (name == "B" and wiped and any(m.slot_name == "A" and m.generation == 0
                                               and m.head_frame_id == 0 for m in valid)):
                 continue
-            if meta.clean_flag == 0 and not wiped:
+            if not wiped:
+                # A.11 item 1: the write that marks a clean store open again (at open, after a
+                # safe-commit window) lands beside a chosen slot still saying clean, so a cut one
+                # is a note whatever clean_flag says.
                 notes_first.append(Note(
                     "torn_metadata_write", 0, 0,
                     f"metadata slot {name} (offset {off}) is not valid "
-                    f"({rejected[name].reason}); chosen slot {meta.slot_name} has "
-                    "clean_flag 0 (image taken before recovery): a cut metadata write "
+                    f"({rejected[name].reason}): a cut metadata write "
                     "cannot be told from an edit of an unsigned slot"))
             else:
                 rep.finding("crc_mismatch", off, f"metadata slot {name} is not valid: "

@@ -129,16 +129,23 @@ public enum PackedVerifier {
             return r
         }
         let chosenIndex = history.recovery.metadataSlot
-        guard let m = decoded[chosenIndex] else { return r }
+        guard let m = decoded[chosenIndex] else {
+            // The slot read differently here than for the analysis (a live device, a flaky card).
+            r.findings.append(Finding(reason: .crcMismatch, offset: UInt64(chosenIndex * slotSize),
+                                      detail: "metadata slot \(Layout.slotName(chosenIndex)) did not read the same twice: verify a copied image"))
+            return r
+        }
         let chosenOffset = UInt64(chosenIndex * slotSize)
         let geometry = m.geometry
         for i in 0..<2 where decoded[i] == nil {
             let blank = raw[i].allSatisfy { $0 == 0 }
             // Formatting clears B, then writes A (generation 0, nothing committed).
             if i == 1 && blank && decoded[0].map({ $0.generation == 0 && $0.headFrameID == 0 }) == true { continue }
-            if !m.clean && !blank {
+            // The write that marks a clean store open again (at open, after a safe-commit window)
+            // lands beside a chosen slot still saying clean: a cut one is a note whatever clean_flag says.
+            if !blank {
                 r.notes.append(PackedNote(note: "torn_metadata_write", segmentID: 0, frameID: 0,
-                                          detail: "metadata slot \(Layout.slotName(i)) is invalid; the store was not closed, so a cut metadata write may explain it (not verified: the slot is not signed, so an edit looks the same)"))
+                                          detail: "metadata slot \(Layout.slotName(i)) is invalid; a cut metadata write may explain it (not verified: the slot is not signed, so an edit looks the same)"))
             } else {
                 r.findings.append(Finding(reason: .crcMismatch, offset: UInt64(i * slotSize), detail: "metadata slot \(Layout.slotName(i)) is invalid"))
             }
@@ -149,7 +156,12 @@ public enum PackedVerifier {
         context.active = options.trusted.map { ($0, options.epochs[$0.keyID] ?? 1) }
         context.everTrusted = context.active
         let anchor = options.anchor.map { bytes in Result { () throws(SignedHead.Problem) in try FrameHead.parse(bytes) } }
-        if case .success(let head)? = anchor, head.statement.sigAlg != 0, head.verifies(with: context.active) { context.signedSeen = true }
+        if case .success(let head)? = anchor {
+            // Only what the anchor check needs is kept of the passing frames: memory follows two
+            // segments, not the card.
+            context.anchorFrameID = head.statement.frameID
+            if head.statement.sigAlg != 0, head.verifies(with: context.active) { context.signedSeen = true }
+        }
         var H = history.headSegmentID, FH = history.headFrameID, sH = history.headSlot
         if history.recovery.headMissing {
             H = m.headSegmentID
@@ -314,7 +326,8 @@ public enum PackedVerifier {
         var sourceSeq: [String: UInt64] = [:]
         /// The frame the chosen slot names, when it passed: its state and its header.
         var named: (state: PackedState, header: PackedSegmentHeader)?
-        /// Each passing frame's rebuilt statement and segment, by frame id (for the anchor).
+        /// The anchor's frame id, and its frame's rebuilt statement and segment when it passed.
+        var anchorFrameID: UInt64?
         var statements: [UInt64: (segment: UInt64, statement: [UInt8])] = [:]
         var firstPassedAbove: [(frameID: UInt64, passed: Passed, firstMono: UInt64?)] = []
         var startPrevHash: [UInt8]?
@@ -362,6 +375,7 @@ public enum PackedVerifier {
         /// A.9's bounds on a header (S2), ring_slots aside.
         func fits(_ h: PackedSegmentHeader, slot: Int) -> Bool {
             Int(h.slotIndex) == slot && h.segmentID < RecordBlock.bound && h.firstFrameID < RecordBlock.bound && h.rollbackCtr < RecordBlock.bound
+                && h.state.monoHWM < RecordBlock.bound
                 && h.unexpRst < 1 << 31 && h.bootSeq < 1 << 31 && h.tailSegmentID >= 1 && Int(h.tailSlot) < geometry.ringSlots
                 && h.state.tables.badSlotsFit(ringSlots: geometry.ringSlots)
         }
@@ -396,7 +410,8 @@ public enum PackedVerifier {
             }
             let h = w.header
             out.walk = w
-            guard h.segmentID < RecordBlock.bound, h.firstFrameID < RecordBlock.bound, h.rollbackCtr < RecordBlock.bound, h.unexpRst < 1 << 31,
+            guard h.segmentID < RecordBlock.bound, h.firstFrameID < RecordBlock.bound, h.rollbackCtr < RecordBlock.bound,
+                  h.state.monoHWM < RecordBlock.bound, h.unexpRst < 1 << 31,
                   h.bootSeq < 1 << 31, h.tailSegmentID >= 1, Int(h.tailSlot) < geometry.ringSlots,
                   h.state.tables.badSlotsFit(ringSlots: geometry.ringSlots) else {
                 out.reason = .crcMismatch
@@ -492,6 +507,8 @@ public enum PackedVerifier {
             var tip: (passed: Bool, hash: [UInt8], state: PackedState)?
             for f in w.frames where f.frameID < endID {
                 let offset = geometry.slotOffset(cur.slot ?? 0) + UInt64(f.offset)
+                // The anchored frame, whatever its verdict (A.11.2 item 7 compares it byte for byte).
+                if f.frameID == anchorFrameID { statements[f.frameID] = (e, f.statement) }
                 func failFrame(_ reason: VerifyReason, _ detail: String) {
                     r.frameFailures.append(PackedFrameVerdict(segmentID: e, frameID: f.frameID, frames: 1, offset: offset, reason: reason,
                                                               keyEpoch: h.keyEpoch, detail: detail))
@@ -546,8 +563,11 @@ public enum PackedVerifier {
                 v.passedFrames += 1
                 self.last = Passed(state: f.stateAfter, header: h)
                 for rec in f.records { sourceSeq[rec.source] = max(sourceSeq[rec.source] ?? 0, rec.seq) }
-                statements[f.frameID] = (e, f.statement)
-                firstPassedAbove.append((f.frameID, Passed(state: f.stateAfter, header: h), f.records.first?.mono))
+                if let a = anchorFrameID {
+                    if f.frameID > a && firstPassedAbove.isEmpty {
+                        firstPassedAbove.append((f.frameID, Passed(state: f.stateAfter, header: h), f.records.first?.mono))
+                    }
+                }
                 if f.frameID == namedFrame { named = (f.stateAfter, h) }
                 if f.frameID == h.firstFrameID && startFirstFrameID == h.firstFrameID && e == startSegment { startFirstPassed = true }
                 noteRecords(f, e: e)
@@ -597,7 +617,7 @@ public enum PackedVerifier {
             guard h.firstFrameID > p.firstFrameID, h.firstFrameID - p.firstFrameID <= capacity else {
                 return "first_frame_id \(h.firstFrameID) does not follow segment \(p.segmentID)'s \(p.firstFrameID)"
             }
-            if previous.end == .slotEnd && p.firstFrameID &+ UInt64(previous.frames.count) < h.firstFrameID - 1 {
+            if previous.end == .slotEnd && p.firstFrameID &+ UInt64(previous.frames.count) < h.firstFrameID {
                 return "segment \(p.segmentID) ends before frame \(h.firstFrameID - 1), which this one continues"
             }
             return nil

@@ -396,3 +396,19 @@ struct PackedVerifierLimitsTests {
         #expect(s.verify(clean).reasons == ["gap"])
     }
 }
+
+extension PackedVerifierLimitsTests {
+    @Test("a cut write of the metadata slot beside a clean one (what every open does first) is a note, not a finding; a wiped slot is a finding")
+    func tornMetadataWrite() throws {
+        var s = try Signed6()
+        try s.session(commits: 5)
+        let h = try PackedHistory.analyze(device: s.device)
+        let other = (1 - h.recovery.metadataSlot) * PackedGeometry.metadataSlotSize
+        var image = s.device.bytes
+        image[other + 100] ^= 1
+        let r = s.verify(MemoryBlockDevice(image: image, sectorSize: 512))
+        #expect(r.passed && r.notes.first?.note == "torn_metadata_write")
+        image.replaceSubrange(other..<(other + PackedGeometry.metadataSlotSize), with: [UInt8](repeating: 0, count: PackedGeometry.metadataSlotSize))
+        #expect(s.verify(MemoryBlockDevice(image: image, sectorSize: 512)).reasons == ["crc_mismatch"])
+    }
+}

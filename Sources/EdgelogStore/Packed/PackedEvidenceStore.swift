@@ -433,6 +433,7 @@ public final class PackedEvidenceStore {
         case .headMissing(let id), .headUnverified(let id):
             return .headFrameUnverified(device: device.name, frameID: id, detail: error.description)
         case .outOfOrder, .badIdentity: return .invalidArgument(error.description)
+        case .implausible(let fields): return .implausibleMetadata(device: device.name, fields: fields)
         case .ringFull(let id):
             return .ringFull(policy: policy, detail: "every segment holds records and the oldest (\(id))"
                 + (policy == .overwriteAcked ? " is not yet acknowledged upstream" : " may not be reused") + "; nothing more is accepted")

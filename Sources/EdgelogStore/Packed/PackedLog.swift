@@ -25,6 +25,8 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
     case badIdentity(String)
     /// The ring is full and the reclaim hook did not allow its oldest segment to be reused.
     case ringFull(tailSegmentID: UInt64)
+    /// Counters within reach of the bound their next step would pass (edited: no writer gets there).
+    case implausible([String])
 
     public var description: String {
         switch self {
@@ -38,6 +40,7 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
         case .headUnverified(let id): "the newest committed frame (\(id)) names this writer's key but its signature does not verify: the store is left as it is"
         case .badIdentity(let why): "bad signing identity: \(why)"
         case .outOfOrder(let id, let expected): "frame \(id) written before frame \(expected)"
+        case .implausible(let fields): "counters at their bound (\(fields.joined(separator: ", "))): the store was edited; it is left as it is"
         case .ringFull(let id): "the ring is full: its oldest segment (\(id)) may not be reused"
         case .headMissing(let id): "the newest committed frame (\(id)) the metadata names is not in the ring: copy the image and verify it; the store is left as it is"
         }
@@ -240,7 +243,7 @@ public struct PackedHistory: Sendable {
         guard Int(h.slotIndex) == slot, Int(h.ringSlots) == m.geometry.ringSlots, Int(h.tailSlot) < m.geometry.ringSlots,
               h.segmentID < RecordBlock.bound, h.firstFrameID < RecordBlock.bound, h.tailSegmentID <= h.segmentID,
               h.tailSegmentID >= 1, h.segmentID - h.tailSegmentID < UInt64(m.geometry.ringSlots),
-              h.rollbackCtr < RecordBlock.bound, h.unexpRst < 1 << 31, h.bootSeq < 1 << 31,
+              h.rollbackCtr < RecordBlock.bound, h.state.monoHWM < RecordBlock.bound, h.unexpRst < 1 << 31, h.bootSeq < 1 << 31,
               h.state.tables.badSlotsFit(ringSlots: m.geometry.ringSlots) else {
             throw PackedProblem.badField("segment header does not fit the store's geometry")
         }
@@ -425,6 +428,10 @@ public final class PackedLog {
         m.tailSlot = h.tailSlot
         m.wrapCount = h.wrapCount
         let unclean = !m.clean
+        // Each is raised by one below; at its bound it would make slots and headers no reader takes.
+        let implausible = [("rollback_ctr", m.rollbackCtr + 1 >= RecordBlock.bound), ("unexp_rst", UInt64(m.unexpRst) + 1 >= 1 << 31),
+                           ("boot_seq", UInt64(m.bootSeq) + 1 >= 1 << 31)].filter(\.1).map(\.0)
+        guard implausible.isEmpty else { throw .implausible(implausible) }
         m.clean = false
         m.rollbackCtr += 1
         // Below 2^31 by the metadata's and the headers' bounds: no overflow.
