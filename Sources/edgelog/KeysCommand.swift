@@ -177,6 +177,7 @@ struct KeysRotate: ParsableCommand {
                     try five.close()
                 case .six(let six):
                     // The frame is followed by a metadata write and ends its segment (FORMAT.md A.9).
+                    session.noteHead(six.headSeal)
                     let receipt = try six.commitEvidence(.keyRotation, payload)
                     session.writeAnchor(after: receipt, device: nil, force: true)
                     try six.close()

@@ -126,6 +126,7 @@ public final class WriterJob: @unchecked Sendable {
             if PackedStoreProbe.isPacked(target) {
                 let six = try session.openPacked(target, policy: settings.ringFull, bootID: bootID, time: settings.time)
                 store = .six(six)
+                session.noteHead(six.headSeal)
                 let r = six.recovery, m = six.metadata
                 opened = OpenedFacts(uncleanShutdown: !r.cleanBefore, needsRecovery: six.history.needsRecovery, recoverySummary: six.history.recoverySummary,
                                      headSegmentID: m.headSegmentID, recordsTotal: m.state.recordsTotal, boEvent: m.state.boEvent,

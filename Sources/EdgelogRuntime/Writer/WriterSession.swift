@@ -77,6 +77,11 @@ public final class WriterSession: @unchecked Sendable {
         }, clock: { Timebase.oneShot(source: clockSource, config: time) })
     }
 
+    /// The format 6 head the writer stands on at open (PackedEvidenceStore.headSeal).
+    public func noteHead(_ seal: FrameSeal?) {
+        if let seal, let head = FrameHead(statement: seal.statement, signature: seal.signature) { lastFrameHead = head }
+    }
+
     /// Mirrors the signed head to the anchor file: always when `force`, else at most once per interval.
     public func writeAnchor(after receipt: CommitReceipt?, device: BlockDevice?, force: Bool) {
         // A safe-commit window writes nothing but its commits, and its acknowledgement may run
@@ -88,8 +93,9 @@ public final class WriterSession: @unchecked Sendable {
         guard let anchor else { return }
         let now = SystemClock.now().bootNs
         guard force || now - lastAnchorWrite >= anchorIntervalNs else { return }
-        // A format 6 store: its head frame.
-        if let head = lastFrameHead ?? device.flatMap({ PackedStoreProbe.isPacked($0) ? (try? FrameHead.of(device: $0)) ?? nil : nil }) {
+        // A format 6 store: the head the writer stands on (noteHead at open, then its receipts);
+        // never one read from the card by chain alone.
+        if let head = lastFrameHead {
             lastFrameHead = head
             lastAnchorWrite = now
             do { try anchor.write(head) } catch {

@@ -29,6 +29,10 @@ public final class PackedEvidenceStore {
     private var uplinkCursor: UInt64
     /// bo_event as the next commit seals it.
     private var boEvent: UInt32
+    /// The seal of the newest frame this writer stands on: the head it adopted (its own key's, or
+    /// the chain's for a writer that does not sign), then each frame it commits. What the anchor
+    /// file may name: never a frame a reader adopted by chain alone.
+    public private(set) var headSeal: FrameSeal?
 
     init(log: PackedLog, history: PackedHistory, policy: RingFullPolicy, identity: SealIdentity, clock: @escaping () -> CaptureTime) {
         self.device = log.device
@@ -43,6 +47,7 @@ public final class PackedEvidenceStore {
         self.uplinkCursor = log.metadata.state.uplinkCursor
         self.boEvent = log.metadata.state.boEvent
         log.reclaim = { [unowned self] info, records in self.decideReclaim(info, &records) }
+        headSeal = history.headFrame.map { FrameSeal(statement: $0.frame.statement, signature: $0.frame.signature) }
     }
 
     public var metadata: PackedMetadata { log.metadata }
@@ -401,6 +406,7 @@ public final class PackedEvidenceStore {
                                     sources: builder.sourceLastSeq.map { .init(name: $0.name, firstSeq: $0.first, lastSeq: $0.last, count: $0.count) },
                                     seal: nil)
         receipt.frameSeal = FrameSeal(statement: frame.statement, signature: frame.signature)
+        headSeal = receipt.frameSeal
         return receipt
     }
 
