@@ -78,6 +78,10 @@ public struct SealIdentity: Sendable {
     public var deviceID: [UInt8]
     public var fwVerHash: [UInt8]
     public var signer: (any SegmentSigner)?
+    /// Format 6: whether a signature over a statement is by a key this signer succeeds (a key it
+    /// rotated from: key id, epoch, sig_alg, signature, statement). A signing writer continues
+    /// only from a head frame its own key or such a predecessor signed.
+    public var predecessorVerifies: (@Sendable ([UInt8], UInt32, UInt8, [UInt8], [UInt8]) -> Bool)?
 
     public init(deviceID: [UInt8], fwVerHash: [UInt8], signer: (any SegmentSigner)?) {
         self.deviceID = deviceID

@@ -240,7 +240,15 @@ struct PackedTrustPathTests {
         }
         #expect(FrameHead.endorses(keyID: next.trusted.keyID, device: s.device))
         let newSigner = FileSigner(key: next, epoch: 2)
-        let newIdentity = SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: newSigner)
+        var newIdentity = SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: newSigner)
+        // Without the old key the new one refuses the head the old key signed.
+        #expect(throws: StoreError.self) {
+            _ = try PackedEvidenceStore.open(device: MemoryBlockDevice(image: s.device.bytes, sectorSize: 512), identity: newIdentity, clock: CrashOracle.fixedClock)
+        }
+        let old = s.trusted
+        newIdentity.predecessorVerifies = { keyID, epoch, alg, signature, message in
+            keyID == old.keyID && epoch == 1 && alg == old.algorithm.rawValue && old.verifies(signature, of: message)
+        }
         try s.session(commits: 4, identity: newIdentity)
         let r = s.verify()
         #expect(r.passed, "\(r.reasons) \(r.segments.filter { !$0.passed }.map(\.detail)) \(r.frameFailures.map(\.detail))")
@@ -335,7 +343,12 @@ struct PackedVerifierComparisonTests {
         let next = try PrivateSigningKey.generate(.ed25519)
         let record = try rotationRecord(old: rot.signer, next: next)
         try rot.session(commits: 2) { store in _ = try store.commitEvidence(.keyRotation, record) }
-        try rot.session(commits: 4, identity: SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: FileSigner(key: next, epoch: 2)))
+        var rotIdentity = SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: FileSigner(key: next, epoch: 2))
+        let oldKey = rot.trusted
+        rotIdentity.predecessorVerifies = { keyID, epoch, alg, signature, message in
+            keyID == oldKey.keyID && epoch == 1 && alg == oldKey.algorithm.rawValue && oldKey.verifies(signature, of: message)
+        }
+        try rot.session(commits: 4, identity: rotIdentity)
         cases.append(("rotated", rot.device.bytes, rot.trusted, nil, false))
         // Images a power cut leaves in a signed session that wraps (before recovery).
         let cutDevice = FaultBlockDevice(image: try Signed6(key: key, slots: 4).device.bytes, sectorSize: 512)

@@ -239,15 +239,21 @@ struct PackedLogKeyTests {
         #expect(own.recovery.framesAdopted == 4 && own.recovery.refusedFrameID == nil)
         #expect(own.metadata.headFrameID == 5)
 
-        let stranger = try PackedLog(device: MemoryBlockDevice(image: image), identity: signed(other), clock: { 0 })
+        // Another key refuses a head it cannot verify (nothing written)...
+        #expect(throws: PackedLogError.headUnverified(1)) { _ = try PackedLog(device: MemoryBlockDevice(image: image), identity: signed(other), clock: { 0 }) }
+        // ...unless it succeeds that key (a rotation): then it adopts none of the old key's frames
+        // past the metadata's head (a rotation writes the metadata right after its frame).
+        var successor = signed(other)
+        successor.trustsHead = { frame, header in header.keyID == key.keyID && key.verifies(frame.signature, of: frame.statement) }
+        let stranger = try PackedLog(device: MemoryBlockDevice(image: image), identity: successor, clock: { 0 })
         #expect(stranger.recovery.framesAdopted == 0)
         #expect(stranger.recovery.refusedFrameID == 2)
         #expect(stranger.metadata.headFrameID == 1)
 
-        // The stranger continues from frame 1 in a new segment: frames 2 to 5 of the first segment are
-        // past the point the history chains on, so no reader shows them (FORMAT.md A.9 step 3).
+        // It continues from frame 1 in a new segment: frames 2 to 5 of the first segment are past
+        // the point the history chains on, so no reader shows them (FORMAT.md A.9 step 3).
         let forkDevice = MemoryBlockDevice(image: image)
-        let fork = try PackedLog(device: forkDevice, identity: signed(other), clock: { 0 })
+        let fork = try PackedLog(device: forkDevice, identity: successor, clock: { 0 })
         var more = FrameSource(seed: 40)
         for _ in 0..<2 { try fork.append(more.next(2)) }
         let shown = try committed(forkDevice)
@@ -394,6 +400,19 @@ struct PackedLogHostileTests {
         device.failFlush = { _ in false }
         let frames = try committed(MemoryBlockDevice(image: device.current, sectorSize: 512))
         #expect(frames.map(\.frameID).prefix(2) == [1, 2])
+    }
+
+    @Test("a signing writer refuses an unsigned head: a card writer's unsigned segment would otherwise set the tail and counters it seals")
+    func unsignedHeadRefused() throws {
+        let device = MemoryBlockDevice(image: try formatted(slots: 6, segment: 64 * 1024))
+        var source = FrameSource(seed: 12)
+        let unsigned = try PackedLog(device: device, identity: identity(), clock: { 0 })
+        for _ in 0..<3 { try unsigned.append(source.next(2)) }
+        try unsigned.close()
+        let before = device.bytes
+        let key = FileSigner(key: .ed25519(.init()), epoch: 1)
+        #expect(throws: PackedLogError.headUnverified(3)) { _ = try PackedLog(device: device, identity: signed(key), clock: { 0 }) }
+        #expect(device.bytes == before, "nothing written")
     }
 
     @Test("hostile numbers in a metadata slot make it not valid, never a trap")

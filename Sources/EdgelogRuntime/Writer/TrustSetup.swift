@@ -83,6 +83,22 @@ public struct KeyDirectory {
         return FileSigner(key: key, epoch: info.epoch)
     }
 
+    /// The keys rotations retired (retired/epoch-N-…), each with its epoch: what a writer may
+    /// continue from after a rotation. Files that do not parse are left out.
+    public func retiredKeys(below epoch: UInt32) -> [(key: TrustedKey, epoch: UInt32)] {
+        var out: [(key: TrustedKey, epoch: UInt32)] = []
+        let lowest = epoch > 8 ? epoch - 8 : 1
+        for e in lowest..<max(epoch, lowest) {
+            for name in ["signing-key.pub.pem", "hmac-key.hex"] {
+                let file = "\(path)/retired/epoch-\(e)-\(name)"
+                guard LocalFile.exists(file), let bytes = try? LocalFile.read(file, limit: 64 << 10).bytes,
+                      let key = try? TrustedKey.parse(String(decoding: bytes, as: UTF8.self), what: file) else { continue }
+                out.append((key, e))
+            }
+        }
+        return out
+    }
+
     /// Writes a key's files into `directory` (the key directory itself or its pending/ folder).
     public static func write(_ key: PrivateSigningKey, epoch: UInt32, into directory: String) throws(TrustError) {
         let dir = KeyDirectory(path: directory)

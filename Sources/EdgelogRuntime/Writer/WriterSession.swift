@@ -37,7 +37,16 @@ public final class WriterSession: @unchecked Sendable {
         if signer == nil, let keyDir { signer = try KeyDirectory(path: keyDir).loadSigner() }
         let fw = try Firmware.ownHash()
         // The device id comes from the store's metadata (fixed at format): the store fills it in.
-        let identity = SealIdentity(deviceID: [UInt8](repeating: 0, count: 16), fwVerHash: fw, signer: signer)
+        var identity = SealIdentity(deviceID: [UInt8](repeating: 0, count: 16), fwVerHash: fw, signer: signer)
+        if let keyDir, let epoch = signer?.keyEpoch {
+            // After a rotation the head is the old key's last frame: the writer continues from it.
+            let retired = KeyDirectory(path: keyDir).retiredKeys(below: epoch)
+            if !retired.isEmpty {
+                identity.predecessorVerifies = { keyID, keyEpoch, alg, signature, message in
+                    retired.contains { $0.key.keyID == keyID && $0.epoch == keyEpoch && $0.key.algorithm.rawValue == alg && $0.key.verifies(signature, of: message) }
+                }
+            }
+        }
         return WriterSession(signer: signer, identity: identity, anchor: anchorPath.map(AnchorFile.init(path:)),
                              anchorIntervalNs: Int64(anchorIntervalSeconds) * 1_000_000_000, warn: warn)
     }

@@ -85,8 +85,13 @@ public final class PackedEvidenceStore {
                             bootID: [UInt8]? = nil,
                             check: (PackedHistory) throws(StoreError) -> Void = { _ throws(StoreError) in },
                             clock: @escaping () -> CaptureTime) throws(StoreError) -> PackedEvidenceStore {
-        let packedIdentity = identity.signer.map { PackedLog.PackedIdentity(deviceID: identity.deviceID, fwVerHash: identity.fwVerHash, signer: $0) }
+        var packedIdentity = identity.signer.map { PackedLog.PackedIdentity(deviceID: identity.deviceID, fwVerHash: identity.fwVerHash, signer: $0) }
             ?? PackedLog.PackedIdentity(deviceID: identity.deviceID, fwVerHash: identity.fwVerHash)
+        if let predecessor = identity.predecessorVerifies {
+            packedIdentity.trustsHead = { frame, header in
+                header.sigAlg != .unsigned && predecessor(header.keyID, header.keyEpoch, header.sigAlg.rawValue, frame.signature, frame.statement)
+            }
+        }
         let history: PackedHistory
         do {
             history = try PackedHistory.analyze(device: device, adopts: PackedLog.adoption(packedIdentity))

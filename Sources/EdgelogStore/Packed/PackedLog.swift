@@ -37,7 +37,7 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
         case .frameTooLarge(let n): "a commit of \(n) bytes does not fit in a segment"
         case .write(let p): "frame not written: \(p)"
         case .closed: "the log is closed"
-        case .headUnverified(let id): "the newest committed frame (\(id)) names this writer's key but its signature does not verify: the store is left as it is"
+        case .headUnverified(let id): "the newest committed frame (\(id)) is not signed by this writer's key nor by a key it was rotated from: the store is left as it is"
         case .badIdentity(let why): "bad signing identity: \(why)"
         case .outOfOrder(let id, let expected): "frame \(id) written before frame \(expected)"
         case .implausible(let fields): "counters at their bound (\(fields.joined(separator: ", "))): the store was edited; it is left as it is"
@@ -343,6 +343,8 @@ public final class PackedLog {
         public var sign: (@Sendable ([UInt8]) throws -> [UInt8])?
         /// The writer key's check of a signature over a statement: recovery adopts only frames it signed.
         public var verify: (@Sendable ([UInt8], [UInt8]) -> Bool)?
+        /// A head frame signed by a key this writer succeeds (a rotation's old key) is continued too.
+        public var trustsHead: (@Sendable (PackedFrameInfo, PackedSegmentHeader) -> Bool)?
 
         public init(deviceID: [UInt8], fwVerHash: [UInt8] = [UInt8](repeating: 0, count: 32)) {
             self.deviceID = deviceID
@@ -411,10 +413,13 @@ public final class PackedLog {
         }
         guard !h.recovery.headMissing else { throw .headMissing(h.metadata.headFrameID) }
         if identity.sign != nil, identity.verify == nil { throw .badIdentity("a signing writer needs its key's check too") }
-        if let verify = identity.verify, let head = h.headFrame, head.header.keyID == identity.keyID,
-           !verify(head.frame.signature, head.frame.statement) {
-            // The head carries the writer's key id but not its signature: bytes written without the key.
-            throw .headUnverified(h.headFrameID)
+        if let verify = identity.verify, let head = h.headFrame {
+            // A signing writer continues only from a head its own key (or the key it succeeds)
+            // signed: an unsigned head, or one of another key, would let bytes written without the
+            // key set the state (tail, counters, sequence) the writer seals from here on.
+            let own = head.header.keyID == identity.keyID && head.header.keyEpoch == identity.keyEpoch
+                && head.header.sigAlg == identity.sigAlg && verify(head.frame.signature, head.frame.statement)
+            guard own || identity.trustsHead?(head.frame, head.header) == true else { throw .headUnverified(h.headFrameID) }
         }
         var m = h.metadata
         m.headFrameID = h.headFrameID
