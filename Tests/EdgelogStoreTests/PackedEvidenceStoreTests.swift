@@ -141,6 +141,34 @@ struct PackedEvidenceStoreTests {
         #expect(h.state.lostTotal > 0)
     }
 
+    @Test("the last frames of the oldest segment damaged before its reclaim do not shorten what its gap record says was lost")
+    func reclaimCountsFromTheNextHeader() throws {
+        let device = try formatted(slots: 4)
+        var feed = Feeder()
+        let store = try open(device)
+        // Until the ring is full and the open segment has no room left: the next commit reclaims.
+        var guardCount = 0
+        while guardCount < 2000 {
+            guardCount += 1
+            let m = store.log.metadata
+            if m.headFrameID > 0, m.nextSlot(after: m.headSlot) == m.tailSlot, store.log.openSegmentBytes > 8192 - 512 { break }
+            _ = try store.commit(feed.fill(store, records: 6))
+        }
+        let h = try PackedHistory.analyze(device: device)
+        let tail = h.frames(device: device).filter { $0.segmentID == h.tailSegmentID }
+        let expected = tail.reduce(0) { $0 + $1.records.filter { $0.type == .data }.count }
+        // A card writer zeroes the tail's last two frames.
+        for f in tail.suffix(2) {
+            let at = UInt64(PackedGeometry.ringOffset + h.tailSlot * 8192 + f.offset)
+            let zeros = [UInt8](repeating: 0, count: 512)
+            try zeros.withUnsafeBytes { try device.write(at: at, from: $0) }
+        }
+        _ = try store.commit(feed.fill(store, records: 6))
+        let gap = try #require(evidence(try history(device), .gap).first)
+        #expect((gap["lost_records"] as? NSNumber)?.intValue == expected, "\(gap)")
+        #expect((gap["lost_segment_id"] as? NSNumber)?.uint64Value == h.tailSegmentID)
+    }
+
     @Test("pause refuses a full ring without writing, and the store stays healthy")
     func pause() throws {
         let device = try formatted(slots: 4)

@@ -562,6 +562,19 @@ public final class PackedLog {
                         info.lastMono = last
                     }
                 }
+                // Where the tail ends comes from the segment after it, whose first frame signs its
+                // header (A.5: its state is the tail's last frame's): bytes someone damaged at the
+                // end of the tail must not shorten what the gap record says was lost, nor make
+                // unacknowledged frames look acknowledged.
+                if let next = m.nextSlot(after: slot), let after = try? PackedHistory.readWalk(device, m, slot: next),
+                   after.header.segmentID == m.tailSegmentID &+ 1, let first = after.frames.first,
+                   identity.verify == nil || (after.header.keyID == identity.keyID && identity.verify?(first.signature, first.statement) == true),
+                   after.header.firstFrameID > walk.header.firstFrameID,
+                   after.header.state.recordsTotal >= walk.header.state.recordsTotal {
+                    info.lastFrameID = after.header.firstFrameID - 1
+                    info.records = after.header.state.recordsTotal - walk.header.state.recordsTotal
+                    if after.header.state.monoHWM > walk.header.state.monoHWM { info.lastMono = after.header.state.monoHWM }
+                }
             }
             let verdict = reclaim?(info, &records) ?? .lost
             switch verdict {
