@@ -201,7 +201,7 @@ public enum PackedVerifier {
         var reads: [Read] = ids.isEmpty ? [] : [context.read(ids[0].id, slot: ids[0].slot)]
         var previous: Read?
         var chainPoint: (passed: Bool, hash: [UInt8], state: PackedState)?
-        var walked = Set(ids.compactMap(\.slot))
+        let walked = Set(ids.compactMap(\.slot))
         for (k, entry) in ids.enumerated() {
             let e = entry.id
             if k + 1 < ids.count { reads.append(context.read(ids[k + 1].id, slot: ids[k + 1].slot)) }
@@ -212,7 +212,6 @@ public enum PackedVerifier {
             chainPoint = outcome.chainPointForNext
             previous = current
             reads[k] = Read()    // the walk is no longer needed: memory follows two segments
-            if let slot = entry.slot { walked.insert(slot) }
             progress?(UInt64(k + 1), UInt64(ids.count))
         }
 

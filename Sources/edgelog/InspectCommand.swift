@@ -202,14 +202,22 @@ extension InspectCommand {
             guard let s = i.slots[slot] else { return "invalid" }
             return s.generation > m.generation ? "passed over: its head frame is not in the ring" : "valid, older"
         }
-        let sealCheck = m.headFrameID == 0 ? "nothing committed yet"
-            : i.mismatches == nil ? "NOT CHECKED: the frame the metadata names is not in the ring, so no sealed state vouches for these numbers"
-            : i.mismatches!.isEmpty ? "agrees with the sealed state of frame \(m.headFrameID) (its signature is checked by edgelog verify)"
-            : "CONTRADICTS the sealed state of frame \(m.headFrameID): " + i.mismatches!.map(\.description).joined(separator: "; ")
+        let sealCheck: String
+        switch (m.headFrameID, i.mismatches) {
+        case (0, _): sealCheck = "nothing committed yet"
+        case (_, nil): sealCheck = "NOT CHECKED: the frame the metadata names is not in the ring, so no sealed state vouches for these numbers"
+        case (_, let found?) where found.isEmpty:
+            sealCheck = "agrees with the sealed state of frame \(m.headFrameID) (its signature is checked by edgelog verify)"
+        case (_, let found?): sealCheck = "CONTRADICTS the sealed state of frame \(m.headFrameID): " + found.map(\.description).joined(separator: "; ")
+        }
         let key = i.headHeader
-        let signing = key == nil ? "nothing committed yet"
-            : key!.sigAlg == .unsigned ? "UNSIGNED (chain only; the writer ran with --unsigned)"
-            : "signed \(key!.sigAlg.name) by key \(hex(key!.keyID)) epoch \(key!.keyEpoch), key in \(KeySource(rawValue: key!.keySrc)?.name ?? "?")"
+        let signing: String
+        if let key {
+            signing = key.sigAlg == .unsigned ? "UNSIGNED (chain only; the writer ran with --unsigned)"
+                : "signed \(key.sigAlg.name) by key \(hex(key.keyID)) epoch \(key.keyEpoch), key in \(KeySource(rawValue: key.keySrc)?.name ?? "?")"
+        } else {
+            signing = "nothing committed yet"
+        }
         let segments = h.headFrameID == 0 || h.tailSegmentID > h.headSegmentID ? 0 : h.headSegmentID - h.tailSegmentID + 1
         if json {
             var o = JSONObject()

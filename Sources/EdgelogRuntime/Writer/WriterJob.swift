@@ -168,7 +168,7 @@ public final class WriterJob: @unchecked Sendable {
             }
         }
         let session = self.session
-        let options = CommitPipeline<EvidenceStore>.Options(maxAgeNs: Int64(settings.maxAgeMs) * 1_000_000, blockNs: Int64(settings.blockMs) * 1_000_000)
+        let options = Pipeline.Options(maxAgeNs: Int64(settings.maxAgeMs) * 1_000_000, blockNs: Int64(settings.blockMs) * 1_000_000)
         let acknowledge: @Sendable (CommitReceipt) -> Void = { receipt in
             session.writeAnchor(after: receipt, device: nil, force: false)
             onCommit(receipt)

@@ -363,20 +363,14 @@ public final class PackedEvidenceStore {
         for item in evidence where !appendEvidence(item.type, item.json, to: builder, time: time) {
             if builder.isEmpty { oversizedEvidence += 1 } else { carriedEvidence.append(item) }
         }
-        var closing = carriedClosing ?? builder.closingEvidence
+        let closing = carriedClosing ?? builder.closingEvidence
         if carriedClosing != nil, let mine = builder.closingEvidence { carriedEvidence.append(mine) }
         carriedClosing = nil
         builder.closingEvidence = nil
-        if let record = closing {
-            if appendEvidence(record.type, record.json, to: builder, time: time) {
-                closing = nil
-            } else if builder.isEmpty {
-                oversizedEvidence += 1
-            } else {
-                carriedClosing = record
-            }
+        // The closing record goes last; one that does not fit waits for the next commit.
+        if let record = closing, !appendEvidence(record.type, record.json, to: builder, time: time) {
+            if builder.isEmpty { oversizedEvidence += 1 } else { carriedClosing = record }
         }
-        _ = closing
         guard !builder.isEmpty else { return nil }
 
         let state = log.metadata.state
