@@ -2025,10 +2025,12 @@ def read_frame_container(data: bytes):
         pos += stored_len
 
 
-def block_record_json(frame: int, rec: BlockRecord) -> bytes:
+def block_record_json(frame: int, rec: BlockRecord, offsets: dict[int, int] | None = None) -> bytes:
     obj = {"frame": frame, "type": rec.type, "source": rec.source.decode("ascii"),
-           "seq": rec.seq, "mono_ctr": rec.mono_ctr, "wall_ns": rec.wall_ns,
-           "boot_ns": rec.boot_ns, "time_flags": rec.time_flags, "boot_seq": rec.boot_seq,
+           "seq": rec.seq, "mono_ctr": rec.mono_ctr, "wall_ns": rec.wall_ns}
+    if offsets is not None:
+        obj["wall_corrected_ns"] = wall_corrected(rec, offsets)
+    obj |= {"boot_ns": rec.boot_ns, "time_flags": rec.time_flags, "boot_seq": rec.boot_seq,
            "maxerror_us": rec.maxerror_us, "esterror_us": rec.esterror_us,
            "last_sync_ns": rec.last_sync_ns, "payload_hex": rec.payload.hex()}
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
@@ -3154,9 +3156,11 @@ def packed_metadata_json(result: PackedScan) -> bytes:
         "lost_total": result.lost_total})
 
 
-def decode_packed_store(store: Store, out: BinaryIO, err: BinaryIO) -> int:
+def decode_packed_store(store: Store, out: BinaryIO, err: BinaryIO, corrected: bool = False) -> int:
     """`--packed-store`: the metadata line, then each committed frame and its
-    records; exit 2 (after an error line) when no metadata slot is valid."""
+    records; exit 2 (after an error line) when no metadata slot is valid.
+    `corrected`: each record line also has wall_corrected_ns (section 7, over
+    the committed records in order, as export --wall corrected)."""
     try:
         result = scan_packed(store)
     except MetaError as exc:
@@ -3169,11 +3173,12 @@ def decode_packed_store(store: Store, out: BinaryIO, err: BinaryIO) -> int:
                     f"{m.head_frame_id} of segment {m.head_segment_id} in ring slot "
                     f"{m.head_slot} at offset {m.head_offset} (missing)")
     out.write(packed_metadata_json(result))
+    offsets = reference_offsets([rec for c in result.committed for rec in c.frame.records]) if corrected else None
     for c in result.committed:
         f = c.frame
         out.write(_jline({"kind": "frame", "segment_id": c.segment_id, "frame_id": f.frame_id,
                           "records": f.record_count}))
-        out.write(b"".join(block_record_json(f.frame_id, rec) for rec in f.records))
+        out.write(b"".join(block_record_json(f.frame_id, rec, offsets) for rec in f.records))
     return EXIT_OK
 
 
@@ -3213,16 +3218,15 @@ def main(argv: list[str] | None = None, out: BinaryIO | None = None,
     if args.packed_store is not None:
         if (args.store is not None or args.frames is not None or args.segment is not None
                 or args.sector_size is not None or args.inspect
-                or args.since_commit is not None or args.format != "jsonl"
-                or args.wall != "raw"):
-            parser.error("--packed-store takes no STORE_PATH and no other option")
+                or args.since_commit is not None or args.format != "jsonl"):
+            parser.error("--packed-store takes no STORE_PATH and no other option but --wall")
         try:
             fh = open(args.packed_store, "rb")
         except OSError as exc:
             report(err, f"cannot open {args.packed_store}: {exc.strerror}")
             return EXIT_NOT_A_STORE
         with fh:
-            code = decode_packed_store(Store(fh), out, err)
+            code = decode_packed_store(Store(fh), out, err, corrected=args.wall == "corrected")
         out.flush()
         return code
 

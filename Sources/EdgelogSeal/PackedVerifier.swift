@@ -527,6 +527,9 @@ public enum PackedVerifier {
                         continue
                     }
                     signedHere = true
+                    // A.11.3: the summary names the algorithm of the last signature that verified,
+                    // whatever later checks the frame fails.
+                    r.sigAlg = h.sigAlg
                 }
                 // A rotation in this frame: its endorsement must verify with the segment's key.
                 var rotationAdded: [(key: TrustedKey, epoch: UInt32)] = []
@@ -544,8 +547,10 @@ public enum PackedVerifier {
                 if !headerChecked {
                     headerChecked = true
                     if let why = headerProblem(h, e: e, chainPoint: chainPoint) {
-                        segmentFailed = (why.0, why.1, offset)
-                        failSegment(why.0, why.1, at: offset)
+                        // An S-reason: the segment line keeps the slot's start (A.11.3).
+                        let slotStart = geometry.slotOffset(cur.slot ?? 0)
+                        segmentFailed = (why.0, why.1, slotStart)
+                        failSegment(why.0, why.1, at: slotStart)
                         tip = (false, f.frameHash, f.stateAfter)
                         continue
                     }
@@ -555,7 +560,6 @@ public enum PackedVerifier {
                 // Passes.
                 if signedHere {
                     signedSeen = true
-                    r.sigAlg = h.sigAlg
                     r.signedPassed += 1
                 }
                 r.framesPassed += 1

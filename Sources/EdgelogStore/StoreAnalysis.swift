@@ -274,3 +274,23 @@ extension Metadata {
         }
     }
 }
+
+extension StoreAnalysis {
+    /// What recovery found or will do, in one line for a person (format 5; PackedHistory.recoverySummary for format 6).
+    public var recoverySummary: String {
+        var parts: [String] = []
+        if uncleanShutdown { parts.append("last shutdown was not clean") }
+        if !adopted.isEmpty {
+            parts.append("adopted \(adopted.count) segment(s) whose metadata write was cut (read by hash and chain; a writer that signs "
+                + "adopts only segments its own key signed, and edgelog verify checks the signatures)")
+        }
+        if let torn = torn {
+            parts.append("segment \(torn.segmentID) in slot \(torn.slot) was torn (\(torn.reason)): \(torn.readableCount) record(s) readable, none kept (never sealed), \(torn.quarantinedBytes) byte(s) quarantined")
+        }
+        for (slot, problem) in slotProblems { parts.append("metadata slot \(Layout.slotName(slot)) was invalid (\(problem)) and is rewritten") }
+        if !passedOver.isEmpty { parts.append("metadata slot \(passedOver.map(Layout.slotName).joined(separator: ",")) passed over: its newest segment did not check") }
+        if !tailLost.isEmpty { parts.append("tail segment(s) \(tailLost.map(String.init).joined(separator: ",")) lost to an interrupted reclaim") }
+        if headMissing { parts.append("neither metadata slot's newest segment checks: no signed state vouches for the metadata, and a writer that signs refuses this store") }
+        return parts.isEmpty ? "nothing to do" : parts.joined(separator: "; ")
+    }
+}

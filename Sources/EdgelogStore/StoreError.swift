@@ -75,8 +75,9 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         case .headFrameUnverified(let device, _, let detail):
             return "\(device): \(detail) (run edgelog verify; keep the card as evidence and log to a freshly formatted one)"
         case .olderFormat(let device, let found, let supported):
-            return "\(device) holds format version \(found); this edgelog writes version \(supported) only. Read it (export, verify) with the "
-                + "edgelog that wrote it, then format the card; the store was not changed."
+            return "\(device) holds format version \(found), which this edgelog still reads (export, inspect, verify, head) but no longer "
+                + "writes: it writes version \(supported) only. Export and verify what the card holds, then format it (edgelog format --force) "
+                + "or log to another; the store was not changed."
         case .implausibleMetadata(let device, let fields):
             return "\(device): the metadata holds values no writer reaches (\(fields.joined(separator: ", "))): it was edited, so the writer "
                 + "will not continue from it; the store was not changed (run edgelog verify for the whole report)"

@@ -70,13 +70,16 @@ struct ExportCommand: ParsableCommand {
 }
 
 /// Opens a format 6 store without writing to it and reads its history (A.9); nil when the device
-/// holds no format 6 metadata slot (a format 5 store is read by `openReadOnly`).
+/// holds no format 6 metadata slot (a store of format 5, or one that is no store, is read or
+/// refused by `openReadOnly`).
 func openPackedReadOnly(_ path: String) throws -> (FileBlockDevice, PackedHistory)? {
     let target: FileBlockDevice
     do { target = try FileBlockDevice(path: path, readOnly: true) } catch { throw Exit.fail(error) }
     do {
         return (target, try PackedHistory.analyze(device: target))
     } catch .notAStore {
+        return nil
+    } catch .otherFormat(let v) where v < PackedMetadata.formatVersion {
         return nil
     } catch {
         throw Exit.fail(PackedEvidenceStore.storeError(error, device: target))

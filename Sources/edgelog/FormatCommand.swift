@@ -14,6 +14,10 @@ struct FormatCommand: ParsableCommand {
             A plain file that does not exist is created at --size. A device or file that already holds \
             a store is refused (exit 7) unless --force is given: formatting erases the evidence.
 
+            The store is format 6 (docs/FORMAT.md appendix A): commits packed end to end in \
+            segments, each commit sealed. Stores of format 5 are still read by export, inspect, \
+            head and verify, but run, ingest and keys rotate refuse them (exit 2).
+
             Example: edgelog format --device var/store.img --size 64M
             """
     )
@@ -27,14 +31,11 @@ struct FormatCommand: ParsableCommand {
     @Option(help: "Sector size the store assumes: 512 or 4096 (default: the device's).")
     var sectorSize: Int?
 
-    @Option(help: "Bytes per segment, a multiple of 4096 (K, M accepted).")
+    @Option(help: "Bytes per segment: a multiple of 4096 from 8K to 16M, and the store holds 4 at least. Commits are packed into it end to end (docs/DESIGN.md 13).")
     var segmentSize = ByteSize(bytes: 32 << 10)
 
     @Option(help: "The gateway's 128-bit id in hex, repeated in every seal (default: /etc/machine-id).")
     var deviceID: String?
-
-    @Option(name: .customLong("format-version"), help: "5 (the default for now) or 6, the packed format (docs/FORMAT.md appendix A; segments of 8K to 16M, 4 at least).")
-    var formatVersion = 5
 
     @Flag(help: "Erase an existing store.")
     var force = false
@@ -81,38 +82,18 @@ struct FormatCommand: ParsableCommand {
             }
             id = parsed
         }
-        guard formatVersion == 5 || formatVersion == 6 else {
-            Exit.say("error: --format-version must be 5 or 6")
-            throw ExitCode(Exit.usage)
-        }
-        if formatVersion == 6 {
-            let uuid = SystemClock.randomBytes(16)
-            do {
-                try PackedEvidenceStore.format(device: target, segmentSize: Int(segmentSize.bytes), storeUUID: uuid, deviceID: id,
-                                               wallNs: SystemClock.now().wallNs, force: force)
-            } catch {
-                throw Exit.fail(error)
-            }
-            let g = PackedGeometry(storeSize: target.byteCount, sectorSize: target.sectorSize, segmentSize: Int(segmentSize.bytes))
-            if json {
-                print("{\"device\":\"\(jsonEscaped(device))\",\"store_size\":\(g.storeSize),\"sector_size\":\(g.sectorSize),\"segment_size\":\(g.segmentSize),\"ring_slots\":\(g.ringSlots),\"store_uuid\":\"\(hex(uuid))\",\"device_id\":\"\(hex(id ?? uuid))\",\"format_version\":6}")
-            } else {
-                print("formatted \(device): format 6, \(g.ringSlots) segments of \(g.segmentSize) bytes, \(g.sectorSize)-byte sectors, store \(hex(uuid))")
-            }
-            return
-        }
-        let meta: Metadata
+        let uuid = SystemClock.randomBytes(16)
         do {
-            meta = try EvidenceStore.format(device: target, sectorSize: sectorSize, segmentSize: Int(segmentSize.bytes),
-                                            storeUUID: SystemClock.randomBytes(16), deviceID: id, wallNs: SystemClock.now().wallNs, force: force)
+            try PackedEvidenceStore.format(device: target, sectorSize: sectorSize, segmentSize: Int(clamping: segmentSize.bytes), storeUUID: uuid,
+                                           deviceID: id, wallNs: SystemClock.now().wallNs, force: force)
         } catch {
             throw Exit.fail(error)
         }
-        let g = meta.geometry
+        let g = PackedGeometry(storeSize: target.byteCount, sectorSize: sectorSize ?? max(target.sectorSize, 512), segmentSize: Int(clamping: segmentSize.bytes))
         if json {
-            print("{\"device\":\"\(jsonEscaped(device))\",\"store_size\":\(g.storeSize),\"sector_size\":\(g.sectorSize),\"segment_size\":\(g.segmentSize),\"ring_slots\":\(g.ringSlots),\"store_uuid\":\"\(hex(meta.storeUUID))\",\"device_id\":\"\(hex(meta.deviceID))\",\"format_version\":\(Layout.formatVersion)}")
+            print("{\"device\":\"\(jsonEscaped(device))\",\"store_size\":\(g.storeSize),\"sector_size\":\(g.sectorSize),\"segment_size\":\(g.segmentSize),\"ring_slots\":\(g.ringSlots),\"store_uuid\":\"\(hex(uuid))\",\"device_id\":\"\(hex(id ?? uuid))\",\"format_version\":\(PackedMetadata.formatVersion)}")
         } else {
-            print("formatted \(device): \(g.ringSlots) segments of \(g.segmentSize) bytes, \(g.sectorSize)-byte sectors, store \(hex(meta.storeUUID))")
+            print("formatted \(device): format \(PackedMetadata.formatVersion), \(g.ringSlots) segments of \(g.segmentSize) bytes, \(g.sectorSize)-byte sectors, store \(hex(uuid))")
         }
     }
 }

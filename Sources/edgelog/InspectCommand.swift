@@ -121,7 +121,7 @@ struct InspectCommand: ParsableCommand {
             r.add("tail_lost", .uint(UInt64(clamping: a.tailLost.count)))
             r.add("read_errors", .uint(UInt64(clamping: a.readErrors)))
             r.add("verify_stat", .uint(UInt64(a.verifyStat)))
-            r.add("summary", .string(RecoverySummary.text(a)))
+            r.add("summary", .string(a.recoverySummary))
             o.add("recovery", .raw(r.text))
             if verify {
                 o.add("verified_records", .uint(UInt64(clamping: checkedRecords)))
@@ -146,7 +146,7 @@ struct InspectCommand: ParsableCommand {
             print("time         \(TimeText.health(m)) (only clock_steps is sealed)")
             print("uplink       oldest segment not acknowledged upstream: \(m.uplinkCursor)")
             print("sources      " + (m.sources.isEmpty ? "none" : m.sources.map { "\($0.name) (last seq \($0.lastSeq))" }.joined(separator: ", ")))
-            print("recovery     " + (a.needsRepair ? "on next open: " : "") + RecoverySummary.text(a))
+            print("recovery     " + (a.needsRepair ? "on next open: " : "") + a.recoverySummary)
             if verify {
                 print("verify       \(checkedRecords) records read; " + (damage.isEmpty ? "every committed segment checks" : "\(damage.count) damaged segment(s):"))
                 for d in damage { print("             \(d)") }

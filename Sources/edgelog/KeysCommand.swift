@@ -138,17 +138,10 @@ struct KeysRotate: ParsableCommand {
             do { target = try FileBlockDevice(path: device) } catch { throw Exit.fail(error) }
             let session = try WriterSession.start(keyDir: nil, anchorPath: anchor, signer: current, warn: { Exit.say($0) })
             // The rotation record's time quality uses the default bounds (as ingest without options).
-            enum Opened { case five(EvidenceStore), six(PackedEvidenceStore) }
-            let store: Opened
-            do {
-                store = PackedStoreProbe.isPacked(target) ? .six(try session.openPacked(target, policy: .pause, time: WriterJob.defaultTimeConfig()))
-                    : .five(try session.open(target, policy: .pause, time: WriterJob.defaultTimeConfig()).0)
-            } catch { throw Exit.fail(error) }
-            let deviceID: [UInt8]
-            switch store {
-            case .five(let five): deviceID = five.metadata.deviceID
-            case .six(let six): deviceID = six.metadata.deviceID
-            }
+            // A format 5 store is refused by name (this edgelog appends only to format 6).
+            let store: PackedEvidenceStore
+            do { store = try session.openPacked(target, policy: .pause, time: WriterJob.defaultTimeConfig()) } catch { throw Exit.fail(error) }
+            let deviceID = store.metadata.deviceID
             let newDER = newAlg == .hmacSHA256 ? [] : next.trusted.spkiDER
             let message = Endorsement.bytes(deviceID: deviceID, oldKeyID: current.keyID, oldEpoch: current.keyEpoch,
                                             newEpoch: newEpoch, newAlgorithm: newAlg, newKeyID: next.trusted.keyID,
@@ -170,18 +163,11 @@ struct KeysRotate: ParsableCommand {
             payload.add("new_public_key", .word(Hex.encode(newDER)))
             payload.add("endorsement", .word(Hex.encode(endorsement)))
             do {
-                switch store {
-                case .five(let five):
-                    let receipt = try five.commitEvidence(.keyRotation, payload)
-                    session.writeAnchor(after: receipt, device: nil, force: true)
-                    try five.close()
-                case .six(let six):
-                    // The frame is followed by a metadata write and ends its segment (FORMAT.md A.9).
-                    session.noteHead(six.headSeal)
-                    let receipt = try six.commitEvidence(.keyRotation, payload)
-                    session.writeAnchor(after: receipt, device: nil, force: true)
-                    try six.close()
-                }
+                // The frame is followed by a metadata write and ends its segment (FORMAT.md A.9).
+                session.noteHead(store.headSeal)
+                let receipt = try store.commitEvidence(.keyRotation, payload)
+                session.writeAnchor(after: receipt, force: true)
+                try store.close()
             } catch {
                 throw Exit.fail(error)
             }

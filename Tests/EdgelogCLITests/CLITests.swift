@@ -157,8 +157,17 @@ struct CLITests {
     func ringFull() throws {
         let s = try Scratch()
         let store = s.path("store.img")
-        try edgelog(["format", "--device", store, "--size", String(8192 + 4 * 4096), "--segment-size", "4K"])
-        let input = (1...400).map { "{\"n\":\($0),\"pad\":\"\(String(repeating: "p", count: 60))\"}" }.joined(separator: "\n") + "\n"
+        // The smallest format 6 store: its metadata and 4 segments of 8K. The pads are hex of a
+        // pseudo-random sequence, so that compression cannot make them fit.
+        #expect(try edgelog(["format", "--device", store, "--size", String(32768 + 4 * 8192), "--segment-size", "8K"]).code == 0)
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let input = (1...3000).map { n -> String in
+            let pad = (0..<4).map { _ -> String in
+                x = x &* 6364136223846793005 &+ 1442695040888963407
+                return String(x >> 1, radix: 16)
+            }.joined()
+            return "{\"n\":\(n),\"pad\":\"\(pad)\"}"
+        }.joined(separator: "\n") + "\n"
         let r = try edgelog(["ingest", "--unsigned", "--device", store, "--max-age-ms", "100000"], input: input)
         #expect(r.code == 4, "\(r.err)")
         #expect(r.err.contains("ring full (policy pause)"))
@@ -174,15 +183,24 @@ struct CLITests {
     func overwriteOldest() throws {
         let s = try Scratch()
         let store = s.path("store.img")
-        try edgelog(["format", "--device", store, "--size", String(8192 + 4 * 4096), "--segment-size", "4K"])
-        let input = (1...400).map { "{\"n\":\($0),\"pad\":\"\(String(repeating: "p", count: 60))\"}" }.joined(separator: "\n") + "\n"
+        // The smallest format 6 store: its metadata and 4 segments of 8K. The pads are hex of a
+        // pseudo-random sequence, so that compression cannot make them fit.
+        #expect(try edgelog(["format", "--device", store, "--size", String(32768 + 4 * 8192), "--segment-size", "8K"]).code == 0)
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let input = (1...3000).map { n -> String in
+            let pad = (0..<4).map { _ -> String in
+                x = x &* 6364136223846793005 &+ 1442695040888963407
+                return String(x >> 1, radix: 16)
+            }.joined()
+            return "{\"n\":\(n),\"pad\":\"\(pad)\"}"
+        }.joined(separator: "\n") + "\n"
         let r = try edgelog(["ingest", "--unsigned", "--device", store, "--ring-full", "overwrite-oldest", "--max-age-ms", "100000"], input: input)
         #expect(r.code == 0, "\(r.err)")
         let export = try edgelog(["export", "--device", store])
         let gaps = jsonLines(export.out).filter { $0["type"] as? String == "gap" }
         #expect(!gaps.isEmpty)
         #expect(export.out.contains("\"reason\":\"ring_overwrite\""))
-        #expect(try exportedData(store, source: "stdin").last?.seq == 400)
+        #expect(try exportedData(store, source: "stdin").last?.seq == 3000)
     }
 
     @Test("--help teaches, and usage errors exit 64")

@@ -7,18 +7,16 @@ import Testing
 
 @Suite("Process kills", .serialized)
 struct ProcessKillTests {
-    @Test("SIGKILL at random moments loses nothing that was acknowledged", arguments: [5, 6])
-    func randomKills(formatVersion: Int) throws {
+    @Test("SIGKILL at random moments loses nothing that was acknowledged")
+    func randomKills() throws {
         signal(SIGPIPE, SIG_IGN)
-        let all = Int(ProcessInfo.processInfo.environment["EDGELOG_KILLS"] ?? "") ?? 200
-        let kills = formatVersion == 5 ? all : max(20, all / 2)
+        let kills = Int(ProcessInfo.processInfo.environment["EDGELOG_KILLS"] ?? "") ?? 200
         let s = try Scratch()
         let store = s.path("store.img")
         // About 6 KB of segments per iteration were measured (small commits, recovery segments);
         // the store gets three times that, so the pause policy never stops the run.
         let size = max(16 << 20, kills * 18_000)
-        #expect(try edgelog(["format", "--device", store, "--size", String(size), "--segment-size", formatVersion == 5 ? "8K" : "32K",
-                             "--format-version", String(formatVersion)]).code == 0)
+        #expect(try edgelog(["format", "--device", store, "--size", String(size), "--segment-size", "32K"]).code == 0)
         // Killed writers sign: every segment they commit, and every recovery segment, must verify.
         let keys = s.path("keys")
         #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
@@ -79,7 +77,7 @@ struct ProcessKillTests {
         let seqs = rows.map(\.seq)
         let ns = rows.compactMap { $0.payload["n"] as? Int }
         let missing = acked.subtracting(seqs)
-        print("process kills (format \(formatVersion)): \(killed) SIGKILLs, \(cleanExits) clean exits, \(acked.count) acknowledged, \(rows.count) exported, \(missing.count) missing")
+        print("process kills: \(killed) SIGKILLs, \(cleanExits) clean exits, \(acked.count) acknowledged, \(rows.count) exported, \(missing.count) missing")
         #expect(missing.isEmpty, "acknowledged but missing: \(missing.sorted().prefix(10))")
         #expect(zip(seqs, seqs.dropFirst()).allSatisfy { $0 < $1 }, "seq not strictly increasing")
         #expect(zip(ns, ns.dropFirst()).allSatisfy { $0 < $1 }, "inputs out of order or repeated")
@@ -87,7 +85,7 @@ struct ProcessKillTests {
         #expect(acked.count > kills)
 
         let verify = try edgelog(["verify", "--device", store, "--trust", keys + "/signing-key.pub.pem", "--anchor", anchor])
-        print("verify after kills (format \(formatVersion)): " + (verify.out.split(separator: "\n").last.map(String.init) ?? ""))
+        print("verify after kills: " + (verify.out.split(separator: "\n").last.map(String.init) ?? ""))
         #expect(verify.code == 0, "\(verify.out.suffix(2000))")
         // The independent Python verifier agrees (it reads either format).
         let python = try runProcess("/usr/bin/env", ["python3", Binary.root.appendingPathComponent("scripts/edgelog_verify.py").path,
@@ -105,21 +103,15 @@ struct ProcessKillTests {
         let monos = jsonLines(ours.out).compactMap { $0["mono_ctr"] as? Int }
         #expect(zip(monos, monos.dropFirst()).allSatisfy { $0 < $1 }, "mono_ctr went backward or repeated across restarts")
         #expect(jsonLines(ours.out).contains { $0["type"] as? String == "boot" })
-        if formatVersion == 6 {
-            // The independent decoder reads the same records: frame, seq, mono_ctr, source, times.
-            let mine = jsonLines(ours.out)
-            let theirs = jsonLines(try runProcess("/usr/bin/env", ["python3", Binary.decoder, "--packed-store", store]).out).filter { $0["kind"] == nil }
-            #expect(mine.count == theirs.count && !mine.isEmpty)
-            let differ = zip(mine, theirs).filter { a, b in
-                ["seq", "mono_ctr", "wall_ns", "boot_ns"].contains { (a[$0] as? Int) != (b[$0] as? Int) }
-                    || (a["commit_id"] as? Int) != (b["frame"] as? Int) || (a["source"] as? String) != (b["source"] as? String)
-            }.count
-            #expect(differ == 0, "\(differ) records differ between export and the independent decoder")
-            return
-        }
-        let theirs = try runProcess("/usr/bin/env", ["python3", Binary.decoder, store])
-        #expect(theirs.code == 0)
-        #expect(ours.out == theirs.out, "independent decoder disagrees with export on the killed store")
+        // The independent decoder reads the same records: frame, seq, mono_ctr, source, times.
+        let mine = jsonLines(ours.out)
+        let theirs = jsonLines(try runProcess("/usr/bin/env", ["python3", Binary.decoder, "--packed-store", store]).out).filter { $0["kind"] == nil }
+        #expect(mine.count == theirs.count && !mine.isEmpty)
+        let differ = zip(mine, theirs).filter { a, b in
+            ["seq", "mono_ctr", "wall_ns", "boot_ns"].contains { (a[$0] as? Int) != (b[$0] as? Int) }
+                || (a["commit_id"] as? Int) != (b["frame"] as? Int) || (a["source"] as? String) != (b["source"] as? String)
+        }.count
+        #expect(differ == 0, "\(differ) records differ between export and the independent decoder")
     }
 }
 
@@ -132,16 +124,14 @@ struct ProcessKillTests {
 struct ProcessKillPowerTests {
     static let points: [String?] = [nil, nil, "window.frozen", "window.in_flight_done", "clean_commit.written", "window.clean"]
 
-    @Test("SIGPWR then SIGKILL before, inside and after the window: the evidence tells the truth", arguments: [5, 6])
-    func powerYank(formatVersion: Int) throws {
+    @Test("SIGPWR then SIGKILL before, inside and after the window: the evidence tells the truth")
+    func powerYank() throws {
         signal(SIGPIPE, SIG_IGN)
-        let all = Int(ProcessInfo.processInfo.environment["EDGELOG_KILLS"] ?? "") ?? 200
-        let kills = formatVersion == 5 ? all : max(20, all / 4)
+        let kills = max(20, (Int(ProcessInfo.processInfo.environment["EDGELOG_KILLS"] ?? "") ?? 200) / 2)
         let s = try Scratch()
         let store = s.path("store.img")
         let size = max(16 << 20, kills * 20_000)
-        #expect(try edgelog(["format", "--device", store, "--size", String(size), "--segment-size", formatVersion == 5 ? "8K" : "32K",
-                             "--format-version", String(formatVersion)]).code == 0)
+        #expect(try edgelog(["format", "--device", store, "--size", String(size), "--segment-size", "32K"]).code == 0)
         let keys = s.path("keys")
         #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
         // Absent: every SIGPWR means "failing".
@@ -235,7 +225,7 @@ struct ProcessKillPowerTests {
         }
         let inspect = try edgelog(["inspect", "--device", store, "--json", "--verify"])
         let state = try #require(try JSONSerialization.jsonObject(with: Data(inspect.out.utf8)) as? [String: Any])
-        print("power yank (format \(formatVersion)): \(kills) cycles \(byPoint.sorted { $0.key < $1.key }), \(selfKilled) killed at their point, \(brownouts) windows committed, \(windowsSeenClean) seen clean by the next start, \(uncleanRecoveries) unclean starts, \(acked.count) acknowledged, \(missing.count) missing")
+        print("power yank: \(kills) cycles \(byPoint.sorted { $0.key < $1.key }), \(selfKilled) killed at their point, \(brownouts) windows committed, \(windowsSeenClean) seen clean by the next start, \(uncleanRecoveries) unclean starts, \(acked.count) acknowledged, \(missing.count) missing")
         #expect(state["bo_event"] as? Int == brownouts, "bo_event \(state["bo_event"] ?? "nil") for \(brownouts) brownout records")
         #expect(state["unexp_rst"] as? Int == uncleanRecoveries, "unexp_rst \(state["unexp_rst"] ?? "nil") for \(uncleanRecoveries) unclean starts")
         #expect(state["clean_flag"] as? Int == 1 || state["clean"] as? Bool == true, "the last, ordinary stop leaves the store clean")
@@ -246,17 +236,11 @@ struct ProcessKillPowerTests {
 
         let verify = try edgelog(["verify", "--device", store, "--trust", keys + "/signing-key.pub.pem"])
         #expect(verify.code == 0, "\(verify.out)")
-        if formatVersion == 6 {
-            let python = try runProcess("/usr/bin/env", ["python3", Binary.root.appendingPathComponent("scripts/edgelog_verify.py").path,
-                                                         "--device", store, "--trust", keys + "/signing-key.pub.pem"])
-            #expect(python.code == 0, "\(python.out.suffix(2000))")
-            let theirs = jsonLines(try runProcess("/usr/bin/env", ["python3", Binary.decoder, "--packed-store", store]).out).filter { $0["kind"] == nil }
-            #expect(theirs.map { $0["seq"] as? Int } == records.map { $0["seq"] as? Int } && theirs.count == records.count,
-                    "independent decoder disagrees on the yanked store")
-            return
-        }
-        let theirs = try runProcess("/usr/bin/env", ["python3", Binary.decoder, store])
-        #expect(theirs.code == 0)
-        #expect(try edgelog(["export", "--device", store]).out == theirs.out, "independent decoder disagrees on the yanked store")
+        let python = try runProcess("/usr/bin/env", ["python3", Binary.root.appendingPathComponent("scripts/edgelog_verify.py").path,
+                                                     "--device", store, "--trust", keys + "/signing-key.pub.pem"])
+        #expect(python.code == 0, "\(python.out.suffix(2000))")
+        let theirs = jsonLines(try runProcess("/usr/bin/env", ["python3", Binary.decoder, "--packed-store", store]).out).filter { $0["kind"] == nil }
+        #expect(theirs.map { $0["seq"] as? Int } == records.map { $0["seq"] as? Int } && theirs.count == records.count,
+                "independent decoder disagrees on the yanked store")
     }
 }

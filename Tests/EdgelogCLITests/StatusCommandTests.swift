@@ -10,7 +10,7 @@ struct StatusCommandTests {
     /// An unsigned board without sensors whose store is created by the first run.
     static func board(_ s: Scratch, store: String = "store.img") throws -> String {
         let path = s.path("b.yaml")
-        try "board: bench\nstore:\n  path: \(store)\n  size: 1M\n  segment_size: 4K\n  unsigned: true\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "board: bench\nstore:\n  path: \(store)\n  size: 1M\n  segment_size: 8K\n  unsigned: true\n".write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
@@ -43,7 +43,7 @@ struct StatusCommandTests {
         #expect(text.code == 10, "\(text.err)")
         #expect(text.out.contains("From the store, read-only"))
         #expect(text.out.contains("shutdown    clean: the last job closed the store"), "\(text.out)")
-        #expect(text.out.contains("checked     metadata agrees with the seal of head segment 1"))
+        #expect(text.out.contains("checked     metadata agrees with the sealed state of frame"), "\(text.out)")
         #expect(text.out.contains("not sealed  clean_flag"))
         let json = try edgelog(["status", "--state-dir", dir, "--board", board, "--json"])
         let object = try #require(jsonLines(json.out).first)
@@ -73,14 +73,18 @@ struct StatusCommandTests {
         #expect(killed.code == 10 && killed.out.contains("NOT clean: the last job did not close the store"), "\(killed.out)")
 
         let original = try Data(contentsOf: URL(fileURLWithPath: store))
-        try editMeta(editMeta(original, 124, 7, size: 4), 120, 9, size: 4).write(to: URL(fileURLWithPath: store))
+        // bo_event (A.8 offset 192) is shown as sealed, whatever the slot says; unexp_rst (140) as
+        // the slot says, labelled with what the head segment vouches for.
+        try editMeta6(editMeta6(original, 192, 7, size: 4), 140, 9, size: 4).write(to: URL(fileURLWithPath: store))
         let edited = try edgelog(["status", "--state-dir", dir, "--board", board, "--json"])
         let object = try #require(jsonLines(edited.out).first)
         let report = try #require(object["store"] as? [String: Any])
         let unverified = report["unverified"] as? [String] ?? []
-        #expect(unverified.contains("bo_event") && unverified.contains { $0.hasPrefix("unexp_rst (the seal vouches for") }, "\(unverified)")
-        #expect((report["metadata_check"] as? String)?.hasPrefix("CONTRADICTS") == true)
-        #expect((object["power"] as? [String: Any])?["bo_event"] as? Int == 7)
+        #expect(unverified.contains { $0.hasPrefix("unexp_rst (the head segment vouches for") }, "\(unverified)")
+        #expect((report["metadata_check"] as? String)?.hasPrefix("CONTRADICTS") == true, "\(report)")
+        #expect((report["metadata_check"] as? String)?.contains("bo_event is 7, sealed 0") == true, "\(report)")
+        #expect((object["power"] as? [String: Any])?["bo_event"] as? Int == 0)
+        #expect((object["power"] as? [String: Any])?["unexp_rst"] as? Int == 9)
     }
 
     @Test("errors keep their codes: a store that is not there (6), not a store (2), a board mistake (64)")

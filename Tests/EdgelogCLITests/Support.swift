@@ -28,6 +28,9 @@ func runProcess(_ executable: String, _ args: [String], input: String = "") thro
     process.standardInput = stdin
     process.standardOutput = stdout
     process.standardError = stderr
+    // A child that stops reading early (a refusal, a full ring) must fail its test, not kill the
+    // test runner with SIGPIPE.
+    signal(SIGPIPE, SIG_IGN)
     try process.run()
     try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
     try? stdin.fileHandleForWriting.close()

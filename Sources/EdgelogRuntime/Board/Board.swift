@@ -280,8 +280,8 @@ extension Board {
             throw BoardError(file: file, line: sensors[later].line, key: "sensors[\(later)].bus",
                              why: "\(printer.element.name) (\(printer.element.driver)) reads everything that arrives on \(bus.name): no other sensor can share that line")
         }
-        do { _ = try Geometry.make(storeSize: store.size, sectorSize: 512, segmentSize: Int(clamping: store.segmentSize)) } catch {
-            throw BoardError(file: file, line: 0, key: "store", why: "\(error)")
+        if let problem = PackedGeometry.problem(storeSize: store.size, sectorSize: 512, segmentSize: Int(clamping: store.segmentSize)) {
+            throw BoardError(file: file, line: 0, key: "store", why: problem)
         }
         try top.rejectUnknown(known: ["board", "description", "store", "buses", "power_fail", "leds", "sensors"])
         return Board(file: file, name: name, description: description, store: store, buses: buses, powerFail: powerFail, leds: leds, sensors: sensors,

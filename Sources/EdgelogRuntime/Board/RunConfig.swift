@@ -50,8 +50,8 @@ public struct RunConfig: Equatable, Sendable {
         if let v = try fields.integer("untrusted_error_ms", in: 0...16_000) { config.untrustedErrorMs = Int(v) }
         if let v = try fields.integer("time_state_interval", in: 1...86_400) { config.timeStateInterval = Int(v) }
         try fields.rejectUnknown(known: keys)
-        do { _ = try Geometry.make(storeSize: config.storeSize, sectorSize: 512, segmentSize: Int(clamping: config.segmentSize)) } catch {
-            throw BoardError(file: path, line: fields.lineOf(fields.has("store_size") ? "store_size" : "segment_size"), key: "store_size", why: "\(error)")
+        if let problem = PackedGeometry.problem(storeSize: config.storeSize, sectorSize: 512, segmentSize: Int(clamping: config.segmentSize)) {
+            throw BoardError(file: path, line: fields.lineOf(fields.has("store_size") ? "store_size" : "segment_size"), key: "store_size", why: problem)
         }
         return config
     }

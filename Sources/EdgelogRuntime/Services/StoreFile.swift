@@ -8,7 +8,8 @@ import EdgelogStore
 public enum StoreFile {
     public static func createIfMissing(path: String, size: UInt64, segmentSize: UInt64, say: (String) -> Void) throws(JobError) {
         guard !LocalFile.exists(path) else { return }
-        do { _ = try Geometry.make(storeSize: size, sectorSize: 512, segmentSize: Int(clamping: segmentSize)) } catch { throw .store(error) }
+        let geometry = PackedGeometry(storeSize: size, sectorSize: 512, segmentSize: Int(clamping: segmentSize))
+        if let problem = PackedGeometry.problem(storeSize: size, sectorSize: 512, segmentSize: geometry.segmentSize) { throw .store(.invalidArgument(problem)) }
         // A partition that is not there (a mistyped /dev/mmcblk0p3, a card not inserted) is a
         // missing device, not a file to create: in /dev a file would live in RAM and vanish.
         if path.hasPrefix("/dev/") {
@@ -26,10 +27,10 @@ public enum StoreFile {
             var formatted = false
             defer { if !formatted { LocalFile.remove(path) } }
             let target = try FileBlockDevice(path: path)
-            let meta = try EvidenceStore.format(device: target, segmentSize: Int(clamping: segmentSize), storeUUID: SystemClock.randomBytes(16),
-                                                deviceID: DeviceIdentity.machineID(), wallNs: SystemClock.now().wallNs, force: false)
+            try PackedEvidenceStore.format(device: target, segmentSize: geometry.segmentSize, storeUUID: SystemClock.randomBytes(16),
+                                           deviceID: DeviceIdentity.machineID(), wallNs: SystemClock.now().wallNs, force: false)
             formatted = true
-            say("created store \(path): \(meta.geometry.ringSlots) segments of \(meta.geometry.segmentSize) bytes")
+            say("created store \(path): format \(PackedMetadata.formatVersion), \(geometry.ringSlots) segments of \(geometry.segmentSize) bytes")
         } catch let error as DeviceError {
             throw .device(error)
         } catch let error as StoreError {

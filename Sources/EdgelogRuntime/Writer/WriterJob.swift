@@ -55,13 +55,7 @@ public struct WriterSettings: Sendable {
     public init(device: String) { self.device = device }
 }
 
-/// The store a job writes: format 5, or format 6 while the product moves to it (DESIGN.md 13).
-public enum WriterStore {
-    case five(EvidenceStore, StoreAnalysis)
-    case six(PackedEvidenceStore)
-}
-
-/// What opening found, in either format: read before the committer thread exists.
+/// What opening found: read before the committer thread exists.
 public struct OpenedFacts: Sendable {
     public var uncleanShutdown: Bool
     public var needsRecovery: Bool
@@ -78,7 +72,7 @@ public struct OpenedFacts: Sendable {
 
 public final class WriterJob: @unchecked Sendable {
     public let settings: WriterSettings
-    public let store: WriterStore
+    public let store: PackedEvidenceStore
     public let session: WriterSession
     public let timebase: Timebase
     public let pipeline: any RecordPipeline
@@ -122,24 +116,16 @@ public final class WriterJob: @unchecked Sendable {
             throw .trust(error)
         }
         let bootID = LinuxTimeSource.bootID()
+        // A format 5 store is refused by name (StoreError.olderFormat): it stays readable by
+        // export, inspect and verify, but this writer appends only format 6 (DESIGN.md 13).
         do {
-            if PackedStoreProbe.isPacked(target) {
-                let six = try session.openPacked(target, policy: settings.ringFull, bootID: bootID, time: settings.time)
-                store = .six(six)
-                session.noteHead(six.headSeal)
-                let r = six.recovery, m = six.metadata
-                opened = OpenedFacts(uncleanShutdown: !r.cleanBefore, needsRecovery: six.history.needsRecovery, recoverySummary: six.history.recoverySummary,
-                                     headSegmentID: m.headSegmentID, recordsTotal: m.state.recordsTotal, boEvent: m.state.boEvent,
-                                     unexpRst: m.unexpRst, bootSeq: m.bootSeq, bootID: six.history.metadata.bootID, monoHWM: m.state.monoHWM, time: m.time)
-            } else {
-                let (five, analysis) = try session.open(target, policy: settings.ringFull, bootID: bootID, time: settings.time)
-                store = .five(five, analysis)
-                let m = five.metadata
-                opened = OpenedFacts(uncleanShutdown: analysis.uncleanShutdown, needsRecovery: analysis.needsRepair,
-                                     recoverySummary: RecoverySummary.text(analysis), headSegmentID: m.ringIsEmpty ? 0 : m.headSegmentID,
-                                     recordsTotal: m.recordsTotal, boEvent: m.boEvent, unexpRst: m.unexpRst, bootSeq: m.bootSeq,
-                                     bootID: analysis.state.bootID, monoHWM: m.monoHWM, time: m.time)
-            }
+            let six = try session.openPacked(target, policy: settings.ringFull, bootID: bootID, time: settings.time)
+            store = six
+            session.noteHead(six.headSeal)
+            let r = six.recovery, m = six.metadata
+            opened = OpenedFacts(uncleanShutdown: !r.cleanBefore, needsRecovery: six.history.needsRecovery, recoverySummary: six.history.recoverySummary,
+                                 headSegmentID: m.headSegmentID, recordsTotal: m.state.recordsTotal, boEvent: m.state.boEvent,
+                                 unexpRst: m.unexpRst, bootSeq: m.bootSeq, bootID: six.history.metadata.bootID, monoHWM: m.state.monoHWM, time: m.time)
         } catch { throw .store(error) }
         if opened.needsRecovery { say("recovered: " + opened.recoverySummary) }
         // A restart in the same kernel boot compares the clocks with the last writer's capture.
@@ -148,21 +134,15 @@ public final class WriterJob: @unchecked Sendable {
                             resumeOffsetNs: sameBoot ? opened.time.lastOffsetNs : nil)
         // Said once per start, never per record: the boot record has rtc_offset_ns null.
         if timebase.stats.rtcState == .absent { say("note: no RTC on this system (/sys/class/rtc/rtc0): rtc_offset is not recorded") }
-        session.writeAnchor(after: nil, device: target, force: true)
+        session.writeAnchor(after: nil, force: true)
         // Before the committer thread exists: the store is single-threaded.
         // Only an unclean start can be part of a brownout loop: a clean one reads nothing.
         if settings.bootHistory > 0 && opened.uncleanShutdown {
-            switch store {
-            case .five(let five, _): previousBoots = five.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory)
-            case .six(let six): previousBoots = six.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory)
-            }
+            previousBoots = store.recentBoots(maxSegments: 64, maxBoots: settings.bootHistory)
         }
         if settings.commitCostSamples > 0 {
             do {
-                switch store {
-                case .five(let five, _): commitCost = try five.measureCommitCost(samples: settings.commitCostSamples, clock: Monitor.monotonicNs)
-                case .six(let six): commitCost = try six.measureCommitCost(samples: settings.commitCostSamples, clock: Monitor.monotonicNs)
-                }
+                commitCost = try store.measureCommitCost(samples: settings.commitCostSamples, clock: Monitor.monotonicNs)
             } catch {
                 throw .store(error)
             }
@@ -170,13 +150,10 @@ public final class WriterJob: @unchecked Sendable {
         let session = self.session
         let options = Pipeline.Options(maxAgeNs: Int64(settings.maxAgeMs) * 1_000_000, blockNs: Int64(settings.blockMs) * 1_000_000)
         let acknowledge: @Sendable (CommitReceipt) -> Void = { receipt in
-            session.writeAnchor(after: receipt, device: nil, force: false)
+            session.writeAnchor(after: receipt, force: false)
             onCommit(receipt)
         }
-        switch store {
-        case .five(let five, _): pipeline = CommitPipeline(store: five, options: options, onCommit: acknowledge)
-        case .six(let six): pipeline = CommitPipeline(store: six, options: options, onCommit: acknowledge)
-        }
+        pipeline = CommitPipeline(store: store, options: options, onCommit: acknowledge)
         let startRecords = timebase.start(bootID: bootID ?? [UInt8](repeating: 0, count: 16), bootSeq: opened.bootSeq,
                                           unexpectedReset: opened.uncleanShutdown, monoResume: opened.monoHWM)
         startTime = startRecords.first?.time
@@ -202,27 +179,8 @@ public final class WriterJob: @unchecked Sendable {
         do { try pipeline.close() } catch { closeError = error }
         // After a safe-commit window nothing more is written (power may be going): the anchor
         // keeps the head it had, which a later start compares and moves on from.
-        if pipeline.powerState != .holding { session.writeAnchor(after: nil, device: target, force: true) }
+        if pipeline.powerState != .holding { session.writeAnchor(after: nil, force: true) }
         if let error = failure ?? stopError ?? closeError { throw .store(error) }
         return pipeline.counters
-    }
-}
-
-public enum RecoverySummary {
-    public static func text(_ a: StoreAnalysis) -> String {
-        var parts: [String] = []
-        if a.uncleanShutdown { parts.append("last shutdown was not clean") }
-        if !a.adopted.isEmpty {
-            parts.append("adopted \(a.adopted.count) segment(s) whose metadata write was cut (read by hash and chain; a writer that signs "
-                + "adopts only segments its own key signed, and edgelog verify checks the signatures)")
-        }
-        if let torn = a.torn {
-            parts.append("segment \(torn.segmentID) in slot \(torn.slot) was torn (\(torn.reason)): \(torn.readableCount) record(s) readable, none kept (never sealed), \(torn.quarantinedBytes) byte(s) quarantined")
-        }
-        for (slot, problem) in a.slotProblems { parts.append("metadata slot \(Layout.slotName(slot)) was invalid (\(problem)) and is rewritten") }
-        if !a.passedOver.isEmpty { parts.append("metadata slot \(a.passedOver.map(Layout.slotName).joined(separator: ",")) passed over: its newest segment did not check") }
-        if !a.tailLost.isEmpty { parts.append("tail segment(s) \(a.tailLost.map(String.init).joined(separator: ",")) lost to an interrupted reclaim") }
-        if a.headMissing { parts.append("neither metadata slot's newest segment checks: no signed state vouches for the metadata, and a writer that signs refuses this store") }
-        return parts.isEmpty ? "nothing to do" : parts.joined(separator: "; ")
     }
 }

@@ -17,7 +17,6 @@ public final class WriterSession: @unchecked Sendable {
     public let anchorIntervalNs: Int64
     /// Where warnings go (the CLI: stderr; the daemon: its log).
     private let warn: @Sendable (String) -> Void
-    private var lastSeal: SealView?
     private var lastFrameHead: FrameHead?
     private var lastAnchorWrite: Int64 = 0
     /// Anchor write failures are reported once, then counted.
@@ -51,23 +50,6 @@ public final class WriterSession: @unchecked Sendable {
                              anchorIntervalNs: Int64(anchorIntervalSeconds) * 1_000_000_000, warn: warn)
     }
 
-    /// Opens the store for writing after comparing it with the anchor and the key directory.
-    public func open(_ device: FileBlockDevice, policy: RingFullPolicy, bootID: [UInt8]? = nil,
-              time: TimebaseConfig) throws(StoreError) -> (EvidenceStore, StoreAnalysis) {
-        let anchorHead: SignedHead?
-        do { anchorHead = try anchor?.read() } catch { throw .anchorRefused(reason: "anchor_malformed", detail: error.description) }
-        let signer = self.signer
-        let clockSource = LinuxTimeSource()
-        return try EvidenceStore.open(device: device, policy: policy, identity: identity, bootID: bootID, check: { state throws(StoreError) in
-            if let anchorHead, let refusal = AnchorCheck.refusal(anchor: anchorHead, state: state, device: device) {
-                throw .anchorRefused(reason: refusal.reason, detail: refusal.detail)
-            }
-            if let signer, state.sigAlg != 0, state.keyID != signer.keyID, state.keyEpoch >= signer.keyEpoch {
-                throw .signing("the store was last signed by key \(Hex.encode(state.keyID)) (epoch \(state.keyEpoch)) but the key directory holds key \(Hex.encode(signer.keyID)) (epoch \(signer.keyEpoch)): a verifier would reject it as unknown_key. Use this store's key directory, or change keys with `edgelog keys rotate`")
-            }
-        }, clock: { Timebase.oneShot(source: clockSource, config: time) })
-    }
-
     /// Opens a format 6 store for writing after comparing it with the anchor (FORMAT.md A.11.1) and
     /// the key directory; nothing is written when either refuses it.
     public func openPacked(_ device: FileBlockDevice, policy: RingFullPolicy, bootID: [UInt8]? = nil,
@@ -92,31 +74,19 @@ public final class WriterSession: @unchecked Sendable {
     }
 
     /// Mirrors the signed head to the anchor file: always when `force`, else at most once per interval.
-    public func writeAnchor(after receipt: CommitReceipt?, device: BlockDevice?, force: Bool) {
+    /// The head is the one the writer stands on (noteHead at open, then its receipts), never one
+    /// read from the card by chain alone.
+    public func writeAnchor(after receipt: CommitReceipt?, force: Bool) {
         // A safe-commit window writes nothing but its commits, and its acknowledgement may run
         // beside the committer's: nothing here is touched (the anchor catches up later, from an
         // older head, which the anchor check accepts).
         if receipt?.inPowerWindow == true { return }
-        if let seal = receipt?.seal { lastSeal = seal }
         if let frame = receipt?.frameSeal { lastFrameHead = FrameHead(statement: frame.statement, signature: frame.signature) }
-        guard let anchor else { return }
+        guard let anchor, let head = lastFrameHead else { return }
         let now = SystemClock.now().bootNs
         guard force || now - lastAnchorWrite >= anchorIntervalNs else { return }
-        // A format 6 store: the head the writer stands on (noteHead at open, then its receipts);
-        // never one read from the card by chain alone.
-        if let head = lastFrameHead {
-            lastFrameHead = head
-            lastAnchorWrite = now
-            do { try anchor.write(head) } catch {
-                anchorFailures += 1
-                if anchorFailures == 1 { warn("warning: cannot update the anchor file: \(error) (further failures are counted)") }
-            }
-            return
-        }
-        guard let seal = lastSeal ?? device.flatMap({ try? StoreHead.seal(device: $0) }) else { return }
-        lastSeal = seal
         lastAnchorWrite = now
-        do { try anchor.write(seal) } catch {
+        do { try anchor.write(head) } catch {
             anchorFailures += 1
             if anchorFailures == 1 { warn("warning: cannot update the anchor file: \(error) (further failures are counted)") }
         }

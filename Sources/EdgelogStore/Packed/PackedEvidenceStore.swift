@@ -56,7 +56,7 @@ public final class PackedEvidenceStore {
     // MARK: format
 
     /// Writes a new, empty format 6 store. Refuses a device that holds a store (of any format) unless `force`.
-    public static func format(device: BlockDevice, segmentSize: Int, storeUUID: [UInt8], deviceID: [UInt8]? = nil,
+    public static func format(device: BlockDevice, sectorSize: Int? = nil, segmentSize: Int, storeUUID: [UInt8], deviceID: [UInt8]? = nil,
                               wallNs: Int64, force: Bool) throws(StoreError) {
         guard storeUUID.count == 16 else { throw .invalidArgument("store uuid must be 16 bytes") }
         guard deviceID == nil || deviceID?.count == 16 else { throw .invalidArgument("device id must be 16 bytes") }
@@ -70,7 +70,7 @@ public final class PackedEvidenceStore {
             }
         }
         do {
-            try PackedLog.format(device: device, segmentSize: segmentSize, storeUUID: storeUUID, deviceID: deviceID ?? storeUUID, wallNs: wallNs)
+            try PackedLog.format(device: device, sectorSize: sectorSize, segmentSize: segmentSize, storeUUID: storeUUID, deviceID: deviceID ?? storeUUID, wallNs: wallNs)
         } catch {
             throw storeError(error, device: device)
         }
@@ -425,9 +425,12 @@ public final class PackedEvidenceStore {
 
     public static func storeError(_ error: PackedLogError, device: BlockDevice, policy: RingFullPolicy = .pause) -> StoreError {
         switch error {
-        case .notAStore(let why):
-            return formatFive(device) ? .olderFormat(device: device.name, found: Layout.formatVersion, supported: PackedMetadata.formatVersion)
-                : .notAStore(device: device.name, reasons: [why])
+        case .notAStore(let why): return .notAStore(device: device.name, reasons: [why])
+        case .otherFormat(let v) where v > PackedMetadata.formatVersion:
+            return .newerFormat(device: device.name, found: v, supported: PackedMetadata.formatVersion)
+        case .otherFormat(let v): return .olderFormat(device: device.name, found: v, supported: PackedMetadata.formatVersion)
+        case .truncated(let storeSize, let deviceSize): return .truncated(device: device.name, storeSize: storeSize, deviceSize: deviceSize)
+        case .sectorMismatch(let store, let deviceSector): return .sectorMismatch(device: device.name, storeSectorSize: store, deviceSectorSize: deviceSector)
         case .device(let e): return .device(e)
         case .alreadyFormatted: return .alreadyFormatted(device: device.name)
         case .badGeometry(let why): return .invalidArgument(why)
@@ -439,20 +442,11 @@ public final class PackedEvidenceStore {
             return .headFrameUnverified(device: device.name, frameID: id, detail: error.description)
         case .outOfOrder, .badIdentity: return .invalidArgument(error.description)
         case .implausible(let fields): return .implausibleMetadata(device: device.name, fields: fields)
+        case .metadataContradicts(let fields): return .metadataContradictsSeal(device: device.name, fields: fields)
         case .ringFull(let id):
             return .ringFull(policy: policy, detail: "every segment holds records and the oldest (\(id))"
                 + (policy == .overwriteAcked ? " is not yet acknowledged upstream" : " may not be reused") + "; nothing more is accepted")
         }
-    }
-
-    /// True when the device holds a format 5 metadata slot (a store this writer refuses by name).
-    private static func formatFive(_ device: BlockDevice) -> Bool {
-        let slot = AlignedBuffer(count: Layout.metadataSlotSize)
-        for offset in Layout.metadataSlotOffsets {
-            guard (try? device.read(at: offset, into: slot.bytes)) != nil else { continue }
-            if slot.bytes.le(0, as: UInt64.self) == Layout.metadataMagic { return true }
-        }
-        return false
     }
 }
 

@@ -25,13 +25,9 @@ public struct PackedInspection: Sendable {
             do { try device.read(at: offset, into: buffer.bytes) } catch { throw .device(error) }
             slots.append(PackedMetadata.decode(UnsafeRawBufferPointer(buffer.bytes), deviceSize: device.byteCount))
         }
-        let chosen = slots[history.recovery.metadataSlot] ?? history.metadata
-        var mismatches: [PackedMetadata.Mismatch]?
-        if chosen.headFrameID > 0, let named = history.frame(device: device, id: chosen.headFrameID), named.frame.frameCRC == chosen.headCRC {
-            mismatches = chosen.mismatches(against: named.frame.stateAfter, header: named.header, tailGivenUp: history.recovery.tailsGivenUp > 0,
-                                           nextSlot: { chosen.nextSlot(after: $0) })
-        }
-        return PackedInspection(history: history, slots: slots, chosen: chosen, headHeader: history.headFrame?.header, mismatches: mismatches)
+        let chosen = history.chosenSlotHead?.slot ?? slots[history.recovery.metadataSlot] ?? history.metadata
+        return PackedInspection(history: history, slots: slots, chosen: chosen, headHeader: history.headFrame?.header,
+                                mismatches: history.metadataMismatches)
     }
 
     public var recoverySummary: String { history.recoverySummary }

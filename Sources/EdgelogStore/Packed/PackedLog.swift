@@ -27,6 +27,17 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
     case ringFull(tailSegmentID: UInt64)
     /// Counters within reach of the bound their next step would pass (edited: no writer gets there).
     case implausible([String])
+    /// The chosen metadata slot disagrees with the sealed state of the frame it names (A.11.2
+    /// item 4): edited after that commit. The writer leaves it as evidence.
+    case metadataContradicts([String])
+    /// No slot is valid, and one has this store's magic with another format version (5: the
+    /// format before this one, read by the format 5 reader; above 6: a newer edgelog's).
+    case otherFormat(UInt16)
+    /// No slot is valid, and one describes more bytes than the device has (an image cut short).
+    case truncated(storeSize: UInt64, deviceSize: UInt64)
+    /// The store was formatted for smaller sectors than the device has: frames would not be
+    /// aligned to the device's sectors. It can be read, not written.
+    case sectorMismatch(store: Int, device: Int)
 
     public var description: String {
         switch self {
@@ -41,6 +52,10 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
         case .badIdentity(let why): "bad signing identity: \(why)"
         case .outOfOrder(let id, let expected): "frame \(id) written before frame \(expected)"
         case .implausible(let fields): "counters at their bound (\(fields.joined(separator: ", "))): the store was edited; it is left as it is"
+        case .sectorMismatch(let store, let device): "the store's \(store)-byte sectors on a device of \(device)-byte sectors"
+        case .otherFormat(let v): "format version \(v), not 6"
+        case .truncated(let storeSize, let deviceSize): "the store is \(storeSize) bytes but the device has \(deviceSize)"
+        case .metadataContradicts(let fields): "the metadata contradicts the frame it names (\(fields.joined(separator: "; "))): it was edited; the store is left as it is"
         case .ringFull(let id): "the ring is full: its oldest segment (\(id)) may not be reused"
         case .headMissing(let id): "the newest committed frame (\(id)) the metadata names is not in the ring: copy the image and verify it; the store is left as it is"
         }
@@ -85,6 +100,20 @@ public struct PackedHistory: Sendable {
     public var wrapCount: UInt32
     /// The head frame after the scan and its segment's header (nil: no frame, or the head is missing).
     public var headFrame: (frame: PackedFrameInfo, header: PackedSegmentHeader)?
+    /// The chosen slot as read, with the sealed state after the frame it names and that frame's
+    /// segment header (nil: the slot names no frame, or its head is missing).
+    public var chosenSlotHead: (slot: PackedMetadata, state: PackedState, header: PackedSegmentHeader)?
+
+    /// Where the chosen slot disagrees with the frame it names (A.11.2 item 4); nil: not checked
+    /// (nothing committed, or the head is missing). An honest store never disagrees: the slot is
+    /// written with its head frame's numbers.
+    public var metadataMismatches: [PackedMetadata.Mismatch]? { metadataMismatches(tailMayBeGivenUp: recovery.tailsGivenUp > 0) }
+
+    public func metadataMismatches(tailMayBeGivenUp: Bool) -> [PackedMetadata.Mismatch]? {
+        guard let named = chosenSlotHead else { return nil }
+        return named.slot.mismatches(against: named.state, header: named.header, tailGivenUp: tailMayBeGivenUp,
+                                     nextSlot: { named.slot.nextSlot(after: $0) })
+    }
 
     /// Reads both metadata slots, chooses one and scans forward. `adopts` decides whether a frame
     /// found past the metadata's head is taken into the history: a signing writer passes a check of
@@ -92,14 +121,14 @@ public struct PackedHistory: Sendable {
     /// without the key never become history the writer continues and signs after.
     public static func analyze(device: BlockDevice, adopts: ((PackedFrameInfo, PackedSegmentHeader) -> Bool)? = nil) throws(PackedLogError) -> PackedHistory {
         let size = device.byteCount
-        guard size >= UInt64(PackedGeometry.ringOffset) else { throw .notAStore("device smaller than the metadata") }
+        guard size >= UInt64(PackedGeometry.ringOffset) else { throw PackedStoreProbe.whyNoSlot(device) }
         var slots: [(index: Int, meta: PackedMetadata)] = []
         let buffer = AlignedBuffer(count: PackedGeometry.metadataSlotSize)
         for i in 0..<2 {
             do { try device.read(at: UInt64(i * PackedGeometry.metadataSlotSize), into: buffer.bytes) } catch { throw .device(error) }
             if let m = PackedMetadata.decode(UnsafeRawBufferPointer(buffer.bytes), deviceSize: size) { slots.append((i, m)) }
         }
-        guard !slots.isEmpty else { throw .notAStore("no valid format 6 metadata slot") }
+        guard !slots.isEmpty else { throw PackedStoreProbe.whyNoSlot(device) }
         slots.sort { $0.meta.generation > $1.meta.generation }
         var chosen: (index: Int, meta: PackedMetadata, walk: PackedSegmentReader.Walk?, frame: Int)?
         var empty: (index: Int, meta: PackedMetadata)?
@@ -134,6 +163,7 @@ public struct PackedHistory: Sendable {
             // floors of the counters come from it, not from the unsigned slot.
             h.state = walk.frames[pick.frame].stateAfter
             h.headFrame = (walk.frames[pick.frame], walk.header)
+            h.chosenSlotHead = (m, walk.frames[pick.frame].stateAfter, walk.header)
             h.tailSegmentID = walk.header.tailSegmentID
             h.tailSlot = Int(walk.header.tailSlot)
             h.wrapCount = walk.header.wrapCount
@@ -363,9 +393,14 @@ public final class PackedLog {
         }
     }
 
-    public static func format(device: BlockDevice, segmentSize: Int, storeUUID: [UInt8], deviceID: [UInt8], wallNs: Int64) throws(PackedLogError) {
-        let geometry = PackedGeometry(storeSize: device.byteCount, sectorSize: device.sectorSize, segmentSize: segmentSize)
-        guard geometry.isValid else { throw .badGeometry("segment size \(segmentSize) on \(device.byteCount) bytes with \(device.sectorSize)-byte sectors") }
+    /// `sectorSize` is the unit frames are padded to (default the device's, at least 512); a store
+    /// formatted for 4096-byte sectors on a 512-byte device can move to a 4Kn device later.
+    public static func format(device: BlockDevice, sectorSize: Int? = nil, segmentSize: Int, storeUUID: [UInt8], deviceID: [UInt8],
+                              wallNs: Int64) throws(PackedLogError) {
+        let sector = sectorSize ?? max(device.sectorSize, 512)
+        guard sector >= device.sectorSize else { throw .badGeometry("sector size \(sector) is smaller than the device's \(device.sectorSize)") }
+        let geometry = PackedGeometry(storeSize: device.byteCount, sectorSize: sector, segmentSize: segmentSize)
+        if let problem = PackedGeometry.problem(storeSize: device.byteCount, sectorSize: sector, segmentSize: segmentSize) { throw .badGeometry(problem) }
         var m = PackedMetadata(geometry: geometry)
         m.storeUUID = storeUUID
         m.deviceID = deviceID
@@ -409,7 +444,7 @@ public final class PackedLog {
         self.identity = identity
         self.clock = clock
         guard h.metadata.geometry.sectorSize >= device.sectorSize else {
-            throw .badGeometry("the store's \(h.metadata.geometry.sectorSize)-byte sectors on a device of \(device.sectorSize)-byte sectors")
+            throw .sectorMismatch(store: h.metadata.geometry.sectorSize, device: device.sectorSize)
         }
         guard !h.recovery.headMissing else { throw .headMissing(h.metadata.headFrameID) }
         if identity.sign != nil, identity.verify == nil { throw .badIdentity("a signing writer needs its key's check too") }
@@ -421,6 +456,11 @@ public final class PackedLog {
                 && head.header.sigAlg == identity.sigAlg && verify(head.frame.signature, head.frame.statement)
             guard own || identity.trustsHead?(head.frame, head.header) == true else { throw .headUnverified(h.headFrameID) }
         }
+        // The slot is not signed: an edited one is refused, not overwritten (the edit is evidence).
+        // A tail moved on by one good slot is accepted either way: a session that gave the tail up
+        // and closed before its first frame leaves it so in a clean slot (the writer takes the
+        // tail from the signed header and A.9 gives it up again, so it steers nothing).
+        if let found = h.metadataMismatches(tailMayBeGivenUp: true), !found.isEmpty { throw .metadataContradicts(found.map(\.description)) }
         var m = h.metadata
         m.headFrameID = h.headFrameID
         m.headSegmentID = h.headSegmentID

@@ -35,6 +35,14 @@ public struct PackedGeometry: Equatable, Sendable {
     }
 
     public func slotOffset(_ slot: Int) -> UInt64 { UInt64(Self.ringOffset) + UInt64(slot) * UInt64(segmentSize) }
+
+    /// Why these sizes make no store, in words for the person who chose them; nil when they do.
+    public static func problem(storeSize: UInt64, sectorSize: Int, segmentSize: Int) -> String? {
+        if PackedGeometry(storeSize: storeSize, sectorSize: sectorSize, segmentSize: segmentSize).isValid { return nil }
+        return "segment size \(segmentSize) on \(storeSize) bytes with \(sectorSize)-byte sectors makes no store: segments are a multiple "
+            + "of 4096 from \(minSegmentSize) to \(maxSegmentSize) bytes, sectors 512 or 4096, and the store holds \(minRingSlots) "
+            + "segments at least after its \(ringOffset)-byte metadata"
+    }
 }
 
 public struct PackedMetadata: Equatable, Sendable {
@@ -212,6 +220,35 @@ public struct PackedMetadata: Equatable, Sendable {
 /// Which format a device holds, without judging it: the tools read format 6 when either metadata
 /// slot carries its magic and version, and format 5 otherwise.
 public enum PackedStoreProbe {
+    /// Why a device with no valid format 6 slot is not read as one: a slot of another format
+    /// version (the magic is shared), a slot describing more bytes than the device has, or neither.
+    public static func whyNoSlot(_ device: BlockDevice) -> PackedLogError {
+        let buffer = AlignedBuffer(count: PackedGeometry.metadataSlotSize)
+        var other: UInt16?
+        var truncatedTo: UInt64?
+        // Format 5 keeps its second slot at 4096, format 6 at 16384.
+        for offset in [UInt64(0), UInt64(Layout.metadataSlotSize), UInt64(PackedGeometry.metadataSlotSize)]
+        where offset + UInt64(PackedGeometry.metadataSlotSize) <= device.byteCount {
+            guard (try? device.read(at: offset, into: buffer.bytes)) != nil else { continue }
+            let b = UnsafeRawBufferPointer(buffer.bytes)
+            guard b.le(0, as: UInt64.self) == PackedMetadata.magic else { continue }
+            let version = b.le(8, as: UInt16.self)
+            if version != PackedMetadata.formatVersion {
+                other = max(other ?? 0, version)
+                continue
+            }
+            let length = Int(b.le(12, as: UInt32.self))
+            guard length >= 512, length <= PackedGeometry.metadataSlotSize,
+                  CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<(length - 4)])) == b.le(length - 4, as: UInt32.self) else { continue }
+            let size: UInt64 = b.le(40)
+            if size > device.byteCount { truncatedTo = size }
+        }
+        if let truncatedTo { return .truncated(storeSize: truncatedTo, deviceSize: device.byteCount) }
+        if let other { return .otherFormat(other) }
+        return .notAStore(device.byteCount < UInt64(PackedGeometry.ringOffset) ? "device smaller than the metadata" : "no valid format 6 metadata slot")
+    }
+
+
     public static func isPacked(_ device: BlockDevice) -> Bool {
         let buffer = AlignedBuffer(count: 4096)
         for offset in [UInt64(0), UInt64(PackedGeometry.metadataSlotSize)] where offset + 4096 <= device.byteCount {
