@@ -46,7 +46,7 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "With --board: print a JSON summary on stdout when stopped.")
     var json = false
 
-    @Flag(help: "With --board: after each durable commit print {\"ack\":{\"segment_id\":S,\"records\":N,\"last_mono\":M}} on stdout (what a power cut cannot take back).")
+    @Flag(help: "With --board: after each durable commit print {\"ack\":{\"commit_id\":C,\"segment_id\":S,\"records\":N,\"last_mono\":M}} on stdout (C: the commit, as export's commit_id; S: its segment) (what a power cut cannot take back).")
     var acks = false
 
     @Option(help: "Configuration file without --board (default: /etc/edgelog/edgelog.yaml if it exists, else the embedded default).")
@@ -138,7 +138,7 @@ struct BoardRun {
         var options = BoardRunOptions(stateDir: stateDir, statusLine: Process.isTerminal(2) && !json && !acks, durationS: duration)
         if acks {
             options.onCommit = { r in
-                FDOutput.writeLine(1, "{\"ack\":{\"segment_id\":\(r.segmentID),\"records\":\(r.recordCount),\"last_mono\":\(r.lastMono)}}")
+                FDOutput.writeLine(1, "{\"ack\":{\"commit_id\":\(r.commitID),\"segment_id\":\(r.segmentID),\"records\":\(r.recordCount),\"last_mono\":\(r.lastMono)}}")
             }
         }
         let box = ResultBox()

@@ -9,8 +9,8 @@ showed), then runs on DIR/disk.img `edgelog verify` (the public key in DIR/board
 when there is one), `edgelog export` (export.jsonl) and `edgelog inspect --json` (inspect.json), and checks
 against EXPECT below:
   * verify passes (power-cut notes such as torn_tail_power_cut are not failures) and export exits 0;
-  * every acknowledged segment is in the store with at least the acknowledged number of records and, when
-    the acknowledgement gives last_mono, that last mono_ctr;
+  * every acknowledged commit is in the store (export's commit_id) with at least the acknowledged number of
+    records and, when the acknowledgement gives last_mono, that last mono_ctr;
   * mono_ctr strictly increases over the export, and each source's seq runs from 1 without a hole;
   * the metadata counts every unclean cut (unexp_rst) and says clean after the final boot's SIGTERM; a cut
     after a completed safe-commit window (the boot's last record a brownout record) is not unclean;
@@ -28,8 +28,8 @@ import sys
 EXPECT = {
     "verify_passes": True,
     "export_exit": 0,
-    "ack_records": ">=",             # records in the acknowledged segment vs the ack's "records": ">=", "==" or None
-    "ack_last_mono": "==",           # the segment's last mono_ctr vs the ack's "last_mono": "==", ">=" or None
+    "ack_records": ">=",             # records in the acknowledged commit vs the ack's "records": ">=", "==" or None
+    "ack_last_mono": "==",           # the commit's last mono_ctr vs the ack's "last_mono": "==", ">=" or None
     "acks_min_per_cut_cycle": 1,     # every cut boot acknowledged at least this many commits before the cut (None: skip)
     "mono_ctr_strictly_increasing": True,
     "seq_without_holes": True,
@@ -47,13 +47,13 @@ here = os.path.dirname(os.path.abspath(__file__))
 # ---------------------------------------------------------------------------------------------------
 # Acknowledgements. The one place that knows their shape: edit here when the writer's output changes.
 # Accepted, anywhere in a line (kernel messages may share the console), one JSON object each:
-#   {"ack":{"segment_id":S,"records":N,"last_mono":M}}     edgelog run --ack-log (the planned form)
-#   {"ack":{"commit_id":C,...}}                             commit_id stands for segment_id (one segment per commit)
-#   {"commit_id":C,"records":N,"first_seq":A,"last_seq":B}  edgelog ingest's acknowledgement line
+#   {"ack":{"commit_id":C,"segment_id":S,"records":N,"last_mono":M}}  edgelog run --acks (C: export's commit_id)
+#   {"ack":{"segment_id":S,...}}                                       a format 5 writer's form (one commit per segment)
+#   {"commit_id":C,"records":N,"first_seq":A,"last_seq":B}             edgelog ingest's acknowledgement line
 # An object cut by the power cut or split by a kernel message is counted as broken, never guessed at.
 def parse_acks(text):
-    """Returns (acks, broken): acks in order of appearance, deduplicated by segment id, each
-    {"segment_id": S, "records": N or None, "last_mono": M or None, "raw": {...}}."""
+    """Returns (acks, broken): acks in order of appearance, deduplicated by commit id, each
+    {"commit_id": C, "records": N or None, "last_mono": M or None, "raw": {...}}."""
     decoder = json.JSONDecoder()
     text = text.replace("\r", "")
     acks, seen, broken = [], set(), 0
@@ -74,16 +74,16 @@ def parse_acks(text):
             continue
         i = end
         body = obj.get("ack") if isinstance(obj.get("ack"), dict) else obj
-        seg = body.get("segment_id", body.get("commit_id"))
-        if not isinstance(seg, int):
+        commit = body.get("commit_id", body.get("segment_id"))
+        if not isinstance(commit, int):
             broken += 1
             continue
-        ack = {"segment_id": seg,
+        ack = {"commit_id": commit,
                "records": body.get("records") if isinstance(body.get("records"), int) else None,
                "last_mono": body.get("last_mono") if isinstance(body.get("last_mono"), int) else None,
                "raw": obj}
-        if seg not in seen:
-            seen.add(seg)
+        if commit not in seen:
+            seen.add(commit)
             acks.append(ack)
     return acks, broken
 
@@ -100,8 +100,8 @@ def parse_ack_files(paths):
         a, b = parse_acks(text)
         broken += b
         for ack in a:
-            if ack["segment_id"] not in seen:
-                seen.add(ack["segment_id"])
+            if ack["commit_id"] not in seen:
+                seen.add(ack["commit_id"])
                 acks.append(ack)
     return acks, broken
 # ---------------------------------------------------------------------------------------------------
@@ -162,9 +162,9 @@ def main():
         json.dump(meta, f, indent=1)
     check(bool(meta), f"edgelog inspect --json reads the store {ins.stderr.strip()[:200]}")
 
-    by_segment = {}
+    by_commit = {}
     for r in records:
-        by_segment.setdefault(r["segment_id"], []).append(r)
+        by_commit.setdefault(r["commit_id"], []).append(r)
 
     # Acknowledged commits are in the store.
     cut_cycles = [c for c in cycles if c.get("cut")]
@@ -174,24 +174,24 @@ def main():
         total_acks += len(acks)
         missing, short, mono_bad = [], [], []
         for a in acks:
-            seg = by_segment.get(a["segment_id"])
+            seg = by_commit.get(a["commit_id"])
             if not seg:
-                missing.append(a["segment_id"])
+                missing.append(a["commit_id"])
                 continue
             if a.get("records") is not None and E["ack_records"]:
                 n = len(seg)
                 if (E["ack_records"] == ">=" and n < a["records"]) or (E["ack_records"] == "==" and n != a["records"]):
-                    short.append((a["segment_id"], n, a["records"]))
+                    short.append((a["commit_id"], n, a["records"]))
             if a.get("last_mono") is not None and E["ack_last_mono"]:
                 m = max(r["mono_ctr"] for r in seg)
                 if (E["ack_last_mono"] == "==" and m != a["last_mono"]) or (E["ack_last_mono"] == ">=" and m < a["last_mono"]):
-                    mono_bad.append((a["segment_id"], m, a["last_mono"]))
+                    mono_bad.append((a["commit_id"], m, a["last_mono"]))
         tag = f"boot {c['cycle']} ({c['mode']})"
         if acks:
             check(not missing and not short and not mono_bad,
-                  f"{tag}: all {len(acks)} acknowledged segments are in the store"
-                  + (f"; missing {missing[:10]}" if missing else "") + (f"; fewer records (segment, have, acked) {short[:5]}" if short else "")
-                  + (f"; last mono_ctr differs (segment, have, acked) {mono_bad[:5]}" if mono_bad else ""))
+                  f"{tag}: all {len(acks)} acknowledged commits are in the store"
+                  + (f"; missing {missing[:10]}" if missing else "") + (f"; fewer records (commit, have, acked) {short[:5]}" if short else "")
+                  + (f"; last mono_ctr differs (commit, have, acked) {mono_bad[:5]}" if mono_bad else ""))
         if c.get("cut") and E["acks_min_per_cut_cycle"] is not None:
             check(len(acks) >= E["acks_min_per_cut_cycle"], f"{tag}: {len(acks)} acknowledgement(s) seen before the cut ({c.get('acks_broken', 0)} broken line(s))")
     info(f"{total_acks} acknowledgements over {len(cycles)} boots; {len(records)} records exported")

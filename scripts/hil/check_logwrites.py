@@ -23,11 +23,11 @@ writes DIR/log.img (read through a read-only mmap; its sha256 is compared before
     must not change), and a copy of it is recovered as the next start would (`edgelog ingest --key-dir
     KEYS` with empty input: recovery, then one commit) and exported and verified again. From the first
     durable point after the "run-start" mark on, each one must give: export exit 0; verify exit 0 on the
-    image and on the recovered copy; every segment acknowledged by a mark after which this point is the
+    image and on the recovered copy; every commit acknowledged by a mark after which this point is the
     last durable point or a later one (that flush made it durable) present with at least the
     acknowledged records and the acknowledged last mono_ctr, in the image and in the recovered copy;
     the recovered copy keeps every record export listed; and the exported records only grow from one
-    durable point to the next (segment ids below the next point's oldest are left out: the ring's
+    durable point to the next (commit ids below the next point's oldest are left out: the ring's
     reclaim). Points before the run are reported; the last one before "format-done" must already hold
     a store (format made its writes durable before it exited);
   * partial images (a power cut with the disk's cache half written): the image at a durable point plus a
@@ -36,11 +36,11 @@ writes DIR/log.img (read through a read-only mmap; its sha256 is compared before
     durable points once when there are that many, chosen at random otherwise; --all-subsets N adds every
     proper subset of the writes and each write torn after the writes before it, where at most N writes
     follow the durable point). Each must export (exit 0), verify, recover on
-    a copy, and hold every segment acknowledged before that durable point. Whether it still holds every
+    a copy, and hold every commit acknowledged before that durable point. Whether it still holds every
     record the durable point's image held is reported (not required: those records were not acknowledged).
 
 EXPECT below says what is checked; None skips a check. Writes DIR/logwrites-summary.json and prints one
-line per check, then `check_logwrites: N flush points replayed, M partial images, K acked segments, ...`.
+line per check, then `check_logwrites: N flush points replayed, M partial images, K acked commits, ...`.
 Exit 0 only if every check holds.
 """
 import argparse
@@ -67,10 +67,10 @@ EXPECT = {
     "ack_has_durable_point": True,      # a FLUSH/FUA entry precedes every ack mark
     "export_exit": 0,                   # at run-phase points and partial images
     "verify_passes": True,
-    "ack_records": ">=",                # exported records of an acked segment vs the ack's "records"
+    "ack_records": ">=",                # exported records of an acked commit vs the ack's "records"
     "ack_last_mono": "==",              # its last mono_ctr vs the ack's "last_mono"
     "read_only": True,                  # export and verify leave the image's bytes as they were
-    "recover_on_copy": True,            # ingest recovers a copy (exit 0), acked segments and export's records kept
+    "recover_on_copy": True,            # ingest recovers a copy (exit 0), acked commits and export's records kept
     "records_only_grow": True,          # between consecutive run-phase durable points
     "format_durable_before_exit": True, # the last durable point before "format-done" holds a store
     "run_exit": 0,                      # edgelog run after SIGTERM
@@ -135,21 +135,23 @@ class Edgelog:
         return {"rc": r.returncode, "stderr": r.stderr.strip()[-400:]}
 
 
-def segments_of(records):
-    """segment_id -> (record count, last mono_ctr), from export's JSON lines."""
-    seg = {}
+def commits_of(records):
+    """commit_id -> (record count, last mono_ctr), from export's JSON lines (a format 6 commit is a
+    frame; commit ids grow with the segments that hold them, so the ring's reclaim removes the
+    lowest ones)."""
+    commits = {}
     for r in records:
-        if not isinstance(r, dict) or not isinstance(r.get("segment_id"), int):
+        if not isinstance(r, dict) or not isinstance(r.get("commit_id"), int):
             continue
-        n, m = seg.get(r["segment_id"], (0, None))
+        n, m = commits.get(r["commit_id"], (0, None))
         mono = r.get("mono_ctr")
-        seg[r["segment_id"]] = (n + 1, mono if m is None or (isinstance(mono, int) and mono > m) else m)
-    return seg
+        commits[r["commit_id"]] = (n + 1, mono if m is None or (isinstance(mono, int) and mono > m) else m)
+    return commits
 
 
 def record_keys(lines, records):
-    """A compact identity of each exported record: (segment id, digest of its JSON line)."""
-    return {(r.get("segment_id") if isinstance(r, dict) else None, hashlib.blake2b(ln.encode(), digest_size=16).digest())
+    """A compact identity of each exported record: (commit id, digest of its JSON line)."""
+    return {(r.get("commit_id") if isinstance(r, dict) else None, hashlib.blake2b(ln.encode(), digest_size=16).digest())
             for ln, r in zip(lines, records)}
 
 
@@ -169,12 +171,12 @@ def judge_image(ed, path, digest, recover):
     os.remove(path)
     # Keep what the judgement needs, not the whole export.
     ex = res["export"]
-    ex["segments"] = segments_of(ex["records"])
+    ex["commits"] = commits_of(ex["records"])
     ex["keys"] = record_keys(ex["lines"], ex["records"])
     del ex["records"], ex["lines"]
     if recover and "export" in res["recovered"]:
         rx = res["recovered"]["export"]
-        rx["segments"] = segments_of(rx["records"])
+        rx["commits"] = commits_of(rx["records"])
         rx["keys"] = record_keys(rx["lines"], rx["records"])
         rx["missing_from_export"] = len(ex["keys"] - rx["keys"])
         del rx["records"], rx["lines"]
@@ -182,25 +184,25 @@ def judge_image(ed, path, digest, recover):
 
 
 def ack_problems(ex, acks, ref):
-    """Acknowledged segments absent, short or different in an export: list of (segment, why) tuples.
-    ref: segment id -> the record keys of that segment in the final store (data.img)."""
+    """Acknowledged commits absent, short or different in an export: list of (commit, why) tuples.
+    ref: commit id -> the record keys of that commit in the final store (data.img)."""
     bad = []
-    segments = ex["segments"]
+    commits = ex["commits"]
     for a in acks:
-        have = segments.get(a["segment_id"])
+        have = commits.get(a["commit_id"])
         if have is None:
-            bad.append((a["segment_id"], "missing"))
+            bad.append((a["commit_id"], "missing"))
             continue
-        want = ref.get(a["segment_id"])
+        want = ref.get(a["commit_id"])
         if want is not None and not want <= ex["keys"]:
-            bad.append((a["segment_id"], f"{len(want - ex['keys'])} of its records in the final store differ or are absent"))
+            bad.append((a["commit_id"], f"{len(want - ex['keys'])} of its records in the final store differ or are absent"))
         n, mono = have
         if a.get("records") is not None and EXPECT["ack_records"]:
             if (EXPECT["ack_records"] == ">=" and n < a["records"]) or (EXPECT["ack_records"] == "==" and n != a["records"]):
-                bad.append((a["segment_id"], f"records {n} < acked {a['records']}"))
+                bad.append((a["commit_id"], f"records {n} < acked {a['records']}"))
         if a.get("last_mono") is not None and EXPECT["ack_last_mono"]:
             if (EXPECT["ack_last_mono"] == "==" and mono != a["last_mono"]) or (EXPECT["ack_last_mono"] == ">=" and (mono or 0) < a["last_mono"]):
-                bad.append((a["segment_id"], f"last mono_ctr {mono} != acked {a['last_mono']}"))
+                bad.append((a["commit_id"], f"last mono_ctr {mono} != acked {a['last_mono']}"))
     return bad
 
 
@@ -270,13 +272,13 @@ def main():
             same = f.read() == full.buf
         check(same, f"replaying all {len(log.entries)} entries onto zeros gives data.img ({data_size} bytes) byte for byte")
         del full
-    # The acknowledged segments' records as the final store holds them: an image must hold these lines.
+    # The acknowledged commits' records as the final store holds them: an image must hold these lines.
     final = ed.export(data_path)
     ref = {}
     for key in record_keys(final["lines"], final["records"]):
         if isinstance(key[0], int):
             ref.setdefault(key[0], set()).add(key)
-    check(final["rc"] == EXPECT["export_exit"], f"edgelog export of the final store (data.img) exits {final['rc']}: {len(final['lines'])} records in {len(ref)} segments")
+    check(final["rc"] == EXPECT["export_exit"], f"edgelog export of the final store (data.img) exits {final['rc']}: {len(final['lines'])} records in {len(ref)} commits")
     if summ["discard"]:
         info(f"{summ['discard']} DISCARD entries: replayed as zeros")
 
@@ -300,9 +302,9 @@ def main():
         check(env.get("RUN_EXIT") == str(EXPECT["run_exit"]), f"edgelog run exited {env.get('RUN_EXIT')} after SIGTERM ({env.get('SECONDS_RUN')} s)")
     if EXPECT["min_acks"] is not None:
         check(len(acks) >= EXPECT["min_acks"], f"{len(acks)} commits acknowledged (at least {EXPECT['min_acks']} wanted)")
-    final_bad = ack_problems({"segments": segments_of(final["records"]), "keys": record_keys(final["lines"], final["records"])}, acks, ref)
-    check(not final_bad, f"every acknowledged segment is in the final store (data.img)" + (f"; not: {final_bad[:5]}" if final_bad else ""))
-    pos = {a["segment_id"]: i for i, a in enumerate(acks)}
+    final_bad = ack_problems({"commits": commits_of(final["records"]), "keys": record_keys(final["lines"], final["records"])}, acks, ref)
+    check(not final_bad, f"every acknowledged commit is in the final store (data.img)" + (f"; not: {final_bad[:5]}" if final_bad else ""))
+    pos = {a["commit_id"]: i for i, a in enumerate(acks)}
     durable = log.durable_points()
     ack_mark = {}            # ack index in acks -> log index of the first mark covering it
     covered = 0
@@ -315,7 +317,7 @@ def main():
         except ValueError:
             continue
         if s not in pos:
-            check(False, f"mark {e.mark!r} (entry {e.index}) names no acknowledged segment")
+            check(False, f"mark {e.mark!r} (entry {e.index}) names no acknowledged commit")
             continue
         upto = pos[s] + 1
         mark_batches.append(upto - covered if upto > covered else 0)
@@ -331,11 +333,11 @@ def main():
     for i, m in ack_mark.items():
         j = bisect.bisect_left(durable, m) - 1
         if j < 0 or durable[j] < phase["run-start"]:
-            no_durable.append(acks[i]["segment_id"])
+            no_durable.append(acks[i]["commit_id"])
         else:
             need_at[i] = durable[j]
     if EXPECT["ack_has_durable_point"]:
-        check(not no_durable, f"a FLUSH or FUA entry of the run precedes every ack mark" + (f"; not for segments {no_durable[:10]}" if no_durable else ""))
+        check(not no_durable, f"a FLUSH or FUA entry of the run precedes every ack mark" + (f"; not for commits {no_durable[:10]}" if no_durable else ""))
     gaps = [ack_mark[i] - need_at[i] for i in need_at]
     if gaps:
         info(f"entries between an ack's durable point and its mark: median {sorted(gaps)[len(gaps) // 2]}, max {max(gaps)}")
@@ -417,14 +419,14 @@ def main():
             res_at[d] = r
     t_export = Tally("run-phase durable points: edgelog export exits 0")
     t_verify = Tally("run-phase durable points: edgelog verify passes")
-    t_acks = Tally("run-phase durable points: every segment acknowledged by then is there (records, last mono_ctr)")
+    t_acks = Tally("run-phase durable points: every commit acknowledged by then is there (records, last mono_ctr)")
     t_ro = Tally("export and verify left every image unchanged")
-    t_rec = Tally("recovery on a copy (edgelog ingest, empty input) exits 0, verifies, keeps the acked segments and export's records")
+    t_rec = Tally("recovery on a copy (edgelog ingest, empty input) exits 0, verifies, keeps the acked commits and export's records")
     t_grow = Tally("exported records only grow from one run-phase durable point to the next")
     p_export = Tally("partial images: edgelog export exits 0")
     p_verify = Tally("partial images: edgelog verify passes")
-    p_acks = Tally("partial images: every segment acknowledged before their durable point is there")
-    p_rec = Tally("partial images: recovery on a copy exits 0, verifies, keeps the acked segments and export's records")
+    p_acks = Tally("partial images: every commit acknowledged before their durable point is there")
+    p_rec = Tally("partial images: recovery on a copy exits 0, verifies, keeps the acked commits and export's records")
     p_keep = Tally("partial images hold every record of their durable point's image")
     acked_checked = set()
     pairs = 0
@@ -447,7 +449,7 @@ def main():
                  "records recovery dropped", rc["export"]["missing_from_export"])
         if kind == "point":
             pairs += len(required)
-            acked_checked.update(a["segment_id"] for a in required)
+            acked_checked.update(a["commit_id"] for a in required)
             t_export.add(ex["rc"] == EXPECT["export_exit"], (tag, ex["rc"], ex["stderr"][-200:]))
             t_verify.add(ve["rc"] == 0, (tag, ve["last"][:200]))
             t_acks.add(not bad, (tag, bad[:3]))
@@ -455,7 +457,7 @@ def main():
                 t_rec.add(rec_ok, detail)
             if prev is not None:
                 pk, pkeys = prev
-                floor = min((s for s in ex["segments"]), default=0)
+                floor = min((c for c in ex["commits"]), default=0)
                 lost = [k for k in pkeys if k not in ex["keys"] and (k[0] or 0) >= floor]
                 t_grow.add(not lost, (f"entry {pk} -> {d}", len(lost), sorted({k[0] for k in lost})[:5]))
             prev = (d, ex["keys"])
@@ -469,7 +471,7 @@ def main():
             p_keep.add(not lost, (tag, len(lost)))
             desc["lost_records_of_flush_point"] = len(lost)
     # Before the run: what the images held.
-    pre_info = [(d, res_at[d]["export"]["rc"], sum(n for n, _ in res_at[d]["export"]["segments"].values())) for d in pre]
+    pre_info = [(d, res_at[d]["export"]["rc"], sum(n for n, _ in res_at[d]["export"]["commits"].values())) for d in pre]
     info(f"before the run (entry, export exit, records): {pre_info[:12]}{' ...' if len(pre_info) > 12 else ''}")
     if EXPECT["format_durable_before_exit"]:
         fd = [d for d in pre if d < phase["format-done"]]
@@ -491,8 +493,8 @@ def main():
     else:
         info(f"partial images holding every record of their durable point's image: {p_keep.n - len(p_keep.bad)} of {p_keep.n}"
              + (f" (not: {p_keep.bad[:3]})" if p_keep.bad else ""))
-    check(set(a["segment_id"] for a in acks) <= acked_checked,
-          f"every acknowledged segment was required at some durable point ({len(acked_checked)} of {len(acks)})")
+    check(set(a["commit_id"] for a in acks) <= acked_checked,
+          f"every acknowledged commit was required at some durable point ({len(acked_checked)} of {len(acks)})")
     check(sha256_file(log_path) == log_sha, "log.img unchanged by the check")
     log.close()
 
@@ -507,7 +509,7 @@ def main():
     with open(os.path.join(out, "logwrites-summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(f"check_logwrites: {len(durable)} flush points replayed ({len(run_points)} in the run, {distinct} distinct images), "
-          f"{len(partials)} partial images ({torn} with a torn write), {len(acks)} acked segments, "
+          f"{len(partials)} partial images ({torn} with a torn write), {len(acks)} acked commits, "
           f"{pairs} ack checks, {recover_n + len(partials)} recoveries on copies, {summary['seconds']} s; "
           + ("all checks passed" if not failures else f"{len(failures)} check(s) failed"))
     return 0 if not failures else 1
