@@ -55,16 +55,16 @@ EXPECT = {
     "hold_bo_event_min": 1,
     "end_metadata": {"clean_flag": True, "unexp_rst": 0},
     "end_bo_event_is_brownouts": True,
-    # LEDs (leds.jsonl: uleds names and gpio-sim line names) in two windows: "hold" from the PWR_FAIL write +
-    # led_settle_ms to the write back to good; "after_restore" from power_restored's clean_mono_ns +
+    # LEDs (leds.jsonl: uleds names and gpio-sim line names) in two windows: "hold" from the PWR_FAIL
+    # window's clean mark (the status is told after the window, DESIGN.md 12) + led_settle_ms to the write
+    # back to good; "after_restore" from power_restored's clean_mono_ns +
     # led_settle_ms to the end of the run. States: "on" (never 0 in the window), "off" (always 0), "blink"
     # (at least 2 changes, or 1 in a window shorter than 1.1 s), "changed" (at least 1), None (report only).
     "led_settle_ms": 150,
-    # The hold window ends at power good, but no later than this long after the PWR_FAIL write: the
-    # guest means to hold PWR_FAIL for 1 s, and under TCG its sleep can overrun (1.31 s seen, with the
-    # inspect running beside it) past the end of the code LED's 1.2 s long flash, which the product
-    # times from detection, not from the guest's return to good.
-    "led_hold_max_ms": 1000,
+    # The hold window ends at power good, but no later than this long after the clean mark: the code
+    # LED's hold code starts with a 1.2 s long flash, timed from when the LED thread saw the condition
+    # (just after the clean mark), not from the guest's return to good, which under TCG can overrun.
+    "led_hold_max_ms": 1100,
     "leds": {
         "LED_POWER": {"hold": "on", "after_restore": "off"},
         # The code LED starts power_fail_hold's code (2-1) with a 1.2 s long flash: on for the whole
@@ -74,7 +74,7 @@ EXPECT = {
         # sensor_fault (S) blinks the fault LED throughout.
         "edgelog:red:fault": {"hold": "blink", "after_restore": "blink"},
     },
-    "led_power_read_in_hold": 1,   # LED_POWER's value read by the guest 300 ms into the hold (None: skip)
+    "led_power_read_in_hold": 1,   # LED_POWER's value read by the guest 1 s into the hold (None: skip)
     "run_exit": 0,
     "verify_passes": True,
 }
@@ -247,6 +247,7 @@ def main():
     info(f"KEY_POWER presses seen by the guest's logger: {[e['event_ns'] for e in key_presses]}")
     summary["brownouts"] = []
     prev_bo = None
+    gpio_clean = None   # the PWR_FAIL window's clean mark (run.json), where the LEDs' hold starts
     for i, want in enumerate(wanted):
         b = brownouts[i] if i < len(brownouts) else {}
         tag = f"brownout {i + 1} ({want['trigger']})"
@@ -278,10 +279,24 @@ def main():
             edge = timeline[want["step"]][0]
         m = {"trigger": b.get("trigger"), "edge_ns": edge, "detected_mono_ns": det, "frozen_mono_ns": frz, "clean_mono_ns": com,
              "edge_to_freeze_us": b.get("edge_to_freeze_us"), "refused": b.get("refused"), "buffered_records": b.get("buffered_records")}
+        # The pull write's edge happens somewhere inside the write (the guest stamps the clock before
+        # and after it): a kernel-stamped detection is the edge itself, and under TCG on a busy host the
+        # write alone has taken hundreds of ms. So the detection must fall after the write began and
+        # within the limit of its return.
+        edge_end = timeline["pwr_fail"][1] if want["trigger"] == "gpio" and "pwr_fail" in timeline else edge
         if isinstance(det, int) and edge is not None:
             lat = (det - edge) / 1e6
+            lat_end = (det - edge_end) / 1e6
             m["edge_to_detect_ms"] = round(lat, 3)
-            check(-1 <= lat <= E["detect_within_ms"], f"{tag}: detected {lat:.1f} ms after the edge (limit {E['detect_within_ms']} ms)")
+            m["detected_by"] = b.get("detected_by")
+            if edge_end != edge:
+                what = f"{lat:.1f} ms after the pull write began, {lat_end:.1f} ms after it returned (it took {(edge_end - edge) / 1e6:.1f} ms)"
+            else:
+                what = f"{lat:.1f} ms after the edge"
+            check(-1 <= lat and lat_end <= E["detect_within_ms"],
+                  f"{tag}: detected {what}, by {b.get('detected_by')!r} (limit {E['detect_within_ms']} ms{' after the return' if edge_end != edge else ''})")
+        if want["trigger"] == "gpio" and isinstance(com, int):
+            gpio_clean = com
         if E["commit_within_hold"] and isinstance(det, int) and isinstance(com, int):
             check(0 <= com - det <= hold_ns, f"{tag}: committed and marked clean {(com - det) / 1e6:.1f} ms after detection (hold-up {E['hold_up_ms']} ms)")
             m["detect_to_clean_ms"] = round((com - det) / 1e6, 3)
@@ -366,9 +381,9 @@ def main():
     settle = E["led_settle_ms"] * 1_000_000
     end = timeline.get("stopping", [None])[0]
     led_windows = {}
-    if "pwr_fail" in timeline and good is not None:
-        hold_end = min(good, timeline["pwr_fail"][1] + E["led_hold_max_ms"] * 1_000_000)
-        led_windows["hold"] = (timeline["pwr_fail"][1] + settle, hold_end)
+    if isinstance(gpio_clean, int) and good is not None:
+        hold_end = min(good, gpio_clean + E["led_hold_max_ms"] * 1_000_000)
+        led_windows["hold"] = (gpio_clean + settle, hold_end)
     if isinstance(clean, int) and "powerdown_request" in timeline:
         led_windows["after_restore"] = (clean + settle, timeline["powerdown_request"][0])
     elif isinstance(clean, int) and end is not None:
@@ -390,10 +405,14 @@ def main():
             judge_led(name, window, want, series[name], *led_windows[window])
     if E["led_power_read_in_hold"] is not None:
         try:
-            value = int(open(os.path.join(out, "led-power-hold")).read().split()[0])
-        except (OSError, ValueError, IndexError):
-            value = None
-        check(value == E["led_power_read_in_hold"], f"LED_POWER read {value} 300 ms into the hold (want {E['led_power_read_in_hold']})")
+            value, read_at = (int(x) for x in open(os.path.join(out, "led-power-hold")).read().split()[:2])
+        except (OSError, ValueError):
+            value, read_at = None, None
+        where = f"{(read_at - timeline['pwr_fail'][0]) / 1e6:.0f} ms into the hold" if read_at and "pwr_fail" in timeline else "in the hold"
+        if isinstance(read_at, int) and isinstance(gpio_clean, int) and read_at < gpio_clean:
+            info(f"LED_POWER read {value} {where}, before the window's clean mark: not judged")
+        else:
+            check(value == E["led_power_read_in_hold"], f"LED_POWER read {value} {where} (want {E['led_power_read_in_hold']})")
     if "LED_POWER" in series and "pwr_fail" in timeline:
         on = [t for t, v in series["LED_POWER"] if v and t >= timeline["pwr_fail"][0]]
         if on:
