@@ -153,21 +153,26 @@ struct CLITests {
         #expect(missing.err.contains("no such file"))
     }
 
-    @Test("ring full with policy pause: exit 4, and every acknowledged record is there")
-    func ringFull() throws {
-        let s = try Scratch()
-        let store = s.path("store.img")
-        // The smallest format 6 store: its metadata and 4 segments of 8K. The pads are hex of a
-        // pseudo-random sequence, so that compression cannot make them fit.
+    /// Formats the smallest format 6 store (its metadata and 4 segments of 8K) and returns 3000 lines
+    /// of input that overfill it: the pads are hex of a pseudo-random sequence, so that compression
+    /// cannot make them fit.
+    func formatSmallestStore(_ store: String) throws -> String {
         #expect(try edgelog(["format", "--device", store, "--size", String(32768 + 4 * 8192), "--segment-size", "8K"]).code == 0)
         var x: UInt64 = 0x9E37_79B9_7F4A_7C15
-        let input = (1...3000).map { n -> String in
+        return (1...3000).map { n -> String in
             let pad = (0..<4).map { _ -> String in
                 x = x &* 6364136223846793005 &+ 1442695040888963407
                 return String(x >> 1, radix: 16)
             }.joined()
             return "{\"n\":\(n),\"pad\":\"\(pad)\"}"
         }.joined(separator: "\n") + "\n"
+    }
+
+    @Test("ring full with policy pause: exit 4, and every acknowledged record is there")
+    func ringFull() throws {
+        let s = try Scratch()
+        let store = s.path("store.img")
+        let input = try formatSmallestStore(store)
         let r = try edgelog(["ingest", "--unsigned", "--device", store, "--max-age-ms", "100000"], input: input)
         #expect(r.code == 4, "\(r.err)")
         #expect(r.err.contains("ring full (policy pause)"))
@@ -183,17 +188,7 @@ struct CLITests {
     func overwriteOldest() throws {
         let s = try Scratch()
         let store = s.path("store.img")
-        // The smallest format 6 store: its metadata and 4 segments of 8K. The pads are hex of a
-        // pseudo-random sequence, so that compression cannot make them fit.
-        #expect(try edgelog(["format", "--device", store, "--size", String(32768 + 4 * 8192), "--segment-size", "8K"]).code == 0)
-        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
-        let input = (1...3000).map { n -> String in
-            let pad = (0..<4).map { _ -> String in
-                x = x &* 6364136223846793005 &+ 1442695040888963407
-                return String(x >> 1, radix: 16)
-            }.joined()
-            return "{\"n\":\(n),\"pad\":\"\(pad)\"}"
-        }.joined(separator: "\n") + "\n"
+        let input = try formatSmallestStore(store)
         let r = try edgelog(["ingest", "--unsigned", "--device", store, "--ring-full", "overwrite-oldest", "--max-age-ms", "100000"], input: input)
         #expect(r.code == 0, "\(r.err)")
         let export = try edgelog(["export", "--device", store])
