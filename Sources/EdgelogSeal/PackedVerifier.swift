@@ -730,12 +730,8 @@ public enum PackedVerifier {
         func frameAfterWalk(_ w: PackedSegmentReader.Walk, header: PackedSegmentHeader) -> Int? {
             guard (try? device.read(at: geometry.slotOffset(Int(header.slotIndex)), into: buffer.bytes)) != nil else { return nil }
             let image = UnsafeRawBufferPointer(buffer.bytes)
-            var o = w.endOffset + geometry.sectorSize
-            while o + geometry.sectorSize <= geometry.segmentSize {
-                if PackedSegmentReader.crcChecks(image, at: o, sectorSize: geometry.sectorSize, header: header) != nil { return o }
-                o += geometry.sectorSize
-            }
-            return nil
+            let slot = UnsafeRawBufferPointer(rebasing: image[0..<min(geometry.segmentSize, image.count)])
+            return PackedSegmentReader.firstFrameWithCheckingCRC(slot, from: w.endOffset + geometry.sectorSize, sectorSize: geometry.sectorSize, header: header)
         }
 
         /// The head segment's walk ended after a CRC that checked (a whole frame that does not decode).

@@ -45,4 +45,36 @@ struct CRC32CTests {
             }
         }
     }
+
+    @Test("a span's CRC from prefix registers and zero shifts equals the CRC of the span itself")
+    func spansFromPrefixes() {
+        var x: UInt64 = 0x2545_F491_4F6C_DD1D
+        let data = (0..<5000).map { _ -> UInt8 in
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            return UInt8(truncatingIfNeeded: x)
+        }
+        data.withUnsafeBytes { bytes in
+            for n in [0, 1, 2, 3, 7, 64, 511, 512, 4099] {
+                let zeros = [UInt8](repeating: 0, count: n)
+                for r: UInt32 in [0, 1, 0x8000_0000, 0xDEAD_BEEF] {
+                    #expect(CRC32C.shift(r, zeros: n) == zeros.withUnsafeBytes { CRC32C.register(r, $0) })
+                }
+            }
+            for (origin, stride) in [(0, 512), (100, 64), (7, 1000)] {
+                let prefix = CRC32C.PrefixRegisters(bytes, origin: origin, stride: stride)
+                for seed: UInt32 in [0, 0x1234_5678] {
+                    var from = origin
+                    while from < bytes.count {
+                        for to in [from, from + 1, from + stride, from + 3 * stride + 5, bytes.count] where to <= bytes.count {
+                            let direct = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[from..<to]), seed: seed)
+                            #expect(CRC32C.checksum(of: bytes, from: from, to: to, seed: seed, prefix: prefix) == direct, "\(origin) \(stride) \(from)..<\(to)")
+                        }
+                        from += stride
+                    }
+                }
+                // Not on a boundary of the prefix: refused, not guessed.
+                #expect(CRC32C.checksum(of: bytes, from: origin + 1, to: origin + 10, seed: 0, prefix: prefix) == nil)
+            }
+        }
+    }
 }

@@ -173,4 +173,46 @@ struct PackedSegmentTests {
             #expect(perRecord <= 51.2)
         }
     }
+
+    @Test("the search past a walk's end finds what a check at every boundary finds, in one pass over crafted length claims")
+    func searchPastWalkEnd() {
+        let sector = 512
+        let h = header(segmentID: 7, signer: nil)
+        let seed = CRC32C.checksum(storeUUID + withUnsafeBytes(of: UInt64(7).littleEndian) { Array($0) })
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+        for round in 0..<40 {
+            var slot = (0..<(64 * sector)).map { _ in UInt8(truncatingIfNeeded: next()) }
+            // Every boundary claims a frame; a third claim the rest of the slot (the quadratic case).
+            var lengths: [Int] = []
+            for k in 0..<64 {
+                let o = k * sector
+                let length = next() % 3 == 0 ? 64 * sector - o : Int(next() % UInt64(64 * sector - o - 8)) + 8
+                var head: [UInt8] = Array("EF".utf8) + [0]
+                Varint.append(UInt64(length), to: &head)
+                slot.replaceSubrange(o..<(o + head.count), with: head)
+                lengths.append(length)
+            }
+            // Every other round one of them is sealed with a CRC that checks.
+            if round % 2 == 0 {
+                let k = Int(next() % 64)
+                let o = k * sector
+                let end = o + lengths[k] - 4
+                let crc = CRC32C.checksum(slot[o..<end], seed: seed)
+                withUnsafeBytes(of: crc.littleEndian) { slot.replaceSubrange(end..<(end + 4), with: $0) }
+            }
+            for start in [0, sector, 17 * sector] {
+                slot.withUnsafeBytes { s in
+                    var brute: Int?
+                    var o = start
+                    while o + sector <= s.count {
+                        if PackedSegmentReader.crcChecks(s, at: o, sectorSize: sector, header: h) != nil { brute = o; break }
+                        o += sector
+                    }
+                    if round % 2 == 0 && start == 0 { #expect(brute != nil, "round \(round): the sealed frame is found") }
+                    #expect(PackedSegmentReader.firstFrameWithCheckingCRC(s, from: start, sectorSize: sector, header: h) == brute, "round \(round) from \(start)")
+                }
+            }
+        }
+    }
 }

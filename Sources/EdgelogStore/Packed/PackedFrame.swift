@@ -318,15 +318,45 @@ public enum PackedSegmentReader {
     /// `header` (A.6), whatever its contents; nil otherwise. What a verifier looks for past the end
     /// of a walk: a frame written whole where the history says nothing was.
     public static func crcChecks(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader) -> Int? {
-        guard o >= 0, o + sectorSize <= slot.count, slot[o] == FrameLayout.magic[0], slot[o + 1] == FrameLayout.magic[1],
-              slot[o + 2] & ~(FrameLayout.deflateFlag | FrameLayout.stateFlag) == 0 else { return nil }
-        var c = ByteCursor(UnsafeRawBufferPointer(rebasing: slot[o..<slot.count]), offset: 3)
-        guard let v = try? c.varint(), v <= UInt64(slot.count - o), Int(v) >= c.offset + 4 + header.sigLen else { return nil }
-        let length = Int(v)
+        guard let length = claimedLength(slot, at: o, sectorSize: sectorSize, header: header) else { return nil }
         let seed = FrameLayout.crcSeed(storeUUID: header.storeUUID, segmentID: header.segmentID)
         let frame = UnsafeRawBufferPointer(rebasing: slot[o..<(o + length)])
         guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[0..<(length - 4)]), seed: seed) == frame.le(length - 4, as: UInt32.self) else { return nil }
         return length
+    }
+
+    /// The first sector boundary at or after `start` holding a frame whose CRC checks (`crcChecks`),
+    /// or nil. Linear in the slot however the frame_len claims overlap (one pass of prefix CRC
+    /// registers, CRC32CShift.swift), where trying `crcChecks` at every boundary would checksum up
+    /// to the whole slot per boundary of a crafted card.
+    public static func firstFrameWithCheckingCRC(_ slot: UnsafeRawBufferPointer, from start: Int, sectorSize: Int,
+                                                 header: PackedSegmentHeader) -> Int? {
+        guard start >= 0, sectorSize > 0 else { return nil }
+        var candidates: [(offset: Int, crcAt: Int)] = []
+        var o = start
+        while o + sectorSize <= slot.count {
+            if let length = claimedLength(slot, at: o, sectorSize: sectorSize, header: header) { candidates.append((o, o + length - 4)) }
+            o += sectorSize
+        }
+        guard !candidates.isEmpty else { return nil }
+        let prefix = CRC32C.PrefixRegisters(slot, origin: start, stride: sectorSize)
+        let seed = FrameLayout.crcSeed(storeUUID: header.storeUUID, segmentID: header.segmentID)
+        for c in candidates {
+            if let crc = CRC32C.checksum(of: slot, from: c.offset, to: c.crcAt, seed: seed, prefix: prefix), crc == slot.le(c.crcAt, as: UInt32.self) {
+                return c.offset
+            }
+        }
+        return nil
+    }
+
+    /// The frame_len at `o` when the magic, the flags and the length itself are well formed and the
+    /// frame ends inside the slot (A.6); nil otherwise.
+    private static func claimedLength(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader) -> Int? {
+        guard o >= 0, o + sectorSize <= slot.count, slot[o] == FrameLayout.magic[0], slot[o + 1] == FrameLayout.magic[1],
+              slot[o + 2] & ~(FrameLayout.deflateFlag | FrameLayout.stateFlag) == 0 else { return nil }
+        var c = ByteCursor(UnsafeRawBufferPointer(rebasing: slot[o..<slot.count]), offset: 3)
+        guard let v = try? c.varint(), v <= UInt64(slot.count - o), Int(v) >= c.offset + 4 + header.sigLen else { return nil }
+        return Int(v)
     }
 
     static func frame(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader, headerHash: [UInt8], seed: UInt32,
