@@ -209,6 +209,10 @@ struct ProcessKillPowerTests {
             if type == "incomplete" { incompletes += 1 }
             let unclean = type == "recovery" && payload["unclean_shutdown"] as? Bool == true
             if unclean { uncleanRecoveries += 1 }
+            if type == "recovery" {
+                #expect(payload["from_metadata"] as? [String] == ["unclean_shutdown", "metadata_slot", "generation"],
+                        "a recovery record names the facts it took from the unsealed metadata")
+            }
             if type == "boot", let before = previous {
                 let unexpected = payload["unexpected_reset"] as? Bool
                 if unexpected == true {

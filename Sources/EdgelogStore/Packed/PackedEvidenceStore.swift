@@ -155,6 +155,9 @@ public final class PackedEvidenceStore {
         json.add("torn", .bool(r.torn))
         json.add("refused_frame_id", r.refusedFrameID)
         json.add("tail_advanced", UInt64(r.tailsGivenUp))
+        // The first three repeat what the chosen metadata slot said, and the metadata is not sealed:
+        // the record names them, so that nobody reads them as facts the signature vouches for.
+        json.add("from_metadata", .words(["unclean_shutdown", "metadata_slot", "generation"]))
         items.append((.recovery, json))
         builder.pendingEvidence = items.map { (type: $0.0, json: $0.1) }
         reserveEvidence(builder, count: items.count + 2)
