@@ -314,21 +314,12 @@ public enum PackedSegmentReader {
         }
     }
 
-    /// The length of a frame at `o` whose magic, flags, frame_len and frame_crc check under
-    /// `header` (A.6), whatever its contents; nil otherwise. What a verifier looks for past the end
-    /// of a walk: a frame written whole where the history says nothing was.
-    public static func crcChecks(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader) -> Int? {
-        guard let length = claimedLength(slot, at: o, sectorSize: sectorSize, header: header) else { return nil }
-        let seed = FrameLayout.crcSeed(storeUUID: header.storeUUID, segmentID: header.segmentID)
-        let frame = UnsafeRawBufferPointer(rebasing: slot[o..<(o + length)])
-        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: frame[0..<(length - 4)]), seed: seed) == frame.le(length - 4, as: UInt32.self) else { return nil }
-        return length
-    }
-
-    /// The first sector boundary at or after `start` holding a frame whose CRC checks (`crcChecks`),
-    /// or nil. Linear in the slot however the frame_len claims overlap (one pass of prefix CRC
-    /// registers, CRC32CShift.swift), where trying `crcChecks` at every boundary would checksum up
-    /// to the whole slot per boundary of a crafted card.
+    /// The first sector boundary at or after `start` holding a frame whose magic, flags, frame_len
+    /// and frame_crc check under `header` (A.6), whatever its contents; nil otherwise. What a verifier
+    /// looks for past the end of a walk: a frame written whole where the history says nothing was.
+    /// Linear in the slot however the frame_len claims overlap (one pass of prefix CRC registers,
+    /// CRC32CShift.swift), where a CRC at every boundary would checksum up to the whole slot per
+    /// boundary of a crafted card.
     public static func firstFrameWithCheckingCRC(_ slot: UnsafeRawBufferPointer, from start: Int, sectorSize: Int,
                                                  header: PackedSegmentHeader) -> Int? {
         guard start >= 0, sectorSize > 0 else { return nil }
