@@ -157,6 +157,30 @@ struct RecordBlockTests {
         #expect(stored * 2 < raw)
     }
 
+    @Test("one compressor kept across frames of both sizes gives each frame the stream a fresh one gives")
+    func compressorReuse() throws {
+        var w = SensorWorkload(sources: 20, seed: 3)
+        var ctx = RecordBlockContext()
+        let kept = try #require(Deflate.Compressor())
+        var previous: [UInt8] = []
+        var levels: Set<Int32> = []
+        // Small and large blocks in turn, so that the kept stream changes level in both directions.
+        for frame in 0..<24 {
+            var rs: [PackedRecord] = []
+            for _ in 0..<(frame % 3 == 2 ? 12 : 1) { rs += w.nextSecond() }
+            let block = try encode(rs, &ctx)
+            let level = Deflate.level(forBlockOf: block.count)
+            levels.insert(level)
+            let reused = try #require(kept.compress(block, dictionary: previous, level: level))
+            let fresh = try #require(Deflate.compress(block, dictionary: previous, level: level))
+            #expect(reused == fresh, "frame \(frame), level \(level)")
+            let back = try reused.withUnsafeBytes { try Deflate.inflate($0, dictionary: previous, length: block.count) }
+            #expect(back == block)
+            previous = block
+        }
+        #expect(levels == [Deflate.defaultLevel, Deflate.largeBlockLevel])
+    }
+
     @Test("inflate refuses streams longer or shorter than stated, unterminated ones and bytes after the end")
     func inflateBounds() throws {
         let block = Array("{\"a\":1}{\"a\":2}{\"a\":3}".utf8)

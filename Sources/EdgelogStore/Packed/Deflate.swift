@@ -32,45 +32,91 @@ public enum InflateProblem: Error, Equatable, CustomStringConvertible, Sendable 
 }
 
 public enum Deflate {
-    /// Compression level 9: on frames of the usual load it keeps most frames inside one 512-byte
-    /// sector where level 6 needs two (DESIGN.md 13, PackedSegmentTests), for about the same time
-    /// on blocks this small (bench section 7).
+    /// Compression level 9 for record blocks up to 4 KiB: on frames of the usual load it keeps most
+    /// frames inside one 512-byte sector where level 6 needs two (DESIGN.md 13, PackedSegmentTests),
+    /// for about the same time on blocks this small (bench section 7).
     public static let defaultLevel: Int32 = 9
+    /// Level 1 above 4 KiB: a large block is a burst of records the commit should write at the
+    /// device's pace, and there level 6 costs about twice level 1's time for about a fifth fewer
+    /// bytes (DESIGN.md 13).
+    public static let largeBlockLevel: Int32 = 1
+    public static let largeBlock = 4096
     /// Window bits for a raw stream (no zlib header), 32 KiB window.
     static let rawWindowBits: Int32 = -15
+
+    /// The level the writer uses for a block of `count` bytes.
+    public static func level(forBlockOf count: Int) -> Int32 { count <= largeBlock ? defaultLevel : largeBlockLevel }
 
     /// Compresses `block` as one raw deflate stream with `dictionary` preset; nil when zlib fails
     /// (memory), in which case the writer stores the block as it is.
     public static func compress(_ block: [UInt8], dictionary: [UInt8], level: Int32 = defaultLevel) -> [UInt8]? {
-        var s = z_stream()
-        guard deflateInit2_(&s, level, Z_DEFLATED, rawWindowBits, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            return nil
-        }
-        defer { deflateEnd(&s) }
-        if !dictionary.isEmpty {
-            // zlib uses the last 32 KiB; passing only those keeps the call cheap.
-            let tail = dictionary.suffix(32 * 1024)
-            let ok = tail.withUnsafeBufferPointer { d in
-                deflateSetDictionary(&s, d.baseAddress, UInt32(d.count)) == Z_OK
-            }
-            guard ok else { return nil }
-        }
-        let bound = Int(deflateBound(&s, UInt(block.count)))
-        var out = [UInt8](repeating: 0, count: bound)
-        var input = block
-        let produced: Int? = input.withUnsafeMutableBufferPointer { inp in
-            out.withUnsafeMutableBufferPointer { o in
-                s.next_in = inp.baseAddress
-                s.avail_in = UInt32(inp.count)
-                s.next_out = o.baseAddress
-                s.avail_out = UInt32(o.count)
-                guard deflate(&s, Z_FINISH) == Z_STREAM_END else { return nil }
-                return o.count - Int(s.avail_out)
+        Compressor()?.compress(block, dictionary: dictionary, level: level)
+    }
+
+    /// One deflate stream kept from frame to frame: zlib's set-up (about 270 KiB allocated and its
+    /// hash table cleared) would otherwise cost more than compressing a small frame. Not for two
+    /// threads at once; each writer holds its own.
+    public final class Compressor {
+        // zlib keeps a pointer to the stream in its state and checks it: the stream must not move.
+        private let stream: UnsafeMutablePointer<z_stream>
+        private var currentLevel: Int32
+
+        /// nil when zlib cannot start (memory).
+        public init?() {
+            stream = .allocate(capacity: 1)
+            stream.initialize(to: z_stream())
+            currentLevel = Deflate.defaultLevel
+            guard deflateInit2_(stream, currentLevel, Z_DEFLATED, rawWindowBits, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+                                Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+                stream.deinitialize(count: 1)
+                stream.deallocate()
+                return nil
             }
         }
-        guard let produced else { return nil }
-        out.removeSubrange(produced...)
-        return out
+
+        deinit {
+            deflateEnd(stream)
+            stream.deinitialize(count: 1)
+            stream.deallocate()
+        }
+
+        /// As `Deflate.compress`: one raw stream of `block` after `dictionary`; nil when zlib fails.
+        public func compress(_ block: [UInt8], dictionary: [UInt8], level: Int32) -> [UInt8]? {
+            guard deflateReset(stream) == Z_OK else { return nil }
+            // Right after a reset no input is pending, so a new level takes effect at once.
+            if level != currentLevel {
+                guard deflateParams(stream, level, Z_DEFAULT_STRATEGY) == Z_OK else { return nil }
+                currentLevel = level
+            }
+            if !dictionary.isEmpty {
+                // zlib uses the last 32 KiB; passing only those keeps the call cheap.
+                let tail = dictionary.suffix(32 * 1024)
+                let ok = tail.withUnsafeBufferPointer { d in
+                    deflateSetDictionary(stream, d.baseAddress, UInt32(d.count)) == Z_OK
+                }
+                guard ok else { return nil }
+            }
+            let bound = Int(deflateBound(stream, UInt(block.count)))
+            var out = [UInt8](repeating: 0, count: bound)
+            let produced: Int? = block.withUnsafeBufferPointer { inp in
+                out.withUnsafeMutableBufferPointer { o in
+                    // zlib does not write through next_in; its type lacks the const.
+                    stream.pointee.next_in = UnsafeMutablePointer(mutating: inp.baseAddress)
+                    stream.pointee.avail_in = UInt32(inp.count)
+                    stream.pointee.next_out = o.baseAddress
+                    stream.pointee.avail_out = UInt32(o.count)
+                    defer {
+                        stream.pointee.next_in = nil
+                        stream.pointee.next_out = nil
+                    }
+                    guard deflate(stream, Z_FINISH) == Z_STREAM_END else { return nil }
+                    return o.count - Int(stream.pointee.avail_out)
+                }
+            }
+            guard let produced else { return nil }
+            out.removeSubrange(produced...)
+            return out
+        }
     }
 
     /// Inflates `stored` with `dictionary` preset to exactly `length` bytes.

@@ -174,10 +174,11 @@ public struct PackedSegmentWriter {
     private var context = RecordBlockContext()
     private var previousBlock: [UInt8] = []
     private let crcSeed: UInt32
-    /// The deflate level; nil: level 9 for blocks up to 4 KiB, where a few bytes decide whether a
-    /// frame takes one sector or two, and 6 above, where 9 costs half as much again for about 7 %
-    /// (bench section 7).
+    /// The deflate level; nil: `Deflate.level(forBlockOf:)`, 9 up to 4 KiB and 1 above.
     public var level: Int32?
+    /// Kept from frame to frame (zlib's set-up costs more than a small frame); nil when zlib could
+    /// not start, and then frames are stored.
+    private let compressor = Deflate.Compressor()
 
     public init(header: PackedSegmentHeader, sectorSize: Int, segmentSize: Int) {
         self.header = header
@@ -215,7 +216,7 @@ public struct PackedSegmentWriter {
         }
         var stored = block
         var flags: UInt8 = 0
-        if !block.isEmpty, let packed = Deflate.compress(block, dictionary: previousBlock, level: level ?? (block.count <= 4096 ? 9 : 6)),
+        if !block.isEmpty, let packed = compressor?.compress(block, dictionary: previousBlock, level: level ?? Deflate.level(forBlockOf: block.count)),
            packed.count < block.count {
             stored = packed
             flags |= FrameLayout.deflateFlag
