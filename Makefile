@@ -62,7 +62,8 @@ soak: build
 	HIL_CUTS=200 scripts/hil/power-cuts
 
 # libFuzzer with AddressSanitizer (GUIDE.md section 5): every decoder of untrusted bytes, each for
-# FUZZ_SECONDS, seeded from the crash workloads. A crash leaves its input in fuzz-artifacts/; copy it
+# FUZZ_SECONDS on a core of its own (FUZZ_JOBS at a time, default one per core), seeded from the
+# crash workloads. A crash leaves its input in fuzz-artifacts/; copy it
 # to fuzz/regressions/TARGET-NAME and the ordinary tests replay it from then on.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := json metadata segment image head verify fields devices board status frames packed packedstore
@@ -75,13 +76,7 @@ fuzz-build: build
 fuzz: fuzz-build
 	rm -rf .build-fuzz/corpus && mkdir -p fuzz-artifacts
 	$(DEBUG_BIN)/edgelog-fuzz seed-corpus .build-fuzz/corpus
-	@for t in $(FUZZ_TARGETS); do \
-		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-		EDGELOG_FUZZ_TARGET=$$t SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) \
-			-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=fuzz-artifacts/$$t- \
-			.build-fuzz/corpus/$$t 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|INFO: Running|==[0-9]+==ERROR|SUMMARY|FUZZ FAILURE)" ; \
-		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
-	done
+	scripts/fuzz-all $(FUZZ_BIN) .build-fuzz/corpus $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench: release
 	$(RELEASE_BIN)/edgelog-bench
