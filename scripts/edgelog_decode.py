@@ -2400,6 +2400,9 @@ class _SegmentWalker:
         self.state = header.initial_state()
         self.prev_hash = header.prev_hash
         self.index = 0
+        # A.6's block budget: the frames of a segment hold together at most
+        # 8 x segment_size bytes of record block (the slot is one segment).
+        self.budget_left = FRAME_BLOCK_BUDGET_PER_SEGMENT_BYTE * len(slot)
 
     def read_frame(self, pos: int) -> SegmentFrame:
         """The frame at slot offset `pos` (a sector boundary at or after
@@ -2451,6 +2454,10 @@ class _SegmentWalker:
             raise FrameStop("block_len", f"block_len {block_len} for {record_count} records "
                                          f"(at most {FRAME_BLOCK_LEN_MAX}, at least "
                                          f"{FRAME_MIN_RECORD_LEN} a record)")
+        if block_len > self.budget_left:
+            raise FrameStop("block_len", f"block_len {block_len} passes the segment's block "
+                                         f"budget ({self.budget_left} bytes left of "
+                                         f"{FRAME_BLOCK_BUDGET_PER_SEGMENT_BYTE} x the slot)")
         state_list: list[tuple[int, int]] = []
         new_state = self.state.copy()
         if flags & FRAME_FLAG_STATE:
@@ -2511,6 +2518,7 @@ class _SegmentWalker:
             statement=statement)
         self.state, self.prev_hash = new_state, frame_hash
         self.index += 1
+        self.budget_left -= block_len
         return frame
 
     @staticmethod
@@ -2536,6 +2544,7 @@ class _SegmentWalker:
 
 
 FRAME_BLOCK_LEN_MAX = 16 << 20   # A.6
+FRAME_BLOCK_BUDGET_PER_SEGMENT_BYTE = 8   # A.6: a segment's block_len sum <= 8 x segment_size
 FRAME_MIN_RECORD_LEN = 7
 
 

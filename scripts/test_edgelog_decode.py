@@ -3486,6 +3486,26 @@ def test_segment_frame_failure_ends_the_walk_there(second, reason):
         assert s6_ends(slot)[1:] == (512, reason)
 
 
+def test_segment_block_budget_is_checked_before_inflating():
+    """A.6: a segment's frames hold at most 8 x segment_size of record block
+    together. In a 4096-byte slot frame 0 takes 30 of the 32768; a frame 1
+    claiming one byte more than the rest ends the walk with block_len (before
+    anything inflates), one claiming exactly the rest is read on and fails to
+    inflate to it (block)."""
+    left = 8 * 4096 - 30
+    stored = deflate(F1_BLOCK, HAND_BLOCK)
+    slot, at = two_frames(s6_frame(stored, 2, left + 1, deflate_=True))
+    assert s6_ends(slot) == (1, at, "block_len")
+    assert "budget" in s6_walk(slot).end_detail
+    slot, at = two_frames(s6_frame(stored, 2, left, deflate_=True))
+    assert s6_ends(slot) == (1, at, "block")
+    # In a slot twice the size the budget doubles, and the same claim is read on.
+    header = s6_header(s6_hdr())
+    slot, offsets = s6_slot(header, [s6_frame(HAND_BLOCK, 2, 30),
+                                     s6_frame(stored, 2, left + 1, deflate_=True)], size=8192)
+    assert s6_ends(slot) == (1, offsets[1], "block")
+
+
 def test_segment_good_second_frame_of_the_failure_table_passes():
     """The good frame each failing case above was made from."""
     slot, at = two_frames(s6_frame(deflate(F1_BLOCK, HAND_BLOCK), 2, len(F1_BLOCK),

@@ -59,6 +59,55 @@ private func buildSlot(segmentID: UInt64, frames: Int, signer: FileSigner?, slot
 
 @Suite("Format 6 segments and frames")
 struct PackedSegmentTests {
+    @Test("a segment's frames hold at most 8 × segment_size of record block: the writer calls the segment full there, and a walk stops at a frame past it")
+    func blockBudget() throws {
+        let size = 16 * 1024
+        let budget = 8 * size
+        var writer = PackedSegmentWriter(header: header(segmentID: 4, signer: nil), sectorSize: 512, segmentSize: size)
+        var slot = [UInt8](repeating: 0, count: size)
+        // The same 1000-byte reading again and again deflates far more than eight times.
+        let payload = Array(String(repeating: "{\"level\":7}", count: 90).utf8)
+        var blocks: [Int] = []
+        var full: (need: Int, left: Int)?
+        var seq: UInt64 = 0
+        while full == nil {
+            var rs: [PackedRecord] = []
+            for _ in 0..<20 {
+                seq += 1
+                rs.append(PackedRecord(rawType: 1, source: "tank", seq: seq, mono: seq,
+                                       time: CaptureTime(wallNs: Int64(seq) * 1_000_000_000, bootNs: Int64(seq) * 1_000_000_000),
+                                       bootSeq: 1, payload: payload))
+            }
+            let before = writer.blockBytes
+            do throws(PackedWriteProblem) {
+                let (offset, bytes) = try writer.append(rs)
+                slot.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
+                blocks.append(writer.blockBytes - before)
+            } catch {
+                guard case .segmentFull(let need, let left) = error else { throw error }
+                full = (need, left)
+            }
+        }
+        // Full by the budget with most of the slot still free.
+        #expect(full?.left == budget - writer.blockBytes && (full?.need ?? 0) > (full?.left ?? 0), "\(String(describing: full))")
+        #expect(writer.nextOffset < size / 2, "the slot holds \(writer.nextOffset) bytes")
+        #expect(writer.blockBytes <= budget && writer.blockBytes + blocks[0] > budget)
+        let walk = try slot.withUnsafeBytes { try PackedSegmentReader.walk($0, sectorSize: 512, storeUUID: storeUUID) }
+        #expect(walk.frames.count == blocks.count)
+        #expect(walk.end == .blank)
+        // The same frames read in a slot half the size (a budget half as large) stop where the
+        // budget runs out, before the frame past it inflates.
+        let half = try slot.withUnsafeBytes { try PackedSegmentReader.walk(UnsafeRawBufferPointer(rebasing: $0[0..<(size / 2)]), sectorSize: 512, storeUUID: storeUUID) }
+        var sum = 0, fit = 0
+        while fit < blocks.count, sum + blocks[fit] <= budget / 2 { sum += blocks[fit]; fit += 1 }
+        #expect(half.frames.count == fit)
+        guard case .badBlockLength(let why) = half.end else {
+            Issue.record("the walk ended with \(half.end)")
+            return
+        }
+        #expect(why.contains("budget"))
+    }
+
     @Test("the walk reads back every frame: records, state, chain and signatures; it ends at the first blank sector")
     func roundTrip() throws {
         let signer = FileSigner(key: .ed25519(.init()), epoch: 3)

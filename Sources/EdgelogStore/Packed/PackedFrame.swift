@@ -121,6 +121,10 @@ enum FrameLayout {
     static let minRecordLength = 7
     static let maxStateEntries = 6
 
+    /// A.6's block budget: the record block bytes a segment's frames hold together (what a reader
+    /// that keeps a segment's records may have to hold, however well a crafted slot deflates).
+    static func blockBudget(segmentSize: Int) -> Int { 8 * segmentSize }
+
     /// frame_crc's seed: the store and the segment (A.6).
     static func crcSeed(storeUUID: [UInt8], segmentID: UInt64) -> UInt32 {
         var seed = Array(storeUUID.prefix(16))
@@ -171,6 +175,8 @@ public struct PackedSegmentWriter {
     /// The last frame's statement (A.7) and signature: its seal, for acknowledgements and anchors.
     public private(set) var lastStatement: [UInt8] = []
     public private(set) var lastSignature: [UInt8] = []
+    /// The record block bytes of the frames appended so far, against A.6's block budget.
+    public private(set) var blockBytes = 0
     private var context = RecordBlockContext()
     private var previousBlock: [UInt8] = []
     private let crcSeed: UInt32
@@ -207,6 +213,11 @@ public struct PackedSegmentWriter {
         // What a reader accepts (FORMAT.md A.6): a frame beyond it would be acknowledged and never read.
         guard block.count <= FrameLayout.maxBlockLength, records.count <= Int(UInt32.max) else {
             throw .overflow("block_len")
+        }
+        // Past the block budget the segment is full, however much of its slot is left (A.6).
+        let budget = FrameLayout.blockBudget(segmentSize: segmentSize)
+        guard block.count <= budget - blockBytes else {
+            throw .segmentFull(need: block.count, left: budget - blockBytes)
         }
         var after = state
         if let what = FrameLayout.advance(&after, records: records) { throw .overflow(what) }
@@ -267,6 +278,7 @@ public struct PackedSegmentWriter {
         lastSignature = signature
         context = ctx
         previousBlock = block
+        blockBytes += block.count
         prevHash = frameHash
         state = after
         frames += 1
@@ -298,12 +310,14 @@ public enum PackedSegmentReader {
         var previousBlock: [UInt8] = []
         var prevHash = header.prevHash
         var state = header.state
+        var budgetLeft = FrameLayout.blockBudget(segmentSize: slot.count)
         while true {
             walk.endOffset = offset
             do {
                 let info = try frame(slot, at: offset, sectorSize: sectorSize, header: header, headerHash: headerHash, seed: seed,
                                      index: walk.frames.count, context: &ctx, previousBlock: &previousBlock,
-                                     prevHash: prevHash, state: state, keepRecords: keepRecords)
+                                     prevHash: prevHash, state: state, blockBudgetLeft: budgetLeft, keepRecords: keepRecords)
+                budgetLeft -= info.blockLength
                 walk.frames.append(info)
                 prevHash = info.frameHash
                 state = info.stateAfter
@@ -353,7 +367,7 @@ public enum PackedSegmentReader {
 
     static func frame(_ slot: UnsafeRawBufferPointer, at o: Int, sectorSize: Int, header: PackedSegmentHeader, headerHash: [UInt8], seed: UInt32,
                       index: Int, context: inout RecordBlockContext, previousBlock: inout [UInt8], prevHash: [UInt8],
-                      state: PackedState, keepRecords: Bool) throws(PackedProblem) -> PackedFrameInfo {
+                      state: PackedState, blockBudgetLeft: Int, keepRecords: Bool) throws(PackedProblem) -> PackedFrameInfo {
         guard o + sectorSize <= slot.count else { throw .slotEnd }
         guard slot[o] == FrameLayout.magic[0], slot[o + 1] == FrameLayout.magic[1] else {
             throw UnsafeRawBufferPointer(rebasing: slot[o..<(o + sectorSize)]).allSatisfy({ $0 == 0 }) ? .blank : .badMagic
@@ -385,6 +399,10 @@ public enum PackedSegmentReader {
             do { bl = try c.varint() } catch { throw PackedProblem.badBlockLength("\(error)") }
             guard bl <= UInt64(FrameLayout.maxBlockLength), rc <= bl / UInt64(FrameLayout.minRecordLength) else {
                 throw PackedProblem.badBlockLength("record_count \(rc), block_len \(bl)")
+            }
+            // Checked before anything inflates: the budget bounds what a crafted slot costs a reader.
+            guard bl <= UInt64(max(0, blockBudgetLeft)) else {
+                throw PackedProblem.badBlockLength("block_len \(bl) passes the segment's block budget (\(max(0, blockBudgetLeft)) bytes left)")
             }
             recordCount = Int(rc)
             blockLength = Int(bl)
