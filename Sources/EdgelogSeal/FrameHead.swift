@@ -122,11 +122,16 @@ public struct FrameHead: Equatable, Sendable {
 }
 
 extension FrameHead {
-    /// True when the store's head frame holds a key_rotation record endorsing `keyID` (how an
-    /// interrupted `keys rotate` tells whether its record was committed, FORMAT.md A.11).
-    public static func endorses(keyID: [UInt8], device: BlockDevice) -> Bool {
-        guard let history = try? PackedHistory.analyze(device: device), history.headFrameID > 0,
-              let head = history.frame(device: device, id: history.headFrameID) else { return false }
+    /// True when the last frame `signer` signed holds a key_rotation record endorsing `keyID` (how
+    /// an interrupted `keys rotate` tells whether its record was committed, FORMAT.md A.11). Only
+    /// frames the signer's own key signed count: bytes written without the key cannot make a
+    /// rotation look finished, or unfinished.
+    public static func endorses(keyID: [UInt8], device: BlockDevice, signer: FileSigner) -> Bool {
+        let identity = PackedLog.PackedIdentity(deviceID: [UInt8](repeating: 0, count: 16), signer: signer)
+        guard let history = try? PackedHistory.analyze(device: device, adopts: PackedLog.adoption(identity)), history.headFrameID > 0,
+              let head = history.frame(device: device, id: history.headFrameID),
+              head.header.keyID == signer.keyID, head.header.keyEpoch == signer.keyEpoch, head.header.sigAlg == signer.algorithm,
+              signer.verifies(head.frame.signature, of: head.frame.statement) else { return false }
         return head.frame.records.contains { record in
             record.type == .keyRotation && record.source == SourceName.engine
                 && (try? FlatJSON.parse(record.payload))?.string("new_key_id").flatMap(Hex.decode) == keyID

@@ -116,7 +116,9 @@ struct KeysRotate: ParsableCommand {
                 let info = try pending.readInfo()
                 let target: FileBlockDevice
                 do { target = try FileBlockDevice(path: device, readOnly: true, direct: false) } catch { throw Exit.fail(error) }
-                let endorsed = PackedStoreProbe.isPacked(target) ? FrameHead.endorses(keyID: info.keyID, device: target)
+                // Until the rotation finishes, the key directory's current key is the old one.
+                let old = try dir.loadSigner(duringRotation: true)
+                let endorsed = PackedStoreProbe.isPacked(target) ? FrameHead.endorses(keyID: info.keyID, device: target, signer: old)
                     : StoreHead.endorses(keyID: info.keyID, device: target)
                 if endorsed {
                     try finish(dir: dir, pendingInfo: info, note: "finished an interrupted rotation")
@@ -136,7 +138,8 @@ struct KeysRotate: ParsableCommand {
 
             let target: FileBlockDevice
             do { target = try FileBlockDevice(path: device) } catch { throw Exit.fail(error) }
-            let session = try WriterSession.start(keyDir: nil, anchorPath: anchor, signer: current, warn: { Exit.say($0) })
+            // The key directory names the keys this one was rotated from: the head may be signed by one.
+            let session = try WriterSession.start(keyDir: keyDir, anchorPath: anchor, signer: current, warn: { Exit.say($0) })
             // The rotation record's time quality uses the default bounds (as ingest without options).
             // A format 5 store is refused by name (this edgelog appends only to format 6).
             let store: PackedEvidenceStore

@@ -14,16 +14,19 @@ struct Outcome {
     var err: String
 }
 
-/// Runs `edgelog args...` with `input` on stdin; waits for it to exit.
+/// Runs `edgelog args...` with `input` on stdin (and `environment` added to the test's); waits for it to exit.
 @discardableResult
-func edgelog(_ args: [String], input: String = "") throws -> Outcome {
-    try runProcess(Binary.edgelog, args, input: input)
+func edgelog(_ args: [String], input: String = "", environment: [String: String] = [:]) throws -> Outcome {
+    try runProcess(Binary.edgelog, args, input: input, environment: environment)
 }
 
-func runProcess(_ executable: String, _ args: [String], input: String = "") throws -> Outcome {
+func runProcess(_ executable: String, _ args: [String], input: String = "", environment: [String: String] = [:]) throws -> Outcome {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = args
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
     process.standardInput = stdin
     process.standardOutput = stdout

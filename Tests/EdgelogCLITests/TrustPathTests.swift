@@ -160,6 +160,42 @@ struct TrustPathTests {
         #expect(try edgelog(["inspect", "--device", plain, "--json"]).out.contains("\"signed\":false"))
     }
 
+    @Test("keys rotate killed between its frame and the metadata write: running it again finishes it, the new key continues from the rotation frame, and the first key alone verifies the store")
+    func rotationCutBeforeMetadata() throws {
+        let s = try Scratch()
+        let keys = s.path("keys"), store = s.path("store.img")
+        #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
+        let first = s.path("first.pub.pem")
+        try FileManager.default.copyItem(atPath: keys + "/signing-key.pub.pem", toPath: first)
+        #expect(try edgelog(["format", "--device", store, "--size", "1M", "--segment-size", "8K"]).code == 0)
+        #expect(try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":1}\n").code == 0)
+        // Two rotations, each killed right after its frame is durable. The first one's frame opens
+        // its session's segment, so the metadata is written with it; the second session starts on
+        // a store left open, its first frame says what recovery found, and its rotation frame
+        // follows in the same segment: the kill leaves the metadata naming the frame before it.
+        for epoch in [2, 3] {
+            let killed = try edgelog(["keys", "rotate", "--key-dir", keys, "--device", store],
+                                     environment: ["EDGELOG_KILL_AT": "rotation.frame_written"])
+            #expect(killed.code == SIGKILL, "exit \(killed.code): \(killed.err)")
+            #expect(FileManager.default.fileExists(atPath: keys + "/pending"))
+            // Nothing signs while the rotation is unfinished.
+            let refused = try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":2}\n")
+            #expect(refused.code != 0 && refused.err.contains("keys rotate"), "\(refused.err)")
+            let finished = try edgelog(["keys", "rotate", "--key-dir", keys, "--device", store, "--json"])
+            #expect(finished.code == 0 && finished.out.contains("finished an interrupted rotation"), "\(finished.out) \(finished.err)")
+            #expect(finished.out.contains("\"key_epoch\":\(epoch)"), "\(finished.out)")
+        }
+        let ingested = try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":3}\n")
+        #expect(ingested.code == 0, "\(ingested.err)")
+        let verdict = try edgelog(["verify", "--device", store, "--trust", first, "--json"])
+        #expect(verdict.code == 0, "\(verdict.out)")
+        #expect(verdict.out.contains("\"key_epoch\":3"))
+        let records = jsonLines(try edgelog(["export", "--device", store]).out)
+        let data = records.filter { $0["type"] as? String == "data" }.compactMap { ($0["payload"] as? [String: Any])?["a"] as? Int }
+        #expect(data == [1, 3], "\(records)")
+        #expect(records.filter { $0["type"] as? String == "key_rotation" }.count == 2)
+    }
+
     @Test("edgelog run: the configured key directory signs, a missing file store is created, bad settings name their line")
     func runWithConfiguration() throws {
         let s = try Scratch()

@@ -219,7 +219,7 @@ struct PackedLogTests {
 @Suite("Format 6 recovery and keys")
 struct PackedLogKeyTests {
 
-    @Test("a signing writer adopts past the metadata's head only frames its own key signed")
+    @Test("a signing writer adopts past the metadata's head only frames its own key, or the key it succeeds, signed")
     func adoptsOwnFramesOnly() throws {
         let key = FileSigner(key: .ed25519(.init()), epoch: 1)
         let other = FileSigner(key: .ed25519(.init()), epoch: 1)
@@ -241,19 +241,26 @@ struct PackedLogKeyTests {
 
         // Another key refuses a head it cannot verify (nothing written)...
         #expect(throws: PackedLogError.headUnverified(1)) { _ = try PackedLog(device: MemoryBlockDevice(image: image), identity: signed(other), clock: { 0 }) }
-        // ...unless it succeeds that key (a rotation): then it adopts none of the old key's frames
-        // past the metadata's head (a rotation writes the metadata right after its frame).
-        var successor = signed(other)
-        successor.trustsHead = { frame, header in header.keyID == key.keyID && key.verifies(frame.signature, of: frame.statement) }
-        let stranger = try PackedLog(device: MemoryBlockDevice(image: image), identity: successor, clock: { 0 })
+        // ...and adopts none of the frames past it when it trusts the head frame alone.
+        var headOnly = signed(other)
+        headOnly.trustsHead = { frame, header in header.keyID == key.keyID && frame.frameID == 1 && key.verifies(frame.signature, of: frame.statement) }
+        let stranger = try PackedLog(device: MemoryBlockDevice(image: image), identity: headOnly, clock: { 0 })
         #expect(stranger.recovery.framesAdopted == 0)
         #expect(stranger.recovery.refusedFrameID == 2)
         #expect(stranger.metadata.headFrameID == 1)
 
-        // It continues from frame 1 in a new segment: frames 2 to 5 of the first segment are past
-        // the point the history chains on, so no reader shows them (FORMAT.md A.9 step 3).
+        // A key that succeeds the old one (a rotation) adopts the old key's frames past the head:
+        // a `keys rotate` cut before its metadata write leaves its frame there (FORMAT.md A.9).
+        var successor = signed(other)
+        successor.trustsHead = { frame, header in header.keyID == key.keyID && key.verifies(frame.signature, of: frame.statement) }
+        let heir = try PackedLog(device: MemoryBlockDevice(image: image), identity: successor, clock: { 0 })
+        #expect(heir.recovery.framesAdopted == 4 && heir.recovery.refusedFrameID == nil)
+        #expect(heir.metadata.headFrameID == 5)
+
+        // The head-only writer continues from frame 1 in a new segment: frames 2 to 5 of the first
+        // segment are past the point the history chains on, so no reader shows them (A.9 step 3).
         let forkDevice = MemoryBlockDevice(image: image)
-        let fork = try PackedLog(device: forkDevice, identity: successor, clock: { 0 })
+        let fork = try PackedLog(device: forkDevice, identity: headOnly, clock: { 0 })
         var more = FrameSource(seed: 40)
         for _ in 0..<2 { try fork.append(more.next(2)) }
         let shown = try committed(forkDevice)
@@ -266,6 +273,14 @@ struct PackedLogKeyTests {
         let py = try run("/usr/bin/env", ["python3", decoder, "--packed-store", path])
         let frameLines = String(decoding: py.out, as: UTF8.self).split(separator: "\n").filter { $0.contains("\"kind\":\"frame\"") }
         #expect(frameLines.count == 3, "\(frameLines)")
+
+        // The successor continues from frame 5: the old key's frames stay in the history.
+        let heirDevice = MemoryBlockDevice(image: image)
+        let continued = try PackedLog(device: heirDevice, identity: successor, clock: { 0 })
+        for _ in 0..<2 { try continued.append(more.next(2)) }
+        let kept = try committed(heirDevice)
+        #expect(kept.map(\.frameID) == Array(1...7))
+        #expect(kept.map(\.segmentID) == [1, 1, 1, 1, 1, 2, 2])
 
         // Without a key there is nothing to check with: frames are adopted by CRC, hash and chain.
         let unsigned = try PackedLog(device: MemoryBlockDevice(image: image), identity: identity(), clock: { 0 })

@@ -65,9 +65,11 @@ public struct KeyDirectory {
         return Info(algorithm: algorithm, epoch: UInt32(epoch), keyID: keyID)
     }
 
-    /// Loads the signing key, refusing a private key file others can read.
-    public func loadSigner() throws(TrustError) -> FileSigner {
-        if LocalFile.exists(pendingPath) { throw .pendingRotation(path) }
+    /// Loads the signing key, refusing a private key file others can read, and refusing to sign
+    /// while a rotation is unfinished unless `duringRotation` (`keys rotate` finishing one: the
+    /// current key is then the old key, which only checks what the store holds).
+    public func loadSigner(duringRotation: Bool = false) throws(TrustError) -> FileSigner {
+        if !duringRotation && LocalFile.exists(pendingPath) { throw .pendingRotation(path) }
         let info = try readInfo()
         let secret = secretPath(for: info.algorithm)
         let file: (bytes: [UInt8], mode: UInt32)

@@ -201,6 +201,7 @@ public final class PackedEvidenceStore {
         reserveEvidence(builder, count: 3)
         let receipt = try commit(builder)
         if type == .keyRotation {
+            KillPoint.reach("rotation.frame_written")
             do { try log.checkpoint(clean: false) } catch { throw Self.storeError(error, device: device) }
             log.endSegment()
         }

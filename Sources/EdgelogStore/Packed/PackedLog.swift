@@ -430,8 +430,12 @@ public final class PackedLog {
     public static func adoption(_ identity: PackedIdentity) -> ((PackedFrameInfo, PackedSegmentHeader) -> Bool)? {
         identity.verify.map { verify in
             { frame, header in
-                header.keyID == identity.keyID && header.keyEpoch == identity.keyEpoch && header.sigAlg == identity.sigAlg
-                    && verify(frame.signature, frame.statement)
+                // The writer's own key, or the key it succeeds (trustsHead): a `keys rotate` cut
+                // after its frame and before the metadata write leaves the old key's rotation frame
+                // past the metadata's head, and the new key must continue from it, not beside it.
+                (header.keyID == identity.keyID && header.keyEpoch == identity.keyEpoch && header.sigAlg == identity.sigAlg
+                    && verify(frame.signature, frame.statement))
+                    || identity.trustsHead?(frame, header) == true
             }
         }
     }
