@@ -122,16 +122,21 @@ public struct FrameHead: Equatable, Sendable {
 }
 
 extension FrameHead {
-    /// True when the last frame `signer` signed holds a key_rotation record endorsing `keyID` (how
-    /// an interrupted `keys rotate` tells whether its record was committed, FORMAT.md A.11). Only
-    /// frames the signer's own key signed count: bytes written without the key cannot make a
-    /// rotation look finished, or unfinished.
-    public static func endorses(keyID: [UInt8], device: BlockDevice, signer: FileSigner) -> Bool {
-        let identity = PackedLog.PackedIdentity(deviceID: [UInt8](repeating: 0, count: 16), signer: signer)
+    /// True when the last frame the old key (`oldKey` at `oldEpoch`) signed holds a key_rotation
+    /// record endorsing `keyID` (how an interrupted `keys rotate` tells whether its record was
+    /// committed, FORMAT.md A.11). Only frames that key signed count: bytes written without it
+    /// cannot make a rotation look finished. (Damage to the rotation frame can make it look
+    /// unfinished; the pending key is then set aside and that frame's endorsement is never used.)
+    public static func endorses(keyID: [UInt8], device: BlockDevice, oldKey: TrustedKey, oldEpoch: UInt32) -> Bool {
+        var identity = PackedLog.PackedIdentity(deviceID: [UInt8](repeating: 0, count: 16))
+        identity.keyID = oldKey.keyID
+        identity.keyEpoch = oldEpoch
+        identity.sigAlg = oldKey.algorithm
+        identity.verify = { signature, message in oldKey.verifies(signature, of: message) }
         guard let history = try? PackedHistory.analyze(device: device, adopts: PackedLog.adoption(identity)), history.headFrameID > 0,
               let head = history.frame(device: device, id: history.headFrameID),
-              head.header.keyID == signer.keyID, head.header.keyEpoch == signer.keyEpoch, head.header.sigAlg == signer.algorithm,
-              signer.verifies(head.frame.signature, of: head.frame.statement) else { return false }
+              head.header.keyID == oldKey.keyID, head.header.keyEpoch == oldEpoch, head.header.sigAlg == oldKey.algorithm,
+              oldKey.verifies(head.frame.signature, of: head.frame.statement) else { return false }
         return head.frame.records.contains { record in
             record.type == .keyRotation && record.source == SourceName.engine
                 && (try? FlatJSON.parse(record.payload))?.string("new_key_id").flatMap(Hex.decode) == keyID

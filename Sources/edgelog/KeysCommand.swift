@@ -116,10 +116,17 @@ struct KeysRotate: ParsableCommand {
                 let info = try pending.readInfo()
                 let target: FileBlockDevice
                 do { target = try FileBlockDevice(path: device, readOnly: true, direct: false) } catch { throw Exit.fail(error) }
-                // Until the rotation finishes, the key directory's current key is the old one.
-                let old = try dir.loadSigner(duringRotation: true)
-                let endorsed = PackedStoreProbe.isPacked(target) ? FrameHead.endorses(keyID: info.keyID, device: target, signer: old)
-                    : StoreHead.endorses(keyID: info.keyID, device: target)
+                let endorsed: Bool
+                if PackedStoreProbe.isPacked(target) {
+                    // Only a frame the old key signed can say the rotation landed. A cut inside
+                    // finish() may have moved the old key's files to retired/ already: look there too.
+                    guard info.epoch > 1, let old = dir.trustedKey(epoch: info.epoch - 1) else {
+                        throw TrustError.key(.malformed(what: dir.path, why: "the key of epoch \(info.epoch &- 1), which pending/ succeeds, is neither current nor in retired/: the rotation cannot be checked against the store"))
+                    }
+                    endorsed = FrameHead.endorses(keyID: info.keyID, device: target, oldKey: old, oldEpoch: info.epoch - 1)
+                } else {
+                    endorsed = StoreHead.endorses(keyID: info.keyID, device: target)
+                }
                 if endorsed {
                     try finish(dir: dir, pendingInfo: info, note: "finished an interrupted rotation")
                     return
@@ -195,6 +202,7 @@ struct KeysRotate: ParsableCommand {
                     try LocalFile.rename(from, to: "\(retired)/epoch-\(old.epoch)-\(name)")
                 }
             }
+            KillPoint.reach("rotation.old_key_retired")
             for (from, to) in [(pending.secretPath(for: pendingInfo.algorithm), dir.secretPath(for: pendingInfo.algorithm)),
                                (pending.publicPath, dir.publicPath)] where LocalFile.exists(from) {
                 try LocalFile.rename(from, to: to)

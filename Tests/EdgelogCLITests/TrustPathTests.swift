@@ -160,7 +160,7 @@ struct TrustPathTests {
         #expect(try edgelog(["inspect", "--device", plain, "--json"]).out.contains("\"signed\":false"))
     }
 
-    @Test("keys rotate killed between its frame and the metadata write: running it again finishes it, the new key continues from the rotation frame, and the first key alone verifies the store")
+    @Test("keys rotate killed between its frame and the metadata write, or while it moves the key files: running it again finishes it, the new key continues from the rotation frame, and the first key alone verifies the store")
     func rotationCutBeforeMetadata() throws {
         let s = try Scratch()
         let keys = s.path("keys"), store = s.path("store.img")
@@ -185,15 +185,24 @@ struct TrustPathTests {
             #expect(finished.code == 0 && finished.out.contains("finished an interrupted rotation"), "\(finished.out) \(finished.err)")
             #expect(finished.out.contains("\"key_epoch\":\(epoch)"), "\(finished.out)")
         }
+        // A third one cut inside its last step: the old key's files are in retired/ already, the
+        // new key's still in pending/. Run again, it checks the store with the retired key.
+        let cut = try edgelog(["keys", "rotate", "--key-dir", keys, "--device", store],
+                              environment: ["EDGELOG_KILL_AT": "rotation.old_key_retired"])
+        #expect(cut.code == SIGKILL, "exit \(cut.code): \(cut.err)")
+        #expect(!FileManager.default.fileExists(atPath: keys + "/key.json") && FileManager.default.fileExists(atPath: keys + "/pending/key.json"))
+        let again = try edgelog(["keys", "rotate", "--key-dir", keys, "--device", store, "--json"])
+        #expect(again.code == 0 && again.out.contains("finished an interrupted rotation") && again.out.contains("\"key_epoch\":4"), "\(again.out) \(again.err)")
+
         let ingested = try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":3}\n")
         #expect(ingested.code == 0, "\(ingested.err)")
         let verdict = try edgelog(["verify", "--device", store, "--trust", first, "--json"])
         #expect(verdict.code == 0, "\(verdict.out)")
-        #expect(verdict.out.contains("\"key_epoch\":3"))
+        #expect(verdict.out.contains("\"key_epoch\":4"))
         let records = jsonLines(try edgelog(["export", "--device", store]).out)
         let data = records.filter { $0["type"] as? String == "data" }.compactMap { ($0["payload"] as? [String: Any])?["a"] as? Int }
         #expect(data == [1, 3], "\(records)")
-        #expect(records.filter { $0["type"] as? String == "key_rotation" }.count == 2)
+        #expect(records.filter { $0["type"] as? String == "key_rotation" }.count == 3)
     }
 
     @Test("edgelog run: the configured key directory signs, a missing file store is created, bad settings name their line")

@@ -238,10 +238,11 @@ struct PackedTrustPathTests {
         try s.session(commits: 2) { store in
             _ = try store.commitEvidence(.keyRotation, record)
         }
-        #expect(FrameHead.endorses(keyID: next.trusted.keyID, device: s.device, signer: s.signer))
+        #expect(FrameHead.endorses(keyID: next.trusted.keyID, device: s.device, oldKey: s.trusted, oldEpoch: 1))
         let newSigner = FileSigner(key: next, epoch: 2)
-        // Only a frame the old key signed can tell: checked with another key, nothing endorses.
-        #expect(!FrameHead.endorses(keyID: next.trusted.keyID, device: s.device, signer: newSigner))
+        // Only a frame the old key signed can tell: checked with another key or epoch, nothing endorses.
+        #expect(!FrameHead.endorses(keyID: next.trusted.keyID, device: s.device, oldKey: next.trusted, oldEpoch: 1))
+        #expect(!FrameHead.endorses(keyID: next.trusted.keyID, device: s.device, oldKey: s.trusted, oldEpoch: 2))
         var newIdentity = SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: newSigner)
         // Without the old key the new one refuses the head the old key signed.
         #expect(throws: StoreError.self) {

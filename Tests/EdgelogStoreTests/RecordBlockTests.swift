@@ -172,8 +172,14 @@ struct RecordBlockTests {
             let level = Deflate.level(forBlockOf: block.count)
             levels.insert(level)
             let reused = try #require(kept.compress(block, dictionary: previous, level: level))
+            // A stream set up at this level (no level change on it), used once.
             let fresh = try #require(Deflate.compress(block, dictionary: previous, level: level))
             #expect(reused == fresh, "frame \(frame), level \(level)")
+            if level == Deflate.largeBlockLevel {
+                // The level really changes: the other level gives other bytes for the same block.
+                let other = try #require(kept.compress(block, dictionary: previous, level: Deflate.defaultLevel))
+                #expect(other != reused && other.count < reused.count, "frame \(frame): \(other.count) bytes at 9, \(reused.count) at 1")
+            }
             let back = try reused.withUnsafeBytes { try Deflate.inflate($0, dictionary: previous, length: block.count) }
             #expect(back == block)
             previous = block

@@ -65,11 +65,9 @@ public struct KeyDirectory {
         return Info(algorithm: algorithm, epoch: UInt32(epoch), keyID: keyID)
     }
 
-    /// Loads the signing key, refusing a private key file others can read, and refusing to sign
-    /// while a rotation is unfinished unless `duringRotation` (`keys rotate` finishing one: the
-    /// current key is then the old key, which only checks what the store holds).
-    public func loadSigner(duringRotation: Bool = false) throws(TrustError) -> FileSigner {
-        if !duringRotation && LocalFile.exists(pendingPath) { throw .pendingRotation(path) }
+    /// Loads the signing key, refusing a private key file others can read.
+    public func loadSigner() throws(TrustError) -> FileSigner {
+        if LocalFile.exists(pendingPath) { throw .pendingRotation(path) }
         let info = try readInfo()
         let secret = secretPath(for: info.algorithm)
         let file: (bytes: [UInt8], mode: UInt32)
@@ -99,6 +97,20 @@ public struct KeyDirectory {
             }
         }
         return out
+    }
+
+    /// The checking key of `epoch`: the current one when key.json names that epoch and its file is
+    /// still in place, else the retired one; nil when neither is there. What an interrupted
+    /// `keys rotate` checks the store with, wherever its cut left the old key's files.
+    public func trustedKey(epoch: UInt32) -> TrustedKey? {
+        if let info = try? readInfo(), info.epoch == epoch {
+            let file = info.algorithm == .hmacSHA256 ? hmacPath : publicPath
+            if let bytes = try? LocalFile.read(file, limit: 64 << 10).bytes,
+               let key = try? TrustedKey.parse(String(decoding: bytes, as: UTF8.self), what: file), key.keyID == info.keyID {
+                return key
+            }
+        }
+        return retiredKeys(below: epoch &+ 1).first { $0.epoch == epoch }?.key
     }
 
     /// Writes a key's files into `directory` (the key directory itself or its pending/ folder).

@@ -39,7 +39,9 @@ public final class WriterSession: @unchecked Sendable {
         var identity = SealIdentity(deviceID: [UInt8](repeating: 0, count: 16), fwVerHash: fw, signer: signer)
         if let keyDir, let epoch = signer?.keyEpoch {
             // After a rotation the head is the old key's last frame: the writer continues from it.
-            let retired = KeyDirectory(path: keyDir).retiredKeys(below: epoch)
+            // Only the key this one directly succeeds (epoch - 1): an older retired key has no
+            // frame the chain could need, and trusting it would only widen what a leaked one signs.
+            let retired = KeyDirectory(path: keyDir).retiredKeys(below: epoch).filter { $0.epoch &+ 1 == epoch }
             if !retired.isEmpty {
                 identity.predecessorVerifies = { keyID, keyEpoch, alg, signature, message in
                     retired.contains { $0.key.keyID == keyID && $0.epoch == keyEpoch && $0.key.algorithm.rawValue == alg && $0.key.verifies(signature, of: message) }

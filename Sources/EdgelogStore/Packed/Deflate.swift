@@ -50,7 +50,7 @@ public enum Deflate {
     /// Compresses `block` as one raw deflate stream with `dictionary` preset; nil when zlib fails
     /// (memory), in which case the writer stores the block as it is.
     public static func compress(_ block: [UInt8], dictionary: [UInt8], level: Int32 = defaultLevel) -> [UInt8]? {
-        Compressor()?.compress(block, dictionary: dictionary, level: level)
+        Compressor(level: level)?.compress(block, dictionary: dictionary, level: level)
     }
 
     /// One deflate stream kept from frame to frame: zlib's set-up (about 270 KiB allocated and its
@@ -61,11 +61,11 @@ public enum Deflate {
         private let stream: UnsafeMutablePointer<z_stream>
         private var currentLevel: Int32
 
-        /// nil when zlib cannot start (memory).
-        public init?() {
+        /// Set up at `level`; nil when zlib cannot start (memory).
+        public init?(level: Int32 = Deflate.defaultLevel) {
             stream = .allocate(capacity: 1)
             stream.initialize(to: z_stream())
-            currentLevel = Deflate.defaultLevel
+            currentLevel = level
             guard deflateInit2_(stream, currentLevel, Z_DEFLATED, rawWindowBits, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
                                 Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
                 stream.deinitialize(count: 1)

@@ -193,8 +193,9 @@ public final class PackedEvidenceStore {
     /// Commits one frame holding a single engine evidence record, for tools that hold the store open
     /// without a pipeline.
     /// A key rotation's frame is followed at once by a metadata write naming it, and ends its
-    /// segment: the new key signs from the next segment on (its key is in the header), and recovery
-    /// under the new key never has to adopt a frame the old key signed (FORMAT.md A.11).
+    /// segment: the new key signs from the next segment on (its key is in the header). A cut before
+    /// that metadata write leaves the frame past the metadata's head, and recovery under the new
+    /// key adopts it as its predecessor's (FORMAT.md A.9).
     public func commitEvidence(_ type: RecordType, _ json: EvidenceJSON) throws(StoreError) -> CommitReceipt? {
         let builder = makeBuilder()
         builder.pendingEvidence = [(type, json)]

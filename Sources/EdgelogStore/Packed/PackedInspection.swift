@@ -41,11 +41,11 @@ extension PackedHistory {
         var parts: [String] = []
         if !r.cleanBefore { parts.append("last shutdown was not clean") }
         if r.framesAdopted > 0 {
-            parts.append("adopted \(r.framesAdopted) frame(s) in \(r.segmentsAdopted + 1) segment(s) committed after the last metadata write (read by chain; a writer that signs adopts only frames its own key signed, and edgelog verify checks the signatures)")
+            parts.append("adopted \(r.framesAdopted) frame(s) in \(r.segmentsAdopted + 1) segment(s) committed after the last metadata write (read by chain; a writer that signs adopts only frames its own key, or the key it succeeds, signed, and edgelog verify checks the signatures)")
         }
         if r.torn { parts.append("a commit after frame \(headFrameID) was torn by a power cut: never acknowledged, nothing of it kept") }
         if r.tailsGivenUp > 0 { parts.append("the oldest segment was lost to a reclaim cut short") }
-        if let refused = r.refusedFrameID { parts.append("frame \(refused) chains on but was not signed by this writer's key: not adopted") }
+        if let refused = r.refusedFrameID { parts.append("frame \(refused) chains on but was not signed by this writer's key nor by the key it succeeds: not adopted") }
         if r.headMissing { parts.append("neither metadata slot's head frame is in the ring: a writer refuses this store (copy the image and verify it)") }
         return parts.isEmpty ? "nothing to do" : parts.joined(separator: "; ")
     }

@@ -170,6 +170,9 @@ public struct PackedHistory: Sendable {
             h.metadata.unexpRst = max(m.unexpRst, walk.header.unexpRst)
             h.metadata.rollbackCtr = max(m.rollbackCtr, walk.header.rollbackCtr)
             h.metadata.bootSeq = max(m.bootSeq, walk.header.bootSeq)
+            // The head goes through the same check first (its verdict is the writer's to judge,
+            // at open): a check that remembers which key it has seen must see the head's.
+            _ = adopts?(walk.frames[pick.frame], walk.header)
             var refused = false
             for f in walk.frames[(pick.frame + 1)...] {
                 guard adopts?(f, walk.header) ?? true else {
@@ -371,9 +374,11 @@ public final class PackedLog {
         public var sigAlg: SignatureAlgorithm = .unsigned
         public var keySrc: UInt8 = 0
         public var sign: (@Sendable ([UInt8]) throws -> [UInt8])?
-        /// The writer key's check of a signature over a statement: recovery adopts only frames it signed.
+        /// The writer key's check of a signature over a statement: recovery adopts past the metadata's
+        /// head only frames it (or the key it succeeds, `trustsHead`) signed.
         public var verify: (@Sendable ([UInt8], [UInt8]) -> Bool)?
-        /// A head frame signed by a key this writer succeeds (a rotation's old key) is continued too.
+        /// A frame signed by the key this writer succeeds (a rotation's old key): continued when it is
+        /// the head, adopted past the metadata's head before any frame of the writer's own key.
         public var trustsHead: (@Sendable (PackedFrameInfo, PackedSegmentHeader) -> Bool)?
 
         public init(deviceID: [UInt8], fwVerHash: [UInt8] = [UInt8](repeating: 0, count: 32)) {
@@ -381,7 +386,8 @@ public final class PackedLog {
             self.fwVerHash = fwVerHash
         }
 
-        /// A writer that signs with `signer` and adopts only what it signed.
+        /// A writer that signs with `signer` and adopts what it signed (and, with trustsHead, what its
+        /// predecessor signed).
         public init(deviceID: [UInt8], fwVerHash: [UInt8] = [UInt8](repeating: 0, count: 32), signer: any SegmentSigner) {
             self.init(deviceID: deviceID, fwVerHash: fwVerHash)
             keyID = signer.keyID
@@ -426,18 +432,29 @@ public final class PackedLog {
                       bootID: bootID, clock: clock)
     }
 
-    /// What a writer of `identity` adopts past the metadata's head (A.9): frames its own key signed.
+    /// What a writer of `identity` adopts past the metadata's head (A.9): frames its own key signed, and
+    /// before those, frames of the key it succeeds.
     public static func adoption(_ identity: PackedIdentity) -> ((PackedFrameInfo, PackedSegmentHeader) -> Bool)? {
         identity.verify.map { verify in
-            { frame, header in
-                // The writer's own key, or the key it succeeds (trustsHead): a `keys rotate` cut
-                // after its frame and before the metadata write leaves the old key's rotation frame
-                // past the metadata's head, and the new key must continue from it, not beside it.
-                (header.keyID == identity.keyID && header.keyEpoch == identity.keyEpoch && header.sigAlg == identity.sigAlg
-                    && verify(frame.signature, frame.statement))
-                    || identity.trustsHead?(frame, header) == true
+            let seenOwn = OwnFrameSeen()
+            return { frame, header in
+                if header.keyID == identity.keyID && header.keyEpoch == identity.keyEpoch && header.sigAlg == identity.sigAlg
+                    && verify(frame.signature, frame.statement) {
+                    seenOwn.value = true
+                    return true
+                }
+                // The key it succeeds (trustsHead): a `keys rotate` cut after its frame and before
+                // the metadata write leaves the old key's rotation frame past the metadata's head,
+                // and the new key must continue from it, not beside it. Such frames come before
+                // the writer's own, never after them: the old key signs nothing once retired.
+                return !seenOwn.value && identity.trustsHead?(frame, header) == true
             }
         }
+    }
+
+    /// Whether a scan has met a frame of the writer's own key (`adoption`).
+    private final class OwnFrameSeen {
+        var value = false
     }
 
     /// Opens a session on `history`, which `analyze` found with `adoption(identity)` and nothing has
