@@ -137,7 +137,19 @@ extension FrameHead {
               let head = history.frame(device: device, id: history.headFrameID),
               head.header.keyID == oldKey.keyID, head.header.keyEpoch == oldEpoch, head.header.sigAlg == oldKey.algorithm,
               oldKey.verifies(head.frame.signature, of: head.frame.statement) else { return false }
-        return head.frame.records.contains { record in
+        return holdsEndorsement(of: keyID, head.frame.records)
+    }
+
+    /// True when the history's head frame holds a key_rotation record endorsing `keyID`: the only
+    /// head a writer of that key continues when the head was signed by the key before it. The
+    /// caller checks who signed the frame.
+    public static func headEndorses(keyID: [UInt8], history: PackedHistory, device: BlockDevice) -> Bool {
+        guard history.headFrameID > 0, let head = history.frame(device: device, id: history.headFrameID) else { return false }
+        return holdsEndorsement(of: keyID, head.frame.records)
+    }
+
+    private static func holdsEndorsement(of keyID: [UInt8], _ records: [PackedRecord]) -> Bool {
+        records.contains { record in
             record.type == .keyRotation && record.source == SourceName.engine
                 && (try? FlatJSON.parse(record.payload))?.string("new_key_id").flatMap(Hex.decode) == keyID
         }

@@ -205,6 +205,32 @@ struct TrustPathTests {
         #expect(records.filter { $0["type"] as? String == "key_rotation" }.count == 3)
     }
 
+    @Test("a key directory whose retired key signed the store's head, but which no rotation on this store endorsed, is refused and writes nothing")
+    func retiredKeyWithoutRotation() throws {
+        let s = try Scratch()
+        let first = s.path("first"), other = s.path("other"), forged = s.path("forged"), store = s.path("store.img")
+        #expect(try edgelog(["keys", "generate", "--out", first]).code == 0)
+        #expect(try edgelog(["keys", "generate", "--out", other]).code == 0)
+        #expect(try edgelog(["format", "--device", store, "--size", "1M", "--segment-size", "8K"]).code == 0)
+        #expect(try edgelog(["ingest", "--device", store, "--key-dir", first], input: "{\"a\":1}\n").code == 0)
+        // A directory laid out as after a rotation (the first key retired at epoch 1, another key
+        // current at epoch 2), but the store holds no rotation record endorsing that key.
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: forged + "/retired", withIntermediateDirectories: true)
+        for name in ["signing-key.pem", "signing-key.pub.pem"] {
+            try fm.copyItem(atPath: other + "/" + name, toPath: forged + "/" + name)
+            try fm.copyItem(atPath: first + "/" + name, toPath: forged + "/retired/epoch-1-" + name)
+        }
+        try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: forged + "/signing-key.pem")
+        let info = try String(contentsOfFile: other + "/key.json", encoding: .utf8)
+        try info.replacingOccurrences(of: "\"key_epoch\":1", with: "\"key_epoch\":2").write(toFile: forged + "/key.json", atomically: true, encoding: .utf8)
+        let before = try Data(contentsOf: URL(fileURLWithPath: store))
+        let refused = try edgelog(["ingest", "--device", store, "--key-dir", forged], input: "{\"a\":2}\n")
+        #expect(refused.code == 9, "exit \(refused.code): \(refused.err)")
+        #expect(refused.err.contains("not the key rotation that endorsed"), "\(refused.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: store)) == before)
+    }
+
     @Test("edgelog run: the configured key directory signs, a missing file store is created, bad settings name their line")
     func runWithConfiguration() throws {
         let s = try Scratch()

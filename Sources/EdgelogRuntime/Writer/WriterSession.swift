@@ -67,6 +67,13 @@ public final class WriterSession: @unchecked Sendable {
             if let signer, let head = history.headFrame?.header, head.sigAlg != .unsigned, head.keyID != signer.keyID, head.keyEpoch >= signer.keyEpoch {
                 throw .signing("the store was last signed by key \(Hex.encode(head.keyID)) (epoch \(head.keyEpoch)) but the key directory holds key \(Hex.encode(signer.keyID)) (epoch \(signer.keyEpoch)): a verifier would reject it as unknown_key. Use this store's key directory, or change keys with `edgelog keys rotate`")
             }
+            // A head the key before this one signed is continued only when it is the rotation
+            // that endorsed this key (its last frame): a head rewound to an older frame of that
+            // key, or a key directory that was never rotated on this store, is not.
+            if let signer, let head = history.headFrame?.header, head.sigAlg != .unsigned, head.keyID != signer.keyID,
+               !FrameHead.headEndorses(keyID: signer.keyID, history: history, device: device) {
+                throw .signing("the store's newest frame \(history.headFrameID) was signed by key \(Hex.encode(head.keyID)) (epoch \(head.keyEpoch)), which is not this key directory's, and it is not the key rotation that endorsed key \(Hex.encode(signer.keyID)) (epoch \(signer.keyEpoch)): the store is left as it is (run edgelog verify; this key directory does not continue this store)")
+            }
         }, clock: { Timebase.oneShot(source: clockSource, config: time) })
     }
 
