@@ -120,10 +120,11 @@ struct KeysRotate: ParsableCommand {
                 if PackedStoreProbe.isPacked(target) {
                     // Only a frame the old key signed can say the rotation landed. A cut inside
                     // finish() may have moved the old key's files to retired/ already: look there too.
-                    guard info.epoch > 1, let old = dir.trustedKey(epoch: info.epoch - 1) else {
-                        throw TrustError.key(.malformed(what: dir.path, why: "the key of epoch \(info.epoch &- 1), which pending/ succeeds, is neither current nor in retired/: the rotation cannot be checked against the store"))
+                    let oldEpoch = info.epoch &- 1
+                    guard info.epoch > 1, let old = dir.trustedKey(epoch: oldEpoch) else {
+                        throw TrustError.key(.malformed(what: dir.path, why: "the key of epoch \(oldEpoch), which pending/ succeeds, is neither current nor in retired/: the rotation cannot be checked against the store"))
                     }
-                    endorsed = FrameHead.endorses(keyID: info.keyID, device: target, oldKey: old, oldEpoch: info.epoch - 1)
+                    endorsed = FrameHead.endorses(keyID: info.keyID, device: target, oldKey: old, oldEpoch: oldEpoch)
                 } else {
                     endorsed = StoreHead.endorses(keyID: info.keyID, device: target)
                 }

@@ -6,6 +6,17 @@ import EdgelogCore
 import Foundation
 import Testing
 
+/// A key directory (`keys`), a copy of its first public key (`first`) and a 1 MiB store of 8 KiB
+/// segments holding one record {"a":1} signed by it, for the rotation tests.
+private func signedStoreWithOneRecord(_ s: Scratch) throws -> (keys: String, store: String, first: String) {
+    let keys = s.path("keys"), store = s.path("store.img"), first = s.path("first.pub.pem")
+    #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
+    try FileManager.default.copyItem(atPath: keys + "/signing-key.pub.pem", toPath: first)
+    #expect(try edgelog(["format", "--device", store, "--size", "1M", "--segment-size", "8K"]).code == 0)
+    #expect(try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":1}\n").code == 0)
+    return (keys, store, first)
+}
+
 @Suite("Trust path", .serialized)
 struct TrustPathTests {
     static let pythonVerifier = Binary.root.appendingPathComponent("scripts/edgelog_verify.py").path
@@ -124,12 +135,7 @@ struct TrustPathTests {
     @Test("keys rotate: the first public key alone verifies the store across the rotation; inspect names the key")
     func rotationThroughTheBinary() throws {
         let s = try Scratch()
-        let keys = s.path("keys"), store = s.path("store.img")
-        #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
-        let first = s.path("first.pub.pem")
-        try FileManager.default.copyItem(atPath: keys + "/signing-key.pub.pem", toPath: first)
-        #expect(try edgelog(["format", "--device", store, "--size", "1M", "--segment-size", "8K"]).code == 0)
-        #expect(try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":1}\n").code == 0)
+        let (keys, store, first) = try signedStoreWithOneRecord(s)
         let rotated = try edgelog(["keys", "rotate", "--key-dir", keys, "--device", store, "--alg", "ecdsa-p256", "--json"])
         #expect(rotated.code == 0, "\(rotated.err)")
         #expect(rotated.out.contains("\"key_epoch\":2"))
@@ -163,12 +169,7 @@ struct TrustPathTests {
     @Test("keys rotate killed between its frame and the metadata write, or while it moves the key files: running it again finishes it, the new key continues from the rotation frame, and the first key alone verifies the store")
     func rotationCutBeforeMetadata() throws {
         let s = try Scratch()
-        let keys = s.path("keys"), store = s.path("store.img")
-        #expect(try edgelog(["keys", "generate", "--out", keys]).code == 0)
-        let first = s.path("first.pub.pem")
-        try FileManager.default.copyItem(atPath: keys + "/signing-key.pub.pem", toPath: first)
-        #expect(try edgelog(["format", "--device", store, "--size", "1M", "--segment-size", "8K"]).code == 0)
-        #expect(try edgelog(["ingest", "--device", store, "--key-dir", keys], input: "{\"a\":1}\n").code == 0)
+        let (keys, store, first) = try signedStoreWithOneRecord(s)
         // Two rotations, each killed right after its frame is durable. The first one's frame opens
         // its session's segment, so the metadata is written with it; the second session starts on
         // a store left open, its first frame says what recovery found, and its rotation frame
