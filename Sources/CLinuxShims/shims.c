@@ -84,6 +84,39 @@ int edgelog_aio_pwrite_all(uint64_t context, int fd, int count, const void *cons
     return 0;
 }
 
+int edgelog_aio_submit_dsync(uint64_t context, int fd, const void *buffer, uint64_t length, uint64_t offset) {
+    struct iocb cb;
+    struct iocb *list[1] = { &cb };
+    memset(&cb, 0, sizeof cb);
+    cb.aio_lio_opcode = IOCB_CMD_PWRITE;
+    cb.aio_fildes = (uint32_t)fd;
+    cb.aio_buf = (uint64_t)(uintptr_t)buffer;
+    cb.aio_nbytes = length;
+    cb.aio_offset = (int64_t)offset;
+    cb.aio_rw_flags = RWF_DSYNC;
+    for (;;) {
+        long n = syscall(SYS_io_submit, (aio_context_t)context, 1L, list);
+        if (n == 1) return 0;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n == 0) errno = EAGAIN;
+        return -1;
+    }
+}
+
+int edgelog_aio_wait_one(uint64_t context, int64_t *result) {
+    struct io_event event;
+    for (;;) {
+        long n = syscall(SYS_io_getevents, (aio_context_t)context, 1L, 1L, &event, NULL);
+        if (n == 1) {
+            *result = event.res;
+            return 0;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) errno = EIO;
+        return -1;
+    }
+}
+
 int edgelog_clock_sync(int *synchronized, long *maxerror_us, long *esterror_us) {
     struct timex tx;
     memset(&tx, 0, sizeof tx); /* modes 0: read only */

@@ -27,6 +27,19 @@ extension BlockDevice {
     }
 }
 
+/// A device that can make one write durable in the background: the writer prepares its next
+/// commit while the device writes this one (DESIGN.md 13). One write at a time: `awaitDurable`
+/// ends the one `submitDurable` started before another starts.
+public protocol OverlappingDevice: BlockDevice {
+    /// Starts writing `buffer` at `offset`, complete only once durable, as a write and a flush
+    /// would leave it. False when the device cannot now, and nothing was started: the caller
+    /// writes and flushes. The buffer must stay valid until `awaitDurable` returns.
+    func submitDurable(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(DeviceError) -> Bool
+    /// Waits for the started write. When it throws, the write proves nothing: it may or may not be
+    /// on the device, whole or in part.
+    func awaitDurable() throws(DeviceError)
+}
+
 /// A device fault, with what was being done, where, and the errno when the kernel gave one.
 public struct DeviceError: Error, Equatable, CustomStringConvertible, Sendable {
     public enum Operation: String, Sendable { case open, size, read, write, flush, close }

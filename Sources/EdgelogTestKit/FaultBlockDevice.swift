@@ -3,7 +3,7 @@
 
 import EdgelogStore
 
-public final class FaultBlockDevice: BlockDevice {
+public final class FaultBlockDevice: OverlappingDevice {
     public enum Operation: Equatable {
         case write(offset: UInt64, data: [UInt8])
         /// A flush that returned success: every earlier write is durable.
@@ -27,6 +27,11 @@ public final class FaultBlockDevice: BlockDevice {
     public var failRead: (_ offset: UInt64, _ length: Int) -> Bool = { _, _ in false }
     private var writeCount = 0
     private var flushCount = 0
+    /// Takes background writes (`OverlappingDevice`): a submission is a recorded write and its
+    /// wait a recorded flush, each failing as the hooks say. Off: the writer writes and flushes.
+    public var overlapping = false
+    /// A background write submitted and not yet waited for.
+    public private(set) var writeInFlight = false
 
     public init(name: String = "fault", image: [UInt8], sectorSize: Int = 512) {
         self.name = name
@@ -67,5 +72,21 @@ public final class FaultBlockDevice: BlockDevice {
             throw DeviceError(.flush, device: name, code: 5, detail: "injected flush error")
         }
         log.append(.flush)
+    }
+
+    public func submitDurable(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(DeviceError) -> Bool {
+        guard overlapping else { return false }
+        guard !writeInFlight else {
+            throw DeviceError(.write, device: name, offset: offset, length: buffer.count, detail: "a durable write is already in flight")
+        }
+        try write(at: offset, from: buffer)
+        writeInFlight = true
+        return true
+    }
+
+    public func awaitDurable() throws(DeviceError) {
+        guard writeInFlight else { return }
+        writeInFlight = false
+        try flush()
     }
 }

@@ -89,7 +89,7 @@ print("# edgelog-bench: arch=\(arch) kernel=\(kernel) cpus=\(Machine.cpus()) loa
 func packingSection() {
     progress("packing: format 6 record blocks of 20 BME280-like sources at 1 Hz")
     print("")
-    print("## packing: format 6 record block + raw deflate with the previous frame as dictionary (codec only; the store writes format 5)")
+    print("## packing: format 6 record block + raw deflate with the previous frame as dictionary (the codec alone, without the store)")
     print("# workload a: 20 BME280-like sources, one frame a second (20 records); workload b: frames of about 32 KiB of format 5 records")
     for line in PackingBench.lines(PackingBench.run(name: "a", seconds: options.quick ? 600 : 3600, frameRecords: 20)) { print(line) }
     for line in PackingBench.lines(PackingBench.run(name: "b", seconds: options.quick ? 600 : 3600, frameRecords: 0)) { print(line) }
@@ -98,7 +98,7 @@ func packingSection() {
 /// Section 8: issue 12's figures on format 6's ring engine (PackedStoreBench.swift).
 @MainActor func packedStoreSection() {
     print("")
-    print("## packed store: format 6 ring engine (1 MiB segments, Ed25519 frames, O_DIRECT file) vs SQLite vs raw, workloads a and b (edgelog run still writes format 5)")
+    print("## packed store: format 6 ring engine (1 MiB segments, Ed25519 frames, O_DIRECT file) vs SQLite vs raw, workloads a and b")
     PackedStoreBench.section(dir: dir, quick: options.quick)
 }
 

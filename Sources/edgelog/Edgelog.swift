@@ -22,7 +22,7 @@ struct Edgelog: ParsableCommand {
             9 key problem, 64 usage error (docs/CLI.md). verify: 0 pass, 1 fail, 2 usage. \
             status: 0 running and OK, 10 not running, 11-14 a condition (F, C, S, M), 15 no answer.
             """,
-        version: "0.5.0 (store format 5)",
+        version: "0.6.0 (store format 6; reads format 5)",
         subcommands: [RunCommand.self, FormatCommand.self, IngestCommand.self, ExportCommand.self, InspectCommand.self,
                       KeysCommand.self, HeadCommand.self, VerifyCommand.self, BoardCommand.self, StatusCommand.self]
     )

@@ -54,14 +54,20 @@ private struct Run {
     var overwrittenAt: [UInt64: Int] = [:]     // segment id -> op index of the write that started reusing its slot
 }
 
-/// `pipelined`: each frame is prepared before the one before it is written, as a commit pipeline
-/// does (the operations on the device must be those of the plain sequence).
+/// How frames reach the device: one after the other; each prepared before the one before it is
+/// written, as a commit pipeline does; or each written in the background (`begin`) while the next
+/// is prepared, then ended (`finish`). The operations on the device must be those of the first.
+enum WriteMode: Sendable { case plain, pipelined, overlapped }
+
 private func record(_ device: FaultBlockDevice, sessions: [(frames: Int, close: Bool)], metadataEvery: Int, seed: UInt64,
-                    pipelined: Bool = false) throws -> Run {
+                    mode: WriteMode = .plain) throws -> Run {
     var run = Run()
     var source = FrameSource(seed: seed)
     var slotHolds: [Int: UInt64] = [:]
     var rng = SplitMix64(seed: seed)
+    let pipelined = mode == .pipelined
+    device.overlapping = mode == .overlapped
+    defer { device.overlapping = false }
     for session in sessions {
         let log = try PackedLog(device: device, identity: identity(), clock: { 0 })
         log.metadataEvery = metadataEvery
@@ -82,12 +88,32 @@ private func record(_ device: FaultBlockDevice, sessions: [(frames: Int, close: 
                 } else {
                     ahead = nil
                 }
+            } else if mode == .overlapped {
+                if ahead == nil {
+                    let r = source.next(1 + Int(rng.next() % 6))
+                    ahead = (try log.prepare(r), r)
+                }
+                (prepared, records) = ahead!
             } else {
                 records = source.next(1 + Int(rng.next() % 6))
                 prepared = try log.prepare(records)
             }
             let before = device.log.count
-            let id = try log.write(prepared)
+            let id: UInt64
+            if mode == .overlapped {
+                let write = try log.begin(prepared)
+                #expect(write.overlapped && device.writeInFlight)
+                // The next frame is built while this one is on its way to the device.
+                if k + 1 < session.frames {
+                    let r = source.next(1 + Int(rng.next() % 6))
+                    ahead = (try log.prepare(r), r)
+                } else {
+                    ahead = nil
+                }
+                id = try log.finish(write)
+            } else {
+                id = try log.write(prepared)
+            }
             let m = log.metadata
             if let previous = slotHolds[m.headSlot], previous != m.headSegmentID, run.overwrittenAt[previous] == nil {
                 run.overwrittenAt[previous] = before
@@ -159,10 +185,10 @@ struct PackedLogTests {
     }
 
     @Test("every cut of every operation recovers with every acknowledged commit; then a second cut inside recovery",
-          arguments: [(512, false), (4096, false), (512, true)])
-    func crashEnumeration(sector: Int, pipelined: Bool) throws {
+          arguments: [(512, WriteMode.plain), (4096, .plain), (512, .pipelined), (512, .overlapped)])
+    func crashEnumeration(sector: Int, mode: WriteMode) throws {
         let device = FaultBlockDevice(image: try formatted(slots: sector == 4096 ? 6 : 4, segment: sector == 4096 ? 32768 : 8192, sector: sector), sectorSize: sector)
-        let run = try record(device, sessions: [(30, true), (60, false)], metadataEvery: 4, seed: UInt64(sector), pipelined: pipelined)
+        let run = try record(device, sessions: [(30, true), (60, false)], metadataEvery: 4, seed: UInt64(sector), mode: mode)
         // The ring wrapped: cuts fall inside reclaims of the oldest segment too.
         #expect(run.overwrittenAt.count >= 2)
         let images = CrashImageBuilder(device: device)
@@ -209,7 +235,7 @@ struct PackedLogTests {
                 }
             }
         }
-        print("packed crash states (\(sector)\(pipelined ? ", pipelined" : "")): \(states) states, \(pairs) pairs through recovery, \(torn) torn, \(adopted) frames adopted, \(givenUp) tails given up, \(failures.count) failures")
+        print("packed crash states (\(sector), \(mode)): \(states) states, \(pairs) pairs through recovery, \(torn) torn, \(adopted) frames adopted, \(givenUp) tails given up, \(failures.count) failures")
         #expect(states > 1000)
         #expect(torn > 0 && adopted > 0)
         #expect(failures.isEmpty, "\(failures.prefix(5).joined(separator: " | "))")
@@ -415,6 +441,53 @@ struct PackedLogHostileTests {
         device.failFlush = { _ in false }
         let frames = try committed(MemoryBlockDevice(image: device.current, sectorSize: 512))
         #expect(frames.map(\.frameID).prefix(2) == [1, 2])
+    }
+
+    @Test("a background write (begin, finish) puts on the device exactly what write does, retries in place what fails, and nothing else is written while it is in flight")
+    func overlappedWrites() throws {
+        // Same frames written both ways: the same operations, byte for byte.
+        let plain = FaultBlockDevice(image: try formatted(slots: 5, segment: 8192))
+        let overlapped = FaultBlockDevice(image: try formatted(slots: 5, segment: 8192))
+        _ = try record(plain, sessions: [(50, true), (20, false)], metadataEvery: 4, seed: 21)
+        _ = try record(overlapped, sessions: [(50, true), (20, false)], metadataEvery: 4, seed: 21, mode: .overlapped)
+        #expect(plain.log == overlapped.log)
+
+        let device = FaultBlockDevice(image: try formatted(slots: 8, segment: 64 * 1024))
+        device.overlapping = true
+        var source = FrameSource(seed: 22)
+        let log = try PackedLog(device: device, identity: identity(), clock: { 0 })
+        let first = try log.begin(log.prepare(source.next(3)))
+        // Nothing else goes to the device until the frame in flight is finished.
+        let next = try log.prepare(source.next(2))
+        #expect(throws: PackedLogError.writeInFlight(1)) { try log.begin(next) }
+        #expect(throws: PackedLogError.writeInFlight(1)) { try log.checkpoint(clean: false) }
+        #expect(throws: PackedLogError.writeInFlight(1)) { try log.close() }
+        #expect(try log.finish(first) == 1)
+        // The submission fails (nothing started), then the wait fails: both written again in place.
+        var writesSeen = 0
+        device.failWrite = { _, _ in
+            writesSeen += 1
+            return writesSeen == 1
+        }
+        let second = try log.begin(next)
+        #expect(!second.overlapped && log.writeErrors == 1, "a refused submission is written before begin returns")
+        #expect(try log.finish(second) == 2)
+        var flushesSeen = 0
+        device.failFlush = { _ in
+            flushesSeen += 1
+            return flushesSeen == 1
+        }
+        let third = try log.begin(log.prepare(source.next(4)))
+        #expect(third.overlapped)
+        #expect(try log.finish(third) == 3 && log.writeErrors == 2)
+        #expect(try committed(device).map(\.frameID) == [1, 2, 3])
+        // A device that fails every flush: the session stops, typed, and the store keeps what was acknowledged.
+        device.failFlush = { _ in true }
+        let fourth = try log.begin(log.prepare(source.next(1)))
+        #expect(throws: PackedLogError.self) { try log.finish(fourth) }
+        #expect(throws: PackedLogError.self) { try log.begin(log.prepare(source.next(1))) }
+        let frames = try committed(MemoryBlockDevice(image: device.current, sectorSize: 512))
+        #expect(frames.map(\.frameID).prefix(3) == [1, 2, 3])
     }
 
     @Test("a signing writer refuses an unsigned head: a card writer's unsigned segment would otherwise set the tail and counters it seals")

@@ -66,6 +66,9 @@ struct PackedSegmentComparisonTests {
             for i in 0..<25 {
                 var rs = w.nextSecond()
                 if i % 6 == 0 { rs = [] }
+                // Two large frames in a row (blocks of about 11 KiB): level 1 against the last 8 KiB
+                // of a dictionary longer than that (A.4).
+                if i % 10 == 3 || i % 10 == 4 { for _ in 0..<20 { rs += w.nextSecond() } }
                 let changes: [(FrameStateField, UInt64)] = i % 4 == 1 ? [(.lostTotal, UInt64(i)), (.clockSteps, UInt64(i / 4))] : []
                 let (offset, bytes) = try writer.append(rs, changes: changes, sign: signer.map { s in { m in try m.withUnsafeBytes { try s.sign($0) } } })
                 slot.replaceSubrange(offset..<(offset + bytes.count), with: bytes)

@@ -41,6 +41,11 @@ public enum Deflate {
     /// bytes (DESIGN.md 13).
     public static let largeBlockLevel: Int32 = 1
     public static let largeBlock = 4096
+    /// A large block is compressed against the last 8 KiB of its dictionary only: zlib indexes
+    /// every dictionary byte it is given, and beyond 8 KiB that took more time than the bytes it
+    /// saved (about 1 % of a large frame). The stream keeps the format: every back-reference into a
+    /// suffix of the frame's dictionary is one into the whole dictionary a reader presets (A.4).
+    public static let largeBlockDictionary = 8 * 1024
     /// Window bits for a raw stream (no zlib header), 32 KiB window.
     static let rawWindowBits: Int32 = -15
 
@@ -90,7 +95,7 @@ public enum Deflate {
             }
             if !dictionary.isEmpty {
                 // zlib uses the last 32 KiB; passing only those keeps the call cheap.
-                let tail = dictionary.suffix(32 * 1024)
+                let tail = dictionary.suffix(level == largeBlockLevel ? largeBlockDictionary : 32 * 1024)
                 let ok = tail.withUnsafeBufferPointer { d in
                     deflateSetDictionary(stream, d.baseAddress, UInt32(d.count)) == Z_OK
                 }

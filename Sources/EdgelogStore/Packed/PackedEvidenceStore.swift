@@ -445,7 +445,7 @@ public final class PackedEvidenceStore {
         case .closed: return .closed("the log is closed")
         case .headMissing(let id), .headUnverified(let id):
             return .headFrameUnverified(device: device.name, frameID: id, detail: error.description)
-        case .outOfOrder, .badIdentity: return .invalidArgument(error.description)
+        case .outOfOrder, .writeInFlight, .badIdentity: return .invalidArgument(error.description)
         case .implausible(let fields): return .implausibleMetadata(device: device.name, fields: fields)
         case .metadataContradicts(let fields): return .metadataContradictsSeal(device: device.name, fields: fields)
         case .ringFull(let id):

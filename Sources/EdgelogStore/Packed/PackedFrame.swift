@@ -207,6 +207,8 @@ public struct PackedSegmentWriter {
                                 sign: (([UInt8]) throws -> [UInt8])? = nil) throws(PackedWriteProblem) -> (offset: Int, bytes: [UInt8]) {
         var ctx = context
         var block: [UInt8] = []
+        // A record's fields take a few bytes besides its source index and payload (A.3).
+        block.reserveCapacity(records.reduce(0) { $0 &+ $1.payload.count &+ 24 })
         for r in records {
             do { try RecordBlock.append(r, to: &block, context: &ctx) } catch { throw .encode(error) }
         }

@@ -22,6 +22,8 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
     case headUnverified(UInt64)
     /// A prepared frame written out of the order frames were prepared in.
     case outOfOrder(UInt64, expected: UInt64)
+    /// A metadata write or a close while a frame's background write (`begin`) is not finished.
+    case writeInFlight(UInt64)
     case badIdentity(String)
     /// The ring is full and the reclaim hook did not allow its oldest segment to be reused.
     case ringFull(tailSegmentID: UInt64)
@@ -51,6 +53,7 @@ public enum PackedLogError: Error, Equatable, CustomStringConvertible, Sendable 
         case .headUnverified(let id): "the newest committed frame (\(id)) is not signed by this writer's key nor by a key it was rotated from: the store is left as it is"
         case .badIdentity(let why): "bad signing identity: \(why)"
         case .outOfOrder(let id, let expected): "frame \(id) written before frame \(expected)"
+        case .writeInFlight(let id): "frame \(id) is still being written"
         case .implausible(let fields): "counters at their bound (\(fields.joined(separator: ", "))): the store was edited; it is left as it is"
         case .sectorMismatch(let store, let device): "the store's \(store)-byte sectors on a device of \(device)-byte sectors"
         case .otherFormat(let v): "format version \(v), not 6"
@@ -534,8 +537,8 @@ public final class PackedLog {
     /// failed write or flush (a retry rewrites exactly what the first attempt meant, so whatever
     /// part of it landed is overwritten with itself); after `maxWriteAttempts` failures the session
     /// stops: the segment writer has moved past bytes that may not be on the device.
-    private func durably(at offset: UInt64, _ bytes: AlignedBuffer) throws(PackedLogError) {
-        var attempt = 0
+    private func durably(at offset: UInt64, _ bytes: AlignedBuffer, failedAttempts: Int = 0) throws(PackedLogError) {
+        var attempt = failedAttempts
         while true {
             attempt += 1
             do {
@@ -579,6 +582,7 @@ public final class PackedLog {
     public func checkpoint(clean: Bool) throws(PackedLogError) {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
+        if let frame = inFlight { throw .writeInFlight(frame.frameID) }
         try writeMetadata(clean: clean)
     }
 
@@ -756,10 +760,79 @@ public final class PackedLog {
     /// Writes a prepared frame and flushes: durable when this returns; then the metadata when due.
     @discardableResult
     public func write(_ frame: PreparedFrame) throws(PackedLogError) -> UInt64 {
+        try checkWritable(frame)
+        try durably(at: frame.offset, frame.bytes)
+        return try written(frame)
+    }
+
+    /// A frame whose write `begin` started and `finish` has not ended.
+    public struct WriteInFlight: @unchecked Sendable {
+        public let frame: PreparedFrame
+        /// Started on the device in the background (an `OverlappingDevice`); else already durable.
+        public let overlapped: Bool
+    }
+    /// The frame being written in the background: its buffer must outlive the device's write.
+    private var inFlight: PreparedFrame?
+
+    deinit {
+        // A write left in flight still reads its buffer: wait for it before the buffer goes.
+        if inFlight != nil, let overlapping = device as? OverlappingDevice { try? overlapping.awaitDurable() }
+    }
+
+    /// `write` in two halves, so that the caller can prepare the next frame while the device
+    /// writes this one (DESIGN.md 13): started in the background on an `OverlappingDevice` that
+    /// takes it, else written and flushed before this returns. `finish` ends it, and nothing else
+    /// is written in between. Every earlier write is already durable (each is flushed), so a
+    /// device that makes only this write durable (a FUA write) leaves the store as `write` does.
+    public func begin(_ frame: PreparedFrame) throws(PackedLogError) -> WriteInFlight {
+        try checkWritable(frame)
+        if let overlapping = device as? OverlappingDevice {
+            do {
+                if try overlapping.submitDurable(at: frame.offset, from: UnsafeRawBufferPointer(frame.bytes.bytes)) {
+                    inFlight = frame
+                    return WriteInFlight(frame: frame, overlapped: true)
+                }
+            } catch {
+                // Not started: written in place, this failure counted as the first attempt.
+                writeErrors += 1
+                try durably(at: frame.offset, frame.bytes, failedAttempts: 1)
+                return WriteInFlight(frame: frame, overlapped: false)
+            }
+        }
+        try durably(at: frame.offset, frame.bytes)
+        return WriteInFlight(frame: frame, overlapped: false)
+    }
+
+    /// Ends a write `begin` started: the frame is durable when this returns; then the metadata
+    /// when due. A background write that failed is written again in place, as `durably` retries.
+    @discardableResult
+    public func finish(_ write: WriteInFlight) throws(PackedLogError) -> UInt64 {
+        let frame = write.frame
+        if write.overlapped {
+            guard let pending = inFlight, pending.frameID == frame.frameID, let overlapping = device as? OverlappingDevice else {
+                throw .outOfOrder(frame.frameID, expected: inFlight?.frameID ?? metadata.headFrameID + 1)
+            }
+            do {
+                try overlapping.awaitDurable()
+                inFlight = nil
+            } catch {
+                writeErrors += 1
+                inFlight = nil
+                try durably(at: frame.offset, frame.bytes, failedAttempts: 1)
+            }
+        }
+        return try written(frame)
+    }
+
+    private func checkWritable(_ frame: PreparedFrame) throws(PackedLogError) {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
+        if let pending = inFlight { throw .writeInFlight(pending.frameID) }
         guard frame.frameID == metadata.headFrameID + 1 else { throw .outOfOrder(frame.frameID, expected: metadata.headFrameID + 1) }
-        try durably(at: frame.offset, frame.bytes)
+    }
+
+    /// The frame is durable: the metadata follows it, and is written when due.
+    private func written(_ frame: PreparedFrame) throws(PackedLogError) -> UInt64 {
         committedBytes += UInt64(frame.bytes.count)
         let generation = metadata.generation
         metadata = frame.metadataAfter
@@ -781,6 +854,7 @@ public final class PackedLog {
     /// Writes the metadata with clean_flag 1; nothing more may be written.
     public func close() throws(PackedLogError) {
         guard !closed else { return }
+        if let frame = inFlight { throw .writeInFlight(frame.frameID) }
         try writeMetadata(clean: true)
         closed = true
     }

@@ -75,15 +75,37 @@ public struct RecordBlockContext: Equatable, Sendable {
     public var maxErrorUs: UInt32 = CaptureTime.notSampled
     public var estErrorUs: UInt32 = CaptureTime.notSampled
     public var lastSyncNs: Int64 = 0
+    /// The source the writer looked up last: sources usually come round in the same order, so the
+    /// next one is tried before hashing the name. A cache, not state: not compared.
+    private var hint = 0
 
     public init() {}
 
+    public static func == (a: RecordBlockContext, b: RecordBlockContext) -> Bool {
+        a.sources == b.sources && a.lastSeq == b.lastSeq && a.prevMono == b.prevMono && a.prevWall == b.prevWall
+            && a.prevBoot == b.prevBoot && a.timeFlags == b.timeFlags && a.bootSeq == b.bootSeq && a.maxErrorUs == b.maxErrorUs
+            && a.estErrorUs == b.estErrorUs && a.lastSyncNs == b.lastSyncNs
+    }
+
     func sourceIndex(_ name: String) -> Int? { index[name] }
+
+    /// `sourceIndex` for the writer, trying the source after the last one first.
+    mutating func lookUp(_ name: String) -> Int? {
+        let next = hint + 1 < sources.count ? hint + 1 : 0
+        if next < sources.count && sources[next] == name {
+            hint = next
+            return next
+        }
+        guard let i = index[name] else { return nil }
+        hint = i
+        return i
+    }
 
     mutating func addSource(_ name: String) -> Int {
         index[name] = sources.count
         sources.append(name)
         lastSeq.append(0)
+        hint = sources.count - 1
         return sources.count - 1
     }
 
@@ -120,8 +142,8 @@ public enum RecordBlock {
     public static func append(_ r: PackedRecord, to out: inout [UInt8], context ctx: inout RecordBlockContext) throws(EncodeProblem) {
         guard r.mono > ctx.prevMono else { throw .monoNotIncreasing(r.mono, after: ctx.prevMono) }
         guard r.seq < bound, r.mono < bound else { throw .beyondBound }
-        let existing = ctx.sourceIndex(r.source)
-        let nameBytes = Array(r.source.utf8)
+        let existing = ctx.lookUp(r.source)
+        let nameBytes = existing == nil ? Array(r.source.utf8) : []
         if existing == nil {
             guard nameBytes.count >= 1, nameBytes.count <= SourceName.maxLength,
                   nameBytes.withUnsafeBytes({ SourceName.isValid($0) }) else { throw .badSourceName(r.source) }
