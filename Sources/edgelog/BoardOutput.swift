@@ -181,9 +181,17 @@ struct SafeLogHandler: LogHandler {
         set { inner[metadataKey: key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        let safe = metadata?.mapValues { Logger.Metadata.Value.string(terminalSafe("\($0)")) }
-        inner.log(level: level, message: "\(terminalSafe(message.description))", metadata: safe, source: source, file: file, function: function, line: line)
+    func log(event: LogEvent) {
+        var safe = event
+        safe.message = "\(terminalSafe(event.message.description))"
+        var metadata = event.metadata?.mapValues { Logger.Metadata.Value.string(terminalSafe("\($0)")) }
+        // An error's text may quote a device or a file too: it goes out escaped, as metadata.
+        if let error = event.error {
+            metadata = (metadata ?? [:]).merging(["error": .string(terminalSafe("\(error)"))]) { old, _ in old }
+            safe.error = nil
+        }
+        safe.metadata = metadata
+        inner.log(event: safe)
     }
 }
 
