@@ -84,10 +84,11 @@ int edgelog_aio_pwrite_all(uint64_t context, int fd, int count, const void *cons
     return 0;
 }
 
-int edgelog_aio_submit_dsync(uint64_t context, int fd, const void *buffer, uint64_t length, uint64_t offset) {
+int edgelog_aio_submit_dsync(uint64_t context, int fd, const void *buffer, uint64_t length, uint64_t offset, uint64_t tag) {
     struct iocb cb;
     struct iocb *list[1] = { &cb };
     memset(&cb, 0, sizeof cb);
+    cb.aio_data = tag;
     cb.aio_lio_opcode = IOCB_CMD_PWRITE;
     cb.aio_fildes = (uint32_t)fd;
     cb.aio_buf = (uint64_t)(uintptr_t)buffer;
@@ -97,18 +98,20 @@ int edgelog_aio_submit_dsync(uint64_t context, int fd, const void *buffer, uint6
     for (;;) {
         long n = syscall(SYS_io_submit, (aio_context_t)context, 1L, list);
         if (n == 1) return 0;
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n < 0 && errno == EINTR) continue;
+        // EAGAIN (no resources now) goes back to the caller, which writes and flushes instead.
         if (n == 0) errno = EAGAIN;
         return -1;
     }
 }
 
-int edgelog_aio_wait_one(uint64_t context, int64_t *result) {
+int edgelog_aio_wait_one(uint64_t context, int64_t *result, uint64_t *tag) {
     struct io_event event;
     for (;;) {
         long n = syscall(SYS_io_getevents, (aio_context_t)context, 1L, 1L, &event, NULL);
         if (n == 1) {
             *result = event.res;
+            *tag = event.data;
             return 0;
         }
         if (n < 0 && errno == EINTR) continue;

@@ -17,8 +17,8 @@ public final class FileBlockDevice: OverlappingDevice {
     private var aio: UInt64 = 0
     /// True when several writes are submitted at once (O_DIRECT and kernel AIO available).
     public var submitsConcurrently: Bool { direct && aio != 0 }
-    /// The durable write in flight (`submitDurable`), if any.
-    private var inFlight: (offset: UInt64, length: Int)?
+    /// The durable write in flight (`submitDurable`), if any: the kernel reads its buffer.
+    private var inFlight: (offset: UInt64, buffer: UnsafeRawBufferPointer)?
     /// Cleared when the kernel refuses RWF_DSYNC writes through AIO (older than 4.13).
     private var durableSubmission = true
 
@@ -143,6 +143,11 @@ public final class FileBlockDevice: OverlappingDevice {
     /// With O_DIRECT each write waits for the device, so a commit's segment and metadata writes
     /// are submitted together through kernel AIO and completed in one round trip instead of two.
     public func writeAll(_ writes: [(offset: UInt64, bytes: UnsafeRawBufferPointer)]) throws(DeviceError) {
+        guard inFlight == nil else {
+            // Its completions would be taken for the durable write's: one by one instead.
+            for w in writes { try write(at: w.offset, from: w.bytes) }
+            return
+        }
         guard submitsConcurrently, writes.count > 1, writes.count <= 8 else {
             for w in writes { try write(at: w.offset, from: w.bytes) }
             return
@@ -169,6 +174,9 @@ public final class FileBlockDevice: OverlappingDevice {
         }
     }
 
+    /// Tags the durable write's completion, so that no other completion is taken for it.
+    private static let durableTag: UInt64 = 0x6564_6765_6c6f_6731
+
     /// Through kernel AIO with RWF_DSYNC, when O_DIRECT and AIO are available.
     public func submitDurable(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(DeviceError) -> Bool {
         guard inFlight == nil else {
@@ -176,39 +184,58 @@ public final class FileBlockDevice: OverlappingDevice {
         }
         guard submitsConcurrently, durableSubmission else { return false }
         try check(offset, buffer.count, .write)
-        guard edgelog_aio_submit_dsync(aio, fd, buffer.baseAddress, UInt64(buffer.count), offset) == 0 else {
+        guard edgelog_aio_submit_dsync(aio, fd, buffer.baseAddress, UInt64(buffer.count), offset, Self.durableTag) == 0 else {
             let e = Errno(errno)
             switch e.code {
-            case EINVAL where direct:
-                // The alignment refused for direct I/O, or RWF_DSYNC unknown to AIO: written and
-                // flushed by the caller from here on, as on a kernel without AIO.
-                durableSubmission = false
-                return false
-            case EOPNOTSUPP, ENOSYS:
+            case EINVAL, EOPNOTSUPP, ENOSYS:
+                // RWF_DSYNC unknown to this kernel's AIO (before 4.13): the caller writes and
+                // flushes from here on, as on a kernel without AIO.
                 durableSubmission = false
                 return false
             default:
                 throw DeviceError(.write, device: name, offset: offset, length: buffer.count, code: e.code, detail: "AIO submit: \(e.message)")
             }
         }
-        inFlight = (offset, buffer.count)
+        inFlight = (offset, buffer)
         return true
     }
 
+    /// Once this returns or throws, the kernel no longer reads the buffer.
     public func awaitDurable() throws(DeviceError) {
-        guard let (offset, length) = inFlight else { return }
+        guard let (offset, buffer) = inFlight else { return }
         var result: Int64 = 0
-        let status = edgelog_aio_wait_one(aio, &result)
+        var tag: UInt64 = 0
+        let status = edgelog_aio_wait_one(aio, &result, &tag)
         let waitErrno = errno
-        if status == 0 { inFlight = nil }
-        guard status == 0 else {
-            // The wait itself failed: the write may still be in flight, so its buffer stays in use
-            // and the next submission is refused until a wait succeeds.
-            throw DeviceError(.write, device: name, offset: offset, length: length, code: waitErrno, detail: "AIO wait: \(Errno(waitErrno).message)")
+        guard status == 0, tag == Self.durableTag else {
+            // The wait itself failed: the write may still be running. Tearing the AIO context
+            // down waits for it, so the buffer is free when this throws; a new context follows.
+            edgelog_aio_destroy(aio)
+            aio = 0
+            var context: UInt64 = 0
+            if direct && edgelog_aio_setup(8, &context) == 0 { aio = context }
+            inFlight = nil
+            throw DeviceError(.write, device: name, offset: offset, length: buffer.count, code: status == 0 ? EIO : waitErrno,
+                              detail: status == 0 ? "AIO wait: another write's completion" : "AIO wait: \(Errno(waitErrno).message)")
         }
-        guard result == Int64(length) else {
+        inFlight = nil
+        if !direct && aio != 0 {
+            // Buffered since the submission (a read fell back): the context goes now.
+            edgelog_aio_destroy(aio)
+            aio = 0
+        }
+        if result == -Int64(EINVAL) {
+            // The filesystem refused this alignment for direct I/O (it tells at completion, not
+            // at submission): written buffered and flushed here, as `write` falls back.
+            durableSubmission = false
+            if direct { try fallBackToBuffered() }
+            try write(at: offset, from: buffer)
+            try flush()
+            return
+        }
+        guard result == Int64(buffer.count) else {
             let code = result < 0 ? Int32(clamping: -result) : EIO
-            throw DeviceError(.write, device: name, offset: offset, length: length, code: code,
+            throw DeviceError(.write, device: name, offset: offset, length: buffer.count, code: code,
                               detail: result < 0 ? Errno(code).message : "short write (\(result) bytes)")
         }
     }
@@ -225,7 +252,8 @@ public final class FileBlockDevice: OverlappingDevice {
             throw DeviceError(.write, device: name, code: errno, detail: "cannot leave O_DIRECT mode")
         }
         direct = false
-        if aio != 0 {
+        // A durable write still running keeps the context until it is waited for.
+        if aio != 0 && inFlight == nil {
             edgelog_aio_destroy(aio)
             aio = 0
         }

@@ -295,7 +295,7 @@ enum PackedStoreBench {
                 db.run(begin, "BEGIN")
                 for r in c {
                     sqlite3_bind_int64(insert, 1, Int64(r.rawType))
-                    r.source.withCString { sqlite3_bind_text(insert, 2, $0, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self)) }
+                    _ = r.source.withCString { sqlite3_bind_text(insert, 2, $0, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self)) }
                     sqlite3_bind_int64(insert, 3, Int64(bitPattern: r.seq))
                     sqlite3_bind_int64(insert, 4, Int64(bitPattern: r.mono))
                     sqlite3_bind_int64(insert, 5, r.time.wallNs)
@@ -305,7 +305,7 @@ enum PackedStoreBench {
                     sqlite3_bind_int64(insert, 9, Int64(r.time.maxErrorUs))
                     sqlite3_bind_int64(insert, 10, Int64(r.time.estErrorUs))
                     sqlite3_bind_int64(insert, 11, r.time.lastSyncNs)
-                    r.payload.withUnsafeBytes { sqlite3_bind_blob(insert, 12, $0.baseAddress, Int32($0.count), unsafeBitCast(-1, to: sqlite3_destructor_type.self)) }
+                    _ = r.payload.withUnsafeBytes { sqlite3_bind_blob(insert, 12, $0.baseAddress, Int32($0.count), unsafeBitCast(-1, to: sqlite3_destructor_type.self)) }
                     db.run(insert, "INSERT")
                     rows += 1
                 }
@@ -357,9 +357,10 @@ enum PackedStoreBench {
             let n = workload == "a" ? (quick ? 500 : 3000) : (quick ? 60 : 400)
             var generator = Commits(workload)
             var cs: [[PackedRecord]] = []
-            // Batches interleaved contender by contender, in an order that turns every batch, so
-            // that the disk's slow spells fall on all of them alike (Throughput.swift); a batch is
-            // long enough that filling and draining the pipeline costs little.
+            // Batches interleaved contender by contender, so that the disk's slow spells fall on all
+            // of them (Throughput.swift): the one-at-a-time engine first (raw writes the sizes its
+            // frames took), the other three in an order that turns every batch; a batch is long
+            // enough that starting and ending the overlap costs little.
             let batch = workload == "a" ? 100 : 20
             progress("packed store: workload \(workload), \(n) commits in batches of \(batch): engine, engine pipelined, raw, SQLite, interleaved")
             let engine = SequentialEngine(path: dir.file("packed-\(workload).img"), signer: signer)

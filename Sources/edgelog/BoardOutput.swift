@@ -187,7 +187,8 @@ struct SafeLogHandler: LogHandler {
         var metadata = event.metadata?.mapValues { Logger.Metadata.Value.string(terminalSafe("\($0)")) }
         // An error's text may quote a device or a file too: it goes out escaped, as metadata.
         if let error = event.error {
-            metadata = (metadata ?? [:]).merging(["error": .string(terminalSafe("\(error)"))]) { old, _ in old }
+            let key = metadata?["error"] == nil ? "error" : "log_error"
+            metadata = (metadata ?? [:]).merging([key: .string(terminalSafe("\(error)"))]) { old, _ in old }
             safe.error = nil
         }
         safe.metadata = metadata

@@ -463,6 +463,8 @@ struct PackedLogHostileTests {
         #expect(throws: PackedLogError.writeInFlight(1)) { try log.checkpoint(clean: false) }
         #expect(throws: PackedLogError.writeInFlight(1)) { try log.close() }
         #expect(try log.finish(first) == 1)
+        // A write is finished once: a second finish would count it twice.
+        #expect(throws: PackedLogError.outOfOrder(1, expected: 2)) { try log.finish(first) }
         // The submission fails (nothing started), then the wait fails: both written again in place.
         var writesSeen = 0
         device.failWrite = { _, _ in
@@ -483,8 +485,17 @@ struct PackedLogHostileTests {
         #expect(try committed(device).map(\.frameID) == [1, 2, 3])
         // A device that fails every flush: the session stops, typed, and the store keeps what was acknowledged.
         device.failFlush = { _ in true }
+        let failedFlushes = device.log.filter { $0 == .failedFlush }.count
         let fourth = try log.begin(log.prepare(source.next(1)))
-        #expect(throws: PackedLogError.self) { try log.finish(fourth) }
+        do {
+            try log.finish(fourth)
+            Issue.record("a frame was acknowledged on a device whose flushes all fail")
+        } catch {
+            guard case .device = error else { throw error }
+        }
+        // The wait and three writes in place: maxWriteAttempts in all, each counted.
+        #expect(log.writeErrors == 2 + PackedLog.maxWriteAttempts)
+        #expect(device.log.filter { $0 == .failedFlush }.count == failedFlushes + PackedLog.maxWriteAttempts)
         #expect(throws: PackedLogError.self) { try log.begin(log.prepare(source.next(1))) }
         let frames = try committed(MemoryBlockDevice(image: device.current, sectorSize: 512))
         #expect(frames.map(\.frameID).prefix(3) == [1, 2, 3])

@@ -27,10 +27,11 @@ int edgelog_aio_pwrite_all(uint64_t context, int fd, int count, const void *cons
 
 /// Submits one write through kernel AIO with RWF_DSYNC: it completes only once durable (O_DSYNC:
 /// the data and what is needed to read it back). The buffer must stay valid until the write is
-/// waited for. Returns 0, or -1 with errno set.
-int edgelog_aio_submit_dsync(uint64_t context, int fd, const void *buffer, uint64_t length, uint64_t offset);
-/// Waits for one submitted write; *result is its byte count or -errno. Returns 0, or -1 with errno.
-int edgelog_aio_wait_one(uint64_t context, int64_t *result);
+/// waited for. `tag` comes back with its completion. Returns 0, or -1 with errno set.
+int edgelog_aio_submit_dsync(uint64_t context, int fd, const void *buffer, uint64_t length, uint64_t offset, uint64_t tag);
+/// Waits for one submitted write; *result is its byte count or -errno, *tag the one it was
+/// submitted with. Returns 0, or -1 with errno.
+int edgelog_aio_wait_one(uint64_t context, int64_t *result, uint64_t *tag);
 
 /// adjtimex(2) read-only: whether the kernel says its clock is synchronized (the call did not return
 /// TIME_ERROR and STA_UNSYNC is clear), and its maximum and estimated error in microseconds.

@@ -582,7 +582,7 @@ public final class PackedLog {
     public func checkpoint(clean: Bool) throws(PackedLogError) {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
-        if let frame = inFlight { throw .writeInFlight(frame.frameID) }
+        if let pending = begun { throw .writeInFlight(pending.frame.frameID) }
         try writeMetadata(clean: clean)
     }
 
@@ -771,12 +771,13 @@ public final class PackedLog {
         /// Started on the device in the background (an `OverlappingDevice`); else already durable.
         public let overlapped: Bool
     }
-    /// The frame being written in the background: its buffer must outlive the device's write.
-    private var inFlight: PreparedFrame?
+    /// The frame `begin` started and `finish` has not ended; `background` while the device still
+    /// reads its buffer.
+    private var begun: (frame: PreparedFrame, background: Bool)?
 
     deinit {
         // A write left in flight still reads its buffer: wait for it before the buffer goes.
-        if inFlight != nil, let overlapping = device as? OverlappingDevice { try? overlapping.awaitDurable() }
+        if begun?.background == true, let overlapping = device as? OverlappingDevice { try? overlapping.awaitDurable() }
     }
 
     /// `write` in two halves, so that the caller can prepare the next frame while the device
@@ -789,17 +790,19 @@ public final class PackedLog {
         if let overlapping = device as? OverlappingDevice {
             do {
                 if try overlapping.submitDurable(at: frame.offset, from: UnsafeRawBufferPointer(frame.bytes.bytes)) {
-                    inFlight = frame
+                    begun = (frame, true)
                     return WriteInFlight(frame: frame, overlapped: true)
                 }
             } catch {
                 // Not started: written in place, this failure counted as the first attempt.
                 writeErrors += 1
                 try durably(at: frame.offset, frame.bytes, failedAttempts: 1)
+                begun = (frame, false)
                 return WriteInFlight(frame: frame, overlapped: false)
             }
         }
         try durably(at: frame.offset, frame.bytes)
+        begun = (frame, false)
         return WriteInFlight(frame: frame, overlapped: false)
     }
 
@@ -808,26 +811,29 @@ public final class PackedLog {
     @discardableResult
     public func finish(_ write: WriteInFlight) throws(PackedLogError) -> UInt64 {
         let frame = write.frame
-        if write.overlapped {
-            guard let pending = inFlight, pending.frameID == frame.frameID, let overlapping = device as? OverlappingDevice else {
-                throw .outOfOrder(frame.frameID, expected: inFlight?.frameID ?? metadata.headFrameID + 1)
-            }
+        guard !closed else { throw .closed }
+        guard let pending = begun, pending.frame.frameID == frame.frameID, pending.background == write.overlapped else {
+            throw .outOfOrder(frame.frameID, expected: begun?.frame.frameID ?? metadata.headFrameID + 1)
+        }
+        if pending.background, let overlapping = device as? OverlappingDevice {
             do {
+                // Returns or throws only once the device no longer reads the buffer.
                 try overlapping.awaitDurable()
-                inFlight = nil
+                begun = nil
             } catch {
                 writeErrors += 1
-                inFlight = nil
+                begun = nil
                 try durably(at: frame.offset, frame.bytes, failedAttempts: 1)
             }
         }
+        begun = nil
         return try written(frame)
     }
 
     private func checkWritable(_ frame: PreparedFrame) throws(PackedLogError) {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
-        if let pending = inFlight { throw .writeInFlight(pending.frameID) }
+        if let pending = begun { throw .writeInFlight(pending.frame.frameID) }
         guard frame.frameID == metadata.headFrameID + 1 else { throw .outOfOrder(frame.frameID, expected: metadata.headFrameID + 1) }
     }
 
@@ -854,7 +860,7 @@ public final class PackedLog {
     /// Writes the metadata with clean_flag 1; nothing more may be written.
     public func close() throws(PackedLogError) {
         guard !closed else { return }
-        if let frame = inFlight { throw .writeInFlight(frame.frameID) }
+        if let pending = begun { throw .writeInFlight(pending.frame.frameID) }
         try writeMetadata(clean: true)
         closed = true
     }
