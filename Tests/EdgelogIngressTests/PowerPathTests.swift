@@ -153,7 +153,8 @@ struct PowerPathTests {
 
         let edge = UInt64(Monitor.monotonicNs())
         line.inject(rising: true, timestampNs: edge)
-        #expect(waitFor(2000) { path.state == .holding })
+        // The pipeline holds before the path reports the window (PowerPath.fail): wait for both.
+        #expect(waitFor(2000) { path.state == .holding && windows.withLock { !$0.isEmpty } })
         let report = try #require(windows.withLock { $0.first })
         #expect(report.trigger == .gpio)
         #expect(report.detectedBy == "kernel")
