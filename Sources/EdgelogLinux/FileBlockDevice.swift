@@ -65,10 +65,7 @@ public final class FileBlockDevice: OverlappingDevice {
             Sys.close(fd)
             throw DeviceError(.open, device: path, detail: "neither a block device nor a regular file")
         }
-        if usingDirect && !readOnly {
-            var context: UInt64 = 0
-            if edgelog_aio_setup(8, &context) == 0 { aio = context }
-        }
+        if usingDirect && !readOnly { setUpAIO() }
     }
 
     /// Creates (or resizes) a plain file of `size` bytes, written with zeros, to stand in for a
@@ -143,12 +140,8 @@ public final class FileBlockDevice: OverlappingDevice {
     /// With O_DIRECT each write waits for the device, so a commit's segment and metadata writes
     /// are submitted together through kernel AIO and completed in one round trip instead of two.
     public func writeAll(_ writes: [(offset: UInt64, bytes: UnsafeRawBufferPointer)]) throws(DeviceError) {
-        guard inFlight == nil else {
-            // Its completions would be taken for the durable write's: one by one instead.
-            for w in writes { try write(at: w.offset, from: w.bytes) }
-            return
-        }
-        guard submitsConcurrently, writes.count > 1, writes.count <= 8 else {
+        // With a durable write in flight its completions would be taken for that one's: one by one.
+        guard submitsConcurrently, inFlight == nil, writes.count > 1, writes.count <= 8 else {
             for w in writes { try write(at: w.offset, from: w.bytes) }
             return
         }
@@ -172,6 +165,12 @@ public final class FileBlockDevice: OverlappingDevice {
         if case .failure(let e) = status {
             throw DeviceError(.write, device: name, offset: writes[0].offset, code: e.code, detail: "AIO: \(e.message)")
         }
+    }
+
+    /// A native AIO context, when the kernel gives one (else `aio` stays 0: writes go one by one).
+    private func setUpAIO() {
+        var context: UInt64 = 0
+        if edgelog_aio_setup(8, &context) == 0 { aio = context }
     }
 
     /// Tags the durable write's completion, so that no other completion is taken for it.
@@ -212,8 +211,7 @@ public final class FileBlockDevice: OverlappingDevice {
             // down waits for it, so the buffer is free when this throws; a new context follows.
             edgelog_aio_destroy(aio)
             aio = 0
-            var context: UInt64 = 0
-            if direct && edgelog_aio_setup(8, &context) == 0 { aio = context }
+            if direct { setUpAIO() }
             inFlight = nil
             throw DeviceError(.write, device: name, offset: offset, length: buffer.count, code: status == 0 ? EIO : waitErrno,
                               detail: status == 0 ? "AIO wait: another write's completion" : "AIO wait: \(Errno(waitErrno).message)")

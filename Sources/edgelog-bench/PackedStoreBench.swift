@@ -151,7 +151,7 @@ enum PackedStoreBench {
         var latency = Latencies(capacity: 4096)
         var records = 0
         var elapsedNs: UInt64 = 0
-        var overlapped = 0, commits = 0
+        var inBackground = 0, commits = 0
         /// Time in prepare (the CPU's share of a commit) and in starting the write (the system call).
         var prepareNs = Latencies(capacity: 4096), submitNs = Latencies(capacity: 4096)
 
@@ -177,7 +177,7 @@ enum PackedStoreBench {
                     let submitted = monoNs()
                     let write = try log.begin(frame)
                     submitNs.add(monoNs() &- submitted)
-                    if write.overlapped { overlapped += 1 }
+                    if write.overlapped { inBackground += 1 }
                     pending = (write, start)
                     records += c.count
                     self.commits += 1
@@ -362,9 +362,9 @@ enum PackedStoreBench {
             // frames took), the other three in an order that turns every batch; a batch is long
             // enough that starting and ending the overlap costs little.
             let batch = workload == "a" ? 100 : 20
-            progress("packed store: workload \(workload), \(n) commits in batches of \(batch): engine, engine pipelined, raw, SQLite, interleaved")
+            progress("packed store: workload \(workload), \(n) commits in batches of \(batch): engine, engine overlapped, raw, SQLite, interleaved")
             let engine = SequentialEngine(path: dir.file("packed-\(workload).img"), signer: signer)
-            let piped = OverlappedEngine(path: dir.file("packed-pipe-\(workload).img"), signer: signer)
+            let overlapped = OverlappedEngine(path: dir.file("packed-overlapped-\(workload).img"), signer: signer)
             let raw = RawWriter(path: dir.file("packed-raw-\(workload).img"))
             let sqlite = SQLiteWriter(path: dir.file("packed-\(workload).db"))
             _ = dir.file("packed-\(workload).db-wal")
@@ -375,7 +375,7 @@ enum PackedStoreBench {
                 let slice = made[...]
                 // The engine goes first: raw writes the sizes its frames took.
                 let sizes = engine.batch(slice)
-                let others: [() -> Void] = [{ piped.batch(slice) }, { raw.batch(sizes) }, { sqlite.batch(slice) }]
+                let others: [() -> Void] = [{ overlapped.batch(slice) }, { raw.batch(sizes) }, { sqlite.batch(slice) }]
                 for k in 0..<others.count { others[(index + k) % others.count]() }
             }
             engine.finish()
@@ -387,20 +387,20 @@ enum PackedStoreBench {
             let storeRate = records / (Double(store.elapsedNs) / 1e9)
             let rawRate = records / (Double(raw.elapsedNs) / 1e9)
             let sqliteRate = records / (Double(sqlite.elapsedNs) / 1e9)
-            let pipedRate = Double(piped.records) / (Double(piped.elapsedNs) / 1e9)
+            let overlappedRate = Double(overlapped.records) / (Double(overlapped.elapsedNs) / 1e9)
             print("packed_\(workload): records=\(store.records) commits=\(store.commits) records_per_commit=\(fixed(records / Double(store.commits), 1)) "
                 + "bytes_per_record=\(fixed(bytesPerRecord, 1)) sqlite_bytes_per_row=\(fixed(sqliteBytesPerRow, 1)) "
                 + "bytes_per_record_vs_sqlite=\(fixed(bytesPerRecord / sqliteBytesPerRow, 3))  # goals: <= 53 under (a); vs_sqlite <= 0.5")
             print("packed_\(workload)_writes: device_bytes=\(store.deviceBytes) committed_bytes=\(store.committed) "
                 + "write_amplification=\(fixed(Double(store.deviceBytes) / Double(max(store.committed, 1)), 3))  # goals: <= 1.3 (a), <= 1.05 (b); metadata writes counted at the device")
-            print("packed_\(workload)_speed: store_records_per_s=\(fixed(pipedRate, 0)) raw_records_per_s=\(fixed(rawRate, 0)) sqlite_records_per_s=\(fixed(sqliteRate, 0)) "
-                + "store_vs_raw=\(fixed(pipedRate / rawRate, 2)) store_vs_sqlite=\(fixed(pipedRate / sqliteRate, 2))  "
-                + "# goal: store_vs_raw >= 0.9; the engine prepares frame n+1 while frame n is written (\(piped.overlapped) of \(piped.commits) in the background), raw writes the bytes the store occupies")
-            print("packed_\(workload)_prepare: \(piped.prepareNs.summary())  # encode, deflate, hash, sign of one frame, inside the run above")
-            print("packed_\(workload)_submit: \(piped.submitNs.summary())  # starting the background write (io_submit)")
+            print("packed_\(workload)_speed: store_records_per_s=\(fixed(overlappedRate, 0)) raw_records_per_s=\(fixed(rawRate, 0)) sqlite_records_per_s=\(fixed(sqliteRate, 0)) "
+                + "store_vs_raw=\(fixed(overlappedRate / rawRate, 2)) store_vs_sqlite=\(fixed(overlappedRate / sqliteRate, 2))  "
+                + "# goal: store_vs_raw >= 0.9; the engine prepares frame n+1 while frame n is written (\(overlapped.inBackground) of \(overlapped.commits) in the background), raw writes the bytes the store occupies")
+            print("packed_\(workload)_prepare: \(overlapped.prepareNs.summary())  # encode, deflate, hash, sign of one frame, inside the run above")
+            print("packed_\(workload)_submit: \(overlapped.submitNs.summary())  # starting the background write (io_submit)")
             print("packed_\(workload)_one_at_a_time: store_records_per_s=\(fixed(storeRate, 0)) store_vs_raw=\(fixed(storeRate / rawRate, 2)) "
                 + "store_vs_sqlite=\(fixed(storeRate / sqliteRate, 2))  # each commit prepared (encode, deflate, hash, sign) only after the one before is durable")
-            print("packed_\(workload)_commit: \(piped.latency.summary())  # overlapped: from prepare to durable")
+            print("packed_\(workload)_commit: \(overlapped.latency.summary())  # overlapped: from prepare to durable")
             print("packed_\(workload)_commit_one_at_a_time: \(store.latency.summary())")
             if workload == "a" {
                 // The product's path: pipeline and evidence store (a flush per commit of 20 readings).

@@ -812,21 +812,19 @@ public final class PackedLog {
     public func finish(_ write: WriteInFlight) throws(PackedLogError) -> UInt64 {
         let frame = write.frame
         guard !closed else { throw .closed }
-        guard let pending = begun, pending.frame.frameID == frame.frameID, pending.background == write.overlapped else {
-            throw .outOfOrder(frame.frameID, expected: begun?.frame.frameID ?? metadata.headFrameID + 1)
+        guard let pending = begun, pending.frame.frameID == frame.frameID else {
+            throw .outOfOrder(frame.frameID, expected: begun?.frame.frameID ?? nextFrameID)
         }
+        begun = nil
         if pending.background, let overlapping = device as? OverlappingDevice {
             do {
                 // Returns or throws only once the device no longer reads the buffer.
                 try overlapping.awaitDurable()
-                begun = nil
             } catch {
                 writeErrors += 1
-                begun = nil
                 try durably(at: frame.offset, frame.bytes, failedAttempts: 1)
             }
         }
-        begun = nil
         return try written(frame)
     }
 
@@ -834,8 +832,12 @@ public final class PackedLog {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
         if let pending = begun { throw .writeInFlight(pending.frame.frameID) }
-        guard frame.frameID == metadata.headFrameID + 1 else { throw .outOfOrder(frame.frameID, expected: metadata.headFrameID + 1) }
+        guard frame.frameID == nextFrameID else { throw .outOfOrder(frame.frameID, expected: nextFrameID) }
     }
+
+    /// The id the next frame written must have. head_frame_id is below 2^62 in any metadata the
+    /// log opened (PackedMetadata's bounds), so this never wraps; wrapping would refuse, not trap.
+    private var nextFrameID: UInt64 { metadata.headFrameID &+ 1 }
 
     /// The frame is durable: the metadata follows it, and is written when due.
     private func written(_ frame: PreparedFrame) throws(PackedLogError) -> UInt64 {
