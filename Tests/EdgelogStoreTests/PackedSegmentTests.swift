@@ -44,7 +44,7 @@ private func buildSlot(segmentID: UInt64, frames: Int, signer: FileSigner?, slot
                        level: Int32 = Deflate.defaultLevel, seed: UInt64 = 1) throws -> (slot: [UInt8], records: [[PackedRecord]], writer: PackedSegmentWriter) {
     var w = SensorWorkload(sources: 20, seed: seed)
     var writer = PackedSegmentWriter(header: header(segmentID: segmentID, signer: signer), sectorSize: sector, segmentSize: slotSize)
-    writer.level = level
+    writer.method = .zlib(level: level, dictionaryBytes: 32 * 1024)
     var slot = [UInt8](repeating: 0, count: slotSize)
     var all: [[PackedRecord]] = []
     for i in 0..<frames {

@@ -163,28 +163,69 @@ struct RecordBlockTests {
         var ctx = RecordBlockContext()
         let kept = try #require(Deflate.Compressor())
         var previous: [UInt8] = []
-        var levels: Set<Int32> = []
-        // Small and large blocks in turn, so that the kept stream changes level in both directions.
+        var methods: Set<String> = []
+        // Small and large blocks in turn, so that the kept compressor changes method in both directions.
         for frame in 0..<24 {
             var rs: [PackedRecord] = []
             for _ in 0..<(frame % 3 == 2 ? 12 : 1) { rs += w.nextSecond() }
             let block = try encode(rs, &ctx)
-            let level = Deflate.level(forBlockOf: block.count)
-            levels.insert(level)
-            let reused = try #require(kept.compress(block, dictionary: previous, level: level))
-            // A stream set up at this level (no level change on it), used once.
-            let fresh = try #require(Deflate.compress(block, dictionary: previous, level: level))
-            #expect(reused == fresh, "frame \(frame), level \(level)")
-            if level == Deflate.largeBlockLevel {
-                // The level really changes: the other level gives other bytes for the same block.
-                let other = try #require(kept.compress(block, dictionary: previous, level: Deflate.defaultLevel))
-                #expect(other != reused && other.count < reused.count, "frame \(frame): \(other.count) bytes at 9, \(reused.count) at 1")
+            let method = Deflate.method(forBlockOf: block.count)
+            methods.insert("\(method)")
+            let reused = try #require(kept.compress(block, dictionary: previous, method: method))
+            // A compressor made for this block alone.
+            let fresh = try #require(Deflate.compress(block, dictionary: previous, method: method))
+            #expect(reused == fresh, "frame \(frame), \(method)")
+            if method == Deflate.largeBlockMethod {
+                // The method really changes: zlib 9 against the dictionary gives other bytes.
+                let other = try #require(kept.compress(block, dictionary: previous, method: Deflate.smallBlockMethod))
+                #expect(other != reused, "frame \(frame): \(other.count) bytes by zlib 9, \(reused.count) by libdeflate 1")
             }
+            // Every method reads back with the whole dictionary preset (A.4).
             let back = try reused.withUnsafeBytes { try Deflate.inflate($0, dictionary: previous, length: block.count) }
             #expect(back == block)
             previous = block
         }
-        #expect(levels == [Deflate.defaultLevel, Deflate.largeBlockLevel])
+        #expect(methods == ["\(Deflate.smallBlockMethod)", "\(Deflate.largeBlockMethod)"])
+    }
+
+    @Test("zlib against a suffix of the dictionary, and libdeflate against none, read back with the whole dictionary preset")
+    func dictionarySuffixes() throws {
+        var w = SensorWorkload(sources: 20, seed: 5)
+        var ctx = RecordBlockContext()
+        var previous: [UInt8] = []
+        for frame in 0..<8 {
+            var rs: [PackedRecord] = []
+            for _ in 0..<(1 + frame % 4 * 4) { rs += w.nextSecond() }
+            let block = try encode(rs, &ctx)
+            for method: Deflate.Method in [.zlib(level: 1, dictionaryBytes: 0), .zlib(level: 6, dictionaryBytes: 100), .zlib(level: 9, dictionaryBytes: 8192),
+                                           .zlib(level: 9, dictionaryBytes: 1 << 20), .libdeflate(level: 1), .libdeflate(level: 6)] {
+                let packed = try #require(Deflate.compress(block, dictionary: previous, method: method))
+                let back = try packed.withUnsafeBytes { try Deflate.inflate($0, dictionary: previous, length: block.count) }
+                #expect(back == block, "frame \(frame), \(method)")
+            }
+            previous = block
+        }
+    }
+
+    @Test("encoding a frame's records at once gives the bytes and the context of encoding them one by one, and refuses what one by one refuses without moving")
+    func encodeAtOnce() throws {
+        var rng = SplitMix64(seed: 21)
+        var mono: UInt64 = 0
+        var one = RecordBlockContext(), all = RecordBlockContext()
+        for frame in 0..<40 {
+            let rs = randomRecords(&rng, count: Int(rng.next() % 50), mono: &mono, sources: 300)
+            let a = try encode(rs, &one)
+            let b = try RecordBlock.encode(rs, context: &all)
+            #expect(a == b, "frame \(frame)")
+            #expect(one == all)
+        }
+        // A record going back in mono_ctr after good ones: nothing moves.
+        let good = randomRecords(&rng, count: 3, mono: &mono, sources: 300)
+        var bad = good[1]
+        bad.mono = 1
+        let before = all
+        #expect(throws: RecordBlock.EncodeProblem.self) { try RecordBlock.encode([good[0], bad], context: &all) }
+        #expect(all == before)
     }
 
     @Test("inflate refuses streams longer or shorter than stated, unterminated ones and bytes after the end")

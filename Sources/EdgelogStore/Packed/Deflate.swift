@@ -1,7 +1,9 @@
 // Raw deflate (RFC 1951) of a frame's record block with the previous frame's block as preset
-// dictionary (docs/FORMAT.md appendix A.4), through the system zlib. Inflating is bounded by the
+// dictionary (docs/FORMAT.md appendix A.4): written through the system zlib, or libdeflate for
+// large blocks, and read through zlib. Inflating is bounded by the
 // length the frame states and must end exactly at the last stored byte: stored bytes are hostile.
 
+import CLibdeflate
 import CZlib
 
 /// Why stored bytes do not inflate to the frame's record block.
@@ -32,41 +34,54 @@ public enum InflateProblem: Error, Equatable, CustomStringConvertible, Sendable 
 }
 
 public enum Deflate {
-    /// Compression level 9 for record blocks up to 4 KiB: on frames of the usual load it keeps most
-    /// frames inside one 512-byte sector where level 6 needs two (DESIGN.md 13, PackedSegmentTests),
-    /// for about the same time on blocks this small (bench section 7).
+    /// How a block is deflated. Every method writes one raw deflate stream (RFC 1951) that reads
+    /// back with the whole dictionary preset (A.4: a writer may use any suffix of it, none included).
+    public enum Method: Equatable, Sendable {
+        /// zlib at `level`, against the last `dictionaryBytes` of the dictionary (at most 32 KiB count).
+        case zlib(level: Int32, dictionaryBytes: Int)
+        /// libdeflate at `level`, against no dictionary (it has no way to preset one).
+        case libdeflate(level: Int32)
+    }
+
+    /// zlib level 9 against the whole dictionary for record blocks up to 4 KiB: on frames of the
+    /// usual load it keeps most frames inside one 512-byte sector where level 6 needs two (DESIGN.md
+    /// 13, PackedSegmentTests), for about the same time on blocks this small (bench section 7), and
+    /// the block before is most of what such a block can refer to.
     public static let defaultLevel: Int32 = 9
-    /// Level 1 above 4 KiB: a large block is a burst of records the commit should write at the
-    /// device's pace, and there level 6 costs about twice level 1's time for about a fifth fewer
-    /// bytes (DESIGN.md 13).
-    public static let largeBlockLevel: Int32 = 1
+    public static let smallBlockMethod = Method.zlib(level: defaultLevel, dictionaryBytes: 32 * 1024)
+    /// libdeflate level 1 above 4 KiB: a large block is a burst of records the commit should write
+    /// at the device's pace. On the bench's 18 KiB blocks it takes about half the time of zlib level
+    /// 1 against 8 KiB of dictionary for about 2 % more bytes, since such a block refers mostly to
+    /// itself (DESIGN.md 13).
+    public static let largeBlockMethod = Method.libdeflate(level: 1)
     public static let largeBlock = 4096
-    /// A large block is compressed against the last 8 KiB of its dictionary only: zlib indexes
-    /// every dictionary byte it is given, and beyond 8 KiB that took more time than the bytes it
-    /// saved (about 1 % of a large frame). The stream keeps the format: every back-reference into a
-    /// suffix of the frame's dictionary is one into the whole dictionary a reader presets (A.4).
-    public static let largeBlockDictionary = 8 * 1024
     /// Window bits for a raw stream (no zlib header), 32 KiB window.
     static let rawWindowBits: Int32 = -15
 
-    /// The level the writer uses for a block of `count` bytes.
-    public static func level(forBlockOf count: Int) -> Int32 { count <= largeBlock ? defaultLevel : largeBlockLevel }
+    /// The method the writer uses for a block of `count` bytes.
+    public static func method(forBlockOf count: Int) -> Method { count <= largeBlock ? smallBlockMethod : largeBlockMethod }
 
-    /// Compresses `block` as one raw deflate stream with `dictionary` preset; nil when zlib fails
-    /// (memory), in which case the writer stores the block as it is.
+    /// Compresses `block` as one raw deflate stream with `dictionary` preset (zlib at `level`, the
+    /// whole dictionary); nil when zlib fails (memory), in which case the writer stores the block.
     public static func compress(_ block: [UInt8], dictionary: [UInt8], level: Int32 = defaultLevel) -> [UInt8]? {
-        Compressor(level: level)?.compress(block, dictionary: dictionary, level: level)
+        compress(block, dictionary: dictionary, method: .zlib(level: level, dictionaryBytes: 32 * 1024))
+    }
+
+    /// Compresses `block` by `method` against `dictionary`; nil when the library fails (memory).
+    public static func compress(_ block: [UInt8], dictionary: [UInt8], method: Method) -> [UInt8]? {
+        Compressor()?.compress(block, dictionary: dictionary, method: method)
     }
 
     /// One deflate stream kept from frame to frame: zlib's set-up (about 270 KiB allocated and its
-    /// hash table cleared) would otherwise cost more than compressing a small frame. Not for two
-    /// threads at once; each writer holds its own.
+    /// hash table cleared) would otherwise cost more than compressing a small frame; the same for
+    /// libdeflate's compressor, made at first use. Not for two threads at once; each holds its own.
     public final class Compressor {
         // zlib keeps a pointer to the stream in its state and checks it: the stream must not move.
         private let stream: UnsafeMutablePointer<z_stream>
         private var currentLevel: Int32
+        private var fast: (level: Int32, compressor: OpaquePointer)?
 
-        /// Set up at `level`; nil when zlib cannot start (memory).
+        /// Set up zlib at `level`; nil when zlib cannot start (memory).
         public init?(level: Int32 = Deflate.defaultLevel) {
             stream = .allocate(capacity: 1)
             stream.initialize(to: z_stream())
@@ -83,10 +98,25 @@ public enum Deflate {
             deflateEnd(stream)
             stream.deinitialize(count: 1)
             stream.deallocate()
+            if let fast { libdeflate_free_compressor(fast.compressor) }
         }
 
-        /// As `Deflate.compress`: one raw stream of `block` after `dictionary`; nil when zlib fails.
+        /// As `Deflate.compress`: one raw stream of `block` after `dictionary`, zlib at `level`.
         public func compress(_ block: [UInt8], dictionary: [UInt8], level: Int32) -> [UInt8]? {
+            compress(block, dictionary: dictionary, method: .zlib(level: level, dictionaryBytes: 32 * 1024))
+        }
+
+        /// As `Deflate.compress(_:dictionary:method:)`.
+        public func compress(_ block: [UInt8], dictionary: [UInt8], method: Method) -> [UInt8]? {
+            switch method {
+            case .zlib(let level, let dictionaryBytes):
+                return zlib(block, dictionary: dictionary.suffix(max(0, min(dictionaryBytes, 32 * 1024))), level: level)
+            case .libdeflate(let level):
+                return libdeflate(block, level: level)
+            }
+        }
+
+        private func zlib(_ block: [UInt8], dictionary: ArraySlice<UInt8>, level: Int32) -> [UInt8]? {
             guard deflateReset(stream) == Z_OK else { return nil }
             // Right after a reset no input is pending, so a new level takes effect at once.
             if level != currentLevel {
@@ -94,9 +124,7 @@ public enum Deflate {
                 currentLevel = level
             }
             if !dictionary.isEmpty {
-                // zlib uses the last 32 KiB; passing only those keeps the call cheap.
-                let tail = dictionary.suffix(level == largeBlockLevel ? largeBlockDictionary : 32 * 1024)
-                let ok = tail.withUnsafeBufferPointer { d in
+                let ok = dictionary.withUnsafeBufferPointer { d in
                     deflateSetDictionary(stream, d.baseAddress, UInt32(d.count)) == Z_OK
                 }
                 guard ok else { return nil }
@@ -119,6 +147,25 @@ public enum Deflate {
                 }
             }
             guard let produced else { return nil }
+            out.removeSubrange(produced...)
+            return out
+        }
+
+        private func libdeflate(_ block: [UInt8], level: Int32) -> [UInt8]? {
+            if fast?.level != level {
+                if let old = fast { libdeflate_free_compressor(old.compressor) }
+                fast = nil
+                guard let c = libdeflate_alloc_compressor(level) else { return nil }
+                fast = (level, c)
+            }
+            guard let c = fast?.compressor else { return nil }
+            let bound = libdeflate_deflate_compress_bound(c, block.count)
+            var out = [UInt8](repeating: 0, count: bound)
+            let produced = block.withUnsafeBytes { inp in
+                out.withUnsafeMutableBytes { o in libdeflate_deflate_compress(c, inp.baseAddress, inp.count, o.baseAddress, o.count) }
+            }
+            // 0: it did not fit the bound, which libdeflate promises cannot happen; the block is stored.
+            guard produced > 0 else { return nil }
             out.removeSubrange(produced...)
             return out
         }

@@ -132,6 +132,20 @@ enum FrameLayout {
         return CRC32C.checksum(seed)
     }
 
+    /// `advance` for a writer that has just encoded the records: `named` holds each source they name
+    /// once, in the order first named, with its last seq in the frame, and `dataRecords` counts the
+    /// data records. The same state as record by record, with one table lookup a source instead of
+    /// one a record.
+    static func advance(_ state: inout PackedState, records: [PackedRecord], named: [(String, UInt64)], dataRecords: Int) -> String? {
+        guard UInt64.max - state.recordsTotal >= UInt64(dataRecords) else { return "records_total" }
+        state.recordsTotal += UInt64(dataRecords)
+        for (name, seq) in named {
+            guard state.tables.setLastSeq(name, seq) else { return "tables" }
+        }
+        if let last = records.last { state.monoHWM = last.mono }
+        return nil
+    }
+
     /// Moves `state` on by the frame's records (A.6); the overflow's reason word when a number
     /// would pass its bound.
     static func advance(_ state: inout PackedState, records: some Collection<PackedRecord>) -> String? {
@@ -156,9 +170,16 @@ public enum PackedWriteProblem: Error, Equatable, Sendable {
     /// records_total or the source table would pass its bound.
     case overflow(String)
     case signing(String)
+    /// `seal` was given a frame encoded for another place than the writer's next frame.
+    case notNext(segmentID: UInt64, index: Int)
 }
 
-/// Builds one segment's bytes frame by frame (the writer side of A.5 to A.7).
+/// Builds one segment's bytes frame by frame (the writer side of A.5 to A.7). A frame is built in
+/// three steps that `append` runs in a row: `encode` (the records against the segment's context),
+/// the deflate of the block (`Deflate.Compressor`, which needs nothing but the block and the block
+/// before it, so it may run on another thread) and `seal` (frame bytes, hash, signature, CRC), which
+/// moves the writer. A frame may be encoded against the encoding another one leaves (`encode(after:)`)
+/// before that one is sealed, which lets a writer deflate one frame while it seals the one before.
 public struct PackedSegmentWriter {
     public let header: PackedSegmentHeader
     public let headerBytes: [UInt8]
@@ -167,7 +188,6 @@ public struct PackedSegmentWriter {
     public let segmentSize: Int
     public private(set) var nextOffset: Int
     public private(set) var frames = 0
-    public private(set) var state: PackedState
     public private(set) var prevHash: [UInt8]
     /// The last frame appended: where it starts in the slot and its CRC (its hash is prevHash).
     public private(set) var lastFrameOffset = 0
@@ -175,16 +195,44 @@ public struct PackedSegmentWriter {
     /// The last frame's statement (A.7) and signature: its seal, for acknowledgements and anchors.
     public private(set) var lastStatement: [UInt8] = []
     public private(set) var lastSignature: [UInt8] = []
+    /// What the next frame is encoded against: the state after the last frame sealed.
+    public private(set) var encoding: Encoding
+    public var state: PackedState { encoding.state }
     /// The record block bytes of the frames appended so far, against A.6's block budget.
-    public private(set) var blockBytes = 0
-    private var context = RecordBlockContext()
-    private var previousBlock: [UInt8] = []
+    public var blockBytes: Int { encoding.blockBytes }
     private let crcSeed: UInt32
-    /// The deflate level; nil: `Deflate.level(forBlockOf:)`, 9 up to 4 KiB and 1 above.
-    public var level: Int32?
+    /// How blocks are deflated; nil: `Deflate.method(forBlockOf:)` (zlib 9 up to 4 KiB, libdeflate 1 above).
+    public var method: Deflate.Method?
     /// Kept from frame to frame (zlib's set-up costs more than a small frame); nil when zlib could
     /// not start, and then frames are stored.
     private let compressor = Deflate.Compressor()
+
+    /// What a frame's records are encoded against, and what encoding them leaves for the next frame:
+    /// the record context (A.2), the block before (the deflate dictionary, A.4), the frame state and
+    /// the block budget spent (A.6), and how many frames of the segment come before.
+    public struct Encoding: Sendable {
+        var context = RecordBlockContext()
+        var previousBlock: [UInt8] = []
+        var state: PackedState
+        var blockBytes = 0
+        var frames = 0
+    }
+
+    /// A frame's records encoded, not yet deflated or sealed.
+    public struct EncodedFrame: Sendable {
+        public let records: [PackedRecord]
+        /// The state changes, sorted by field.
+        let changes: [(FrameStateField, UInt64)]
+        /// The record block (A.2) and how it deflates: against the block before it, by `method`.
+        public let block: [UInt8]
+        public let dictionary: [UInt8]
+        public let method: Deflate.Method
+        /// The segment and the frame's index in it: `seal` takes it only as its next frame.
+        public let segmentID: UInt64
+        public let index: Int
+        /// What the frame after it is encoded against.
+        public let after: Encoding
+    }
 
     public init(header: PackedSegmentHeader, sectorSize: Int, segmentSize: Int) {
         self.header = header
@@ -193,7 +241,7 @@ public struct PackedSegmentWriter {
         headerBytes = header.encoded(sectorSize: sectorSize)
         headerHash = headerBytes.withUnsafeBytes { PackedSegmentHeader.hash($0) }
         nextOffset = headerBytes.count
-        state = header.state
+        encoding = Encoding(state: header.state)
         prevHash = header.prevHash
         crcSeed = FrameLayout.crcSeed(storeUUID: header.storeUUID, segmentID: header.segmentID)
     }
@@ -205,37 +253,62 @@ public struct PackedSegmentWriter {
     /// frame, padded to whole sectors. Nothing moves when it throws.
     public mutating func append(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = [],
                                 sign: (([UInt8]) throws -> [UInt8])? = nil) throws(PackedWriteProblem) -> (offset: Int, bytes: [UInt8]) {
-        var ctx = context
-        var block: [UInt8] = []
-        // A record's fields take a few bytes besides its source index and payload (A.3).
-        block.reserveCapacity(records.reduce(0) { $0 &+ $1.payload.count &+ 24 })
-        for r in records {
-            do { try RecordBlock.append(r, to: &block, context: &ctx) } catch { throw .encode(error) }
-        }
+        let encoded = try encode(records, changes: changes)
+        return try seal(encoded, deflated: encoded.block.isEmpty ? nil : deflate(encoded), sign: sign)
+    }
+
+    /// `encoded`'s block deflated by this writer's compressor; nil when zlib fails (the frame is stored).
+    public func deflate(_ encoded: EncodedFrame) -> [UInt8]? {
+        compressor?.compress(encoded.block, dictionary: encoded.dictionary, method: encoded.method)
+    }
+
+    /// Encodes a frame of `records` against `after` (a frame encoded and not sealed yet), or against
+    /// the writer's encoding. Moves nothing. Throws `segmentFull` when the block passes what is left
+    /// of the block budget (A.6); whether the frame fits the slot is known only once it is deflated.
+    public func encode(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = [],
+                       after previous: EncodedFrame? = nil) throws(PackedWriteProblem) -> EncodedFrame {
+        let base = previous?.after ?? encoding
+        var ctx = base.context
+        let block: [UInt8], named: [Int], dataRecords: Int
+        do { (block, named, dataRecords) = try RecordBlock.encodeFrame(records, context: &ctx) } catch { throw .encode(error) }
         // What a reader accepts (FORMAT.md A.6): a frame beyond it would be acknowledged and never read.
         guard block.count <= FrameLayout.maxBlockLength, records.count <= Int(UInt32.max) else {
             throw .overflow("block_len")
         }
         // Past the block budget the segment is full, however much of its slot is left (A.6).
         let budget = FrameLayout.blockBudget(segmentSize: segmentSize)
-        guard block.count <= budget - blockBytes else {
-            throw .segmentFull(need: block.count, left: budget - blockBytes)
+        guard block.count <= budget - base.blockBytes else {
+            throw .segmentFull(need: block.count, left: budget - base.blockBytes)
         }
-        var after = state
-        if let what = FrameLayout.advance(&after, records: records) { throw .overflow(what) }
+        var after = base.state
+        if let what = FrameLayout.advance(&after, records: records, named: named.map { (ctx.sources[$0], ctx.lastSeq[$0]) },
+                                          dataRecords: dataRecords) { throw .overflow(what) }
         let sorted = changes.sorted { $0.0.rawValue < $1.0.rawValue }
         for (field, value) in sorted {
             guard value >= field.value(after), field.set(value, in: &after) else { throw .stateGoesBack(field) }
         }
+        let next = Encoding(context: ctx, previousBlock: block, state: after, blockBytes: base.blockBytes + block.count, frames: base.frames + 1)
+        return EncodedFrame(records: records, changes: sorted, block: block, dictionary: base.previousBlock,
+                            method: method ?? Deflate.method(forBlockOf: block.count), segmentID: header.segmentID, index: base.frames, after: next)
+    }
+
+    /// Seals `encoded` (the writer's next frame) with its block `deflated` (the compressor's output
+    /// for it, or nil to store it) and moves the writer past it; returns what `append` returns.
+    /// Nothing moves when it throws.
+    public mutating func seal(_ encoded: EncodedFrame, deflated: [UInt8]?,
+                              sign: (([UInt8]) throws -> [UInt8])? = nil) throws(PackedWriteProblem) -> (offset: Int, bytes: [UInt8]) {
+        guard encoded.segmentID == header.segmentID, encoded.index == frames else {
+            throw .notNext(segmentID: encoded.segmentID, index: encoded.index)
+        }
+        let block = encoded.block, sorted = encoded.changes, after = encoded.after.state
         var stored = block
         var flags: UInt8 = 0
-        if !block.isEmpty, let packed = compressor?.compress(block, dictionary: previousBlock, level: level ?? Deflate.level(forBlockOf: block.count)),
-           packed.count < block.count {
+        if let packed = deflated, packed.count < block.count {
             stored = packed
             flags |= FrameLayout.deflateFlag
         }
         var middle: [UInt8] = []
-        Varint.append(UInt64(records.count), to: &middle)
+        Varint.append(UInt64(encoded.records.count), to: &middle)
         Varint.append(UInt64(block.count), to: &middle)
         if !sorted.isEmpty {
             flags |= FrameLayout.stateFlag
@@ -258,8 +331,8 @@ public struct PackedSegmentWriter {
         frame.append(contentsOf: middle)
         frame.append(contentsOf: stored)
         let frameHash = Array(SHA256.hash(data: frame))
-        let statement = FrameStatement.bytes(header: header, headerHash: headerHash, frameID: nextFrameID, firstMono: records.first?.mono ?? 0,
-                                             lastMono: records.last?.mono ?? 0, recordCount: records.count, prevHash: prevHash,
+        let statement = FrameStatement.bytes(header: header, headerHash: headerHash, frameID: nextFrameID, firstMono: encoded.records.first?.mono ?? 0,
+                                             lastMono: encoded.records.last?.mono ?? 0, recordCount: encoded.records.count, prevHash: prevHash,
                                              frameHash: frameHash, state: after)
         var signature: [UInt8] = []
         if header.sigLen > 0 {
@@ -278,11 +351,8 @@ public struct PackedSegmentWriter {
         lastFrameCRC = crc
         lastStatement = statement
         lastSignature = signature
-        context = ctx
-        previousBlock = block
-        blockBytes += block.count
+        encoding = encoded.after
         prevHash = frameHash
-        state = after
         frames += 1
         nextOffset = offset + padded
         return frames == 1 ? (0, headerBytes + frame) : (offset, frame)

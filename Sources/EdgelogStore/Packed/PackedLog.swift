@@ -331,7 +331,8 @@ public final class PackedLog {
     /// Commits between two metadata writes (N) and seconds (T), FORMAT.md A.9.
     public var metadataEvery = 256
     public var metadataSeconds: Double = 300
-    public var identity: PackedIdentity
+    /// Who signs. A change leaves frames staged ahead, signed by the signer before, to be built again.
+    public var identity: PackedIdentity { didSet { writerGeneration &+= 1 } }
     private var writer: PackedSegmentWriter?
     private var openSlot = 0
     private var commitsSinceMetadata = 0
@@ -589,6 +590,7 @@ public final class PackedLog {
     /// Ends the open segment: the next frame opens a new one (a new key signs from there on).
     public func endSegment() {
         writer = nil
+        writerGeneration &+= 1
     }
 
     /// Opens the next segment in the ring, reclaiming the tail when the ring is full (`records` is
@@ -711,7 +713,9 @@ public final class PackedLog {
         // Nothing moves when it throws: a refused reclaim or a frame too large leaves the plan as it was.
         let saved = (planned, openSlot, segmentsOpened, tailReadErrors)
         do {
-            return try prepareMoving(records, changes: changes)
+            let frame = try prepareMoving(records, changes: changes)
+            restageAhead()
+            return frame
         } catch {
             (planned, openSlot, segmentsOpened, tailReadErrors) = saved
             throw error
@@ -742,6 +746,13 @@ public final class PackedLog {
         } catch {
             throw .write(error)
         }
+        if opened { writerGeneration &+= 1 }
+        return placed(w, result, records: records, opened: opened)
+    }
+
+    /// The writer `w` has sealed `result`: it becomes the open segment's writer, the plan moves past
+    /// the frame, and the frame is ready to write.
+    private func placed(_ w: PackedSegmentWriter, _ result: (offset: Int, bytes: [UInt8]), records: [PackedRecord], opened: Bool) -> PreparedFrame {
         writer = w
         let buffer = AlignedBuffer(count: result.bytes.count)
         result.bytes.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
@@ -755,6 +766,116 @@ public final class PackedLog {
         return PreparedFrame(frameID: planned.headFrameID, segmentID: w.header.segmentID, slot: openSlot, statement: w.lastStatement,
                              signature: w.lastSignature, records: records, offset: planned.geometry.slotOffset(openSlot) + UInt64(result.offset),
                              bytes: buffer, metadataAfter: planned, opensSegment: opened)
+    }
+
+    // MARK: Staging: building the next frame while this one is sealed and written
+
+    /// A frame staged ahead (`stage`): its records encoded and deflated on the staging thread after
+    /// the frames staged before it, while the caller seals and writes the frames before it.
+    /// `prepare(_:)` seals it. Staging changes nothing the device or the metadata sees: a staged
+    /// frame that no longer follows the open segment's last frame (a segment opened, or another
+    /// frame prepared, meanwhile) is encoded again, so its bytes are the ones `prepare(records)`
+    /// would give.
+    public final class StagedFrame: @unchecked Sendable {
+        public let records: [PackedRecord]
+        let changes: [(FrameStateField, UInt64)]
+        /// Its job on the staging thread, for the writer of `generation`; nil: built when prepared.
+        fileprivate var job: StagingJob?
+        fileprivate var generation: UInt64 = 0
+        /// The frame's index in the segment it is encoded for.
+        fileprivate var index = 0
+
+        init(records: [PackedRecord], changes: [(FrameStateField, UInt64)]) {
+            self.records = records
+            self.changes = changes
+        }
+
+        /// Whether it went to the staging thread (else it is encoded and deflated when prepared).
+        public var builtAhead: Bool { job != nil }
+    }
+
+    /// Frames staged and not yet prepared, oldest first; each encoded after the one before it.
+    private var ahead: [StagedFrame] = []
+    /// Frames staged ahead at most: the one the thread builds and the one queued behind it.
+    public static let stageDepth = 2
+    /// Bumped whenever the open segment's writer is replaced: a frame encoded for one writer is not
+    /// sealed by another, whatever its index.
+    private var writerGeneration: UInt64 = 0
+    /// Whether `stage` builds frames on a staging thread (only worth it with a second CPU); off,
+    /// a staged frame is built when it is prepared.
+    public var buildsAhead = StagingThread.worthwhile
+    private var stagingThread: StagingThread?
+
+    /// Stages `records` as the frame after those already staged: the staging thread encodes and
+    /// deflates them. Prepare staged frames in the order staged (`prepare(_:)`); one that cannot be
+    /// built ahead (no open segment yet, a full segment, a record the encoder refuses) is built when
+    /// it is prepared, and `prepare` throws what it finds then.
+    public func stage(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) -> StagedFrame {
+        let staged = StagedFrame(records: records, changes: changes)
+        guard !closed, failure == nil, buildsAhead, ahead.count < Self.stageDepth else { return staged }
+        submitAhead(staged, after: ahead.last)
+        ahead.append(staged)
+        return staged
+    }
+
+    /// Gives `staged` to the staging thread, to build after `previous` (or after the open segment's
+    /// last frame); leaves it to be built when prepared when that cannot be done now.
+    private func submitAhead(_ staged: StagedFrame, after previous: StagedFrame?) {
+        if let old = staged.job { stagingThread?.cancel(old) }
+        staged.job = nil
+        guard let w = writer, previous == nil || previous?.job != nil else { return }
+        if stagingThread == nil { stagingThread = StagingThread() }
+        staged.job = stagingThread?.submit(writer: previous == nil ? w : nil, records: staged.records, changes: staged.changes,
+                                           sign: identity.sign, after: previous?.job)
+        staged.generation = writerGeneration
+        staged.index = previous.map { $0.index + 1 } ?? w.frames
+    }
+
+    /// Places a staged frame (as `prepare(records)` would): the one the staging thread built when
+    /// it follows the open segment's last frame, else built here. Frames staged before it and not
+    /// prepared are given up. When it throws, nothing moves and the frames staged after it are
+    /// given up too (each is built when prepared).
+    public func prepare(_ staged: StagedFrame) throws(PackedLogError) -> PreparedFrame {
+        guard !closed else { throw .closed }
+        if let failed = failure { throw .device(failed) }
+        if let i = ahead.firstIndex(where: { $0 === staged }) {
+            for s in ahead[..<i] { if let j = s.job { stagingThread?.cancel(j) } }
+            ahead.removeFirst(i + 1)
+        }
+        let frame: PreparedFrame
+        do throws(PackedLogError) {
+            var built: (writer: PackedSegmentWriter, offset: Int, bytes: [UInt8])?
+            if let job = staged.job, let thread = stagingThread, staged.generation == writerGeneration, staged.index == writer?.frames {
+                thread.wait(job)
+                built = job.built
+            }
+            if let b = built, b.writer.header.segmentID == writer?.header.segmentID, b.writer.frames == staged.index + 1 {
+                frame = placed(b.writer, (b.offset, b.bytes), records: staged.records, opened: false)
+            } else {
+                // Not built ahead, or not after the frame before it; a frame that did not fit what
+                // is left of the segment opens the next one here.
+                frame = try prepare(staged.records, changes: staged.changes)
+            }
+        } catch {
+            for s in ahead { if let j = s.job { stagingThread?.cancel(j) } }
+            ahead.removeAll()
+            throw error
+        }
+        restageAhead()
+        return frame
+    }
+
+    /// After a prepare: the frames staged ahead follow the frame just placed unless another took
+    /// their place (another frame prepared, a segment opened, a frame the thread could not
+    /// encode); then they are staged again after it.
+    private func restageAhead() {
+        guard let first = ahead.first else { return }
+        if first.job != nil, first.generation == writerGeneration, let w = writer, first.index == w.frames { return }
+        var previous: StagedFrame?
+        for s in ahead {
+            submitAhead(s, after: previous)
+            previous = s
+        }
     }
 
     /// Writes a prepared frame and flushes: durable when this returns; then the metadata when due.
@@ -778,6 +899,8 @@ public final class PackedLog {
     deinit {
         // A write left in flight still reads its buffer: wait for it before the buffer goes.
         if begun?.background == true, let overlapping = device as? OverlappingDevice { try? overlapping.awaitDurable() }
+        // The staging thread holds itself while it runs: told to stop, it ends once its queue is done.
+        stagingThread?.stop()
     }
 
     /// `write` in two halves, so that the caller can prepare the next frame while the device
@@ -865,5 +988,8 @@ public final class PackedLog {
         if let pending = begun { throw .writeInFlight(pending.frame.frameID) }
         try writeMetadata(clean: true)
         closed = true
+        ahead.removeAll()
+        stagingThread?.stop()
+        stagingThread = nil
     }
 }

@@ -138,15 +138,99 @@ public enum RecordBlock {
         UInt64(bitPattern: ctx.prevBoot) &+ (UInt64(bitPattern: wall) &- UInt64(bitPattern: ctx.prevWall))
     }
 
+    /// The most bytes a record's fields take besides its source name and payload: the head, the
+    /// type, the source index or name length, four 64-bit varints, the time quality (five varints)
+    /// and the payload length.
+    static let maxFieldBytes = 1 + 3 + 2 + 4 * 10 + (3 + 3 + 5 + 5 + 10) + 10
+
     /// Appends `r` to `out`, encoded against `ctx`, and moves `ctx` on.
     public static func append(_ r: PackedRecord, to out: inout [UInt8], context ctx: inout RecordBlockContext) throws(EncodeProblem) {
+        out.append(contentsOf: try encode([r], context: &ctx))
+    }
+
+    /// The block of `records` encoded against `ctx`; `ctx` moves on only when every record encodes.
+    public static func encode(_ records: [PackedRecord], context ctx: inout RecordBlockContext) throws(EncodeProblem) -> [UInt8] {
+        try encodeFrame(records, context: &ctx).block
+    }
+
+    /// `encode`, and what the frame's state needs from the records (A.6): the context's indices of
+    /// the sources they name, each once, in the order first named, and how many are data records.
+    /// Written through a pointer into a block sized for the worst case: a frame of large commits
+    /// encodes a few hundred records, and appending byte by byte to an array cost about twice as much.
+    static func encodeFrame(_ records: [PackedRecord], context ctx: inout RecordBlockContext) throws(EncodeProblem)
+        -> (block: [UInt8], sources: [Int], dataRecords: Int) {
+        var bound = 0
+        for i in records.indices {
+            let (n, o) = bound.addingReportingOverflow(records[i].payload.count &+ records[i].source.utf8.count &+ maxFieldBytes)
+            guard !o else { throw .beyondBound }
+            bound = n
+        }
+        var c = ctx
+        var problem: EncodeProblem?
+        var named: [Int] = []
+        var seen = [Bool](repeating: false, count: c.sources.count)
+        var data = 0
+        let block = [UInt8](unsafeUninitializedCapacity: bound) { buffer, count in
+            count = 0
+            guard let base = buffer.baseAddress else { return }
+            var w = BlockWriter(base)
+            for i in records.indices {
+                let source: Int
+                do throws(EncodeProblem) { source = try encodeOne(records[i], into: &w, context: &c) } catch {
+                    problem = error
+                    return
+                }
+                if source >= seen.count { seen.append(contentsOf: repeatElement(false, count: source + 1 - seen.count)) }
+                if !seen[source] {
+                    seen[source] = true
+                    named.append(source)
+                }
+                if records[i].rawType == RecordType.data.rawValue { data += 1 }
+            }
+            count = w.count
+        }
+        if let problem { throw problem }
+        ctx = c
+        return (block, named, data)
+    }
+
+    /// Writes into memory the caller sized for the records (`encode`'s bound).
+    struct BlockWriter {
+        let base: UnsafeMutablePointer<UInt8>
+        var count = 0
+        init(_ base: UnsafeMutablePointer<UInt8>) { self.base = base }
+
+        @inline(__always) mutating func byte(_ b: UInt8) {
+            base[count] = b
+            count &+= 1
+        }
+
+        @inline(__always) mutating func varint(_ value: UInt64) {
+            var v = value
+            while v >= 0x80 {
+                byte(UInt8(truncatingIfNeeded: v) | 0x80)
+                v >>= 7
+            }
+            byte(UInt8(truncatingIfNeeded: v))
+        }
+
+        @inline(__always) mutating func bytes(_ b: UnsafeRawBufferPointer) {
+            guard let from = b.baseAddress, !b.isEmpty else { return }
+            (base + count).update(from: from.assumingMemoryBound(to: UInt8.self), count: b.count)
+            count &+= b.count
+        }
+    }
+
+    /// Encodes `r` against `ctx` and moves `ctx` on; returns the index of its source in `ctx`.
+    /// Throws before writing or moving anything.
+    static func encodeOne(_ r: PackedRecord, into w: inout BlockWriter, context ctx: inout RecordBlockContext) throws(EncodeProblem) -> Int {
         guard r.mono > ctx.prevMono else { throw .monoNotIncreasing(r.mono, after: ctx.prevMono) }
         guard r.seq < bound, r.mono < bound else { throw .beyondBound }
         let existing = ctx.lookUp(r.source)
-        let nameBytes = existing == nil ? Array(r.source.utf8) : []
         if existing == nil {
-            guard nameBytes.count >= 1, nameBytes.count <= SourceName.maxLength,
-                  nameBytes.withUnsafeBytes({ SourceName.isValid($0) }) else { throw .badSourceName(r.source) }
+            let n = r.source.utf8.count
+            guard n >= 1, n <= SourceName.maxLength,
+                  Array(r.source.utf8).withUnsafeBytes({ SourceName.isValid($0) }) else { throw .badSourceName(r.source) }
             guard ctx.sources.count < maxSources else { throw .tooManySources }
         }
         let t = r.time
@@ -156,39 +240,43 @@ public enum RecordBlock {
         if r.rawType != RecordType.data.rawValue { head |= hasType }
         if existing == nil { head |= newSource }
         if timeChanged { head |= hasTimeQuality }
-        out.append(head)
-        if head & hasType != 0 { Varint.append(UInt64(r.rawType), to: &out) }
+        w.byte(head)
+        if head & hasType != 0 { w.varint(UInt64(r.rawType)) }
         let i: Int
         if let existing {
             i = existing
-            Varint.append(UInt64(i), to: &out)
+            w.varint(UInt64(i))
         } else {
-            out.append(UInt8(nameBytes.count))
-            out.append(contentsOf: nameBytes)
+            var name = r.source
+            name.withUTF8 { u in
+                w.byte(UInt8(u.count))
+                w.bytes(UnsafeRawBufferPointer(u))
+            }
             i = ctx.addSource(r.source)
         }
-        Varint.append(Varint.zigzag(r.seq, base: ctx.lastSeq[i]), to: &out)
+        w.varint(Varint.zigzag(r.seq, base: ctx.lastSeq[i]))
         ctx.setLastSeq(i, r.seq)
-        Varint.append(r.mono - ctx.prevMono - 1, to: &out)
-        Varint.append(Varint.zigzag(UInt64(bitPattern: t.wallNs), base: UInt64(bitPattern: ctx.prevWall)), to: &out)
-        Varint.append(Varint.zigzag(UInt64(bitPattern: t.bootNs), base: bootBase(wall: t.wallNs, ctx)), to: &out)
+        w.varint(r.mono - ctx.prevMono - 1)
+        w.varint(Varint.zigzag(UInt64(bitPattern: t.wallNs), base: UInt64(bitPattern: ctx.prevWall)))
+        w.varint(Varint.zigzag(UInt64(bitPattern: t.bootNs), base: bootBase(wall: t.wallNs, ctx)))
         if timeChanged {
-            Varint.append(UInt64(t.flags.rawValue), to: &out)
-            Varint.append(UInt64(r.bootSeq), to: &out)
-            Varint.append(UInt64(t.maxErrorUs), to: &out)
-            Varint.append(UInt64(t.estErrorUs), to: &out)
-            Varint.append(Varint.zigzag(UInt64(bitPattern: t.lastSyncNs), base: UInt64(bitPattern: ctx.lastSyncNs)), to: &out)
+            w.varint(UInt64(t.flags.rawValue))
+            w.varint(UInt64(r.bootSeq))
+            w.varint(UInt64(t.maxErrorUs))
+            w.varint(UInt64(t.estErrorUs))
+            w.varint(Varint.zigzag(UInt64(bitPattern: t.lastSyncNs), base: UInt64(bitPattern: ctx.lastSyncNs)))
             ctx.timeFlags = t.flags.rawValue
             ctx.bootSeq = r.bootSeq
             ctx.maxErrorUs = t.maxErrorUs
             ctx.estErrorUs = t.estErrorUs
             ctx.lastSyncNs = t.lastSyncNs
         }
-        Varint.append(UInt64(r.payload.count), to: &out)
-        out.append(contentsOf: r.payload)
+        w.varint(UInt64(r.payload.count))
+        r.payload.withUnsafeBytes { w.bytes($0) }
         ctx.prevMono = r.mono
         ctx.prevWall = t.wallNs
         ctx.prevBoot = t.bootNs
+        return i
     }
 
     /// Decodes a whole block of `count` records against `ctx`, calling `each` per record; `ctx` is
