@@ -66,8 +66,8 @@ public protocol SegmentSigner: AnyObject, Sendable {
     /// 16 bytes (FORMAT.md 3.5).
     var keyID: [UInt8] { get }
     var keyEpoch: UInt32 { get }
-    /// The signature of `message` (signatureLength bytes of `algorithm`). May be called from the
-    /// staging thread of a format 6 writer (PackedLog.stage) while the writer's thread runs.
+    /// The signature of `message` (signatureLength bytes of `algorithm`). A format 6 writer may call
+    /// it from its staging thread (PackedLog.stage), one call at a time with its own.
     func sign(_ message: UnsafeRawBufferPointer) throws(SigningError) -> [UInt8]
     /// True when `signature` is this key's signature of `message`: recovery adopts a segment the
     /// writer's own commit left behind only if it carries this key's signature (DESIGN.md 9c).

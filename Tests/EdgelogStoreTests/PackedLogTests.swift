@@ -586,8 +586,8 @@ struct PackedLogHostileTests {
             guard case .write(.encode(.monoNotIncreasing)) = error else { throw error }
         }
         let c = log.stage(after)
-        #expect(c.builtAhead == log.buildsAhead)
         #expect(try log.write(log.prepare(c)) == 3)
+        #expect(c.builtAhead == log.buildsAhead)
         try log.close()
         let kept = try committed(device).map(\.records)
         #expect(kept.count == 3 && kept.dropFirst() == [good, after])
@@ -595,6 +595,61 @@ struct PackedLogHostileTests {
         let late = log.stage(more.next(1))
         #expect(!late.builtAhead)
         #expect(throws: PackedLogError.closed) { try log.prepare(late) }
+    }
+
+    @Test("staged frames prepared out of order, twice, on another log, or after close place what prepare(records) places, never a frame built on a chain the device did not see")
+    func stagedFramesMisused() throws {
+        let signer = FileSigner(key: .ed25519(.init()), epoch: 1)
+        func fresh() throws -> (MemoryBlockDevice, PackedLog) {
+            let device = MemoryBlockDevice(image: try formatted(slots: 12, segment: 32 * 1024), sectorSize: 512)
+            return (device, try PackedLog(device: device, identity: signed(signer), clock: { 0 }))
+        }
+        var source = FrameSource(seed: 41)
+        let first = source.next(3), a = source.next(4), b = source.next(5), c = source.next(2)
+
+        // The second staged first: the first is given up, and the second is built here on the
+        // segment's last frame, not on the first's chain the thread built it on. Preparing it again
+        // places its records again (mono_ctr goes back: refused), as prepare(records) would.
+        let (device, log) = try fresh()
+        try log.append(first)
+        let sa = log.stage(a), sb = log.stage(b)
+        #expect(try log.write(log.prepare(sb)) == 2)
+        #expect(!sb.builtAhead)
+        #expect(throws: PackedLogError.self) { try log.prepare(sb) }
+        #expect(throws: PackedLogError.self) { try log.prepare(sa) }
+        let sc = log.stage(c)
+        #expect(try log.write(log.prepare(sc)) == 3)
+        try log.close()
+        #expect(try committed(device).map(\.records) == [first, b, c])
+
+        // A frame staged on another log is built on the log that prepares it.
+        let (reference, refLog) = try fresh()
+        try refLog.append(first)
+        try refLog.append(a)
+        try refLog.close()
+        let (other, otherLog) = try fresh()
+        let (mine, myLog) = try fresh()
+        try otherLog.append(first)
+        try myLog.append(first)
+        let foreign = otherLog.stage(a)
+        try myLog.write(myLog.prepare(foreign))
+        #expect(!foreign.builtAhead)
+        try myLog.close()
+        #expect(mine.bytes == reference.bytes)
+
+        // Closed with frames staged: close returns once the thread has stopped; they are refused.
+        let queued = otherLog.stage(b)
+        try otherLog.close()
+        #expect(throws: PackedLogError.closed) { try otherLog.prepare(foreign) }
+        #expect(throws: PackedLogError.closed) { try otherLog.prepare(queued) }
+        _ = other
+        // Dropped with frames staged: the log goes, and its thread with it.
+        do {
+            let (_, dropped) = try fresh()
+            try dropped.append(first)
+            _ = dropped.stage(a)
+            _ = dropped.stage(b)
+        }
     }
 
     @Test("a signing writer refuses an unsigned head: a card writer's unsigned segment would otherwise set the tail and counters it seals")

@@ -268,6 +268,12 @@ public struct PackedSegmentWriter {
     public func encode(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = [],
                        after previous: EncodedFrame? = nil) throws(PackedWriteProblem) -> EncodedFrame {
         let base = previous?.after ?? encoding
+        // Payloads alone past what a reader takes (A.6): refused before a block is sized for them.
+        var payloadBytes = 0
+        for i in records.indices {
+            guard records[i].payload.count <= FrameLayout.maxBlockLength - payloadBytes else { throw .overflow("block_len") }
+            payloadBytes += records[i].payload.count
+        }
         var ctx = base.context
         let block: [UInt8], named: [Int], dataRecords: Int
         do { (block, named, dataRecords) = try RecordBlock.encodeFrame(records, context: &ctx) } catch { throw .encode(error) }

@@ -734,12 +734,12 @@ public final class PackedLog {
         }
         var result: (offset: Int, bytes: [UInt8])
         do {
-            result = try w.append(records, changes: changes, sign: identity.sign)
+            result = try w.append(records, changes: changes, sign: serializedSign)
         } catch PackedWriteProblem.segmentFull(let need, _) {
             guard w.frames > 0 else { throw .frameTooLarge(need) }
             w = try openSegment(&records)
             opened = true
-            do { result = try w.append(records, changes: changes, sign: identity.sign) } catch {
+            do { result = try w.append(records, changes: changes, sign: serializedSign) } catch {
                 if case .segmentFull(let n, _) = error { throw .frameTooLarge(n) }
                 throw .write(error)
             }
@@ -779,19 +779,22 @@ public final class PackedLog {
     public final class StagedFrame: @unchecked Sendable {
         public let records: [PackedRecord]
         let changes: [(FrameStateField, UInt64)]
+        /// The log that staged it: a frame staged on another log is built when prepared.
+        fileprivate weak var owner: PackedLog?
         /// Its job on the staging thread, for the writer of `generation`; nil: built when prepared.
+        /// Taken by the first `prepare`: a job is placed once.
         fileprivate var job: StagingJob?
         fileprivate var generation: UInt64 = 0
         /// The frame's index in the segment it is encoded for.
         fileprivate var index = 0
+        /// Placed as the staging thread built it (set by `prepare`).
+        public fileprivate(set) var builtAhead = false
 
-        init(records: [PackedRecord], changes: [(FrameStateField, UInt64)]) {
+        init(records: [PackedRecord], changes: [(FrameStateField, UInt64)], owner: PackedLog?) {
             self.records = records
             self.changes = changes
+            self.owner = owner
         }
-
-        /// Whether it went to the staging thread (else it is encoded and deflated when prepared).
-        public var builtAhead: Bool { job != nil }
     }
 
     /// Frames staged and not yet prepared, oldest first; each encoded after the one before it.
@@ -811,7 +814,7 @@ public final class PackedLog {
     /// built ahead (no open segment yet, a full segment, a record the encoder refuses) is built when
     /// it is prepared, and `prepare` throws what it finds then.
     public func stage(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) -> StagedFrame {
-        let staged = StagedFrame(records: records, changes: changes)
+        let staged = StagedFrame(records: records, changes: changes, owner: self)
         guard !closed, failure == nil, buildsAhead, ahead.count < Self.stageDepth else { return staged }
         submitAhead(staged, after: ahead.last)
         ahead.append(staged)
@@ -826,7 +829,7 @@ public final class PackedLog {
         guard let w = writer, previous == nil || previous?.job != nil else { return }
         if stagingThread == nil { stagingThread = StagingThread() }
         staged.job = stagingThread?.submit(writer: previous == nil ? w : nil, records: staged.records, changes: staged.changes,
-                                           sign: identity.sign, after: previous?.job)
+                                           sign: serializedSign, after: previous?.job)
         staged.generation = writerGeneration
         staged.index = previous.map { $0.index + 1 } ?? w.frames
     }
@@ -839,31 +842,59 @@ public final class PackedLog {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
         if let i = ahead.firstIndex(where: { $0 === staged }) {
-            for s in ahead[..<i] { if let j = s.job { stagingThread?.cancel(j) } }
+            for s in ahead[..<i] { giveUp(s) }
             ahead.removeFirst(i + 1)
         }
+        // A job is placed once, and only by the log that staged it.
+        let own = staged.owner === self
+        let job = own ? staged.job : nil
+        if own { staged.job = nil }
         let frame: PreparedFrame
         do throws(PackedLogError) {
-            var built: (writer: PackedSegmentWriter, offset: Int, bytes: [UInt8])?
-            if let job = staged.job, let thread = stagingThread, staged.generation == writerGeneration, staged.index == writer?.frames {
+            var built: StagingJob.Built?
+            if let job, let thread = stagingThread, staged.generation == writerGeneration, let w = writer, staged.index == w.frames {
                 thread.wait(job)
-                built = job.built
+                // Built after exactly the frame the open segment ends with: its hash, so not a
+                // chain the device never saw (a frame staged after one prepared out of order).
+                if let b = job.built, b.base.segmentID == w.header.segmentID, b.base.frames == w.frames, b.base.prevHash == w.prevHash {
+                    built = b
+                }
             }
-            if let b = built, b.writer.header.segmentID == writer?.header.segmentID, b.writer.frames == staged.index + 1 {
+            if let b = built {
                 frame = placed(b.writer, (b.offset, b.bytes), records: staged.records, opened: false)
+                staged.builtAhead = true
             } else {
                 // Not built ahead, or not after the frame before it; a frame that did not fit what
                 // is left of the segment opens the next one here.
                 frame = try prepare(staged.records, changes: staged.changes)
             }
         } catch {
-            for s in ahead { if let j = s.job { stagingThread?.cancel(j) } }
+            for s in ahead { giveUp(s) }
             ahead.removeAll()
             throw error
         }
         restageAhead()
         return frame
     }
+
+    /// Drops `staged`'s job: the thread skips it if it has not started.
+    private func giveUp(_ staged: StagedFrame) {
+        if let j = staged.job { stagingThread?.cancel(j) }
+        staged.job = nil
+    }
+
+    /// The signer, one call at a time: the staging thread and the writer's thread both sign, and a
+    /// token or secure element behind `SegmentSigner` need not take two calls at once.
+    private var serializedSign: (@Sendable ([UInt8]) throws -> [UInt8])? {
+        guard let sign = identity.sign else { return nil }
+        let lock = signLock
+        return { message in
+            lock.lock()
+            defer { lock.unlock() }
+            return try sign(message)
+        }
+    }
+    private let signLock = Monitor()
 
     /// After a prepare: the frames staged ahead follow the frame just placed unless another took
     /// their place (another frame prepared, a segment opened, a frame the thread could not
@@ -899,7 +930,8 @@ public final class PackedLog {
     deinit {
         // A write left in flight still reads its buffer: wait for it before the buffer goes.
         if begun?.background == true, let overlapping = device as? OverlappingDevice { try? overlapping.awaitDurable() }
-        // The staging thread holds itself while it runs: told to stop, it ends once its queue is done.
+        // The staging thread may be signing: it stops, skipping what it has not started, before the
+        // signer can go.
         stagingThread?.stop()
     }
 
@@ -988,7 +1020,9 @@ public final class PackedLog {
         if let pending = begun { throw .writeInFlight(pending.frame.frameID) }
         try writeMetadata(clean: true)
         closed = true
+        for s in ahead { giveUp(s) }
         ahead.removeAll()
+        // Joined: nothing signs once close returns.
         stagingThread?.stop()
         stagingThread = nil
     }

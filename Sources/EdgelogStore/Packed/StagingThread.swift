@@ -27,9 +27,18 @@ public final class StagingJob: @unchecked Sendable {
     /// a chain of their predecessors.
     fileprivate var previous: StagingJob?
     fileprivate var cancelled = false
-    /// The writer moved past the frame, and the frame: nil when it could not be built ahead (the
-    /// writer builds it, and throws what it finds, when it prepares it).
-    public fileprivate(set) var built: (writer: PackedSegmentWriter, offset: Int, bytes: [UInt8])?
+    /// What a job built: the writer moved past the frame, where the frame goes and its bytes, and
+    /// the writer it started from (its segment, frame count and last frame's hash), which must be
+    /// the open segment's writer when the frame is placed.
+    public struct Built {
+        public let writer: PackedSegmentWriter
+        public let offset: Int
+        public let bytes: [UInt8]
+        public let base: (segmentID: UInt64, frames: Int, prevHash: [UInt8])
+    }
+    /// nil when it could not be built ahead (the writer builds it, and throws what it finds, when
+    /// it prepares it).
+    public fileprivate(set) var built: Built?
 
     init(writer: PackedSegmentWriter?, records: [PackedRecord], changes: [(FrameStateField, UInt64)],
          sign: (@Sendable ([UInt8]) throws -> [UInt8])?, after previous: StagingJob?) {
@@ -46,6 +55,8 @@ public final class StagingThread: @unchecked Sendable {
     /// Guarded by `monitor`.
     private var queue: [StagingJob] = []
     private var stopping = false
+    /// The thread has not returned yet (`stop` waits for it).
+    private var running = true
     /// Jobs queued and not taken: what the thread polls before it sleeps.
     private let queued = Atomic<Int>(0)
 
@@ -91,11 +102,14 @@ public final class StagingThread: @unchecked Sendable {
         monitor.unlock()
     }
 
-    /// Ends the thread once the jobs queued are done; later submissions are refused.
+    /// Ends the thread and returns once it has: jobs queued and not started are skipped, the one
+    /// running is finished (so nothing signs after this returns), later submissions are refused.
     public func stop() {
         monitor.lock()
         stopping = true
+        for job in queue { job.cancelled = true }
         monitor.broadcast()
+        while running { monitor.wait() }
         monitor.unlock()
     }
 
@@ -107,6 +121,8 @@ public final class StagingThread: @unchecked Sendable {
             monitor.lock()
             while queue.isEmpty && !stopping { monitor.wait() }
             guard !queue.isEmpty else {
+                running = false
+                monitor.broadcast()
                 monitor.unlock()
                 return
             }
@@ -117,13 +133,14 @@ public final class StagingThread: @unchecked Sendable {
             let skip = job.cancelled
             monitor.unlock()
             // The job before is done (jobs are taken in order); what it built is read-only now.
-            var built: (writer: PackedSegmentWriter, offset: Int, bytes: [UInt8])?
+            var built: StagingJob.Built?
             if !skip, var w = job.writer ?? previous?.built?.writer {
+                let base = (w.header.segmentID, w.frames, w.prevHash)
                 // The thread's own compressor: the writer's is the writer thread's.
                 if let e = try? w.encode(job.records, changes: job.changes),
                    let result = try? w.seal(e, deflated: e.block.isEmpty ? nil : compressor?.compress(e.block, dictionary: e.dictionary, method: e.method),
                                             sign: job.sign) {
-                    built = (w, result.offset, result.bytes)
+                    built = StagingJob.Built(writer: w, offset: result.offset, bytes: result.bytes, base: base)
                 }
             }
             monitor.lock()
