@@ -2709,6 +2709,16 @@ def test_deflate_frame_round_trip_with_and_without_dictionary():
     assert dec.inflate_frame(1, deflate(b"", prev), 0, prev) == b""
 
 
+def test_deflate_against_a_suffix_of_the_dictionary_reads_with_the_whole_one():
+    # A.4: a writer may compress against any suffix of the dictionary, the empty one included;
+    # a reader presets the whole dictionary and reads the stream the same way.
+    prev = HAND_BLOCK * 40 + bytes(range(256)) * 20
+    block = HAND_BLOCK * 3
+    for suffix in (b"", prev[-100:], prev[-8192:], prev):
+        stored = deflate(block, suffix)
+        assert dec.inflate_frame(1, stored, len(block), prev) == block
+
+
 def test_deflate_too_long_refused():
     big = bytes(100_000)
     stored = deflate(big)

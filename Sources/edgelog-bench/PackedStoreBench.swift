@@ -155,7 +155,7 @@ enum PackedStoreBench {
         var records = 0
         var elapsedNs: UInt64 = 0
         var inBackground = 0, builtAhead = 0, commits = 0
-        /// Time the writer waits in prepare for the staging thread (zero when the thread is ahead),
+        /// Time in prepare of a staged frame (waiting for the staging thread, then placing the frame),
         /// and in starting a background write (the system call).
         var waitNs = Latencies(capacity: 4096), submitNs = Latencies(capacity: 4096)
 
@@ -415,7 +415,7 @@ enum PackedStoreBench {
                 + "store_vs_raw=\(fixed(stagedRate / rawRate, 2)) store_vs_sqlite=\(fixed(stagedRate / sqliteRate, 2))  "
                 + "# goal: store_vs_raw >= 0.9; frames built on a second thread while the writer writes and flushes the ones before "
                 + "(\(staged.builtAhead) of \(staged.commits) built ahead), raw writes the bytes the store occupies")
-            print("packed_\(workload)_wait: \(staged.waitNs.summary())  # the writer waiting for the staging thread: near zero when building keeps ahead of the device")
+            print("packed_\(workload)_wait: \(staged.waitNs.summary())  # prepare of a staged frame: waiting for the staging thread and placing the frame; near zero when building keeps ahead of the device")
             print("packed_\(workload)_commit: \(staged.latency.summary())  # staged: from staging to durable")
             print("packed_\(workload)_staged_overlapped: store_records_per_s=\(fixed(overlappedRate, 0)) store_vs_raw=\(fixed(overlappedRate / rawRate, 2))  "
                 + "# the same, each write started in the background (\(overlapped.inBackground) of \(overlapped.commits): AIO, RWF_DSYNC) and awaited after the next frame is placed")

@@ -48,15 +48,17 @@ public enum Deflate {
     /// 13, PackedSegmentTests), for about the same time on blocks this small (bench section 7), and
     /// the block before is most of what such a block can refer to.
     public static let defaultLevel: Int32 = 9
-    public static let smallBlockMethod = Method.zlib(level: defaultLevel, dictionaryBytes: 32 * 1024)
+    public static let smallBlockMethod = Method.zlib(level: defaultLevel, dictionaryBytes: window)
     /// libdeflate level 1 above 4 KiB: a large block is a burst of records the commit should write
     /// at the device's pace. On the bench's 18 KiB blocks it takes about half the time of zlib level
     /// 1 against 8 KiB of dictionary for about 2 % more bytes, since such a block refers mostly to
     /// itself (DESIGN.md 13).
     public static let largeBlockMethod = Method.libdeflate(level: 1)
     public static let largeBlock = 4096
-    /// Window bits for a raw stream (no zlib header), 32 KiB window.
+    /// Window bits for a raw stream (no zlib header), 32 KiB window: no back-reference reaches
+    /// further, so no more of a dictionary counts.
     static let rawWindowBits: Int32 = -15
+    static let window = 32 * 1024
 
     /// The method the writer uses for a block of `count` bytes.
     public static func method(forBlockOf count: Int) -> Method { count <= largeBlock ? smallBlockMethod : largeBlockMethod }
@@ -64,7 +66,7 @@ public enum Deflate {
     /// Compresses `block` as one raw deflate stream with `dictionary` preset (zlib at `level`, the
     /// whole dictionary); nil when zlib fails (memory), in which case the writer stores the block.
     public static func compress(_ block: [UInt8], dictionary: [UInt8], level: Int32 = defaultLevel) -> [UInt8]? {
-        compress(block, dictionary: dictionary, method: .zlib(level: level, dictionaryBytes: 32 * 1024))
+        compress(block, dictionary: dictionary, method: .zlib(level: level, dictionaryBytes: window))
     }
 
     /// Compresses `block` by `method` against `dictionary`; nil when the library fails (memory).
@@ -101,16 +103,11 @@ public enum Deflate {
             if let fast { libdeflate_free_compressor(fast.compressor) }
         }
 
-        /// As `Deflate.compress`: one raw stream of `block` after `dictionary`, zlib at `level`.
-        public func compress(_ block: [UInt8], dictionary: [UInt8], level: Int32) -> [UInt8]? {
-            compress(block, dictionary: dictionary, method: .zlib(level: level, dictionaryBytes: 32 * 1024))
-        }
-
         /// As `Deflate.compress(_:dictionary:method:)`.
         public func compress(_ block: [UInt8], dictionary: [UInt8], method: Method) -> [UInt8]? {
             switch method {
             case .zlib(let level, let dictionaryBytes):
-                return zlib(block, dictionary: dictionary.suffix(max(0, min(dictionaryBytes, 32 * 1024))), level: level)
+                return zlib(block, dictionary: dictionary.suffix(max(0, min(dictionaryBytes, window))), level: level)
             case .libdeflate(let level):
                 return libdeflate(block, level: level)
             }
@@ -178,7 +175,7 @@ public enum Deflate {
         guard initCode == Z_OK else { throw .zlib(initCode) }
         defer { inflateEnd(&s) }
         if !dictionary.isEmpty {
-            let tail = dictionary.suffix(32 * 1024)
+            let tail = dictionary.suffix(window)
             let code = tail.withUnsafeBufferPointer { d in inflateSetDictionary(&s, d.baseAddress, UInt32(d.count)) }
             guard code == Z_OK else { throw .zlib(code) }
         }

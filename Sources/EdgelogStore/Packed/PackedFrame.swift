@@ -170,16 +170,10 @@ public enum PackedWriteProblem: Error, Equatable, Sendable {
     /// records_total or the source table would pass its bound.
     case overflow(String)
     case signing(String)
-    /// `seal` was given a frame encoded for another place than the writer's next frame.
-    case notNext(segmentID: UInt64, index: Int)
 }
 
-/// Builds one segment's bytes frame by frame (the writer side of A.5 to A.7). A frame is built in
-/// three steps that `append` runs in a row: `encode` (the records against the segment's context),
-/// the deflate of the block (`Deflate.Compressor`, which needs nothing but the block and the block
-/// before it, so it may run on another thread) and `seal` (frame bytes, hash, signature, CRC), which
-/// moves the writer. A frame may be encoded against the encoding another one leaves (`encode(after:)`)
-/// before that one is sealed, which lets a writer deflate one frame while it seals the one before.
+/// Builds one segment's bytes frame by frame (the writer side of A.5 to A.7). A copy of a writer
+/// may build frames on another thread (PackedLog.stage), with a compressor of its own.
 public struct PackedSegmentWriter {
     public let header: PackedSegmentHeader
     public let headerBytes: [UInt8]
@@ -209,29 +203,25 @@ public struct PackedSegmentWriter {
 
     /// What a frame's records are encoded against, and what encoding them leaves for the next frame:
     /// the record context (A.2), the block before (the deflate dictionary, A.4), the frame state and
-    /// the block budget spent (A.6), and how many frames of the segment come before.
+    /// the block budget spent (A.6).
     public struct Encoding: Sendable {
         var context = RecordBlockContext()
         var previousBlock: [UInt8] = []
         var state: PackedState
         var blockBytes = 0
-        var frames = 0
     }
 
     /// A frame's records encoded, not yet deflated or sealed.
-    public struct EncodedFrame: Sendable {
-        public let records: [PackedRecord]
+    private struct EncodedFrame {
+        let records: [PackedRecord]
         /// The state changes, sorted by field.
         let changes: [(FrameStateField, UInt64)]
         /// The record block (A.2) and how it deflates: against the block before it, by `method`.
-        public let block: [UInt8]
-        public let dictionary: [UInt8]
-        public let method: Deflate.Method
-        /// The segment and the frame's index in it: `seal` takes it only as its next frame.
-        public let segmentID: UInt64
-        public let index: Int
+        let block: [UInt8]
+        let dictionary: [UInt8]
+        let method: Deflate.Method
         /// What the frame after it is encoded against.
-        public let after: Encoding
+        let after: Encoding
     }
 
     public init(header: PackedSegmentHeader, sectorSize: Int, segmentSize: Int) {
@@ -248,35 +238,33 @@ public struct PackedSegmentWriter {
 
     public var nextFrameID: UInt64 { header.firstFrameID &+ UInt64(frames) }
 
-    /// Encodes a frame of `records` (and the state changes) and moves the writer past it. Returns
-    /// where to write and what: the header and the frame for the segment's first frame, else the
-    /// frame, padded to whole sectors. Nothing moves when it throws.
+    /// Encodes a frame of `records` (and the state changes), deflates it (by `compressor`, else the
+    /// writer's own) and moves the writer past it. Returns where to write and what: the header and
+    /// the frame for the segment's first frame, else the frame, padded to whole sectors. Nothing
+    /// moves when it throws.
     public mutating func append(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = [],
-                                sign: (([UInt8]) throws -> [UInt8])? = nil) throws(PackedWriteProblem) -> (offset: Int, bytes: [UInt8]) {
-        let encoded = try encode(records, changes: changes)
-        return try seal(encoded, deflated: encoded.block.isEmpty ? nil : deflate(encoded), sign: sign)
+                                sign: (([UInt8]) throws -> [UInt8])? = nil,
+                                compressor: Deflate.Compressor? = nil) throws(PackedWriteProblem) -> (offset: Int, bytes: [UInt8]) {
+        let e = try encode(records, changes: changes)
+        let deflated = e.block.isEmpty ? nil : (compressor ?? self.compressor)?.compress(e.block, dictionary: e.dictionary, method: e.method)
+        return try seal(e, deflated: deflated, sign: sign)
     }
 
-    /// `encoded`'s block deflated by this writer's compressor; nil when zlib fails (the frame is stored).
-    public func deflate(_ encoded: EncodedFrame) -> [UInt8]? {
-        compressor?.compress(encoded.block, dictionary: encoded.dictionary, method: encoded.method)
-    }
-
-    /// Encodes a frame of `records` against `after` (a frame encoded and not sealed yet), or against
-    /// the writer's encoding. Moves nothing. Throws `segmentFull` when the block passes what is left
-    /// of the block budget (A.6); whether the frame fits the slot is known only once it is deflated.
-    public func encode(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = [],
-                       after previous: EncodedFrame? = nil) throws(PackedWriteProblem) -> EncodedFrame {
-        let base = previous?.after ?? encoding
-        // Payloads alone past what a reader takes (A.6): refused before a block is sized for them.
-        var payloadBytes = 0
-        for i in records.indices {
-            guard records[i].payload.count <= FrameLayout.maxBlockLength - payloadBytes else { throw .overflow("block_len") }
-            payloadBytes += records[i].payload.count
-        }
+    /// Encodes a frame of `records` against the writer's encoding. Moves nothing. Throws
+    /// `segmentFull` when the block passes what is left of the block budget (A.6); whether the frame
+    /// fits the slot is known only once it is deflated.
+    private func encode(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)]) throws(PackedWriteProblem) -> EncodedFrame {
+        let base = encoding
         var ctx = base.context
         let block: [UInt8], named: [Int], dataRecords: Int
-        do { (block, named, dataRecords) = try RecordBlock.encodeFrame(records, context: &ctx) } catch { throw .encode(error) }
+        do {
+            (block, named, dataRecords) = try RecordBlock.encodeFrame(records, context: &ctx, payloadLimit: FrameLayout.maxBlockLength)
+        } catch .blockTooLong {
+            // Payloads alone past what a reader takes (A.6): refused before a block is sized for them.
+            throw .overflow("block_len")
+        } catch {
+            throw .encode(error)
+        }
         // What a reader accepts (FORMAT.md A.6): a frame beyond it would be acknowledged and never read.
         guard block.count <= FrameLayout.maxBlockLength, records.count <= Int(UInt32.max) else {
             throw .overflow("block_len")
@@ -293,19 +281,15 @@ public struct PackedSegmentWriter {
         for (field, value) in sorted {
             guard value >= field.value(after), field.set(value, in: &after) else { throw .stateGoesBack(field) }
         }
-        let next = Encoding(context: ctx, previousBlock: block, state: after, blockBytes: base.blockBytes + block.count, frames: base.frames + 1)
+        let next = Encoding(context: ctx, previousBlock: block, state: after, blockBytes: base.blockBytes + block.count)
         return EncodedFrame(records: records, changes: sorted, block: block, dictionary: base.previousBlock,
-                            method: method ?? Deflate.method(forBlockOf: block.count), segmentID: header.segmentID, index: base.frames, after: next)
+                            method: method ?? Deflate.method(forBlockOf: block.count), after: next)
     }
 
-    /// Seals `encoded` (the writer's next frame) with its block `deflated` (the compressor's output
-    /// for it, or nil to store it) and moves the writer past it; returns what `append` returns.
-    /// Nothing moves when it throws.
-    public mutating func seal(_ encoded: EncodedFrame, deflated: [UInt8]?,
-                              sign: (([UInt8]) throws -> [UInt8])? = nil) throws(PackedWriteProblem) -> (offset: Int, bytes: [UInt8]) {
-        guard encoded.segmentID == header.segmentID, encoded.index == frames else {
-            throw .notNext(segmentID: encoded.segmentID, index: encoded.index)
-        }
+    /// Seals `encoded` (encoded against the writer's encoding) with its block `deflated` (nil: stored)
+    /// and moves the writer past it; returns what `append` returns. Nothing moves when it throws.
+    private mutating func seal(_ encoded: EncodedFrame, deflated: [UInt8]?,
+                               sign: (([UInt8]) throws -> [UInt8])?) throws(PackedWriteProblem) -> (offset: Int, bytes: [UInt8]) {
         let block = encoded.block, sorted = encoded.changes, after = encoded.after.state
         var stored = block
         var flags: UInt8 = 0

@@ -770,9 +770,9 @@ public final class PackedLog {
 
     // MARK: Staging: building the next frame while this one is sealed and written
 
-    /// A frame staged ahead (`stage`): its records encoded and deflated on the staging thread after
-    /// the frames staged before it, while the caller seals and writes the frames before it.
-    /// `prepare(_:)` seals it. Staging changes nothing the device or the metadata sees: a staged
+    /// A frame staged ahead (`stage`): built (encoded, deflated, hashed, signed) on the staging thread
+    /// after the frames staged before it, while the caller writes the frames before it.
+    /// `prepare(_:)` places it. Staging changes nothing the device or the metadata sees: a staged
     /// frame that no longer follows the open segment's last frame (a segment opened, or another
     /// frame prepared, meanwhile) is encoded again, so its bytes are the ones `prepare(records)`
     /// would give.
@@ -809,8 +809,7 @@ public final class PackedLog {
     public var buildsAhead = StagingThread.worthwhile
     private var stagingThread: StagingThread?
 
-    /// Stages `records` as the frame after those already staged: the staging thread encodes and
-    /// deflates them. Prepare staged frames in the order staged (`prepare(_:)`); one that cannot be
+    /// Stages `records` as the frame after those already staged: the staging thread builds it. Prepare staged frames in the order staged (`prepare(_:)`); one that cannot be
     /// built ahead (no open segment yet, a full segment, a record the encoder refuses) is built when
     /// it is prepared, and `prepare` throws what it finds then.
     public func stage(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) -> StagedFrame {
@@ -824,8 +823,7 @@ public final class PackedLog {
     /// Gives `staged` to the staging thread, to build after `previous` (or after the open segment's
     /// last frame); leaves it to be built when prepared when that cannot be done now.
     private func submitAhead(_ staged: StagedFrame, after previous: StagedFrame?) {
-        if let old = staged.job { stagingThread?.cancel(old) }
-        staged.job = nil
+        giveUp(staged)
         guard let w = writer, previous == nil || previous?.job != nil else { return }
         if stagingThread == nil { stagingThread = StagingThread() }
         staged.job = stagingThread?.submit(writer: previous == nil ? w : nil, records: staged.records, changes: staged.changes,
@@ -856,7 +854,7 @@ public final class PackedLog {
                 thread.wait(job)
                 // Built after exactly the frame the open segment ends with: its hash, so not a
                 // chain the device never saw (a frame staged after one prepared out of order).
-                if let b = job.built, b.base.segmentID == w.header.segmentID, b.base.frames == w.frames, b.base.prevHash == w.prevHash {
+                if let b = job.built, b.base.segmentID == w.header.segmentID, b.base.prevHash == w.prevHash {
                     built = b
                 }
             }

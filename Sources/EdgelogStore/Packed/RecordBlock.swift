@@ -128,6 +128,8 @@ public enum RecordBlock {
         case tooManySources
         case monoNotIncreasing(UInt64, after: UInt64)
         case beyondBound
+        /// The payloads alone pass the limit the caller set (`encodeFrame`).
+        case blockTooLong(limit: Int)
     }
 
     /// boot_ns is stored against the previous record's boot_ns moved by as much as wall_ns moved:
@@ -157,11 +159,15 @@ public enum RecordBlock {
     /// the sources they name, each once, in the order first named, and how many are data records.
     /// Written through a pointer into a block sized for the worst case: a frame of large commits
     /// encodes a few hundred records, and appending byte by byte to an array cost about twice as much.
-    static func encodeFrame(_ records: [PackedRecord], context ctx: inout RecordBlockContext) throws(EncodeProblem)
-        -> (block: [UInt8], sources: [Int], dataRecords: Int) {
-        var bound = 0
+    /// Records whose payloads alone pass `payloadLimit` are refused before that block is allocated.
+    static func encodeFrame(_ records: [PackedRecord], context ctx: inout RecordBlockContext,
+                            payloadLimit: Int = .max) throws(EncodeProblem) -> (block: [UInt8], sources: [Int], dataRecords: Int) {
+        var bound = 0, payloads = 0
         for i in records.indices {
-            let (n, o) = bound.addingReportingOverflow(records[i].payload.count &+ records[i].source.utf8.count &+ maxFieldBytes)
+            let payload = records[i].payload.count
+            guard payload <= payloadLimit - payloads else { throw .blockTooLong(limit: payloadLimit) }
+            payloads += payload
+            let (n, o) = bound.addingReportingOverflow(payload &+ records[i].source.utf8.count &+ maxFieldBytes)
             guard !o else { throw .beyondBound }
             bound = n
         }

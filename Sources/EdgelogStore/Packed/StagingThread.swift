@@ -28,13 +28,13 @@ public final class StagingJob: @unchecked Sendable {
     fileprivate var previous: StagingJob?
     fileprivate var cancelled = false
     /// What a job built: the writer moved past the frame, where the frame goes and its bytes, and
-    /// the writer it started from (its segment, frame count and last frame's hash), which must be
-    /// the open segment's writer when the frame is placed.
+    /// the writer it started from (its segment and last frame's hash), which must be the open
+    /// segment's writer when the frame is placed.
     public struct Built {
         public let writer: PackedSegmentWriter
         public let offset: Int
         public let bytes: [UInt8]
-        public let base: (segmentID: UInt64, frames: Int, prevHash: [UInt8])
+        public let base: (segmentID: UInt64, prevHash: [UInt8])
     }
     /// nil when it could not be built ahead (the writer builds it, and throws what it finds, when
     /// it prepares it).
@@ -135,11 +135,9 @@ public final class StagingThread: @unchecked Sendable {
             // The job before is done (jobs are taken in order); what it built is read-only now.
             var built: StagingJob.Built?
             if !skip, var w = job.writer ?? previous?.built?.writer {
-                let base = (w.header.segmentID, w.frames, w.prevHash)
+                let base = (w.header.segmentID, w.prevHash)
                 // The thread's own compressor: the writer's is the writer thread's.
-                if let e = try? w.encode(job.records, changes: job.changes),
-                   let result = try? w.seal(e, deflated: e.block.isEmpty ? nil : compressor?.compress(e.block, dictionary: e.dictionary, method: e.method),
-                                            sign: job.sign) {
+                if let result = try? w.append(job.records, changes: job.changes, sign: job.sign, compressor: compressor) {
                     built = StagingJob.Built(writer: w, offset: result.offset, bytes: result.bytes, base: base)
                 }
             }
