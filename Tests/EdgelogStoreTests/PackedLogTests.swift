@@ -525,7 +525,7 @@ struct PackedLogHostileTests {
         #expect(plain.log == staged.log)
         #expect(run.builtAhead > 50, "\(run.builtAhead) of 70 built ahead")
 
-        // Signed frames (the thread signs), large ones (libdeflate) and small ones, a segment ending
+        // Signed frames (the thread signs), large ones (igzip) and small ones, a segment ending
         // between a frame built ahead and the one after it, a frame prepared in between, a record
         // the encoder refuses: compared with the same frames prepared and written one by one.
         let signer = FileSigner(key: .ed25519(.init()), epoch: 1)

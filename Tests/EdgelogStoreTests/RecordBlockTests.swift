@@ -178,7 +178,7 @@ struct RecordBlockTests {
             if method == Deflate.largeBlockMethod {
                 // The method really changes: zlib 9 against the dictionary gives other bytes.
                 let other = try #require(kept.compress(block, dictionary: previous, method: Deflate.smallBlockMethod))
-                #expect(other != reused, "frame \(frame): \(other.count) bytes by zlib 9, \(reused.count) by libdeflate 1")
+                #expect(other != reused, "frame \(frame): \(other.count) bytes by zlib 9, \(reused.count) by igzip 1")
             }
             // Every method reads back with the whole dictionary preset (A.4).
             let back = try reused.withUnsafeBytes { try Deflate.inflate($0, dictionary: previous, length: block.count) }
@@ -188,7 +188,7 @@ struct RecordBlockTests {
         #expect(methods == ["\(Deflate.smallBlockMethod)", "\(Deflate.largeBlockMethod)"])
     }
 
-    @Test("zlib against a suffix of the dictionary, and libdeflate against none, read back with the whole dictionary preset")
+    @Test("zlib against a suffix of the dictionary, and igzip against none, read back with the whole dictionary preset")
     func dictionarySuffixes() throws {
         var w = SensorWorkload(sources: 20, seed: 5)
         var ctx = RecordBlockContext()
@@ -198,13 +198,35 @@ struct RecordBlockTests {
             for _ in 0..<(1 + frame % 4 * 4) { rs += w.nextSecond() }
             let block = try encode(rs, &ctx)
             for method: Deflate.Method in [.zlib(level: 1, dictionaryBytes: 0), .zlib(level: 6, dictionaryBytes: 100), .zlib(level: 9, dictionaryBytes: 8192),
-                                           .zlib(level: 9, dictionaryBytes: 1 << 20), .libdeflate(level: 1), .libdeflate(level: 6)] {
+                                           .zlib(level: 9, dictionaryBytes: 1 << 20), .igzip(level: 0), .igzip(level: 1), .igzip(level: 2), .igzip(level: 3)] {
                 let packed = try #require(Deflate.compress(block, dictionary: previous, method: method))
                 let back = try packed.withUnsafeBytes { try Deflate.inflate($0, dictionary: previous, length: block.count) }
                 #expect(back == block, "frame \(frame), \(method)")
             }
             previous = block
         }
+    }
+
+    @Test("igzip: levels past 3 are refused (nil: the block is stored), and random, empty, one-byte and 200 KiB blocks read back")
+    func igzipEdges() throws {
+        var rng = SplitMix64(seed: 9)
+        let random = (0..<20_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let long = [UInt8]((0..<200 * 1024).map { UInt8(truncatingIfNeeded: $0 % 251 ^ $0 / 4093) })
+        let kept = try #require(Deflate.Compressor())
+        for level: Int32 in 0...3 {
+            for block in [random, [], [7], long] {
+                let packed = try #require(kept.compress(block, dictionary: random, method: .igzip(level: level)), "level \(level), \(block.count) bytes")
+                let back = try packed.withUnsafeBytes { try Deflate.inflate($0, dictionary: random, length: block.count) }
+                #expect(back == block, "level \(level), \(block.count) bytes")
+                if block.count == random.count { #expect(packed.count <= block.count + 64, "random: \(packed.count) bytes") }
+                if block.count == long.count { #expect(packed.count * 4 < block.count, "long: \(packed.count) bytes") }
+            }
+        }
+        for level: Int32 in [-1, 4, 9] {
+            #expect(kept.compress(random, dictionary: [], method: .igzip(level: level)) == nil, "level \(level)")
+        }
+        // The same compressor still works after a refused level.
+        #expect(kept.compress(long, dictionary: [], method: .igzip(level: 1)) == Deflate.compress(long, dictionary: [], method: .igzip(level: 1)))
     }
 
     @Test("encoding a frame's records at once gives the bytes and the context of encoding them one by one, and refuses what one by one refuses without moving")

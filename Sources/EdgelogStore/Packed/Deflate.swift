@@ -1,9 +1,9 @@
 // Raw deflate (RFC 1951) of a frame's record block with the previous frame's block as preset
-// dictionary (docs/FORMAT.md appendix A.4): written through the system zlib, or libdeflate for
-// large blocks, and read through zlib. Inflating is bounded by the
+// dictionary (docs/FORMAT.md appendix A.4): written through the system zlib, or ISA-L's igzip
+// for large blocks, and read through zlib. Inflating is bounded by the
 // length the frame states and must end exactly at the last stored byte: stored bytes are hostile.
 
-import CLibdeflate
+import CIsal
 import CZlib
 
 /// Why stored bytes do not inflate to the frame's record block.
@@ -39,8 +39,8 @@ public enum Deflate {
     public enum Method: Equatable, Sendable {
         /// zlib at `level`, against the last `dictionaryBytes` of the dictionary (at most 32 KiB count).
         case zlib(level: Int32, dictionaryBytes: Int)
-        /// libdeflate at `level`, against no dictionary (it has no way to preset one).
-        case libdeflate(level: Int32)
+        /// ISA-L's igzip at `level` (0 to 3), against no dictionary.
+        case igzip(level: Int32)
     }
 
     /// zlib level 9 against the whole dictionary for record blocks up to 4 KiB: on frames of the
@@ -49,11 +49,10 @@ public enum Deflate {
     /// the block before is most of what such a block can refer to.
     public static let defaultLevel: Int32 = 9
     public static let smallBlockMethod = Method.zlib(level: defaultLevel, dictionaryBytes: window)
-    /// libdeflate level 1 above 4 KiB: a large block is a burst of records the commit should write
-    /// at the device's pace. On the bench's 18 KiB blocks it takes about half the time of zlib level
-    /// 1 against 8 KiB of dictionary for about 2 % more bytes, since such a block refers mostly to
-    /// itself (DESIGN.md 13).
-    public static let largeBlockMethod = Method.libdeflate(level: 1)
+    /// igzip level 1 above 4 KiB: a large block is a burst of records the commit should write at
+    /// the device's pace, and refers mostly to itself. On the bench's 18 KiB blocks it takes about a
+    /// third of zlib level 1's time for about 3 % fewer bytes (DESIGN.md 13).
+    public static let largeBlockMethod = Method.igzip(level: 1)
     public static let largeBlock = 4096
     /// Window bits for a raw stream (no zlib header), 32 KiB window: no back-reference reaches
     /// further, so no more of a dictionary counts.
@@ -76,12 +75,16 @@ public enum Deflate {
 
     /// One deflate stream kept from frame to frame: zlib's set-up (about 270 KiB allocated and its
     /// hash table cleared) would otherwise cost more than compressing a small frame; the same for
-    /// libdeflate's compressor, made at first use. Not for two threads at once; each holds its own.
+    /// igzip's stream and level buffer, made at first use. Not for two threads at once; each holds
+    /// its own.
     public final class Compressor {
         // zlib keeps a pointer to the stream in its state and checks it: the stream must not move.
         private let stream: UnsafeMutablePointer<z_stream>
         private var currentLevel: Int32
-        private var fast: (level: Int32, compressor: OpaquePointer)?
+        /// igzip's stream (its state holds the history buffer: about 100 KiB, not for the stack) and
+        /// the level buffer of `level`.
+        private var igzipStream: UnsafeMutablePointer<isal_zstream>?
+        private var igzipBuffer: (level: Int32, bytes: UnsafeMutableRawBufferPointer)?
 
         /// Set up zlib at `level`; nil when zlib cannot start (memory).
         public init?(level: Int32 = Deflate.defaultLevel) {
@@ -100,7 +103,8 @@ public enum Deflate {
             deflateEnd(stream)
             stream.deinitialize(count: 1)
             stream.deallocate()
-            if let fast { libdeflate_free_compressor(fast.compressor) }
+            igzipStream?.deallocate()
+            igzipBuffer?.bytes.deallocate()
         }
 
         /// As `Deflate.compress(_:dictionary:method:)`.
@@ -108,8 +112,8 @@ public enum Deflate {
             switch method {
             case .zlib(let level, let dictionaryBytes):
                 return zlib(block, dictionary: dictionary.suffix(max(0, min(dictionaryBytes, window))), level: level)
-            case .libdeflate(let level):
-                return libdeflate(block, level: level)
+            case .igzip(let level):
+                return igzip(block, level: level)
             }
         }
 
@@ -148,22 +152,53 @@ public enum Deflate {
             return out
         }
 
-        private func libdeflate(_ block: [UInt8], level: Int32) -> [UInt8]? {
-            if fast?.level != level {
-                if let old = fast { libdeflate_free_compressor(old.compressor) }
-                fast = nil
-                guard let c = libdeflate_alloc_compressor(level) else { return nil }
-                fast = (level, c)
+        private func igzip(_ block: [UInt8], level: Int32) -> [UInt8]? {
+            guard (0...Int32(ISAL_DEF_MAX_LEVEL)).contains(level), block.count < Int(UInt32.max) / 2 else { return nil }
+            let stream: UnsafeMutablePointer<isal_zstream>
+            if let s = igzipStream {
+                stream = s
+            } else {
+                // Zeroed in place: a value made first would sit on the thread's stack.
+                let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<isal_zstream>.stride,
+                                                           alignment: MemoryLayout<isal_zstream>.alignment)
+                raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<isal_zstream>.stride)
+                stream = raw.bindMemory(to: isal_zstream.self, capacity: 1)
+                igzipStream = stream
             }
-            guard let c = fast?.compressor else { return nil }
-            let bound = libdeflate_deflate_compress_bound(c, block.count)
-            var out = [UInt8](repeating: 0, count: bound)
-            let produced = block.withUnsafeBytes { inp in
-                out.withUnsafeMutableBytes { o in libdeflate_deflate_compress(c, inp.baseAddress, inp.count, o.baseAddress, o.count) }
+            if igzipBuffer?.level != level {
+                igzipBuffer?.bytes.deallocate()
+                igzipBuffer = nil
+                let size = Int(edgelog_igzip_level_buffer(UInt32(level)))
+                igzipBuffer = (level, .allocate(byteCount: max(size, 1), alignment: 64))
             }
-            // 0: it did not fit the bound, which libdeflate promises cannot happen; the block is stored.
-            guard produced > 0 else { return nil }
-            out.removeSubrange(produced...)
+            guard let buffer = igzipBuffer?.bytes else { return nil }
+            // A stream that does not shrink the block grows it by at most a stored block's header
+            // each 64 KiB (igzip_lib.h); the writer stores such a block anyway.
+            let bound = block.count + (block.count / 65535 + 1) * 5 + 64
+            var produced: Int?
+            let out = [UInt8](unsafeUninitializedCapacity: bound) { o, count in
+                block.withUnsafeBufferPointer { inp in
+                    isal_deflate_stateless_init(stream)
+                    stream.pointee.level = UInt32(level)
+                    stream.pointee.level_buf = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
+                    stream.pointee.level_buf_size = UInt32(buffer.count)
+                    stream.pointee.gzip_flag = UInt16(IGZIP_DEFLATE)
+                    stream.pointee.flush = UInt16(NO_FLUSH)
+                    stream.pointee.end_of_stream = 1
+                    // igzip does not write through next_in; its type lacks the const. The pointers
+                    // are left behind: each call sets them again after the init above.
+                    stream.pointee.next_in = UnsafeMutablePointer(mutating: inp.baseAddress)
+                    stream.pointee.avail_in = UInt32(inp.count)
+                    stream.pointee.next_out = o.baseAddress
+                    stream.pointee.avail_out = UInt32(o.count)
+                    if isal_deflate_stateless(stream) == COMP_OK, stream.pointee.avail_in == 0 {
+                        produced = o.count - Int(stream.pointee.avail_out)
+                    }
+                }
+                // Bytes igzip wrote; none when it failed (then the block is stored).
+                count = produced ?? 0
+            }
+            guard produced != nil else { return nil }
             return out
         }
     }

@@ -195,7 +195,7 @@ public struct PackedSegmentWriter {
     /// The record block bytes of the frames appended so far, against A.6's block budget.
     public var blockBytes: Int { encoding.blockBytes }
     private let crcSeed: UInt32
-    /// How blocks are deflated; nil: `Deflate.method(forBlockOf:)` (zlib 9 up to 4 KiB, libdeflate 1 above).
+    /// How blocks are deflated; nil: `Deflate.method(forBlockOf:)` (zlib 9 up to 4 KiB, igzip 1 above).
     public var method: Deflate.Method?
     /// Kept from frame to frame (zlib's set-up costs more than a small frame); nil when zlib could
     /// not start, and then frames are stored.

@@ -799,8 +799,10 @@ public final class PackedLog {
 
     /// Frames staged and not yet prepared, oldest first; each encoded after the one before it.
     private var ahead: [StagedFrame] = []
-    /// Frames staged ahead at most: the one the thread builds and the one queued behind it.
-    public static let stageDepth = 2
+    /// Frames staged ahead at most: with the writer writing one frame, the thread builds the next
+    /// two, so that a thread that builds faster than the device writes gets a frame ahead and a
+    /// slow build is absorbed there rather than waited for (DESIGN.md 13).
+    public static let stageDepth = 3
     /// Bumped whenever the open segment's writer is replaced: a frame encoded for one writer is not
     /// sealed by another, whatever its index.
     private var writerGeneration: UInt64 = 0
