@@ -332,7 +332,12 @@ public final class PackedLog {
     public var metadataEvery = 256
     public var metadataSeconds: Double = 300
     /// Who signs. A change leaves frames staged ahead, signed by the signer before, to be built again.
-    public var identity: PackedIdentity { didSet { writerGeneration &+= 1 } }
+    public var identity: PackedIdentity {
+        didSet {
+            writerGeneration &+= 1
+            serializedSign = Self.serialized(identity.sign, lock: signLock)
+        }
+    }
     private var writer: PackedSegmentWriter?
     private var openSlot = 0
     private var commitsSinceMetadata = 0
@@ -467,6 +472,7 @@ public final class PackedLog {
                 clock: @escaping () -> UInt64) throws(PackedLogError) {
         self.device = device
         self.identity = identity
+        serializedSign = Self.serialized(identity.sign, lock: signLock)
         self.clock = clock
         guard h.metadata.geometry.sectorSize >= device.sectorSize else {
             throw .sectorMismatch(store: h.metadata.geometry.sectorSize, device: device.sectorSize)
@@ -710,12 +716,16 @@ public final class PackedLog {
     public func prepare(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) throws(PackedLogError) -> PreparedFrame {
         guard !closed else { throw .closed }
         if let failed = failure { throw .device(failed) }
-        // Nothing moves when it throws: a refused reclaim or a frame too large leaves the plan as it was.
+        let frame = try prepareOrRestore(records, changes: changes)
+        restageAhead()
+        return frame
+    }
+
+    /// Nothing moves when it throws: a refused reclaim or a frame too large leaves the plan as it was.
+    private func prepareOrRestore(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)]) throws(PackedLogError) -> PreparedFrame {
         let saved = (planned, openSlot, segmentsOpened, tailReadErrors)
         do {
-            let frame = try prepareMoving(records, changes: changes)
-            restageAhead()
-            return frame
+            return try prepareMoving(records, changes: changes)
         } catch {
             (planned, openSlot, segmentsOpened, tailReadErrors) = saved
             throw error
@@ -811,9 +821,10 @@ public final class PackedLog {
     public var buildsAhead = StagingThread.worthwhile
     private var stagingThread: StagingThread?
 
-    /// Stages `records` as the frame after those already staged: the staging thread builds it. Prepare staged frames in the order staged (`prepare(_:)`); one that cannot be
-    /// built ahead (no open segment yet, a full segment, a record the encoder refuses) is built when
-    /// it is prepared, and `prepare` throws what it finds then.
+    /// Stages `records` as the frame after those already staged: the staging thread builds it.
+    /// Prepare staged frames in the order staged (`prepare(_:)`); one that cannot be built ahead (no
+    /// open segment yet, a full segment, a record the encoder refuses) is built when it is prepared,
+    /// and `prepare` throws what it finds then.
     public func stage(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) -> StagedFrame {
         let staged = StagedFrame(records: records, changes: changes, owner: self)
         guard !closed, failure == nil, buildsAhead, ahead.count < Self.stageDepth else { return staged }
@@ -866,7 +877,7 @@ public final class PackedLog {
             } else {
                 // Not built ahead, or not after the frame before it; a frame that did not fit what
                 // is left of the segment opens the next one here.
-                frame = try prepare(staged.records, changes: staged.changes)
+                frame = try prepareOrRestore(staged.records, changes: staged.changes)
             }
         } catch {
             for s in ahead { giveUp(s) }
@@ -884,17 +895,19 @@ public final class PackedLog {
     }
 
     /// The signer, one call at a time: the staging thread and the writer's thread both sign, and a
-    /// token or secure element behind `SegmentSigner` need not take two calls at once.
-    private var serializedSign: (@Sendable ([UInt8]) throws -> [UInt8])? {
-        guard let sign = identity.sign else { return nil }
-        let lock = signLock
+    /// token or secure element behind `SegmentSigner` need not take two calls at once. Made once per
+    /// identity, not per frame.
+    private var serializedSign: (@Sendable ([UInt8]) throws -> [UInt8])?
+    private let signLock = Monitor()
+
+    private static func serialized(_ sign: (@Sendable ([UInt8]) throws -> [UInt8])?, lock: Monitor) -> (@Sendable ([UInt8]) throws -> [UInt8])? {
+        guard let sign else { return nil }
         return { message in
             lock.lock()
             defer { lock.unlock() }
             return try sign(message)
         }
     }
-    private let signLock = Monitor()
 
     /// After a prepare: the frames staged ahead follow the frame just placed unless another took
     /// their place (another frame prepared, a segment opened, a frame the thread could not
