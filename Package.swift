@@ -73,7 +73,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "edgelog-bench",
-            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux", "EdgelogTestKit", "CSQLite"]
+            dependencies: ["EdgelogCore", "EdgelogStore", "EdgelogSeal", "EdgelogTimebase", "EdgelogLinux", "EdgelogTestKit", "CSQLite", "CLinuxShims"]
         ),
 
         // Fuzz targets for every decoder of untrusted bytes (make fuzz). Built normally it replays

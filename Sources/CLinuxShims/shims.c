@@ -17,6 +17,7 @@
 #include <linux/i2c.h>
 #include <linux/i2c-dev.h>
 #include <linux/spi/spidev.h>
+#include <sched.h>
 
 // The kernel ABI these wrappers rely on: the ioctl argument types.
 _Static_assert(sizeof(uint64_t) == 8, "BLKGETSIZE64 writes a u64");
@@ -263,3 +264,24 @@ int edgelog_evdev_read(int fd, int64_t *sec, int64_t *usec, uint16_t *type, uint
 int edgelog_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
 
 int edgelog_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK); }
+
+int edgelog_bind_thread(int tid, const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (count <= 0) { errno = EINVAL; return -1; }
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] < 0 || cpus[i] >= CPU_SETSIZE) { errno = EINVAL; return -1; }
+        CPU_SET(cpus[i], &set);
+    }
+    return sched_setaffinity(tid, sizeof set, &set);
+}
+
+int edgelog_allowed_cpus(int *cpus, int max) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++) {
+        if (CPU_ISSET(c, &set)) cpus[n++] = c;
+    }
+    return n;
+}

@@ -4,9 +4,11 @@
 // commit) and raw pwrite+fdatasync of the bytes the engine occupies, under (a) 20 readings a commit
 // and (b) commits of about 32 KiB of records; then open (recovery) time on a 64 MiB and a 1 GiB
 // store with the most commits the metadata interval allows since the last metadata write. The
-// speed figures are the engine's, overlapped (the next frame prepared while this one is written)
-// and one commit at a time; one line gives the product's path (the commit pipeline over the
-// evidence store, each commit waited for).
+// speed figures are the engine's, staged (frames built on a second thread while the writer writes
+// the ones before), the same with writes in the background, and one commit at a time, after a
+// warm-up batch and with the threads bound to CPUs (Placement.swift); two lines give the product's
+// path (the commit pipeline over the evidence store): each commit waited for under (a), and a
+// burst with no wait per commit under (b).
 
 import CSQLite
 import EdgelogLinux
@@ -85,6 +87,8 @@ enum PackedStoreBench {
         var consumed: UInt64 = 0
         var committed: UInt64 = 0
         var deviceBytes: UInt64 = 0
+        /// Time spent appending (the producer's side), with no flush per commit.
+        var appendsNs: UInt64 = 0
     }
 
     static func identity(_ signer: FileSigner) -> PackedLog.PackedIdentity {
@@ -134,6 +138,15 @@ enum PackedStoreBench {
             return sizes
         }
 
+        /// Forgets the times so far (the warm-up batch); what the partition holds still counts.
+        func resetTiming() {
+            run.elapsedNs = 0
+            run.latency = Latencies(capacity: 4096)
+            timedFrom = run.records
+        }
+        /// Records committed before the timing began (the warm-up batch).
+        private(set) var timedFrom = 0
+
         func finish() {
             run.consumed = UInt64(max(0, log.segmentsOpened - 1)) * UInt64(segmentSize) + UInt64(log.openSegmentBytes)
             run.committed = log.committedBytes
@@ -163,6 +176,18 @@ enum PackedStoreBench {
             device = openStore(path: path, size: 256 << 20)
             self.overlappedWrites = overlappedWrites
             do { log = try PackedLog(device: device, identity: identity(signer), clock: monoNs) } catch { die("staged: \(error)") }
+        }
+
+        /// Forgets what the warm-up batch counted.
+        func resetTiming() {
+            latency = Latencies(capacity: 4096)
+            waitNs = Latencies(capacity: 4096)
+            submitNs = Latencies(capacity: 4096)
+            records = 0
+            elapsedNs = 0
+            inBackground = 0
+            builtAhead = 0
+            commits = 0
         }
 
         /// Commits `commits`, returning when the last is durable.
@@ -209,7 +234,9 @@ enum PackedStoreBench {
 
     /// The same records through the product's path: the commit pipeline (double buffering, a flush
     /// per commit) over the format 6 evidence store (evidence records, policy, time fields), signing.
-    static func runEvidenceStore(path: String, commits: [[PackedRecord]], signer: FileSigner) -> StoreRun {
+    /// `burst`: no flush per commit, only at the end: the pipeline commits what its buffers gather
+    /// while one producer thread appends as fast as it can.
+    static func runEvidenceStore(path: String, commits: [[PackedRecord]], signer: FileSigner, burst: Bool = false) -> StoreRun {
         let device = openStore(path: path, size: 256 << 20)
         var run = StoreRun()
         let box = LatencyBox(count: 0)
@@ -225,11 +252,13 @@ enum PackedStoreBench {
                 for r in c {
                     _ = r.payload.withUnsafeBytes { pipeline.append(source: r.source, payload: $0, time: r.time) }
                 }
-                try pipeline.flush()
+                if !burst { try pipeline.flush() }
                 run.records += c.count
-                run.commits += 1
             }
+            run.appendsNs = monoNs() &- t0
+            try pipeline.flush()
             run.elapsedNs = monoNs() &- t0
+            run.commits = Int(pipeline.counters.commits)
             try pipeline.close()
             run.consumed = UInt64(max(0, store.log.segmentsOpened - 1)) * UInt64(segmentSize) + UInt64(store.log.openSegmentBytes)
             run.committed = store.log.committedBytes - startCommitted
@@ -264,6 +293,11 @@ enum PackedStoreBench {
                 device = try FileBlockDevice(path: path)
             } catch { die("raw: \(error)") }
             for i in 0..<buffer.bytes.count { buffer.bytes[i] = UInt8(truncatingIfNeeded: i &* 31) }
+        }
+
+        func resetTiming() {
+            elapsedNs = 0
+            latency = Latencies(capacity: 4096)
         }
 
         func batch(_ sizes: [Int]) {
@@ -303,6 +337,11 @@ enum PackedStoreBench {
             insert = db.prepare("INSERT INTO records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")
             begin = db.prepare("BEGIN")
             commit = db.prepare("COMMIT")
+        }
+
+        func resetTiming() {
+            elapsedNs = 0
+            latency = Latencies(capacity: 4096)
         }
 
         func batch(_ commits: ArraySlice<[PackedRecord]>) {
@@ -368,6 +407,13 @@ enum PackedStoreBench {
 
     static func section(dir: DataDir, quick: Bool) {
         let signer = FileSigner(key: .ed25519(.init()), epoch: 1)
+        let placement = Placement.choose(probePath: dir.file("packed-placement.img"))
+        if let placement, placement.bindWriter() {
+            print(placement.line)
+        } else {
+            print("packed_placement: none  # fewer than two CPUs, or binding refused: the threads where the scheduler puts them")
+        }
+        defer { placement?.release() }
         var bpr: [Character: Double] = [:]
         for workload: Character in ["a", "b"] {
             // As many commits under (b) as under (a): a contender's share of (b) at 400 commits was
@@ -382,7 +428,7 @@ enum PackedStoreBench {
             // the first frame of each batch to be built: about 250 µs, 2 to 3 % of a batch of 100
             // large commits, and 12 % of the batch of 20 used before).
             let batch = quick && workload == "b" ? 20 : 100
-            progress("packed store: workload \(workload), \(n) commits in batches of \(batch): engine, staged, staged with overlapped writes, raw, SQLite, interleaved")
+            progress("packed store: workload \(workload), \(n) commits in batches of \(batch) after one to warm up: engine, staged, staged with overlapped writes, raw, SQLite, interleaved")
             let engine = SequentialEngine(path: dir.file("packed-\(workload).img"), signer: signer)
             let staged = StagedEngine(path: dir.file("packed-staged-\(workload).img"), signer: signer, overlappedWrites: false)
             let overlapped = StagedEngine(path: dir.file("packed-overlapped-\(workload).img"), signer: signer, overlappedWrites: true)
@@ -390,14 +436,30 @@ enum PackedStoreBench {
             let sqlite = SQLiteWriter(path: dir.file("packed-\(workload).db"))
             _ = dir.file("packed-\(workload).db-wal")
             _ = dir.file("packed-\(workload).db-shm")
-            for (index, start) in stride(from: 0, to: n, by: batch).enumerated() {
+            // A first batch, not timed, warms every contender up: the staged engine's first batch
+            // under (b) took about twice raw's time (its staging thread starting, the compressor's
+            // state and buffers touched for the first time), in every run.
+            var ratios: [Double] = []
+            for (index, start) in stride(from: -batch, to: n, by: batch).enumerated() {
                 let made = generator.next(min(batch, n - start))
-                cs += made
+                if start >= 0 { cs += made }
                 let slice = made[...]
+                let stagedBefore = staged.elapsedNs, rawBefore = raw.elapsedNs
                 // The engine goes first: raw writes the sizes its frames took.
                 let sizes = engine.batch(slice)
                 let others: [() -> Void] = [{ staged.batch(slice) }, { overlapped.batch(slice) }, { raw.batch(sizes) }, { sqlite.batch(slice) }]
                 for k in 0..<others.count { others[(index + k) % others.count]() }
+                if start < 0 {
+                    // The staging threads have started: onto the other CPU.
+                    placement?.bindOthers(than: getpid())
+                    engine.resetTiming()
+                    staged.resetTiming()
+                    overlapped.resetTiming()
+                    raw.resetTiming()
+                    sqlite.resetTiming()
+                } else {
+                    ratios.append(Double(raw.elapsedNs - rawBefore) / Double(max(staged.elapsedNs - stagedBefore, 1)))
+                }
             }
             engine.finish()
             let store = engine.run
@@ -405,9 +467,11 @@ enum PackedStoreBench {
             let records = Double(store.records)
             let bytesPerRecord = Double(store.consumed) / records
             bpr[workload] = bytesPerRecord
-            let storeRate = records / (Double(store.elapsedNs) / 1e9)
-            let rawRate = records / (Double(raw.elapsedNs) / 1e9)
-            let sqliteRate = records / (Double(sqlite.elapsedNs) / 1e9)
+            // The rates count the timed batches only.
+            let timed = Double(store.records - engine.timedFrom)
+            let storeRate = timed / (Double(store.elapsedNs) / 1e9)
+            let rawRate = timed / (Double(raw.elapsedNs) / 1e9)
+            let sqliteRate = timed / (Double(sqlite.elapsedNs) / 1e9)
             let stagedRate = Double(staged.records) / (Double(staged.elapsedNs) / 1e9)
             let overlappedRate = Double(overlapped.records) / (Double(overlapped.elapsedNs) / 1e9)
             print("packed_\(workload): records=\(store.records) commits=\(store.commits) records_per_commit=\(fixed(records / Double(store.commits), 1)) "
@@ -419,6 +483,10 @@ enum PackedStoreBench {
                 + "store_vs_raw=\(fixed(stagedRate / rawRate, 2)) store_vs_sqlite=\(fixed(stagedRate / sqliteRate, 2))  "
                 + "# goal: store_vs_raw >= 0.9; frames built on a second thread while the writer writes and flushes the ones before "
                 + "(\(staged.builtAhead) of \(staged.commits) built ahead), raw writes the bytes the store occupies")
+            let sorted = ratios.sorted()
+            let at = { (p: Double) in fixed(sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))], 2) }
+            print("packed_\(workload)_speed_batches: store_vs_raw_p10=\(at(0.1)) p50=\(at(0.5)) p90=\(at(0.9)) batches=\(sorted.count)  "
+                + "# the staged engine against raw batch by batch: how far the machine's slow spells move one batch")
             print("packed_\(workload)_wait: \(staged.waitNs.summary())  # prepare of a staged frame: waiting for the staging thread and placing the frame; near zero when building keeps ahead of the device")
             print("packed_\(workload)_commit: \(staged.latency.summary())  # staged: from staging to durable")
             print("packed_\(workload)_staged_overlapped: store_records_per_s=\(fixed(overlappedRate, 0)) store_vs_raw=\(fixed(overlappedRate / rawRate, 2))  "
@@ -435,6 +503,16 @@ enum PackedStoreBench {
                     + "write_amplification=\(fixed(Double(evidence.deviceBytes) / Double(max(evidence.committed, 1)), 3)) "
                     + "store_records_per_s=\(fixed(rate, 0)) store_vs_raw=\(fixed(rate / rawRate, 2)) commit_\(evidence.latency.summary())  "
                     + "# CommitPipeline over PackedEvidenceStore, signed, each commit waited for (flush): what edgelog run writes; run after the others")
+            } else {
+                // The product's path under a burst: does the store keep up with the producer?
+                let burst = runEvidenceStore(path: dir.file("packed-evidence-\(workload).img"), commits: cs, signer: signer, burst: true)
+                let elapsed = Double(burst.elapsedNs)
+                let busy = Double(burst.latency.samples.reduce(0, &+)) / elapsed
+                print("packed_\(workload)_evidence_store_burst: store_records_per_s=\(fixed(Double(burst.records) / (elapsed / 1e9), 0)) "
+                    + "commits=\(burst.commits) committer_busy=\(fixed(busy, 2)) after_last_append_us=\(fixed(Double(burst.elapsedNs &- burst.appendsNs) / 1e3, 0)) "
+                    + "commit_\(burst.latency.summary())  # CommitPipeline over PackedEvidenceStore, one producer thread appending the same records "
+                    + "with no wait per commit: the committer (build, write, flush one commit at a time) is busy this share of the time and waits "
+                    + "for the producer the rest, so the producer's appends, not the store, set the rate")
             }
             print("packed_\(workload)_raw_commit: \(raw.latency.summary())")
             print("packed_\(workload)_sqlite_commit: \(sqlite.latency.summary())")

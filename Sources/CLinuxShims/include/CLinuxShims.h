@@ -81,4 +81,11 @@ int edgelog_evdev_monotonic(int fd);
 /// it). Returns 1 when an event was read, 0 on a short read, -1 with errno set.
 int edgelog_evdev_read(int fd, int64_t *sec, int64_t *usec, uint16_t *type, uint16_t *code, int32_t *value);
 
+/// sched_setaffinity for one thread (`tid`, 0: the caller) onto the CPUs in `cpus` (`count` of
+/// them, at least one, each below CPU_SETSIZE). 0, or -1 with errno set.
+int edgelog_bind_thread(int tid, const int *cpus, int count);
+/// The CPUs the calling thread may run on (sched_getaffinity), at most `max` of them, lowest
+/// first: their count, or -1 with errno set.
+int edgelog_allowed_cpus(int *cpus, int max);
+
 #endif
