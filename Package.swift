@@ -34,11 +34,13 @@ let package = Package(
 
         // CRC-32C by CPU instruction (SSE4.2, ARMv8 CRC), checked at run time.
         .target(name: "CEdgelogCRC"),
+        // The CPU's spin-wait hint (PAUSE, YIELD) for the threads that poll for each other.
+        .target(name: "CSpinHint"),
         // Record model, codecs, CRC, errors. No Glibc: portable and fuzzable.
         .target(name: "EdgelogCore", dependencies: ["CEdgelogCRC"]),
         // Format, ring, buffers, commit, recovery. Talks to BlockDevice only.
         // The seal's SHA-256 is part of every commit and of recovery's adoption check.
-        .target(name: "EdgelogStore", dependencies: ["EdgelogCore", "CZlib", "CIsal", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "EdgelogStore", dependencies: ["EdgelogCore", "CZlib", "CIsal", "CSpinHint", .product(name: "Crypto", package: "swift-crypto")]),
         // Time path: capture times with their quality, clock steps, sync state, RTC offset.
         .target(name: "EdgelogTimebase", dependencies: ["EdgelogCore", "EdgelogStore"]),
         // Trust path: keys and signers, the verifier, signed heads and the anchor file.

@@ -11,6 +11,12 @@ public final class AlignedBuffer: @unchecked Sendable {
         bytes = UnsafeMutableRawBufferPointer(start: raw, count: count)
     }
 
+    /// A copy of `bytes`.
+    public convenience init(copying bytes: [UInt8]) {
+        self.init(count: bytes.count)
+        bytes.withUnsafeBytes { self.bytes.copyMemory(from: $0) }
+    }
+
     deinit { bytes.baseAddress?.deallocate() }
 
     public var count: Int { bytes.count }

@@ -211,6 +211,13 @@ struct Latencies {
 
     mutating func add(_ ns: UInt64) { samples.append(ns) }
 
+    /// The mean, in microseconds (0 with no samples): what a rate is made of, where the percentiles
+    /// hide the rare long ones.
+    var meanUs: Double {
+        guard !samples.isEmpty else { return 0 }
+        return Double(samples.reduce(0, &+)) / Double(samples.count) / 1000
+    }
+
     /// Nearest-rank percentile, in nanoseconds.
     func percentile(_ p: Double, sorted: [UInt64]) -> UInt64 {
         guard !sorted.isEmpty else { return 0 }

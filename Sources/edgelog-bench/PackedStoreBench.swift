@@ -171,6 +171,9 @@ enum PackedStoreBench {
         /// Time in prepare of a staged frame (waiting for the staging thread, then placing the frame),
         /// and in starting a background write (the system call).
         var waitNs = Latencies(capacity: 4096), submitNs = Latencies(capacity: 4096)
+        /// Time in `write` of a prepared frame: its write and flush (and the metadata's when due);
+        /// in `stage` (handing the records to the staging thread).
+        var writeNs = Latencies(capacity: 4096), stageNs = Latencies(capacity: 4096)
 
         init(path: String, signer: FileSigner, overlappedWrites: Bool) {
             device = openStore(path: path, size: 256 << 20)
@@ -183,6 +186,8 @@ enum PackedStoreBench {
             latency = Latencies(capacity: 4096)
             waitNs = Latencies(capacity: 4096)
             submitNs = Latencies(capacity: 4096)
+            writeNs = Latencies(capacity: 4096)
+            stageNs = Latencies(capacity: 4096)
             records = 0
             elapsedNs = 0
             inBackground = 0
@@ -204,8 +209,11 @@ enum PackedStoreBench {
                     records += s.frame.records.count
                     self.commits += 1
                     guard overlappedWrites else {
+                        let writeStart = monoNs()
                         try log.write(frame)
-                        latency.add(monoNs() &- s.start)
+                        let end = monoNs()
+                        writeNs.add(end &- writeStart)
+                        latency.add(end &- s.start)
                         return
                     }
                     if let p = pending {
@@ -219,7 +227,10 @@ enum PackedStoreBench {
                     pending = (write, s.start)
                 }
                 for c in commits {
-                    queue.append((log.stage(c), monoNs()))
+                    let start = monoNs()
+                    let frame = log.stage(c)
+                    stageNs.add(monoNs() &- start)
+                    queue.append((frame, start))
                     if queue.count >= PackedLog.stageDepth { try commit(queue.removeFirst()) }
                 }
                 while !queue.isEmpty { try commit(queue.removeFirst()) }
@@ -417,8 +428,10 @@ enum PackedStoreBench {
         var bpr: [Character: Double] = [:]
         for workload: Character in ["a", "b"] {
             // As many commits under (b) as under (a): a contender's share of (b) at 400 commits was
-            // about 40 ms, and the ratios moved by a tenth from run to run.
-            let n = quick ? (workload == "a" ? 500 : 60) : 3000
+            // about 40 ms, and the ratios moved by a tenth from run to run. At 3000 commits (about
+            // 0.3 s a contender) one stall of the VM's disk (17 ms seen in one write) still moved a
+            // run's store_vs_raw by 0.05: 6000 halves what one stall can do.
+            let n = quick ? (workload == "a" ? 500 : 60) : 6000
             var generator = Commits(workload)
             var cs: [[PackedRecord]] = []
             // Batches interleaved contender by contender, so that the disk's slow spells fall on all
@@ -489,6 +502,13 @@ enum PackedStoreBench {
                 + "# the staged engine against raw batch by batch: how far the machine's slow spells move one batch")
             print("packed_\(workload)_wait: \(staged.waitNs.summary())  # prepare of a staged frame: waiting for the staging thread and placing the frame; near zero when building keeps ahead of the device")
             print("packed_\(workload)_commit: \(staged.latency.summary())  # staged: from staging to durable")
+            print("packed_\(workload)_write: \(staged.writeNs.summary())  # staged: the writer's write and flush of a built frame (the metadata's too when due), against packed_\(workload)_raw_commit")
+            let frames = Double(max(staged.commits, 1))
+            let totalUs = Double(staged.elapsedNs) / 1000 / frames
+            let parts = staged.stageNs.meanUs + staged.waitNs.meanUs + staged.writeNs.meanUs
+            print("packed_\(workload)_frame_us: total=\(fixed(totalUs, 1)) stage=\(fixed(staged.stageNs.meanUs, 1)) wait=\(fixed(staged.waitNs.meanUs, 1)) "
+                + "write=\(fixed(staged.writeNs.meanUs, 1)) rest=\(fixed(totalUs - parts, 1)) raw=\(fixed(raw.latency.meanUs, 1))  "
+                + "# the staged engine's time per frame, mean: staging, waiting and placing, writing and flushing, the rest; raw's write and flush")
             print("packed_\(workload)_staged_overlapped: store_records_per_s=\(fixed(overlappedRate, 0)) store_vs_raw=\(fixed(overlappedRate / rawRate, 2))  "
                 + "# the same, each write started in the background (\(overlapped.inBackground) of \(overlapped.commits): AIO, RWF_DSYNC) and awaited after the next frame is placed")
             print("packed_\(workload)_submit: \(overlapped.submitNs.summary())  # starting a background write (io_submit)")

@@ -757,15 +757,13 @@ public final class PackedLog {
             throw .write(error)
         }
         if opened { writerGeneration &+= 1 }
-        return placed(w, result, records: records, opened: opened)
+        return placed(w, offset: result.offset, AlignedBuffer(copying: result.bytes), records: records, opened: opened)
     }
 
     /// The writer `w` has sealed `result`: it becomes the open segment's writer, the plan moves past
     /// the frame, and the frame is ready to write.
-    private func placed(_ w: PackedSegmentWriter, _ result: (offset: Int, bytes: [UInt8]), records: [PackedRecord], opened: Bool) -> PreparedFrame {
+    private func placed(_ w: PackedSegmentWriter, offset: Int, _ buffer: AlignedBuffer, records: [PackedRecord], opened: Bool) -> PreparedFrame {
         writer = w
-        let buffer = AlignedBuffer(count: result.bytes.count)
-        result.bytes.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
         planned.headFrameID = w.nextFrameID - 1
         planned.headSegmentID = w.header.segmentID
         planned.headSlot = openSlot
@@ -774,7 +772,7 @@ public final class PackedLog {
         planned.headCRC = w.lastFrameCRC
         planned.state = w.state
         return PreparedFrame(frameID: planned.headFrameID, segmentID: w.header.segmentID, slot: openSlot, statement: w.lastStatement,
-                             signature: w.lastSignature, records: records, offset: planned.geometry.slotOffset(openSlot) + UInt64(result.offset),
+                             signature: w.lastSignature, records: records, offset: planned.geometry.slotOffset(openSlot) + UInt64(offset),
                              bytes: buffer, metadataAfter: planned, opensSegment: opened)
     }
 
@@ -872,7 +870,7 @@ public final class PackedLog {
                 }
             }
             if let b = built {
-                frame = placed(b.writer, (b.offset, b.bytes), records: staged.records, opened: false)
+                frame = placed(b.writer, offset: b.offset, b.frame, records: staged.records, opened: false)
                 staged.builtAhead = true
             } else {
                 // Not built ahead, or not after the frame before it; a frame that did not fit what

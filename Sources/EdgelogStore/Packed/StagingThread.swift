@@ -7,6 +7,7 @@
 // which thread built it: the same writer code, and a compressor of the same library, level and
 // dictionary.
 
+import CSpinHint
 import Dispatch
 import Synchronization
 #if canImport(Glibc)
@@ -27,13 +28,14 @@ public final class StagingJob: @unchecked Sendable {
     /// a chain of their predecessors.
     fileprivate var previous: StagingJob?
     fileprivate var cancelled = false
-    /// What a job built: the writer moved past the frame, where the frame goes and its bytes, and
+    /// What a job built: the writer moved past the frame, where the frame goes and its bytes (in the
+    /// aligned buffer the device writes from, so that placing it costs the writer no copy), and
     /// the writer it started from (its segment and last frame's hash), which must be the open
     /// segment's writer when the frame is placed.
     public struct Built {
         public let writer: PackedSegmentWriter
         public let offset: Int
-        public let bytes: [UInt8]
+        public let frame: AlignedBuffer
         public let base: (segmentID: UInt64, prevHash: [UInt8])
     }
     /// nil when it could not be built ahead (the writer builds it, and throws what it finds, when
@@ -61,9 +63,12 @@ public final class StagingThread: @unchecked Sendable {
     private let queued = Atomic<Int>(0)
 
     /// How long either side polls for the other before it sleeps. Waking a sleeping thread costs
-    /// about 35 µs on the bench's VM, a third of a large frame's work; in a burst the next frame
-    /// comes sooner than that, and between bursts the thread sleeps after this long.
-    static let pollNs: Int64 = 60_000
+    /// about 35 µs on the bench's VM, a third of a large frame's work, and the writer pays the
+    /// wake's system call when it submits: in a burst the next frame comes within one write and
+    /// flush (about 100 µs there), so the thread polls longer than that (at 60 µs, 6 to 20 % of
+    /// the writer's submissions took more than 5 µs; at 250 µs, 1 to 2 %). Between bursts it
+    /// sleeps after this long.
+    static let pollNs: Int64 = 250_000
 
     /// Whether a thread can work beside the writer: with one CPU it would only take turns with it.
     public static var worthwhile: Bool { sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 }
@@ -89,7 +94,7 @@ public final class StagingThread: @unchecked Sendable {
     /// Waits for `job`; then its `built` holds what came of it.
     public func wait(_ job: StagingJob) {
         let deadline = Monitor.monotonicNs() + Self.pollNs
-        while !job.done.load(ordering: .acquiring) && Monitor.monotonicNs() < deadline {}
+        while !job.done.load(ordering: .acquiring) && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
         monitor.lock()
         defer { monitor.unlock() }
         while !job.done.load(ordering: .acquiring) { monitor.wait() }
@@ -117,7 +122,7 @@ public final class StagingThread: @unchecked Sendable {
         let compressor = Deflate.Compressor()
         while true {
             let deadline = Monitor.monotonicNs() + Self.pollNs
-            while queued.load(ordering: .acquiring) == 0 && Monitor.monotonicNs() < deadline {}
+            while queued.load(ordering: .acquiring) == 0 && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
             monitor.lock()
             while queue.isEmpty && !stopping { monitor.wait() }
             guard !queue.isEmpty else {
@@ -138,7 +143,7 @@ public final class StagingThread: @unchecked Sendable {
                 let base = (w.header.segmentID, w.prevHash)
                 // The thread's own compressor: the writer's is the writer thread's.
                 if let result = try? w.append(job.records, changes: job.changes, sign: job.sign, compressor: compressor) {
-                    built = StagingJob.Built(writer: w, offset: result.offset, bytes: result.bytes, base: base)
+                    built = StagingJob.Built(writer: w, offset: result.offset, frame: AlignedBuffer(copying: result.bytes), base: base)
                 }
             }
             monitor.lock()

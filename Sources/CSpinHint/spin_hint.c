@@ -1,0 +1,2 @@
+// The hint is an inline function in the header; a C target needs a source file.
+#include "CSpinHint.h"
