@@ -40,6 +40,17 @@ public final class FaultBlockDevice: OverlappingDevice {
         self.current = image
     }
 
+    /// Every write at `offset` fails and nothing lands; or, `landed`, it lands and the flush after
+    /// it fails: sectors the device can no longer write, or no longer confirms.
+    public func failWrites(at offset: UInt64, landed: Bool) {
+        var last: UInt64 = 0
+        failWrite = { _, o in
+            last = o
+            return !landed && o == offset
+        }
+        failFlush = { _ in landed && last == offset }
+    }
+
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(DeviceError) {
         guard offset + UInt64(buffer.count) <= byteCount else {
             throw DeviceError(.read, device: name, offset: offset, length: buffer.count, detail: "past the end")

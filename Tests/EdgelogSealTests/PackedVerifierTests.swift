@@ -387,6 +387,55 @@ struct PackedVerifierComparisonTests {
     }
 }
 
+/// The slots commits reported, from the committer thread.
+private final class ReceiptSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Int] = []
+    func add(_ slot: Int) { lock.withLock { slots.append(slot) } }
+    var all: [Int] { lock.withLock { slots } }
+}
+
+@Suite("Format 6 bad slots")
+struct PackedBadSlotTests {
+    @Test("a slot whose writes fail is marked bad and skipped through the evidence store: the store passes in both verifiers, the slot in its sealed tables",
+          .serialized, arguments: [false, true])
+    func badSlot(landed: Bool) throws {
+        let base = MemoryBlockDevice(size: PackedGeometry.ringOffset + 6 * segment6, sectorSize: 512)
+        try PackedEvidenceStore.format(device: base, segmentSize: segment6, storeUUID: storeUUID, deviceID: deviceID, wallNs: 0, force: false)
+        let device = FaultBlockDevice(image: base.bytes)
+        // The write fails and nothing lands; or it lands and its flush fails, leaving a valid
+        // signed first frame in the slot given up.
+        let bad = UInt64(PackedGeometry.ringOffset + 2 * segment6)
+        device.failWrites(at: bad, landed: landed)
+        let key = try PrivateSigningKey.generate(.ed25519)
+        let identity = SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: FileSigner(key: key, epoch: 1))
+        var n = 0
+        let slots = ReceiptSlots()
+        for _ in 0..<3 {
+            let store = try PackedEvidenceStore.open(device: device, policy: .overwriteOldest, identity: identity, clock: CrashOracle.fixedClock)
+            let pipeline = CommitPipeline(store: store, options: .init(maxAgeNs: 60_000_000_000)) { slots.add($0.slot) }
+            for _ in 0..<70 {
+                for _ in 0..<6 {
+                    _ = Array("{\"n\":\(n),\"t\":\(20 + n % 5)}".utf8).withUnsafeBytes { pipeline.append(source: "sensor", payload: $0, time: CrashOracle.fixedClock()) }
+                    n += 1
+                }
+                try pipeline.flush()
+            }
+            try pipeline.close()
+        }
+        let image = device.current
+        let h = try PackedHistory.analyze(device: MemoryBlockDevice(image: image))
+        #expect(h.metadata.state.tables.badSlots.map(\.slot) == [2] && h.metadata.state.tables.badSlots.first?.reason == (landed ? 2 : 1))
+        #expect(h.wrapCount >= 1, "the ring wrapped past the bad slot")
+        // What a commit reported is the frame as written: the moved one, never the one in slot 2.
+        let reported = slots.all
+        #expect(reported.count >= 210 && !reported.contains(2))
+        let (swift, python) = try compareVerifiers(image, key: key.trusted)
+        #expect(swift == python, "\(zip(swift, python).first { $0.0 != $0.1 }.map { "\($0.0) | \($0.1)" } ?? "\(swift.count) vs \(python.count) lines")")
+        #expect(swift.last?.contains("\"verdict\":\"PASS\"") == true, "\(swift.suffix(4))")
+    }
+}
+
 @Suite("Format 6 verifier: what it cannot tell apart")
 struct PackedVerifierLimitsTests {
     @Test("the oldest segment of a full ring erased under a forged clean_flag 0 looks like a reclaim cut short: PASS, with the tail_given_up note saying so")

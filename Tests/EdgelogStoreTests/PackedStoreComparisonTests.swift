@@ -69,6 +69,38 @@ struct PackedStoreComparisonTests {
         #expect(compared > 80)
         #expect(mismatches.isEmpty, "\(mismatches.prefix(3).joined(separator: " | "))")
     }
+
+    @Test("on a store that gave a slot up (marked bad), with and without the failed attempt's copy in it", arguments: [false, true])
+    func badSlot(landed: Bool) throws {
+        let decoder = PackageRoot.url.appendingPathComponent("scripts/edgelog_decode.py").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("edgelog-packed-bad-\(getpid())-\(landed)").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let base = MemoryBlockDevice(size: PackedGeometry.ringOffset + 6 * 8192, sectorSize: 512)
+        try PackedLog.format(device: base, segmentSize: 8192, storeUUID: Array(1...16), deviceID: Array(repeating: 4, count: 16), wallNs: 0)
+        let device = FaultBlockDevice(image: base.bytes)
+        device.failWrites(at: UInt64(PackedGeometry.ringOffset + 2 * 8192), landed: landed)
+        var w = SensorWorkload(sources: 5, seed: 12)
+        var pending: [PackedRecord] = []
+        for session in 0..<2 {
+            let log = try PackedLog(device: device, identity: PackedLog.PackedIdentity(deviceID: Array(repeating: 4, count: 16)), clock: { 0 })
+            for i in 0..<70 {
+                while pending.count < 6 { pending += w.nextSecond() }
+                let n = 1 + i % 5
+                try log.append(Array(pending.prefix(n)))
+                pending.removeFirst(n)
+            }
+            if session == 0 { try log.close() }
+        }
+        let memory = MemoryBlockDevice(image: device.current, sectorSize: 512)
+        let h = try PackedHistory.analyze(device: memory)
+        #expect(h.state.tables.badSlots.map(\.slot) == [2] && h.wrapCount >= 1)
+        let want = expectedLines(h, h.frames(device: memory))
+        FileManager.default.createFile(atPath: path, contents: Data(device.current))
+        let r = try run("/usr/bin/env", ["python3", decoder, "--packed-store", path])
+        let lines = String(decoding: r.out, as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(r.code == 0 && lines.count > 100)
+        #expect(lines == want, "\(zip(lines, want).first { $0.0 != $0.1 }.map { "python \($0.0.prefix(300)) | swift \($0.1.prefix(300))" } ?? "\(lines.count) vs \(want.count) lines")")
+    }
 }
 
 @Suite("edgelog export on format 6", .serialized)

@@ -393,8 +393,9 @@ public final class PackedEvidenceStore {
         defer { preparing = nil }
         let frame: PackedLog.PreparedFrame
         do {
-            frame = try log.prepare(builder.records, changes: changes)
-            try log.write(frame)
+            // As written: a frame that opened a segment in a slot that failed was sealed again
+            // in the next good slot.
+            frame = try log.write(log.prepare(builder.records, changes: changes))
             engineSeq = pendingSeq
             if markClean { KillPoint.reach("clean_commit.written") }
             if markClean && !hasCarriedEvidence { try log.checkpoint(clean: true) }

@@ -545,6 +545,14 @@ public final class PackedLog {
     /// part of it landed is overwritten with itself); after `maxWriteAttempts` failures the session
     /// stops: the segment writer has moved past bytes that may not be on the device.
     private func durably(at offset: UInt64, _ bytes: AlignedBuffer, failedAttempts: Int = 0) throws(PackedLogError) {
+        do { try attempts(at: offset, bytes, failedAttempts: failedAttempts) } catch {
+            failure = error
+            throw .device(error)
+        }
+    }
+
+    /// `durably`'s attempts; throws the last failure without stopping the session.
+    private func attempts(at offset: UInt64, _ bytes: AlignedBuffer, failedAttempts: Int) throws(DeviceError) {
         var attempt = failedAttempts
         while true {
             attempt += 1
@@ -554,12 +562,84 @@ public final class PackedLog {
                 return
             } catch {
                 writeErrors += 1
-                if attempt >= Self.maxWriteAttempts {
-                    failure = error
-                    throw .device(error)
-                }
+                if attempt >= Self.maxWriteAttempts { throw error }
             }
         }
+    }
+
+    /// Slots this session marked bad (a frame that opened a segment could not be written there).
+    public private(set) var slotsMarkedBad = 0
+    /// Frames moved to another slot; a frame prepared before the last move is sealed again.
+    private var relocations: UInt64 = 0
+    /// The plan the last segment opened from (`PreparedFrame.openedFrom`).
+    private var openedFrom: PackedMetadata?
+    /// Frames placed and not yet written, in order: those after a frame that moves are sealed
+    /// again behind it at once, so that frames prepared from then on follow them.
+    private var unwritten: [PreparedFrame] = []
+
+    /// Writes and flushes `frame` where it is placed, retrying in place (`durably`). A frame that
+    /// opens its segment and still fails there is moved (`relocated`) and written again: its slot
+    /// holds nothing committed of that segment, so the slot can be given up. A frame further into
+    /// a segment is not moved: the frames before it in the slot are committed, and the same frame
+    /// sealed again elsewhere would be a second signed frame with its id if the failed write had
+    /// landed after all (A.11.2 item 5 reports that as a fork). Returns the frame as written.
+    private func durablyPlaced(_ frame: PreparedFrame, failedAttempts: Int = 0) throws(PackedLogError) -> PreparedFrame {
+        var frame = frame
+        var failed = failedAttempts
+        while true {
+            let problem: DeviceError
+            do {
+                try attempts(at: frame.offset, frame.bytes, failedAttempts: failed)
+                return frame
+            } catch {
+                problem = error
+            }
+            guard frame.opensSegment, let moved = relocated(frame, after: problem) else {
+                failure = problem
+                throw .device(problem)
+            }
+            frame = moved
+            failed = 0
+        }
+    }
+
+    /// `frame` opened its segment and could not be written to its slot: the slot is marked bad
+    /// (with the segment id and what failed) and the frame sealed again from the plan its segment
+    /// opened from, opening the same segment id in the next good slot (reclaiming the tail there
+    /// when the ring is full: its gap record joins the one already in the frame). Frames staged
+    /// ahead are built again, and frames placed after it and not yet written are sealed again
+    /// behind it (their callers' copies are swapped for these when written: `current`). nil when
+    /// the slot cannot be given up (the table full, fewer than two good slots left) or a frame
+    /// cannot be placed again (the reclaim refused): the session stops.
+    private func relocated(_ frame: PreparedFrame, after problem: DeviceError) -> PreparedFrame? {
+        guard var m = frame.openedFrom, !m.isBad(frame.slot), m.state.tables.badSlots.count < PackedTables.maxBadSlots else { return nil }
+        m.state.tables.badSlots.append(.init(slot: UInt32(frame.slot), reason: problem.operation == .flush ? 2 : 1, segmentID: frame.segmentID))
+        guard m.state.tables.badSlotsFit(ringSlots: m.geometry.ringSlots) else { return nil }
+        // The first segment of an empty ring opens at the tail's slot: the tail moves past it.
+        if m.tailSlot == frame.slot, let next = m.nextSlot(after: frame.slot) { m.tailSlot = next }
+        let behind = unwritten.filter { $0.frameID > frame.frameID }
+        unwritten.removeAll()
+        planned = m
+        writer = nil
+        writerGeneration &+= 1
+        relocations &+= 1
+        guard let moved = try? prepareOrRestore(frame.records, changes: frame.changes) else { return nil }
+        for f in behind {
+            guard (try? prepareOrRestore(f.input, changes: f.changes)) != nil else { return nil }
+        }
+        slotsMarkedBad += 1
+        restageAhead()
+        return moved
+    }
+
+    /// `frame`, or, when a frame before it moved after it was placed, the same records as they
+    /// were sealed again behind it.
+    private func current(_ frame: PreparedFrame) throws(PackedLogError) -> PreparedFrame {
+        guard frame.lineage != relocations else { return frame }
+        guard let again = unwritten.first(where: { $0.frameID == frame.frameID && $0.lineage == relocations }) else {
+            throw .outOfOrder(frame.frameID, expected: nextFrameID)
+        }
+        return again
     }
 
     private func writeMetadata(clean: Bool) throws(PackedLogError) {
@@ -662,6 +742,8 @@ public final class PackedLog {
             m.tailSegmentID += 1
             m.tailSlot = m.nextSlot(after: slot) ?? slot
         }
+        m.state = state
+        openedFrom = m
         if m.headFrameID > 0 && slot <= m.headSlot { m.wrapCount &+= 1 }
         var h = PackedSegmentHeader()
         h.storeUUID = m.storeUUID
@@ -708,6 +790,16 @@ public final class PackedLog {
         let metadataAfter: PackedMetadata
         /// The frame opens a segment: the metadata is written after it (the tail it reclaimed).
         let opensSegment: Bool
+        /// What it is sealed again from when it moves (`relocated`, `current`): the records the
+        /// caller gave (without a gap record a reclaim added) and the state changes; for a frame
+        /// that opens its segment, the plan as the segment was opened (the tail it reclaimed, the
+        /// state before its first frame, wrap_count not yet moved).
+        let input: [PackedRecord]
+        let changes: [(FrameStateField, UInt64)]
+        let openedFrom: PackedMetadata?
+        /// `relocations` when it was prepared: a frame prepared before a relocation follows a
+        /// segment that was never written.
+        let lineage: UInt64
     }
 
     /// Encodes, deflates, hashes and signs the next frame and places it in the open segment (opening
@@ -732,8 +824,8 @@ public final class PackedLog {
         }
     }
 
-    private func prepareMoving(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)]) throws(PackedLogError) -> PreparedFrame {
-        var records = records
+    private func prepareMoving(_ input: [PackedRecord], changes: [(FrameStateField, UInt64)]) throws(PackedLogError) -> PreparedFrame {
+        var records = input
         var opened = false
         var w: PackedSegmentWriter
         if let open = writer {
@@ -757,12 +849,13 @@ public final class PackedLog {
             throw .write(error)
         }
         if opened { writerGeneration &+= 1 }
-        return placed(w, offset: result.offset, AlignedBuffer(copying: result.bytes), records: records, opened: opened)
+        return placed(w, offset: result.offset, AlignedBuffer(copying: result.bytes), records: records, opened: opened, input: input, changes: changes)
     }
 
     /// The writer `w` has sealed `result`: it becomes the open segment's writer, the plan moves past
     /// the frame, and the frame is ready to write.
-    private func placed(_ w: PackedSegmentWriter, offset: Int, _ buffer: AlignedBuffer, records: [PackedRecord], opened: Bool) -> PreparedFrame {
+    private func placed(_ w: PackedSegmentWriter, offset: Int, _ buffer: AlignedBuffer, records: [PackedRecord], opened: Bool,
+                        input: [PackedRecord], changes: [(FrameStateField, UInt64)]) -> PreparedFrame {
         writer = w
         planned.headFrameID = w.nextFrameID - 1
         planned.headSegmentID = w.header.segmentID
@@ -771,9 +864,12 @@ public final class PackedLog {
         planned.hashHead = w.prevHash
         planned.headCRC = w.lastFrameCRC
         planned.state = w.state
-        return PreparedFrame(frameID: planned.headFrameID, segmentID: w.header.segmentID, slot: openSlot, statement: w.lastStatement,
+        let frame = PreparedFrame(frameID: planned.headFrameID, segmentID: w.header.segmentID, slot: openSlot, statement: w.lastStatement,
                              signature: w.lastSignature, records: records, offset: planned.geometry.slotOffset(openSlot) + UInt64(offset),
-                             bytes: buffer, metadataAfter: planned, opensSegment: opened)
+                             bytes: buffer, metadataAfter: planned, opensSegment: opened, input: input, changes: changes,
+                             openedFrom: opened ? openedFrom : nil, lineage: relocations)
+        unwritten.append(frame)
+        return frame
     }
 
     // MARK: Staging: building the next frame while this one is sealed and written
@@ -870,7 +966,7 @@ public final class PackedLog {
                 }
             }
             if let b = built {
-                frame = placed(b.writer, offset: b.offset, b.frame, records: staged.records, opened: false)
+                frame = placed(b.writer, offset: b.offset, b.frame, records: staged.records, opened: false, input: staged.records, changes: staged.changes)
                 staged.builtAhead = true
             } else {
                 // Not built ahead, or not after the frame before it; a frame that did not fit what
@@ -921,11 +1017,13 @@ public final class PackedLog {
     }
 
     /// Writes a prepared frame and flushes: durable when this returns; then the metadata when due.
+    /// Returns the frame as written: sealed again when it had to move (`durablyPlaced`).
     @discardableResult
-    public func write(_ frame: PreparedFrame) throws(PackedLogError) -> UInt64 {
+    public func write(_ frame: PreparedFrame) throws(PackedLogError) -> PreparedFrame {
         try checkWritable(frame)
-        try durably(at: frame.offset, frame.bytes)
-        return try written(frame)
+        let done = try durablyPlaced(current(frame))
+        try written(done)
+        return done
     }
 
     /// A frame whose write `begin` started and `finish` has not ended.
@@ -953,6 +1051,7 @@ public final class PackedLog {
     /// device that makes only this write durable (a FUA write) leaves the store as `write` does.
     public func begin(_ frame: PreparedFrame) throws(PackedLogError) -> WriteInFlight {
         try checkWritable(frame)
+        let frame = try current(frame)
         if let overlapping = device as? OverlappingDevice {
             do {
                 if try overlapping.submitDurable(at: frame.offset, from: UnsafeRawBufferPointer(frame.bytes.bytes)) {
@@ -962,36 +1061,39 @@ public final class PackedLog {
             } catch {
                 // Not started: written in place, this failure counted as the first attempt.
                 writeErrors += 1
-                try durably(at: frame.offset, frame.bytes, failedAttempts: 1)
-                begun = (frame, false)
-                return WriteInFlight(frame: frame, overlapped: false)
+                let done = try durablyPlaced(frame, failedAttempts: 1)
+                begun = (done, false)
+                return WriteInFlight(frame: done, overlapped: false)
             }
         }
-        try durably(at: frame.offset, frame.bytes)
-        begun = (frame, false)
-        return WriteInFlight(frame: frame, overlapped: false)
+        let done = try durablyPlaced(frame)
+        begun = (done, false)
+        return WriteInFlight(frame: done, overlapped: false)
     }
 
     /// Ends a write `begin` started: the frame is durable when this returns; then the metadata
     /// when due. A background write that failed is written again in place, as `durably` retries.
+    /// Returns the frame as written (sealed again when it had to move).
     @discardableResult
-    public func finish(_ write: WriteInFlight) throws(PackedLogError) -> UInt64 {
-        let frame = write.frame
+    public func finish(_ write: WriteInFlight) throws(PackedLogError) -> PreparedFrame {
+        var frame = write.frame
         guard !closed else { throw .closed }
         guard let pending = begun, pending.frame.frameID == frame.frameID else {
             throw .outOfOrder(frame.frameID, expected: begun?.frame.frameID ?? nextFrameID)
         }
         begun = nil
+        frame = pending.frame
         if pending.background, let overlapping = device as? OverlappingDevice {
             do {
                 // Returns or throws only once the device no longer reads the buffer.
                 try overlapping.awaitDurable()
             } catch {
                 writeErrors += 1
-                try durably(at: frame.offset, frame.bytes, failedAttempts: 1)
+                frame = try durablyPlaced(pending.frame, failedAttempts: 1)
             }
         }
-        return try written(frame)
+        try written(frame)
+        return frame
     }
 
     private func checkWritable(_ frame: PreparedFrame) throws(PackedLogError) {
@@ -1006,7 +1108,8 @@ public final class PackedLog {
     private var nextFrameID: UInt64 { metadata.headFrameID &+ 1 }
 
     /// The frame is durable: the metadata follows it, and is written when due.
-    private func written(_ frame: PreparedFrame) throws(PackedLogError) -> UInt64 {
+    private func written(_ frame: PreparedFrame) throws(PackedLogError) {
+        unwritten.removeAll { $0.frameID <= frame.frameID }
         committedBytes += UInt64(frame.bytes.count)
         let generation = metadata.generation
         metadata = frame.metadataAfter
@@ -1016,13 +1119,12 @@ public final class PackedLog {
         if frame.opensSegment || commitsSinceMetadata >= metadataEvery || Double(clock() &- lastMetadataNs) / 1e9 >= metadataSeconds {
             try writeMetadata(clean: false)
         }
-        return frame.frameID
     }
 
     /// Commits one frame: durable when this returns (one write, one flush; the metadata when due).
     @discardableResult
     public func append(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)] = []) throws(PackedLogError) -> UInt64 {
-        try write(prepare(records, changes: changes))
+        try write(prepare(records, changes: changes)).frameID
     }
 
     /// Writes the metadata with clean_flag 1; nothing more may be written.
