@@ -183,8 +183,10 @@ func eprint(_ s: String) {
     line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
-/// Progress on stderr, so stdout holds only results.
+/// Progress on stderr, so stdout holds only results. Stdout is flushed first: with both sent to
+/// one file, a progress line otherwise lands in the middle of a buffered result line.
 func progress(_ s: String) {
+    fflush(nil)
     eprint("[bench] " + s)
 }
 
