@@ -168,6 +168,11 @@ enum PackedStoreBench {
         var records = 0
         var elapsedNs: UInt64 = 0
         var inBackground = 0, builtAhead = 0, commits = 0
+        /// The log's counts when timing started: the staged frames it built itself since, taken
+        /// back from the staging thread or given up on when the thread was overdue.
+        private var counted = (takenBack: 0, overdue: 0)
+        var takenBack: Int { log.framesTakenBack - counted.takenBack }
+        var overdue: Int { log.framesOverdue - counted.overdue }
         /// Time in prepare of a staged frame (waiting for the staging thread, then placing the frame),
         /// and in starting a background write (the system call).
         var waitNs = Latencies(capacity: 4096), submitNs = Latencies(capacity: 4096)
@@ -192,6 +197,7 @@ enum PackedStoreBench {
             elapsedNs = 0
             inBackground = 0
             builtAhead = 0
+            counted = (log.framesTakenBack, log.framesOverdue)
             commits = 0
         }
 
@@ -495,7 +501,8 @@ enum PackedStoreBench {
             print("packed_\(workload)_speed: store_records_per_s=\(fixed(stagedRate, 0)) raw_records_per_s=\(fixed(rawRate, 0)) sqlite_records_per_s=\(fixed(sqliteRate, 0)) "
                 + "store_vs_raw=\(fixed(stagedRate / rawRate, 2)) store_vs_sqlite=\(fixed(stagedRate / sqliteRate, 2))  "
                 + "# goal: store_vs_raw >= 0.9; frames built on a second thread while the writer writes and flushes the ones before "
-                + "(\(staged.builtAhead) of \(staged.commits) built ahead), raw writes the bytes the store occupies")
+                + "(\(staged.builtAhead) of \(staged.commits) built ahead; built by the writer: \(staged.takenBack) the thread had not started, "
+                + "\(staged.overdue) it was overdue with), raw writes the bytes the store occupies")
             let sorted = ratios.sorted()
             let at = { (p: Double) in fixed(sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))], 2) }
             print("packed_\(workload)_speed_batches: store_vs_raw_p10=\(at(0.1)) p50=\(at(0.5)) p90=\(at(0.9)) batches=\(sorted.count)  "

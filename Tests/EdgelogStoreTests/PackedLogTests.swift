@@ -5,7 +5,7 @@
 
 import EdgelogCore
 import EdgelogSeal
-import EdgelogStore
+@testable import EdgelogStore
 import EdgelogTestKit
 import Foundation
 import Testing
@@ -73,6 +73,9 @@ private func record(_ device: FaultBlockDevice, sessions: [(frames: Int, close: 
     for session in sessions {
         let log = try PackedLog(device: device, identity: identity(), clock: { 0 })
         log.metadataEvery = metadataEvery
+        // The thread builds every staged frame it can (never taken back: a memory device writes
+        // faster than the thread wakes), so that its path is the one these runs take.
+        log.takesBack = false
         var ahead: (PackedLog.PreparedFrame, [PackedRecord])?
         var stagedAhead: [(PackedLog.StagedFrame, [PackedRecord])] = []
         var stagedCount = 0
@@ -592,27 +595,9 @@ struct PackedLogHostileTests {
             let device = MemoryBlockDevice(image: try formatted(slots: 12, segment: 32 * 1024), sectorSize: 512)
             let log = try PackedLog(device: device, identity: signed(signer), clock: { 0 })
             log.buildsAhead = buildsAhead
-            var queue: [PackedLog.StagedFrame] = []
-            var built = 0
-            for (i, f) in frames.enumerated() {
-                if i == 17 {
-                    // A frame prepared while two are staged: they are built again after it.
-                    for s in queue {
-                        let frame = try log.prepare(s)
-                        try log.write(frame)
-                    }
-                    queue = []
-                    try log.write(log.prepare(f))
-                    continue
-                }
-                queue.append(log.stage(f))
-                if queue.count == PackedLog.stageDepth {
-                    let s = queue.removeFirst()
-                    try log.write(log.prepare(s))
-                    if s.builtAhead { built += 1 }
-                }
-            }
-            for s in queue { try log.write(log.prepare(s)) }
+            log.takesBack = false
+            // Frame 17 prepared while two are staged: they are built again after it.
+            let built = try writeStaged(frames, on: log, unstagedAt: 17)
             try log.close()
             #expect(device.bytes == reference.bytes, "buildsAhead \(buildsAhead)")
             #expect(buildsAhead ? built > 25 : built == 0, "\(built) built ahead")
@@ -623,6 +608,7 @@ struct PackedLogHostileTests {
         // the frame staged after it is built again after the frame before it, and nothing moves.
         let device = MemoryBlockDevice(image: try formatted(slots: 12, segment: 32 * 1024), sectorSize: 512)
         let log = try PackedLog(device: device, identity: signed(signer), clock: { 0 })
+        log.takesBack = false
         var more = FrameSource(seed: 33)
         try log.append(more.next(3))
         let good = more.next(4)
@@ -647,6 +633,70 @@ struct PackedLogHostileTests {
         let late = log.stage(more.next(1))
         #expect(!late.builtAhead)
         #expect(throws: PackedLogError.closed) { try log.prepare(late) }
+    }
+
+    @Test("a staging thread that stalls: the writer builds the frame the thread was overdue with and the ones it had not started, and the device gets what prepare and write put, byte for byte")
+    func stagingThreadStalls() throws {
+        let signer = FileSigner(key: .ed25519(.init()), epoch: 1)
+        var source = FrameSource(seed: 51)
+        var frames: [[PackedRecord]] = []
+        for i in 0..<60 { frames.append(source.next(i % 9 == 8 ? 300 : 2 + i % 5)) }
+        let reference = MemoryBlockDevice(image: try formatted(slots: 12, segment: 32 * 1024), sectorSize: 512)
+        let refLog = try PackedLog(device: reference, identity: signed(signer), clock: { 0 })
+        for f in frames { try refLog.append(f) }
+        try refLog.close()
+
+        // Each flush takes 2 ms, as a card's may, so that the thread keeps ahead of the writer. The
+        // thread stops for 30 ms before the first frame it builds from frame 12 on, and again from
+        // frame 40 on (small frames, each): far longer than any frame here takes, so the writer stops waiting for it
+        // (overdue) and builds that frame, then the ones queued behind it (taken back), until the
+        // thread is back and builds ahead again.
+        let stall = StallPlan(at: [frames[12][0].mono, frames[40][0].mono], ms: 30)
+        let device = FaultBlockDevice(image: try formatted(slots: 12, segment: 32 * 1024))
+        device.failFlush = { _ in
+            usleep(2_000)
+            return false
+        }
+        let log = try PackedLog(device: device, identity: signed(signer), clock: { 0 })
+        log.buildsAhead = true
+        log.stagingBeforeBuild = { stall.reached($0) }
+        let built = try writeStaged(frames, on: log)
+        try log.close()
+        #expect(device.current == reference.bytes)
+        #expect(stall.taken == 2)
+        #expect(log.framesOverdue >= 2, "\(log.framesOverdue) overdue")
+        #expect(log.framesTakenBack >= 2, "\(log.framesTakenBack) taken back")
+        #expect(built > 30, "\(built) built ahead")
+
+        // A frame taken back whose record the encoder refuses: the thread, which waits for the
+        // writer's build of a frame taken back before it builds the next, is told, and goes on.
+        let device2 = MemoryBlockDevice(image: try formatted(slots: 12, segment: 32 * 1024), sectorSize: 512)
+        let log2 = try PackedLog(device: device2, identity: signed(signer), clock: { 0 })
+        log2.buildsAhead = true
+        var more = FrameSource(seed: 52)
+        let first = more.next(3), good = more.next(4)
+        var bad = more.next(2)
+        bad[1].mono = 1
+        let after = more.next(3), last = more.next(2)
+        let stall2 = StallPlan(at: [good[0].mono], ms: 30)
+        log2.stagingBeforeBuild = { stall2.reached($0) }
+        try log2.append(first)
+        let a = log2.stage(good), b = log2.stage(bad), c = log2.stage(after)
+        stall2.waitUntilTaken(1)
+        try log2.write(log2.prepare(a))
+        #expect(!a.builtAhead && log2.framesOverdue == 1)
+        do {
+            _ = try log2.prepare(b)
+            Issue.record("a frame whose mono_ctr goes back was placed")
+        } catch {
+            guard case .write(.encode(.monoNotIncreasing)) = error else { throw error }
+        }
+        #expect(log2.framesTakenBack == 1)
+        try log2.write(log2.prepare(c))
+        let d = log2.stage(last)
+        try log2.write(log2.prepare(d))
+        try log2.close()
+        #expect(try committed(device2).map(\.records) == [first, good, after, last])
     }
 
     @Test("staged frames prepared out of order, twice, on another log, or after close place what prepare(records) places, never a frame built on a chain the device did not see")
@@ -752,5 +802,60 @@ struct PackedLogHostileTests {
         var bytes = m.encoded()
         bytes += [UInt8](repeating: 0, count: PackedGeometry.metadataSlotSize - bytes.count)
         #expect(bytes.withUnsafeBytes { PackedMetadata.decode($0, deviceSize: UInt64.max) } == m)
+    }
+}
+
+/// Stages `frames` up to `PackedLog.stageDepth` ahead, and prepares and writes the oldest each time
+/// the queue is full, then the rest; at `unstagedAt`, the frames staged are written and that frame
+/// is prepared without staging. Returns how many were placed as the staging thread built them.
+private func writeStaged(_ frames: [[PackedRecord]], on log: PackedLog, unstagedAt: Int? = nil) throws -> Int {
+    var queue: [PackedLog.StagedFrame] = []
+    var built = 0
+    func place(_ s: PackedLog.StagedFrame) throws {
+        try log.write(log.prepare(s))
+        if s.builtAhead { built += 1 }
+    }
+    for (i, f) in frames.enumerated() {
+        if i == unstagedAt {
+            for s in queue { try place(s) }
+            queue = []
+            try log.write(log.prepare(f))
+            continue
+        }
+        queue.append(log.stage(f))
+        if queue.count == PackedLog.stageDepth { try place(queue.removeFirst()) }
+    }
+    for s in queue { try place(s) }
+    return built
+}
+
+/// Stops the staging thread for `ms` before the first frame it builds at or after each of `at`
+/// (a record's mono_ctr), once each.
+private final class StallPlan: @unchecked Sendable {
+    private let lock = NSLock()
+    private var left: [UInt64]
+    private let ms: UInt32
+    private(set) var taken = 0
+    init(at: [UInt64], ms: UInt32) { left = at.sorted(); self.ms = ms }
+    func reached(_ records: [PackedRecord]) {
+        guard let mono = records.first?.mono else { return }
+        lock.lock()
+        let stall = left.first.map { mono >= $0 } ?? false
+        if stall {
+            left.removeFirst()
+            taken += 1
+        }
+        lock.unlock()
+        if stall { usleep(ms * 1000) }
+    }
+    /// Returns once the thread has begun `n` stalls.
+    func waitUntilTaken(_ n: Int) {
+        while true {
+            lock.lock()
+            let now = taken
+            lock.unlock()
+            if now >= n { return }
+            usleep(100)
+        }
     }
 }

@@ -914,6 +914,16 @@ public final class PackedLog {
     /// a staged frame is built when it is prepared.
     public var buildsAhead = StagingThread.worthwhile
     private var stagingThread: StagingThread?
+    /// Staged frames built here after all: taken back from the staging thread before it started
+    /// them, or given up on when it was overdue with them (`StagingThread.Handover`).
+    public private(set) var framesTakenBack = 0, framesOverdue = 0
+    /// Whether the writer builds a staged frame itself when the staging thread has not started it
+    /// soon after it was queued, or has run far longer with it than its frames take
+    /// (`StagingThread.Handover`); off, it waits for the thread, however long (tests that need the
+    /// thread to build every frame it can).
+    public var takesBack = true
+    /// Given to the staging thread when it starts (tests: `StagingThread.beforeBuild`).
+    var stagingBeforeBuild: (@Sendable ([PackedRecord]) -> Void)?
 
     /// Stages `records` as the frame after those already staged: the staging thread builds it.
     /// Prepare staged frames in the order staged (`prepare(_:)`); one that cannot be built ahead (no
@@ -932,7 +942,7 @@ public final class PackedLog {
     private func submitAhead(_ staged: StagedFrame, after previous: StagedFrame?) {
         giveUp(staged)
         guard let w = writer, previous == nil || previous?.job != nil else { return }
-        if stagingThread == nil { stagingThread = StagingThread() }
+        if stagingThread == nil { stagingThread = StagingThread(beforeBuild: stagingBeforeBuild) }
         staged.job = stagingThread?.submit(writer: previous == nil ? w : nil, records: staged.records, changes: staged.changes,
                                            sign: serializedSign, after: previous?.job)
         staged.generation = writerGeneration
@@ -957,12 +967,23 @@ public final class PackedLog {
         let frame: PreparedFrame
         do throws(PackedLogError) {
             var built: StagingJob.Built?
+            /// The job taken back from a thread that had not started it; finished below, whatever
+            /// comes of the build here, so that the jobs behind it go on.
+            var takenBack: (job: StagingJob, thread: StagingThread, generation: UInt64)?
             if let job, let thread = stagingThread, staged.generation == writerGeneration, let w = writer, staged.index == w.frames {
-                thread.wait(job)
-                // Built after exactly the frame the open segment ends with: its hash, so not a
-                // chain the device never saw (a frame staged after one prepared out of order).
-                if let b = job.built, b.base.segmentID == w.header.segmentID, b.base.prevHash == w.prevHash {
-                    built = b
+                switch thread.handover(job, patient: !takesBack) {
+                case .built:
+                    // Built after exactly the frame the open segment ends with: its hash, so not a
+                    // chain the device never saw (a frame staged after one prepared out of order,
+                    // or after a frame the writer built when the thread was overdue).
+                    if let b = job.built, b.base.segmentID == w.header.segmentID, b.base.prevHash == w.prevHash {
+                        built = b
+                    }
+                case .takenBack:
+                    takenBack = (job, thread, writerGeneration)
+                    framesTakenBack += 1
+                case .overdue:
+                    framesOverdue += 1
                 }
             }
             if let b = built {
@@ -971,7 +992,22 @@ public final class PackedLog {
             } else {
                 // Not built ahead, or not after the frame before it; a frame that did not fit what
                 // is left of the segment opens the next one here.
-                frame = try prepareOrRestore(staged.records, changes: staged.changes)
+                let base = writer.map { ($0.header.segmentID, $0.prevHash) }
+                do throws(PackedLogError) {
+                    frame = try prepareOrRestore(staged.records, changes: staged.changes)
+                } catch {
+                    if let t = takenBack { t.thread.finish(takenBack: t.job, built: nil) }
+                    throw error
+                }
+                if let t = takenBack {
+                    // The jobs behind follow this frame when it went in the same segment; after a
+                    // segment opened they are staged again (`restageAhead`), so they build nothing.
+                    var follow: StagingJob.Built?
+                    if t.generation == writerGeneration, let w = writer, let base {
+                        follow = StagingJob.Built(writer: w, offset: w.lastFrameOffset, frame: frame.bytes, base: base)
+                    }
+                    t.thread.finish(takenBack: t.job, built: follow)
+                }
             }
         } catch {
             for s in ahead { giveUp(s) }

@@ -23,11 +23,16 @@ public final class StagingJob: @unchecked Sendable {
     let sign: (@Sendable ([UInt8]) throws -> [UInt8])?
     /// Set once the job is done (under the thread's monitor); read without it to poll.
     fileprivate let done = Atomic<Bool>(false)
+    var isDone: Bool { done.load(ordering: .acquiring) }
     // Guarded by the thread's monitor until `done`, read-only after.
     /// The job this one follows when `writer` is nil; dropped once taken, so that jobs do not hold
     /// a chain of their predecessors.
     fileprivate var previous: StagingJob?
     fileprivate var cancelled = false
+    /// When it was queued, and when the thread took it.
+    fileprivate var queuedNs: Int64 = 0, startedNs: Int64 = 0
+    /// Out of the queue: taken by the thread, or taken back by the writer (`handover`).
+    fileprivate let taken = Atomic<Bool>(false)
     /// What a job built: the writer moved past the frame, where the frame goes and its bytes (in the
     /// aligned buffer the device writes from, so that placing it costs the writer no copy), and
     /// the writer it started from (its segment and last frame's hash), which must be the open
@@ -69,11 +74,25 @@ public final class StagingThread: @unchecked Sendable {
     /// the writer's submissions took more than 5 µs; at 250 µs, 1 to 2 %). Between bursts it
     /// sleeps after this long.
     static let pollNs: Int64 = 250_000
+    /// A job queued this long (after the job before it ended) and not taken is taken back by the
+    /// writer when it wants it: a thread that polls takes a job within a microsecond or two, so one
+    /// that has not is asleep or off its CPU (`handover`).
+    static let takeBackNs: Int64 = 50_000
+    /// A job the thread has run at least this long, and four times what its frames take, is
+    /// overdue (`handover`): a frame here takes 40 to 100 µs on the bench's VM, and the stalls of
+    /// the thread's CPU worth not waiting out lasted 1 to 23 ms.
+    static let overdueNs: Int64 = 1_000_000
 
     /// Whether a thread can work beside the writer: with one CPU it would only take turns with it.
     public static var worthwhile: Bool { sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 }
 
-    public init() {
+    /// Called on the thread before it builds each job (tests: a thread whose CPU is taken).
+    let beforeBuild: (@Sendable ([PackedRecord]) -> Void)?
+
+    public convenience init() { self.init(beforeBuild: nil) }
+
+    init(beforeBuild: (@Sendable ([PackedRecord]) -> Void)?) {
+        self.beforeBuild = beforeBuild
         DispatchQueue(label: "edgelog.staging").async { self.run() }
     }
 
@@ -85,19 +104,87 @@ public final class StagingThread: @unchecked Sendable {
         monitor.lock()
         defer { monitor.unlock() }
         guard !stopping else { return nil }
+        job.queuedNs = Monitor.monotonicNs()
         queue.append(job)
         queued.add(1, ordering: .releasing)
         monitor.broadcast()
         return job
     }
 
-    /// Waits for `job`; then its `built` holds what came of it.
-    public func wait(_ job: StagingJob) {
-        let deadline = Monitor.monotonicNs() + Self.pollNs
-        while !job.done.load(ordering: .acquiring) && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
+    /// What `handover` found.
+    public enum Handover: Equatable {
+        /// Done by the thread: `built` holds what came of it.
+        case built
+        /// Not started within `takeBackNs` of its queueing (the thread asleep: it sleeps between
+        /// bursts, and a burst's first frame waited for it several times a frame's work on the
+        /// bench's VM; or its CPU taken): out of the queue, for the writer to build. The jobs
+        /// behind it wait for `finish(takenBack:built:)`.
+        case takenBack
+        /// Started, and running far longer than the thread's frames take (its CPU taken from it:
+        /// on the bench's VM a build of 40 µs now and then took 1 to 23 ms): the writer builds it.
+        /// The thread's frame, when it comes, is ignored; the jobs behind build after it, and
+        /// `prepare` places one of them only if it follows the frame the writer placed.
+        case overdue
+    }
+
+    /// Waits for `job` as long as the thread is making progress with it; `patient`, until it is
+    /// done, whatever it takes. Jobs queued ahead of it can only be cancelled ones: the writer
+    /// prepares in order.
+    public func handover(_ job: StagingJob, patient: Bool = false) -> Handover {
+        if job.isDone { return .built }
+        if patient {
+            let deadline = Monitor.monotonicNs() + Self.pollNs
+            while !job.isDone && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
+            monitor.lock()
+            defer { monitor.unlock() }
+            while !job.isDone { monitor.wait() }
+            return .built
+        }
+        // A thread that is polling takes a job within a microsecond or two of its queueing, or of
+        // the end of the job before, whichever is later.
+        while !job.taken.load(ordering: .acquiring)
+            && Monitor.monotonicNs() < max(job.queuedNs, lastDoneNs.load(ordering: .acquiring)) + Self.takeBackNs { edgelog_spin_hint() }
+        monitor.lock()
+        if !job.taken.load(ordering: .acquiring), let i = queue.firstIndex(where: { $0 === job }) {
+            queue.remove(at: i)
+            queued.subtract(1, ordering: .releasing)
+            job.taken.store(true, ordering: .releasing)
+            job.previous = nil
+            monitor.unlock()
+            return .takenBack
+        }
+        let started = job.startedNs
+        monitor.unlock()
+        // A frame of n records takes about n * typical on the thread: allowed four times that,
+        // and never less than `overdueNs`.
+        let typical = Int64(typicalNsPerRecord.load(ordering: .relaxed))
+        let deadline = started + max(Self.overdueNs, 4 * typical * Int64(min(job.records.count, 1 << 24)))
+        let polled = min(deadline, Monitor.monotonicNs() + Self.pollNs)
+        while !job.isDone && Monitor.monotonicNs() < polled { edgelog_spin_hint() }
         monitor.lock()
         defer { monitor.unlock() }
-        while !job.done.load(ordering: .acquiring) { monitor.wait() }
+        while !job.isDone {
+            let left = deadline - Monitor.monotonicNs()
+            if left <= 0 { return .overdue }
+            monitor.wait(ns: left)
+        }
+        return .built
+    }
+
+    /// When the thread last ended a job.
+    private let lastDoneNs = Atomic<Int64>(0)
+    /// The thread's build time per record, smoothed; 0 until it has built a frame.
+    private let typicalNsPerRecord = Atomic<Int>(0)
+
+    /// Ends a job taken back: `built` is what the writer placed (nil when it placed nothing the
+    /// jobs behind can follow), so that those jobs build after it. Call it for every job taken
+    /// back, whatever came of it: the thread waits for it.
+    public func finish(takenBack job: StagingJob, built: StagingJob.Built?) {
+        monitor.lock()
+        job.built = built
+        job.done.store(true, ordering: .releasing)
+        monitor.broadcast()
+        monitor.unlock()
     }
 
     /// The writer no longer wants `job` (staged again, or given up): skipped if not started.
@@ -118,6 +205,18 @@ public final class StagingThread: @unchecked Sendable {
         monitor.unlock()
     }
 
+    /// Moves the typical build time halfway down to a faster frame's (the first frames, on cold
+    /// caches, are slow), or an eighth of the way up to a slower one's, counted as at most twice
+    /// the typical: a stall of the thread's CPU must not teach the writer to wait for the next.
+    private func learn(ns: Int64, records: Int) {
+        guard records > 0, ns > 0 else { return }
+        let sample = Int(min(ns / Int64(records), Int64(Int32.max)))
+        let typical = typicalNsPerRecord.load(ordering: .relaxed)
+        let next = typical == 0 || sample < typical ? (typical == 0 ? sample : (typical + sample) / 2)
+            : typical + (min(sample, 2 * typical) - typical) / 8
+        typicalNsPerRecord.store(next, ordering: .relaxed)
+    }
+
     private func run() {
         let compressor = Deflate.Compressor()
         while true {
@@ -133,21 +232,36 @@ public final class StagingThread: @unchecked Sendable {
             }
             let job = queue.removeFirst()
             queued.subtract(1, ordering: .releasing)
+            job.startedNs = Monitor.monotonicNs()
+            job.taken.store(true, ordering: .releasing)
             let previous = job.previous
             job.previous = nil
-            let skip = job.cancelled
+            // The job before was taken back when the writer is still building it: wait for it,
+            // polling first (the writer's build is shorter than a wake).
+            if let p = previous, !p.done.load(ordering: .acquiring) {
+                monitor.unlock()
+                let deadline = Monitor.monotonicNs() + Self.pollNs
+                while !p.done.load(ordering: .acquiring) && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
+                monitor.lock()
+                while !p.done.load(ordering: .acquiring) && !job.cancelled && !stopping { monitor.wait() }
+            }
+            let skip = job.cancelled || previous.map { !$0.done.load(ordering: .acquiring) } ?? false
             monitor.unlock()
             // The job before is done (jobs are taken in order); what it built is read-only now.
             var built: StagingJob.Built?
             if !skip, var w = job.writer ?? previous?.built?.writer {
                 let base = (w.header.segmentID, w.prevHash)
                 // The thread's own compressor: the writer's is the writer thread's.
+                beforeBuild?(job.records)
+                let start = Monitor.monotonicNs()
                 if let result = try? w.append(job.records, changes: job.changes, sign: job.sign, compressor: compressor) {
                     built = StagingJob.Built(writer: w, offset: result.offset, frame: AlignedBuffer(copying: result.bytes), base: base)
+                    learn(ns: Monitor.monotonicNs() - start, records: job.records.count)
                 }
             }
             monitor.lock()
             job.built = built
+            lastDoneNs.store(Monitor.monotonicNs(), ordering: .releasing)
             job.done.store(true, ordering: .releasing)
             monitor.broadcast()
             monitor.unlock()
