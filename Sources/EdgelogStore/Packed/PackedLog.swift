@@ -969,7 +969,7 @@ public final class PackedLog {
             var built: StagingJob.Built?
             /// The job taken back from a thread that had not started it; finished below, whatever
             /// comes of the build here, so that the jobs behind it go on.
-            var takenBack: (job: StagingJob, thread: StagingThread, generation: UInt64)?
+            var takenBack: StagingJob?
             if let job, let thread = stagingThread, staged.generation == writerGeneration, let w = writer, staged.index == w.frames {
                 switch thread.handover(job, patient: !takesBack) {
                 case .built:
@@ -980,7 +980,7 @@ public final class PackedLog {
                         built = b
                     }
                 case .takenBack:
-                    takenBack = (job, thread, writerGeneration)
+                    takenBack = job
                     framesTakenBack += 1
                 case .overdue:
                     framesOverdue += 1
@@ -992,21 +992,22 @@ public final class PackedLog {
             } else {
                 // Not built ahead, or not after the frame before it; a frame that did not fit what
                 // is left of the segment opens the next one here.
-                let base = writer.map { ($0.header.segmentID, $0.prevHash) }
+                let base = takenBack == nil ? nil : writer.map { ($0.header.segmentID, $0.prevHash) }
                 do throws(PackedLogError) {
                     frame = try prepareOrRestore(staged.records, changes: staged.changes)
                 } catch {
-                    if let t = takenBack { t.thread.finish(takenBack: t.job, built: nil) }
+                    if let job = takenBack { stagingThread?.finish(takenBack: job, built: nil) }
                     throw error
                 }
-                if let t = takenBack {
-                    // The jobs behind follow this frame when it went in the same segment; after a
-                    // segment opened they are staged again (`restageAhead`), so they build nothing.
+                if let job = takenBack {
+                    // The jobs behind follow this frame when it went in the same segment (taken
+                    // back only when staged for this generation); after a segment opened they are
+                    // staged again (`restageAhead`), so they build nothing.
                     var follow: StagingJob.Built?
-                    if t.generation == writerGeneration, let w = writer, let base {
+                    if staged.generation == writerGeneration, let w = writer, let base {
                         follow = StagingJob.Built(writer: w, offset: w.lastFrameOffset, frame: frame.bytes, base: base)
                     }
-                    t.thread.finish(takenBack: t.job, built: follow)
+                    stagingThread?.finish(takenBack: job, built: follow)
                 }
             }
         } catch {

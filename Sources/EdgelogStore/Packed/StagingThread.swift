@@ -112,7 +112,7 @@ public final class StagingThread: @unchecked Sendable {
     }
 
     /// What `handover` found.
-    public enum Handover: Equatable {
+    public enum Handover {
         /// Done by the thread: `built` holds what came of it.
         case built
         /// Not started within `takeBackNs` of its queueing (the thread asleep: it sleeps between
@@ -132,43 +132,46 @@ public final class StagingThread: @unchecked Sendable {
     /// prepares in order.
     public func handover(_ job: StagingJob, patient: Bool = false) -> Handover {
         if job.isDone { return .built }
-        if patient {
-            let deadline = Monitor.monotonicNs() + Self.pollNs
-            while !job.isDone && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
+        var deadline = Int64.max
+        if !patient {
+            // A thread that is polling takes a job within a microsecond or two of its queueing, or
+            // of the end of the job before, whichever is later.
+            while !job.taken.load(ordering: .acquiring)
+                && Monitor.monotonicNs() < max(job.queuedNs, lastDoneNs.load(ordering: .acquiring)) + Self.takeBackNs { edgelog_spin_hint() }
             monitor.lock()
-            defer { monitor.unlock() }
-            while !job.isDone { monitor.wait() }
-            return .built
-        }
-        // A thread that is polling takes a job within a microsecond or two of its queueing, or of
-        // the end of the job before, whichever is later.
-        while !job.taken.load(ordering: .acquiring)
-            && Monitor.monotonicNs() < max(job.queuedNs, lastDoneNs.load(ordering: .acquiring)) + Self.takeBackNs { edgelog_spin_hint() }
-        monitor.lock()
-        if !job.taken.load(ordering: .acquiring), let i = queue.firstIndex(where: { $0 === job }) {
-            queue.remove(at: i)
-            queued.subtract(1, ordering: .releasing)
-            job.taken.store(true, ordering: .releasing)
-            job.previous = nil
+            if !job.taken.load(ordering: .acquiring), let i = queue.firstIndex(where: { $0 === job }) {
+                queue.remove(at: i)
+                queued.subtract(1, ordering: .releasing)
+                job.taken.store(true, ordering: .releasing)
+                job.previous = nil
+                monitor.unlock()
+                return .takenBack
+            }
+            let started = job.startedNs
             monitor.unlock()
-            return .takenBack
+            // A frame of n records takes about n * typical on the thread: allowed four times that,
+            // and never less than `overdueNs`.
+            let typical = Int64(typicalNsPerRecord.load(ordering: .relaxed))
+            deadline = started + max(Self.overdueNs, 4 * typical * Int64(min(job.records.count, 1 << 24)))
         }
-        let started = job.startedNs
-        monitor.unlock()
-        // A frame of n records takes about n * typical on the thread: allowed four times that,
-        // and never less than `overdueNs`.
-        let typical = Int64(typicalNsPerRecord.load(ordering: .relaxed))
-        let deadline = started + max(Self.overdueNs, 4 * typical * Int64(min(job.records.count, 1 << 24)))
-        let polled = min(deadline, Monitor.monotonicNs() + Self.pollNs)
-        while !job.isDone && Monitor.monotonicNs() < polled { edgelog_spin_hint() }
+        Self.poll(until: min(deadline, Monitor.monotonicNs() + Self.pollNs)) { job.isDone }
         monitor.lock()
         defer { monitor.unlock() }
         while !job.isDone {
+            if patient {
+                monitor.wait()
+                continue
+            }
             let left = deadline - Monitor.monotonicNs()
             if left <= 0 { return .overdue }
             monitor.wait(ns: left)
         }
         return .built
+    }
+
+    /// Spins, with the CPU's spin-wait hint, until `ready` or `deadline` (monotonic ns).
+    private static func poll(until deadline: Int64, _ ready: () -> Bool) {
+        while !ready() && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
     }
 
     /// When the thread last ended a job.
@@ -210,18 +213,24 @@ public final class StagingThread: @unchecked Sendable {
     /// the typical: a stall of the thread's CPU must not teach the writer to wait for the next.
     private func learn(ns: Int64, records: Int) {
         guard records > 0, ns > 0 else { return }
-        let sample = Int(min(ns / Int64(records), Int64(Int32.max)))
+        // At most Int32.max, so that four times it times a frame's records stays far from overflow.
+        let sample = Int(clamping: min(ns / Int64(records), Int64(Int32.max)))
         let typical = typicalNsPerRecord.load(ordering: .relaxed)
-        let next = typical == 0 || sample < typical ? (typical == 0 ? sample : (typical + sample) / 2)
-            : typical + (min(sample, 2 * typical) - typical) / 8
+        let next: Int
+        if typical == 0 {
+            next = sample
+        } else if sample < typical {
+            next = (typical + sample) / 2
+        } else {
+            next = typical + (min(sample, 2 * typical) - typical) / 8
+        }
         typicalNsPerRecord.store(next, ordering: .relaxed)
     }
 
     private func run() {
         let compressor = Deflate.Compressor()
         while true {
-            let deadline = Monitor.monotonicNs() + Self.pollNs
-            while queued.load(ordering: .acquiring) == 0 && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
+            Self.poll(until: Monitor.monotonicNs() + Self.pollNs) { queued.load(ordering: .acquiring) > 0 }
             monitor.lock()
             while queue.isEmpty && !stopping { monitor.wait() }
             guard !queue.isEmpty else {
@@ -238,14 +247,13 @@ public final class StagingThread: @unchecked Sendable {
             job.previous = nil
             // The job before was taken back when the writer is still building it: wait for it,
             // polling first (the writer's build is shorter than a wake).
-            if let p = previous, !p.done.load(ordering: .acquiring) {
+            if let p = previous, !p.isDone {
                 monitor.unlock()
-                let deadline = Monitor.monotonicNs() + Self.pollNs
-                while !p.done.load(ordering: .acquiring) && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
+                Self.poll(until: Monitor.monotonicNs() + Self.pollNs) { p.isDone }
                 monitor.lock()
-                while !p.done.load(ordering: .acquiring) && !job.cancelled && !stopping { monitor.wait() }
+                while !p.isDone && !job.cancelled && !stopping { monitor.wait() }
             }
-            let skip = job.cancelled || previous.map { !$0.done.load(ordering: .acquiring) } ?? false
+            let skip = job.cancelled || previous.map { !$0.isDone } ?? false
             monitor.unlock()
             // The job before is done (jobs are taken in order); what it built is read-only now.
             var built: StagingJob.Built?
