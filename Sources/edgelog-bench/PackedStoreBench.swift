@@ -436,8 +436,9 @@ enum PackedStoreBench {
             // As many commits under (b) as under (a): a contender's share of (b) at 400 commits was
             // about 40 ms, and the ratios moved by a tenth from run to run. At 3000 commits (about
             // 0.3 s a contender) one stall of the VM's disk (17 ms seen in one write) still moved a
-            // run's store_vs_raw by 0.05: 6000 halves what one stall can do.
-            let n = quick ? (workload == "a" ? 500 : 60) : 6000
+            // run's store_vs_raw by 0.05. At 6000 (0.65 s) one write that stalled 98 ms cost a
+            // run 0.1 (0.86 with a median batch of 0.97): 18000 commits, about 2 s a contender.
+            let n = quick ? (workload == "a" ? 500 : 60) : 18000
             var generator = Commits(workload)
             var cs: [[PackedRecord]] = []
             // Batches interleaved contender by contender, so that the disk's slow spells fall on all

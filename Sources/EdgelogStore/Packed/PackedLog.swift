@@ -941,12 +941,14 @@ public final class PackedLog {
     /// last frame); leaves it to be built when prepared when that cannot be done now.
     private func submitAhead(_ staged: StagedFrame, after previous: StagedFrame?) {
         giveUp(staged)
-        guard let w = writer, previous == nil || previous?.job != nil else { return }
+        // The open segment's writer is read field by field and copied only for the first job: a
+        // copy retains each of its buffers, which the staging thread's copies share.
+        guard let frames = writer?.frames, previous == nil || previous?.job != nil else { return }
         if stagingThread == nil { stagingThread = StagingThread(beforeBuild: stagingBeforeBuild) }
-        staged.job = stagingThread?.submit(writer: previous == nil ? w : nil, records: staged.records, changes: staged.changes,
+        staged.job = stagingThread?.submit(writer: previous == nil ? writer : nil, records: staged.records, changes: staged.changes,
                                            sign: serializedSign, after: previous?.job)
         staged.generation = writerGeneration
-        staged.index = previous.map { $0.index + 1 } ?? w.frames
+        staged.index = previous.map { $0.index + 1 } ?? frames
     }
 
     /// Places a staged frame (as `prepare(records)` would): the one the staging thread built when
@@ -970,13 +972,14 @@ public final class PackedLog {
             /// The job taken back from a thread that had not started it; finished below, whatever
             /// comes of the build here, so that the jobs behind it go on.
             var takenBack: StagingJob?
-            if let job, let thread = stagingThread, staged.generation == writerGeneration, let w = writer, staged.index == w.frames {
+            if let job, let thread = stagingThread, staged.generation == writerGeneration, staged.index == writer?.frames {
                 switch thread.handover(job, patient: !takesBack) {
                 case .built:
                     // Built after exactly the frame the open segment ends with: its hash, so not a
                     // chain the device never saw (a frame staged after one prepared out of order,
-                    // or after a frame the writer built when the thread was overdue).
-                    if let b = job.built, b.base.segmentID == w.header.segmentID, b.base.prevHash == w.prevHash {
+                    // or after a frame the writer built when the thread was overdue). Moved out of
+                    // the job, not copied (the thread keeps its own copy for the job behind).
+                    if let b = job.takeBuilt(), b.base.segmentID == writer?.header.segmentID, b.base.prevHash == writer?.prevHash {
                         built = b
                     }
                 case .takenBack:
@@ -1045,7 +1048,7 @@ public final class PackedLog {
     /// encode); then they are staged again after it.
     private func restageAhead() {
         guard let first = ahead.first else { return }
-        if first.job != nil, first.generation == writerGeneration, let w = writer, first.index == w.frames { return }
+        if first.job != nil, first.generation == writerGeneration, first.index == writer?.frames { return }
         var previous: StagedFrame?
         for s in ahead {
             submitAhead(s, after: previous)

@@ -47,6 +47,10 @@ public final class StagingJob: @unchecked Sendable {
     /// it prepares it).
     public fileprivate(set) var built: Built?
 
+    /// Moves `built` out (the writer, once the job is done): what it places is then its only copy,
+    /// and neither thread retains or releases the other's buffers for it.
+    func takeBuilt() -> Built? { built.take() }
+
     init(writer: PackedSegmentWriter?, records: [PackedRecord], changes: [(FrameStateField, UInt64)],
          sign: (@Sendable ([UInt8]) throws -> [UInt8])?, after previous: StagingJob?) {
         self.writer = writer
@@ -64,19 +68,26 @@ public final class StagingThread: @unchecked Sendable {
     private var stopping = false
     /// The thread has not returned yet (`stop` waits for it).
     private var running = true
-    /// Jobs queued and not taken: what the thread polls before it sleeps.
+    /// Jobs queued and not taken: what the thread checks between naps before it sleeps.
     private let queued = Atomic<Int>(0)
 
-    /// How long either side polls for the other before it sleeps. Waking a sleeping thread costs
-    /// about 35 µs on the bench's VM, a third of a large frame's work, and the writer pays the
-    /// wake's system call when it submits: in a burst the next frame comes within one write and
-    /// flush (about 100 µs there), so the thread polls longer than that (at 60 µs, 6 to 20 % of
-    /// the writer's submissions took more than 5 µs; at 250 µs, 1 to 2 %). Between bursts it
-    /// sleeps after this long.
+    /// How long either side waits for the other (the writer polling, the thread napping) before it
+    /// sleeps. Waking a sleeping thread costs about 35 µs on the bench's VM, a third of a large
+    /// frame's work, and the writer pays the wake's system call when it submits: in a burst the
+    /// next frame comes within one write and flush (about 100 µs there), so the thread waits longer
+    /// than that (at 60 µs, 6 to 20 % of the writer's submissions took more than 5 µs; at 250 µs,
+    /// 1 to 2 %). Between bursts it sleeps after this long.
     static let pollNs: Int64 = 250_000
+    /// The thread waits for its next job in naps of this long, not spinning: a spinning vCPU keeps
+    /// its host CPU, which the writer's write and flush need (the host's I/O thread, or a sibling
+    /// hardware thread), while a napping one halts. Over eight alternated runs of the bench each,
+    /// napping gave store_vs_raw (a) 0.93 to 1.01 and (b) 0.92 to 0.97, spinning 0.90 to 1.01 and
+    /// 0.86 to 1.03 (the writer's write and flush 155 µs against raw's 142 in that run); a job
+    /// waits at most a nap for the thread, hidden while it builds ahead of the device.
+    static let napNs: Int64 = 20_000
     /// A job queued this long (after the job before it ended) and not taken is taken back by the
-    /// writer when it wants it: a thread that polls takes a job within a microsecond or two, so one
-    /// that has not is asleep or off its CPU (`handover`).
+    /// writer when it wants it: a thread that naps takes a job within a nap or so, so one that has
+    /// not is asleep or off its CPU (`handover`).
     static let takeBackNs: Int64 = 50_000
     /// A job the thread has run at least this long, and four times what its frames take, is
     /// overdue (`handover`): a frame here takes 40 to 100 µs on the bench's VM, and the stalls of
@@ -134,8 +145,8 @@ public final class StagingThread: @unchecked Sendable {
         if job.isDone { return .built }
         var deadline = Int64.max
         if !patient {
-            // A thread that is polling takes a job within a microsecond or two of its queueing, or
-            // of the end of the job before, whichever is later.
+            // A thread that is napping takes a job within a nap or so of its queueing, or of the
+            // end of the job before, whichever is later.
             while !job.taken.load(ordering: .acquiring)
                 && Monitor.monotonicNs() < max(job.queuedNs, lastDoneNs.load(ordering: .acquiring)) + Self.takeBackNs { edgelog_spin_hint() }
             monitor.lock()
@@ -172,6 +183,13 @@ public final class StagingThread: @unchecked Sendable {
     /// Spins, with the CPU's spin-wait hint, until `ready` or `deadline` (monotonic ns).
     private static func poll(until deadline: Int64, _ ready: () -> Bool) {
         while !ready() && Monitor.monotonicNs() < deadline { edgelog_spin_hint() }
+    }
+
+    /// Sleeps `napNs` at a time until `ready` or `deadline`: the thread's wait for its next job,
+    /// which the writer's submission need not wake.
+    private static func nap(until deadline: Int64, _ ready: () -> Bool) {
+        var interval = timespec(tv_sec: 0, tv_nsec: Int(napNs))
+        while !ready() && Monitor.monotonicNs() < deadline { nanosleep(&interval, nil) }
     }
 
     /// When the thread last ended a job.
@@ -227,10 +245,26 @@ public final class StagingThread: @unchecked Sendable {
         typicalNsPerRecord.store(next, ordering: .relaxed)
     }
 
+    /// The writer a job builds with after `previous` is done: the thread's own copy when `ran` is
+    /// that job; else `previous` was taken back, and its `built` is what the writer placed
+    /// (`finish`), which the writer never moves out.
+    private static func writer(after previous: StagingJob?, ran: (job: StagingJob, writer: PackedSegmentWriter?)?) -> PackedSegmentWriter? {
+        guard let previous else { return nil }
+        if let ran, ran.job === previous { return ran.writer }
+        return previous.built?.writer
+    }
+
     private func run() {
+        // A nap of `napNs`, not the 50 µs a thread's timers may be late by default.
+        _ = edgelog_timer_slack(1_000)
         let compressor = Deflate.Compressor()
+        /// The last job the thread ran, and the writer it left (nil: nothing built): the job behind
+        /// builds from this copy, since the writer moves the job's own out (`takeBuilt`) when it
+        /// places the frame. A job before that the thread did not run was taken back: its `built`
+        /// is the writer's (`finish`), never taken.
+        var last: (job: StagingJob, writer: PackedSegmentWriter?)?
         while true {
-            Self.poll(until: Monitor.monotonicNs() + Self.pollNs) { queued.load(ordering: .acquiring) > 0 }
+            Self.nap(until: Monitor.monotonicNs() + Self.pollNs) { queued.load(ordering: .acquiring) > 0 }
             monitor.lock()
             while queue.isEmpty && !stopping { monitor.wait() }
             guard !queue.isEmpty else {
@@ -255,15 +289,18 @@ public final class StagingThread: @unchecked Sendable {
             }
             let skip = job.cancelled || previous.map { !$0.isDone } ?? false
             monitor.unlock()
-            // The job before is done (jobs are taken in order); what it built is read-only now.
+            // The job before is done (jobs are taken in order).
             var built: StagingJob.Built?
-            if !skip, var w = job.writer ?? previous?.built?.writer {
+            let ran = last
+            last = (job, nil)
+            if !skip, var w = job.writer ?? Self.writer(after: previous, ran: ran) {
                 let base = (w.header.segmentID, w.prevHash)
                 // The thread's own compressor: the writer's is the writer thread's.
                 beforeBuild?(job.records)
                 let start = Monitor.monotonicNs()
                 if let result = try? w.append(job.records, changes: job.changes, sign: job.sign, compressor: compressor) {
                     built = StagingJob.Built(writer: w, offset: result.offset, frame: AlignedBuffer(copying: result.bytes), base: base)
+                    last = (job, w)
                     learn(ns: Monitor.monotonicNs() - start, records: job.records.count)
                 }
             }
