@@ -80,10 +80,10 @@ public final class StagingThread: @unchecked Sendable {
     static let pollNs: Int64 = 250_000
     /// The thread waits for its next job in naps of this long, not spinning: a spinning vCPU keeps
     /// its host CPU, which the writer's write and flush need (the host's I/O thread, or a sibling
-    /// hardware thread), while a napping one halts. Over eight alternated runs of the bench each,
-    /// napping gave store_vs_raw (a) 0.93 to 1.01 and (b) 0.92 to 0.97, spinning 0.90 to 1.01 and
-    /// 0.86 to 1.03 (the writer's write and flush 155 µs against raw's 142 in that run); a job
-    /// waits at most a nap for the thread, hidden while it builds ahead of the device.
+    /// hardware thread), while a napping one halts, and on a board the second CPU is the
+    /// producers' too. Over eight alternated runs of the bench each, napping gave store_vs_raw (a)
+    /// 0.91 to 1.01 and (b) 0.85 to 0.97, spinning 0.90 to 1.01 and 0.86 to 1.03: alike. A job
+    /// waits at most a nap or so for the thread, hidden while it builds ahead of the device.
     static let napNs: Int64 = 20_000
     /// A job queued this long (after the job before it ended) and not taken is taken back by the
     /// writer when it wants it: a thread that naps takes a job within a nap or so, so one that has
