@@ -264,7 +264,7 @@ struct AdversarialTests {
         var store = try SignedStore(slots: 5)
         try store.session(segments: 5, perSegment: 3)
         // The tail (segment 1) replaced by an unsigned segment of the same id and slot holding one record.
-        var other = try SignedStore(slots: 5)
+        let other = try SignedStore(slots: 5)
         let unsigned = SealIdentity(deviceID: deviceID, fwVerHash: firmware, signer: nil)
         let (w, _) = try EvidenceStore.open(device: other.device, identity: unsigned, clock: Self.clock)
         let d = StoreDriver(store: w, clock: ManualClock())

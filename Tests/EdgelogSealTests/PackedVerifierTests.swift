@@ -270,18 +270,18 @@ private func compareVerifiers(_ image: [UInt8], key: TrustedKey?, anchor: [UInt8
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     let imagePath = dir.appendingPathComponent("store.img").path
-    FileManager.default.createFile(atPath: imagePath, contents: Data(image))
+    try Data(image).write(to: URL(fileURLWithPath: imagePath))
     var args = ["python3", root.appendingPathComponent("scripts/edgelog_verify.py").path, "--device", imagePath, "--json"]
     var options = VerifyOptions(trusted: key.map { [$0] } ?? [], anchor: anchor, allowUnsigned: allowUnsigned)
     options.epochs = [:]
     if let key {
         let keyPath = dir.appendingPathComponent("key").path
-        FileManager.default.createFile(atPath: keyPath, contents: Data(key.fileText.utf8))
+        try Data(key.fileText.utf8).write(to: URL(fileURLWithPath: keyPath))
         args += ["--trust", keyPath]
     }
     if let anchor {
         let anchorPath = dir.appendingPathComponent("anchor.json").path
-        FileManager.default.createFile(atPath: anchorPath, contents: Data(anchor))
+        try Data(anchor).write(to: URL(fileURLWithPath: anchorPath))
         args += ["--anchor", anchorPath]
     }
     if allowUnsigned { args.append("--allow-unsigned") }
