@@ -179,6 +179,11 @@ enum PackedStoreBench {
         /// Time in `write` of a prepared frame: its write and flush (and the metadata's when due);
         /// in `stage` (handing the records to the staging thread).
         var writeNs = Latencies(capacity: 4096), stageNs = Latencies(capacity: 4096)
+        /// The time in prepare by what the frame was (nanoseconds, summed): the first of a batch
+        /// (its build overlaps no write), one that opened a segment (built on the writer's thread),
+        /// one the writer took back or built because the thread was overdue, and the rest (built
+        /// ahead, placed).
+        var waitBy = (batchStart: UInt64(0), opensSegment: UInt64(0), takenBack: UInt64(0), overdue: UInt64(0), placed: UInt64(0))
 
         init(path: String, signer: FileSigner, overlappedWrites: Bool) {
             device = openStore(path: path, size: 256 << 20)
@@ -199,6 +204,7 @@ enum PackedStoreBench {
             builtAhead = 0
             counted = (log.framesTakenBack, log.framesOverdue)
             commits = 0
+            waitBy = (0, 0, 0, 0, 0)
         }
 
         /// Commits `commits`, returning when the last is durable.
@@ -207,10 +213,25 @@ enum PackedStoreBench {
             var queue: [(frame: PackedLog.StagedFrame, start: UInt64)] = []
             var pending: (write: PackedLog.WriteInFlight, start: UInt64)?
             do {
+                var first = true
                 func commit(_ s: (frame: PackedLog.StagedFrame, start: UInt64)) throws {
+                    let counts = (log.framesTakenBack, log.framesOverdue, log.segmentsOpened)
                     let prepareStart = monoNs()
                     let frame = try log.prepare(s.frame)
-                    waitNs.add(monoNs() &- prepareStart)
+                    let waited = monoNs() &- prepareStart
+                    waitNs.add(waited)
+                    if first {
+                        waitBy.batchStart &+= waited
+                    } else if log.segmentsOpened != counts.2 {
+                        waitBy.opensSegment &+= waited
+                    } else if log.framesTakenBack != counts.0 {
+                        waitBy.takenBack &+= waited
+                    } else if log.framesOverdue != counts.1 {
+                        waitBy.overdue &+= waited
+                    } else {
+                        waitBy.placed &+= waited
+                    }
+                    first = false
                     if s.frame.builtAhead { builtAhead += 1 }
                     records += s.frame.records.count
                     self.commits += 1
@@ -517,6 +538,11 @@ enum PackedStoreBench {
             print("packed_\(workload)_frame_us: total=\(fixed(totalUs, 1)) stage=\(fixed(staged.stageNs.meanUs, 1)) wait=\(fixed(staged.waitNs.meanUs, 1)) "
                 + "write=\(fixed(staged.writeNs.meanUs, 1)) rest=\(fixed(totalUs - parts, 1)) raw=\(fixed(raw.latency.meanUs, 1))  "
                 + "# the staged engine's time per frame, mean: staging, waiting and placing, writing and flushing, the rest; raw's write and flush")
+            let perFrame = { (ns: UInt64) in fixed(Double(ns) / 1000 / frames, 2) }
+            print("packed_\(workload)_wait_us_per_frame: batch_start=\(perFrame(staged.waitBy.batchStart)) opens_segment=\(perFrame(staged.waitBy.opensSegment)) "
+                + "taken_back=\(perFrame(staged.waitBy.takenBack)) overdue=\(perFrame(staged.waitBy.overdue)) placed=\(perFrame(staged.waitBy.placed))  "
+                + "# packed_\(workload)_frame_us's wait split by what the frame was: the first of a batch, one that opened a segment, built by the writer "
+                + "because the thread had not started it or was overdue with it, the rest (waited for and placed)")
             print("packed_\(workload)_staged_overlapped: store_records_per_s=\(fixed(overlappedRate, 0)) store_vs_raw=\(fixed(overlappedRate / rawRate, 2))  "
                 + "# the same, each write started in the background (\(overlapped.inBackground) of \(overlapped.commits): AIO, RWF_DSYNC) and awaited after the next frame is placed")
             print("packed_\(workload)_submit: \(overlapped.submitNs.summary())  # starting a background write (io_submit)")

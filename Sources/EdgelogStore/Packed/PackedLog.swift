@@ -339,6 +339,8 @@ public final class PackedLog {
         }
     }
     private var writer: PackedSegmentWriter?
+    /// The writer's thread's compressor, given to every segment it opens (`PackedSegmentWriter`).
+    private let compressor = Deflate.Compressor()
     private var openSlot = 0
     private var commitsSinceMetadata = 0
     private var lastMetadataNs: UInt64
@@ -769,7 +771,7 @@ public final class PackedLog {
         planned = m
         openSlot = slot
         segmentsOpened += 1
-        return PackedSegmentWriter(header: h, sectorSize: m.geometry.sectorSize, segmentSize: m.geometry.segmentSize)
+        return PackedSegmentWriter(header: h, sectorSize: m.geometry.sectorSize, segmentSize: m.geometry.segmentSize, compressor: compressor)
     }
 
     /// A frame encoded, sealed and placed, not yet written: `prepare` does the CPU work and `write`
@@ -814,21 +816,24 @@ public final class PackedLog {
     }
 
     /// Nothing moves when it throws: a refused reclaim or a frame too large leaves the plan as it was.
-    private func prepareOrRestore(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)]) throws(PackedLogError) -> PreparedFrame {
+    /// `full`: the staging thread found that the frame does not fit after the open segment's last
+    /// frame, so the segment after it is opened without trying again.
+    private func prepareOrRestore(_ records: [PackedRecord], changes: [(FrameStateField, UInt64)], full: Bool = false) throws(PackedLogError) -> PreparedFrame {
         let saved = (planned, openSlot, segmentsOpened, tailReadErrors)
         do {
-            return try prepareMoving(records, changes: changes)
+            return try prepareMoving(records, changes: changes, full: full)
         } catch {
             (planned, openSlot, segmentsOpened, tailReadErrors) = saved
             throw error
         }
     }
 
-    private func prepareMoving(_ input: [PackedRecord], changes: [(FrameStateField, UInt64)]) throws(PackedLogError) -> PreparedFrame {
+    private func prepareMoving(_ input: [PackedRecord], changes: [(FrameStateField, UInt64)], full: Bool) throws(PackedLogError) -> PreparedFrame {
         var records = input
         var opened = false
         var w: PackedSegmentWriter
-        if let open = writer {
+        // A segment with no frame yet is tried even when `full` (what does not fit there is too large).
+        if let open = writer, !full || open.frames == 0 {
             w = open
         } else {
             w = try openSegment(&records)
@@ -972,6 +977,8 @@ public final class PackedLog {
             /// The job taken back from a thread that had not started it; finished below, whatever
             /// comes of the build here, so that the jobs behind it go on.
             var takenBack: StagingJob?
+            /// The thread found the frame does not fit after the open segment's last frame.
+            var full = false
             if let job, let thread = stagingThread, staged.generation == writerGeneration, staged.index == writer?.frames {
                 switch thread.handover(job, patient: !takesBack) {
                 case .built:
@@ -981,6 +988,10 @@ public final class PackedLog {
                     // the job, not copied (the thread keeps its own copy for the job behind).
                     if let b = job.takeBuilt(), b.base.segmentID == writer?.header.segmentID, b.base.prevHash == writer?.prevHash {
                         built = b
+                    } else if let base = job.didNotFit, base.segmentID == writer?.header.segmentID, base.prevHash == writer?.prevHash {
+                        // The writer's own try would fail the same way: the same bytes whichever
+                        // thread encodes and deflates them.
+                        full = true
                     }
                 case .takenBack:
                     takenBack = job
@@ -997,7 +1008,7 @@ public final class PackedLog {
                 // is left of the segment opens the next one here.
                 let base = takenBack == nil ? nil : writer.map { ($0.header.segmentID, $0.prevHash) }
                 do throws(PackedLogError) {
-                    frame = try prepareOrRestore(staged.records, changes: staged.changes)
+                    frame = try prepareOrRestore(staged.records, changes: staged.changes, full: full)
                 } catch {
                     if let job = takenBack { stagingThread?.finish(takenBack: job, built: nil) }
                     throw error

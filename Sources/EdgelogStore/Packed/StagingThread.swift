@@ -46,6 +46,10 @@ public final class StagingJob: @unchecked Sendable {
     /// nil when it could not be built ahead (the writer builds it, and throws what it finds, when
     /// it prepares it).
     public fileprivate(set) var built: Built?
+    /// Set instead when the frame did not fit after the last frame of the writer it started from
+    /// (that writer's segment and last frame's hash): the writer opens the next segment for it
+    /// without trying again.
+    public fileprivate(set) var didNotFit: (segmentID: UInt64, prevHash: [UInt8])?
 
     /// Moves `built` out (the writer, once the job is done): what it places is then its only copy,
     /// and neither thread retains or releases the other's buffers for it.
@@ -291,6 +295,7 @@ public final class StagingThread: @unchecked Sendable {
             monitor.unlock()
             // The job before is done (jobs are taken in order).
             var built: StagingJob.Built?
+            var didNotFit: (segmentID: UInt64, prevHash: [UInt8])?
             let ran = last
             last = (job, nil)
             if !skip, var w = job.writer ?? Self.writer(after: previous, ran: ran) {
@@ -298,14 +303,20 @@ public final class StagingThread: @unchecked Sendable {
                 // The thread's own compressor: the writer's is the writer thread's.
                 beforeBuild?(job.records)
                 let start = Monitor.monotonicNs()
-                if let result = try? w.append(job.records, changes: job.changes, sign: job.sign, compressor: compressor) {
+                do {
+                    let result = try w.append(job.records, changes: job.changes, sign: job.sign, compressor: compressor)
                     built = StagingJob.Built(writer: w, offset: result.offset, frame: AlignedBuffer(copying: result.bytes), base: base)
                     last = (job, w)
                     learn(ns: Monitor.monotonicNs() - start, records: job.records.count)
+                } catch .segmentFull {
+                    didNotFit = base
+                } catch {
+                    // Built by the writer when prepared, which throws what it finds.
                 }
             }
             monitor.lock()
             job.built = built
+            job.didNotFit = didNotFit
             lastDoneNs.store(Monitor.monotonicNs(), ordering: .releasing)
             job.done.store(true, ordering: .releasing)
             monitor.broadcast()
