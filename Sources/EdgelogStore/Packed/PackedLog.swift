@@ -339,8 +339,10 @@ public final class PackedLog {
         }
     }
     private var writer: PackedSegmentWriter?
-    /// The writer's thread's compressor, given to every segment it opens (`PackedSegmentWriter`).
-    private let compressor = Deflate.Compressor()
+    /// The writer's thread's compressor, given to every segment it opens (`PackedSegmentWriter`);
+    /// nil when zlib could not start (then that segment's frames are stored), tried again at the
+    /// next segment.
+    private var compressor = Deflate.Compressor()
     private var openSlot = 0
     private var commitsSinceMetadata = 0
     private var lastMetadataNs: UInt64
@@ -771,6 +773,7 @@ public final class PackedLog {
         planned = m
         openSlot = slot
         segmentsOpened += 1
+        if compressor == nil { compressor = Deflate.Compressor() }
         return PackedSegmentWriter(header: h, sectorSize: m.geometry.sectorSize, segmentSize: m.geometry.segmentSize, compressor: compressor)
     }
 
@@ -999,6 +1002,9 @@ public final class PackedLog {
                 case .overdue:
                     framesOverdue += 1
                 }
+            } else if let job {
+                // Staged for another writer or place: built here, so the thread need not build it.
+                stagingThread?.cancel(job)
             }
             if let b = built {
                 frame = placed(b.writer, offset: b.offset, b.frame, records: staged.records, opened: false, input: staged.records, changes: staged.changes)

@@ -24,7 +24,8 @@ public final class StagingJob: @unchecked Sendable {
     /// Set once the job is done (under the thread's monitor); read without it to poll.
     fileprivate let done = Atomic<Bool>(false)
     var isDone: Bool { done.load(ordering: .acquiring) }
-    // Guarded by the thread's monitor until `done`, read-only after.
+    // Guarded by the thread's monitor until `done`; after it, read-only but for `built`, which the
+    // writer moves out (`takeBuilt`).
     /// The job this one follows when `writer` is nil; dropped once taken, so that jobs do not hold
     /// a chain of their predecessors.
     fileprivate var previous: StagingJob?
@@ -51,8 +52,9 @@ public final class StagingJob: @unchecked Sendable {
     /// without trying again.
     public fileprivate(set) var didNotFit: (segmentID: UInt64, prevHash: [UInt8])?
 
-    /// Moves `built` out (the writer, once the job is done): what it places is then its only copy,
-    /// and neither thread retains or releases the other's buffers for it.
+    /// Moves `built` out (the writer, once the job is done) instead of copying it: a copy retains,
+    /// and its end releases, each of the writer's buffers, which the thread's own copy (`last` in
+    /// `run`) shares until it builds the next job.
     func takeBuilt() -> Built? { built.take() }
 
     init(writer: PackedSegmentWriter?, records: [PackedRecord], changes: [(FrameStateField, UInt64)],
@@ -128,7 +130,8 @@ public final class StagingThread: @unchecked Sendable {
 
     /// What `handover` found.
     public enum Handover {
-        /// Done by the thread: `built` holds what came of it.
+        /// Done by the thread: `built` holds what came of it (nil when it built nothing; then
+        /// `didNotFit` says when the frame did not fit the open segment).
         case built
         /// Not started within `takeBackNs` of its queueing (the thread asleep: it sleeps between
         /// bursts, and a burst's first frame waited for it several times a frame's work on the
@@ -272,6 +275,8 @@ public final class StagingThread: @unchecked Sendable {
             monitor.lock()
             while queue.isEmpty && !stopping { monitor.wait() }
             guard !queue.isEmpty else {
+                // The thread is the dispatch pool's again: its timers back to the default slack.
+                _ = edgelog_timer_slack(0)
                 running = false
                 monitor.broadcast()
                 monitor.unlock()
@@ -298,7 +303,9 @@ public final class StagingThread: @unchecked Sendable {
             var didNotFit: (segmentID: UInt64, prevHash: [UInt8])?
             let ran = last
             last = (job, nil)
-            if !skip, var w = job.writer ?? Self.writer(after: previous, ran: ran) {
+            // Without a compressor of its own (zlib could not start) the thread builds nothing: the
+            // writer's (what `append` falls back to) is the writer thread's.
+            if !skip, let compressor, var w = job.writer ?? Self.writer(after: previous, ran: ran) {
                 let base = (w.header.segmentID, w.prevHash)
                 // The thread's own compressor: the writer's is the writer thread's.
                 beforeBuild?(job.records)
