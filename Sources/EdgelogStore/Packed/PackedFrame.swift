@@ -244,6 +244,11 @@ public struct PackedSegmentWriter {
 
     public var nextFrameID: UInt64 { header.firstFrameID &+ UInt64(frames) }
 
+    /// What the next frame follows: the segment and its last frame's hash (unique to the chain up
+    /// to it). A frame built by a copy of a writer goes only after a writer at the same tip.
+    public typealias Tip = (segmentID: UInt64, prevHash: [UInt8])
+    public var tip: Tip { (header.segmentID, prevHash) }
+
     /// Encodes a frame of `records` (and the state changes), deflates it (by `compressor`, else the
     /// writer's own) and moves the writer past it. Returns where to write and what: the header and
     /// the frame for the segment's first frame, else the frame, padded to whole sectors. Nothing

@@ -989,9 +989,9 @@ public final class PackedLog {
                     // chain the device never saw (a frame staged after one prepared out of order,
                     // or after a frame the writer built when the thread was overdue). Moved out of
                     // the job, not copied (the thread keeps its own copy for the job behind).
-                    if let b = job.takeBuilt(), b.base.segmentID == writer?.header.segmentID, b.base.prevHash == writer?.prevHash {
+                    if let b = job.takeBuilt(), openWriterIs(at: b.base) {
                         built = b
-                    } else if let base = job.didNotFit, base.segmentID == writer?.header.segmentID, base.prevHash == writer?.prevHash {
+                    } else if let base = job.didNotFit, openWriterIs(at: base) {
                         // The writer's own try would fail the same way: the same bytes whichever
                         // thread encodes and deflates them.
                         full = true
@@ -1012,7 +1012,7 @@ public final class PackedLog {
             } else {
                 // Not built ahead, or not after the frame before it; a frame that did not fit what
                 // is left of the segment opens the next one here.
-                let base = takenBack == nil ? nil : writer.map { ($0.header.segmentID, $0.prevHash) }
+                let base = takenBack == nil ? nil : writer?.tip
                 do throws(PackedLogError) {
                     frame = try prepareOrRestore(staged.records, changes: staged.changes, full: full)
                 } catch {
@@ -1037,6 +1037,12 @@ public final class PackedLog {
         }
         restageAhead()
         return frame
+    }
+
+    /// The open segment's writer is at `tip` (read field by field: a copy of the writer would
+    /// retain each of its buffers).
+    private func openWriterIs(at tip: PackedSegmentWriter.Tip) -> Bool {
+        writer?.header.segmentID == tip.segmentID && writer?.prevHash == tip.prevHash
     }
 
     /// Drops `staged`'s job: the thread skips it if it has not started.

@@ -42,7 +42,7 @@ public final class StagingJob: @unchecked Sendable {
         public let writer: PackedSegmentWriter
         public let offset: Int
         public let frame: AlignedBuffer
-        public let base: (segmentID: UInt64, prevHash: [UInt8])
+        public let base: PackedSegmentWriter.Tip
     }
     /// nil when it could not be built ahead (the writer builds it, and throws what it finds, when
     /// it prepares it).
@@ -50,7 +50,7 @@ public final class StagingJob: @unchecked Sendable {
     /// Set instead when the frame did not fit after the last frame of the writer it started from
     /// (that writer's segment and last frame's hash): the writer opens the next segment for it
     /// without trying again.
-    public fileprivate(set) var didNotFit: (segmentID: UInt64, prevHash: [UInt8])?
+    public fileprivate(set) var didNotFit: PackedSegmentWriter.Tip?
 
     /// Moves `built` out (the writer, once the job is done) instead of copying it: a copy retains,
     /// and its end releases, each of the writer's buffers, which the thread's own copy (`last` in
@@ -300,13 +300,13 @@ public final class StagingThread: @unchecked Sendable {
             monitor.unlock()
             // The job before is done (jobs are taken in order).
             var built: StagingJob.Built?
-            var didNotFit: (segmentID: UInt64, prevHash: [UInt8])?
+            var didNotFit: PackedSegmentWriter.Tip?
             let ran = last
             last = (job, nil)
             // Without a compressor of its own (zlib could not start) the thread builds nothing: the
             // writer's (what `append` falls back to) is the writer thread's.
             if !skip, let compressor, var w = job.writer ?? Self.writer(after: previous, ran: ran) {
-                let base = (w.header.segmentID, w.prevHash)
+                let base = w.tip
                 // The thread's own compressor: the writer's is the writer thread's.
                 beforeBuild?(job.records)
                 let start = Monitor.monotonicNs()
