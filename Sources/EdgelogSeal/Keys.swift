@@ -197,6 +197,11 @@ public final class FileSigner: SegmentSigner {
         try key.sign(message)
     }
 
+    /// The key is only read: BoringSSL's keys (Ed25519's bytes, P-256's EC_KEY, which ECDSA_do_sign
+    /// takes const) may be used by several threads at once when none changes them, and HMAC is a
+    /// pure function of the secret and the message.
+    public var signsConcurrently: Bool { true }
+
     public func verifies(_ signature: [UInt8], of message: [UInt8]) -> Bool {
         key.trusted.verifies(signature, of: message)
     }

@@ -67,11 +67,22 @@ public protocol SegmentSigner: AnyObject, Sendable {
     var keyID: [UInt8] { get }
     var keyEpoch: UInt32 { get }
     /// The signature of `message` (signatureLength bytes of `algorithm`). A format 6 writer may call
-    /// it from its staging thread (PackedLog.stage), one call at a time with its own.
+    /// it from its staging thread (PackedLog.stage) as well as its own: one call at a time, unless
+    /// `signsConcurrently`.
     func sign(_ message: UnsafeRawBufferPointer) throws(SigningError) -> [UInt8]
+    /// Whether `sign` may run on two threads at once. A token or secure element on a bus takes one
+    /// request at a time: false (the default), and the writer's calls wait for the staging
+    /// thread's. A key in memory that signing only reads: true, so that a staging thread whose CPU
+    /// is taken in the middle of a signature does not hold up the writer, which builds that frame
+    /// itself when the thread is overdue with it (StagingThread.Handover).
+    var signsConcurrently: Bool { get }
     /// True when `signature` is this key's signature of `message`: recovery adopts a segment the
     /// writer's own commit left behind only if it carries this key's signature (DESIGN.md 9c).
     func verifies(_ signature: [UInt8], of message: [UInt8]) -> Bool
+}
+
+extension SegmentSigner {
+    public var signsConcurrently: Bool { false }
 }
 
 /// What every seal of a writer session repeats.

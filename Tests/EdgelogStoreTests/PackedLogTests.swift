@@ -699,6 +699,55 @@ struct PackedLogHostileTests {
         #expect(try committed(device2).map(\.records) == [first, good, after, last])
     }
 
+    @Test("a staging thread stopped inside a signature: a signer that signs concurrently lets the writer sign the overdue frame meanwhile; one that does not is called one call at a time, and the writer waits")
+    func stagingThreadStopsWhileSigning() throws {
+        let key = FileSigner(key: .ed25519(.init()), epoch: 1)
+        #expect(key.signsConcurrently)
+        var source = FrameSource(seed: 53)
+        let first = source.next(3), second = source.next(4), third = source.next(2)
+        let reference = MemoryBlockDevice(image: try formatted(slots: 12, segment: 32 * 1024), sectorSize: 512)
+        let refLog = try PackedLog(device: reference, identity: signed(key), clock: { 0 })
+        for f in [first, second, third] { try refLog.append(f) }
+        try refLog.close()
+
+        for concurrent in [true, false] {
+            let signer = ThreadStallingSigner(key, concurrent: concurrent)
+            let device = MemoryBlockDevice(image: try formatted(slots: 12, segment: 32 * 1024), sectorSize: 512)
+            var id = PackedLog.PackedIdentity(deviceID: Array(repeating: 4, count: 16), signer: signer)
+            #expect(id.signsConcurrently == concurrent)
+            id.verify = { signature, message in key.verifies(signature, of: message) }
+            let log = try PackedLog(device: device, identity: id, clock: { 0 })
+            log.buildsAhead = true
+            try log.append(first)
+            let staged = log.stage(second)
+            // The thread is inside the signature of the second frame, stopped there.
+            #expect(signer.waitUntilStopped(), "the staging thread never signed (concurrent \(concurrent))")
+            if !concurrent {
+                // The writer's own signature waits for the thread's: let the thread go a while later.
+                signer.release(afterMs: 200)
+            }
+            let t0 = Monitor.monotonicNs()
+            let frame = try log.prepare(staged)
+            let waitedMs = (Monitor.monotonicNs() - t0) / 1_000_000
+            if concurrent {
+                // Built and signed here while the thread was still stopped inside its signature.
+                #expect(!signer.released, "the writer waited for the thread's signature")
+                #expect(signer.mostInside == 2)
+                #expect(!staged.builtAhead && log.framesOverdue == 1)
+                signer.release(afterMs: 0)
+            } else {
+                #expect(signer.mostInside == 1, "two signatures at once on a signer that takes one at a time")
+                #expect(waitedMs >= 150, "prepare returned after \(waitedMs) ms, before the thread's signature ended")
+            }
+            try log.write(frame)
+            try log.append(third)
+            try log.close()
+            #expect(!signer.timedOut)
+            #expect(device.bytes == reference.bytes, "concurrent \(concurrent)")
+            #expect(try committed(device).map(\.records) == [first, second, third])
+        }
+    }
+
     @Test("staged frames prepared out of order, twice, on another log, or after close place what prepare(records) places, never a frame built on a chain the device did not see")
     func stagedFramesMisused() throws {
         let signer = FileSigner(key: .ed25519(.init()), epoch: 1)
@@ -831,6 +880,83 @@ private func writeStaged(_ frames: [[PackedRecord]], on log: PackedLog, unstaged
 
 /// Stops the staging thread for `ms` before the first frame it builds at or after each of `at`
 /// (a record's mono_ctr), once each.
+/// The key file's signer, except that the first call made on a thread other than the one that made
+/// it (the staging thread's) stops inside the signature until `release` (at most 10 s: a test that
+/// deadlocks fails instead of hanging). Counts how many calls were inside at once.
+private final class ThreadStallingSigner: SegmentSigner, @unchecked Sendable {
+    private let inner: FileSigner
+    private let concurrent: Bool
+    private let owner = pthread_self()
+    private let monitor = Monitor()
+    private var inside = 0, stopped = false, stoppedOnce = false
+    private var releasedNow = false, timedOutNow = false, mostInsideNow = 0
+    var released: Bool { locked { releasedNow } }
+    var timedOut: Bool { locked { timedOutNow } }
+    var mostInside: Int { locked { mostInsideNow } }
+    private func locked<T>(_ read: () -> T) -> T {
+        monitor.lock()
+        defer { monitor.unlock() }
+        return read()
+    }
+    init(_ inner: FileSigner, concurrent: Bool) {
+        self.inner = inner
+        self.concurrent = concurrent
+    }
+    var algorithm: SignatureAlgorithm { inner.algorithm }
+    var keySource: KeySource { inner.keySource }
+    var keyID: [UInt8] { inner.keyID }
+    var keyEpoch: UInt32 { inner.keyEpoch }
+    var signsConcurrently: Bool { concurrent }
+    func verifies(_ signature: [UInt8], of message: [UInt8]) -> Bool { inner.verifies(signature, of: message) }
+
+    func sign(_ message: UnsafeRawBufferPointer) throws(SigningError) -> [UInt8] {
+        monitor.lock()
+        inside += 1
+        mostInsideNow = max(mostInsideNow, inside)
+        if pthread_equal(pthread_self(), owner) == 0 && !stoppedOnce {
+            stoppedOnce = true
+            stopped = true
+            monitor.broadcast()
+            let deadline = Monitor.monotonicNs() + 10_000_000_000
+            while !releasedNow {
+                let left = deadline - Monitor.monotonicNs()
+                if left <= 0 {
+                    timedOutNow = true
+                    break
+                }
+                monitor.wait(ns: left)
+            }
+        }
+        monitor.unlock()
+        defer {
+            monitor.lock()
+            inside -= 1
+            monitor.unlock()
+        }
+        return try inner.sign(message)
+    }
+
+    /// Waits (at most 10 s) until the staging thread is stopped inside a signature.
+    func waitUntilStopped() -> Bool {
+        monitor.lock()
+        defer { monitor.unlock() }
+        let deadline = Monitor.monotonicNs() + 10_000_000_000
+        while !stopped && Monitor.monotonicNs() < deadline { monitor.wait(ns: 10_000_000) }
+        return stopped
+    }
+
+    /// Lets the stopped signature go, `afterMs` from now (on another thread when later than now).
+    func release(afterMs: Int) {
+        let go: @Sendable () -> Void = { [self] in
+            monitor.lock()
+            releasedNow = true
+            monitor.broadcast()
+            monitor.unlock()
+        }
+        if afterMs == 0 { go() } else { DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(afterMs), execute: go) }
+    }
+}
+
 private final class StallPlan: @unchecked Sendable {
     private let lock = NSLock()
     private var left: [UInt64]

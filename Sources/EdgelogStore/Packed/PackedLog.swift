@@ -335,7 +335,7 @@ public final class PackedLog {
     public var identity: PackedIdentity {
         didSet {
             writerGeneration &+= 1
-            serializedSign = Self.serialized(identity.sign, lock: signLock)
+            serializedSign = Self.serialized(identity, lock: signLock)
         }
     }
     private var writer: PackedSegmentWriter?
@@ -387,6 +387,9 @@ public final class PackedLog {
         public var sigAlg: SignatureAlgorithm = .unsigned
         public var keySrc: UInt8 = 0
         public var sign: (@Sendable ([UInt8]) throws -> [UInt8])?
+        /// `sign` may run on the staging thread and the writer's at once (`SegmentSigner.signsConcurrently`);
+        /// otherwise the log lets one call in at a time.
+        public var signsConcurrently = false
         /// The writer key's check of a signature over a statement: recovery adopts past the metadata's
         /// head only frames it (or the key it succeeds, `trustsHead`) signed.
         public var verify: (@Sendable ([UInt8], [UInt8]) -> Bool)?
@@ -408,6 +411,7 @@ public final class PackedLog {
             sigAlg = signer.algorithm
             keySrc = signer.keySource.rawValue
             sign = { message in try message.withUnsafeBytes { try signer.sign($0) } }
+            signsConcurrently = signer.signsConcurrently
             verify = { signature, message in signer.verifies(signature, of: message) }
         }
     }
@@ -476,7 +480,7 @@ public final class PackedLog {
                 clock: @escaping () -> UInt64) throws(PackedLogError) {
         self.device = device
         self.identity = identity
-        serializedSign = Self.serialized(identity.sign, lock: signLock)
+        serializedSign = Self.serialized(identity, lock: signLock)
         self.clock = clock
         guard h.metadata.geometry.sectorSize >= device.sectorSize else {
             throw .sectorMismatch(store: h.metadata.geometry.sectorSize, device: device.sectorSize)
@@ -1051,14 +1055,16 @@ public final class PackedLog {
         staged.job = nil
     }
 
-    /// The signer, one call at a time: the staging thread and the writer's thread both sign, and a
-    /// token or secure element behind `SegmentSigner` need not take two calls at once. Made once per
+    /// The signer as both threads call it: the staging thread and the writer's thread both sign,
+    /// and a token or secure element behind `SegmentSigner` need not take two calls at once, so
+    /// unless the identity's signer signs concurrently the calls go one at a time. Made once per
     /// identity, not per frame.
     private var serializedSign: (@Sendable ([UInt8]) throws -> [UInt8])?
     private let signLock = Monitor()
 
-    private static func serialized(_ sign: (@Sendable ([UInt8]) throws -> [UInt8])?, lock: Monitor) -> (@Sendable ([UInt8]) throws -> [UInt8])? {
-        guard let sign else { return nil }
+    private static func serialized(_ identity: PackedIdentity, lock: Monitor) -> (@Sendable ([UInt8]) throws -> [UInt8])? {
+        guard let sign = identity.sign else { return nil }
+        if identity.signsConcurrently { return sign }
         return { message in
             lock.lock()
             defer { lock.unlock() }
