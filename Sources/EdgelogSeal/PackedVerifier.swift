@@ -661,7 +661,7 @@ public enum PackedVerifier {
                 let a = h.state, b = cp.state
                 let same = a.monoHWM == b.monoHWM && a.recordsTotal == b.recordsTotal && a.droppedTotal == b.droppedTotal
                     && a.uplinkCursor == b.uplinkCursor && a.boEvent == b.boEvent && a.clockSteps == b.clockSteps
-                    && a.tables.sources.map(\.name) == b.tables.sources.map(\.name) && a.tables.sources.map(\.lastSeq) == b.tables.sources.map(\.lastSeq)
+                    && a.tables.names == b.tables.names && a.tables.lastSeqs == b.tables.lastSeqs
                     && Array(a.tables.badSlots.prefix(b.tables.badSlots.count)) == b.tables.badSlots
                 if !same { return (.sealMismatch, "the header starts from a state other than that of the frame it continues") }
             }

@@ -82,8 +82,16 @@ public struct PackedTables: Equatable, Sendable {
     public static let maxSources = 258
 
     public var badSlots: [BadSlot] = []
-    public var sources: [(name: String, lastSeq: UInt64)] = []
+    /// The sources in table order: their names, and each one's last_seq at the same index. Kept
+    /// apart because every frame's state is a copy that changes only last_seqs: a copy of plain
+    /// numbers, freed without a release per name (as pairs, the writer's thread spent about a
+    /// microsecond a frame freeing the state a frame replaced, element by element).
+    public private(set) var names: [String] = []
+    public private(set) var lastSeqs: [UInt64] = []
     private var index: [String: Int] = [:]
+
+    /// The table as name and last_seq pairs (a new array: for readers, not for each frame).
+    public var sources: [(name: String, lastSeq: UInt64)] { zip(names, lastSeqs).map { (name: $0, lastSeq: $1) } }
 
     public init(badSlots: [BadSlot] = [], sources: [(name: String, lastSeq: UInt64)] = []) {
         self.badSlots = badSlots
@@ -91,11 +99,10 @@ public struct PackedTables: Equatable, Sendable {
     }
 
     public static func == (a: PackedTables, b: PackedTables) -> Bool {
-        a.badSlots == b.badSlots && a.sources.count == b.sources.count
-            && zip(a.sources, b.sources).allSatisfy { $0.name == $1.name && $0.lastSeq == $1.lastSeq }
+        a.badSlots == b.badSlots && a.names == b.names && a.lastSeqs == b.lastSeqs
     }
 
-    public func lastSeq(_ name: String) -> UInt64? { index[name].map { sources[$0].lastSeq } }
+    public func lastSeq(_ name: String) -> UInt64? { index[name].map { lastSeqs[$0] } }
 
     /// Bad slots inside a ring of `ringSlots`, none twice, and at least two good slots left
     /// (FORMAT.md A.8): a table that marks every slot but one bad would make the next slot the head's.
@@ -108,12 +115,13 @@ public struct PackedTables: Equatable, Sendable {
     @discardableResult
     public mutating func setLastSeq(_ name: String, _ seq: UInt64) -> Bool {
         if let i = index[name] {
-            sources[i].lastSeq = seq
+            lastSeqs[i] = seq
             return true
         }
-        guard sources.count < Self.maxSources else { return false }
-        index[name] = sources.count
-        sources.append((name, seq))
+        guard names.count < Self.maxSources else { return false }
+        index[name] = names.count
+        names.append(name)
+        lastSeqs.append(seq)
         return true
     }
 
@@ -125,12 +133,12 @@ public struct PackedTables: Equatable, Sendable {
             out.append(b.reason)
             Varint.append(b.segmentID, to: &out)
         }
-        Varint.append(UInt64(sources.count), to: &out)
-        for s in sources {
-            let name = Array(s.name.utf8)
-            out.append(UInt8(truncatingIfNeeded: name.count))
-            out.append(contentsOf: name)
-            Varint.append(s.lastSeq, to: &out)
+        Varint.append(UInt64(names.count), to: &out)
+        for (name, lastSeq) in zip(names, lastSeqs) {
+            let bytes = Array(name.utf8)
+            out.append(UInt8(truncatingIfNeeded: bytes.count))
+            out.append(contentsOf: bytes)
+            Varint.append(lastSeq, to: &out)
         }
         return out
     }
