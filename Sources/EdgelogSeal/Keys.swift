@@ -197,9 +197,10 @@ public final class FileSigner: SegmentSigner {
         try key.sign(message)
     }
 
-    /// The key is only read: BoringSSL's keys (Ed25519's bytes, P-256's EC_KEY, which ECDSA_do_sign
-    /// takes const) may be used by several threads at once when none changes them, and HMAC is a
-    /// pure function of the secret and the message.
+    /// The key is only read: swift-crypto signs with Ed25519's key bytes read in place and with
+    /// P-256's EC_KEY, which BoringSSL's ECDSA_do_sign takes const (keys may be used by several
+    /// threads at once when none changes them), and HMAC is a pure function of the secret and the
+    /// message.
     public var signsConcurrently: Bool { true }
 
     public func verifies(_ signature: [UInt8], of message: [UInt8]) -> Bool {

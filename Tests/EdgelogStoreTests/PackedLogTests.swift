@@ -878,8 +878,6 @@ private func writeStaged(_ frames: [[PackedRecord]], on log: PackedLog, unstaged
     return built
 }
 
-/// Stops the staging thread for `ms` before the first frame it builds at or after each of `at`
-/// (a record's mono_ctr), once each.
 /// The key file's signer, except that the first call made on a thread other than the one that made
 /// it (the staging thread's) stops inside the signature until `release` (at most 10 s: a test that
 /// deadlocks fails instead of hanging). Counts how many calls were inside at once.
@@ -957,6 +955,8 @@ private final class ThreadStallingSigner: SegmentSigner, @unchecked Sendable {
     }
 }
 
+/// Stops the staging thread for `ms` before the first frame it builds at or after each of `at`
+/// (a record's mono_ctr), once each.
 private final class StallPlan: @unchecked Sendable {
     private let lock = NSLock()
     private var left: [UInt64]
