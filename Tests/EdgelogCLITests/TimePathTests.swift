@@ -7,7 +7,12 @@ import Testing
 
 @Suite("Time path", .serialized)
 struct TimePathTests {
-    static let libfaketime = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"]
+    // The MT build: with FAKETIME_NO_CACHE every clock call re-reads the timestamp file into
+    // libfaketime's static buffers and re-parses it, and the plain build (0.9.10) does that with no
+    // lock, so a second thread of ingest reading the clock at the same moment got the real time now
+    // and then (2 of 8 runs recorded two extra steps: -3600 s, then 0, then -3600 s again). The MT
+    // build takes a mutex around the whole faked call: 0 of 30 runs failed.
+    static let libfaketime = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1"]
         .first { FileManager.default.fileExists(atPath: $0) }
 
     @Test("wall-clock steps under libfaketime: mono_ctr strictly increases, every step is recorded with direction and magnitude")
