@@ -37,8 +37,9 @@ extension CommitBuffer {
     }
 }
 
-/// A store the pipeline commits to.
-public protocol CommitStore: AnyObject {
+/// A store the pipeline commits to. Its type is used from the committer's own queue (the pipeline,
+/// generic over it, is captured there), hence `SendableMetatype`.
+public protocol CommitStore: AnyObject, SendableMetatype {
     associatedtype Buffer: CommitBuffer
     func makeCommitBuffer() -> Buffer
     func commit(_ buffer: Buffer, markClean: Bool) throws(StoreError) -> CommitReceipt?
@@ -71,7 +72,7 @@ extension PackedEvidenceStore: CommitStore {
     public func makeCommitBuffer() -> FrameBuilder { makeBuilder() }
     public var committedBoEvent: UInt32 { metadata.state.boEvent }
     public func makeSequencer() -> Sequencer {
-        Sequencer(mono: metadata.state.monoHWM, lastSeq: metadata.state.tables.sources.map { ($0.name, $0.lastSeq) },
+        Sequencer(mono: metadata.state.monoHWM, lastSeq: Array(zip(metadata.state.tables.names, metadata.state.tables.lastSeqs)),
                   maxSources: PackedTables.maxSources)
     }
     public var evidenceBound: Int { PackedTables.maxSources + 4 }

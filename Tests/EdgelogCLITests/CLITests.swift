@@ -122,7 +122,7 @@ struct CLITests {
         let s = try Scratch()
         let junk = s.path("junk.bin")
         let bytes = Data((0..<300_000).map { _ in UInt8.random(in: 0...255) })
-        FileManager.default.createFile(atPath: junk, contents: bytes)
+        #expect(FileManager.default.createFile(atPath: junk, contents: bytes), "could not write the test file")
         for command in [["export"], ["inspect"], ["ingest", "--unsigned"]] {
             let r = try edgelog(command + ["--device", junk], input: "{\"a\":1}\n")
             #expect(r.code == 2, "\(command): \(r.err)")
@@ -134,7 +134,7 @@ struct CLITests {
         try edgelog(["format", "--device", store, "--size", "1M"])
         let full = try Data(contentsOf: URL(fileURLWithPath: store))
         let cut = s.path("cut.img")
-        FileManager.default.createFile(atPath: cut, contents: full.prefix(600_000))
+        #expect(FileManager.default.createFile(atPath: cut, contents: full.prefix(600_000)), "could not write the test file")
         let truncated = try edgelog(["inspect", "--device", cut])
         #expect(truncated.code == 2)
         #expect(truncated.err.contains("truncated"))
@@ -142,7 +142,7 @@ struct CLITests {
         var newer = full
         newer[8] = 9
         let newerPath = s.path("newer.img")
-        FileManager.default.createFile(atPath: newerPath, contents: newer)
+        #expect(FileManager.default.createFile(atPath: newerPath, contents: newer), "could not write the test file")
         let r = try edgelog(["ingest", "--unsigned", "--device", newerPath], input: "{\"a\":1}\n")
         #expect(r.code == 5)
         #expect(r.err.contains("format version 9"))

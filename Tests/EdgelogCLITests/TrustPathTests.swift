@@ -285,15 +285,15 @@ struct TrustPathTests {
         let signature = try #require(Hex.decode(fields["signature"] as? String ?? ""))
         #expect(statement.count == 352)
         let stmt = s.path("statement.bin"), sig = s.path("signature.bin")
-        FileManager.default.createFile(atPath: stmt, contents: Data(statement))
+        #expect(FileManager.default.createFile(atPath: stmt, contents: Data(statement)), "could not write the test file")
         let r: Outcome
         switch alg {
         case "ed25519":
-            FileManager.default.createFile(atPath: sig, contents: Data(signature))
+            #expect(FileManager.default.createFile(atPath: sig, contents: Data(signature)), "could not write the test file")
             r = try runProcess("/usr/bin/env", ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", keys + "/signing-key.pub.pem",
                                                 "-rawin", "-in", stmt, "-sigfile", sig])
         case "ecdsa-p256":
-            FileManager.default.createFile(atPath: sig, contents: Data(derSignature(signature)))
+            #expect(FileManager.default.createFile(atPath: sig, contents: Data(derSignature(signature))), "could not write the test file")
             r = try runProcess("/usr/bin/env", ["openssl", "dgst", "-sha256", "-verify", keys + "/signing-key.pub.pem", "-signature", sig, stmt])
         default:
             let secret = try String(contentsOfFile: keys + "/hmac-key.hex", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -305,7 +305,7 @@ struct TrustPathTests {
         // A one-bit change of the statement must not verify.
         var bad = statement
         bad[100] ^= 1
-        FileManager.default.createFile(atPath: stmt, contents: Data(bad))
+        #expect(FileManager.default.createFile(atPath: stmt, contents: Data(bad)), "could not write the test file")
         if alg == "ed25519" {
             let fail = try runProcess("/usr/bin/env", ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", keys + "/signing-key.pub.pem",
                                                        "-rawin", "-in", stmt, "-sigfile", sig])

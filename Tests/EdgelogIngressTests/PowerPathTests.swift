@@ -30,7 +30,7 @@ private func formatted(segment: Int, slots: Int) throws -> MemoryBlockDevice {
 private func records(_ device: BlockDevice) throws -> [(type: UInt16, payload: String, mono: UInt64)] {
     let analysis = try EvidenceStore.analyze(device: device)
     var out: [(UInt16, String, UInt64)] = []
-    try StoreReader.forEachRecord(device: device, analysis: analysis) { _, r in
+    StoreReader.forEachRecord(device: device, analysis: analysis) { _, r in
         out.append((r.rawType, String(decoding: r.payload, as: UTF8.self), r.mono))
     }
     return out

@@ -313,7 +313,7 @@ struct PackedLogKeyTests {
         let decoder = PackageRoot.url.appendingPathComponent("scripts/edgelog_decode.py").path
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("edgelog-fork-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        FileManager.default.createFile(atPath: path, contents: Data(forkDevice.bytes))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(forkDevice.bytes)), "could not write the test file")
         let py = try run("/usr/bin/env", ["python3", decoder, "--packed-store", path])
         let frameLines = String(decoding: py.out, as: UTF8.self).split(separator: "\n").filter { $0.contains("\"kind\":\"frame\"") }
         #expect(frameLines.count == 3, "\(frameLines)")

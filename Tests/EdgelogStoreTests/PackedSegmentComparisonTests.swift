@@ -83,7 +83,7 @@ struct PackedSegmentComparisonTests {
                 variants.append(("flip\(v)", b))
             }
             for (label, image) in variants {
-                FileManager.default.createFile(atPath: path, contents: Data(image))
+                #expect(FileManager.default.createFile(atPath: path, contents: Data(image)), "could not write the test file")
                 let r = try run("/usr/bin/env", ["python3", decoder, "--segment", path, "--sector-size", "512"])
                 let lines = String(decoding: r.out, as: UTF8.self).split(separator: "\n").map(String.init)
                 compared += 1

@@ -55,7 +55,7 @@ struct PackedStoreComparisonTests {
                 let memory = MemoryBlockDevice(image: image, sectorSize: sector)
                 let h = try PackedHistory.analyze(device: memory)
                 let want = expectedLines(h, h.frames(device: memory))
-                FileManager.default.createFile(atPath: path, contents: Data(image))
+                #expect(FileManager.default.createFile(atPath: path, contents: Data(image)), "could not write the test file")
                 let r = try run("/usr/bin/env", ["python3", decoder, "--packed-store", path])
                 let lines = String(decoding: r.out, as: UTF8.self).split(separator: "\n").map(String.init)
                 compared += 1
@@ -95,7 +95,7 @@ struct PackedStoreComparisonTests {
         let h = try PackedHistory.analyze(device: memory)
         #expect(h.state.tables.badSlots.map(\.slot) == [2] && h.wrapCount >= 1)
         let want = expectedLines(h, h.frames(device: memory))
-        FileManager.default.createFile(atPath: path, contents: Data(device.current))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(device.current)), "could not write the test file")
         let r = try run("/usr/bin/env", ["python3", decoder, "--packed-store", path])
         let lines = String(decoding: r.out, as: UTF8.self).split(separator: "\n").map(String.init)
         #expect(r.code == 0 && lines.count > 100)
@@ -126,7 +126,7 @@ struct PackedExportTests {
             // The second session stops without closing: the third writes recovery records.
             if session != 1 { try pipeline.close() }
         }
-        FileManager.default.createFile(atPath: path, contents: Data(memory.bytes))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(memory.bytes)), "could not write the test file")
         let export = try run(root.appendingPathComponent(".build/debug/edgelog").path, ["export", "--device", path])
         #expect(export.code == 0, "\(String(decoding: export.err, as: UTF8.self))")
         let decoded = try run("/usr/bin/env", ["python3", root.appendingPathComponent("scripts/edgelog_decode.py").path, "--packed-store", path])
@@ -185,7 +185,7 @@ struct PackedVerifyCLITests {
             if n % 3 == 2 { try pipeline.flush() }
         }
         try pipeline.close()
-        FileManager.default.createFile(atPath: path, contents: Data(memory.bytes))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(memory.bytes)), "could not write the test file")
         let passed = try run(binary, ["verify", "--device", path, "--allow-unsigned", "--json"])
         let lines = String(decoding: passed.out, as: UTF8.self).split(separator: "\n").map(String.init)
         #expect(passed.code == 0, "\(lines.suffix(3))")
@@ -196,7 +196,7 @@ struct PackedVerifyCLITests {
         let head = try run(binary, ["head", "--device", path, "--json"])
         #expect(head.code == 0)
         #expect(String(decoding: head.out, as: UTF8.self).hasPrefix("{\"format\":\"edgelog-head\",\"version\":3,"))
-        FileManager.default.createFile(atPath: anchor, contents: head.out)
+        #expect(FileManager.default.createFile(atPath: anchor, contents: head.out), "could not write the test file")
         #expect(try run(binary, ["verify", "--device", path, "--allow-unsigned", "--anchor", anchor]).code == 0)
         let inspect = try run(binary, ["inspect", "--device", path, "--json", "--verify"])
         #expect(inspect.code == 0)

@@ -25,7 +25,7 @@ struct WindowOutcome {
         let analysis = try EvidenceStore.analyze(device: device)
         clean = analysis.state.clean
         boEvent = analysis.state.boEvent
-        try StoreReader.forEachRecord(device: device, analysis: analysis) { _, r in
+        StoreReader.forEachRecord(device: device, analysis: analysis) { _, r in
             types.append(r.type)
             switch r.type {
             case .data:

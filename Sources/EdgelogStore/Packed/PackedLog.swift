@@ -335,7 +335,7 @@ public final class PackedLog {
     public var identity: PackedIdentity {
         didSet {
             writerGeneration &+= 1
-            serializedSign = Self.serialized(identity, lock: signLock)
+            signOnEitherThread = Self.signOnEitherThread(identity, lock: signLock)
         }
     }
     private var writer: PackedSegmentWriter?
@@ -480,7 +480,7 @@ public final class PackedLog {
                 clock: @escaping () -> UInt64) throws(PackedLogError) {
         self.device = device
         self.identity = identity
-        serializedSign = Self.serialized(identity, lock: signLock)
+        signOnEitherThread = Self.signOnEitherThread(identity, lock: signLock)
         self.clock = clock
         guard h.metadata.geometry.sectorSize >= device.sectorSize else {
             throw .sectorMismatch(store: h.metadata.geometry.sectorSize, device: device.sectorSize)
@@ -848,12 +848,12 @@ public final class PackedLog {
         }
         var result: (offset: Int, bytes: [UInt8])
         do {
-            result = try w.append(records, changes: changes, sign: serializedSign)
+            result = try w.append(records, changes: changes, sign: signOnEitherThread)
         } catch PackedWriteProblem.segmentFull(let need, _) {
             guard w.frames > 0 else { throw .frameTooLarge(need) }
             w = try openSegment(&records)
             opened = true
-            do { result = try w.append(records, changes: changes, sign: serializedSign) } catch {
+            do { result = try w.append(records, changes: changes, sign: signOnEitherThread) } catch {
                 if case .segmentFull(let n, _) = error { throw .frameTooLarge(n) }
                 throw .write(error)
             }
@@ -958,7 +958,7 @@ public final class PackedLog {
         guard let frames = writer?.frames, previous == nil || previous?.job != nil else { return }
         if stagingThread == nil { stagingThread = StagingThread(beforeBuild: stagingBeforeBuild) }
         staged.job = stagingThread?.submit(writer: previous == nil ? writer : nil, records: staged.records, changes: staged.changes,
-                                           sign: serializedSign, after: previous?.job)
+                                           sign: signOnEitherThread, after: previous?.job)
         staged.generation = writerGeneration
         staged.index = previous.map { $0.index + 1 } ?? frames
     }
@@ -1059,10 +1059,10 @@ public final class PackedLog {
     /// and a token or secure element behind `SegmentSigner` need not take two calls at once, so
     /// unless the identity's signer signs concurrently the calls go one at a time. Made once per
     /// identity, not per frame.
-    private var serializedSign: (@Sendable ([UInt8]) throws -> [UInt8])?
+    private var signOnEitherThread: (@Sendable ([UInt8]) throws -> [UInt8])?
     private let signLock = Monitor()
 
-    private static func serialized(_ identity: PackedIdentity, lock: Monitor) -> (@Sendable ([UInt8]) throws -> [UInt8])? {
+    private static func signOnEitherThread(_ identity: PackedIdentity, lock: Monitor) -> (@Sendable ([UInt8]) throws -> [UInt8])? {
         guard let sign = identity.sign else { return nil }
         if identity.signsConcurrently { return sign }
         return { message in
